@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The one command that runs every test on a fresh machine (README: `npm test`).
+# Installs what is missing, builds, then runs unit, simulator (swtpm, SoftHSM2) and real-SPIRE tests
+# in a single `node --test` run so that one summary line covers all of them.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+bash scripts/ensure-deps.sh
+export SPIRE_BIN_DIR="$(bash simulators/spire/ensure-spire.sh 2>/dev/null)"
+say "building TypeScript (tsc)"
+npm run --silent build
+shopt -s globstar nullglob
+files=(dist/test/**/*.test.js)
+say "running ${#files[@]} test files with node --test"
+exec node --test --test-concurrency=1 --test-timeout=600000 "${files[@]}"
