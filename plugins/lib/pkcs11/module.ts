@@ -1,0 +1,97 @@
+/**
+ * Process-global PKCS#11 module manager. A PKCS#11 library is process-global: a second load of the same path shares
+ * the instance, its C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED and a C_Finalize from one user breaks every
+ * other user (research §3.1). So each module path is loaded and initialised once, reference-counted, and finalised when
+ * the last user releases it. C_Initialize is always called with CKF_OS_LOCKING_OK: without it SoftHSM disables its
+ * mutexes and concurrent async calls crash the process.
+ */
+import * as pkcs11js from 'pkcs11js';
+import { CKR, Pkcs11Error, p11, toPkcs11Error } from './errors';
+import { RwGate } from './gate';
+
+export interface ModuleOptions {
+  /** NSS-style library parameters (rare). */
+  libraryParameters?: string;
+}
+
+export class ModuleHandle {
+  readonly path: string;
+  readonly pkcs11: pkcs11js.PKCS11;
+  /** Shared by operations, exclusive for re-initialisation. */
+  readonly gate = new RwGate();
+  /** Incremented by every successful re-initialisation; sessions and handles of an older generation are dead. */
+  generation = 0;
+  refs = 0;
+  private readonly options: ModuleOptions;
+
+  constructor(path: string, options: ModuleOptions) {
+    this.path = path;
+    this.options = options;
+    this.pkcs11 = new pkcs11js.PKCS11();
+    p11('load', () => this.pkcs11.load(path));
+    this.initialize();
+  }
+
+  private initialize(): void {
+    const opts: pkcs11js.InitializationOptions = { flags: pkcs11js.CKF_OS_LOCKING_OK };
+    if (this.options.libraryParameters) opts.libraryParameters = this.options.libraryParameters;
+    try {
+      this.pkcs11.C_Initialize(opts);
+    } catch (e) {
+      const err = toPkcs11Error(e, 'C_Initialize');
+      if (!(err instanceof Pkcs11Error && err.ckr === CKR.CRYPTOKI_ALREADY_INITIALIZED)) throw err;
+    }
+  }
+
+  /**
+   * C_Finalize + C_Initialize. The caller MUST hold `gate` exclusively (drained). Idempotent per generation: if
+   * somebody else already re-initialised since `seenGeneration`, nothing is done.
+   */
+  reinitialize(seenGeneration: number): void {
+    if (this.generation !== seenGeneration) return;
+    try {
+      this.pkcs11.C_Finalize();
+    } catch {
+      /* already finalised / broken: initialise anyway */
+    }
+    this.initialize();
+    this.generation++;
+  }
+}
+
+const modules = new Map<string, ModuleHandle>();
+
+/** Loads (once) and initialises the module at `path`; every call must be paired with {@link releaseModule}. */
+export function acquireModule(path: string, options: ModuleOptions = {}): ModuleHandle {
+  let m = modules.get(path);
+  if (!m) {
+    m = new ModuleHandle(path, options);
+    modules.set(path, m);
+  }
+  m.refs++;
+  return m;
+}
+
+/** Drops one reference; the last one drains in-flight calls, finalises and unloads the module. */
+export async function releaseModule(m: ModuleHandle): Promise<void> {
+  m.refs--;
+  if (m.refs > 0) return;
+  modules.delete(m.path);
+  await m.gate.exclusive(async () => {
+    try {
+      m.pkcs11.C_Finalize();
+    } catch {
+      /* ignore */
+    }
+    try {
+      m.pkcs11.close();
+    } catch {
+      /* ignore */
+    }
+  });
+}
+
+/** For tests: how many users a module path currently has. */
+export function moduleRefCount(path: string): number {
+  return modules.get(path)?.refs ?? 0;
+}
