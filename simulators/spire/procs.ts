@@ -1,0 +1,175 @@
+// Process bookkeeping for the SPIRE harness: every process the harness starts is recorded here by PID and stopped by PID
+// (SIGTERM, wait, SIGKILL after a timeout). Each SPIRE process is spawned as the leader of its own process group so that
+// its children (external plugin processes) can be signalled together with it; SPIRE also sets Pdeathsig=SIGKILL on its
+// plugins on Linux. A process 'exit' hook SIGKILLs anything still recorded, so a crashed test run leaves nothing behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+
+export interface ManagedProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** Resolves when the process has exited (never rejects). */
+  readonly exited: Promise<ExitInfo>;
+  exitInfo: ExitInfo | undefined;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+const live = new Map<number, ManagedProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const p of live.values()) {
+      killGroup(p.pid, 'SIGKILL');
+    }
+    live.clear();
+  });
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  // Signal the process group we created (spawned with detached: true => pgid == pid), then the PID itself in case it
+  // left the group. ESRCH just means it is already gone.
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    /* already gone */
+  }
+  try {
+    process.kill(pid, signal);
+  } catch {
+    /* already gone */
+  }
+}
+
+export interface SpawnLoggedOptions {
+  name: string;
+  cmd: string;
+  args: string[];
+  logFile: string;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Spawns a long-running process whose stdout and stderr are appended to `logFile`. */
+export function spawnLogged(opts: SpawnLoggedOptions): ManagedProcess {
+  installExitHook();
+  const fd = fs.openSync(opts.logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(opts.cmd, opts.args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['ignore', fd, fd],
+      detached: true,
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (child.pid === undefined) {
+    throw new Error(`failed to spawn ${opts.cmd}`);
+  }
+  const pid = child.pid;
+  let resolveExit!: (e: ExitInfo) => void;
+  const exited = new Promise<ExitInfo>((r) => (resolveExit = r));
+  const mp: ManagedProcess = { name: opts.name, pid, child, exited, exitInfo: undefined };
+  child.on('error', () => {
+    /* reported through 'exit' */
+  });
+  child.on('exit', (code, signal) => {
+    mp.exitInfo = { code, signal };
+    live.delete(pid);
+    resolveExit(mp.exitInfo);
+  });
+  // Keep the test runner from waiting on these handles; they are stopped explicitly.
+  child.unref();
+  live.set(pid, mp);
+  return mp;
+}
+
+/** SIGTERM (or `signal`), wait up to `graceMs`, then SIGKILL the process and its group. Idempotent. */
+export async function stopProcess(p: ManagedProcess, graceMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<ExitInfo> {
+  if (p.exitInfo) {
+    // The leader is gone; make sure no plugin child of its group survived.
+    killGroup(p.pid, 'SIGKILL');
+    return p.exitInfo;
+  }
+  try {
+    process.kill(p.pid, signal);
+  } catch {
+    /* gone */
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((r) => {
+    timer = setTimeout(() => r('timeout'), graceMs);
+  });
+  const res = await Promise.race([p.exited, timedOut]);
+  if (timer) clearTimeout(timer);
+  if (res === 'timeout') {
+    killGroup(p.pid, 'SIGKILL');
+    const info = await p.exited;
+    killGroup(p.pid, 'SIGKILL');
+    return info;
+  }
+  // Leader exited; reap any stragglers in its group (plugins normally die with it via Pdeathsig).
+  killGroup(p.pid, 'SIGKILL');
+  return res;
+}
+
+/** Safety net: stops every process still recorded (used from `after()` hooks). */
+export async function stopAllProcesses(graceMs = 5_000): Promise<void> {
+  await Promise.all([...live.values()].map((p) => stopProcess(p, graceMs)));
+}
+
+export function liveProcesses(): ReadonlyArray<{ name: string; pid: number }> {
+  return [...live.values()].map((p) => ({ name: p.name, pid: p.pid }));
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a short-lived command (a SPIRE CLI call) with a hard timeout; the child is killed by PID on timeout. */
+export function runCommand(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}): Promise<RunResult> {
+  installExitHook();
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on('data', (b: Buffer) => out.push(b));
+    child.stderr?.on('data', (b: Buffer) => err.push(b));
+    if (opts.input !== undefined) {
+      child.stdin?.end(opts.input);
+    }
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }, opts.timeoutMs ?? 30_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+  });
+}
