@@ -1,0 +1,184 @@
+// Structural parse of an X.509 certificate: raw Names, validity, signature algorithm, extensions.
+import { X509Certificate as NodeX509 } from 'node:crypto';
+import { DerError, Tlv, children, decodeInteger, decodeOid, decodeTime, expectTag, single } from './der';
+
+export interface Extension {
+  oid: string;
+  critical: boolean;
+  value: Buffer;
+}
+
+export interface ParsedCertificate {
+  der: Buffer;
+  version: number; // 1..3
+  rawIssuer: Buffer;
+  rawSubject: Buffer;
+  rawSpki: Buffer;
+  notBefore: Date;
+  notAfter: Date;
+  /** outer signatureAlgorithm OID and its raw AlgorithmIdentifier */
+  sigAlgOid: string;
+  sigAlgRaw: Buffer;
+  tbsSigAlgRaw: Buffer;
+  extensions: Extension[];
+  /** Node's object (signature verification, public key). */
+  node: NodeX509;
+}
+
+export class CertificateParseError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CertificateParseError';
+  }
+}
+
+export function parseCertificate(der: Buffer | Uint8Array): ParsedCertificate {
+  const buf = Buffer.from(der);
+  try {
+    const cert = expectTag(single(buf), 0x30, 'Certificate SEQUENCE');
+    const [tbs, sigAlg, sigVal] = children(cert.value);
+    expectTag(tbs, 0x30, 'TBSCertificate');
+    expectTag(sigAlg, 0x30, 'signatureAlgorithm');
+    expectTag(sigVal, 0x03, 'signatureValue');
+    const f = children(tbs!.value);
+    let i = 0;
+    let version = 1;
+    if (f[0]?.tag === 0xa0) {
+      version = decodeInteger(expectTag(children(f[0].value)[0], 0x02, 'version').value) + 1;
+      i++;
+    }
+    expectTag(f[i++], 0x02, 'serialNumber');
+    const tbsSigAlg = expectTag(f[i++], 0x30, 'signature');
+    const issuer = expectTag(f[i++], 0x30, 'issuer');
+    const validity = children(expectTag(f[i++], 0x30, 'validity').value);
+    const subject = expectTag(f[i++], 0x30, 'subject');
+    const spki = expectTag(f[i++], 0x30, 'subjectPublicKeyInfo');
+    if (validity.length !== 2) throw new DerError('validity must have 2 times');
+    const extensions: Extension[] = [];
+    for (; i < f.length; i++) {
+      const t = f[i]!;
+      if (t.tag === 0xa3) {
+        if (version !== 3) throw new DerError('extensions in a non-v3 certificate');
+        const seen = new Set<string>();
+        for (const e of children(expectTag(children(t.value)[0], 0x30, 'Extensions').value)) {
+          const parts = children(expectTag(e, 0x30, 'Extension').value);
+          const oid = decodeOid(expectTag(parts[0], 0x06, 'extnID').value);
+          let critical = false;
+          let k = 1;
+          if (parts[1]?.tag === 0x01) {
+            critical = parts[1].value.length === 1 && parts[1].value[0] !== 0;
+            k = 2;
+          }
+          const value = expectTag(parts[k], 0x04, 'extnValue').value;
+          if (seen.has(oid)) throw new DerError(`duplicate extension ${oid}`);
+          seen.add(oid);
+          extensions.push({ oid, critical, value });
+        }
+      } else if (t.tag !== 0x81 && t.tag !== 0x82 && t.tag !== 0xa1 && t.tag !== 0xa2) {
+        throw new DerError(`unexpected TBSCertificate field tag 0x${t.tag.toString(16)}`);
+      }
+    }
+    const sigAlgOid = decodeOid(expectTag(children(sigAlg!.value)[0], 0x06, 'algorithm OID').value);
+    return {
+      der: buf,
+      version,
+      rawIssuer: Buffer.from(issuer.raw),
+      rawSubject: Buffer.from(subject.raw),
+      rawSpki: Buffer.from(spki.raw),
+      notBefore: decodeTime(validity[0]!),
+      notAfter: decodeTime(validity[1]!),
+      sigAlgOid,
+      sigAlgRaw: Buffer.from(sigAlg!.raw),
+      tbsSigAlgRaw: Buffer.from(tbsSigAlg.raw),
+      extensions,
+      node: new NodeX509(buf),
+    };
+  } catch (e) {
+    throw new CertificateParseError(`malformed certificate: ${(e as Error).message}`);
+  }
+}
+
+export function getExtension(c: ParsedCertificate, oid: string): Extension | undefined {
+  return c.extensions.find((e) => e.oid === oid);
+}
+
+export const OID = {
+  basicConstraints: '2.5.29.19',
+  keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+  subjectAltName: '2.5.29.17',
+  nameConstraints: '2.5.29.30',
+  subjectKeyId: '2.5.29.14',
+  authorityKeyId: '2.5.29.35',
+  crlDistributionPoints: '2.5.29.31',
+  certificatePolicies: '2.5.29.32',
+  subjectDirectoryAttributes: '2.5.29.9',
+  authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
+  commonName: '2.5.4.3',
+  tcgEkCertificateEku: '2.23.133.8.1',
+  tcgAttributePrefix: '2.23.133.2.',
+} as const;
+
+export interface BasicConstraints {
+  ca: boolean;
+  pathLen?: number;
+}
+
+export function basicConstraints(c: ParsedCertificate): BasicConstraints | undefined {
+  const e = getExtension(c, OID.basicConstraints);
+  if (!e) return undefined;
+  const items = children(expectTag(single(e.value), 0x30, 'BasicConstraints').value);
+  let ca = false;
+  let k = 0;
+  if (items[0]?.tag === 0x01) {
+    ca = items[0].value[0] !== 0;
+    k = 1;
+  }
+  const out: BasicConstraints = { ca };
+  if (items[k]) out.pathLen = decodeInteger(expectTag(items[k], 0x02, 'pathLenConstraint').value);
+  return out;
+}
+
+/** KeyUsage bits as a number where bit i (RFC 5280 order, digitalSignature = 0) is (1 << i). */
+export function keyUsageBits(c: ParsedCertificate): number | undefined {
+  const e = getExtension(c, OID.keyUsage);
+  if (!e) return undefined;
+  const bs = expectTag(single(e.value), 0x03, 'KeyUsage BIT STRING').value;
+  let bits = 0;
+  for (let i = 1; i < bs.length; i++) {
+    for (let b = 0; b < 8; b++) if (bs[i]! & (0x80 >> b)) bits |= 1 << ((i - 1) * 8 + b);
+  }
+  return bits;
+}
+
+export const KEY_USAGE_KEY_CERT_SIGN = 1 << 5;
+
+export interface GeneralNameInfo {
+  /** context tag number 0..8 (1 rfc822, 2 dNSName, 4 directoryName, 6 URI, 7 iPAddress) */
+  type: number;
+  value: Buffer;
+}
+
+export function subjectAltNames(c: ParsedCertificate): GeneralNameInfo[] | undefined {
+  const e = getExtension(c, OID.subjectAltName);
+  if (!e) return undefined;
+  return children(expectTag(single(e.value), 0x30, 'GeneralNames').value).map((t: Tlv) => ({ type: t.tag & 0x1f, value: t.value }));
+}
+
+/** Attribute (OID, raw value TLV) pairs of a Name (RDNSequence content). */
+export function nameAttributes(rawName: Buffer): { oid: string; value: Tlv }[] {
+  const out: { oid: string; value: Tlv }[] = [];
+  for (const rdn of children(expectTag(single(rawName), 0x30, 'Name').value)) {
+    for (const atv of children(expectTag(rdn, 0x31, 'RDN SET').value)) {
+      const [t, v] = children(expectTag(atv, 0x30, 'AttributeTypeAndValue').value);
+      out.push({ oid: decodeOid(expectTag(t, 0x06, 'attribute type').value), value: v! });
+    }
+  }
+  return out;
+}
+
+export function extKeyUsages(c: ParsedCertificate): string[] | undefined {
+  const e = getExtension(c, OID.extKeyUsage);
+  if (!e) return undefined;
+  return children(expectTag(single(e.value), 0x30, 'ExtKeyUsage').value).map((t) => decodeOid(expectTag(t, 0x06, 'KeyPurposeId').value));
+}
