@@ -30,6 +30,8 @@ export interface HasherStats {
   bytesHashed: number;
   uncacheable: number;
   evictions: number;
+  /** Highest number of hash jobs that were reading at the same time. */
+  peakJobs: number;
 }
 
 export class LruCache<V> {
@@ -66,7 +68,7 @@ export function cancelledError(): AttestError {
 }
 
 class Semaphore {
-  private active = 0;
+  active = 0;
   private readonly queue: Array<() => void> = [];
   constructor(private readonly limit: number) {}
 
@@ -121,7 +123,7 @@ export class ExeHasher {
   private readonly sem: Semaphore;
   private readonly buffers: Buffer[] = [];
   private readonly bufferSize: number;
-  readonly stats: HasherStats = { hits: 0, misses: 0, joined: 0, hashed: 0, bytesHashed: 0, uncacheable: 0, evictions: 0 };
+  readonly stats: HasherStats = { hits: 0, misses: 0, joined: 0, hashed: 0, bytesHashed: 0, uncacheable: 0, evictions: 0, peakJobs: 0 };
 
   constructor(readonly options: HasherOptions) {
     this.lru = new LruCache<string>(Math.max(1, options.cacheSize));
@@ -240,6 +242,7 @@ export class ExeHasher {
 
   private async hashFd(fd: number, path: string, key: string | undefined, signal: AbortSignal): Promise<string> {
     await this.sem.acquire(signal);
+    if (this.sem.active > this.stats.peakJobs) this.stats.peakJobs = this.sem.active;
     const buf = this.buffers.pop() ?? Buffer.allocUnsafe(this.bufferSize);
     try {
       const h = createHash('sha256');
