@@ -56,7 +56,7 @@ export const TEMPLATE_HEX: Readonly<Record<TemplateName, string>> = Object.freez
   'ek-ecc-p256-l2':
     '0023000b000300b20020' + EK_POLICY_A_SHA256_HEX + '0006008000430010' + '0003' + '0010' + '0020' + Z32 + '0020' + Z32,
   // EK ECC NIST P-384 high range "H-3" as swtpm_setup 0.7.1 creates it: nameAlg SHA-384, attrs 0x000300F2
-  // (adds userWithAuth), PolicyB-SHA384, AES-256-CFB, scheme NULL, curve 0x0004, kdf NULL, empty unique. 86 bytes.
+  // (adds userWithAuth), PolicyB-SHA384, AES-256-CFB, scheme NULL, curve 0x0004, kdf NULL, empty unique. 74 bytes.
   'ek-ecc-p384-h3':
     '0023000c000300f20030' + EK_POLICY_B_SHA384_HEX + '0006010000430010' + '0004' + '0010' + '0000' + '0000',
   // SRK RSA "H-1" as SPIRE uses it (SRKTemplateHighRSA): attrs 0x00030472
