@@ -1,0 +1,83 @@
+/**
+ * The plain value tree produced by the config parsers, plus side tables that keep
+ * source positions, number source text and the "repeated key" marker without
+ * changing the shape of the values themselves.
+ */
+
+/** 1-based line and column (column counted in UTF-16 code units from the line start). */
+export interface SourcePos {
+  readonly line: number;
+  readonly column: number;
+}
+
+/**
+ * A parsed configuration value. Integers outside the JS safe-integer range are `bigint`;
+ * all other numbers are `number`. JSON `null` never appears (a `null` member is dropped).
+ */
+export type ConfigValue = string | number | bigint | boolean | ConfigValue[] | ConfigObject;
+
+/** A parsed object/block. Keys are own enumerable properties (even `__proto__`); read with `Object.hasOwn`. */
+export interface ConfigObject {
+  [key: string]: ConfigValue;
+}
+
+interface ValueMeta {
+  readonly pos: SourcePos;
+  /** Source text of a number literal (Go decodes a number into a string field as its source text). */
+  readonly raw?: string;
+}
+
+const META = new WeakMap<object, Map<string | number, ValueMeta>>();
+const REPEATED = new WeakSet<object>();
+
+/** @internal */
+export function setMeta(container: object, key: string | number, meta: ValueMeta): void {
+  let m = META.get(container);
+  if (m === undefined) {
+    m = new Map();
+    META.set(container, m);
+  }
+  m.set(key, meta);
+}
+
+/** @internal */
+export function getMeta(container: object, key: string | number): ValueMeta | undefined {
+  return META.get(container)?.get(key);
+}
+
+/** @internal */
+export function markRepeated(arr: ConfigValue[]): ConfigValue[] {
+  REPEATED.add(arr);
+  return arr;
+}
+
+/**
+ * Where `container[key]` came from: for an object member, the position of its key
+ * (the first occurrence when the key is repeated); for a list element, the element.
+ */
+export function positionOf(container: ConfigObject | readonly ConfigValue[], key: string | number): SourcePos | undefined {
+  return getMeta(container, key)?.pos;
+}
+
+/** Source text of the number literal at `container[key]` (e.g. `"0x10"`, `"1e3"`), if it was a number. */
+export function numberSourceText(container: ConfigObject | readonly ConfigValue[], key: string | number): string | undefined {
+  return getMeta(container, key)?.raw;
+}
+
+/**
+ * True when the array is not a list literal but the accumulation of a key that appeared
+ * more than once in one body (`k = 1` `k = 2`, repeated blocks, or a JSON array of objects,
+ * which HCL v1 flattens into repeated keys).
+ */
+export function isRepeated(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && REPEATED.has(value);
+}
+
+/** @internal Define an own enumerable property (safe for `__proto__`). */
+export function defineKey(obj: ConfigObject, key: string, value: ConfigValue): void {
+  Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+export function isConfigObject(v: ConfigValue | undefined): v is ConfigObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
