@@ -50,6 +50,8 @@ export interface ObjectRef {
   readonly cls: number;
   readonly ckaId: Buffer;
   readonly label?: string;
+  /** Attribute holding `ckaId` (default CKA_ID; CKO_DATA objects use CKA_OBJECT_ID). */
+  readonly idAttr?: number;
   handle?: Buffer;
   epoch?: number;
 }
@@ -305,7 +307,7 @@ export class Pkcs11Client {
           return op();
         });
       } catch (e) {
-        err = e;
+        err = toPkcs11Error(e, what);
       }
       let tier: RecoveryTier | undefined;
       if (err instanceof Pkcs11Error) tier = err.tier;
@@ -397,7 +399,7 @@ export class Pkcs11Client {
     if (ref.handle && ref.epoch === this.epoch) return ref.handle;
     const tmpl: Attr[] = [
       { type: pkcs11js.CKA_CLASS, value: ref.cls },
-      { type: pkcs11js.CKA_ID, value: ref.ckaId },
+      { type: ref.idAttr ?? pkcs11js.CKA_ID, value: ref.ckaId },
     ];
     if (ref.label !== undefined) tmpl.push({ type: pkcs11js.CKA_LABEL, value: ref.label });
     const found = this.findSync(tmpl, 2);

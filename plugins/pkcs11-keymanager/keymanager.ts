@@ -1,0 +1,288 @@
+/**
+ * PKCS#11 KeyManager: one implementation for SPIRE server and agent (the protos are identical apart from the package).
+ * Keys live on the token as sensitive, non-extractable token objects; SignData receives the digest (never re-hashed):
+ *   EC   → CKM_ECDSA over the digest truncated to the order length, raw r‖s converted to DER;
+ *   RSA  → CKM_RSA_PKCS over DigestInfo(hash) ‖ digest;
+ *   PSS  → CKM_RSA_PKCS_PSS with Go's salt sentinels 0/-1 → hLen.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as pkcs11js from 'pkcs11js';
+import {
+  Pkcs11Error,
+  Pkcs11LibError,
+  type Pkcs11Logger,
+  acquireModule,
+  describeSelector,
+  describeTokens,
+  listTokens,
+  releaseModule,
+  selectToken,
+} from '../lib/pkcs11';
+import { type ConfigReport, type Pkcs11KeyManagerConfig, configFromObject } from './config';
+import { KeyBackend, type KeyEntry, DuplicateServerError } from './backend';
+import { labelFor } from './naming';
+import { HASHES, KeyTypeNum, digestInfoPrefix, ecdsaRawToDer, pssSaltLength } from './sigutil';
+
+/** Structural request/response shapes shared by the server and agent KeyManager protos (enums as numbers). */
+export interface PublicKeyMsg {
+  id: string;
+  type: number;
+  pkixData: Buffer;
+  fingerprint: string;
+}
+export interface GenerateKeyReq {
+  keyId: string;
+  keyType: number;
+}
+export interface SignDataReq {
+  keyId: string;
+  data: Buffer;
+  signerOpts:
+    | { $case: 'hashAlgorithm'; hashAlgorithm: number }
+    | { $case: 'pssOptions'; pssOptions: { saltLength: number; hashAlgorithm: number } }
+    | undefined;
+}
+
+/** Error with a gRPC status code; the plugin layer converts it to the SDK's PluginError. */
+export class KmError extends Error {
+  constructor(
+    readonly grpcCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+export const GrpcCode = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, FAILED_PRECONDITION: 9, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+
+const KEY_TYPES = new Set<number>([KeyTypeNum.EC_P256, KeyTypeNum.EC_P384, KeyTypeNum.RSA_2048, KeyTypeNum.RSA_4096]);
+
+/** Maps library errors to gRPC codes (research §3.9). */
+export function toKmError(e: unknown): Error {
+  if (e instanceof KmError) return e;
+  if (e instanceof Pkcs11LibError) {
+    const code = {
+      unavailable: GrpcCode.UNAVAILABLE,
+      not_found: GrpcCode.NOT_FOUND,
+      invalid_argument: GrpcCode.INVALID_ARGUMENT,
+      failed_precondition: GrpcCode.FAILED_PRECONDITION,
+      internal: GrpcCode.INTERNAL,
+    }[e.kind];
+    return new KmError(code, e.message);
+  }
+  if (e instanceof Pkcs11Error) {
+    const t = e.tier;
+    const code = t === 'pin' ? GrpcCode.FAILED_PRECONDITION : t === 'capacity' || t === 'device' ? GrpcCode.UNAVAILABLE : GrpcCode.INTERNAL;
+    return new KmError(code, `PKCS#11 error: ${e.message}`);
+  }
+  if (e instanceof DuplicateServerError) return new KmError(GrpcCode.FAILED_PRECONDITION, e.message);
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** Reads or creates (UUID v4, mode 0600) the server identifier file, as SPIRE's cloud KeyManagers do. */
+export function loadServerId(src: Pkcs11KeyManagerConfig['serverId'], log: Pkcs11Logger): string {
+  if (src.kind === 'value') return src.value;
+  try {
+    const id = fs.readFileSync(src.path, 'utf8').trim();
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(id)) throw new KmError(GrpcCode.INVALID_ARGUMENT, `key_identifier_file "${src.path}" does not hold a valid identifier`);
+    return id;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const id = crypto.randomUUID();
+  fs.mkdirSync(path.dirname(src.path), { recursive: true });
+  fs.writeFileSync(src.path, id + '\n', { mode: 0o600, flag: 'wx' });
+  log.info('created a new server key identifier file', { path: src.path, server_id: id });
+  return id;
+}
+
+export class Pkcs11KeyManagerCore {
+  private backend: KeyBackend | undefined;
+  /** Random per process; the lease object carries it to detect two live servers with one identifier. */
+  readonly instanceNonce = crypto.randomBytes(16).toString('hex');
+  private swapLock: Promise<unknown> = Promise.resolve();
+
+  constructor(public log: Pkcs11Logger) {}
+
+  /** Pure: decode + check the configuration object. */
+  static fromObject(raw: Record<string, unknown>, trustDomain: string, report: ConfigReport): Pkcs11KeyManagerConfig | undefined {
+    return configFromObject(raw, trustDomain, report);
+  }
+
+  /** Configure: open the token, load keys, then swap atomically (the old backend is drained and closed afterwards). */
+  apply(cfg: Pkcs11KeyManagerConfig): Promise<void> {
+    const run = async () => {
+      const serverId = loadServerId(cfg.serverId, this.log);
+      const old = this.backend;
+      // Same token+identity: release the old lease first, so the new backend does not see it as another server.
+      let next: KeyBackend;
+      try {
+        next = await KeyBackend.open(cfg, serverId, this.instanceNonce, this.log);
+      } catch (e) {
+        throw toKmError(e);
+      }
+      this.backend = next;
+      this.log.info('PKCS#11 KeyManager configured', {
+        server_id: serverId,
+        trust_domain: cfg.trustDomain,
+        label_prefix: cfg.labelPrefix,
+        keys: next.keys.size,
+      });
+      if (old) await old.close(false);
+    };
+    const p = this.swapLock.then(run, run);
+    this.swapLock = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Live checks for Validate: module loads, token present (listed otherwise), mechanisms, label lengths. No login. */
+  async validateLive(cfg: Pkcs11KeyManagerConfig, report: { error(m: string): void; note(m: string): void }): Promise<void> {
+    let m;
+    try {
+      m = acquireModule(cfg.modulePath, cfg.libraryParameters ? { libraryParameters: cfg.libraryParameters } : {});
+    } catch (e) {
+      report.error(`cannot load PKCS#11 module "${cfg.modulePath}": ${(e as Error).message}`);
+      return;
+    }
+    try {
+      const tokens = listTokens(m.pkcs11);
+      let t;
+      try {
+        t = selectToken(tokens, cfg.token);
+      } catch (e) {
+        report.error((e as Error).message);
+        return;
+      }
+      report.note(`token found: label "${t.label}", serial "${t.serial}", model "${t.model}" (${describeSelector(cfg.token)})`);
+      if (t.flags & pkcs11js.CKF_USER_PIN_LOCKED) report.error(`the user PIN of token "${t.label}" is locked`);
+      else if (t.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) report.error(`token "${t.label}" is at its final PIN try; the plugin will refuse to log in`);
+      else if (t.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW) report.note(`token "${t.label}" reports a recent wrong PIN (CKF_USER_PIN_COUNT_LOW)`);
+      const mechs = new Set(m.pkcs11.C_GetMechanismList(t.slot));
+      for (const [mech, name] of [
+        [pkcs11js.CKM_EC_KEY_PAIR_GEN, 'CKM_EC_KEY_PAIR_GEN (ec-p256/ec-p384 keys)'],
+        [pkcs11js.CKM_ECDSA, 'CKM_ECDSA (EC signing)'],
+        [pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN, 'CKM_RSA_PKCS_KEY_PAIR_GEN (rsa-2048/rsa-4096 keys)'],
+        [pkcs11js.CKM_RSA_PKCS, 'CKM_RSA_PKCS (RSA PKCS#1 v1.5 signing)'],
+        [pkcs11js.CKM_RSA_PKCS_PSS, 'CKM_RSA_PKCS_PSS (RSA-PSS signing)'],
+      ] as const) {
+        if (!mechs.has(mech)) report.note(`mechanism unsupported by the token: ${name}`);
+      }
+      const sid = cfg.serverId.kind === 'value' ? cfg.serverId.value : '00000000-0000-0000-0000-000000000000';
+      const naming = { prefix: cfg.labelPrefix, trustDomain: cfg.trustDomain, serverId: sid, maxLabelLength: cfg.maxLabelLength };
+      const longest = labelFor(naming, 'bundle-acme-acme_account+key');
+      const ca = labelFor(naming, 'x509-CA-A');
+      if (ca.hashed) {
+        report.note(
+          `labels like "${cfg.labelPrefix}${cfg.trustDomain}/${sid}/x509-CA-A" exceed max_label_length ${cfg.maxLabelLength}; hashed labels with a name object will be used`,
+        );
+      } else if (longest.hashed) report.note(`long key ids (ACME) will use hashed labels (max_label_length ${cfg.maxLabelLength})`);
+    } catch (e) {
+      report.error(`PKCS#11 check failed: ${(e as Error).message}`);
+    } finally {
+      await releaseModule(m);
+    }
+  }
+
+  private live(): KeyBackend {
+    if (!this.backend) throw new KmError(GrpcCode.FAILED_PRECONDITION, 'not configured');
+    return this.backend;
+  }
+
+  get current(): KeyBackend | undefined {
+    return this.backend;
+  }
+
+  static toPublicKey(e: KeyEntry): PublicKeyMsg {
+    return { id: e.id, type: e.type, pkixData: Buffer.from(e.pkix), fingerprint: e.fingerprint };
+  }
+
+  async generateKey(req: GenerateKeyReq): Promise<PublicKeyMsg> {
+    if (!req.keyId) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key id is required');
+    if (!req.keyType) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key type is required');
+    if (!KEY_TYPES.has(req.keyType)) throw new KmError(GrpcCode.INVALID_ARGUMENT, `unable to generate key "${req.keyId}" for unknown key type "${req.keyType}"`);
+    const b = this.live();
+    try {
+      const started = Date.now();
+      const e = await b.generate(req.keyId, req.keyType as KeyTypeNum);
+      this.log.info('key generated on token', { key_id: req.keyId, cka_id: e.ckaId.toString('hex'), fingerprint: e.fingerprint, ms: Date.now() - started });
+      return Pkcs11KeyManagerCore.toPublicKey(e);
+    } catch (err) {
+      throw toKmError(err);
+    }
+  }
+
+  getPublicKey(keyId: string): PublicKeyMsg | undefined {
+    if (!keyId) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key id is required');
+    const e = this.live().keys.get(keyId);
+    return e ? Pkcs11KeyManagerCore.toPublicKey(e) : undefined;
+  }
+
+  getPublicKeys(): PublicKeyMsg[] {
+    return [...this.live().keys.values()].sort((a, b) => a.id.localeCompare(b.id)).map(Pkcs11KeyManagerCore.toPublicKey);
+  }
+
+  async signData(req: SignDataReq): Promise<{ signature: Buffer; keyFingerprint: string }> {
+    if (!req.keyId) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key id is required');
+    const opts = req.signerOpts;
+    if (!opts) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'signer opts is required');
+    const hashNum = opts.$case === 'hashAlgorithm' ? opts.hashAlgorithm : opts.pssOptions.hashAlgorithm;
+    if (!hashNum) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'hash algorithm is required');
+    const hash = HASHES.get(hashNum);
+    if (!hash) throw new KmError(GrpcCode.INVALID_ARGUMENT, `hash algorithm not supported: ${hashNum}`);
+    const data = req.data ?? Buffer.alloc(0);
+    if (data.length !== hash.size) {
+      throw new KmError(GrpcCode.INVALID_ARGUMENT, `data length ${data.length} does not match the ${hash.name} digest size ${hash.size}`);
+    }
+    const b = this.live();
+    const e = b.keys.get(req.keyId);
+    if (!e) throw new KmError(GrpcCode.NOT_FOUND, `no such key "${req.keyId}"`);
+    let mech: pkcs11js.Mechanism;
+    let input: Buffer;
+    let outLen: number;
+    const isEc = e.type === KeyTypeNum.EC_P256 || e.type === KeyTypeNum.EC_P384;
+    if (isEc) {
+      if (opts.$case === 'pssOptions') throw new KmError(GrpcCode.INVALID_ARGUMENT, 'PSS options are only valid for RSA keys');
+      const order = e.curve!.orderBytes;
+      mech = { mechanism: pkcs11js.CKM_ECDSA };
+      // PKCS#11: use the leftmost order-length bytes of a longer digest (exact for P-256/P-384).
+      input = data.length > order ? Buffer.from(data.subarray(0, order)) : Buffer.from(data);
+      outLen = 2 * order;
+    } else {
+      const modBits = e.modBits!;
+      outLen = modBits / 8;
+      if (opts.$case === 'pssOptions') {
+        if (hash.ckm === undefined || hash.mgf === undefined) {
+          throw new KmError(GrpcCode.INVALID_ARGUMENT, `RSA-PSS with ${hash.name} is not supported by PKCS#11 2.40 tokens`);
+        }
+        const salt = pssSaltLength(opts.pssOptions.saltLength, hash.size, modBits);
+        if (typeof salt === 'string') throw new KmError(GrpcCode.INVALID_ARGUMENT, salt);
+        mech = {
+          mechanism: pkcs11js.CKM_RSA_PKCS_PSS,
+          parameter: { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: hash.ckm, mgf: hash.mgf, saltLen: salt } as pkcs11js.RsaPSS,
+        };
+        input = Buffer.from(data);
+      } else {
+        mech = { mechanism: pkcs11js.CKM_RSA_PKCS };
+        input = Buffer.concat([digestInfoPrefix(hash), data]);
+      }
+    }
+    let sig: Buffer;
+    try {
+      sig = await b.client.sign(e.priv, mech, input, outLen);
+    } catch (err) {
+      const k = toKmError(err);
+      if (k instanceof KmError && k.grpcCode === GrpcCode.NOT_FOUND) {
+        this.log.error('key vanished from the token', { key_id: req.keyId, error: k.message });
+      }
+      throw k;
+    }
+    return { signature: isEc ? ecdsaRawToDer(sig) : sig, keyFingerprint: e.fingerprint };
+  }
+
+  async close(): Promise<void> {
+    const b = this.backend;
+    this.backend = undefined;
+    if (b) await b.close(true);
+  }
+}
