@@ -1,0 +1,120 @@
+/** SDK binding of the PKCS#11 KeyManager (server and agent share this class). */
+import { Code, PluginError, registerSecret, type CallContext, type InitContext, type Logger } from '../sdk';
+import type { ConfigInput } from '../sdk';
+import type { ConfigStatus } from '../sdk/config/build';
+import { HclSyntaxError, parseConfigText } from '../sdk/config';
+import { type Pkcs11Logger, readPin } from '../lib/pkcs11';
+import type { Pkcs11KeyManagerConfig } from './config';
+import { GrpcCode, KmError, Pkcs11KeyManagerCore, type GenerateKeyReq, type PublicKeyMsg, type SignDataReq } from './keymanager';
+import { uvThreadpoolSize } from './uv-threadpool';
+
+export type { Pkcs11KeyManagerConfig } from './config';
+
+const CODE_MAP: Record<number, Code> = {
+  [GrpcCode.INVALID_ARGUMENT]: Code.INVALID_ARGUMENT,
+  [GrpcCode.NOT_FOUND]: Code.NOT_FOUND,
+  [GrpcCode.FAILED_PRECONDITION]: Code.FAILED_PRECONDITION,
+  [GrpcCode.INTERNAL]: Code.INTERNAL,
+  [GrpcCode.UNAVAILABLE]: Code.UNAVAILABLE,
+};
+
+function asPluginError(e: unknown): unknown {
+  if (e instanceof KmError) return new PluginError(CODE_MAP[e.grpcCode] ?? Code.INTERNAL, e.message);
+  return e;
+}
+
+function adaptLogger(l: Logger): Pkcs11Logger {
+  return {
+    debug: (m, f) => l.debug(m, f),
+    info: (m, f) => l.info(m, f),
+    warn: (m, f) => l.warn(m, f),
+    error: (m, f) => l.error(m, f),
+  };
+}
+
+const silent: Pkcs11Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export class Pkcs11KeyManager {
+  readonly core = new Pkcs11KeyManagerCore(silent);
+
+  init(ctx: InitContext): void {
+    this.core.log = adaptLogger(ctx.log);
+  }
+
+  /** Pure: HCL text → checked configuration (errors and notes go to `status`). */
+  buildConfig(input: ConfigInput, status: ConfigStatus): Pkcs11KeyManagerConfig | undefined {
+    let raw: Record<string, unknown>;
+    try {
+      raw = parseConfigText(input.hclText) as unknown as Record<string, unknown>;
+    } catch (e) {
+      status.errors.push(e instanceof HclSyntaxError ? `invalid HCL: ${e.message}` : `invalid configuration: ${(e as Error).message}`);
+      return undefined;
+    }
+    if (typeof raw['pin'] === 'string') registerSecret(raw['pin']);
+    const cfg = Pkcs11KeyManagerCore.fromObject(raw, input.trustDomain, {
+      error: (m) => status.errors.push(m),
+      warn: (m) => status.notes.push(m),
+    });
+    if (cfg && cfg.maxSessions > uvThreadpoolSize()) {
+      status.notes.push(
+        `max_sessions ${cfg.maxSessions} exceeds the libuv thread pool (UV_THREADPOOL_SIZE=${uvThreadpoolSize()}); set UV_THREADPOOL_SIZE in the plugin's environment`,
+      );
+    }
+    return cfg;
+  }
+
+  async applyConfig(cfg: Pkcs11KeyManagerConfig): Promise<void> {
+    // make sure a PIN read from a file or the environment can never show up in a log line
+    try {
+      registerSecret(readPin(cfg.pin));
+    } catch {
+      /* reported by the login itself */
+    }
+    try {
+      await this.core.apply(cfg);
+    } catch (e) {
+      throw asPluginError(e);
+    }
+  }
+
+  async validate(cfg: Pkcs11KeyManagerConfig, status: ConfigStatus): Promise<void> {
+    await this.core.validateLive(cfg, { error: (m) => status.errors.push(m), note: (m) => status.notes.push(m) });
+  }
+
+  async deinit(): Promise<void> {
+    await this.core.close();
+  }
+
+  async generateKey(req: GenerateKeyReq, _ctx: CallContext): Promise<{ publicKey: PublicKeyMsg | undefined }> {
+    try {
+      return { publicKey: await this.core.generateKey(req) };
+    } catch (e) {
+      throw asPluginError(e);
+    }
+  }
+
+  async getPublicKey(req: { keyId: string }, _ctx: CallContext): Promise<{ publicKey: PublicKeyMsg | undefined }> {
+    try {
+      // Like SPIRE's base KeyManager: an unknown key is an empty response (the host turns it into NotFound).
+      return { publicKey: this.core.getPublicKey(req.keyId) };
+    } catch (e) {
+      throw asPluginError(e);
+    }
+  }
+
+  async getPublicKeys(_req: object, _ctx: CallContext): Promise<{ publicKeys: PublicKeyMsg[] }> {
+    try {
+      return { publicKeys: this.core.getPublicKeys() };
+    } catch (e) {
+      throw asPluginError(e);
+    }
+  }
+
+  async signData(req: SignDataReq, _ctx: CallContext): Promise<{ signature: Buffer; keyFingerprint: string }> {
+    try {
+      return await this.core.signData(req);
+    } catch (e) {
+      throw asPluginError(e);
+    }
+  }
+}
