@@ -345,6 +345,16 @@ async function startSwtpm(dir: string, opts: StartOptions): Promise<RunningSwtpm
 }
 
 async function startOnce(dir: string, transport: 'unix' | 'tcp', opts: StartOptions): Promise<RunningSwtpm> {
+  const prevPid = Number((await fsp.readFile(join(dir, 'swtpm.pid'), 'utf8').catch(() => '')).trim());
+  if (Number.isInteger(prevPid) && prevPid > 0) {
+    let running = true;
+    try {
+      process.kill(prevPid, 0);
+    } catch {
+      running = false;
+    }
+    if (running) throw new SwtpmError('start-failed', `swtpm already running for ${dir} (pid ${prevPid})`);
+  }
   const args = ['socket', '--tpm2', '--tpmstate', `dir=${join(dir, 'state')}`, '--flags', 'not-need-init,startup-clear'];
   let data: Endpoint;
   let ctrl: Endpoint;
