@@ -333,8 +333,8 @@ export function decodeChallengeRequest(data: Buffer | string): WireResult<Challe
     const o = parseTop(data, T, MAX_CHALLENGE_REQUEST_BYTES);
     const devId = bytesField(lookup(o, 'DevID'), `${T}.DevID`, MAX_NONCE_BYTES);
     const ca = lookup(o, 'CredActivation');
-    let credential = Buffer.alloc(0);
-    let secret = Buffer.alloc(0);
+    let credential: Buffer = Buffer.alloc(0);
+    let secret: Buffer = Buffer.alloc(0);
     if (ca !== undefined && ca !== null) {
       if (!isObject(ca)) {
         fail('type', `${T}.CredActivation`, `json: cannot unmarshal ${jsonTypeName(ca)} into Go struct field ${T}.CredActivation of type tpmdevid.CredActivation`);
