@@ -14,7 +14,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { renderConfig, renderSettings, sha256File, type PluginDecl, type PluginData, type PluginType } from './config';
+import { renderConfig, renderSettings, sha256File, type HclScalar, type PluginDecl, type PluginData, type PluginType } from './config';
 import { runCommand, spawnLogged, stopAllProcesses, stopProcess, type ExitInfo, type ManagedProcess, type RunResult } from './procs';
 import { fetchJwtSvidInProcess, fetchX509SvidInProcess } from './workload-client';
 
@@ -67,6 +67,12 @@ export interface CommonProcessOptions {
   plugins?: PluginDecl[];
   /** Raw HCL lines added inside the `server {}` / `agent {}` block. */
   extraConfig?: string;
+  /**
+   * Keys of the `experimental {}` block inside `server {}` / `agent {}`, merged over the harness defaults
+   * (server: cache_reload_interval = "1s"; agent: sync_interval = "1s" — so new entries reach workloads in ~1-2 s
+   * instead of ~5-10 s). Set a key to null to drop a default.
+   */
+  experimental?: Record<string, HclScalar | null>;
   /** Raw HCL appended at the top level (e.g. a `health_checks {}` or `telemetry {}` block). */
   extraTopLevel?: string;
   /** Extra environment for the SPIRE process (inherited by its plugins). */
@@ -101,8 +107,6 @@ export interface AgentOptions extends CommonProcessOptions {
   keyManager?: 'memory' | 'disk' | PluginDecl;
   /** Configure the built-in WorkloadAttestor "unix" (default true). */
   unixWorkloadAttestor?: boolean;
-  /** `experimental { sync_interval }`; default "1s" so new entries reach the agent quickly. null => SPIRE default (5s). */
-  syncInterval?: string | null;
   /** Wait for the agent's Workload API health check (default true). */
   waitHealthy?: boolean;
 }
@@ -468,7 +472,8 @@ export class SpireHarness {
     else if (km === 'disk') plugins.push({ type: 'KeyManager', name: 'disk', pluginData: `keys_path = ${JSON.stringify(path.join(dataDir, 'keys.json'))}` });
     else plugins.push(km);
     plugins.push(...(o.plugins ?? []));
-    return renderConfig('server', settings, o.extraConfig, plugins, o.extraTopLevel);
+    const extra = [renderExperimental({ cache_reload_interval: '1s', ...(o.experimental ?? {}) }), o.extraConfig ?? ''].filter((s) => s !== '').join('\n');
+    return renderConfig('server', settings, extra, plugins, o.extraTopLevel);
   }
 
   /**
@@ -655,8 +660,7 @@ export class SpireHarness {
       insecure_bootstrap: o.insecureBootstrap ? true : undefined,
       join_token: joinToken,
     });
-    const sync = o.syncInterval === undefined ? '1s' : o.syncInterval;
-    const extra = [sync ? `experimental {\n  sync_interval = ${JSON.stringify(sync)}\n}` : '', o.extraConfig ?? ''].filter((s) => s !== '').join('\n');
+    const extra = [renderExperimental({ sync_interval: '1s', ...(o.experimental ?? {}) }), o.extraConfig ?? ''].filter((s) => s !== '').join('\n');
     const plugins: PluginDecl[] = [];
     const na = o.nodeAttestor ?? 'join_token';
     plugins.push(na === 'join_token' ? { type: 'NodeAttestor', name: 'join_token', pluginData: '' } : na);
@@ -805,7 +809,7 @@ export class SpireHarness {
   private async retry<T>(what: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     let last: unknown;
-    let delay = 200;
+    let delay = 250;
     for (;;) {
       try {
         return await fn();
@@ -814,7 +818,7 @@ export class SpireHarness {
       }
       if (Date.now() + delay > deadline) break;
       await sleep(delay);
-      delay = Math.min(delay * 2, 2_000);
+      delay = Math.min(delay * 2, 1_000);
     }
     const msg = last instanceof Error ? last.message : String(last);
     throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${msg}`);
@@ -921,6 +925,13 @@ export async function withSpire<T>(t: AfterHookable | undefined, fn: (spire: Spi
 }
 
 // ------------------------------------------------------------------ helpers
+
+function renderExperimental(kv: Record<string, HclScalar | null>): string {
+  const kept: Record<string, HclScalar> = {};
+  for (const [k, v] of Object.entries(kv)) if (v !== null) kept[k] = v;
+  if (Object.keys(kept).length === 0) return '';
+  return `experimental {\n${renderSettings(kept).split('\n').map((l) => `  ${l}`).join('\n')}\n}`;
+}
 
 function readOr(file: string): string {
   try {

@@ -161,18 +161,29 @@ describe('real SPIRE v1.15.3 with built-in plugins', { timeout: 600_000 }, () =>
     });
   });
 
-  test('insecure_bootstrap agent and a -node entry', async (t) => {
+  test('insecure_bootstrap agent, text logs, a join-token alias and a -node entry', async (t) => {
     await withSpire(t, async (spire) => {
-      await spire.startServer({ logFormat: 'text' });
-      await spire.startAgent({ insecureBootstrap: true, logFormat: 'text' });
+      // join_token gives the agent no selectors; this experimental switch adds spiffe_id:<agent id> so -node entries
+      // can match it.
+      await spire.startServer({ logFormat: 'text', experimental: { agent_spiffe_id_as_selector: true } });
+      const alias = 'spiffe://example.org/token-alias';
+      await spire.startAgent({ insecureBootstrap: true, logFormat: 'text', joinTokenSpiffeId: alias });
       // text logs are parsed as logfmt
       const l = await spire.waitForLog((e) => e.source === 'agent' && e.msg === 'Node attestation was successful');
       assert.equal(l.level, 'info');
+      assert.equal(l.fields['spiffe_id'], spire.agentSpiffeId());
+      const agents = await spire.listAgents();
+      assert.deepEqual(agents.find((a) => a.spiffeId === spire.agentSpiffeId())?.selectors, [{ type: 'spiffe_id', value: spire.agentSpiffeId() }]);
+
       const nodeGroup = 'spiffe://example.org/node-group';
       await spire.createEntry({ spiffeId: nodeGroup, node: true, selectors: [`spiffe_id:${spire.agentSpiffeId()}`] });
-      const spiffeId = 'spiffe://example.org/via-node-group';
-      await spire.createEntry({ spiffeId, parentId: nodeGroup, selectors: [`unix:uid:${uid}`] });
-      await spire.fetchX509Svid({ spiffeId });
+      const viaGroup = 'spiffe://example.org/via-node-group';
+      const viaAlias = 'spiffe://example.org/via-token-alias';
+      await spire.createEntry({ spiffeId: viaGroup, parentId: nodeGroup, selectors: [`unix:uid:${uid}`] });
+      await spire.createEntry({ spiffeId: viaAlias, parentId: alias, selectors: [`unix:uid:${uid}`] });
+      await spire.fetchX509Svid({ spiffeId: viaGroup });
+      const all = await spire.fetchX509Svid({ spiffeId: viaAlias });
+      assert.deepEqual(all.map((s) => s.spiffeId).sort(), [viaAlias, viaGroup].sort());
     });
   });
 });
