@@ -27,27 +27,34 @@ interface ValueMeta {
   readonly raw?: string;
 }
 
-const META = new WeakMap<object, Map<string | number, ValueMeta>>();
-const REPEATED = new WeakSet<object>();
+// Side tables live in non-enumerable symbol properties: invisible to Object.keys, JSON.stringify
+// and assert.deepStrictEqual, and much cheaper than WeakMaps for large trees.
+const META: unique symbol = Symbol('sdk.config.meta');
+const REPEATED: unique symbol = Symbol('sdk.config.repeated');
+interface WithMeta {
+  [META]?: Map<string | number, ValueMeta>;
+  [REPEATED]?: true;
+}
 
 /** @internal */
 export function setMeta(container: object, key: string | number, meta: ValueMeta): void {
-  let m = META.get(container);
+  const c = container as WithMeta;
+  let m = c[META];
   if (m === undefined) {
     m = new Map();
-    META.set(container, m);
+    Object.defineProperty(container, META, { value: m, enumerable: false, writable: false, configurable: true });
   }
   m.set(key, meta);
 }
 
 /** @internal */
 export function getMeta(container: object, key: string | number): ValueMeta | undefined {
-  return META.get(container)?.get(key);
+  return (container as WithMeta)[META]?.get(key);
 }
 
 /** @internal */
 export function markRepeated(arr: ConfigValue[]): ConfigValue[] {
-  REPEATED.add(arr);
+  Object.defineProperty(arr, REPEATED, { value: true, enumerable: false, writable: false, configurable: true });
   return arr;
 }
 
@@ -70,11 +77,15 @@ export function numberSourceText(container: ConfigObject | readonly ConfigValue[
  * which HCL v1 flattens into repeated keys).
  */
 export function isRepeated(value: unknown): boolean {
-  return typeof value === 'object' && value !== null && REPEATED.has(value);
+  return Array.isArray(value) && (value as WithMeta)[REPEATED] === true;
 }
 
 /** @internal Define an own enumerable property (safe for `__proto__`). */
 export function defineKey(obj: ConfigObject, key: string, value: ConfigValue): void {
+  if (key !== '__proto__') {
+    obj[key] = value;
+    return;
+  }
   Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
 }
 

@@ -1,0 +1,115 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HclSyntaxError, parseConfigText, decodeConfig, field, type ConfigStatus } from '../../../plugins/sdk/config';
+
+/** Deterministic PRNG (mulberry32) so failures are reproducible. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SEEDS = [
+  'a = 1\nb { c = "x${y("z")}" d = [1, 2.5e3, 0x1f, true] }\ne "l1" "l2" { f = <<EOT\nhi\nEOT\n}\n# c\n// d\n/* e */ g = <<-X\n  i\n  X\n',
+  '{"a": [{"b": 1}, {"b": "\\u00e9"}], "c": null, "d": {"e": [1, 2, -3.5e-2]}, "f": true}',
+  '"nul" = \n\n"objs" = {\n  "a" = 1\n}\n"x" = "\\t\\"\\\\\\u00e9\\U0001F600\\101\\x41"',
+];
+const ALPHABET = ['a', 'b', '_', '-', '.', '0', '1', '9', 'x', 'e', 'E', '+', '"', "'", '\\', '$', '{', '}', '[', ']', '=', ',', ':', '#', '/', '*', '<', '<<', '-', ' ', '\n', '\r', '\t', 'EOT', 'true', 'null', 'u', 'U', '\u00e9', '\ud83d', '\u0000', '\u2028'];
+
+function check(text: string): void {
+  try {
+    const v = parseConfigText(text);
+    assert.equal(typeof v, 'object');
+  } catch (e: unknown) {
+    if (!(e instanceof HclSyntaxError)) {
+      assert.fail(`non-HclSyntaxError ${String(e)} for input ${JSON.stringify(text)}`);
+    }
+    assert.ok(Number.isInteger(e.line) && e.line >= 1, e.message);
+    assert.ok(Number.isInteger(e.column) && e.column >= 1, e.message);
+  }
+  const status: ConfigStatus = { errors: [], notes: [] };
+  // decodeConfig must not throw either
+  decodeConfig(text, { a: field.int(), b: field.object({ c: field.string() }), e: field.stringMap(), objs: field.objectList({ a: field.int() }) }, status);
+}
+
+test('fuzz: truncations of valid inputs only raise HclSyntaxError', () => {
+  for (const seed of SEEDS) for (let i = 0; i <= seed.length; i++) check(seed.slice(0, i));
+});
+
+test('fuzz: random mutations of valid inputs', () => {
+  const r = rng(42);
+  for (let n = 0; n < 4000; n++) {
+    const seed = SEEDS[n % SEEDS.length]!;
+    const chars = [...seed];
+    const edits = 1 + Math.floor(r() * 4);
+    for (let k = 0; k < edits; k++) {
+      const pos = Math.floor(r() * (chars.length + 1));
+      const op = r();
+      if (op < 0.4) chars.splice(pos, 1);
+      else if (op < 0.8) chars.splice(pos, 0, ALPHABET[Math.floor(r() * ALPHABET.length)]!);
+      else chars.splice(pos, 1, ALPHABET[Math.floor(r() * ALPHABET.length)]!);
+    }
+    check(chars.join(''));
+  }
+});
+
+test('fuzz: random token soup', () => {
+  const r = rng(7);
+  for (let n = 0; n < 3000; n++) {
+    const len = Math.floor(r() * 40);
+    let s = '';
+    for (let i = 0; i < len; i++) s += ALPHABET[Math.floor(r() * ALPHABET.length)];
+    check(s);
+    check('{' + s);
+  }
+});
+
+test('fuzz: random bytes', () => {
+  const r = rng(99);
+  for (let n = 0; n < 2000; n++) {
+    const len = Math.floor(r() * 64);
+    let s = '';
+    for (let i = 0; i < len; i++) s += String.fromCharCode(Math.floor(r() * 0x80) | (r() < 0.05 ? 0xd800 : 0));
+    check(s);
+  }
+});
+
+test('performance: 1 MB configs parse in well under a second', () => {
+  const parts: string[] = [];
+  let size = 0;
+  for (let i = 0; size < 1_000_000; i++) {
+    const p = `key_${i} = "value ${i} with \\"escapes\\" \\u00e9 and \${interp(${i})}"\nblock_${i} "label" {\n  n = ${i}\n  f = ${i}.5e1\n  l = [1, 2, "three", 0x${i.toString(16)}]\n  # comment ${i}\n}\nrep = ${i}\nh = <<-EOT\n    line ${i}\n    EOT\n`;
+    parts.push(p);
+    size += p.length;
+  }
+  const text = parts.join('');
+  let t0 = performance.now();
+  const v = parseConfigText(text);
+  let ms = performance.now() - t0;
+  assert.ok(ms < 1000, `HCL 1 MB took ${ms.toFixed(0)} ms`);
+  assert.ok(Array.isArray(v['rep']));
+
+  const json = JSON.stringify(Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`k${i}`, { s: `v${i}\n`, n: [i, i + 0.5], o: [{ a: i }, { a: -i }] }])));
+  assert.ok(json.length > 1_000_000);
+  t0 = performance.now();
+  parseConfigText(json);
+  ms = performance.now() - t0;
+  assert.ok(ms < 1000, `JSON 1 MB took ${ms.toFixed(0)} ms`);
+
+  // pathological single tokens
+  for (const big of ['a = "' + 'x'.repeat(1_000_000) + '"', 'a = "' + '\\n'.repeat(500_000) + '"', 'a = <<EOT\n' + 'line\n'.repeat(200_000) + 'EOT\n', '# ' + 'c'.repeat(1_000_000), 'a = [' + '1,'.repeat(400_000) + ']', 'k = 1\n'.repeat(150_000), 'a = ' + '9'.repeat(1_000_000), '/*' + ' '.repeat(1_000_000)]) {
+    t0 = performance.now();
+    try {
+      parseConfigText(big);
+    } catch (e: unknown) {
+      assert.ok(e instanceof HclSyntaxError);
+    }
+    ms = performance.now() - t0;
+    assert.ok(ms < 1000, `${big.slice(0, 12)}… took ${ms.toFixed(0)} ms`);
+  }
+});
