@@ -70,6 +70,9 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Process-wide count of C_Login calls (all clients), for lock-out tests and metrics. */
+export const loginCounter = { attempts: 0 };
+
 export class Pkcs11Client {
   readonly options: Required<Omit<Pkcs11ClientOptions, 'libraryParameters' | 'log'>> & { libraryParameters?: string };
   private readonly log: Pkcs11Logger;
@@ -199,6 +202,7 @@ export class Pkcs11Client {
     }
     const pin = readPin(this.options.pin, this.log);
     this.stats.loginAttempts++;
+    loginCounter.attempts++;
     try {
       if (pin === undefined) this.pkcs11.C_Login(this.anchor!, pkcs11js.CKU_USER);
       else this.pkcs11.C_Login(this.anchor!, pkcs11js.CKU_USER, pin);
