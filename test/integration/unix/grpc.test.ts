@@ -4,6 +4,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { workloadAttestor } from '../../../plugins/sdk';
@@ -160,8 +161,8 @@ describe('in process (SDK harness)', () => {
     if (!fs.existsSync(addon)) return; // built by native/nss/build.sh; the unit tests report the skip
     await h.configure(`proc_root = "/proc"\nname_source = "nss"`);
     const sel = (await attest(c, process.pid)).selectorValues;
-    assert.equal(sel[0], 'uid:0');
-    assert.equal(sel[1], 'user:root');
+    assert.equal(sel[0], `uid:${process.geteuid?.()}`);
+    assert.equal(sel[1], `user:${os.userInfo().username}`);
   });
 });
 
