@@ -1,0 +1,171 @@
+// One tpm_devid attestation, SDK-free: build the payload, answer the challenge, flush everything on every path.
+//
+// TPM commands (RSA DevID; ECC adds one CreatePrimary and one FlushContext for its own ECC SRK):
+//   GetCapability                      probe + NV buffer size
+//   CreatePrimary(owner, SRK H-1)      one SRK reused for the DevID and the AK      [objects: srk]
+//   Load(DevID)                                                                      [srk devid]
+//   Create(AK)                         needs the 3rd slot while it runs              [srk devid (+1)]
+//   Load(AK)                                                                         [srk devid ak]
+//   FlushContext(SRK)                                                                [devid ak]
+//   CreatePrimary(endorsement, EK L-1)                                               [devid ak ek]
+//   NV_ReadPublic + NV_Read(0x01C00002) EK certificate (one read on most TPMs)
+//   Certify(DevID by AK, RSASSA-SHA256)
+//   -- payload / challenge --
+//   Sign(DevID, SHA-256(nonce) hashed in software, NULL ticket)
+//   StartAuthSession(policy) + PolicySecret(endorsement) + ActivateCredential(AK, EK)
+//   FlushContext ×3 (DevID, AK, EK)
+// SPIRE's agent does 4 RSA CreatePrimary (3 SRKs + EK) and one Create; this does 2 (+1 for an ECC DevID) and one.
+import { randomBytes } from 'node:crypto';
+import { TPM_CC, type Tpm } from '../lib/tpm2';
+import {
+  decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest,
+} from '../tpm-devid-common';
+import type { DevidFiles } from './blobs';
+import {
+  AttestationAborted, type LoadedEk, type LoadedObject, activateCredential, certify, checkAborted, createEk, createKey,
+  createSrk, loadKey, probeTpm, readEkCertificate, signSha256,
+} from './devid-tpm';
+import { TpmScope } from '../lib/tpm2';
+import { templateBytes } from '../lib/tpm2/crypto/templates';
+import { describeTpmFailure } from './tpm-errors';
+
+export interface Passwords {
+  owner: Uint8Array;
+  endorsement: Uint8Array;
+  devid: Uint8Array;
+}
+
+/** What the plugin adapter provides: the three stream operations. */
+export interface AttestationIo {
+  sendPayload(payload: Buffer): Promise<void>;
+  /** The challenge, or undefined when the peer closed/cancelled the stream before sending one. */
+  recvChallenge(): Promise<Buffer | undefined>;
+  sendResponse(response: Buffer): Promise<void>;
+}
+
+export type AttestFailureKind = 'tpm' | 'bad-challenge' | 'aborted' | 'stream';
+
+/** An attestation failure: which step, what kind, the cause (for logs) and a one-line message. */
+export class AttestError extends Error {
+  constructor(
+    readonly kind: AttestFailureKind,
+    readonly step: string,
+    message: string,
+    override readonly cause?: unknown,
+  ) {
+    super(message);
+    this.name = 'AttestError';
+  }
+}
+
+export interface AttestStats {
+  /** TPM commands sent, in order (command codes). */
+  commands: number[];
+  /** CreatePrimary + Create count (key generations: the slow part on discrete TPMs). */
+  keyGenerations: number;
+  /** Handles still tracked after cleanup (0 unless a flush failed). */
+  leaked: number;
+  /** Flush failures during cleanup (errors, for logs). */
+  cleanupErrors: unknown[];
+  /** True when the server never sent a challenge (the stream ended after the payload). */
+  noChallenge: boolean;
+}
+
+async function step<T>(name: string, signal: AbortSignal | undefined, f: () => Promise<T>): Promise<T> {
+  checkAborted(signal);
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof AttestError || e instanceof AttestationAborted) throw e;
+    throw new AttestError('tpm', name, `${name}: ${describeTpmFailure(e)}`, e);
+  }
+}
+
+/**
+ * Runs one attestation over `tpm`. `commandLog` (optional) is the array a CountingTransport fills, used for stats.
+ * Throws AttestError (or AttestationAborted). The TPM is left with nothing loaded by us on every path.
+ */
+export async function runAttestation(
+  tpm: Tpm,
+  files: DevidFiles,
+  pw: Passwords,
+  io: AttestationIo,
+  signal?: AbortSignal,
+  commandLog?: readonly number[],
+): Promise<AttestStats> {
+  const scope = new TpmScope(tpm);
+  let noChallenge = false;
+  try {
+    await body();
+  } finally {
+    await scope.close().catch((e: unknown) => scope.cleanupErrors.push(e));
+  }
+  const commands = commandLog ? [...commandLog] : [];
+  return {
+    commands,
+    keyGenerations: commands.filter((c) => c === TPM_CC.CreatePrimary || c === TPM_CC.Create).length,
+    leaked: scope.size,
+    cleanupErrors: scope.cleanupErrors,
+    noChallenge,
+  };
+
+  async function body(): Promise<void> {
+    const info = await step('unable to probe TPM', signal, () => probeTpm(tpm));
+    const keyType = files.pub.keyType;
+
+    // DevID under its SRK; the AK under the RSA SRK. One SRK when both are RSA.
+    let srk: LoadedObject = await step('unable to create storage root key', signal, () => createSrk(scope, keyType, pw.owner));
+    const devid = await step('unable to load DevID', signal, () => loadKey(scope, srk, files.priv.bytes, files.pub.bytes, pw.devid));
+    if (keyType !== 'rsa') {
+      await step('unable to flush storage root key', signal, () => scope.release(srk.handle));
+      srk = await step('unable to create storage root key', signal, () => createSrk(scope, 'rsa', pw.owner));
+    }
+    const akAuth = randomBytes(32);
+    const akBlob = await step('unable to create attestation key', signal, () => createKey(scope, srk, templateBytes('ak-rsa'), akAuth));
+    const ak = await step('unable to load attestation key', signal, () => loadKey(scope, srk, akBlob.priv, akBlob.pub, akAuth));
+    await step('unable to flush storage root key', signal, () => scope.release(srk.handle));
+
+    const ek: LoadedEk = await step('unable to create endorsement key', signal, () => createEk(scope, pw.endorsement));
+    const ekCert = await step('unable to get endorsement certificate', signal, () => readEkCertificate(tpm, info.nvBufferMax, pw.owner));
+    const cert = await step('unable to certify DevID', signal, () => certify(tpm, devid, ak));
+
+    const payload: AttestationRequest = {
+      devIdCert: files.certs,
+      devIdPub: files.pub.bytes,
+      ekCert,
+      ekPub: ek.pub,
+      akPub: akBlob.pub,
+      certifiedDevId: cert.attest,
+      certificationSignature: cert.signature,
+    };
+    checkAborted(signal);
+    await streamStep('unable to send attestation data', () => io.sendPayload(encodeAttestationRequest(payload)));
+    const challengeBytes = await streamStep('unable to receive challenges', () => io.recvChallenge());
+    if (challengeBytes === undefined) {
+      noChallenge = true;
+      return;
+    }
+    const decoded = decodeChallengeRequest(challengeBytes);
+    if (!decoded.ok) throw new AttestError('bad-challenge', 'challenge', `unable to unmarshall challenges: ${decoded.error.message}`, decoded.error);
+    const ch = decoded.value;
+    if (ch.devId.length === 0) throw new AttestError('bad-challenge', 'challenge', 'challenge has no DevID nonce');
+    if (ch.credActivation.credential.length === 0 || ch.credActivation.secret.length === 0) {
+      throw new AttestError('bad-challenge', 'challenge', 'challenge has no credential activation blob');
+    }
+
+    const pop = await step('unable to sign DevID challenge', signal, () => signSha256(tpm, devid, ch.devId));
+    const nonce2 = await step('unable to solve credential activation challenge', signal, () =>
+      activateCredential(scope, ak, ek, pw.endorsement, ch.credActivation.credential, ch.credActivation.secret));
+    checkAborted(signal);
+    await streamStep('unable to send challenge response', () =>
+      io.sendResponse(encodeChallengeResponse({ devId: pop.signature, credActivation: nonce2 })));
+  }
+}
+
+async function streamStep<T>(name: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw new AttestError('stream', name, `${name}: ${e instanceof Error ? e.message : String(e)}`, e);
+  }
+}

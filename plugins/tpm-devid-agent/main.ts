@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// SPIRE agent NodeAttestor "tpm_devid" (external plugin): plugin_cmd points at this file's compiled JS.
+import { serve, agentNodeAttestor } from '../sdk';
+import { TpmDevidAgent } from './plugin';
+
+serve(agentNodeAttestor(new TpmDevidAgent()));

@@ -1,0 +1,123 @@
+// SDK adapter: the agent side of `tpm_devid` as an external NodeAttestor plugin.
+import { PluginError, Code, registerSecret, type AgentNodeAttestor, type CallContext, type ConfigInput, type DuplexStream, type InitContext, type Logger } from '../sdk';
+import type { ConfigStatus } from '../sdk/config';
+import type { Challenge, PayloadOrChallengeResponse } from '../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import type { TpmTransport } from '../lib/tpm2';
+import { AttestError, runAttestation, type AttestStats, type Passwords } from './attest';
+import { BlobError, loadDevidFiles, type DevidFiles } from './blobs';
+import { buildAgentConfig, type AgentConfig } from './config';
+import { AttestationAborted, CountingTransport, newTpm } from './devid-tpm';
+import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation, type TpmLocation } from './device';
+import { describeTpmFailure } from './tpm-errors';
+
+interface Live {
+  readonly cfg: AgentConfig;
+  readonly location: TpmLocation;
+  readonly files: DevidFiles;
+  readonly passwords: Passwords;
+}
+
+export interface AgentOverrides {
+  /** Directory scanned for tpmrm<N>/tpm<N> when tpm_device_path is unset (tests). */
+  devDir?: string;
+  /** Opens the transport (tests: a fake TPM). */
+  open?: (l: TpmLocation) => Promise<TpmTransport>;
+  /** Called after each attestation with its statistics (tests, benchmarks). */
+  onStats?: (s: AttestStats) => void;
+}
+
+const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
+
+export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
+  private live: Live | undefined;
+  private log: Logger | undefined;
+
+  constructor(private readonly overrides: AgentOverrides = {}) {}
+
+  init(ctx: InitContext): void {
+    this.log = ctx.log;
+  }
+
+  buildConfig(input: ConfigInput, status: ConfigStatus): AgentConfig | undefined {
+    const cfg = buildAgentConfig(input.hclText, status);
+    if (cfg) {
+      registerSecret(cfg.endorsementHierarchyPassword || undefined);
+      registerSecret(cfg.ownerHierarchyPassword || undefined);
+      registerSecret(cfg.devidPassword || undefined);
+    }
+    return cfg;
+  }
+
+  async applyConfig(cfg: AgentConfig, ctx: InitContext): Promise<void> {
+    let location: TpmLocation;
+    try {
+      location = await resolveTpmLocation(cfg.tpmDevicePath, this.overrides.devDir);
+    } catch (e) {
+      if (e instanceof TpmLocationError && e.code === 'autodetect') throw new PluginError(Code.INTERNAL, `tpm autodetection failed: ${e.message}`);
+      throw new PluginError(Code.INTERNAL, `unable to open TPM: ${(e as Error).message}`);
+    }
+    let files: DevidFiles;
+    try {
+      files = await loadDevidFiles({ cert: cfg.devidCertPath, priv: cfg.devidPrivPath, pub: cfg.devidPubPath });
+    } catch (e) {
+      throw new PluginError(Code.INTERNAL, `unable to load DevID files: ${e instanceof BlobError ? e.message : String(e)}`);
+    }
+    const passwords: Passwords = {
+      owner: utf8(cfg.ownerHierarchyPassword),
+      endorsement: utf8(cfg.endorsementHierarchyPassword),
+      devid: utf8(cfg.devidPassword),
+    };
+    this.live = { cfg, location, files, passwords };
+    (this.log ?? ctx.log).debug('tpm_devid agent configured', {
+      tpm: describeLocation(location),
+      devid_key_type: files.pub.keyType,
+      devid_pub_form: files.pub.form,
+      devid_priv_form: files.priv.form,
+      devid_chain_length: files.certs.length,
+    });
+  }
+
+  async aidAttestation(stream: DuplexStream<Challenge, PayloadOrChallengeResponse>, ctx: CallContext): Promise<void> {
+    const live = this.live;
+    if (live === undefined) throw new PluginError(Code.FAILED_PRECONDITION, 'not configured');
+    const log = ctx.log;
+    const started = Date.now();
+    let transport: CountingTransport;
+    try {
+      transport = new CountingTransport(await (this.overrides.open ?? openTransport)(live.location));
+    } catch (e) {
+      throw new PluginError(Code.INTERNAL, `unable to open TPM at ${describeLocation(live.location)}: ${describeTpmFailure(e)}`);
+    }
+    const tpm = newTpm(transport);
+    try {
+      const stats = await runAttestation(tpm, live.files, live.passwords, {
+        sendPayload: (payload) => stream.send({ data: { $case: 'payload', payload } }),
+        recvChallenge: async () => (await stream.recv())?.challenge,
+        sendResponse: (challengeResponse) => stream.send({ data: { $case: 'challengeResponse', challengeResponse } }),
+      }, ctx.signal, transport.codes);
+      log.debug('tpm_devid attestation finished', {
+        tpm_commands: stats.commands.length,
+        key_generations: stats.keyGenerations,
+        duration_ms: Date.now() - started,
+        challenge: !stats.noChallenge,
+        cleanup_errors: stats.cleanupErrors.length,
+      });
+      for (const e of stats.cleanupErrors) log.warn('unable to flush TPM handle', { error: describeTpmFailure(e) });
+      this.overrides.onStats?.(stats);
+    } catch (e) {
+      if (e instanceof AttestationAborted) throw new PluginError(Code.CANCELLED, 'attestation cancelled');
+      if (e instanceof AttestError) {
+        log.debug('tpm_devid attestation failed', { step: e.step, kind: e.kind, error: e.message, tpm_commands: transport.codes.length });
+        throw new PluginError(e.kind === 'aborted' ? Code.CANCELLED : Code.INTERNAL, e.message);
+      }
+      throw e;
+    } finally {
+      await tpm.close().catch(() => undefined);
+    }
+  }
+
+  /** For tests and diagnostics. */
+  get current(): { location: TpmLocation; files: DevidFiles } | undefined {
+    return this.live ? { location: this.live.location, files: this.live.files } : undefined;
+  }
+}
