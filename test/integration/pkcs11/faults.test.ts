@@ -163,7 +163,7 @@ describe('recovery and concurrency over gRPC', () => {
     const v2 = await h.conn.validate(`module_path = "${hsm.modulePath}"\n\ntoken_label = "nope"\n\npin = "x"\n\nkey_identifier_value = "v"`);
     assert.equal(v2.valid, false);
     assert.match(v2.notes.join('\n'), /no token matches token_label "nope".*label "faults"/s);
-    const v3 = await h.conn.validate(`module_path = "${hsm.modulePath}"\n\ntoken_label = "faults"\n\npin_env = "X"\n\nkey_identifier_value = "v"\n\nmax_label_length = 30`);
+    const v3 = await h.conn.validate(`module_path = "${hsm.modulePath}"\n\ntoken_label = "faults"\n\npin_env = "X"\n\nkey_identifier_value = "v"\n\nmax_label_length = 24`);
     assert.equal(v3.valid, true, v3.notes.join('\n'));
     assert.match(v3.notes.join('\n'), /exceed max_label_length 24; hashed labels/);
   });
