@@ -265,6 +265,8 @@ function parseTop(data: Buffer | string, what: string, maxBytes: number): JsonOb
     }
   }
   let parsed: unknown;
+  // Go's message for empty input (e.g. a missing challenge_response, which Go sees as nil bytes).
+  if (text.trim() === '') fail('syntax', what, 'unexpected end of JSON input');
   try {
     parsed = JSON.parse(text);
   } catch (e) {

@@ -1,0 +1,61 @@
+// SDK adapter: the `tpm_devid` server NodeAttestor. The verification lives in attest.ts; this file owns the
+// configuration swap and the one-round challenge/response on a single Attest stream. The challenge state (nonces)
+// exists only in the closure of one attest() call: a response can only answer the challenge of its own stream.
+import { PluginError, Code, type CallContext, type ConfigInput, type DuplexStream, type InitContext, type Logger, type ServerNodeAttestor } from '../sdk';
+import type { ConfigStatus } from '../sdk/config';
+import type { AttestRequest, AttestResponse } from '../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import { buildServerConfig, type ServerConfig } from './config';
+import { verifyPayload, verifyResponse } from './attest';
+
+export class TpmDevidServer implements ServerNodeAttestor<ServerConfig> {
+  private config: ServerConfig | undefined;
+  private log: Logger | undefined;
+
+  /** `now` is injectable for tests (certificate validity). */
+  constructor(private readonly clock: () => Date = () => new Date()) {}
+
+  init(ctx: InitContext): void {
+    this.log = ctx.log;
+  }
+
+  buildConfig(input: ConfigInput, status: ConfigStatus): ServerConfig | undefined {
+    return buildServerConfig(input, status);
+  }
+
+  applyConfig(cfg: ServerConfig, ctx: InitContext): void {
+    this.config = cfg; // atomic swap; in-flight attestations keep the snapshot they started with
+    (this.log ?? ctx.log).debug('tpm_devid configured', {
+      trust_domain: cfg.trustDomain,
+      devid_ca_path: cfg.devIdCaPath,
+      devid_anchors: cfg.devIdRoots.length,
+      endorsement_ca_path: cfg.endorsementCaPath,
+      endorsement_anchors: cfg.ekRoots.length,
+    });
+  }
+
+  async attest(stream: DuplexStream<AttestRequest, AttestResponse>, ctx: CallContext): Promise<void> {
+    // As SPIRE: receive first, then check the configuration.
+    const first = await stream.recv();
+    if (first === undefined) return; // the caller went away before sending anything
+    const cfg = this.config;
+    if (cfg === undefined) throw new PluginError(Code.FAILED_PRECONDITION, 'not configured');
+    if (first.request?.$case !== 'payload') throw new PluginError(Code.INVALID_ARGUMENT, 'missing attestation payload');
+
+    const pending = verifyPayload(first.request.payload, cfg, this.clock());
+
+    try {
+      await stream.send({ response: { $case: 'challenge', challenge: pending.challenge } });
+    } catch (e) {
+      const code = e instanceof PluginError ? e.code : Code.UNKNOWN;
+      throw new PluginError(code, `unable to send challenges: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const second = await stream.recv();
+    if (second === undefined) throw new PluginError(Code.UNKNOWN, 'unable to receive challenges response: EOF');
+    // As Go's GetChallengeResponse(): anything but a challenge_response is "no bytes" -> JSON error.
+    const response = second.request?.$case === 'challengeResponse' ? second.request.challengeResponse : Buffer.alloc(0);
+
+    const result = verifyResponse(pending, response);
+    ctx.log.info('tpm_devid agent attested', { spiffe_id: result.spiffeId });
+    await stream.send({ response: { $case: 'agentAttributes', agentAttributes: result } });
+  }
+}
