@@ -14,7 +14,7 @@
  *  - duration: Go `time.ParseDuration` strings ("10s", "1h30m", "500ms"), or 0 -> milliseconds.
  */
 import { HclSyntaxError, parseConfigText } from './hcl';
-import { type ConfigObject, type ConfigValue, defineKey, getMeta, isConfigObject, isRepeated, markRepeated, setMeta } from './tree';
+import { type ConfigObject, type ConfigValue, defineKey, getRaw, isConfigObject, isRepeated, markRepeated, setMeta } from './tree';
 
 export interface ConfigStatus {
   errors: string[];
@@ -143,11 +143,11 @@ function occurrences(container: ConfigObject | ConfigValue[], key: string | numb
   const v = (container as Record<string | number, ConfigValue>)[key]!;
   if (Array.isArray(v) && isRepeated(v)) {
     return v.map((value, i) => {
-      const raw = getMeta(v, i)?.raw;
+      const raw = getRaw(v, i);
       return raw === undefined ? { value } : { value, raw };
     });
   }
-  const raw = getMeta(container, key)?.raw;
+  const raw = getRaw(container, key);
   return raw === undefined ? [{ value: v }] : [{ value: v, raw }];
 }
 
@@ -170,7 +170,7 @@ function mergeObjects(objs: readonly ConfigObject[]): ConfigObject {
         } else {
           let acc = out[k]!;
           if (!Array.isArray(acc) || !isRepeated(acc)) {
-            const prevRaw = getMeta(out, k)?.raw;
+            const prevRaw = getRaw(out, k);
             acc = markRepeated([acc]);
             setMeta(acc, 0, prevRaw === undefined ? { pos: { line: 0, column: 0 } } : { pos: { line: 0, column: 0 }, raw: prevRaw });
             defineKey(out, k, acc);
@@ -398,7 +398,7 @@ function stringListField(opts: StringListOpts = {}): FieldSpec<string[] | undefi
         continue;
       }
       for (let i = 0; i < v.length; i++) {
-        const raw = getMeta(v, i)?.raw;
+        const raw = getRaw(v, i);
         const s = asString(raw === undefined ? { value: v[i]! } : { value: v[i]!, raw }, `${path}[${index++}]`, status, secret);
         if (s === INVALID) ok = false;
         else out.push(s);

@@ -292,6 +292,7 @@ class Lexer {
       if (!RE_OCTAL_DIGITS.test(digits)) this.fail(`invalid octal number ${quote(raw)} (a leading 0 means octal, as in Go)`, line, column);
       return this.tok('number', raw, line, column, intValue(BigInt('0o' + digits), neg));
     }
+    if (body.length <= 15) return this.tok('number', raw, line, column, neg ? -Number(body) : Number(body));
     return this.tok('number', raw, line, column, intValue(BigInt(body), neg));
   }
 
@@ -653,33 +654,40 @@ function buildObject(entries: readonly Entry[]): ConfigObject {
   }
   const obj: ConfigObject = {};
   for (const [name, group] of groups) {
-    const firstKey = group[0]!.item.keys[group[0]!.k]!;
-    const keyPos = { line: firstKey.line, column: firstKey.column };
-    const hasLabels = (e: Entry): boolean => e.k + 1 < e.item.keys.length;
-    if (group.every(hasLabels)) {
-      defineKey(obj, name, buildObject(group.map((e) => ({ item: e.item, k: e.k + 1 }))));
-      setMeta(obj, name, { pos: keyPos });
-    } else if (group.length === 1) {
-      const v = group[0]!.item.value;
-      defineKey(obj, name, convertValue(v));
-      setMeta(obj, name, v.kind === 'scalar' && v.raw !== undefined ? { pos: keyPos, raw: v.raw } : { pos: keyPos });
-    } else {
-      const arr: ConfigValue[] = [];
-      for (const e of group) {
-        const key = e.item.keys[e.k]!;
-        const pos = { line: key.line, column: key.column };
-        const v = e.item.value;
-        if (hasLabels(e)) {
-          arr.push(buildObject([{ item: e.item, k: e.k + 1 }]));
-          setMeta(arr, arr.length - 1, { pos });
-        } else {
-          arr.push(convertValue(v));
-          setMeta(arr, arr.length - 1, v.kind === 'scalar' && v.raw !== undefined ? { pos, raw: v.raw } : { pos });
-        }
+    const first = group[0]!;
+    const firstKey = first.item.keys[first.k]!;
+    if (group.length === 1) {
+      if (first.k + 1 < first.item.keys.length) {
+        defineKey(obj, name, buildObject([{ item: first.item, k: first.k + 1 }]));
+        setMeta(obj, name, { pos: firstKey });
+      } else {
+        const v = first.item.value;
+        defineKey(obj, name, convertValue(v));
+        setMeta(obj, name, { pos: firstKey, raw: v.kind === 'scalar' ? v.raw : undefined });
       }
-      defineKey(obj, name, markRepeated(arr));
-      setMeta(obj, name, { pos: keyPos });
+      continue;
     }
+    let allLabeled = true;
+    for (const e of group) if (e.k + 1 >= e.item.keys.length) allLabeled = false;
+    if (allLabeled) {
+      defineKey(obj, name, buildObject(group.map((e) => ({ item: e.item, k: e.k + 1 }))));
+      setMeta(obj, name, { pos: firstKey });
+      continue;
+    }
+    const arr: ConfigValue[] = [];
+    for (const e of group) {
+      const key = e.item.keys[e.k]!;
+      const v = e.item.value;
+      if (e.k + 1 < e.item.keys.length) {
+        arr.push(buildObject([{ item: e.item, k: e.k + 1 }]));
+        setMeta(arr, arr.length - 1, { pos: key });
+      } else {
+        arr.push(convertValue(v));
+        setMeta(arr, arr.length - 1, { pos: key, raw: v.kind === 'scalar' ? v.raw : undefined });
+      }
+    }
+    defineKey(obj, name, markRepeated(arr));
+    setMeta(obj, name, { pos: firstKey });
   }
   return obj;
 }
@@ -694,8 +702,7 @@ function convertValue(v: AstValue): ConfigValue {
       const arr: ConfigValue[] = [];
       for (const el of v.items) {
         arr.push(convertValue(el));
-        const pos = { line: el.line, column: el.column };
-        setMeta(arr, arr.length - 1, el.kind === 'scalar' && el.raw !== undefined ? { pos, raw: el.raw } : { pos });
+        setMeta(arr, arr.length - 1, { pos: el, raw: el.kind === 'scalar' ? el.raw : undefined });
       }
       return arr;
     }

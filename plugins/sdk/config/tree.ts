@@ -31,25 +31,61 @@ interface ValueMeta {
 // and assert.deepStrictEqual, and much cheaper than WeakMaps for large trees.
 const META: unique symbol = Symbol('sdk.config.meta');
 const REPEATED: unique symbol = Symbol('sdk.config.repeated');
+interface Side {
+  /** line * 2^26 + column, packed to keep large trees cheap. Lists use `list`, objects `map`. */
+  list?: number[];
+  map?: Map<string, number>;
+  /** number source text, only where it differs from String(value) */
+  raw?: Map<string | number, string>;
+}
 interface WithMeta {
-  [META]?: Map<string | number, ValueMeta>;
+  [META]?: Side;
   [REPEATED]?: true;
 }
+const COL = 67108864; // 2^26
 
 /** @internal */
 export function setMeta(container: object, key: string | number, meta: ValueMeta): void {
   const c = container as WithMeta;
-  let m = c[META];
-  if (m === undefined) {
-    m = new Map();
-    Object.defineProperty(container, META, { value: m, enumerable: false, writable: false, configurable: true });
+  let side = c[META];
+  if (side === undefined) {
+    side = {};
+    Object.defineProperty(container, META, { value: side, enumerable: false, writable: false, configurable: true });
   }
-  m.set(key, meta);
+  const packed = meta.pos.line * COL + Math.min(meta.pos.column, COL - 1);
+  if (typeof key === 'number') {
+    const list = (side.list ??= []);
+    while (list.length < key) list.push(0);
+    list[key] = packed;
+  } else {
+    (side.map ??= new Map()).set(key, packed);
+  }
+  const raw = meta.raw;
+  if (raw !== undefined) {
+    const v = (container as Record<string | number, unknown>)[key];
+    if (v === undefined || String(v) !== raw) (side.raw ??= new Map()).set(key, raw);
+  } else {
+    side.raw?.delete(key);
+  }
 }
 
 /** @internal */
 export function getMeta(container: object, key: string | number): ValueMeta | undefined {
-  return (container as WithMeta)[META]?.get(key);
+  const side = (container as WithMeta)[META];
+  if (side === undefined) return undefined;
+  const p = typeof key === 'number' ? side.list?.[key] : side.map?.get(key);
+  if (p === undefined || p === 0) return undefined;
+  const pos = { line: Math.floor(p / COL), column: p % COL };
+  const raw = getRaw(container, key);
+  return raw === undefined ? { pos } : { pos, raw };
+}
+
+/** @internal Source text of a number value (stored only when it differs from String(value)). */
+export function getRaw(container: object, key: string | number): string | undefined {
+  const r = (container as WithMeta)[META]?.raw?.get(key);
+  if (r !== undefined) return r;
+  const v = (container as Record<string | number, unknown>)[key];
+  return typeof v === 'number' || typeof v === 'bigint' ? String(v) : undefined;
 }
 
 /** @internal */
@@ -68,7 +104,7 @@ export function positionOf(container: ConfigObject | readonly ConfigValue[], key
 
 /** Source text of the number literal at `container[key]` (e.g. `"0x10"`, `"1e3"`), if it was a number. */
 export function numberSourceText(container: ConfigObject | readonly ConfigValue[], key: string | number): string | undefined {
-  return getMeta(container, key)?.raw;
+  return getRaw(container, key);
 }
 
 /**
