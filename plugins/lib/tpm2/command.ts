@@ -182,17 +182,20 @@ export function encodeCommand<D extends AnyDef>(cmd: Command<D>, extra: readonly
       auths.push(passwordAuthCommand(slot.authValue));
       return;
     }
-    let cp = cpHashes.get(s.hashAlg);
-    if (!cp) {
-      const parts: Uint8Array[] = [ccBytes];
-      names.forEach((n, j) => {
-        if (!n) throw new TpmUsageError('name-required', `${def.name}: handle ${def.handles[j]!.name} (0x${handles[j]!.toString(16)}) needs a Name for an HMAC/policy session`);
-        parts.push(n);
-      });
-      parts.push(params);
-      cp = hashOf(s.hashAlg, ...parts);
-      cpHashes.set(s.hashAlg, cp);
-    }
+    const cp = (): Uint8Array => {
+      let h = cpHashes.get(s.hashAlg);
+      if (!h) {
+        const parts: Uint8Array[] = [ccBytes];
+        names.forEach((n, j) => {
+          if (!n) throw new TpmUsageError('name-required', `${def.name}: handle ${def.handles[j]!.name} (0x${handles[j]!.toString(16)}) needs a Name for an HMAC/policy session`);
+          parts.push(n);
+        });
+        parts.push(params);
+        h = hashOf(s.hashAlg, ...parts);
+        cpHashes.set(s.hashAlg, h);
+      }
+      return h;
+    };
     // Part 1 §19.6.5: the first session's HMAC also covers nonceTPM of a different decrypt/encrypt session.
     const extraNonces: Uint8Array[] = [];
     if (i === 0) {

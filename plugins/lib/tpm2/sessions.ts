@@ -91,14 +91,14 @@ export abstract class SessionBase {
   }
 
   /** @internal TPMS_AUTH_COMMAND for this command. */
-  authCommand(cpHash: Uint8Array, authValue: Uint8Array, extraNonces: readonly Uint8Array[]): TpmsAuthCommand {
+  authCommand(cpHash: () => Uint8Array, authValue: Uint8Array, extraNonces: readonly Uint8Array[]): TpmsAuthCommand {
     const attrs = this.attributes();
     let hmac: Uint8Array = new Uint8Array(0);
     if (this.kind === 'policy' && (this as unknown as PolicySession).passwordNeeded) {
       hmac = authValue;
     } else if (this.hmacNeeded()) {
       const m = createHmac(this.hashName, this.key(authValue));
-      m.update(cpHash);
+      m.update(cpHash());
       m.update(this.nonceCaller);
       m.update(this.nonceTPM);
       for (const n of extraNonces) m.update(n);
