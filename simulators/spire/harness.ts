@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { renderConfig, renderSettings, sha256File, type HclScalar, type PluginDecl, type PluginData, type PluginType } from './config';
-import { runCommand, spawnLogged, stopAllProcesses, stopProcess, type ExitInfo, type ManagedProcess, type RunResult } from './procs';
+import { onEmergencyExit, runCommand, spawnLogged, stopAllProcesses, stopProcess, type ExitInfo, type ManagedProcess, type RunResult } from './procs';
 import { fetchJwtSvidInProcess, fetchX509SvidInProcess } from './workload-client';
 
 export type { PluginDecl, PluginData, PluginType } from './config';
@@ -354,6 +354,7 @@ export class SpireHarness {
   private readonly agentLogReader: LogReader;
   private fetchCounter = 0;
   private stopped = false;
+  private readonly unregisterCleanup: () => void;
 
   private constructor(opts: HarnessOptions) {
     this.binDir = opts.binDir ?? spireBinDir();
@@ -366,6 +367,10 @@ export class SpireHarness {
     this.agentLogFile = path.join(this.dir, 'agent.log');
     this.serverLogReader = new LogReader('server', this.serverLogFile);
     this.agentLogReader = new LogReader('agent', this.agentLogFile);
+    const dir = this.dir;
+    this.unregisterCleanup = onEmergencyExit(() => {
+      if (process.env['KEEP_SPIRE'] !== '1') fs.rmSync(dir, { recursive: true, force: true });
+    });
     if (Buffer.byteLength(this.agentSocket) > 100) {
       throw new Error(`temp dir ${this.dir} is too long for unix socket paths`);
     }
@@ -374,6 +379,7 @@ export class SpireHarness {
   static async create(opts: HarnessOptions = {}): Promise<SpireHarness> {
     const h = new SpireHarness(opts);
     if (!spireBinariesPresent(h.binDir)) {
+      h.unregisterCleanup();
       fs.rmSync(h.dir, { recursive: true, force: true });
       throw new Error(`spire-server/spire-agent not found in ${h.binDir}; run simulators/spire/ensure-spire.sh or set SPIRE_BIN_DIR`);
     }
@@ -887,6 +893,7 @@ export class SpireHarness {
       await this.stopServer();
     } finally {
       allHarnesses.delete(this);
+      this.unregisterCleanup();
       if (process.env['KEEP_SPIRE'] === '1') {
         process.stderr.write(`KEEP_SPIRE=1: SPIRE harness files kept in ${this.dir}\n`);
       } else {

@@ -20,17 +20,45 @@ export interface ExitInfo {
 }
 
 const live = new Map<number, ManagedProcess>();
+const emergencyCleanups = new Set<() => void>();
 let exitHookInstalled = false;
+
+/** Registers a synchronous cleanup (e.g. removing a temp dir) run when this process exits or is signalled. */
+export function onEmergencyExit(fn: () => void): () => void {
+  installExitHook();
+  emergencyCleanups.add(fn);
+  return () => emergencyCleanups.delete(fn);
+}
 
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('exit', () => {
+  const killAll = () => {
     for (const p of live.values()) {
       killGroup(p.pid, 'SIGKILL');
     }
     live.clear();
-  });
+    for (const fn of emergencyCleanups) {
+      try {
+        fn();
+      } catch {
+        /* best effort */
+      }
+    }
+    emergencyCleanups.clear();
+  };
+  process.on('exit', killAll);
+  // SPIRE runs in its own process group, so a Ctrl-C or the test runner's SIGTERM does not reach it: kill what we
+  // started, then re-raise the signal with its default action (only when nobody else handles it).
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    if (process.listenerCount(sig) > 0) continue;
+    const onSignal = () => {
+      killAll();
+      process.removeListener(sig, onSignal);
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {

@@ -52,6 +52,7 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
     await withSpire(t, async (spire) => {
       await spire.startServer();
       const dataFile = spire.writeFile('fixture-file.hcl', `# from a file\nlabel = "file-v1"\n`);
+      const jsonFile = spire.writeFile('fixture-file.json', `{"label": "json-form", "test_pids": ["${process.pid}"]}`);
       const t0 = Date.now();
       await spire.startAgent({
         env: echoEnv(spire),
@@ -59,9 +60,10 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
           spire.nodePlugin({ type: 'WorkloadAttestor', name: 'fixture_wa', script: PID_ATTESTOR, pluginData: { block: `label = "block-form"\ntest_pids = ["${process.pid}"]` } }),
           spire.nodePlugin({ type: 'WorkloadAttestor', name: 'fixture_str', script: PID_ATTESTOR, pluginData: { string: 'string-form' }, launch: 'wrapper' }),
           spire.nodePlugin({ type: 'WorkloadAttestor', name: 'fixture_file', script: PID_ATTESTOR, pluginDataFile: dataFile }),
+          spire.nodePlugin({ type: 'WorkloadAttestor', name: 'fixture_json', script: PID_ATTESTOR, pluginDataFile: jsonFile }),
         ],
       });
-      t.diagnostic(`agent with 3 TS WorkloadAttestors healthy after ${Date.now() - t0} ms`);
+      t.diagnostic(`agent with 4 TS WorkloadAttestors healthy after ${Date.now() - t0} ms`);
 
       // 1. What Configure received, per declaration form.
       const cfg = echoes(spire).filter((r) => r.event === 'configure');
@@ -69,6 +71,7 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       assert.equal(byLabel('block-form')?.hclText, `label = "block-form"\n\ntest_pids = ["${process.pid}"]`, 'block form: HCL v1 printer output');
       assert.equal(byLabel('string-form')?.hclText, '"string-form"', 'string form: the quoted token');
       assert.equal(byLabel('file-v1')?.hclText, `# from a file\nlabel = "file-v1"\n`, 'plugin_data_file: raw bytes');
+      assert.equal(byLabel('json-form')?.hclText, `{"label": "json-form", "test_pids": ["${process.pid}"]}`, 'plugin_data_file with JSON: raw bytes');
       for (const r of cfg) assert.equal(r.trustDomain, TD);
 
       // 2. Plugin log lines appear in SPIRE's log at the right level with their fields; trace is dropped by SPIRE.
@@ -100,16 +103,18 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       await spire.createEntry({ spiffeId: pidId, selectors: [`fixture_wa:pid_is_test:${process.pid}`] });
       await spire.createEntry({ spiffeId: labelId, selectors: ['fixture_wa:fixture:block-form', `unix:uid:${uid}`] });
       await spire.createEntry({ spiffeId: stringId, selectors: ['fixture_str:fixture:string-form'] });
+      const jsonId = `spiffe://${TD}/ts/json-form`;
+      await spire.createEntry({ spiffeId: jsonId, selectors: ['fixture_json:fixture:json-form', `fixture_json:pid_is_test:${process.pid}`] });
       const mine = await spire.fetchX509Svid({ spiffeId: pidId, inProcess: true });
       const ids = new Set(mine.map((s) => s.spiffeId));
-      assert.ok(ids.has(labelId) && ids.has(stringId), [...ids].join(', '));
+      assert.ok(ids.has(labelId) && ids.has(stringId) && ids.has(jsonId), [...ids].join(', '));
       const bundle = await spire.bundleCerts();
       const pidSvid = mine.find((s) => s.spiffeId === pidId)!;
       verifyChain(pidSvid.certChain(), bundle);
       assert.ok(pidSvid.certChain()[0]!.subjectAltName?.includes(`URI:${pidId}`));
       // The CLI is another PID: it gets the label-based identities but not the PID-gated one.
       const cli = await spire.fetchX509Svid({ spiffeId: labelId });
-      assert.ok(!cli.some((s) => s.spiffeId === pidId), 'PID-gated identity must not go to another process');
+      assert.ok(!cli.some((s) => s.spiffeId === pidId || s.spiffeId === jsonId), 'PID-gated identities must not go to another process');
       const jwt = await spire.fetchJwtSvid('fixture-aud', { spiffeId: pidId, inProcess: true });
       assert.equal(jwt[0]!.claims['sub'], pidId);
 
