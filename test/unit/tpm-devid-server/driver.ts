@@ -1,0 +1,78 @@
+// Drives the server NodeAttestor Attest stream over real gRPC (as SPIRE's server core does).
+import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
+import type { AgentAttributes, AttestRequest, AttestResponse, NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
+
+export type Step = { kind: 'msg'; msg: AttestResponse } | { kind: 'error'; code: number; details: string } | { kind: 'end' };
+
+export class AttestStream {
+  readonly call: ClientDuplexStream<AttestRequest, AttestResponse>;
+  private readonly queue: Step[] = [];
+  private waiter: ((s: Step) => void) | undefined;
+
+  constructor(client: NodeAttestorClient) {
+    this.call = client.attest({ deadline: new Date(Date.now() + 30_000) });
+    this.call.on('data', (m: AttestResponse) => this.push({ kind: 'msg', msg: m }));
+    this.call.on('error', (e: ServiceError) => this.push({ kind: 'error', code: e.code, details: e.details }));
+    this.call.on('end', () => this.push({ kind: 'end' }));
+  }
+
+  private push(s: Step): void {
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w(s);
+    } else this.queue.push(s);
+  }
+
+  next(): Promise<Step> {
+    const s = this.queue.shift();
+    if (s) return Promise.resolve(s);
+    return new Promise((r) => (this.waiter = r));
+  }
+
+  payload(b: Buffer): void {
+    this.call.write({ request: { $case: 'payload', payload: b } });
+  }
+
+  response(b: Buffer): void {
+    this.call.write({ request: { $case: 'challengeResponse', challengeResponse: b } });
+  }
+
+  close(): void {
+    this.call.end();
+  }
+}
+
+export interface FlowResult {
+  challenge?: Buffer;
+  attributes?: AgentAttributes;
+  error?: { code: number; details: string };
+}
+
+/** payload → (challenge → answer) → attributes or error. `answer` undefined: stop after the challenge. */
+export async function runFlow(client: NodeAttestorClient, payload: Buffer, answer?: (challenge: Buffer) => Buffer | Buffer[]): Promise<FlowResult> {
+  const s = new AttestStream(client);
+  const out: FlowResult = {};
+  s.payload(payload);
+  for (;;) {
+    const step = await s.next();
+    if (step.kind === 'error') {
+      out.error = { code: step.code, details: step.details };
+      return out;
+    }
+    if (step.kind === 'end') return out;
+    const r = step.msg.response;
+    if (r?.$case === 'challenge') {
+      out.challenge = r.challenge;
+      if (!answer) {
+        s.call.cancel();
+        return out;
+      }
+      const a = answer(r.challenge);
+      for (const b of Array.isArray(a) ? a : [a]) s.response(b);
+    } else if (r?.$case === 'agentAttributes') {
+      out.attributes = r.agentAttributes;
+      s.close();
+    }
+  }
+}
