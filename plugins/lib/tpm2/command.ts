@@ -101,6 +101,8 @@ export interface EncodedCommand {
   readonly def: AnyDef;
   /** @internal */ readonly slots: readonly SessionSlot[];
   /** @internal */ readonly newAuth?: Uint8Array;
+  /** @internal index of the session that encrypts the first response parameter, -1 if none */
+  readonly encryptSlot: number;
 }
 
 const MAX_SESSIONS = 3;
@@ -136,20 +138,24 @@ export function encodeCommand<D extends AnyDef>(cmd: Command<D>, extra: readonly
     session.rollCallerNonce();
   }
 
-  // Parameters
+  // Parameters. decrypt/encrypt apply only when the first command/response parameter is a TPM2B; otherwise the
+  // attribute is cleared for this command (a session can stay configured for encryption across commands).
   const entries = Object.entries(def.params);
-  const decryptSlot = slots.findIndex((s) => isNonPassword(s.session) && s.session.decrypt);
-  const encryptSlot = slots.findIndex((s) => isNonPassword(s.session) && s.session.encrypt);
-  if (slots.filter((s) => isNonPassword(s.session) && s.session.decrypt).length > 1 || slots.filter((s) => isNonPassword(s.session) && s.session.encrypt).length > 1) {
+  const canDecrypt = (entries[0]?.[1] as Codec<unknown> | undefined)?.isTpm2b === true;
+  const canEncrypt = (Object.values(def.response)[0] as Codec<unknown> | undefined)?.isTpm2b === true;
+  const nonPw = slots.map((s) => (isNonPassword(s.session) ? s.session : undefined));
+  if (nonPw.filter((s) => s?.decrypt).length > 1 || nonPw.filter((s) => s?.encrypt).length > 1) {
     throw new TpmUsageError('bad-argument', `${def.name}: at most one decrypt and one encrypt session`);
   }
+  const decryptSlot = canDecrypt ? nonPw.findIndex((s) => s?.decrypt) : -1;
+  const encryptSlot = canEncrypt ? nonPw.findIndex((s) => s?.encrypt) : -1;
+  const attrMask = 0xff & ~(canDecrypt ? 0 : 0x20) & ~(canEncrypt ? 0 : 0x40);
   const pw = new Writer();
   entries.forEach(([k, c], i) => {
     const v = args[k];
     if (v === undefined) throw new TpmUsageError('bad-argument', `${def.name}: parameter ${k} is missing`);
     const codec = c as Codec<unknown, unknown>;
     if (i === 0 && decryptSlot >= 0) {
-      if (!codec.isTpm2b) throw new TpmUsageError('bad-argument', `${def.name}: first parameter is not a TPM2B, cannot be encrypted`);
       const w1 = new Writer();
       codec.write(w1, v);
       const raw = w1.finish();
@@ -166,10 +172,6 @@ export function encodeCommand<D extends AnyDef>(cmd: Command<D>, extra: readonly
       }
     }
   });
-  if (encryptSlot >= 0) {
-    const first = Object.values(def.response)[0] as Codec<unknown> | undefined;
-    if (!first?.isTpm2b) throw new TpmUsageError('bad-argument', `${def.name}: first response parameter is not a TPM2B, cannot be encrypted`);
-  }
   const params = pw.finish();
 
   // cpHash and authorization area
@@ -204,7 +206,7 @@ export function encodeCommand<D extends AnyDef>(cmd: Command<D>, extra: readonly
       if (dec && isNonPassword(dec)) extraNonces.push(dec.nonceTPM);
       if (encS && isNonPassword(encS) && encS !== dec) extraNonces.push(encS.nonceTPM);
     }
-    auths.push(s.authCommand(cp, slot.authValue, extraNonces));
+    auths.push(s.authCommand(cp, slot.authValue, extraNonces, attrMask));
   });
 
   // Assemble
@@ -229,7 +231,8 @@ export function encodeCommand<D extends AnyDef>(cmd: Command<D>, extra: readonly
   w.bytes(params);
   w.patchU32(2, w.length);
   const newAuth = def.responseAuthFrom ? (args[def.responseAuthFrom] as Uint8Array | undefined) : undefined;
-  return newAuth ? { bytes: w.finish(), code: def.code, def, slots, newAuth } : { bytes: w.finish(), code: def.code, def, slots };
+  const out = { bytes: w.finish(), code: def.code, def, slots, encryptSlot };
+  return newAuth ? { ...out, newAuth } : out;
 }
 
 function u32be(n: number): Uint8Array {
@@ -302,7 +305,7 @@ export function decodeResponse<D extends AnyDef>(enc: EncodedCommand, bytes: Uin
   });
 
   // Parameter decryption
-  const encryptSlot = enc.slots.find((s) => s.session.kind !== 'password' && s.session.encrypt);
+  const encryptSlot = enc.encryptSlot >= 0 ? enc.slots[enc.encryptSlot] : undefined;
   if (encryptSlot && paramBytes.length >= 2) {
     const n = (paramBytes[0]! << 8) | paramBytes[1]!;
     if (n + 2 > paramBytes.length) throw new TpmDecodeError('truncated', `${path}.params`, 0, 'encrypted first parameter is truncated');

@@ -91,8 +91,8 @@ export abstract class SessionBase {
   }
 
   /** @internal TPMS_AUTH_COMMAND for this command. */
-  authCommand(cpHash: () => Uint8Array, authValue: Uint8Array, extraNonces: readonly Uint8Array[]): TpmsAuthCommand {
-    const attrs = this.attributes();
+  authCommand(cpHash: () => Uint8Array, authValue: Uint8Array, extraNonces: readonly Uint8Array[], attrMask = 0xff): TpmsAuthCommand {
+    const attrs = this.attributes() & attrMask;
     let hmac: Uint8Array = new Uint8Array(0);
     if (this.kind === 'policy' && (this as unknown as PolicySession).passwordNeeded) {
       hmac = authValue;
