@@ -45,6 +45,12 @@ export function spireBinariesPresent(dir = spireBinDir()): boolean {
 
 export type LogSource = 'server' | 'agent';
 
+/** Positions in the parsed server/agent logs (numbers of entries), from SpireHarness.logMark(). */
+export interface LogMark {
+  server: number;
+  agent: number;
+}
+
 /** One line of a SPIRE log. For `log_format = "json"` (the default here) `json` is the parsed object. */
 export interface SpireLogEntry {
   source: LogSource;
@@ -700,7 +706,7 @@ export class SpireHarness {
     const confPath = path.join(this.dir, 'agent.conf');
     fs.writeFileSync(confPath, this.renderAgentConfig(o, token, bundlePath));
     this.appendMarker(this.agentLogFile, 'harness: starting spire-agent');
-    const mark = this.agentLogReader.poll().length;
+    const mark = this.logMark();
     this.agent = spawnLogged({
       name: 'spire-agent',
       cmd: this.agentBin,
@@ -850,16 +856,21 @@ export class SpireHarness {
     return [...this.serverLogReader.poll(), ...this.agentLogReader.poll()];
   }
 
+  /** Current log positions; pass to waitForLog to only consider lines written after this point. */
+  logMark(): LogMark {
+    return { server: this.serverLogReader.poll().length, agent: this.agentLogReader.poll().length };
+  }
+
   /**
-   * Polls both logs until a line satisfies `predicate` (use `l.source` to pick one). `skipAgentEntries` ignores the
-   * first N agent entries (internal use). Rejects with the log tails after `timeoutMs`.
+   * Polls both logs until a line satisfies `predicate` (use `l.source` to pick one), optionally only among lines
+   * written after `since` (see logMark()). Rejects with both log tails after `timeoutMs`.
    */
-  async waitForLog(predicate: (l: SpireLogEntry) => boolean, timeoutMs = 30_000, skipAgentEntries = 0): Promise<SpireLogEntry> {
+  async waitForLog(predicate: (l: SpireLogEntry) => boolean, timeoutMs = 30_000, since: LogMark = { server: 0, agent: 0 }): Promise<SpireLogEntry> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const s = this.serverLogReader.poll().find(predicate);
+      const s = this.serverLogReader.poll().slice(since.server).find(predicate);
       if (s) return s;
-      const a = this.agentLogReader.poll().slice(skipAgentEntries).find(predicate);
+      const a = this.agentLogReader.poll().slice(since.agent).find(predicate);
       if (a) return a;
       if (Date.now() > deadline) {
         throw new Error(`no matching log line within ${timeoutMs} ms\n${this.logTails(60)}`);

@@ -123,6 +123,7 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       await spire.createEntry({ spiffeId: v2Id, selectors: ['fixture_file:fixture:file-v2'] });
       const before = await spire.fetchX509Svid({ spiffeId: labelId, inProcess: true });
       assert.ok(!before.some((s) => s.spiffeId === v2Id));
+      const mark = spire.logMark();
       fs.writeFileSync(dataFile, `label = "file-v2"\ntest_pids = ["${process.pid}"]\n`);
       spire.signalAgent('SIGUSR1');
       const re = await waitForEcho(spire, (r) => r.event === 'configure' && r.label === 'file-v2');
@@ -132,7 +133,9 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       assert.equal(echoes(spire).filter((r) => r.event === 'configure' && r.label === 'block-form').length, 1);
       assert.equal(re.pid, byLabel('file-v1')?.pid);
       await spire.fetchX509Svid({ spiffeId: v2Id, inProcess: true });
-      await spire.waitForLog((l) => l.source === 'agent' && l.fields['plugin_name'] === 'fixture_file' && l.fields['fixture_level'] === 'info' && l.fields['label'] === 'file-v2');
+      await spire.waitForLog((l) => l.source === 'agent' && l.fields['plugin_name'] === 'fixture_file' && l.fields['fixture_level'] === 'info' && l.fields['label'] === 'file-v2', 30_000, mark);
+      const reconf = await spire.waitForLog((l) => l.source === 'agent' && l.msg === 'Plugin reconfigured' && l.fields['plugin_name'] === 'fixture_file', 30_000, mark);
+      assert.equal(reconf.level, 'info');
     });
   });
 
