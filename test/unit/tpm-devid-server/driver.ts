@@ -9,8 +9,8 @@ export class AttestStream {
   private readonly queue: Step[] = [];
   private waiter: ((s: Step) => void) | undefined;
 
-  constructor(client: NodeAttestorClient) {
-    this.call = client.attest({ deadline: new Date(Date.now() + 30_000) });
+  constructor(client: NodeAttestorClient, deadlineMs = 30_000) {
+    this.call = client.attest({ deadline: new Date(Date.now() + deadlineMs) });
     this.call.on('data', (m: AttestResponse) => this.push({ kind: 'msg', msg: m }));
     this.call.on('error', (e: ServiceError) => this.push({ kind: 'error', code: e.code, details: e.details }));
     this.call.on('end', () => this.push({ kind: 'end' }));
@@ -50,8 +50,8 @@ export interface FlowResult {
 }
 
 /** payload → (challenge → answer) → attributes or error. `answer` undefined: stop after the challenge. */
-export async function runFlow(client: NodeAttestorClient, payload: Buffer, answer?: (challenge: Buffer) => Buffer | Buffer[]): Promise<FlowResult> {
-  const s = new AttestStream(client);
+export async function runFlow(client: NodeAttestorClient, payload: Buffer, answer?: (challenge: Buffer) => Buffer | Buffer[] | Promise<Buffer | Buffer[]>, deadlineMs = 30_000): Promise<FlowResult> {
+  const s = new AttestStream(client, deadlineMs);
   const out: FlowResult = {};
   s.payload(payload);
   for (;;) {
@@ -68,7 +68,7 @@ export async function runFlow(client: NodeAttestorClient, payload: Buffer, answe
         s.call.cancel();
         return out;
       }
-      const a = answer(r.challenge);
+      const a = await answer(r.challenge);
       for (const b of Array.isArray(a) ? a : [a]) s.response(b);
     } else if (r?.$case === 'agentAttributes') {
       out.attributes = r.agentAttributes;

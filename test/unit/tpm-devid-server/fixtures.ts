@@ -86,8 +86,8 @@ export function genKey(alg: KeyAlg): KeyPair {
   return { alg, privateKey: kp.privateKey, publicKey: kp.publicKey };
 }
 
-async function toWebPublic(k: KeyPair): Promise<webcrypto.CryptoKey> {
-  const spki = k.publicKey.export({ type: 'spki', format: 'der' });
+async function toWebPublic(k: KeyPair, pub?: KeyObject): Promise<webcrypto.CryptoKey> {
+  const spki = (pub ?? k.publicKey).export({ type: 'spki', format: 'der' });
   const alg = k.alg === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', namedCurve: k.alg === 'ec256' ? 'P-256' : 'P-384' };
   return webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']);
 }
@@ -114,6 +114,8 @@ export interface IssueOptions {
   extensions?: x509.Extension[];
   /** empty subject (no CN) */
   noSubjectCn?: boolean;
+  /** certify this public key (e.g. a key that lives in a real TPM) instead of key.publicKey */
+  subjectPublicKey?: KeyObject;
 }
 
 let serial = 1;
@@ -131,7 +133,7 @@ export async function issue(o: IssueOptions): Promise<Cert> {
     issuer: o.issuer ? `CN=${o.issuer.name}` : `CN=${o.name}`,
     notBefore: o.notBefore ?? new Date(now - DAY),
     notAfter: o.notAfter ?? new Date(now + 365 * DAY),
-    publicKey: await toWebPublic(key),
+    publicKey: await toWebPublic(key, o.subjectPublicKey),
     signingKey: await toWebPrivate(signer),
     signingAlgorithm: signer.alg === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', hash: signer.alg === 'ec384' ? 'SHA-384' : 'SHA-256' },
     extensions: exts,
