@@ -181,7 +181,7 @@ export function encodeCommand<D extends AnyDef>(cmd: Command<D>, extra: readonly
   slots.forEach((slot, i) => {
     const s = slot.session;
     if (!isNonPassword(s)) {
-      auths.push(passwordAuthCommand(slot.authValue));
+      auths.push(passwordAuthCommand(slot.authValue, s.attributes));
       return;
     }
     const cp = (): Uint8Array => {

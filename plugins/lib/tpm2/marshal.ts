@@ -388,7 +388,7 @@ export function tagged<K extends string, A extends Arms>(name: string, key: K, s
     read: (r) => {
       const s = withPath(r, key, () => selector.read(r));
       const arm = arms[s];
-      if (!arm) r.fail('bad-selector', `${name}: unsupported ${key} 0x${s.toString(16).padStart(4, '0')}`);
+      if (!arm) withPath(r, key, () => r.fail('bad-selector', `${name}: unsupported ${key} 0x${s.toString(16).padStart(4, '0')}`));
       const body = arm.read(r) as Record<string, unknown>;
       return { [key]: s, ...body } as TaggedOf<K, A>;
     },

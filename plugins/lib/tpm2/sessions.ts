@@ -9,6 +9,8 @@ import { TpmsAuthCommand, TpmsAuthResponse } from './structures';
 /** The password "session" (TPM_RS_PW): the authValue travels in clear in the hmac field. */
 export interface PasswordSession {
   readonly kind: 'password';
+  /** TPMA_SESSION byte to send (default 0x01 continueSession; it has no effect for TPM_RS_PW). */
+  readonly attributes?: number;
 }
 export const PasswordSession: PasswordSession = Object.freeze({ kind: 'password' as const });
 
@@ -194,8 +196,8 @@ export type AuthSession = PasswordSession | HmacSession | PolicySession;
 export type ExtraSession = HmacSession | PolicySession;
 
 /** The password-session TPMS_AUTH_COMMAND (`40000009 0000 01 <auth>`). */
-export function passwordAuthCommand(auth: Uint8Array): TpmsAuthCommand {
-  return { sessionHandle: TPM_RS_PW, nonce: new Uint8Array(0), sessionAttributes: TPMA_SESSION.continueSession, hmac: auth };
+export function passwordAuthCommand(auth: Uint8Array, attributes: number = TPMA_SESSION.continueSession): TpmsAuthCommand {
+  return { sessionHandle: TPM_RS_PW, nonce: new Uint8Array(0), sessionAttributes: attributes, hmac: auth };
 }
 
 /** sessionKey = KDFa(authHash, bindAuth ‖ salt, "ATH", nonceTPM, nonceCaller, digestBits) or empty (Part 1 §19.6.8). */
