@@ -13,4 +13,4 @@ npm run --silent build
 shopt -s globstar nullglob
 files=(dist/test/**/*.test.js)
 say "running ${#files[@]} test files with node --test"
-exec node --test --test-concurrency=1 --test-timeout=600000 "${files[@]}"
+exec node --test --test-force-exit --test-concurrency=1 --test-timeout=600000 "${files[@]}"

@@ -1,0 +1,189 @@
+// serve(): the whole process side of go-plugin for one SPIRE plugin. A plugin's main is one line:
+//   serve(workloadAttestor(new MyAttestor()));
+import { mkdtempSync, rmSync, chmodSync, chownSync, readFileSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { format } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { createLogger, type Logger } from "./log";
+import { errorMessage } from "./errors";
+import { createPluginServer } from "./server";
+import type { PluginDefinition } from "./plugin";
+
+export const CORE_PROTOCOL_VERSION = 1;
+export const APP_PROTOCOL_VERSION = 1;
+
+export interface ServeOptions {
+  log?: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The go-plugin handshake line: CORE|APP|NETWORK|ADDRESS|PROTOCOL|SERVERCERT (cert empty: SPIRE has no TLS). */
+export function handshakeLine(network: "unix" | "tcp", address: string): string {
+  if (address.includes("|")) throw new Error(`plugin address must not contain '|': ${address}`);
+  return `${CORE_PROTOCOL_VERSION}|${APP_PROTOCOL_VERSION}|${network}|${address}|grpc|\n`;
+}
+
+export function notAPluginMessage(def: PluginDefinition): string {
+  return [
+    `This binary is a SPIRE ${def.side} ${def.type} plugin (${def.serviceName}).`,
+    "It is not meant to be run by hand: SPIRE starts it. Declare it in the SPIRE " + def.side + " configuration, e.g.:",
+    "",
+    "  plugins {",
+    `    ${def.type} "<name>" {`,
+    `      plugin_cmd      = "${process.argv[1] ?? "/path/to/plugin"}"`,
+    `      plugin_checksum = "<sha256 of the plugin_cmd file>"`,
+    "      plugin_data { ... }",
+    "    }",
+    "  }",
+    "",
+  ].join("\n");
+}
+
+function resolveGroup(group: string): number | undefined {
+  if (/^\d+$/.test(group)) return Number(group);
+  try {
+    for (const line of readFileSync("/etc/group", "utf8").split("\n")) {
+      const f = line.split(":");
+      if (f[0] === group && f[2] !== undefined && /^\d+$/.test(f[2])) return Number(f[2]);
+    }
+  } catch {
+    /* fall through */
+  }
+  return undefined;
+}
+
+/** Replaces console output and process.stdout with the stderr logger so nothing but the handshake reaches stdout. */
+function guardStdout(log: Logger): void {
+  const toLog = (level: "debug" | "info" | "warn" | "error") => (...args: unknown[]) => log[level](format(...args));
+  console.log = toLog("info");
+  console.info = toLog("info");
+  console.debug = toLog("debug");
+  console.warn = toLog("warn");
+  console.error = toLog("error");
+  console.trace = toLog("debug");
+  const w = ((chunk: unknown, encoding?: unknown, cb?: unknown) => {
+    const text = typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8");
+    for (const line of text.split("\n")) if (line.trim()) log.debug(line, { source: "stdout" });
+    const done = typeof encoding === "function" ? encoding : cb;
+    if (typeof done === "function") (done as () => void)();
+    return true;
+  }) as typeof process.stdout.write;
+  process.stdout.write = w;
+}
+
+/** Routes grpc-js's own logging through the hclog JSON logger. */
+export function routeGrpcLogging(log: Logger): void {
+  grpc.setLogger({
+    error: (...a: unknown[]) => log.warn(format(...a), { source: "grpc-js" }),
+    info: (...a: unknown[]) => log.debug(format(...a), { source: "grpc-js" }),
+    debug: (...a: unknown[]) => log.trace(format(...a), { source: "grpc-js" }),
+  } as unknown as Console);
+  if (!process.env.GRPC_VERBOSITY) grpc.setLogVerbosity(grpc.logVerbosity.ERROR);
+}
+
+export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
+  const env = options.env ?? process.env;
+  const log = options.log ?? createLogger();
+  guardStdout(log);
+  routeGrpcLogging(log);
+
+  if (env[def.type] !== def.type) {
+    writeSync(2, notAPluginMessage(def));
+    process.exit(1);
+  }
+  const protocols = (env.PLUGIN_PROTOCOL_VERSIONS ?? String(APP_PROTOCOL_VERSION)).split(",").map((s) => s.trim());
+  if (!protocols.includes(String(APP_PROTOCOL_VERSION))) {
+    log.error("host does not support this plugin's protocol version", { host_versions: protocols.join(","), plugin_version: APP_PROTOCOL_VERSION });
+    process.exit(1);
+  }
+
+  let exiting = false;
+  let socketDir: string | undefined;
+  const exit = (code: number, reason: string) => {
+    if (exiting) return;
+    exiting = true;
+    log.debug("plugin exiting", { reason });
+    const hardStop = setTimeout(() => finish(), 1_500);
+    hardStop.unref();
+    runtime
+      .deinit()
+      .catch(() => undefined)
+      .finally(() => finish());
+    function finish() {
+      try {
+        runtime.server.forceShutdown();
+      } catch {
+        /* already stopped */
+      }
+      if (socketDir) rmSync(socketDir, { recursive: true, force: true });
+      process.exit(code);
+    }
+  };
+
+  process.on("uncaughtException", (e) => log.error("uncaught exception (process kept alive)", { error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined }));
+  process.on("unhandledRejection", (e) => log.error("unhandled promise rejection (process kept alive)", { error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined }));
+  process.on("SIGINT", () => undefined); // like go-plugin servers: SPIRE, not a terminal Ctrl-C, unloads plugins
+  process.on("SIGTERM", () => exit(0, "SIGTERM"));
+  process.on("SIGHUP", () => exit(0, "SIGHUP"));
+
+  const runtime = createPluginServer(def, { log, onShutdown: () => exit(0, "Shutdown requested by host") });
+
+  // When the host goes away without unloading us (crash, SIGKILL on a platform without Pdeathsig), we are reparented.
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid !== parent) exit(0, "host process went away");
+  }, 1_000);
+  watch.unref();
+
+  const useTcp = process.platform === "win32" || env.SPIRE_PLUGIN_NETWORK === "tcp";
+  const creds = grpc.ServerCredentials.createInsecure();
+  if (!useTcp) {
+    socketDir = mkdtempSync(join(env.PLUGIN_UNIX_SOCKET_DIR || tmpdir(), "plugin"));
+    const sock = join(socketDir, "plugin.sock");
+    runtime.server.bindAsync(`unix://${sock}`, creds, (err) => {
+      if (err) {
+        log.error("failed to listen on unix socket", { path: sock, error: err.message });
+        exit(1, "bind failed");
+        return;
+      }
+      const group = env.PLUGIN_UNIX_SOCKET_GROUP;
+      if (group) {
+        const gid = resolveGroup(group);
+        if (gid === undefined) {
+          log.error("PLUGIN_UNIX_SOCKET_GROUP names an unknown group", { group });
+          exit(1, "bad socket group");
+          return;
+        }
+        try {
+          chownSync(socketDir!, -1, gid);
+          chmodSync(socketDir!, 0o750);
+          chownSync(sock, -1, gid);
+          chmodSync(sock, 0o660);
+        } catch (e) {
+          log.error("failed to set socket group", { group, error: errorMessage(e) });
+          exit(1, "chown failed");
+          return;
+        }
+      }
+      writeSync(1, handshakeLine("unix", sock));
+      log.debug("plugin serving", { network: "unix", address: sock });
+    });
+  } else {
+    const min = Number(env.PLUGIN_MIN_PORT ?? 10000);
+    const max = Number(env.PLUGIN_MAX_PORT ?? 25000);
+    const tryPort = (port: number) => {
+      if (!Number.isInteger(port) || port > max) {
+        log.error("no free TCP port for the plugin", { min, max });
+        exit(1, "no port");
+        return;
+      }
+      runtime.server.bindAsync(`127.0.0.1:${port}`, creds, (err, bound) => {
+        if (err) return tryPort(port + 1);
+        writeSync(1, handshakeLine("tcp", `127.0.0.1:${bound}`));
+        log.debug("plugin serving", { network: "tcp", address: `127.0.0.1:${bound}` });
+      });
+    };
+    tryPort(min);
+  }
+}

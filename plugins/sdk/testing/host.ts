@@ -1,0 +1,213 @@
+// The SPIRE side of the plugin protocol, for tests: what SPIRE's catalog does after the handshake (broker stream,
+// stdio stream, host-services server announced as ConnInfo{service_id: 1}, Init, Configure, Deinit, Shutdown).
+// Used by both the in-process harness and the subprocess harness.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  Client,
+  credentials,
+  makeGenericClientConstructor,
+  Server,
+  ServerCredentials,
+  status as Code,
+  type ServerUnaryCall,
+  type sendUnaryData,
+  type ServiceDefinition,
+  type ServiceError,
+  type ClientDuplexStream,
+  type ClientReadableStream,
+} from "@grpc/grpc-js";
+import { GRPCBrokerClient, type ConnInfo } from "../../../proto/gen/goplugin/grpc_broker";
+import { GRPCControllerClient } from "../../../proto/gen/goplugin/grpc_controller";
+import { GRPCStdioClient, type StdioData } from "../../../proto/gen/goplugin/grpc_stdio";
+import { HealthClient, type HealthCheckResponse } from "../../../proto/gen/grpc/health/v1/health";
+import { InitClient, type InitResponse } from "../../../proto/gen/spire/service/private/init/v1/init";
+import { ConfigClient, type ValidateResponse } from "../../../proto/gen/spire/service/common/config/v1/config";
+import { MetricsService } from "../../../proto/gen/spire/hostservice/common/metrics/v1/metrics";
+import { AgentStoreService, type GetAgentInfoRequest, type GetAgentInfoResponse } from "../../../proto/gen/spire/hostservice/server/agentstore/v1/agentstore";
+import {
+  IdentityProviderService,
+  type FetchX509IdentityResponse,
+} from "../../../proto/gen/spire/hostservice/server/identityprovider/v1/identityprovider";
+import { AGENT_STORE_SERVICE, IDENTITY_PROVIDER_SERVICE, METRICS_SERVICE } from "../hostservices";
+import type { Side } from "../plugin";
+
+export type Unary<Req, Res> = (req: Req) => Promise<Res>;
+
+/** Calls a callback-style grpc-js unary client method as a promise. */
+export function unary<Req, Res>(client: Client, method: string, req: Req, timeoutMs = 30_000): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const fn = (client as unknown as Record<string, (r: Req, o: object, cb: (e: ServiceError | null, r: Res) => void) => void>)[method];
+    if (typeof fn !== "function") return reject(new Error(`client has no method ${method}`));
+    fn.call(client, req, { deadline: new Date(Date.now() + timeoutMs) }, (e, r) => (e ? reject(e) : resolve(r)));
+  });
+}
+
+export interface MetricsCall {
+  method: string;
+  request: unknown;
+}
+
+/** Fake SPIRE host services, served on a unix socket like SPIRE's broker listener. */
+export class FakeHostServices {
+  readonly metricsCalls: MetricsCall[] = [];
+  readonly agentStoreQueries: string[] = [];
+  /** agent IDs the fake AgentStore reports as attested. */
+  readonly attestedAgents = new Set<string>();
+  identity: FetchX509IdentityResponse = { identity: undefined, bundle: undefined };
+  private server?: Server;
+  private dir?: string;
+  address = "";
+
+  async start(): Promise<string> {
+    this.dir = mkdtempSync(join(tmpdir(), "plugin-host-"));
+    this.address = join(this.dir, "host.sock");
+    const server = new Server();
+    const record = (method: string) => (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => {
+      this.metricsCalls.push({ method, request: call.request });
+      cb(null, {});
+    };
+    server.addService(MetricsService, {
+      setGauge: record("SetGauge"),
+      emitKey: record("EmitKey"),
+      incrCounter: record("IncrCounter"),
+      addSample: record("AddSample"),
+      measureSince: record("MeasureSince"),
+    });
+    server.addService(AgentStoreService, {
+      getAgentInfo: (call: ServerUnaryCall<GetAgentInfoRequest, GetAgentInfoResponse>, cb: sendUnaryData<GetAgentInfoResponse>) => {
+        this.agentStoreQueries.push(call.request.agentId);
+        if (this.attestedAgents.has(call.request.agentId)) cb(null, { info: { agentId: call.request.agentId } });
+        else cb({ code: Code.NOT_FOUND, details: "no such agent" });
+      },
+    });
+    server.addService(IdentityProviderService, {
+      fetchX509Identity: (_c: ServerUnaryCall<unknown, FetchX509IdentityResponse>, cb: sendUnaryData<FetchX509IdentityResponse>) => cb(null, this.identity),
+    });
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix://${this.address}`, ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
+    );
+    this.server = server;
+    return this.address;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      if (!this.server) return resolve();
+      this.server.tryShutdown(() => resolve());
+      setTimeout(() => {
+        this.server?.forceShutdown();
+        resolve();
+      }, 1000).unref();
+    });
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function hostServiceNamesFor(side: Side): string[] {
+  return side === "server" ? [IDENTITY_PROVIDER_SERVICE, AGENT_STORE_SERVICE, METRICS_SERVICE] : [METRICS_SERVICE];
+}
+
+export interface HostConnectionOptions {
+  side: Side;
+  /** Host service names sent in Init (default: what SPIRE sends for `side`). */
+  hostServiceNames?: string[];
+  /** Serve fake host services and announce them on the broker (default true). */
+  hostServices?: boolean;
+}
+
+/** A connection from a (fake) SPIRE host to a plugin's gRPC server at `target` (e.g. "unix:/tmp/x/plugin.sock"). */
+export class HostConnection {
+  readonly init: InitClient;
+  readonly config: ConfigClient;
+  readonly controller: GRPCControllerClient;
+  readonly health: HealthClient;
+  readonly brokerClient: GRPCBrokerClient;
+  readonly stdioClient: GRPCStdioClient;
+  readonly host = new FakeHostServices();
+  broker?: ClientDuplexStream<ConnInfo, ConnInfo>;
+  stdio?: ClientReadableStream<StdioData>;
+  private readonly clients: Client[] = [];
+
+  constructor(
+    readonly target: string,
+    private readonly opts: HostConnectionOptions,
+  ) {
+    const mk = <T extends Client>(C: new (a: string, c: ReturnType<typeof credentials.createInsecure>, o?: object) => T): T => {
+      const c = new C(target, credentials.createInsecure(), { "grpc.default_authority": "unused" });
+      this.clients.push(c);
+      return c;
+    };
+    this.init = mk(InitClient);
+    this.config = mk(ConfigClient);
+    this.controller = mk(GRPCControllerClient);
+    this.health = mk(HealthClient);
+    this.brokerClient = mk(GRPCBrokerClient);
+    this.stdioClient = mk(GRPCStdioClient);
+  }
+
+  /** A typed client for the plugin-type service (pass the ts-proto generated client constructor). */
+  typeClient<T extends Client>(Ctor: new (a: string, c: ReturnType<typeof credentials.createInsecure>, o?: object) => T): T {
+    const c = new Ctor(this.target, credentials.createInsecure(), { "grpc.default_authority": "unused" });
+    this.clients.push(c);
+    return c;
+  }
+
+  /** A generic client for any service definition. */
+  genericClient(service: ServiceDefinition, name: string): Client {
+    const Ctor = makeGenericClientConstructor(service, name);
+    const c = new Ctor(this.target, credentials.createInsecure(), { "grpc.default_authority": "unused" });
+    this.clients.push(c);
+    return c;
+  }
+
+  /** Steps 5-7 of SPIRE's load sequence: broker + stdio streams, ConnInfo for host services, Init. */
+  async start(): Promise<InitResponse> {
+    this.broker = this.brokerClient.startStream();
+    this.broker.on("error", () => undefined);
+    this.broker.on("data", () => undefined);
+    this.stdio = this.stdioClient.streamStdio({});
+    this.stdio.on("error", () => undefined);
+    this.stdio.on("data", () => undefined);
+    if (this.opts.hostServices !== false) {
+      const address = await this.host.start();
+      this.broker.write({ serviceId: 1, network: "unix", address, knock: undefined });
+    }
+    return unary(this.init, "init", { hostServiceNames: this.opts.hostServiceNames ?? hostServiceNamesFor(this.opts.side) });
+  }
+
+  configure(hcl: string, trustDomain: string | undefined = "example.org"): Promise<unknown> {
+    return unary(this.config, "configure", {
+      coreConfiguration: trustDomain === undefined ? undefined : { trustDomain },
+      hclConfiguration: hcl,
+    });
+  }
+
+  validate(hcl: string, trustDomain: string | undefined = "example.org"): Promise<ValidateResponse> {
+    return unary(this.config, "validate", {
+      coreConfiguration: trustDomain === undefined ? undefined : { trustDomain },
+      hclConfiguration: hcl,
+    });
+  }
+
+  healthCheck(service = "plugin"): Promise<HealthCheckResponse> {
+    return unary(this.health, "check", { service });
+  }
+
+  /** SPIRE's unload: Deinit, close the broker, Controller.Shutdown (errors ignored, as SPIRE does). */
+  async unload(): Promise<void> {
+    await unary(this.init, "deinit", {}, 10_000).catch(() => undefined);
+    this.broker?.end();
+    this.stdio?.cancel();
+    await unary(this.controller, "shutdown", {}, 2_000).catch(() => undefined);
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    this.broker?.cancel();
+    this.stdio?.cancel();
+    for (const c of this.clients) c.close();
+    await this.host.stop();
+  }
+}
