@@ -22,13 +22,15 @@ async function main() {
   chmodSync(fixture, 0o755);
   const rounds = Number(process.argv[2] ?? 15);
   const handshake: number[] = [];
+  const loaded: number[] = [];
   const rss: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const t0 = performance.now();
     const p = await spawnPlugin({ command: fixture, type: "WorkloadAttestor", side: "agent", hcl: 'label = "bench"' });
     // spawnPlugin resolves after handshake + Init + Configure; measure handshake alone from the child's view:
     const t1 = performance.now();
-    handshake.push(t1 - t0);
+    handshake.push(p.handshakeMs);
+    loaded.push(t1 - t0);
     await new Promise((r) => setTimeout(r, 1500));
     rss.push(rssMiB(p.pid));
     await p.unload();
@@ -36,7 +38,8 @@ async function main() {
   const row = (name: string, xs: number[], unit: string, target: string) =>
     console.log(`${name.padEnd(34)} p50 ${pct(xs, 50).toFixed(1).padStart(7)} ${unit}  p90 ${pct(xs, 90).toFixed(1).padStart(7)} ${unit}  max ${Math.max(...xs).toFixed(1).padStart(7)} ${unit}  target ${target}`);
   console.log(`SDK plugin startup, ${rounds} rounds, node ${process.version}`);
-  row("exec → handshake+Init+Configure", handshake, "ms", "≤ 250 ms");
+  row("exec → handshake line", handshake, "ms", "≤ 250 ms");
+  row("exec → handshake+Init+Configure", loaded, "ms", "(info)");
   row("RSS at idle (1.5 s after Configure)", rss, "MiB", "≤ 70 MiB");
 }
 

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
+import { performance } from "node:perf_hooks";
 import type { PluginType, Side } from "../plugin";
 import { HostConnection } from "./host";
 
@@ -62,6 +63,8 @@ export class SpawnedPlugin {
   readonly exited: Promise<void>;
   conn!: HostConnection;
   handshake!: Handshake;
+  /** Milliseconds from spawn() to the handshake line on stdout. */
+  handshakeMs = NaN;
 
   constructor(readonly child: ChildProcess) {
     this.exited = new Promise((res) =>
@@ -139,6 +142,7 @@ export function parseHandshake(line: string): Handshake {
 export async function spawnPlugin(opts: SpawnOptions): Promise<SpawnedPlugin> {
   const cmd = resolvePath(opts.command);
   if (!existsSync(cmd)) throw new Error(`plugin command not found: ${cmd}`);
+  const t0 = performance.now();
   const child = spawn(cmd, opts.args ?? [], {
     env: {
       ...process.env,
@@ -174,6 +178,7 @@ export async function spawnPlugin(opts: SpawnOptions): Promise<SpawnedPlugin> {
       const i = buf.indexOf(0x0a);
       if (i >= 0) {
         got = true;
+        p.handshakeMs = performance.now() - t0;
         clearTimeout(timer);
         if (i + 1 < buf.length) p.stdoutAfterHandshake.push(buf.subarray(i + 1));
         resolve(buf.subarray(0, i).toString("utf8"));
