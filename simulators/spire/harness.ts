@@ -170,6 +170,8 @@ export interface AgentRecord {
 export interface FetchOptions {
   /** Keep retrying until an SVID with this SPIFFE ID is returned. */
   spiffeId?: string;
+  /** Keep retrying until SVIDs for all of these SPIFFE IDs are returned (entries propagate independently). */
+  spiffeIds?: string[];
   /** Overall deadline for retries (entries propagate with a delay). Default 60 s. */
   timeoutMs?: number;
   /** true: call the Workload API from this Node process (it is the workload, pid = process.pid); default: the CLI. */
@@ -753,12 +755,11 @@ export class SpireHarness {
    * the workload, same uid as us); `inProcess: true` calls the API from this process.
    */
   async fetchX509Svid(o: FetchOptions = {}): Promise<X509SvidResult[]> {
-    return this.retry(`X509-SVID${o.spiffeId ? ` ${o.spiffeId}` : ''}`, o.timeoutMs ?? 60_000, async () => {
+    return this.retry(`X509-SVID ${wantedIds(o).join(', ')}`, o.timeoutMs ?? 60_000, async () => {
       const svids = o.inProcess ? await this.fetchX509InProcessOnce() : await this.fetchX509CliOnce();
       if (svids.length === 0) throw new Error('no SVIDs');
-      if (o.spiffeId && !svids.some((s) => s.spiffeId === o.spiffeId)) {
-        throw new Error(`got ${svids.map((s) => s.spiffeId).join(', ')}, not ${o.spiffeId}`);
-      }
+      const missing = wantedIds(o).filter((id) => !svids.some((s) => s.spiffeId === id));
+      if (missing.length) throw new Error(`got ${svids.map((s) => s.spiffeId).join(', ')}; missing ${missing.join(', ')}`);
       return svids;
     });
   }
@@ -801,7 +802,7 @@ export class SpireHarness {
   /** Fetches JWT-SVIDs for `audience` through the Workload API with retries (see fetchX509Svid). */
   async fetchJwtSvid(audience: string | string[], o: FetchOptions = {}): Promise<JwtSvidResult[]> {
     const aud = Array.isArray(audience) ? audience : [audience];
-    return this.retry(`JWT-SVID${o.spiffeId ? ` ${o.spiffeId}` : ''}`, o.timeoutMs ?? 60_000, async () => {
+    return this.retry(`JWT-SVID ${wantedIds(o).join(', ')}`, o.timeoutMs ?? 60_000, async () => {
       let raw: Array<{ spiffeId: string; token: string; hint: string }>;
       if (o.inProcess) {
         raw = await fetchJwtSvidInProcess(this.agentSocket, aud, o.spiffeId ?? '', 10_000);
@@ -813,7 +814,8 @@ export class SpireHarness {
         raw = parseJwtCliOutput(r.stdout);
       }
       if (raw.length === 0) throw new Error('no JWT-SVIDs');
-      if (o.spiffeId && !raw.some((s) => s.spiffeId === o.spiffeId)) throw new Error(`no JWT-SVID for ${o.spiffeId}`);
+      const missing = wantedIds(o).filter((id) => !raw.some((s) => s.spiffeId === id));
+      if (missing.length) throw new Error(`no JWT-SVID for ${missing.join(', ')}`);
       return raw.map((s) => ({ ...s, header: decodeJwtPart(s.token, 0), claims: decodeJwtPart(s.token, 1) }));
     });
   }
@@ -949,6 +951,10 @@ function renderExperimental(kv: Record<string, HclScalar | null>): string {
   for (const [k, v] of Object.entries(kv)) if (v !== null) kept[k] = v;
   if (Object.keys(kept).length === 0) return '';
   return `experimental {\n${renderSettings(kept).split('\n').map((l) => `  ${l}`).join('\n')}\n}`;
+}
+
+function wantedIds(o: FetchOptions): string[] {
+  return [...(o.spiffeId ? [o.spiffeId] : []), ...(o.spiffeIds ?? [])];
 }
 
 function readOr(file: string): string {

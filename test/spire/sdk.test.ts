@@ -75,6 +75,8 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       for (const r of cfg) assert.equal(r.trustDomain, TD);
 
       // 2. Plugin log lines appear in SPIRE's log at the right level with their fields; trace is dropped by SPIRE.
+      // SPIRE relays plugin stderr asynchronously: wait for the last line the fixture wrote during Configure.
+      await spire.waitForLog((l) => l.source === 'agent' && l.fields['plugin_name'] === 'fixture_wa' && l.fields['fixture_level'] === 'error');
       const agentLog = spire.agentLogEntries();
       const fixtureLines = (level: string) =>
         agentLog.filter((l: SpireLogEntry) => l.fields['plugin_name'] === 'fixture_wa' && l.fields['fixture_level'] === level);
@@ -105,7 +107,7 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       await spire.createEntry({ spiffeId: stringId, selectors: ['fixture_str:fixture:string-form'] });
       const jsonId = `spiffe://${TD}/ts/json-form`;
       await spire.createEntry({ spiffeId: jsonId, selectors: ['fixture_json:fixture:json-form', `fixture_json:pid_is_test:${process.pid}`] });
-      const mine = await spire.fetchX509Svid({ spiffeId: pidId, inProcess: true });
+      const mine = await spire.fetchX509Svid({ spiffeIds: [pidId, labelId, stringId, jsonId], inProcess: true });
       const ids = new Set(mine.map((s) => s.spiffeId));
       assert.ok(ids.has(labelId) && ids.has(stringId) && ids.has(jsonId), [...ids].join(', '));
       const bundle = await spire.bundleCerts();
@@ -159,6 +161,7 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       assert.match(agentErr.logTail, /fixture refused configuration: no good, on purpose/);
       const line = spire.agentLogEntries().find((l) => l.level === 'error' && /fixture refused configuration/.test(String(l.fields['error'] ?? '')));
       assert.ok(line, 'SPIRE logged the Configure error');
+      assert.equal(line.fields['plugin_name'], 'fixture_wa');
     });
     // No plugin process outlived its SPIRE.
     assert.deepEqual(processesRunning(PID_ATTESTOR), []);
@@ -182,8 +185,7 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       ]);
       assert.equal(conf.metrics, 'ok');
       t.diagnostic(`IdentityProvider at Configure (server still starting): ${String(conf.identity)}`);
-      const logLine = spire.serverLogEntries().find((l) => l.msg === 'fixture host services at configure');
-      assert.ok(logLine);
+      const logLine = await spire.waitForLog((l) => l.source === 'server' && l.msg === 'fixture host services at configure');
       assert.equal(logLine.level, 'info');
       assert.equal(logLine.fields['metrics'], 'ok');
       assert.equal(logLine.fields['plugin_name'], 'fixture_na');
