@@ -14,8 +14,8 @@ export interface Bundle {
   trustDomain: string;
   x509Authorities: X509Certificate[];
   jwtAuthorities: JWTKey[];
-  refreshHint: number;
-  sequenceNumber: number;
+  refreshHint: bigint;
+  sequenceNumber: bigint;
   witAuthorities: WITKey[];
 }
 
@@ -24,8 +24,8 @@ function createBaseBundle(): Bundle {
     trustDomain: "",
     x509Authorities: [],
     jwtAuthorities: [],
-    refreshHint: 0,
-    sequenceNumber: 0,
+    refreshHint: 0n,
+    sequenceNumber: 0n,
     witAuthorities: [],
   };
 }
@@ -41,10 +41,16 @@ export const Bundle: MessageFns<Bundle> = {
     for (const v of message.jwtAuthorities) {
       JWTKey.encode(v!, writer.uint32(26).fork()).join();
     }
-    if (message.refreshHint !== 0) {
+    if (message.refreshHint !== 0n) {
+      if (BigInt.asIntN(64, message.refreshHint) !== message.refreshHint) {
+        throw new globalThis.Error("value provided for field message.refreshHint of type int64 too large");
+      }
       writer.uint32(32).int64(message.refreshHint);
     }
-    if (message.sequenceNumber !== 0) {
+    if (message.sequenceNumber !== 0n) {
+      if (BigInt.asUintN(64, message.sequenceNumber) !== message.sequenceNumber) {
+        throw new globalThis.Error("value provided for field message.sequenceNumber of type uint64 too large");
+      }
       writer.uint32(40).uint64(message.sequenceNumber);
     }
     for (const v of message.witAuthorities) {
@@ -95,7 +101,7 @@ export const Bundle: MessageFns<Bundle> = {
               break;
             }
 
-            message.refreshHint = longToNumber(reader.int64());
+            message.refreshHint = reader.int64() as bigint;
             continue;
           }
           case 5: {
@@ -103,7 +109,7 @@ export const Bundle: MessageFns<Bundle> = {
               break;
             }
 
-            message.sequenceNumber = longToNumber(reader.uint64());
+            message.sequenceNumber = reader.uint64() as bigint;
             continue;
           }
           case 6: {
@@ -134,17 +140,21 @@ export const Bundle: MessageFns<Bundle> = {
     message.trustDomain = object.trustDomain ?? "";
     message.x509Authorities = object.x509Authorities?.map((e) => X509Certificate.fromPartial(e)) || [];
     message.jwtAuthorities = object.jwtAuthorities?.map((e) => JWTKey.fromPartial(e)) || [];
-    message.refreshHint = object.refreshHint ?? 0;
-    message.sequenceNumber = object.sequenceNumber ?? 0;
+    message.refreshHint = (object.refreshHint !== undefined && object.refreshHint !== null)
+      ? BigInt(object.refreshHint)
+      : 0n;
+    message.sequenceNumber = (object.sequenceNumber !== undefined && object.sequenceNumber !== null)
+      ? BigInt(object.sequenceNumber)
+      : 0n;
     message.witAuthorities = object.witAuthorities?.map((e) => WITKey.fromPartial(e)) || [];
     return message;
   },
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends { $case: string } ? { [K in keyof Omit<T, "$case">]?: DeepPartial<T[K]> } & { $case: T["$case"] }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
@@ -153,17 +163,6 @@ type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

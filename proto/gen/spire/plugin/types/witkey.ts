@@ -10,12 +10,12 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 export interface WITKey {
   publicKey: Buffer;
   keyId: string;
-  expiresAt: number;
+  expiresAt: bigint;
   tainted: boolean;
 }
 
 function createBaseWITKey(): WITKey {
-  return { publicKey: Buffer.alloc(0), keyId: "", expiresAt: 0, tainted: false };
+  return { publicKey: Buffer.alloc(0), keyId: "", expiresAt: 0n, tainted: false };
 }
 
 export const WITKey: MessageFns<WITKey> = {
@@ -26,7 +26,10 @@ export const WITKey: MessageFns<WITKey> = {
     if (message.keyId !== "") {
       writer.uint32(18).string(message.keyId);
     }
-    if (message.expiresAt !== 0) {
+    if (message.expiresAt !== 0n) {
+      if (BigInt.asIntN(64, message.expiresAt) !== message.expiresAt) {
+        throw new globalThis.Error("value provided for field message.expiresAt of type int64 too large");
+      }
       writer.uint32(24).int64(message.expiresAt);
     }
     if (message.tainted !== false) {
@@ -69,7 +72,7 @@ export const WITKey: MessageFns<WITKey> = {
               break;
             }
 
-            message.expiresAt = longToNumber(reader.int64());
+            message.expiresAt = reader.int64() as bigint;
             continue;
           }
           case 4: {
@@ -99,16 +102,16 @@ export const WITKey: MessageFns<WITKey> = {
     const message = createBaseWITKey();
     message.publicKey = object.publicKey ?? Buffer.alloc(0);
     message.keyId = object.keyId ?? "";
-    message.expiresAt = object.expiresAt ?? 0;
+    message.expiresAt = (object.expiresAt !== undefined && object.expiresAt !== null) ? BigInt(object.expiresAt) : 0n;
     message.tainted = object.tainted ?? false;
     return message;
   },
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends { $case: string } ? { [K in keyof Omit<T, "$case">]?: DeepPartial<T[K]> } & { $case: T["$case"] }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
@@ -117,17 +120,6 @@ type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

@@ -53,7 +53,7 @@ export interface AddSampleRequest {
 export interface MeasureSinceRequest {
   key: string[];
   /** Unix nanoseconds. */
-  time: number;
+  time: bigint;
   labels: Label[];
 }
 
@@ -429,7 +429,7 @@ export const AddSampleRequest: MessageFns<AddSampleRequest> = {
 };
 
 function createBaseMeasureSinceRequest(): MeasureSinceRequest {
-  return { key: [], time: 0, labels: [] };
+  return { key: [], time: 0n, labels: [] };
 }
 
 export const MeasureSinceRequest: MessageFns<MeasureSinceRequest> = {
@@ -437,7 +437,10 @@ export const MeasureSinceRequest: MessageFns<MeasureSinceRequest> = {
     for (const v of message.key) {
       writer.uint32(10).string(v!);
     }
-    if (message.time !== 0) {
+    if (message.time !== 0n) {
+      if (BigInt.asIntN(64, message.time) !== message.time) {
+        throw new globalThis.Error("value provided for field message.time of type int64 too large");
+      }
       writer.uint32(16).int64(message.time);
     }
     for (const v of message.labels) {
@@ -472,7 +475,7 @@ export const MeasureSinceRequest: MessageFns<MeasureSinceRequest> = {
               break;
             }
 
-            message.time = longToNumber(reader.int64());
+            message.time = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -501,7 +504,7 @@ export const MeasureSinceRequest: MessageFns<MeasureSinceRequest> = {
   fromPartial<I extends Exact<DeepPartial<MeasureSinceRequest>, I>>(object: I): MeasureSinceRequest {
     const message = createBaseMeasureSinceRequest();
     message.key = object.key?.map((e) => e) || [];
-    message.time = object.time ?? 0;
+    message.time = (object.time !== undefined && object.time !== null) ? BigInt(object.time) : 0n;
     message.labels = object.labels?.map((e) => Label.fromPartial(e)) || [];
     return message;
   },
@@ -645,10 +648,10 @@ export const MetricsClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends { $case: string } ? { [K in keyof Omit<T, "$case">]?: DeepPartial<T[K]> } & { $case: T["$case"] }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
@@ -657,17 +660,6 @@ type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;
