@@ -142,6 +142,25 @@ describe('real SPIRE v1.15.3 with built-in plugins', { timeout: 600_000 }, () =>
     });
   });
 
+  test('a plugin that dies before its handshake: SPIRE refuses to start and the plugin stderr is in the error', async (t) => {
+    await withSpire(t, async (spire) => {
+      const script = spire.writeFile('crash.js', `process.stderr.write('fixture: fatal startup problem\\n'); process.exit(3);\n`);
+      const err = await spire
+        .startServer({ plugins: [spire.nodePlugin({ type: 'KeyManager', name: 'crasher', script, launch: 'wrapper' })] })
+        .then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof SpireStartError, String(err));
+      assert.match(err.logTail, /fixture: fatal startup problem/);
+      // v1.15.3 reports an empty stdout as "Unrecognized remote plugin message: … Failed to read any lines from
+      // plugin's stdout"; plain-text (non-JSON) plugin stderr is relayed at DEBUG only.
+      assert.match(err.logTail, /Unrecognized remote plugin message|plugin exited before we could connect/);
+      const relayed = spire.serverLogEntries().find((l) => l.msg === 'fixture: fatal startup problem');
+      assert.equal(relayed?.level, 'debug');
+      assert.equal(relayed?.fields['subsystem_name'], 'crasher.plugin-KeyManager-crasher.sh');
+      const exited = spire.serverLogEntries().find((l) => l.msg === 'plugin process exited' && l.fields['plugin_name'] === 'crasher');
+      assert.equal(exited?.fields['error'], 'exit status 3');
+    });
+  });
+
   test('restartServer keeps the CA (disk KeyManager) and the agent keeps serving', async (t) => {
     await withSpire(t, async (spire) => {
       await spire.startServer();
