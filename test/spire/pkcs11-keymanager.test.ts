@@ -97,14 +97,43 @@ class Token {
   /** The public key object with this CKA_ID as DER SubjectPublicKeyInfo (pkcs11-tool builds the SPKI). */
   publicKeyDer(idHex: string): Buffer {
     const out = path.join(this.hsm.dir, `pub-${idHex}-${process.hrtime.bigint()}.der`);
-    this.hsm.pkcs11Tool(['--token-label', this.label, '--login', '--pin', this.pin, '--read-object', '--type', 'pubkey', '--id', idHex, '-o', out]);
-    const der = fs.readFileSync(out);
-    fs.rmSync(out, { force: true });
-    return der;
+    try {
+      this.hsm.pkcs11Tool(['--token-label', this.label, '--login', '--pin', this.pin, '--read-object', '--type', 'pubkey', '--id', idHex, '-o', out]);
+      return fs.readFileSync(out);
+    } catch (e) {
+      // OpenSC 0.23's --read-object fails on P-384 ("cannot create EVP_PKEY", also for keys pkcs11-tool generated
+      // itself): build the SPKI from the EC_POINT/EC_PARAMS that pkcs11-tool --list-objects prints instead.
+      const o = this.objects().find((x) => x.kind === 'public' && x.id === idHex);
+      const point = o && /EC_POINT:\s+([0-9a-f]+)/i.exec(o.raw)?.[1];
+      const params = o && /EC_PARAMS:\s+([0-9a-f]+)/i.exec(o.raw)?.[1];
+      if (!point || !params) throw e;
+      return ecSpkiFromAttributes(Buffer.from(params, 'hex'), Buffer.from(point, 'hex'));
+    } finally {
+      fs.rmSync(out, { force: true });
+    }
   }
   publicKey(idHex: string): crypto.KeyObject {
     return crypto.createPublicKey({ key: this.publicKeyDer(idHex), format: 'der', type: 'spki' });
   }
+}
+
+function derLen(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  if (n < 0x100) return Buffer.from([0x81, n]);
+  return Buffer.from([0x82, n >> 8, n & 0xff]);
+}
+function der(tag: number, body: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([tag]), derLen(body.length), body]);
+}
+
+/** SubjectPublicKeyInfo from CKA_EC_PARAMS (a DER OID) and CKA_EC_POINT (a DER OCTET STRING around the point). */
+function ecSpkiFromAttributes(params: Buffer, ecPoint: Buffer): Buffer {
+  assert.equal(ecPoint[0], 0x04, 'CKA_EC_POINT is a DER OCTET STRING');
+  const lenByte = ecPoint[1]!;
+  const point = lenByte < 0x80 ? ecPoint.subarray(2) : ecPoint.subarray(2 + (lenByte & 0x7f));
+  const ecPublicKey = Buffer.from('06072a8648ce3d0201', 'hex');
+  const alg = der(0x30, Buffer.concat([ecPublicKey, params]));
+  return der(0x30, Buffer.concat([alg, der(0x03, Buffer.concat([Buffer.from([0]), point]))]));
 }
 
 function spkiDer(k: crypto.KeyObject): Buffer {
@@ -264,6 +293,16 @@ function verifyJwt(token: string, jwks: Jwk[]): { jwk: Jwk; header: Record<strin
   return { jwk, header, claims };
 }
 
+/** The agent's own X509-SVID leaf, as persisted by spire-agent 1.15 (`<data_dir>/agent-data.json`, `svid`: base64 PEM). */
+function readAgentSvid(spire: SpireHarness): crypto.X509Certificate {
+  const v: unknown = JSON.parse(fs.readFileSync(path.join(spire.dir, 'agent-data', 'agent-data.json'), 'utf8'));
+  const svid = isRecord(v) && Array.isArray(v['svid']) ? (v['svid'] as unknown[]) : [];
+  const pem = svid.map((b) => Buffer.from(String(b), 'base64').toString('utf8')).join('');
+  const first = splitPem(pem)[0];
+  assert.ok(first, 'agent-data.json holds the agent SVID');
+  return new crypto.X509Certificate(first);
+}
+
 /** The CA certificate a chain ends at (the bundle root). */
 function caOf(chain: crypto.X509Certificate[], bundle: crypto.X509Certificate[]): crypto.X509Certificate {
   return verifyChain(chain, bundle);
@@ -348,7 +387,7 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       assert.match(agentKey.label, /^spire\/example\.org\/agent-1\/agent-svid-[AB]$/);
       assertProtected(agentKey);
       // The agent's SVID (persisted by the agent) certifies the token's key.
-      const agentSvid = new crypto.X509Certificate(fs.readFileSync(path.join(spire.dir, 'agent-data', 'agent_svid.der')));
+      const agentSvid = readAgentSvid(spire);
       assert.deepEqual(spkiDer(agentSvid.publicKey), agentTok.publicKeyDer(agentKey.id), 'agent SVID public key = agent token key');
       assert.ok(agentSvid.checkIssued((await spire.bundleCerts())[0]!), 'agent SVID issued by the server CA');
       assert.equal(server.keys(`spire/${TD}/agent-1/`).length, 0, 'agent keys are not on the server token');
