@@ -2,6 +2,7 @@
 // test table on a fake /proc, NSS, cancellation), and the built plugin spawned exactly as SPIRE starts it.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -193,6 +194,48 @@ describe('spawned like SPIRE (built main.js)', () => {
     assert.equal(own.selectorValues[0], `uid:${process.geteuid?.()}`);
     assert.deepEqual(p.logProblems(), []);
     assert.equal(Buffer.concat(p.stdoutAfterHandshake).length, 0);
+  });
+  test('non-existent PIDs (reaped, beyond pid_max) and malformed request bytes: clear errors, process stays up', async () => {
+    const gone = spawn('true');
+    const gonePid = gone.pid!;
+    await new Promise<void>((r) => gone.once('exit', () => r()));
+    await expectStatus(attest(c, gonePid), GrpcStatus.INTERNAL, 'failed to get process: process does not exist');
+    const pidMax = Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim());
+    await expectStatus(attest(c, pidMax + 1), GrpcStatus.INTERNAL, 'failed to get process: process does not exist');
+    // Raw bytes, as a broken or hostile host could send them.
+    const raw = p.conn.genericClient(
+      {
+        attest: {
+          path: '/spire.plugin.agent.workloadattestor.v1.WorkloadAttestor/Attest',
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      'RawWorkloadAttestor',
+    );
+    const rawAttest = (bytes: number[]): Promise<Buffer> => unary<Buffer, Buffer>(raw, 'attest', Buffer.from(bytes));
+    // field 1 as a 10-byte varint of -1 (how Go encodes a negative int32): decoded as -1
+    await expectStatus(rawAttest([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), GrpcStatus.INTERNAL, 'failed to get process: invalid pid -1');
+    // truncated varint, wrong wire type, garbage: rejected without reaching the handler, or as an invalid pid
+    for (const bytes of [[0x08, 0xff], [0x0a, 0x05, 0x01], [0xff, 0xff, 0xff, 0xff], [0x08]]) {
+      try {
+        await rawAttest(bytes);
+        assert.fail(`request ${Buffer.from(bytes).toString('hex')} was accepted`);
+      } catch (e) {
+        const se = e as ServiceError;
+        assert.notEqual(se.code, GrpcStatus.OK);
+        assert.ok(se.details.length > 0, `request ${Buffer.from(bytes).toString('hex')}: empty error details (code ${se.code})`);
+      }
+    }
+    // empty message = pid 0
+    await expectStatus(rawAttest([]), GrpcStatus.INTERNAL, 'failed to get process: invalid pid 0');
+    assert.ok(p.alive());
+    assert.equal((await attest(c, process.pid)).selectorValues[0], `uid:${process.geteuid?.()}`);
+    assert.deepEqual(p.logProblems(), []);
   });
   test('a process of another user with supplementary groups', { skip: isRoot() && hasCommand('setpriv') ? false : 'needs root and setpriv' }, async () => {
     const s = await startProcess(['setpriv', '--reuid=65534', '--regid=65534', '--groups=65534,4001', SLEEP, '30'], SLEEP);
