@@ -456,6 +456,58 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
     });
   });
 
+  test('natural CA rotation by SPIRE\'s own timers (ca_ttl 90s): new keys on the token, old instance destroyed', async (t) => {
+    const hsm = createSoftHsm({ tokens: [{ label: 'spire-server', pin: '86420135' }] });
+    t.after(() => hsm.cleanup());
+    const token = new Token(hsm, 'spire-server', '86420135');
+    const pinFile = writePinFile(hsm, 'server.pin', token.pin);
+    await withSpire(t, async (spire) => {
+      // Prepare at half life (~45 s), activate at 5/6 (~75 s), the next prepare re-generates slot A (~95-100 s);
+      // SPIRE's rotator ticks every 10 s.
+      const t0 = Date.now();
+      await spire.startServer({
+        caTtl: '90s',
+        defaultX509SvidTtl: '20s',
+        defaultJwtSvidTtl: '20s',
+        keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile, keyId: 'rot' }),
+        env: hsm.env,
+      });
+      const caA = token.privateKey(label('rot', 'x509-CA-A')).id;
+      const jwtA = token.privateKey(label('rot', 'JWT-Signer-A')).id;
+      const slotEvent = (msg: string, slot: string) => (l: { source: string; msg: string | undefined; fields: Record<string, unknown> }) =>
+        l.source === 'server' && l.msg === msg && l.fields['slot'] === slot;
+      await spire.waitForLog(slotEvent('X509 CA prepared', 'B'), 150_000);
+      t.diagnostic(`X509 CA B prepared after ${Date.now() - t0} ms`);
+      const caB = token.privateKey(label('rot', 'x509-CA-B'));
+      assertProtected(caB);
+      await spire.waitForLog(slotEvent('X509 CA activated', 'B'), 150_000);
+      await spire.waitForLog(slotEvent('JWT key activated', 'B'), 150_000);
+      t.diagnostic(`X509 CA B activated after ${Date.now() - t0} ms`);
+      const m = await mintX509(spire, `spiffe://${TD}/rotated`);
+      const root = caOf(m.chain, m.bundle);
+      assert.deepEqual(spkiDer(root.publicKey), token.publicKeyDer(caB.id), 'SVIDs now chain to the x509-CA-B key on the token');
+      const { jwk } = verifyJwt(await mintJwt(spire, `spiffe://${TD}/rotated`, 'a'), await jwtKeys(spire));
+      const jwtB = token.privateKey(label('rot', 'JWT-Signer-B'));
+      assert.deepEqual(spkiDer(crypto.createPublicKey({ key: jwk, format: 'jwk' })), token.publicKeyDer(jwtB.id), 'JWTs are signed by JWT-Signer-B');
+      await spire.waitForLog(slotEvent('X509 CA prepared', 'A'), 150_000, { server: 0, agent: 0 });
+      const newA = await poll('a new x509-CA-A instance and the old one gone', 150_000, () => {
+        const objs = token.objects();
+        const a = objs.filter((o) => o.kind === 'private' && o.label === label('rot', 'x509-CA-A'));
+        return a.length === 1 && a[0]!.id !== caA && !objs.some((o) => o.id === caA) ? a[0] : undefined;
+      });
+      t.diagnostic(`slot A re-generated after ${Date.now() - t0} ms`);
+      assertProtected(newA);
+      assert.notEqual(newA.id, caA);
+      // Nothing leaks: one key pair per SPIRE key id (x509-CA-A/B, JWT-Signer-A/B).
+      const keys = token.keys(`spire/${TD}/rot/`);
+      const perLabel = new Map<string, number>();
+      for (const o of keys) perLabel.set(`${o.kind}:${o.label}`, (perLabel.get(`${o.kind}:${o.label}`) ?? 0) + 1);
+      for (const [k, n] of perLabel) assert.equal(n, 1, `one object per key id and class: ${k}`);
+      assert.ok(keys.length <= 8, `at most 4 key pairs: ${[...perLabel.keys()].join(', ')}`);
+      void jwtA;
+    });
+  });
+
   for (const caKeyType of ['ec-p384', 'rsa-2048']) {
     test(`${caKeyType}: X509 and JWT SVIDs minted by spire-server verify; keys on the token`, async (t) => {
       const hsm = createSoftHsm({ tokens: [{ label: 'spire-server', pin: '11223344' }] });

@@ -1,0 +1,302 @@
+/**
+ * Benchmark: X509-SVID (and JWT-SVID) minting rate of the real spire-server v1.15.3 with our PKCS#11 KeyManager
+ * (SoftHSM2) vs the built-in `disk` KeyManager — one run, same machine, same settings, alternating rounds.
+ *
+ * Every mint is one SignData by SPIRE's Go KeyManager client (the CA key signs the SVID), so this is the Go-client-side
+ * measurement of the plugin. Two load generators:
+ *   - grpc:  MintX509SVID / MintJWTSVID on the server's admin socket (`spire.api.server.svid.v1.SVID`), P calls in
+ *            flight from this process (one pre-made CSR; protobuf encoded by hand);
+ *   - cli:   `spire-server x509 mint` processes, P at a time (dominated by process start; a sanity check).
+ *
+ * Env: BENCH_SECONDS (default 6), BENCH_P (default "1,8,32"), BENCH_ROUNDS (default 2), BENCH_CLI=0 to skip the CLI
+ * runs, BENCH_PROFILE=<dir>: run the plugin under `node --cpu-prof` and write its profile there.
+ * Run: npx tsc -p tsconfig.json && SPIRE_BIN_DIR=… node dist/bench/pkcs11/spire-mint.js
+ */
+import 'reflect-metadata';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import * as grpc from '@grpc/grpc-js';
+import * as x509 from '@peculiar/x509';
+import { SpireHarness, stopAllHarnesses, type PluginDecl } from '../../simulators/spire/harness';
+import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
+
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '6');
+const PARALLEL = (process.env['BENCH_P'] ?? '1,8,32').split(',').map(Number);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? '2');
+const WITH_CLI = process.env['BENCH_CLI'] !== '0';
+const PROFILE_DIR = process.env['BENCH_PROFILE'];
+const ROOT = path.resolve(__dirname, '../../..');
+const TD = 'example.org';
+
+// ------------------------------------------------------------------------------------------- tiny protobuf codec --
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+function lenField(field: number, body: Buffer): Buffer {
+  return Buffer.concat([varint((field << 3) | 2), varint(body.length), body]);
+}
+/** Length-delimited fields of a message (other wire types skipped). */
+function fields(buf: Buffer): Array<{ field: number; value: Buffer }> {
+  const out: Array<{ field: number; value: Buffer }> = [];
+  let i = 0;
+  const readVarint = (): number => {
+    let r = 0;
+    let s = 0;
+    for (;;) {
+      const b = buf[i++]!;
+      r += (b & 0x7f) * 2 ** s;
+      if (b < 0x80) return r;
+      s += 7;
+    }
+  };
+  while (i < buf.length) {
+    const tag = readVarint();
+    const wt = tag & 7;
+    if (wt === 0) readVarint();
+    else if (wt === 2) {
+      const len = readVarint();
+      out.push({ field: tag >>> 3, value: buf.subarray(i, i + len) });
+      i += len;
+    } else if (wt === 1) i += 8;
+    else if (wt === 5) i += 4;
+    else throw new Error(`unsupported wire type ${wt}`);
+  }
+  return out;
+}
+
+const identity = (b: Buffer): Buffer => b;
+
+// ------------------------------------------------------------------------------------------------- load drivers --
+
+interface RunResult {
+  ops: number;
+  errors: number;
+  seconds: number;
+  firstError?: string;
+}
+
+async function runFor(parallel: number, seconds: number, op: () => Promise<void>): Promise<RunResult> {
+  const end = Date.now() + seconds * 1000;
+  let ops = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (Date.now() < end) {
+        try {
+          await op();
+          ops++;
+        } catch (e) {
+          errors++;
+          firstError ??= (e as Error).message;
+          if (errors > 50) throw new Error(`too many errors: ${firstError}`);
+        }
+      }
+    }),
+  );
+  const r: RunResult = { ops, errors, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+  if (firstError !== undefined) r.firstError = firstError;
+  return r;
+}
+
+function unaryCall(client: grpc.Client, method: string, req: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(method, identity, identity, req, (err, res) => {
+      if (err) reject(err);
+      else if (!res) reject(new Error('empty response'));
+      else resolve(res);
+    });
+  });
+}
+
+function runCli(bin: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`exit ${code}: ${err.trim()}`))));
+  });
+}
+
+/** utime+stime of a process in seconds. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The plugin process: a child of spire-server running main-server.js. */
+function pluginPid(serverPid: number | undefined): number | undefined {
+  if (serverPid === undefined) return undefined;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== serverPid) continue;
+      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('main-server.js')) return Number(d);
+    } catch {
+      /* gone */
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------- scenario --
+
+interface Variant {
+  name: 'disk' | 'pkcs11';
+  spire: SpireHarness;
+  client: grpc.Client;
+  pluginPid: number | undefined;
+}
+
+function pkcs11Decl(spire: SpireHarness, hsm: SoftHsm, pinFile: string): PluginDecl {
+  const script = path.join(ROOT, 'dist/plugins/pkcs11-keymanager/main-server.js');
+  const data = [
+    `module_path = ${JSON.stringify(hsm.modulePath)}`,
+    `token_label = "bench"`,
+    `pin_file = ${JSON.stringify(pinFile)}`,
+    `key_identifier_value = "bench"`,
+  ].join('\n');
+  if (!PROFILE_DIR) return spire.nodePlugin({ type: 'KeyManager', name: 'pkcs11', script, pluginData: data });
+  fs.mkdirSync(PROFILE_DIR, { recursive: true });
+  return {
+    type: 'KeyManager',
+    name: 'pkcs11',
+    pluginCmd: process.execPath,
+    pluginArgs: ['--cpu-prof', `--cpu-prof-dir=${path.resolve(PROFILE_DIR)}`, script],
+    pluginChecksum: false,
+    pluginData: data,
+  };
+}
+
+async function makeCsr(spiffeId: string): Promise<Buffer> {
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+  const keys = await crypto.webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    keys,
+    signingAlgorithm: alg,
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])],
+  });
+  return Buffer.from(csr.rawData);
+}
+
+async function main(): Promise<void> {
+  const hsm = createSoftHsm({ tokens: [{ label: 'bench', pin: '10293847' }] });
+  const pinFile = path.join(hsm.dir, 'pin');
+  fs.writeFileSync(pinFile, '10293847\n', { mode: 0o600 });
+  const variants: Variant[] = [];
+  try {
+    for (const name of ['disk', 'pkcs11'] as const) {
+      const spire = await SpireHarness.create();
+      await spire.startServer({
+        logLevel: 'WARN', // the same for both: no per-SVID debug line
+        keyManager: name === 'disk' ? 'disk' : pkcs11Decl(spire, hsm, pinFile),
+        env: hsm.env,
+        defaultX509SvidTtl: '1h',
+      });
+      const client = new grpc.Client(`unix:${spire.serverSocket}`, grpc.credentials.createInsecure());
+      variants.push({ name, spire, client, pluginPid: pluginPid(spire.serverPid) });
+    }
+    const spiffeId = `spiffe://${TD}/bench/workload`;
+    const csr = await makeCsr(spiffeId);
+    const x509Req = lenField(1, csr);
+    // MintJWTSVIDRequest { SPIFFEID id = 1 {trust_domain=1, path=2}; repeated string audience = 2; }
+    const jwtReq = Buffer.concat([lenField(1, Buffer.concat([lenField(1, Buffer.from(TD)), lenField(2, Buffer.from('/bench/jwt'))])), lenField(2, Buffer.from('bench'))]);
+
+    // Correctness check once per variant: the SVID chains to the bundle.
+    for (const v of variants) {
+      const res = await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintX509SVID', x509Req);
+      const svid = fields(res).find((f) => f.field === 1)!.value;
+      const chain = fields(svid).filter((f) => f.field === 2).map((f) => new crypto.X509Certificate(f.value));
+      const roots = await v.spire.bundleCerts();
+      const leaf = chain[0]!;
+      const ok = roots.some((r) => leaf.verify(r.publicKey)) || (chain[1] !== undefined && leaf.verify(chain[1].publicKey));
+      if (!ok) throw new Error(`${v.name}: minted SVID does not verify`);
+      // warm-up
+      await runFor(8, 1, async () => void (await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintX509SVID', x509Req)));
+    }
+
+    type Key = string;
+    const results = new Map<Key, number[]>();
+    const cpu = new Map<Key, { server: number[]; plugin: number[] }>();
+    const add = (k: Key, rate: number, serverCpu: number, pluginCpu: number) => {
+      results.set(k, [...(results.get(k) ?? []), rate]);
+      const c = cpu.get(k) ?? { server: [], plugin: [] };
+      c.server.push(serverCpu);
+      c.plugin.push(pluginCpu);
+      cpu.set(k, c);
+    };
+    const scenarios: Array<{ label: string; p: number; op: (v: Variant) => Promise<void> }> = [];
+    for (const p of PARALLEL) {
+      scenarios.push({ label: `x509 grpc P=${p}`, p, op: async (v) => void (await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintX509SVID', x509Req)) });
+    }
+    scenarios.push({ label: `jwt  grpc P=${PARALLEL[PARALLEL.length - 1]}`, p: PARALLEL[PARALLEL.length - 1]!, op: async (v) => void (await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintJWTSVID', jwtReq)) });
+    if (WITH_CLI) {
+      scenarios.push({
+        label: 'x509 cli  P=4',
+        p: 4,
+        op: (v) => runCli(v.spire.serverBin, ['x509', 'mint', '-spiffeID', spiffeId, '-socketPath', v.spire.serverSocket]),
+      });
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const s of scenarios) {
+        // alternate the order per round so neither variant always runs second
+        const order = round % 2 === 0 ? variants : [...variants].reverse();
+        for (const v of order) {
+          const s0 = cpuSeconds(v.spire.serverPid);
+          const p0 = cpuSeconds(v.pluginPid);
+          const r = await runFor(s.p, SECONDS, () => s.op(v));
+          if (r.errors) console.error(`${v.name} ${s.label}: ${r.errors} errors, first: ${r.firstError}`);
+          add(`${s.label}|${v.name}`, r.ops / r.seconds, ((cpuSeconds(v.spire.serverPid) - s0) / r.ops) * 1e6, ((cpuSeconds(v.pluginPid) - p0) / r.ops) * 1e6);
+          process.stderr.write(`round ${round + 1} ${s.label} ${v.name}: ${(r.ops / r.seconds).toFixed(0)}/s\n`);
+        }
+      }
+    }
+
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    console.log(`\nspire-server v1.15.3 minting, ${SECONDS}s × ${ROUNDS} rounds per cell, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}); ca_key_type ec-p256`);
+    console.log('scenario              disk/s   pkcs11/s   ratio   server µs CPU/op (disk, pkcs11)   plugin µs CPU/op');
+    const summary: Array<Record<string, number | string>> = [];
+    for (const s of scenarios) {
+      const d = median(results.get(`${s.label}|disk`)!);
+      const k = median(results.get(`${s.label}|pkcs11`)!);
+      const cd = cpu.get(`${s.label}|disk`)!;
+      const ck = cpu.get(`${s.label}|pkcs11`)!;
+      console.log(
+        `${s.label.padEnd(20)} ${d.toFixed(0).padStart(7)} ${k.toFixed(0).padStart(10)} ${(k / d).toFixed(2).padStart(7)}x   ${median(cd.server).toFixed(0).padStart(12)} ${median(ck.server).toFixed(0).padStart(8)}   ${median(ck.plugin).toFixed(0).padStart(18)}`,
+      );
+      summary.push({ scenario: s.label, disk: d, pkcs11: k, ratio: k / d, serverCpuUsDisk: median(cd.server), serverCpuUsPkcs11: median(ck.server), pluginCpuUs: median(ck.plugin) });
+    }
+    console.log(`load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    console.log(JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, summary }));
+  } finally {
+    for (const v of variants) v.client.close();
+    await stopAllHarnesses();
+    hsm.cleanup();
+  }
+}
+
+main().catch(async (e: unknown) => {
+  console.error(e);
+  await stopAllHarnesses().catch(() => undefined);
+  process.exit(1);
+});
