@@ -12,7 +12,7 @@ import {
 } from '../lib/tpm2';
 import type { TpmTransport } from '../lib/tpm2';
 import { templateBytes, NV_INDEX } from '../lib/tpm2/crypto/templates';
-import { ecdsaRsToDer } from '../lib/tpm2/crypto/verify';
+import { ecdsaRsToDer, leftPad } from '../lib/tpm2/crypto/verify';
 import type { DevidKeyType } from './blobs';
 
 export const EK_CERT_NV_INDEX = NV_INDEX.ekCertRsa2048;
@@ -230,17 +230,28 @@ export async function certify(tpm: Tpm, object: LoadedObject, signer: LoadedObje
  * Signs `data` with an unrestricted signing key: SHA-256 in software, TPM2_Sign with the key's own scheme and a
  * NULL hashcheck ticket. Returns the raw PKCS#1 v1.5 signature (RSA) or a DER ECDSA-Sig-Value (ECC).
  */
-export async function signSha256(tpm: Tpm, key: LoadedObject, data: Uint8Array): Promise<{ signature: Buffer; alg: 'rsassa' | 'ecdsa' }> {
+export interface PopSignature {
+  /** SPIRE wire form: raw PKCS#1 v1.5 bytes (RSA) or DER ECDSA-Sig-Value (ECC). */
+  signature: Buffer;
+  /** WebCrypto form: RSA bytes, or r‖s each left-padded to the curve size (IEEE P1363). */
+  p1363: Buffer;
+  alg: 'rsassa' | 'ecdsa';
+}
+
+export async function signSha256(tpm: Tpm, key: LoadedObject, data: Uint8Array, curveBytes = 32): Promise<PopSignature> {
   const digest = createHash('sha256').update(data).digest();
   const r = await execute(tpm, Sign({ keyHandle: { handle: key.handle, name: key.name, auth: key.auth }, digest }));
   const s = r.signature;
   if (s.sigAlg === TPM_ALG.RSASSA) {
     if (s.hash !== TPM_ALG.SHA256) throw new TpmUsageError('unsupported', `DevID key signs with hash 0x${s.hash.toString(16)}, SHA-256 required`);
-    return { signature: Buffer.from(s.sig), alg: 'rsassa' };
+    return { signature: Buffer.from(s.sig), p1363: Buffer.from(s.sig), alg: 'rsassa' };
   }
   if (s.sigAlg === TPM_ALG.ECDSA) {
     if (s.hash !== TPM_ALG.SHA256) throw new TpmUsageError('unsupported', `DevID key signs with hash 0x${s.hash.toString(16)}, SHA-256 required`);
-    return { signature: ecdsaRsToDer(s.signatureR, s.signatureS), alg: 'ecdsa' };
+    const r = leftPad(s.signatureR, curveBytes);
+    const ss = leftPad(s.signatureS, curveBytes);
+    if (!r || !ss) throw new TpmUsageError('unsupported', 'ECDSA signature component longer than the curve size');
+    return { signature: ecdsaRsToDer(s.signatureR, s.signatureS), p1363: Buffer.concat([r, ss]), alg: 'ecdsa' };
   }
   throw new TpmUsageError('unsupported', `DevID key signature scheme 0x${s.sigAlg.toString(16)} is not RSASSA or ECDSA`);
 }

@@ -1,0 +1,398 @@
+#!/usr/bin/env node
+// spire-tpm-devid: provision TPM DevID keys for SPIRE's tpm_devid node attestor (ours and the built-in).
+import { promises as fsp } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createHash, createPublicKey } from 'node:crypto';
+import { TpmError, publicKeyOf, type Tpm } from '../lib/tpm2';
+import { ChainError, commonName, ekTpmInfo, parsePemCertificates, spkiEqual, verifyChain } from '../lib/x509';
+import { BlobError, parsePrivateBlob, parsePublicBlob, type DevidKeyType } from '../tpm-devid-agent/blobs';
+import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation } from '../tpm-devid-agent/device';
+import { EK_CERT_NV_INDEX, newTpm } from '../tpm-devid-agent/devid-tpm';
+import { describeTpmFailure } from '../tpm-devid-agent/tpm-errors';
+import { PkiError, issueDevidCertificate, loadCa, pem, verifyCsr } from './tpm-devid/pki';
+import { checkBlobsLoad, provisionDevid, readEk } from './tpm-devid/provision';
+
+export const EXIT_OK = 0;
+export const EXIT_ERROR = 1;
+export const EXIT_USAGE = 2;
+
+export const HELP = `spire-tpm-devid — provision TPM DevID keys for SPIRE's tpm_devid node attestor
+
+Usage:
+  spire-tpm-devid provision [options]   create a DevID key in the TPM, a CSR signed by it, and its certificate
+  spire-tpm-devid import [options]      convert tpm2-tools key blobs to the agent's format and check they load
+  spire-tpm-devid ek [options]          print the EK public key, its hash and the EK certificate
+  spire-tpm-devid help                  this text (also: --help, -h after any command)
+
+The key blobs written are exactly what the tpm_devid agent reads (devid_priv_path / devid_pub_path): the raw
+TPM2B_PRIVATE content and a raw TPMT_PUBLIC, with no u16 size prefix, mode 0600. The DevID key is an unrestricted
+signing key (sign|fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth; RSASSA-SHA256 or ECDSA-SHA256 P-256)
+created under the same storage root key the agent re-creates at every attestation (SPIRE's SRK "H-1" RSA or
+"H-2" ECC templates, byte-identical). The key only loads on this TPM, under this owner hierarchy seed: a TPM clear
+makes the blobs useless (TPM_RC_INTEGRITY).
+
+Common options:
+  --tpm <path|tcp://host:port>   TPM to use, same semantics as the agent's tpm_device_path: a character device
+                                 (/dev/tpmrm0 preferred), a swtpm unix socket (detected by file type, or
+                                 unix:<path>), or tcp://host:port for swtpm over TCP. Default: autodetect exactly
+                                 one /dev/tpmrm<N>, else exactly one /dev/tpm<N>.
+  --owner-password <pw>          owner hierarchy password (agent: owner_hierarchy_password). Default empty.
+  -h, --help                     show this text
+
+  Password values: a literal string, env:<VARIABLE> (read from the environment) or file:<path> (first line of the
+  file). The agent's configuration takes the resulting string as is.
+
+provision:
+  --key-type <rsa|ecc>           RSA 2048 (RSASSA-SHA256) or ECC NIST P-256 (ECDSA-SHA256). Default rsa.
+  --devid-password <pw>          userAuth of the new key (agent: devid_password). Default empty.
+  --subject-cn <cn>              CN of the CSR and certificate subject. Default: this host's name.
+  --ca-cert <pem>                lab CA certificate (first block = issuer; all blocks are appended to the chain)
+  --ca-key <pem>                 lab CA private key (unencrypted PKCS#8, PKCS#1 or SEC1); with --ca-cert the
+                                 tool signs the certificate itself: keyUsage digitalSignature (critical),
+                                 CA:FALSE, subject/authority key identifiers.
+  --days <n>                     certificate validity in days. Default 365.
+  --csr-out <path>               write the PKCS#10 CSR (PEM) for an external CA. Needed when --ca-cert/--ca-key
+                                 are not given; may be combined with them.
+  --out-dir <dir>                directory for the default output names. Default: current directory.
+  --cert-out <path>              certificate PEM, leaf then the CA chain. Default <out-dir>/devid.crt.pem
+  --priv-out <path>              private blob. Default <out-dir>/devid.priv.blob
+  --pub-out <path>               public blob. Default <out-dir>/devid.pub.blob
+  --force                        overwrite existing output files
+
+import:
+  --priv <path>                  private blob from tpm2_create -r (TPM2B, size prefix) or already raw (required)
+  --pub <path>                   public blob from tpm2_create -u (TPM2B, size prefix) or already raw (required)
+  --cert <pem>                   optional: check that the certificate's public key is this key
+  --out-dir, --priv-out, --pub-out, --force   as for provision
+  --no-check                     do not load the key into the TPM (the check needs the TPM and --owner-password)
+
+  The key must have been created under SPIRE's SRK template, e.g. with tpm2-tools:
+    tpm2_createprimary -C o -g sha256 -G rsa2048:null:aes128cfb \\
+      -a 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda' -c srk.ctx
+    tpm2_create -C srk.ctx -G rsa2048:rsassa-sha256 \\
+      -a 'sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth' [-p <devid password>] -u key.pub -r key.priv
+  (ECC: ecc256:null:aes128cfb for the SRK and ecc256:ecdsa-sha256 for the key.) Without "noda" the SRK differs and
+  loading fails with TPM_RC_INTEGRITY.
+
+ek:
+  --endorsement-password <pw>    endorsement hierarchy password (agent: endorsement_hierarchy_password)
+  --endorsement-ca <pem>         check the EK certificate chain against these anchors (every certificate in the
+                                 file is an anchor, no intermediates: SPIRE's endorsement_ca_path rules)
+  Prints the RSA-2048 EK (template L-1, as SPIRE creates it) as a PEM public key, the lowercase hex SHA-256 of its
+  SubjectPublicKeyInfo DER (spire-tpm-plugin's pub_hash), and the EK certificate from NV 0x01C00002 with its status.
+
+Exit status: 0 success, 1 error (TPM, file or certificate problem), 2 usage error.
+TPM errors name the response code, e.g. "TPM_RC_AUTH_FAIL (session 1): wrong password for …".
+`;
+
+class UsageError extends Error {}
+class ToolError extends Error {}
+
+export interface ToolIo {
+  out(s: string): void;
+  err(s: string): void;
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+}
+
+const OPTIONS = {
+  tpm: { type: 'string' },
+  'owner-password': { type: 'string' },
+  'endorsement-password': { type: 'string' },
+  'devid-password': { type: 'string' },
+  'key-type': { type: 'string' },
+  'subject-cn': { type: 'string' },
+  'ca-cert': { type: 'string' },
+  'ca-key': { type: 'string' },
+  days: { type: 'string' },
+  'csr-out': { type: 'string' },
+  'out-dir': { type: 'string' },
+  'cert-out': { type: 'string' },
+  'priv-out': { type: 'string' },
+  'pub-out': { type: 'string' },
+  priv: { type: 'string' },
+  pub: { type: 'string' },
+  cert: { type: 'string' },
+  'endorsement-ca': { type: 'string' },
+  force: { type: 'boolean' },
+  'no-check': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Opts = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+
+const ALLOWED: Record<string, readonly (keyof Opts)[]> = {
+  provision: ['tpm', 'owner-password', 'devid-password', 'key-type', 'subject-cn', 'ca-cert', 'ca-key', 'days', 'csr-out', 'out-dir', 'cert-out', 'priv-out', 'pub-out', 'force', 'help'],
+  import: ['tpm', 'owner-password', 'priv', 'pub', 'cert', 'out-dir', 'priv-out', 'pub-out', 'force', 'no-check', 'help'],
+  ek: ['tpm', 'owner-password', 'endorsement-password', 'endorsement-ca', 'help'],
+  help: ['help'],
+};
+
+async function password(v: string | undefined, name: string, io: ToolIo): Promise<Buffer> {
+  if (v === undefined) return Buffer.alloc(0);
+  if (v.startsWith('env:')) {
+    const val = io.env[v.slice(4)];
+    if (val === undefined) throw new UsageError(`--${name}: environment variable ${v.slice(4)} is not set`);
+    return Buffer.from(val, 'utf8');
+  }
+  if (v.startsWith('file:')) {
+    let text: string;
+    try {
+      text = await fsp.readFile(resolve(io.cwd, v.slice(5)), 'utf8');
+    } catch (e) {
+      throw new ToolError(`--${name}: cannot read ${v.slice(5)}: ${(e as Error).message}`);
+    }
+    return Buffer.from(text.split(/\r?\n/)[0] ?? '', 'utf8');
+  }
+  return Buffer.from(v, 'utf8');
+}
+
+async function readText(path: string, what: string, io: ToolIo): Promise<string> {
+  try {
+    return await fsp.readFile(resolve(io.cwd, path), 'utf8');
+  } catch (e) {
+    throw new ToolError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+async function readBytes(path: string, what: string, io: ToolIo): Promise<Buffer> {
+  try {
+    return await fsp.readFile(resolve(io.cwd, path));
+  } catch (e) {
+    throw new ToolError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** Refuses to overwrite unless --force (checked before the TPM is touched). */
+async function checkWritable(paths: string[], force: boolean): Promise<void> {
+  for (const p of paths) {
+    if (force) continue;
+    const exists = await fsp.stat(p).then(() => true, () => false);
+    if (exists) throw new ToolError(`${p} exists; use --force to overwrite`);
+  }
+}
+
+/** Writes with mode 0600 through a temporary file + rename. */
+async function writeSecretFile(path: string, data: Uint8Array | string): Promise<void> {
+  await fsp.mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  await fsp.writeFile(tmp, data, { mode: 0o600 });
+  await fsp.chmod(tmp, 0o600);
+  await fsp.rename(tmp, path);
+}
+
+async function withTpm<T>(location: string | undefined, f: (tpm: Tpm) => Promise<T>): Promise<T> {
+  let loc;
+  try {
+    loc = await resolveTpmLocation(location);
+  } catch (e) {
+    if (e instanceof TpmLocationError && e.code === 'autodetect') throw new ToolError(`tpm autodetection failed: ${e.message} (use --tpm)`);
+    throw new ToolError((e as Error).message);
+  }
+  let transport;
+  try {
+    transport = await openTransport(loc);
+  } catch (e) {
+    throw new ToolError(`unable to open TPM at ${describeLocation(loc)}: ${describeTpmFailure(e)}`);
+  }
+  const tpm = newTpm(transport);
+  try {
+    return await f(tpm);
+  } finally {
+    await tpm.close().catch(() => undefined);
+  }
+}
+
+function outputs(o: Opts, io: ToolIo): { cert: string; priv: string; pub: string } {
+  const dir = resolve(io.cwd, o['out-dir'] ?? '.');
+  return {
+    cert: resolve(io.cwd, o['cert-out'] ?? join(dir, 'devid.crt.pem')),
+    priv: resolve(io.cwd, o['priv-out'] ?? join(dir, 'devid.priv.blob')),
+    pub: resolve(io.cwd, o['pub-out'] ?? join(dir, 'devid.pub.blob')),
+  };
+}
+
+async function cmdProvision(o: Opts, io: ToolIo): Promise<number> {
+  const keyType = (o['key-type'] ?? 'rsa').toLowerCase();
+  if (keyType !== 'rsa' && keyType !== 'ecc') throw new UsageError(`--key-type must be rsa or ecc, got ${JSON.stringify(o['key-type'])}`);
+  const days = o.days === undefined ? 365 : Number(o.days);
+  if (!Number.isInteger(days) || days < 1 || days > 36500) throw new UsageError(`--days must be an integer from 1 to 36500, got ${JSON.stringify(o.days)}`);
+  if ((o['ca-cert'] === undefined) !== (o['ca-key'] === undefined)) throw new UsageError('--ca-cert and --ca-key go together');
+  const signing = o['ca-cert'] !== undefined;
+  if (!signing && o['csr-out'] === undefined) throw new UsageError('give --ca-cert and --ca-key (sign here) or --csr-out (external CA)');
+  const out = outputs(o, io);
+  const csrOut = o['csr-out'] === undefined ? undefined : resolve(io.cwd, o['csr-out']);
+  const subjectCn = o['subject-cn'] ?? hostname();
+  const ownerPw = await password(o['owner-password'], 'owner-password', io);
+  const devidPw = await password(o['devid-password'], 'devid-password', io);
+  const ca = signing ? await loadCa(await readText(o['ca-cert']!, 'CA certificate', io), await readText(o['ca-key']!, 'CA key', io)) : undefined;
+  await checkWritable([out.priv, out.pub, ...(signing ? [out.cert] : []), ...(csrOut ? [csrOut] : [])], o.force === true);
+
+  const r = await withTpm(o.tpm, async (tpm) => {
+    try {
+      return await provisionDevid(tpm, { keyType: keyType as DevidKeyType, ownerPassword: ownerPw, devidPassword: devidPw, subjectCn });
+    } catch (e) {
+      throw new ToolError(`unable to create the DevID key: ${describeTpmFailure(e)}`);
+    }
+  });
+  await verifyCsr(r.csr); // the TPM signature must verify before anything is written
+  await writeSecretFile(out.priv, r.priv);
+  await writeSecretFile(out.pub, r.pub);
+  io.out(`DevID ${keyType === 'rsa' ? 'RSA 2048' : 'ECC P-256'} key created under the ${keyType === 'rsa' ? 'H-1 RSA' : 'H-2 ECC'} SRK\n`);
+  io.out(`  private blob: ${out.priv} (${r.priv.length} bytes, raw TPM2B_PRIVATE content)\n`);
+  io.out(`  public blob:  ${out.pub} (${r.pub.length} bytes, raw TPMT_PUBLIC)\n`);
+  if (csrOut) {
+    await writeSecretFile(csrOut, pem('CERTIFICATE REQUEST', r.csr));
+    io.out(`  CSR:          ${csrOut} (CN=${subjectCn})\n`);
+  }
+  if (ca) {
+    const { leaf, chain } = await issueDevidCertificate({ csr: r.csr, ca, subjectCn, days });
+    await writeSecretFile(out.cert, [leaf, ...chain].map((d) => pem('CERTIFICATE', d)).join(''));
+    io.out(`  certificate:  ${out.cert} (CN=${subjectCn}, issuer CN=${commonName(leaf, 'issuer')}, ${days} days, chain of ${1 + chain.length})\n`);
+    io.out(`  agent ID:     spiffe://<trust domain>/spire/agent/tpm_devid/${createHash('sha1').update(leaf).digest('hex')}\n`);
+  }
+  return EXIT_OK;
+}
+
+async function cmdImport(o: Opts, io: ToolIo): Promise<number> {
+  if (o.priv === undefined || o.pub === undefined) throw new UsageError('import needs --priv and --pub');
+  const out = outputs(o, io);
+  const pub = parsePublicBlob(await readBytes(o.pub, 'public blob', io));
+  const priv = parsePrivateBlob(await readBytes(o.priv, 'private blob', io));
+  io.out(`public blob: ${pub.form === 'tpm2b' ? 'TPM2B (tpm2-tools, size prefix stripped)' : 'raw TPMT_PUBLIC'}, ${pub.keyType.toUpperCase()} key\n`);
+  io.out(`private blob: ${priv.form === 'tpm2b' ? 'TPM2B (tpm2-tools, size prefix stripped)' : 'raw TPM2B_PRIVATE content'}\n`);
+  if (o.cert !== undefined) {
+    const certs = parsePemCertificates(await readText(o.cert, 'certificate', io));
+    if (!certs[0]) throw new ToolError(`no certificate in ${o.cert}`);
+    if (!spkiEqual(publicKeyOf(pub.value), certs[0])) throw new ToolError(`the certificate in ${o.cert} is not for this key (public keys differ)`);
+    io.out(`certificate: public key matches the key blob\n`);
+  }
+  await checkWritable([out.priv, out.pub], o.force === true);
+  if (o['no-check'] !== true) {
+    const ownerPw = await password(o['owner-password'], 'owner-password', io);
+    await withTpm(o.tpm, async (tpm) => {
+      try {
+        await checkBlobsLoad(tpm, pub, priv, ownerPw);
+      } catch (e) {
+        throw new ToolError(`the key does not load under the agent's ${pub.keyType === 'rsa' ? 'H-1 RSA' : 'H-2 ECC'} SRK: ${describeTpmFailure(e)}`);
+      }
+    });
+    io.out(`load check: the key loads under the agent's ${pub.keyType === 'rsa' ? 'H-1 RSA' : 'H-2 ECC'} SRK\n`);
+  }
+  await writeSecretFile(out.priv, priv.bytes);
+  await writeSecretFile(out.pub, pub.bytes);
+  io.out(`wrote ${out.priv} (${priv.bytes.length} bytes) and ${out.pub} (${pub.bytes.length} bytes) in the agent's raw format\n`);
+  return EXIT_OK;
+}
+
+async function cmdEk(o: Opts, io: ToolIo): Promise<number> {
+  const endorsementPw = await password(o['endorsement-password'], 'endorsement-password', io);
+  const ownerPw = await password(o['owner-password'], 'owner-password', io);
+  const anchorsText = o['endorsement-ca'] === undefined ? undefined : await readText(o['endorsement-ca'], 'endorsement CA', io);
+  const r = await withTpm(o.tpm, async (tpm) => {
+    try {
+      return await readEk(tpm, endorsementPw, ownerPw);
+    } catch (e) {
+      throw new ToolError(`unable to read the EK: ${describeTpmFailure(e)}`);
+    }
+  });
+  const pubHash = createHash('sha256').update(r.spki).digest('hex');
+  io.out('EK public key (RSA 2048, TCG template L-1, as SPIRE creates it):\n');
+  io.out(createPublicKey({ key: r.spki, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }).toString());
+  io.out(`EK public key SHA-256 (pub_hash): ${pubHash}\n`);
+  let status = EXIT_OK;
+  if (!r.cert) {
+    io.out(`EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase()}): none: ${describeTpmFailure(r.certError)}\n`);
+    return EXIT_ERROR;
+  }
+  io.out(`EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase()}, ${r.cert.length} bytes):\n`);
+  io.out(`  subject CN: ${JSON.stringify(commonName(r.cert))}, issuer CN: ${JSON.stringify(commonName(r.cert, 'issuer'))}\n`);
+  const info = ekTpmInfo(r.cert);
+  if (info.manufacturer || info.model || info.version) {
+    io.out(`  TPM: manufacturer ${info.manufacturer ?? '?'}, model ${info.model ?? '?'}, version ${info.version ?? '?'}\n`);
+  }
+  const matches = spkiEqual(createPublicKey({ key: r.spki, format: 'der', type: 'spki' }), r.cert);
+  io.out(`  public key matches the EK: ${matches ? 'yes' : 'NO'}\n`);
+  if (!matches) status = EXIT_ERROR;
+  if (anchorsText === undefined) {
+    io.out('  chain: not checked (no --endorsement-ca)\n');
+  } else {
+    const roots = parsePemCertificates(anchorsText);
+    if (roots.length === 0) throw new ToolError(`no certificates in ${o['endorsement-ca']}`);
+    try {
+      const chains = verifyChain({ leaf: r.cert, roots, profile: 'ek' });
+      const anchor = chains[0]![chains[0]!.length - 1]!;
+      io.out(`  chain: valid (anchor CN=${JSON.stringify(commonName(anchor))}, ${chains[0]!.length} certificates)\n`);
+    } catch (e) {
+      io.out(`  chain: INVALID: ${e instanceof ChainError ? `${e.reason}: ${e.message}` : (e as Error).message}\n`);
+      status = EXIT_ERROR;
+    }
+  }
+  io.out(pem('CERTIFICATE', r.cert));
+  return status;
+}
+
+/** Runs the tool; returns the exit status. Never throws. */
+export async function main(argv: readonly string[], io: ToolIo): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    io.out(HELP);
+    return command === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  const allowed = ALLOWED[command];
+  if (!allowed) {
+    io.err(`spire-tpm-devid: unknown command ${JSON.stringify(command)}\nRun "spire-tpm-devid --help".\n`);
+    return EXIT_USAGE;
+  }
+  let o: Opts;
+  try {
+    const parsed = parseArgs({ args: [...rest], options: OPTIONS, strict: true, allowPositionals: false });
+    o = parsed.values as Opts;
+    for (const k of Object.keys(o)) {
+      if (!allowed.includes(k as keyof Opts)) throw new UsageError(`option --${k} does not apply to ${command}`);
+    }
+  } catch (e) {
+    io.err(`spire-tpm-devid ${command}: ${(e as Error).message}\nRun "spire-tpm-devid --help".\n`);
+    return EXIT_USAGE;
+  }
+  if (o.help) {
+    io.out(HELP);
+    return EXIT_OK;
+  }
+  try {
+    switch (command) {
+      case 'provision':
+        return await cmdProvision(o, io);
+      case 'import':
+        return await cmdImport(o, io);
+      case 'ek':
+        return await cmdEk(o, io);
+      default:
+        io.out(HELP);
+        return EXIT_OK;
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`spire-tpm-devid ${command}: ${e.message}\nRun "spire-tpm-devid --help".\n`);
+      return EXIT_USAGE;
+    }
+    const msg = e instanceof ToolError || e instanceof PkiError || e instanceof BlobError ? e.message
+      : e instanceof TpmError ? describeTpmFailure(e)
+      : e instanceof Error ? e.message : String(e);
+    io.err(`spire-tpm-devid ${command}: ${msg}\n`);
+    return EXIT_ERROR;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2), {
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+    env: process.env,
+    cwd: process.cwd(),
+  }).then((code) => {
+    process.exitCode = code;
+  });
+}
