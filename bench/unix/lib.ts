@@ -2,6 +2,7 @@
 // benchmark (bench/unix/spire.ts). They sit on top of the SPIRE harness' public API (simulators/spire/harness.ts),
 // adding what it does not offer: workloads run under chosen credentials / in another mount namespace, the selector
 // lists SPIRE itself logged for a PID, and a StatsD listener that receives the agent's per-attestor timings.
+import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as dgram from 'node:dgram';
@@ -262,4 +263,62 @@ export function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
   const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
   return s[i]!;
+}
+
+// ------------------------------------------------------------------ a Workload API client for latency loops
+
+/**
+ * Opens one gRPC channel to the Workload API and times `count` FetchX509SVID streams on it, sequentially: each stream
+ * is one attestation of the calling process; the time is until the first X509SVIDResponse (the stream is then
+ * cancelled). `beforeEach` runs outside the timed section. Failed calls are counted, not timed.
+ */
+export async function timeFetchX509(socketPath: string, count: number, beforeEach?: (i: number) => void): Promise<{ ms: number[]; errors: string[] }> {
+  const client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set('workload.spiffe.io', 'true');
+  const ms: number[] = [];
+  const errors: string[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      beforeEach?.(i);
+      const t0 = process.hrtime.bigint();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          let done = false;
+          const call = client.makeServerStreamRequest<Buffer, Buffer>(
+            '/SpiffeWorkloadAPI/FetchX509SVID',
+            (b: Buffer) => b,
+            (b: Buffer) => b,
+            Buffer.alloc(0),
+            md,
+            { deadline: Date.now() + 30_000 },
+          );
+          call.on('data', () => {
+            if (done) return;
+            done = true;
+            resolve();
+            call.cancel();
+          });
+          call.on('error', (e: Error) => {
+            if (!done) {
+              done = true;
+              reject(e);
+            }
+          });
+          call.on('end', () => {
+            if (!done) {
+              done = true;
+              reject(new Error('stream ended without a response'));
+            }
+          });
+        });
+        ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      } catch (e) {
+        errors.push(e instanceof Error ? e.message : String(e));
+      }
+    }
+  } finally {
+    client.close();
+  }
+  return { ms, errors };
 }
