@@ -117,13 +117,13 @@ export async function runAttestation(
     let srk: LoadedObject = await step('unable to create storage root key', signal, () => createSrk(scope, keyType, pw.owner));
     const devid = await step('unable to load DevID', signal, () => loadKey(scope, srk, files.priv.bytes, files.pub.bytes, pw.devid));
     if (keyType !== 'rsa') {
-      await step('unable to flush storage root key', signal, () => scope.release(srk.handle));
+      await step('unable to flush storage root key', signal, () => releaseKeeping(scope, srk.handle));
       srk = await step('unable to create storage root key', signal, () => createSrk(scope, 'rsa', pw.owner));
     }
     const akAuth = randomBytes(32);
     const akBlob = await step('unable to create attestation key', signal, () => createKey(scope, srk, templateBytes('ak-rsa'), akAuth));
     const ak = await step('unable to load attestation key', signal, () => loadKey(scope, srk, akBlob.priv, akBlob.pub, akAuth));
-    await step('unable to flush storage root key', signal, () => scope.release(srk.handle));
+    await step('unable to flush storage root key', signal, () => releaseKeeping(scope, srk.handle));
 
     const ek: LoadedEk = await step('unable to create endorsement key', signal, () => createEk(scope, pw.endorsement));
     const ekCert = await step('unable to get endorsement certificate', signal, () => readEkCertificate(tpm, info.nvBufferMax, pw.owner));
@@ -159,6 +159,16 @@ export async function runAttestation(
     checkAborted(signal);
     await streamStep('unable to send challenge response', () =>
       io.sendResponse(encodeChallengeResponse({ devId: pop.signature, credActivation: nonce2 })));
+  }
+}
+
+/** Flushes a handle now; if that fails it stays tracked, so the final cleanup tries again. */
+async function releaseKeeping(scope: TpmScope, handle: number): Promise<void> {
+  try {
+    await scope.release(handle);
+  } catch (e) {
+    scope.object(handle);
+    throw e;
   }
 }
 
