@@ -354,12 +354,19 @@ class Demo {
       await Promise.race([sleep(250), this.server.exited]);
     }
     plugins = this.recordPlugins(this.server);
-    const km = readLog(this.serverLog).find((l) => l.fields['plugin_name'] === 'pkcs11' && /key|token|attributes/i.test(l.msg) && l.level === 'info');
+    // What the KeyManager reported: the token it opened and the keys it generated there.
+    const kmLines = readLog(this.serverLog)
+      .filter((l) => l.fields['plugin_name'] === 'pkcs11' && (l.msg === 'PKCS#11 token opened' || l.msg === 'key generated on token'))
+      .map((l) =>
+        l.msg === 'PKCS#11 token opened'
+          ? `pkcs11 KeyManager: opened token "${String(l.fields['label'] ?? '')}" (${String(l.fields['model'] ?? '')}, ${String(l.fields['manufacturer'] ?? '')})`
+          : `pkcs11 KeyManager: generated ${String(l.fields['key_id'] ?? '')} on the token (CKA_ID ${String(l.fields['cka_id'] ?? '')}, ${String(l.fields['ms'] ?? '?')} ms)`,
+      );
     return [
       `spire-server pid ${this.server.pid}, API socket ${this.serverSocket}, listening on 127.0.0.1:${this.serverPort}`,
       `config ${confPath} (from docs/demo/server.conf), log ${this.serverLog}`,
       ...plugins,
-      ...(km ? [`pkcs11 KeyManager: ${km.msg}`] : []),
+      ...kmLines,
     ];
   }
 
