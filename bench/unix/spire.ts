@@ -16,6 +16,8 @@
 //  C. one agent with both, discover_workload_path = true; the workload is a copy of node padded to exactly 100 MiB.
 //     warm: the same binary every call (ours serves the digest from its cache, the built-in hashes every time);
 //     cold: the workload gives its own executable a new mtime before every call, so ours must hash again too.
+//  D. as C, but two agents again (built-in only / ours only), alternating blocks: neither attestor competes with the
+//     other's hashing for CPU during the calls that are timed.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -202,6 +204,50 @@ async function main(): Promise<void> {
     rows.push({ phase: 'C sha256 100 MiB', what: 'cold: attestor elapsed (telemetry)', builtin: stats(statsd.attestorTimes('unix', from)), ours: stats(statsd.attestorTimes('unix_ts', from)) });
     notes.push(`C cold: FetchX509SVID end-to-end with both: p50 ${f(percentile(cold.ms, 50))} ms; errors ${cold.errors.length}; both attestors hash concurrently (2 vCPU)`);
     notes.push('the agent also self-attests every 60 s (health check); at most one such sample per minute falls into a window');
+    // ---------------- D. two agents again, with hashing: each attestor measured without the other hashing at the
+    // same time (in C the built-in's 100 MiB hash occupies a core during every call we time).
+    log('phase D: agent 1 = built-in unix only, agent 2 = unix_ts only, discover_workload_path = true, alternating');
+    await spire.stopAgent();
+    await spire.startAgent({ logLevel: 'INFO', extraTopLevel: telemetry, unixWorkloadAttestor: false, plugins: [builtin(opt)] });
+    await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/d-builtin`, selectors: ['unix:uid:0'] });
+    extra = await startExtraAgent(spire, 'agent-ts-hash', [ts('unix_ts', opt)], telemetry);
+    await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/d-ts`, parentId: extra.spiffeId, selectors: ['unix_ts:uid:0'] });
+    await waitForSvid(spire.agentSocket);
+    await waitForSvid(extra.socket);
+    await runBigWorkload(big, extra.socket, 2, 'warm');
+    const DB = 10;
+    const dB: number[] = [];
+    const dWarm: number[] = [];
+    const dCold: number[] = [];
+    const e2eDB: number[] = [];
+    const e2eDW: number[] = [];
+    const e2eDC: number[] = [];
+    for (let done = 0; done < Math.max(N_WARM, N_COLD); done += DB) {
+      let i = statsd.samples.length;
+      e2eDB.push(...(await runBigWorkload(big, spire.agentSocket, DB, 'warm')).ms);
+      await sleep(300);
+      dB.push(...statsd.attestorTimes('unix', i));
+      if (done < N_WARM) {
+        i = statsd.samples.length;
+        e2eDW.push(...(await runBigWorkload(big, extra.socket, DB, 'warm')).ms);
+        await sleep(300);
+        dWarm.push(...statsd.attestorTimes('unix_ts', i));
+      }
+      if (done < N_COLD) {
+        i = statsd.samples.length;
+        e2eDC.push(...(await runBigWorkload(big, extra.socket, DB, 'cold')).ms);
+        await sleep(300);
+        dCold.push(...statsd.attestorTimes('unix_ts', i));
+      }
+    }
+    rows.push({ phase: 'D two agents, sha256 100 MiB', what: 'warm: attestor elapsed (telemetry)', builtin: stats(dB), ours: stats(dWarm) });
+    rows.push({ phase: 'D two agents, sha256 100 MiB', what: 'cold: attestor elapsed (telemetry)', builtin: stats(dB), ours: stats(dCold) });
+    rows.push({ phase: 'D two agents, sha256 100 MiB', what: 'warm: FetchX509SVID end-to-end (client)', builtin: stats(e2eDB), ours: stats(e2eDW) });
+    rows.push({ phase: 'D two agents, sha256 100 MiB', what: 'cold: FetchX509SVID end-to-end (client)', builtin: stats(e2eDB), ours: stats(e2eDC) });
+    notes.push('D: the built-in has no cache, so its warm and cold figures are the same calls');
+    await stopProcess(extra.proc, 15_000);
+    extra = undefined;
+
   } finally {
     if (extra) await stopProcess(extra.proc, 15_000).catch(() => undefined);
     await spire.stop();
