@@ -304,10 +304,10 @@ async function cmdEk(o: Opts, io: ToolIo): Promise<number> {
   io.out(`EK public key SHA-256 (pub_hash): ${pubHash}\n`);
   let status = EXIT_OK;
   if (!r.cert) {
-    io.out(`EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase()}): none: ${describeTpmFailure(r.certError)}\n`);
+    io.out(`EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase().padStart(8, '0')}): none: ${describeTpmFailure(r.certError)}\n`);
     return EXIT_ERROR;
   }
-  io.out(`EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase()}, ${r.cert.length} bytes):\n`);
+  io.out(`EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase().padStart(8, '0')}, ${r.cert.length} bytes):\n`);
   io.out(`  subject CN: ${JSON.stringify(commonName(r.cert))}, issuer CN: ${JSON.stringify(commonName(r.cert, 'issuer'))}\n`);
   const info = ekTpmInfo(r.cert);
   if (info.manufacturer || info.model || info.version) {
