@@ -585,8 +585,15 @@ class Demo {
 
   // ---------------------------------------------------------------------------------------------- teardown
 
-  /** Stops everything by PID (agent, server, their plugins, swtpm) and removes the temp dir. */
-  async cleanup(removeDir: boolean): Promise<string[]> {
+  private cleaning: Promise<string[]> | undefined;
+
+  /** Stops everything by PID (agent, server, their plugins, swtpm) and removes the temp dir. Runs once. */
+  cleanup(removeDir: boolean): Promise<string[]> {
+    this.cleaning ??= this.doCleanup(removeDir);
+    return this.cleaning;
+  }
+
+  private async doCleanup(removeDir: boolean): Promise<string[]> {
     const stopped: string[] = [];
     for (const d of [this.agent, this.server]) {
       if (!d) continue;
@@ -658,12 +665,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const demo = new Demo(opts);
-  let interrupted = false;
+  let interrupted: Promise<never> | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) return;
-    interrupted = true;
     out(`\n${sig}: stopping everything the demo started …`);
-    void demo.cleanup(true).then(() => process.exit(130));
+    interrupted = demo.cleanup(true).then((stopped) => {
+      out(`Stopped ${stopped.join(', ') || 'nothing'} by PID; removed ${demo.tmp}.`);
+      writeReport(opts, demo.report);
+      process.exit(130);
+    });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -686,7 +696,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     await demo.finalReport();
     demo.report.ok = true;
   } catch (e) {
-    if (interrupted) return 130;
+    if (interrupted) return interrupted;
     const f = demo.report.failedStep;
     out();
     out(`✗ The demo failed at step ${f ? `[${f.number}/${TOTAL_STEPS}] ${f.title}` : demo.failedTitle()}`);
@@ -698,6 +708,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       for (const line of l.lines) out(`    ${line}`);
     }
   }
+  if (interrupted) return interrupted;
   const r = demo.report;
   if (opts.keep) {
     r.kept = true;
