@@ -269,3 +269,53 @@ export function agentAttestor(spire: SpireHarness, impl: Impl, hcl: string): Plu
 export function tamperAttestor(spire: SpireHarness, hcl: string, args: string[]): PluginDecl {
   return spire.nodePlugin({ type: 'NodeAttestor', name: 'tpm_devid', script: TAMPER_AGENT_MAIN, pluginData: hcl, args });
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Checks through SPIRE's CLI
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export interface AgentView {
+  spiffeId: string;
+  attestationType: string;
+  selectors: string[];
+  serial: string;
+  canReattest: boolean;
+}
+
+/** `spire-server agent show -spiffeID <id> -output json`, selectors as `type:value`. */
+export async function agentShow(spire: SpireHarness, spiffeId: string): Promise<AgentView> {
+  const out = await spire.serverCli(['agent', 'show', '-spiffeID', spiffeId, '-output', 'json']);
+  const v = JSON.parse(out) as unknown;
+  const a = isRecord(v) && isRecord(v['agent']) ? v['agent'] : v;
+  if (!isRecord(a)) throw new Error(`unexpected agent show output: ${out}`);
+  const id = isRecord(a['id']) ? a['id'] : {};
+  const sels = Array.isArray(a['selectors']) ? a['selectors'].filter(isRecord) : [];
+  return {
+    spiffeId: `spiffe://${String(id['trust_domain'] ?? '')}${String(id['path'] ?? '')}`,
+    attestationType: String(a['attestation_type'] ?? ''),
+    selectors: sels.map((s) => `${String(s['type'] ?? '')}:${String(s['value'] ?? '')}`),
+    serial: String(a['x509svid_serial_number'] ?? ''),
+    canReattest: a['can_reattest'] === true,
+  };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `f` until it returns a value other than undefined, or throws after `timeoutMs` with `what`. */
+export async function pollUntil<T>(what: string, timeoutMs: number, f: () => Promise<T | undefined>, intervalMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(intervalMs);
+  }
+}
