@@ -16,7 +16,7 @@
 //   FlushContext ×3 (DevID, AK, EK)
 // SPIRE's agent does 4 RSA CreatePrimary (3 SRKs + EK) and one Create; this does 2 (+1 for an ECC DevID) and one.
 import { randomBytes } from 'node:crypto';
-import { TPM_CC, type Tpm } from '../lib/tpm2';
+import { TPM_CC, TpmsIdObject, unmarshal, type Tpm } from '../lib/tpm2';
 import {
   decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest,
 } from '../tpm-devid-common';
@@ -151,6 +151,11 @@ export async function runAttestation(
     if (ch.devId.length === 0) throw new AttestError('bad-challenge', 'challenge', 'challenge has no DevID nonce');
     if (ch.credActivation.credential.length === 0 || ch.credActivation.secret.length === 0) {
       throw new AttestError('bad-challenge', 'challenge', 'challenge has no credential activation blob');
+    }
+    try {
+      unmarshal(TpmsIdObject, ch.credActivation.credential); // before the DevID signs anything
+    } catch (e) {
+      throw new AttestError('bad-challenge', 'challenge', `unable to solve credential activation challenge: malformed TPM data: ${(e as Error).message}`, e);
     }
 
     const pop = await step('unable to sign DevID challenge', signal, () => signSha256(tpm, devid, ch.devId));
