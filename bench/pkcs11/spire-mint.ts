@@ -8,6 +8,7 @@
  *            flight from this process (one pre-made CSR; protobuf encoded by hand);
  *   - cli:   `spire-server x509 mint` processes, P at a time (dominated by process start; a sanity check).
  *
+ * Variants: disk, pkcs11 (defaults), pkcs11-async (inline_signing = false; BENCH_ASYNC_VARIANT=0 skips it).
  * Env: BENCH_SECONDS (default 6), BENCH_P (default "1,8,32"), BENCH_ROUNDS (default 2), BENCH_CLI=0 to skip the CLI
  * runs, BENCH_PROFILE=<dir>: run the plugin under `node --cpu-prof` and write its profile there.
  * Run: npx tsc -p tsconfig.json && SPIRE_BIN_DIR=… node dist/bench/pkcs11/spire-mint.js
@@ -162,19 +163,20 @@ function pluginPid(serverPid: number | undefined): number | undefined {
 // ---------------------------------------------------------------------------------------------------- scenario --
 
 interface Variant {
-  name: 'disk' | 'pkcs11';
+  name: 'disk' | 'pkcs11' | 'pkcs11-async';
   spire: SpireHarness;
   client: grpc.Client;
   pluginPid: number | undefined;
 }
 
-function pkcs11Decl(spire: SpireHarness, hsm: SoftHsm, pinFile: string): PluginDecl {
+function pkcs11Decl(spire: SpireHarness, hsm: SoftHsm, pinFile: string, inline: boolean): PluginDecl {
   const script = path.join(ROOT, 'dist/plugins/pkcs11-keymanager/main-server.js');
   const data = [
     `module_path = ${JSON.stringify(hsm.modulePath)}`,
     `token_label = "bench"`,
     `pin_file = ${JSON.stringify(pinFile)}`,
-    `key_identifier_value = "bench"`,
+    `key_identifier_value = "bench-${inline ? 'inline' : 'async'}"`,
+    `inline_signing = ${inline}`,
   ].join('\n');
   if (!PROFILE_DIR) return spire.nodePlugin({ type: 'KeyManager', name: 'pkcs11', script, pluginData: data });
   fs.mkdirSync(PROFILE_DIR, { recursive: true });
@@ -205,11 +207,12 @@ async function main(): Promise<void> {
   fs.writeFileSync(pinFile, '10293847\n', { mode: 0o600 });
   const variants: Variant[] = [];
   try {
-    for (const name of ['disk', 'pkcs11'] as const) {
+    const names = process.env['BENCH_ASYNC_VARIANT'] === '0' ? (['disk', 'pkcs11'] as const) : (['disk', 'pkcs11', 'pkcs11-async'] as const);
+    for (const name of names) {
       const spire = await SpireHarness.create();
       await spire.startServer({
         logLevel: 'WARN', // the same for both: no per-SVID debug line
-        keyManager: name === 'disk' ? 'disk' : pkcs11Decl(spire, hsm, pinFile),
+        keyManager: name === 'disk' ? 'disk' : pkcs11Decl(spire, hsm, pinFile, name === 'pkcs11'),
         env: hsm.env,
         defaultX509SvidTtl: '1h',
       });
@@ -226,7 +229,8 @@ async function main(): Promise<void> {
     for (const v of variants) {
       const res = await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintX509SVID', x509Req);
       const svid = fields(res).find((f) => f.field === 1)!.value;
-      const chain = fields(svid).filter((f) => f.field === 2).map((f) => new crypto.X509Certificate(f.value));
+      const chain = fields(svid).filter((f) => f.field === 1) // types.X509SVID: cert_chain = 1, id = 2
+       .map((f) => new crypto.X509Certificate(f.value));
       const roots = await v.spire.bundleCerts();
       const leaf = chain[0]!;
       const ok = roots.some((r) => leaf.verify(r.publicKey)) || (chain[1] !== undefined && leaf.verify(chain[1].publicKey));
@@ -274,17 +278,25 @@ async function main(): Promise<void> {
 
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     console.log(`\nspire-server v1.15.3 minting, ${SECONDS}s × ${ROUNDS} rounds per cell, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}); ca_key_type ec-p256`);
-    console.log('scenario              disk/s   pkcs11/s   ratio   server µs CPU/op (disk, pkcs11)   plugin µs CPU/op');
+    const others = variants.filter((v) => v.name !== 'disk').map((v) => v.name);
+    console.log(`scenario             disk/s ${others.map((n) => `${n}/s (ratio)`.padStart(24)).join('')}   server µs CPU/op (${variants.map((v) => v.name).join(', ')})   plugin µs CPU/op (${others.join(', ')})`);
     const summary: Array<Record<string, number | string>> = [];
     for (const s of scenarios) {
       const d = median(results.get(`${s.label}|disk`)!);
-      const k = median(results.get(`${s.label}|pkcs11`)!);
-      const cd = cpu.get(`${s.label}|disk`)!;
-      const ck = cpu.get(`${s.label}|pkcs11`)!;
-      console.log(
-        `${s.label.padEnd(20)} ${d.toFixed(0).padStart(7)} ${k.toFixed(0).padStart(10)} ${(k / d).toFixed(2).padStart(7)}x   ${median(cd.server).toFixed(0).padStart(12)} ${median(ck.server).toFixed(0).padStart(8)}   ${median(ck.plugin).toFixed(0).padStart(18)}`,
-      );
-      summary.push({ scenario: s.label, disk: d, pkcs11: k, ratio: k / d, serverCpuUsDisk: median(cd.server), serverCpuUsPkcs11: median(ck.server), pluginCpuUs: median(ck.plugin) });
+      const row: Record<string, number | string> = { scenario: s.label, disk: d };
+      let line = `${s.label.padEnd(20)} ${d.toFixed(0).padStart(7)}`;
+      for (const n of others) {
+        const k = median(results.get(`${s.label}|${n}`)!);
+        row[n] = k;
+        row[`ratio_${n}`] = k / d;
+        line += `${k.toFixed(0).padStart(15)} (${(k / d).toFixed(2)}x)`;
+      }
+      line += `   ${variants.map((v) => median(cpu.get(`${s.label}|${v.name}`)!.server).toFixed(0)).join(' / ').padStart(20)}`;
+      line += `   ${others.map((n) => median(cpu.get(`${s.label}|${n}`)!.plugin).toFixed(0)).join(' / ').padStart(16)}`;
+      for (const v of variants) row[`serverCpuUs_${v.name}`] = median(cpu.get(`${s.label}|${v.name}`)!.server);
+      for (const n of others) row[`pluginCpuUs_${n}`] = median(cpu.get(`${s.label}|${n}`)!.plugin);
+      console.log(line);
+      summary.push(row);
     }
     console.log(`load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     console.log(JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, summary }));
