@@ -117,46 +117,72 @@ async function expectAttested(spire: SpireHarness, na: PluginDecl, d: Devid): Pr
   }
 }
 
+/** What SPIRE's built-in server does with the same input: the same rejection message, a different one, or accepts. */
+type BuiltinBehaviour = 'same' | 'same-prefix' | 'differs' | 'accepts';
+
+interface Case {
+  name: string;
+  agent: (spire: SpireHarness) => PluginDecl;
+  expected: RegExp;
+  builtin: BuiltinBehaviour;
+}
+
+const ours = (spire: SpireHarness, d: Devid, dev: Device = devA): PluginDecl => agentAttestor(spire, 'ours', agentHcl(d, dev.socket));
+const tamper = (spire: SpireHarness, mode: string, d: Devid = good, extra: string[] = []): PluginDecl =>
+  tamperAttestor(spire, agentHcl(d, devA.socket), ['--mode', mode, ...extra]);
+
+const CASES: Case[] = [
+  { name: 'DevID certificate not chained to devid_ca_path', agent: (s) => ours(s, rogue), builtin: 'same',
+    expected: /Invalid argument: nodeattestor\(tpm_devid\): unable to verify DevID signature: verification failed: x509: certificate signed by unknown authority/ },
+  // devC's manufacturer CA has the same subject (CN=swtpm-localca) as the trusted ones: Go says "signed by unknown
+  // authority (possibly because of … while trying to verify candidate authority certificate …)", ours "certificate
+  // signature does not verify with the issuer key" (reported to the server engineer; both reject).
+  { name: 'EK certificate not chained to endorsement_ca_path', agent: (s) => ours(s, untrustedEk, devC), builtin: 'differs',
+    expected: /nodeattestor\(tpm_devid\): cannot verify EK signature: endorsement certificate verification failed: x509: (certificate signed by unknown authority|certificate signature does not verify with the issuer key)/ },
+  { name: 'expired DevID certificate', agent: (s) => ours(s, expired), builtin: 'same-prefix',
+    expected: /nodeattestor\(tpm_devid\): unable to verify DevID signature: verification failed: x509: certificate has expired or is not yet valid/ },
+  { name: 'DevIDPub swapped for another TPM key (certificate for a software key)', builtin: 'accepts',
+    agent: (s) => tamper(s, 'swap-devid-pub', swapped, ['--soft-key', softKeyPath]),
+    expected: /nodeattestor\(tpm_devid\): DevID key public blob does not match the public key of the DevID certificate/ },
+  { name: 'Certify by an unrestricted key', agent: (s) => tamper(s, 'unrestricted-ak'), builtin: 'accepts',
+    expected: /nodeattestor\(tpm_devid\): attestation key attributes 0x[0-9a-f]+ .*are not acceptable: .*restricted/ },
+  { name: 'wrong nonce signature', agent: (s) => tamper(s, 'wrong-nonce'), builtin: 'same',
+    expected: /nodeattestor\(tpm_devid\): devID challenge verification failed: / },
+  { name: 'credential answered by a different TPM (EK of another genuine TPM in the payload)', builtin: 'same',
+    agent: (s) => tamper(s, 'other-ek', good, ['--other-tpm', devB.socket]),
+    expected: /nodeattestor\(tpm_devid\): credential activation failed: nonces are different/ },
+  { name: 'oversized JSON field (EKCert of 10,000 bytes)', agent: (s) => tamper(s, 'oversize-ekcert'), builtin: 'differs',
+    expected: /nodeattestor\(tpm_devid\): unable to unmarshall attestation data: .*EKCert.* is too large/ },
+  { name: 'malformed JSON field in the payload (DevIDCert: 5)', agent: (s) => tamper(s, 'malformed-payload'), builtin: 'same',
+    expected: /nodeattestor\(tpm_devid\): unable to unmarshall attestation data: json: cannot unmarshal number/ },
+  { name: 'malformed JSON in the challenge response (DevID: 5)', agent: (s) => tamper(s, 'malformed-response'), builtin: 'same',
+    expected: /nodeattestor\(tpm_devid\): unable to unmarshall challenges response: json: cannot unmarshal number/ },
+  // Go's encoding/json decodes a JSON array of numbers into []byte, so the built-in gets as far as the PoP check
+  // ("devID challenge verification failed"); our decoder refuses the array (both reject; the message differs).
+  { name: 'malformed JSON in the challenge response (DevID: [1])', agent: (s) => tamper(s, 'array-response'), builtin: 'differs',
+    expected: /nodeattestor\(tpm_devid\): (unable to unmarshall challenges response: |devID challenge verification failed)/ },
+];
+
+/** Server messages from our plugin, by case name (compared with the built-in's in the last test). */
+const oursMessages = new Map<string, string>();
+
 test('rejected by our server through real SPIRE (one server for all cases; its plugin stays up)', { skip: SKIP, timeout: 420_000 }, async (t) => {
   await withSpire(t, async (spire) => {
     await spire.startServer({ plugins: [serverAttestor(spire, 'ours', serverHcl(ca.certPath, ekCaPath))] });
     const serverPid = spire.serverPid;
-    const ours = (d: Devid, dev: Device = devA): PluginDecl => agentAttestor(spire, 'ours', agentHcl(d, dev.socket));
-    const tamper = (mode: string, d: Devid = good, extra: string[] = []): PluginDecl =>
-      tamperAttestor(spire, agentHcl(d, devA.socket), ['--mode', mode, ...extra]);
-    const cases: Array<[string, () => PluginDecl, RegExp]> = [
-      ['DevID certificate not chained to devid_ca_path', () => ours(rogue),
-        /Invalid argument: nodeattestor\(tpm_devid\): unable to verify DevID signature: verification failed: x509: certificate signed by unknown authority/],
-      ['EK certificate not chained to endorsement_ca_path', () => ours(untrustedEk, devC),
-        /nodeattestor\(tpm_devid\): cannot verify EK signature: endorsement certificate verification failed: x509: (certificate signed by unknown authority|certificate signature does not verify with the issuer key)/],
-      ['expired DevID certificate', () => ours(expired),
-        /nodeattestor\(tpm_devid\): unable to verify DevID signature: verification failed: x509: certificate has expired or is not yet valid/],
-      ['DevIDPub swapped for another TPM key (certificate for a software key)', () => tamper('swap-devid-pub', swapped, ['--soft-key', softKeyPath]),
-        /nodeattestor\(tpm_devid\): DevID key public blob does not match the public key of the DevID certificate/],
-      ['Certify by an unrestricted key', () => tamper('unrestricted-ak'),
-        /nodeattestor\(tpm_devid\): attestation key attributes 0x[0-9a-f]+ .*are not acceptable: .*restricted/],
-      ['wrong nonce signature', () => tamper('wrong-nonce'),
-        /nodeattestor\(tpm_devid\): devID challenge verification failed: /],
-      ['credential answered by a different TPM (EK of another genuine TPM in the payload)', () => tamper('other-ek', good, ['--other-tpm', devB.socket]),
-        /nodeattestor\(tpm_devid\): credential activation failed: nonces are different/],
-      ['oversized JSON field (EKCert of 10,000 bytes)', () => tamper('oversize-ekcert'),
-        /nodeattestor\(tpm_devid\): unable to unmarshall attestation data: .*EKCert.* is too large/],
-      ['malformed JSON field in the payload (DevIDCert: 5)', () => tamper('malformed-payload'),
-        /nodeattestor\(tpm_devid\): unable to unmarshall attestation data: json: cannot unmarshal number/],
-      ['malformed JSON in the challenge response', () => tamper('malformed-response'),
-        /nodeattestor\(tpm_devid\): unable to unmarshall challenges response: /],
-    ];
-    for (const [name, na, re] of cases) {
-      await t.test(name, async (tt) => {
-        tt.diagnostic(`spire-server: ${await expectRejected(spire, na(), re)}`);
+    for (const c of CASES) {
+      await t.test(c.name, async (tt) => {
+        const msg = await expectRejected(spire, c.agent(spire), c.expected);
+        oursMessages.set(c.name, msg);
+        tt.diagnostic(`spire-server: ${msg}`);
       });
     }
 
     await t.test('replayed challenge response (recorded from an earlier, successful attestation)', async (tt) => {
       const file = join(work, 'recorded-response.json');
-      await expectAttested(spire, tamper('record', good, ['--file', file]), good); // the fixture's honest flow attests
+      await expectAttested(spire, tamper(spire, 'record', good, ['--file', file]), good); // the fixture's honest flow attests
       const before = await spire.listAgents();
-      const msg = await expectRejected(spire, tamper('replay', good, ['--file', file]), /nodeattestor\(tpm_devid\): (devID challenge verification failed|credential activation failed)/);
+      const msg = await expectRejected(spire, tamper(spire, 'replay', good, ['--file', file]), /nodeattestor\(tpm_devid\): (devID challenge verification failed|credential activation failed)/);
       tt.diagnostic(`spire-server: ${msg}`);
       assert.deepEqual(await spire.listAgents(), before, 'agent SVID serial unchanged');
     });
@@ -164,16 +190,32 @@ test('rejected by our server through real SPIRE (one server for all cases; its p
     await t.test('the server plugin stayed up: same spire-server, an honest agent still attests', async () => {
       assert.equal(spire.serverPid, serverPid);
       assert.ok(!spire.serverLogEntries().some((l) => l.msg === 'Plugin exited' || /panic/i.test(l.msg ?? '')), 'no plugin exit or panic');
-      await expectAttested(spire, ours(good), good);
+      await expectAttested(spire, ours(spire, good), good);
     });
   });
 });
 
-test("SPIRE's built-in server accepts two attacks our server rejects (swapped DevIDPub, Certify by an unrestricted key)", { skip: SKIP, timeout: 180_000 }, async (t) => {
+/** Up to and including the first "x509: <reason>" clause (Go appends times / candidate details after it). */
+const messagePrefix = (m: string): string => m.replace(/(x509: [^:(]*).*$/, '$1').trim();
+
+test("SPIRE's built-in server on the same inputs: the same rejection messages, and it ACCEPTS the two attacks our checks B and D stop", { skip: SKIP, timeout: 300_000 }, async (t) => {
   await withSpire(t, async (spire) => {
     await spire.startServer({ plugins: [serverAttestor(spire, 'builtin', serverHcl(ca.certPath, ekCaPath))] });
-    // Possession proven for a software key, residency for a different TPM key: the built-in issues an agent SVID.
-    await expectAttested(spire, tamperAttestor(spire, agentHcl(swapped, devA.socket), ['--mode', 'swap-devid-pub', '--soft-key', softKeyPath]), swapped);
-    await expectAttested(spire, tamperAttestor(spire, agentHcl(good, devA.socket), ['--mode', 'unrestricted-ak']), good);
+    for (const c of CASES) {
+      await t.test(`built-in: ${c.name} (${c.builtin})`, async (tt) => {
+        if (c.builtin === 'accepts') {
+          // e.g. possession proven for a software key, residency for another TPM key: the built-in issues an agent SVID.
+          const d = c.name.startsWith('DevIDPub') ? swapped : good;
+          await expectAttested(spire, c.agent(spire), d);
+          return;
+        }
+        const msg = await expectRejected(spire, c.agent(spire), /nodeattestor\(tpm_devid\): /);
+        tt.diagnostic(`built-in: ${msg}`);
+        const mine = oursMessages.get(c.name);
+        if (mine === undefined) return; // the first test did not run this case
+        if (c.builtin === 'same') assert.equal(mine, msg);
+        if (c.builtin === 'same-prefix') assert.equal(messagePrefix(mine), messagePrefix(msg));
+      });
+    }
   });
 });

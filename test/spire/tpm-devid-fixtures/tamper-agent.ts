@@ -17,7 +17,9 @@
 //                             this TPM (which cannot: its answer is sent anyway, or 32 random bytes if it fails)
 //   oversize-ekcert           EKCert = 10,000 bytes
 //   malformed-payload         payload {"DevIDCert": 5, ...}
-//   malformed-response        honest payload, response {"DevID": [1], ...}
+//   malformed-response        honest payload, response {"DevID": 5, ...}
+//   array-response            honest payload, response {"DevID": [1], ...} (Go's encoding/json decodes a JSON array of
+//                             numbers into []byte; see the reject test)
 import { createPrivateKey, randomBytes, sign as cryptoSign } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { PluginError, Code, serve, agentNodeAttestor, type AgentNodeAttestor, type CallContext, type ConfigInput, type DuplexStream } from '../../../plugins/sdk';
@@ -36,11 +38,11 @@ import { describeTpmFailure } from '../../../plugins/tpm-devid-agent/tpm-errors'
 
 export type TamperMode =
   | 'honest' | 'swap-devid-pub' | 'unrestricted-ak' | 'wrong-nonce' | 'record' | 'replay' | 'other-ek'
-  | 'oversize-ekcert' | 'malformed-payload' | 'malformed-response';
+  | 'oversize-ekcert' | 'malformed-payload' | 'malformed-response' | 'array-response';
 
 const MODES: readonly TamperMode[] = [
   'honest', 'swap-devid-pub', 'unrestricted-ak', 'wrong-nonce', 'record', 'replay', 'other-ek', 'oversize-ekcert',
-  'malformed-payload', 'malformed-response',
+  'malformed-payload', 'malformed-response', 'array-response',
 ];
 
 interface Options {
@@ -169,6 +171,8 @@ class TamperAgent implements AgentNodeAttestor<AgentConfig> {
         response = readFileSync(this.opts.file ?? '');
         log.info('tamper agent: replaying a recorded challenge response', { bytes: response.length });
       } else if (mode === 'malformed-response') {
+        response = Buffer.from('{"DevID":5,"CredActivation":"AAAA"}');
+      } else if (mode === 'array-response') {
         response = Buffer.from('{"DevID":[1],"CredActivation":"AAAA"}');
       } else {
         let popSig: Buffer;
