@@ -23,6 +23,7 @@ const SKIP = spireBinariesPresent() ? false : 'SPIRE binaries not found (simulat
 
 let devA: Device;
 let devB: Device;
+let devC: Device;
 let work: string;
 let ca: TestCa;
 let ekCaPath: string;
@@ -31,11 +32,11 @@ const D: Record<string, Devid> = {};
 before(async () => {
   if (SKIP) return;
   work = mkdtempSync(join(tmpdir(), 'tpmdevid-spire-'));
-  [devA, devB] = await Promise.all([startDevice('tpmdevid-spire-a'), startDevice('tpmdevid-spire-b')]);
+  [devA, devB, devC] = await Promise.all([startDevice('tpmdevid-spire-a'), startDevice('tpmdevid-spire-b'), startDevice('tpmdevid-spire-c')]);
   ca = await makeCa(work, 'devid-test-ca');
-  // endorsement_ca_path: the swtpm-localca issuing CAs of both simulators (every certificate is an anchor)
+  // endorsement_ca_path: the swtpm-localca issuing CAs of the simulators (every certificate is an anchor)
   ekCaPath = join(work, 'endorsement-ca.pem');
-  writeFileSync(ekCaPath, devA.inst.ca.issuerCertPem + devB.inst.ca.issuerCertPem);
+  writeFileSync(ekCaPath, devA.inst.ca.issuerCertPem + devB.inst.ca.issuerCertPem + devC.inst.ca.issuerCertPem);
   // Sequential per device: swtpm serves one client at a time and has 3 object slots.
   D['toolRsa'] = await provisionWithTool(devA, ca, 'rsa', 'node-tool-rsa', join(work, 'tool-rsa'));
   D['toolEcc'] = await provisionWithTool(devA, ca, 'ecc', 'node-tool-ecc', join(work, 'tool-ecc'));
@@ -46,11 +47,12 @@ before(async () => {
   D['t2EccRaw'] = t2Ecc;
   D['t2EccImported'] = await importWithTool(devA, t2Ecc, join(work, 't2-ecc-imported'));
   D['bT2Rsa'] = await provisionWithTpm2Tools(devB, ca, 'rsa', 'node-b-t2-rsa', join(work, 'b-t2-rsa'));
+  D['cToolEcc'] = await provisionWithTool(devC, ca, 'ecc', 'node-c-tool-ecc', join(work, 'c-tool-ecc'));
 });
 
 after(async () => {
   await stopAllHarnesses();
-  await Promise.all([devA?.stop(), devB?.stop()]);
+  await Promise.all([devA?.stop(), devB?.stop(), devC?.stop()]);
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -137,8 +139,9 @@ async function reattest(spire: SpireHarness, s: Scenario): Promise<void> {
   assert.ok(new Date(new X509Certificate(svids[0]!.certChainPem[0]!).validTo) > new Date());
 }
 
-test('re-attestation after the agent SVID (agent_ttl 60s) expires: ours -> ours (RSA, device A) and built-in agent -> our server (RSA, device B), in parallel', { skip: SKIP, timeout: 300_000 }, async (t) => {
+test('re-attestation after the agent SVID (agent_ttl 60s) expires: ours -> ours (RSA, device A), built-in agent -> our server (RSA, device B), our agent -> built-in server (ECC, device C), in parallel', { skip: SKIP, timeout: 300_000 }, async (t) => {
   await Promise.all([
+    withSpire(t, (spire) => reattest(spire, { server: 'builtin', agent: 'ours', devid: D['cToolEcc']!, dev: devC, agentTtl: '60s' })),
     withSpire(t, (spire) => reattest(spire, { server: 'ours', agent: 'ours', devid: D['toolRsa']!, dev: devA, agentTtl: '60s' })),
     withSpire(t, (spire) => reattest(spire, { server: 'ours', agent: 'builtin', devid: D['bT2Rsa']!, dev: devB, agentTtl: '60s' })),
   ]);
