@@ -8,7 +8,6 @@
  *            flight from this process (one pre-made CSR; protobuf encoded by hand);
  *   - cli:   `spire-server x509 mint` processes, P at a time (dominated by process start; a sanity check).
  *
- * Variants: disk, pkcs11 (defaults), pkcs11-async (inline_signing = false; BENCH_ASYNC_VARIANT=0 skips it).
  * Env: BENCH_SECONDS (default 6), BENCH_P (default "1,8,32"), BENCH_ROUNDS (default 2), BENCH_CLI=0 to skip the CLI
  * runs, BENCH_PROFILE=<dir>: run the plugin under `node --cpu-prof` and write its profile there.
  * Run: npx tsc -p tsconfig.json && SPIRE_BIN_DIR=… node dist/bench/pkcs11/spire-mint.js
@@ -163,20 +162,19 @@ function pluginPid(serverPid: number | undefined): number | undefined {
 // ---------------------------------------------------------------------------------------------------- scenario --
 
 interface Variant {
-  name: 'disk' | 'pkcs11' | 'pkcs11-async';
+  name: 'disk' | 'pkcs11';
   spire: SpireHarness;
   client: grpc.Client;
   pluginPid: number | undefined;
 }
 
-function pkcs11Decl(spire: SpireHarness, hsm: SoftHsm, pinFile: string, inline: boolean): PluginDecl {
+function pkcs11Decl(spire: SpireHarness, hsm: SoftHsm, pinFile: string): PluginDecl {
   const script = path.join(ROOT, 'dist/plugins/pkcs11-keymanager/main-server.js');
   const data = [
     `module_path = ${JSON.stringify(hsm.modulePath)}`,
     `token_label = "bench"`,
     `pin_file = ${JSON.stringify(pinFile)}`,
-    `key_identifier_value = "bench-${inline ? 'inline' : 'async'}"`,
-    `inline_signing = ${inline}`,
+    `key_identifier_value = "bench"`,
   ].join('\n');
   if (!PROFILE_DIR) return spire.nodePlugin({ type: 'KeyManager', name: 'pkcs11', script, pluginData: data });
   fs.mkdirSync(PROFILE_DIR, { recursive: true });
@@ -207,12 +205,11 @@ async function main(): Promise<void> {
   fs.writeFileSync(pinFile, '10293847\n', { mode: 0o600 });
   const variants: Variant[] = [];
   try {
-    const names = process.env['BENCH_ASYNC_VARIANT'] === '0' ? (['disk', 'pkcs11'] as const) : (['disk', 'pkcs11', 'pkcs11-async'] as const);
-    for (const name of names) {
+    for (const name of ['disk', 'pkcs11'] as const) {
       const spire = await SpireHarness.create();
       await spire.startServer({
         logLevel: 'WARN', // the same for both: no per-SVID debug line
-        keyManager: name === 'disk' ? 'disk' : pkcs11Decl(spire, hsm, pinFile, name === 'pkcs11'),
+        keyManager: name === 'disk' ? 'disk' : pkcs11Decl(spire, hsm, pinFile),
         env: hsm.env,
         defaultX509SvidTtl: '1h',
       });

@@ -25,8 +25,6 @@ export interface Pkcs11KeyManagerConfig {
   recoveryBudgetMs: number;
   /** Use CKA_ALLOWED_MECHANISMS in private key templates. */
   useAllowedMechanisms: boolean;
-  /** EC signatures on the event loop when no other signature is in flight and the token is fast (default true). */
-  inlineSigning: boolean;
 }
 
 export interface ConfigReport {
@@ -55,7 +53,6 @@ export const KNOWN_KEYS = [
   'allow_insecure_keys',
   'recovery_budget',
   'use_allowed_mechanisms',
-  'inline_signing',
 ] as const;
 
 const UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -218,7 +215,6 @@ export function configFromObject(raw: Record<string, unknown>, trustDomain: stri
     allowInsecureKeys: bool(raw, 'allow_insecure_keys', rep) ?? false,
     recoveryBudgetMs,
     useAllowedMechanisms: bool(raw, 'use_allowed_mechanisms', rep) ?? false,
-    inlineSigning: bool(raw, 'inline_signing', rep) ?? true,
   };
   if (libraryParameters !== undefined) cfg.libraryParameters = libraryParameters;
   if (disposeStaleKeysAfterMs !== undefined) cfg.disposeStaleKeysAfterMs = disposeStaleKeysAfterMs;

@@ -269,7 +269,7 @@ export class Pkcs11KeyManagerCore {
     }
     let sig: Buffer;
     try {
-      sig = await b.client.sign(e.priv, mech, input, outLen, { inline: isEc && b.cfg.inlineSigning });
+      sig = await b.client.sign(e.priv, mech, input, outLen);
     } catch (err) {
       const k = toKmError(err);
       if (k instanceof KmError && k.grpcCode === GrpcCode.NOT_FOUND) {

@@ -474,6 +474,7 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       });
       const caA = token.privateKey(label('rot', 'x509-CA-A')).id;
       const jwtA = token.privateKey(label('rot', 'JWT-Signer-A')).id;
+      assert.ok(jwtA);
       const slotEvent = (msg: string, slot: string) => (l: { source: string; msg: string | undefined; fields: Record<string, unknown> }) =>
         l.source === 'server' && l.msg === msg && l.fields['slot'] === slot;
       await spire.waitForLog(slotEvent('X509 CA prepared', 'B'), 150_000);
@@ -483,13 +484,14 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       await spire.waitForLog(slotEvent('X509 CA activated', 'B'), 150_000);
       await spire.waitForLog(slotEvent('JWT key activated', 'B'), 150_000);
       t.diagnostic(`X509 CA B activated after ${Date.now() - t0} ms`);
+      const activatedMark = spire.logMark();
       const m = await mintX509(spire, `spiffe://${TD}/rotated`);
       const root = caOf(m.chain, m.bundle);
       assert.deepEqual(spkiDer(root.publicKey), token.publicKeyDer(caB.id), 'SVIDs now chain to the x509-CA-B key on the token');
       const { jwk } = verifyJwt(await mintJwt(spire, `spiffe://${TD}/rotated`, 'a'), await jwtKeys(spire));
       const jwtB = token.privateKey(label('rot', 'JWT-Signer-B'));
       assert.deepEqual(spkiDer(crypto.createPublicKey({ key: jwk, format: 'jwk' })), token.publicKeyDer(jwtB.id), 'JWTs are signed by JWT-Signer-B');
-      await spire.waitForLog(slotEvent('X509 CA prepared', 'A'), 150_000, { server: 0, agent: 0 });
+      await spire.waitForLog(slotEvent('X509 CA prepared', 'A'), 150_000, activatedMark);
       const newA = await poll('a new x509-CA-A instance and the old one gone', 150_000, () => {
         const objs = token.objects();
         const a = objs.filter((o) => o.kind === 'private' && o.label === label('rot', 'x509-CA-A'));
@@ -504,7 +506,6 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       for (const o of keys) perLabel.set(`${o.kind}:${o.label}`, (perLabel.get(`${o.kind}:${o.label}`) ?? 0) + 1);
       for (const [k, n] of perLabel) assert.equal(n, 1, `one object per key id and class: ${k}`);
       assert.ok(keys.length <= 8, `at most 4 key pairs: ${[...perLabel.keys()].join(', ')}`);
-      void jwtA;
     });
   });
 

@@ -59,9 +59,6 @@ export interface ObjectRef {
 export interface ClientStats {
   loginAttempts: number;
   relogins: number;
-  /** Signatures made on the event loop (fast path) and on the thread pool. */
-  inlineSigns: number;
-  asyncSigns: number;
   reinits: number;
   sessionRecoveries: number;
   retriedOperations: number;
@@ -72,9 +69,6 @@ export type Attr = pkcs11js.Attribute;
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
-
-/** An inline C_Sign slower than this disables inline signing for the client (the event loop must stay responsive). */
-export const INLINE_SIGN_MAX_US = 2_000;
 
 /** Process-wide count of C_Login calls (all clients), for lock-out tests and metrics. */
 export const loginCounter = { attempts: 0 };
@@ -92,12 +86,7 @@ export class Pkcs11Client {
   private pinRejected: Pkcs11Error | undefined;
   private closed = false;
   private reloginInFlight: Promise<void> | undefined;
-  /** sign() calls not yet settled (see {@link sign}'s inline fast path). */
-  private signsPending = 0;
-  /** Inline (event-loop) signing allowed; cleared for good once one inline C_Sign was slow. */
-  private inlineSigning = true;
-  private slowInlineSigns = 0;
-  readonly stats: ClientStats = { loginAttempts: 0, relogins: 0, inlineSigns: 0, asyncSigns: 0, reinits: 0, sessionRecoveries: 0, retriedOperations: 0 };
+  readonly stats: ClientStats = { loginAttempts: 0, relogins: 0, reinits: 0, sessionRecoveries: 0, retriedOperations: 0 };
 
   private constructor(opts: Pkcs11ClientOptions, module: ModuleHandle) {
     this.options = {
@@ -441,33 +430,11 @@ export class Pkcs11Client {
   }
 
   /** Signs `data` with the private key `ref` (C_SignInit + C_SignAsync on a pooled session), with recovery. */
-  sign(ref: ObjectRef, mechanism: pkcs11js.Mechanism, data: Buffer, maxOut: number, opts: { inline?: boolean } = {}): Promise<Buffer> {
-    this.signsPending++;
-    return this.signOnce(ref, mechanism, data, maxOut, opts).finally(() => this.signsPending--);
-  }
-
-  private signOnce(ref: ObjectRef, mechanism: pkcs11js.Mechanism, data: Buffer, maxOut: number, opts: { inline?: boolean }): Promise<Buffer> {
+  sign(ref: ObjectRef, mechanism: pkcs11js.Mechanism, data: Buffer, maxOut: number): Promise<Buffer> {
     return this.run('sign', () =>
       this.withSession(async (s) => {
         const key = this.resolve(ref);
         p11('C_SignInit', () => this.pkcs11.C_SignInit(s, mechanism, key));
-        if (opts.inline && this.inlineSigning && this.signsPending === 1) {
-          // This is the only signature requested right now: a fast token's C_Sign (SoftHSM P-256: ~35 µs) costs less
-          // on the event loop than the two thread hand-offs of C_SignAsync, and loses no parallelism. Concurrent
-          // requests always go to the thread pool (the event loop stays free for gRPC, signing spreads over cores).
-          // Slow answers turn this off for good, so a network HSM or a busy device does not keep blocking the loop.
-          const t0 = process.hrtime.bigint();
-          const sig = p11('C_Sign', () => this.pkcs11.C_Sign(s, data, Buffer.alloc(maxOut)));
-          const us = Number(process.hrtime.bigint() - t0) / 1000;
-          // Three slow answers (not one: a loaded machine can deschedule us for a moment) turn inline signing off.
-          if (us > INLINE_SIGN_MAX_US && ++this.slowInlineSigns >= 3) {
-            this.inlineSigning = false;
-            this.log.info('token is slow to sign; signing on the thread pool only from now on', { sign_us: Math.round(us), limit_us: INLINE_SIGN_MAX_US });
-          }
-          this.stats.inlineSigns++;
-          return Buffer.from(sig);
-        }
-        this.stats.asyncSigns++;
         // `data` stays referenced by this closure until the promise settles (the native worker keeps a raw pointer).
         const sig = await p11Async('C_Sign', () => this.pkcs11.C_SignAsync(s, data, Buffer.alloc(maxOut)));
         return Buffer.from(sig);

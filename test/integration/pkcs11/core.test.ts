@@ -31,32 +31,6 @@ before(() => {
 after(() => hsm.cleanup());
 
 describe('Pkcs11KeyManagerCore on SoftHSM2', () => {
-  test('inline EC signing: used when nothing else is signing, thread pool under concurrency, off with inline_signing = false', async () => {
-    for (const inline of [true, false]) {
-      const km = new Pkcs11KeyManagerCore(recordingLogger());
-      await km.apply(cfg({ key_identifier_value: `inline-${inline}`, inline_signing: inline }));
-      try {
-        const pk = await km.generateKey({ keyId: 'x509-CA-A', keyType: 1 });
-        const pub = crypto.createPublicKey({ key: pk.pkixData, format: 'der', type: 'spki' });
-        const stats = km.current!.client.stats;
-        const before = { inline: stats.inlineSigns, async: stats.asyncSigns };
-        const req = { keyId: 'x509-CA-A', data: digest('sha256'), signerOpts: { $case: 'hashAlgorithm' as const, hashAlgorithm: 5 } };
-        for (let i = 0; i < 5; i++) {
-          const r = await km.signData(req);
-          assert.ok(crypto.verify(null, req.data, { key: pub, dsaEncoding: 'der' }, r.signature) || crypto.verify('sha256', Buffer.from('hello'), pub, r.signature));
-        }
-        const sequential = { inline: stats.inlineSigns - before.inline, async: stats.asyncSigns - before.async };
-        if (inline) assert.deepEqual(sequential, { inline: 5, async: 0 }, 'sequential signatures take the inline path');
-        else assert.deepEqual(sequential, { inline: 0, async: 5 }, 'inline_signing = false: always the thread pool');
-        const sigs = await Promise.all(Array.from({ length: 16 }, () => km.signData(req)));
-        for (const r of sigs) assert.ok(crypto.verify('sha256', Buffer.from('hello'), pub, r.signature), 'concurrent signatures verify');
-        if (inline) assert.ok(stats.asyncSigns - before.async >= 15, `concurrent signatures use the thread pool (${stats.asyncSigns - before.async} of 16)`);
-      } finally {
-        await km.close();
-      }
-    }
-  });
-
   test('generate, sign, reload after restart, replacement', async () => {
     const km = new Pkcs11KeyManagerCore(recordingLogger());
     await km.apply(cfg({}));
