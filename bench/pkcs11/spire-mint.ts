@@ -142,6 +142,31 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
+/** CPU seconds per thread group of a process (/proc/<pid>/task/*/stat): the main (event-loop) thread vs the others. */
+function threadCpu(pid: number | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  if (pid === undefined) return out;
+  let tids: string[] = [];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const comm = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      // Node 20 does not name its threads (all "node"): main thread vs the rest (libuv pool running C_SignAsync, V8 GC/compiler).
+      const group = tid === String(pid) ? 'main thread' : comm === '' ? 'other' : 'other threads';
+      const f = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      out.set(group, (out.get(group) ?? 0) + (Number(rest[11]) + Number(rest[12])) / 100);
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out;
+}
+
 /** The plugin process: a child of spire-server running main-server.js. */
 function pluginPid(serverPid: number | undefined): number | undefined {
   if (serverPid === undefined) return undefined;
@@ -258,6 +283,7 @@ async function main(): Promise<void> {
         op: (v) => runCli(v.spire.serverBin, ['x509', 'mint', '-spiffeID', spiffeId, '-socketPath', v.spire.serverSocket]),
       });
     }
+    const threadBreakdown = new Map<string, string[]>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of scenarios) {
         // alternate the order per round so neither variant always runs second
@@ -265,7 +291,13 @@ async function main(): Promise<void> {
         for (const v of order) {
           const s0 = cpuSeconds(v.spire.serverPid);
           const p0 = cpuSeconds(v.pluginPid);
+          const t0 = threadCpu(v.pluginPid);
           const r = await runFor(s.p, SECONDS, () => s.op(v));
+          if (v.name === 'pkcs11') {
+            const t1 = threadCpu(v.pluginPid);
+            const parts = [...t1].map(([g, c]) => `${g} ${(((c - (t0.get(g) ?? 0)) / r.ops) * 1e6).toFixed(0)}`);
+            threadBreakdown.set(s.label, [...(threadBreakdown.get(s.label) ?? []), parts.join(', ')]);
+          }
           if (r.errors) console.error(`${v.name} ${s.label}: ${r.errors} errors, first: ${r.firstError}`);
           add(`${s.label}|${v.name}`, r.ops / r.seconds, ((cpuSeconds(v.spire.serverPid) - s0) / r.ops) * 1e6, ((cpuSeconds(v.pluginPid) - p0) / r.ops) * 1e6);
           process.stderr.write(`round ${round + 1} ${s.label} ${v.name}: ${(r.ops / r.seconds).toFixed(0)}/s\n`);
@@ -295,6 +327,8 @@ async function main(): Promise<void> {
       console.log(line);
       summary.push(row);
     }
+    console.log('plugin CPU µs per mint by thread (pkcs11 variant, each round):');
+    for (const [label, rounds] of threadBreakdown) console.log(`  ${label.padEnd(18)} ${rounds.join('  |  ')}`);
     console.log(`load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     console.log(JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, summary }));
   } finally {
