@@ -125,6 +125,8 @@ interface Case {
   agent: (spire: SpireHarness) => PluginDecl;
   expected: RegExp;
   builtin: BuiltinBehaviour;
+  /** A line the agent side must have logged (the fixture says what it did). */
+  agentLog?: RegExp;
 }
 
 const ours = (spire: SpireHarness, d: Devid, dev: Device = devA): PluginDecl => agentAttestor(spire, 'ours', agentHcl(d, dev.socket));
@@ -150,6 +152,7 @@ const CASES: Case[] = [
     expected: /nodeattestor\(tpm_devid\): devID challenge verification failed: / },
   { name: 'credential answered by a different TPM (EK of another genuine TPM in the payload)', builtin: 'same',
     agent: (s) => tamper(s, 'other-ek', good, ['--other-tpm', devB.socket]),
+    agentLog: /this TPM cannot activate the other TPM's credential/,
     expected: /nodeattestor\(tpm_devid\): credential activation failed: nonces are different/ },
   { name: 'oversized JSON field (EKCert of 10,000 bytes)', agent: (s) => tamper(s, 'oversize-ekcert'), builtin: 'differs',
     expected: /nodeattestor\(tpm_devid\): unable to unmarshall attestation data: .*EKCert.* is too large/ },
@@ -172,8 +175,14 @@ test('rejected by our server through real SPIRE (one server for all cases; its p
     const serverPid = spire.serverPid;
     for (const c of CASES) {
       await t.test(c.name, async (tt) => {
+        const mark = spire.logMark();
         const msg = await expectRejected(spire, c.agent(spire), c.expected);
         oursMessages.set(c.name, msg);
+        if (c.agentLog) {
+          const re = c.agentLog;
+          const l = await spire.waitForLog((e) => e.source === 'agent' && re.test(e.msg ?? ''), 10_000, mark);
+          tt.diagnostic(`spire-agent: ${l.msg ?? ''} ${JSON.stringify(l.fields['error'] ?? '')}`);
+        }
         tt.diagnostic(`spire-server: ${msg}`);
       });
     }
