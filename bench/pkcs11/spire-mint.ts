@@ -142,7 +142,7 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
-/** CPU seconds per thread group of a process (/proc/<pid>/task/*/stat): the main (event-loop) thread vs the others. */
+/** CPU seconds per thread group of a process (from /proc/PID/task/TID/stat): the main (event-loop) thread vs the others. */
 function threadCpu(pid: number | undefined): Map<string, number> {
   const out = new Map<string, number>();
   if (pid === undefined) return out;
