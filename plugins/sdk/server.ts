@@ -55,22 +55,51 @@ function firstMetadata(md: Metadata): Record<string, string> {
   return out;
 }
 
-function callContext(call: { cancelled: boolean; metadata: Metadata; getDeadline(): Date | number; on(ev: "cancelled", f: () => void): unknown }, log: Logger): { ctx: CallContext; done: () => void } {
-  const ac = new AbortController();
-  const onCancel = () => ac.abort(new PluginError(Code.CANCELLED, "call cancelled by SPIRE"));
-  call.on("cancelled", onCancel);
-  if (call.cancelled) onCancel();
-  const d = call.getDeadline();
+/**
+ * Per-call context. Everything is created lazily: grpc-js emits 'cancelled' on every stream close, even after a
+ * successful reply, and most handlers never look at the signal or the metadata, so the hot path allocates nothing
+ * beyond one listener that is removed when the handler settles.
+ */
+function callContext(call: { cancelled: boolean; metadata: Metadata; getDeadline(): Date | number; on(ev: "cancelled", f: () => void): unknown; removeListener(ev: "cancelled", f: () => void): unknown }, log: Logger): { ctx: CallContext; done: () => void } {
+  let ac: AbortController | undefined;
   let timer: NodeJS.Timeout | undefined;
-  const deadline = d instanceof Date ? d : Number.isFinite(d) ? new Date(d) : undefined;
-  if (deadline) {
-    const ms = deadline.getTime() - Date.now();
-    timer = setTimeout(() => ac.abort(new PluginError(Code.DEADLINE_EXCEEDED, "call deadline exceeded")), Math.max(0, ms));
-    timer.unref();
-  }
+  let finished = false;
+  let md: Record<string, string> | undefined;
+  const deadlineOf = (): Date | undefined => {
+    const d = call.getDeadline();
+    return d instanceof Date ? d : Number.isFinite(d) ? new Date(d) : undefined;
+  };
+  const onCancel = () => {
+    if (!finished && ac && !ac.signal.aborted) ac.abort(new PluginError(Code.CANCELLED, "call cancelled by SPIRE"));
+  };
+  call.on("cancelled", onCancel);
+  const ctx: CallContext = {
+    get signal(): AbortSignal {
+      if (!ac) {
+        ac = new AbortController();
+        if (call.cancelled) ac.abort(new PluginError(Code.CANCELLED, "call cancelled by SPIRE"));
+        const deadline = deadlineOf();
+        if (deadline && !finished) {
+          timer = setTimeout(() => ac?.abort(new PluginError(Code.DEADLINE_EXCEEDED, "call deadline exceeded")), Math.max(0, deadline.getTime() - Date.now()));
+          timer.unref();
+        }
+      }
+      return ac.signal;
+    },
+    get metadata(): Readonly<Record<string, string>> {
+      md ??= firstMetadata(call.metadata);
+      return md;
+    },
+    get deadline(): Date | undefined {
+      return deadlineOf();
+    },
+    log,
+  };
   return {
-    ctx: { signal: ac.signal, metadata: firstMetadata(call.metadata), log, deadline },
+    ctx,
     done: () => {
+      finished = true;
+      call.removeListener("cancelled", onCancel);
       if (timer) clearTimeout(timer);
     },
   };
