@@ -8,6 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import { createLogger, type Logger } from "./log";
 import { errorMessage } from "./errors";
 import { createPluginServer } from "./server";
+import { isServing, markServing } from "./boot";
 import type { PluginDefinition } from "./plugin";
 
 export const CORE_PROTOCOL_VERSION = 1;
@@ -121,8 +122,13 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
     }
   };
 
-  process.on("uncaughtException", (e) => log.error("uncaught exception (process kept alive)", { error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined }));
-  process.on("unhandledRejection", (e) => log.error("unhandled promise rejection (process kept alive)", { error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined }));
+  // Before the handshake, boot.ts reports and exits; after it, the plugin stays up and the error is logged.
+  process.on("uncaughtException", (e) => {
+    if (isServing()) log.error("uncaught exception (process kept alive)", { error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined });
+  });
+  process.on("unhandledRejection", (e) => {
+    if (isServing()) log.error("unhandled promise rejection (process kept alive)", { error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined });
+  });
   process.on("SIGINT", () => undefined); // like go-plugin servers: SPIRE, not a terminal Ctrl-C, unloads plugins
   process.on("SIGTERM", () => exit(0, "SIGTERM"));
   process.on("SIGHUP", () => exit(0, "SIGHUP"));
@@ -167,6 +173,7 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
         }
       }
       writeSync(1, handshakeLine("unix", sock));
+      markServing();
       log.debug("plugin serving", { network: "unix", address: sock });
     });
   } else {
@@ -181,6 +188,7 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
       runtime.server.bindAsync(`127.0.0.1:${port}`, creds, (err, bound) => {
         if (err) return tryPort(port + 1);
         writeSync(1, handshakeLine("tcp", `127.0.0.1:${bound}`));
+        markServing();
         log.debug("plugin serving", { network: "tcp", address: `127.0.0.1:${bound}` });
       });
     };

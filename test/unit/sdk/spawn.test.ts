@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { makeGenericClientConstructor, credentials, status as Code, type ServiceError, type Client } from "@grpc/grpc-js";
-import { spawnPlugin, unary, type SpawnedPlugin } from "../../../plugins/sdk/testing";
+import { spawnPlugin, unary, checkHclogLine, type SpawnedPlugin } from "../../../plugins/sdk/testing";
 import { WorkloadAttestorClient } from "../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
 
 const fixture = resolve(__dirname, "../../fixtures/sdk/echo-attestor.js");
@@ -155,4 +155,18 @@ test("run by hand (no magic cookie): explains it is a SPIRE plugin, exit code 1,
   assert.equal(r.stdout, "");
   assert.match(r.stderr, /SPIRE agent WorkloadAttestor plugin/);
   assert.match(r.stderr, /plugin_cmd/);
+});
+
+test("a plugin that fails while loading reports an hclog JSON error and exits 1 before any handshake", () => {
+  const broken = resolve(__dirname, "../../fixtures/sdk/broken-main.js");
+  chmodSync(broken, 0o755);
+  const r = spawnSync(broken, [], { env: { ...process.env, WorkloadAttestor: "WorkloadAttestor", PLUGIN_PROTOCOL_VERSIONS: "1" }, encoding: "utf8", timeout: 20_000 });
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout, "", "no handshake");
+  const lines = r.stderr.split("\n").filter((l) => l.trim());
+  assert.ok(lines.length >= 1);
+  for (const l of lines) assert.equal(checkHclogLine(l), undefined, l);
+  const rec = JSON.parse(lines[0]!) as Record<string, unknown>;
+  assert.equal(rec["@level"], "error");
+  assert.match(String(rec["@message"]), /plugin failed to start: cannot find module 'pkcs11.node'/);
 });
