@@ -6,8 +6,13 @@
  *  - keys are the Go field names exactly (`DevIDCert`, `DevIDPub`, …) when encoding;
  *  - `[]byte` is a JSON string of standard base64 WITH padding (RFC 4648 §4);
  *  - on decode, key matching is case-insensitive, unknown keys are ignored, and `null`
- *    means "missing" (decoded as an empty Buffer / empty list);
- *  - like Go's base64.StdEncoding, `\r` and `\n` inside a base64 string are ignored.
+ *    means "missing" (decoded as an empty Buffer / empty list); members are applied in document
+ *    order (a repeated key: the last one sticks, the first error is reported), as Go does;
+ *  - like Go's base64.StdEncoding, `\r` and `\n` inside a base64 string are ignored;
+ *  - like Go, a `[]byte` may also be a JSON array of the integer literals 0..255 (`null` elements
+ *    are 0); any other element is rejected with Go's `json: cannot unmarshal number 256 into Go
+ *    struct field AttestationRequest.DevIDPub of type uint8` wording. Array elements count against
+ *    the same byte limits.
  *
  * Decoders are total: any input yields either a value or a typed {@link WireError}
  * (never an exception). Every field has a size limit (see the `MAX_*` constants), checked
@@ -187,17 +192,140 @@ function fail(kind: WireErrorKind, field: string, message: string): never {
   throw new Fail(new WireError(kind, field, message));
 }
 
-type JsonObject = { [k: string]: unknown };
+/**
+ * A JSON value as Go's decoder sees it: numbers keep their literal text (Go reports it, and accepts a byte only
+ * for the literals `0`..`255`), objects keep every member in document order (duplicates included).
+ * Containers nested deeper than {@link TREE_DEPTH} are not materialized (`items`/`entries` undefined): nothing
+ * we decode looks that deep, only their kind matters.
+ */
+type JVal =
+  | { readonly t: 'null' }
+  | { readonly t: 'bool' }
+  | { readonly t: 'number'; readonly raw: string }
+  | { readonly t: 'string'; readonly s: string }
+  | { readonly t: 'array'; readonly items: JVal[] | undefined }
+  | { readonly t: 'object'; readonly entries: [string, JVal][] | undefined };
 
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Depth (top level = 0) down to which containers are materialized; DevIDCert[i][j] is at depth 3. */
+const TREE_DEPTH = 3;
+/** Go's encoding/json scanner rejects nesting deeper than this. */
+const GO_MAX_NESTING = 10000;
+
+/** Go's name of a JSON value's kind, as in its UnmarshalTypeError ("bool", not "boolean"). */
+function kindName(v: JVal): string {
+  return v.t;
 }
 
-function jsonTypeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  if (typeof v === 'object') return 'object';
-  return typeof v; // string, number, boolean
+/**
+ * Builds the {@link JVal} tree of `text`, which JSON.parse has already accepted (so it is well-formed).
+ * Iterative where the input can nest deeply; recursion is bounded by {@link TREE_DEPTH}.
+ */
+function buildTree(text: string, what: string): JVal {
+  let i = 0;
+  const ws = (): void => {
+    while (i < text.length) {
+      const c = text.charCodeAt(i);
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) break;
+      i++;
+    }
+  };
+  const stringEnd = (from: number): number => {
+    let j = from + 1;
+    while (j < text.length) {
+      const c = text[j];
+      if (c === '\\') j += 2;
+      else if (c === '"') return j + 1;
+      else j++;
+    }
+    return j;
+  };
+  const NUM = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+  /** Skips the container starting at `i` (its opening bracket at nesting `depth`, 1-based), checking Go's limit. */
+  const skip = (depth: number): void => {
+    let d = depth - 1;
+    while (i < text.length) {
+      const c = text[i];
+      if (c === '"') {
+        i = stringEnd(i);
+        continue;
+      }
+      if (c === '[' || c === '{') {
+        d++;
+        if (d > GO_MAX_NESTING) fail('syntax', what, `invalid character '${c}' exceeded max depth`);
+      } else if (c === ']' || c === '}') {
+        d--;
+        if (d === depth - 1) {
+          i++;
+          return;
+        }
+      }
+      i++;
+    }
+  };
+  const value = (depth: number): JVal => {
+    ws();
+    const c = text[i];
+    if (c === '"') {
+      const end = stringEnd(i);
+      const s = JSON.parse(text.slice(i, end)) as string;
+      i = end;
+      return { t: 'string', s };
+    }
+    if (c === '[' || c === '{') {
+      if (depth > TREE_DEPTH) {
+        skip(depth + 1);
+        return c === '[' ? { t: 'array', items: undefined } : { t: 'object', entries: undefined };
+      }
+      i++;
+      ws();
+      if (c === '[') {
+        const items: JVal[] = [];
+        if (text[i] === ']') {
+          i++;
+          return { t: 'array', items };
+        }
+        for (;;) {
+          items.push(value(depth + 1));
+          ws();
+          if (text[i++] === ']') return { t: 'array', items };
+        }
+      }
+      const entries: [string, JVal][] = [];
+      if (text[i] === '}') {
+        i++;
+        return { t: 'object', entries };
+      }
+      for (;;) {
+        ws();
+        const end = stringEnd(i);
+        const key = JSON.parse(text.slice(i, end)) as string;
+        i = end;
+        ws();
+        i++; // ':'
+        entries.push([key, value(depth + 1)]);
+        ws();
+        if (text[i++] === '}') return { t: 'object', entries };
+      }
+    }
+    if (c === 't') {
+      i += 4;
+      return { t: 'bool' };
+    }
+    if (c === 'f') {
+      i += 5;
+      return { t: 'bool' };
+    }
+    if (c === 'n') {
+      i += 4;
+      return { t: 'null' };
+    }
+    NUM.lastIndex = i;
+    const m = NUM.exec(text);
+    const raw = m ? m[0] : '';
+    i += Math.max(raw.length, 1);
+    return { t: 'number', raw };
+  };
+  return value(0);
 }
 
 /**
@@ -209,30 +337,53 @@ function foldKey(k: string): string {
 }
 
 /**
- * Looks up `name` in `obj` the way Go does: an exact match wins; otherwise the LAST
- * case-insensitive match in document order (Go assigns every match in order, so the last
- * one sticks).
+ * Dispatches the members of `entries` to the handler of the field their key names, the way Go does: members are
+ * visited in document order; a key matches a field exactly or case-insensitively; every match is decoded and
+ * assigned, so the last one sticks, and the first error (in document order) is the one reported. Unknown keys are
+ * ignored.
  */
-function lookup(obj: JsonObject, name: string): unknown {
-  if (Object.prototype.hasOwnProperty.call(obj, name)) return obj[name];
-  const folded = foldKey(name);
-  let found: unknown = undefined;
-  for (const k of Object.keys(obj)) {
-    if (foldKey(k) === folded) found = obj[k];
+function eachField(entries: [string, JVal][], handlers: Record<string, (v: JVal) => void>): void {
+  const byFold = new Map<string, (v: JVal) => void>();
+  for (const name of Object.keys(handlers)) byFold.set(foldKey(name), handlers[name]!);
+  for (const [k, v] of entries) {
+    const h = Object.prototype.hasOwnProperty.call(handlers, k) ? handlers[k] : byFold.get(foldKey(k));
+    if (h) h(v);
   }
-  return found;
 }
 
 const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+/** The JSON number literals Go's decoder accepts for a uint8 (strconv.ParseUint base 10, then range). */
+const UINT_LITERAL = /^(?:0|[1-9][0-9]*)$/;
 
-/** Decodes one `[]byte` value: string of padded std base64, or null/absent = empty. */
-function bytesField(v: unknown, field: string, max: number): Buffer {
-  if (v === undefined || v === null) return Buffer.alloc(0);
-  if (typeof v !== 'string') {
-    fail('type', field, `json: cannot unmarshal ${jsonTypeName(v)} into Go struct field ${field} of type []uint8`);
+/**
+ * Decodes one Go `[]byte` value: a string of padded std base64, a JSON array of byte values (Go accepts
+ * integer literals 0..255 and `null`, which leaves a 0), or null/absent = empty. `field` names the value in
+ * {@link WireError.field}; `goField` is Go's `Struct.FieldPath` for its messages.
+ */
+function bytesField(v: JVal | undefined, field: string, goField: string, max: number): Buffer {
+  if (v === undefined || v.t === 'null') return Buffer.alloc(0);
+  if (v.t === 'array') {
+    const items = v.items ?? [];
+    if (items.length > max) {
+      fail('size', field, `${field} is too large: ${items.length} bytes, limit ${max}`);
+    }
+    const out = Buffer.alloc(items.length);
+    items.forEach((it, i) => {
+      if (it.t === 'null') return;
+      if (it.t === 'number' && UINT_LITERAL.test(it.raw) && it.raw.length <= 3 && Number(it.raw) <= 255) {
+        out[i] = Number(it.raw);
+        return;
+      }
+      const what = it.t === 'number' ? `number ${it.raw}` : kindName(it);
+      fail('type', field, `json: cannot unmarshal ${what} into Go struct field ${goField} of type uint8`);
+    });
+    return out;
+  }
+  if (v.t !== 'string') {
+    fail('type', field, `json: cannot unmarshal ${kindName(v)} into Go struct field ${goField} of type []uint8`);
   }
   // Go's StdEncoding skips \r and \n.
-  const s = v.includes('\r') || v.includes('\n') ? v.replace(/[\r\n]/g, '') : v;
+  const s = v.s.includes('\r') || v.s.includes('\n') ? v.s.replace(/[\r\n]/g, '') : v.s;
   // Size check BEFORE decoding (3 bytes per 4 characters, padding included).
   if ((s.length / 4) * 3 > max + 2) {
     fail('size', field, `${field} is too large: more than ${max} bytes`);
@@ -249,7 +400,8 @@ function bytesField(v: unknown, field: string, max: number): Buffer {
   return buf;
 }
 
-function parseTop(data: Buffer | string, what: string, maxBytes: number): JsonObject {
+/** Parses the message; returns the members of the top-level object (empty for `null`, as Go). */
+function parseTop(data: Buffer | string, what: string, maxBytes: number): [string, JVal][] {
   const size = typeof data === 'string' ? Buffer.byteLength(data, 'utf8') : data.length;
   if (size > maxBytes) {
     fail('size', what, `${what} is too large: ${size} bytes, limit ${maxBytes}`);
@@ -264,21 +416,21 @@ function parseTop(data: Buffer | string, what: string, maxBytes: number): JsonOb
       fail('syntax', what, 'invalid UTF-8 in JSON input');
     }
   }
-  let parsed: unknown;
   // Go's message for empty input (e.g. a missing challenge_response, which Go sees as nil bytes).
   if (text.trim() === '') fail('syntax', what, 'unexpected end of JSON input');
   try {
-    parsed = JSON.parse(text);
+    JSON.parse(text); // well-formedness (and its error message); the tree is built below
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     fail('syntax', what, msg);
   }
+  const top = buildTree(text, what);
   // Go: a top-level `null` leaves the struct untouched (all fields zero).
-  if (parsed === null) return {};
-  if (!isObject(parsed)) {
-    fail('type', what, `json: cannot unmarshal ${jsonTypeName(parsed)} into Go value of type tpmdevid.${what}`);
+  if (top.t === 'null') return [];
+  if (top.t !== 'object') {
+    fail('type', what, `json: cannot unmarshal ${kindName(top)} into Go value of type tpmdevid.${what}`);
   }
-  return parsed;
+  return top.entries ?? [];
 }
 
 function run<T>(f: () => T): WireResult<T> {
@@ -299,51 +451,73 @@ function run<T>(f: () => T): WireResult<T> {
 export function decodeAttestationRequest(data: Buffer | string): WireResult<AttestationRequest> {
   return run(() => {
     const T = 'AttestationRequest';
-    const o = parseTop(data, T, MAX_ATTESTATION_REQUEST_BYTES);
-    const certsRaw = lookup(o, 'DevIDCert');
-    const devIdCert: Buffer[] = [];
-    if (certsRaw !== undefined && certsRaw !== null) {
-      if (!Array.isArray(certsRaw)) {
-        fail('type', `${T}.DevIDCert`, `json: cannot unmarshal ${jsonTypeName(certsRaw)} into Go struct field ${T}.DevIDCert of type [][]uint8`);
-      }
-      if (certsRaw.length > MAX_DEVID_CHAIN_LENGTH) {
-        fail('size', `${T}.DevIDCert`, `${T}.DevIDCert has too many certificates: ${certsRaw.length}, limit ${MAX_DEVID_CHAIN_LENGTH}`);
-      }
-      certsRaw.forEach((c: unknown, i: number) => {
-        devIdCert.push(bytesField(c, `${T}.DevIDCert[${i}]`, MAX_CERT_BYTES));
-      });
-    }
-    return {
-      devIdCert,
-      devIdPub: bytesField(lookup(o, 'DevIDPub'), `${T}.DevIDPub`, MAX_TPMT_PUBLIC_BYTES),
-      ekCert: bytesField(lookup(o, 'EKCert'), `${T}.EKCert`, MAX_CERT_BYTES),
-      ekPub: bytesField(lookup(o, 'EKPub'), `${T}.EKPub`, MAX_TPMT_PUBLIC_BYTES),
-      akPub: bytesField(lookup(o, 'AKPub'), `${T}.AKPub`, MAX_TPMT_PUBLIC_BYTES),
-      certifiedDevId: bytesField(lookup(o, 'CertifiedDevID'), `${T}.CertifiedDevID`, MAX_ATTEST_BYTES),
-      certificationSignature: bytesField(
-        lookup(o, 'CertificationSignature'),
-        `${T}.CertificationSignature`,
-        MAX_TPMT_SIGNATURE_BYTES,
-      ),
+    const entries = parseTop(data, T, MAX_ATTESTATION_REQUEST_BYTES);
+    const r: AttestationRequest = {
+      devIdCert: [],
+      devIdPub: Buffer.alloc(0),
+      ekCert: Buffer.alloc(0),
+      ekPub: Buffer.alloc(0),
+      akPub: Buffer.alloc(0),
+      certifiedDevId: Buffer.alloc(0),
+      certificationSignature: Buffer.alloc(0),
     };
+    const bytes = (name: string, max: number) => (v: JVal) => bytesField(v, `${T}.${name}`, `${T}.${name}`, max);
+    eachField(entries, {
+      DevIDCert: (v) => {
+        const f = `${T}.DevIDCert`;
+        if (v.t === 'null') {
+          r.devIdCert = [];
+          return;
+        }
+        if (v.t !== 'array') {
+          fail('type', f, `json: cannot unmarshal ${kindName(v)} into Go struct field ${f} of type [][]uint8`);
+        }
+        const items = v.items ?? [];
+        if (items.length > MAX_DEVID_CHAIN_LENGTH) {
+          fail('size', f, `${f} has too many certificates: ${items.length}, limit ${MAX_DEVID_CHAIN_LENGTH}`);
+        }
+        // Go names the [][]byte field, without an index, in its messages about an element.
+        r.devIdCert = items.map((c, i) => bytesField(c, `${f}[${i}]`, f, MAX_CERT_BYTES));
+      },
+      DevIDPub: (v) => (r.devIdPub = bytes('DevIDPub', MAX_TPMT_PUBLIC_BYTES)(v)),
+      EKCert: (v) => (r.ekCert = bytes('EKCert', MAX_CERT_BYTES)(v)),
+      EKPub: (v) => (r.ekPub = bytes('EKPub', MAX_TPMT_PUBLIC_BYTES)(v)),
+      AKPub: (v) => (r.akPub = bytes('AKPub', MAX_TPMT_PUBLIC_BYTES)(v)),
+      CertifiedDevID: (v) => (r.certifiedDevId = bytes('CertifiedDevID', MAX_ATTEST_BYTES)(v)),
+      CertificationSignature: (v) => (r.certificationSignature = bytes('CertificationSignature', MAX_TPMT_SIGNATURE_BYTES)(v)),
+    });
+    return r;
   });
 }
 
 export function decodeChallengeRequest(data: Buffer | string): WireResult<ChallengeRequest> {
   return run(() => {
     const T = 'ChallengeRequest';
-    const o = parseTop(data, T, MAX_CHALLENGE_REQUEST_BYTES);
-    const devId = bytesField(lookup(o, 'DevID'), `${T}.DevID`, MAX_NONCE_BYTES);
-    const ca = lookup(o, 'CredActivation');
+    const entries = parseTop(data, T, MAX_CHALLENGE_REQUEST_BYTES);
+    let devId: Buffer = Buffer.alloc(0);
     let credential: Buffer = Buffer.alloc(0);
     let secret: Buffer = Buffer.alloc(0);
-    if (ca !== undefined && ca !== null) {
-      if (!isObject(ca)) {
-        fail('type', `${T}.CredActivation`, `json: cannot unmarshal ${jsonTypeName(ca)} into Go struct field ${T}.CredActivation of type tpmdevid.CredActivation`);
-      }
-      credential = bytesField(lookup(ca, 'Credential'), `${T}.CredActivation.Credential`, MAX_CREDENTIAL_BYTES);
-      secret = bytesField(lookup(ca, 'Secret'), `${T}.CredActivation.Secret`, MAX_SECRET_BYTES);
-    }
+    eachField(entries, {
+      DevID: (v) => (devId = bytesField(v, `${T}.DevID`, `${T}.DevID`, MAX_NONCE_BYTES)),
+      CredActivation: (ca) => {
+        const f = `${T}.CredActivation`;
+        // Go: null sets the pointer to nil; an object decodes into the existing (or a new) struct.
+        if (ca.t === 'null') {
+          credential = Buffer.alloc(0);
+          secret = Buffer.alloc(0);
+          return;
+        }
+        if (ca.t !== 'object') {
+          fail('type', f, `json: cannot unmarshal ${kindName(ca)} into Go struct field ${f} of type tpmdevid.CredActivation`);
+        }
+        // Go's messages inside the nested struct name it, then the whole field path.
+        eachField(ca.entries ?? [], {
+          Credential: (v) =>
+            (credential = bytesField(v, `${f}.Credential`, 'CredActivation.CredActivation.Credential', MAX_CREDENTIAL_BYTES)),
+          Secret: (v) => (secret = bytesField(v, `${f}.Secret`, 'CredActivation.CredActivation.Secret', MAX_SECRET_BYTES)),
+        });
+      },
+    });
     return { devId, credActivation: { credential, secret } };
   });
 }
@@ -351,10 +525,14 @@ export function decodeChallengeRequest(data: Buffer | string): WireResult<Challe
 export function decodeChallengeResponse(data: Buffer | string): WireResult<ChallengeResponse> {
   return run(() => {
     const T = 'ChallengeResponse';
-    const o = parseTop(data, T, MAX_CHALLENGE_RESPONSE_BYTES);
-    return {
-      devId: bytesField(lookup(o, 'DevID'), `${T}.DevID`, MAX_POP_SIGNATURE_BYTES),
-      credActivation: bytesField(lookup(o, 'CredActivation'), `${T}.CredActivation`, MAX_ACTIVATED_CREDENTIAL_BYTES),
-    };
+    const entries = parseTop(data, T, MAX_CHALLENGE_RESPONSE_BYTES);
+    let devId: Buffer = Buffer.alloc(0);
+    let credActivation: Buffer = Buffer.alloc(0);
+    eachField(entries, {
+      DevID: (v) => (devId = bytesField(v, `${T}.DevID`, `${T}.DevID`, MAX_POP_SIGNATURE_BYTES)),
+      CredActivation: (v) =>
+        (credActivation = bytesField(v, `${T}.CredActivation`, `${T}.CredActivation`, MAX_ACTIVATED_CREDENTIAL_BYTES)),
+    });
+    return { devId, credActivation };
   });
 }

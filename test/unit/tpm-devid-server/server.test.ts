@@ -349,14 +349,36 @@ describe('malformed JSON fields: every field, every way (the plugin stays up)', 
         [isList ? ['AAA'] : 'AAA', new RegExp(`^${U}illegal base64 data in AttestationRequest\\.${f}`)],
         [isList ? [Buffer.alloc(9000).toString('base64')] : Buffer.alloc(9000).toString('base64'), new RegExp(`^${U}AttestationRequest\\.${f}(\\[0\\])? is too large`)],
       ];
-      if (isList) cases.push([[7], /json: cannot unmarshal number into Go struct field AttestationRequest\.DevIDCert\[0\]/]);
-      if (!isList) cases.push([['AAAA'], new RegExp(`^${U}json: cannot unmarshal array into Go struct field AttestationRequest\\.${f}`)]);
+      // Go names the [][]byte field without an index; a JSON array is a []byte, whose elements must be 0..255.
+      if (isList) cases.push([[7], new RegExp(`^${U}json: cannot unmarshal number into Go struct field AttestationRequest\\.DevIDCert of type \\[\\]uint8$`)]);
+      const arr = (x: unknown[]) => (isList ? [x] : x);
+      cases.push([arr(['AAAA']), new RegExp(`^${U}json: cannot unmarshal string into Go struct field AttestationRequest\\.${f} of type uint8$`)]);
+      cases.push([arr([1, 256]), new RegExp(`^${U}json: cannot unmarshal number 256 into Go struct field AttestationRequest\\.${f} of type uint8$`)]);
+      cases.push([arr([-1]), new RegExp(`^${U}json: cannot unmarshal number -1 into Go struct field AttestationRequest\\.${f} of type uint8$`)]);
+      cases.push([arr([[1]]), new RegExp(`^${U}json: cannot unmarshal array into Go struct field AttestationRequest\\.${f} of type uint8$`)]);
+      cases.push([arr(new Array<number>(9000).fill(0)), new RegExp(`^${U}AttestationRequest\\.${f}(\\[0\\])? is too large`)]);
       for (const [v, re] of cases) {
         const o = base();
         o[f] = v;
         await expectReject(Buffer.from(JSON.stringify(o)), Code.INVALID_ARGUMENT, re);
       }
     }
+  });
+
+  test('byte fields as JSON arrays of numbers (Go accepts them): attestation succeeds', async () => {
+    const o = base();
+    const asArray = (b64: unknown) => [...Buffer.from(String(b64), 'base64')];
+    for (const f of FIELDS) o[f] = f === 'DevIDCert' ? (o[f] as string[]).map(asArray) : asArray(o[f]);
+    // 1.0 is not a uint8 literal for Go, even though JSON.parse reads it as 1.
+    const withFloat = Buffer.from(JSON.stringify(o).replace('"AKPub":[0,', '"AKPub":[0.0,'));
+    await expectReject(withFloat, Code.INVALID_ARGUMENT, `${U}json: cannot unmarshal number 0.0 into Go struct field AttestationRequest.AKPub of type uint8`);
+    const r = await runFlow(client, Buffer.from(JSON.stringify(o)), (c) => {
+      const ch = JSON.parse(c.toString()) as Record<string, unknown>;
+      const ans = JSON.parse(tpm.answer(c).toString()) as Record<string, unknown>;
+      assert.equal(typeof ch.DevID, 'string');
+      return Buffer.from(JSON.stringify({ DevID: asArray(ans.DevID), CredActivation: asArray(ans.CredActivation) }));
+    });
+    assert.equal(r.error, undefined, r.error?.details);
   });
 
   test('missing or null: the built-in message of the first check that needs the field', async () => {
@@ -412,6 +434,12 @@ describe('malformed JSON fields: every field, every way (the plugin stays up)', 
       await expectReject(tpm.payload(), Code.INVALID_ARGUMENT, new RegExp(`^${R}ChallengeResponse\\.${f} is too large`), mk((o) => (o[f] = Buffer.alloc(2000).toString('base64'))));
     }
     await expectReject(tpm.payload(), Code.INVALID_ARGUMENT, 'devID challenge verification failed: crypto/rsa: verification error', mk((o) => delete o.DevID));
+    // Arrays of numbers are []byte for Go: {"DevID":[1]} gets as far as the PoP check, as with the built-in.
+    await expectReject(tpm.payload(), Code.INVALID_ARGUMENT, /^devID challenge verification failed: /, () => Buffer.from('{"DevID":[1]}'));
+    await expectReject(tpm.payload(), Code.INVALID_ARGUMENT, /^devID challenge verification failed: /, mk((o) => (o.DevID = [1, 2, null])));
+    await expectReject(tpm.payload(), Code.INVALID_ARGUMENT, `${R}json: cannot unmarshal number 256 into Go struct field ChallengeResponse.CredActivation of type uint8`, mk((o) => (o.CredActivation = [256])));
+    await expectReject(tpm.payload(), Code.INVALID_ARGUMENT, `${R}json: cannot unmarshal number 1.5 into Go struct field ChallengeResponse.DevID of type uint8`, () => Buffer.from('{"DevID":[1.5]}'));
+    await expectReject(tpm.payload(), Code.INVALID_ARGUMENT, `${R}ChallengeResponse.CredActivation is too large: 65 bytes, limit 64`, mk((o) => (o.CredActivation = new Array<number>(65).fill(1))));
     await expectReject(tpm.payload(), Code.INVALID_ARGUMENT, new RegExp(`^${R}ChallengeResponse is too large`), () => Buffer.alloc(9000, 0x20));
   });
 
