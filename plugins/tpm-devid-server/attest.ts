@@ -10,7 +10,7 @@ import {
   decodeChallengeResponse,
   encodeChallengeRequest,
 } from '../tpm-devid-common';
-import { ChainError, commonName, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
+import { ChainError, commonName, goQuote, hintErrorText, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
 import { basicConstraints, keyUsageBits, parseCertificate, type ParsedCertificate } from '../lib/x509/certificate';
 import { objectNameWithAlg } from '../lib/tpm2/crypto/name';
 import { constantTimeEqual, curveFromTpmId, publicKeyFromTpm, verifyTpmSignature } from '../lib/tpm2/crypto/verify';
@@ -58,6 +58,11 @@ function msgOf(e: unknown): string {
 
 /** Go crypto/x509-like wording for a chain error. */
 export function x509Message(e: ChainError): string {
+  // A candidate issuer with the right name but a key that does not verify the signature: Go's UnknownAuthorityError
+  // with its hint (e.g. every swtpm-localca is named CN=swtpm-localca).
+  if (e.reason === 'bad-signature' && e.hintError !== undefined && e.hintCandidate !== undefined) {
+    return `x509: certificate signed by unknown authority (possibly because of ${goQuote(hintErrorText(e.hintError))} while trying to verify candidate authority certificate ${goQuote(e.hintCandidate)})`;
+  }
   switch (e.reason) {
     case 'untrusted':
       return 'x509: certificate signed by unknown authority';

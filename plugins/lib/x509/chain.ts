@@ -18,6 +18,7 @@ import {
   OID,
   ParsedCertificate,
   basicConstraints,
+  getExtension,
   keyUsageBits,
   nameAttributes,
   parseCertificate,
@@ -40,17 +41,95 @@ export type ChainErrorReason =
   | 'unsupported-name-constraints'
   | 'chain-too-long';
 
+/**
+ * Why a candidate issuer's key did not verify a certificate's signature, as Go's `CheckSignatureFrom` reports it
+ * (see {@link hintErrorText}): the signature does not verify with a key of the type the signature algorithm names,
+ * or the candidate's key is of another type than the one the signature algorithm names.
+ */
+export type ChainHintError =
+  | { readonly kind: 'verification'; readonly keyType: 'rsa' | 'ecdsa' | 'ed25519' }
+  | {
+      readonly kind: 'key-type-mismatch';
+      /** Go's PublicKeyAlgorithm name the signature algorithm specifies */
+      readonly expected: 'RSA' | 'ECDSA' | 'Ed25519';
+      /** Go's type of the candidate's public key, e.g. `*ecdsa.PublicKey` */
+      readonly actual: string;
+    };
+
 export class ChainError extends Error {
   readonly reason: ChainErrorReason;
   /** index in the candidate chain (0 = leaf) of the certificate the error is about, when known */
   readonly depth: number | undefined;
-  constructor(reason: ChainErrorReason, message: string, depth?: number) {
+  /**
+   * 'bad-signature' only: the name Go gives the (first) rejected candidate issuer in its UnknownAuthorityError:
+   * its subject CommonName, else its first Organization, else `serial:<decimal serial>`.
+   */
+  readonly hintCandidate: string | undefined;
+  /** 'bad-signature' only: why that candidate's key did not verify the signature. */
+  readonly hintError: ChainHintError | undefined;
+  constructor(reason: ChainErrorReason, message: string, depth?: number, hint?: { candidate: string; error: ChainHintError }) {
     super(message);
     this.name = 'ChainError';
     this.reason = reason;
     this.depth = depth;
+    this.hintCandidate = hint?.candidate;
+    this.hintError = hint?.error;
   }
 }
+
+/** Go's text of a {@link ChainHintError} (crypto/x509 checkSignature, crypto/rsa ErrVerification). */
+export function hintErrorText(h: ChainHintError): string {
+  if (h.kind === 'key-type-mismatch') {
+    return `x509: signature algorithm specifies an ${h.expected} public key, but have public key of type ${h.actual}`;
+  }
+  switch (h.keyType) {
+    case 'rsa':
+      return 'crypto/rsa: verification error';
+    case 'ecdsa':
+      return 'x509: ECDSA verification failure';
+    case 'ed25519':
+      return 'x509: Ed25519 verification failure';
+  }
+}
+
+/** Go's `%q` of a string (strconv.Quote): printable characters kept, the rest escaped. */
+export function goQuote(s: string): string {
+  let out = '"';
+  for (const ch of s) {
+    const cp = ch.codePointAt(0)!;
+    if (ch === '"' || ch === '\\') out += `\\${ch}`;
+    else if (cp === 0x07) out += '\\a';
+    else if (cp === 0x08) out += '\\b';
+    else if (cp === 0x0c) out += '\\f';
+    else if (cp === 0x0a) out += '\\n';
+    else if (cp === 0x0d) out += '\\r';
+    else if (cp === 0x09) out += '\\t';
+    else if (cp === 0x0b) out += '\\v';
+    else if (cp < 0x20 || cp === 0x7f) out += `\\x${cp.toString(16).padStart(2, '0')}`;
+    else if ((cp >= 0x80 && cp < 0xa0) || cp === 0xad || (cp >= 0xd800 && cp < 0xe000)) {
+      out += `\\u${cp.toString(16).padStart(4, '0')}`;
+    } else out += ch;
+  }
+  return `${out}"`;
+}
+
+/** Go's name of a candidate authority in UnknownAuthorityError: CN, else first O, else `serial:<decimal>`. */
+function goCandidateName(c: ParsedCertificate): string {
+  const attrs = nameAttributes(c.rawSubject);
+  const cns = attrs.filter((a) => a.oid === OID.commonName);
+  const cn = cns.length > 0 ? decodeDirectoryString(cns[cns.length - 1]!.value) : '';
+  if (cn.length > 0) return cn;
+  const o = attrs.find((a) => a.oid === ORGANIZATION);
+  if (o) return decodeDirectoryString(o.value);
+  let serial = c.node.serialNumber;
+  try {
+    serial = BigInt(`0x${c.node.serialNumber}`).toString(10);
+  } catch {
+    /* keep Node's hex */
+  }
+  return `serial:${serial}`;
+}
+const ORGANIZATION = '2.5.4.10';
 
 export type ChainProfile = 'devid' | 'ek';
 
@@ -207,6 +286,30 @@ function checkIssuer(issuer: ParsedCertificate, below: number, depth: number): v
   }
 }
 
+/** Go's PublicKeyAlgorithm named by a signature algorithm OID. */
+function sigKeyAlgorithm(oid: string): 'RSA' | 'ECDSA' | 'Ed25519' | undefined {
+  if (oid.startsWith('1.2.840.113549.1.1.')) return 'RSA';
+  if (oid.startsWith('1.2.840.10045.4.')) return 'ECDSA';
+  if (oid === '1.3.101.112') return 'Ed25519';
+  return undefined;
+}
+
+/** Go's type of a parsed public key, by Node key type; undefined for keys Go's x509 would not parse. */
+const GO_KEY_TYPE: Record<string, { alg: 'RSA' | 'ECDSA' | 'Ed25519'; goType: string; keyType: 'rsa' | 'ecdsa' | 'ed25519' }> = {
+  rsa: { alg: 'RSA', goType: '*rsa.PublicKey', keyType: 'rsa' },
+  ec: { alg: 'ECDSA', goType: '*ecdsa.PublicKey', keyType: 'ecdsa' },
+  ed25519: { alg: 'Ed25519', goType: 'ed25519.PublicKey', keyType: 'ed25519' },
+};
+
+/** What Go's CheckSignatureFrom would say about `issuer`'s key not verifying `child`, when we can tell. */
+function signatureHint(child: ParsedCertificate, issuer: ParsedCertificate): ChainHintError | undefined {
+  const expected = sigKeyAlgorithm(child.sigAlgOid);
+  const key = GO_KEY_TYPE[issuer.node.publicKey.asymmetricKeyType ?? ''];
+  if (!expected || !key) return undefined;
+  if (key.alg !== expected) return { kind: 'key-type-mismatch', expected, actual: key.goType };
+  return { kind: 'verification', keyType: key.keyType };
+}
+
 function verifyLink(child: ParsedCertificate, issuer: ParsedCertificate, depth: number): void {
   checkSigAlg(child, depth);
   let ok = false;
@@ -215,7 +318,40 @@ function verifyLink(child: ParsedCertificate, issuer: ParsedCertificate, depth: 
   } catch {
     ok = false;
   }
-  if (!ok) throw new ChainError('bad-signature', 'certificate signature does not verify with the issuer key', depth);
+  if (!ok) {
+    const hint = signatureHint(child, issuer);
+    throw new ChainError(
+      'bad-signature',
+      'certificate signature does not verify with the issuer key',
+      depth,
+      hint ? { candidate: goCandidateName(issuer), error: hint } : undefined,
+    );
+  }
+}
+
+/** keyIdentifier of the SubjectKeyIdentifier / AuthorityKeyIdentifier extension; empty when absent or malformed. */
+function keyId(c: ParsedCertificate, which: 'subject' | 'authority'): Buffer {
+  const e = getExtension(c, which === 'subject' ? OID.subjectKeyId : OID.authorityKeyId);
+  if (!e) return Buffer.alloc(0);
+  try {
+    if (which === 'subject') return Buffer.from(expectTag(single(e.value), 0x04, 'SubjectKeyIdentifier').value);
+    const kid = children(expectTag(single(e.value), 0x30, 'AuthorityKeyIdentifier').value).find((t) => t.tag === 0x80);
+    return kid ? Buffer.from(kid.value) : Buffer.alloc(0);
+  } catch {
+    return Buffer.alloc(0);
+  }
+}
+
+/**
+ * Go's CertPool.findPotentialParents order: candidates whose SubjectKeyId equals the child's AuthorityKeyId first,
+ * then those where only one side has a key id, then the mismatches (stable within each group).
+ */
+function kidRank(child: ParsedCertificate, cand: ParsedCertificate): number {
+  const akid = keyId(child, 'authority');
+  const skid = keyId(cand, 'subject');
+  if (skid.equals(akid)) return 0;
+  if ((skid.length === 0) !== (akid.length === 0)) return 1;
+  return 2;
 }
 
 function parseOrThrow(der: Buffer | Uint8Array, what: string): ParsedCertificate {
@@ -274,7 +410,12 @@ export function verifyChain(input: VerifyChainInput): VerifiedChains {
     const candidates: { cert: ParsedCertificate; anchor: boolean }[] = [
       ...anchors.map((c) => ({ cert: c, anchor: true })),
       ...inters.map((c) => ({ cert: c, anchor: false })),
-    ].filter((x) => x.cert.rawSubject.equals(child.rawIssuer) && !chain.some((c) => c.der.equals(x.cert.der)));
+    ]
+      .filter((x) => x.cert.rawSubject.equals(child.rawIssuer) && !chain.some((c) => c.der.equals(x.cert.der)))
+      // anchors before intermediates, each in Go's key-id order (which decides the candidate Go's hint names)
+      .map((x, i) => ({ x, key: (x.anchor ? 0 : 3) + kidRank(child, x.cert), i }))
+      .sort((a, b) => a.key - b.key || a.i - b.i)
+      .map((y) => y.x);
     for (const cand of candidates) {
       // an intermediate identical to an anchor is handled as the anchor
       if (!cand.anchor && anchors.some((a) => a.der.equals(cand.cert.der))) continue;

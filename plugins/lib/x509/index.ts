@@ -1,6 +1,9 @@
 export {
   ChainError,
   ChainErrorReason,
+  ChainHintError,
+  hintErrorText,
+  goQuote,
   ChainProfile,
   VerifyChainInput,
   VerifiedChains,

@@ -14,6 +14,7 @@ import { encodeAttestationRequest, encodeChallengeResponse, decodeChallengeReque
 import {
   AK_ATTRS,
   A,
+  CA_KU,
   DAY,
   DEVID_ATTRS,
   EK_ATTRS,
@@ -33,6 +34,8 @@ import {
   type World,
 } from './fixtures';
 import { runFlow, AttestStream } from './driver';
+import { x509Message } from '../../../plugins/tpm-devid-server/attest';
+import { ChainError, verifyChain } from '../../../plugins/lib/x509';
 
 const TD = 'example.org';
 let world: World;
@@ -162,7 +165,11 @@ describe('built-in checks, in order, with the built-in messages', () => {
   test('6: DevID certificate not chained to devid_ca_path', async () => {
     const rogueRoot = await issue({ name: 'devid-root', ca: true, keyUsage: KU.keyCertSign }); // same name, other key
     const leaf = await issue({ name: 'devid-leaf', key: tpm.devId, issuer: rogueRoot, keyUsage: KU.digitalSignature });
-    await expectReject(tpm.payload({ devIdCert: [leaf.der] }), Code.INVALID_ARGUMENT, /^unable to verify DevID signature: verification failed: x509: /);
+    // Go's UnknownAuthorityError hint names the same-named anchor whose key does not verify the signature
+    await expectReject(tpm.payload({ devIdCert: [leaf.der] }), Code.INVALID_ARGUMENT, 'unable to verify DevID signature: verification failed: x509: certificate signed by unknown authority (possibly because of "crypto/rsa: verification error" while trying to verify candidate authority certificate "devid-root")');
+    const ecRogue = await issue({ name: 'devid-root', key: genKey('ec256'), ca: true, keyUsage: KU.keyCertSign });
+    const ecLeaf = await issue({ name: 'devid-leaf', key: tpm.devId, issuer: ecRogue, keyUsage: KU.digitalSignature });
+    await expectReject(tpm.payload({ devIdCert: [ecLeaf.der] }), Code.INVALID_ARGUMENT, 'unable to verify DevID signature: verification failed: x509: certificate signed by unknown authority (possibly because of "x509: signature algorithm specifies an ECDSA public key, but have public key of type *rsa.PublicKey" while trying to verify candidate authority certificate "devid-root")');
     const leaf2 = await issue({ name: 'devid-leaf', key: tpm.devId, issuer: await issue({ name: 'unknown-ca', ca: true }), keyUsage: KU.digitalSignature });
     await expectReject(tpm.payload({ devIdCert: [leaf2.der] }), Code.INVALID_ARGUMENT, 'unable to verify DevID signature: verification failed: x509: certificate signed by unknown authority');
     // intermediate missing from the payload
@@ -201,9 +208,29 @@ describe('built-in checks, in order, with the built-in messages', () => {
   test('12: EK certificate not chained to endorsement_ca_path', async () => {
     const rogue = await issue({ name: 'ek-issuer', ca: true, keyUsage: KU.keyCertSign });
     const cert = await issueEkCert(tpm.ek, rogue);
-    await expectReject(tpm.payload({ ekCert: cert.der }), Code.INVALID_ARGUMENT, /^cannot verify EK signature: endorsement certificate verification failed: x509: /);
+    await expectReject(tpm.payload({ ekCert: cert.der }), Code.INVALID_ARGUMENT, 'cannot verify EK signature: endorsement certificate verification failed: x509: certificate signed by unknown authority (possibly because of "crypto/rsa: verification error" while trying to verify candidate authority certificate "ek-issuer")');
     const other = await issueEkCert(tpm.ek, await issue({ name: 'other-vendor', ca: true }));
     await expectReject(tpm.payload({ ekCert: other.der }), Code.INVALID_ARGUMENT, 'cannot verify EK signature: endorsement certificate verification failed: x509: certificate signed by unknown authority');
+  });
+
+  test('6/12: Go\'s hint wording for ECDSA anchors (same name, other key), and without a CN', async () => {
+    const anchor = await issue({ name: 'swtpm-localca', key: genKey('ec256'), ca: true, keyUsage: CA_KU });
+    const rogue = await issue({ name: 'swtpm-localca', key: genKey('ec256'), ca: true, keyUsage: CA_KU });
+    const ek = await issueEkCert(tpm.ek, rogue);
+    let err: unknown;
+    try {
+      verifyChain({ leaf: ek.der, roots: [anchor.der], profile: 'ek' });
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err instanceof ChainError);
+    assert.equal(err.reason, 'bad-signature');
+    assert.equal(x509Message(err), 'x509: certificate signed by unknown authority (possibly because of "x509: ECDSA verification failure" while trying to verify candidate authority certificate "swtpm-localca")');
+    // no CN: Go names the candidate by its first Organization (the fixtures' CN-less subject is O=tpm)
+    const noCn = new ChainError('bad-signature', 'x', 1, { candidate: 'tpm', error: { kind: 'verification', keyType: 'rsa' } });
+    assert.equal(x509Message(noCn), 'x509: certificate signed by unknown authority (possibly because of "crypto/rsa: verification error" while trying to verify candidate authority certificate "tpm")');
+    // a bad-signature without a hint (key type Go would not parse) keeps the generic wording
+    assert.equal(x509Message(new ChainError('bad-signature', 'certificate signature does not verify with the issuer key', 1)), 'x509: certificate signature does not verify with the issuer key');
   });
 
   test('13: Certify signature (wrong key, wrong data, malformed), AK not RSA, AK not a signing key', async () => {

@@ -13,6 +13,8 @@ import {
   spkiEqual,
   certificatePublicKey,
   ekTpmInfo,
+  goQuote,
+  hintErrorText,
 } from '../../../plugins/lib/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -277,4 +279,48 @@ test('helpers: sha1Hex, parsePemCertificates (skips other blocks), commonName, s
   const k = await keys('ec');
   const noCn = await x509.X509CertificateGenerator.create({ subject: 'O=x', issuer: 'O=x', publicKey: k.publicKey, signingKey: k.privateKey, signingAlgorithm: sigAlg('ec'), serialNumber: '01' });
   assert.equal(commonName(Buffer.from(noCn.rawData)), '');
+});
+
+// Go's UnknownAuthorityError hint (checked against Go 1.26 crypto/x509 with the same situations).
+function chainError(f: () => unknown): ChainError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof ChainError) return e;
+    throw e;
+  }
+  throw new Error('no error');
+}
+
+test('bad-signature carries Go\'s hint: candidate name and verification error (RSA and ECDSA anchors)', async () => {
+  for (const alg of ['rsa', 'ec'] as const) {
+    const root = await issue({ name: 'swtpm-localca', alg, ca: true });
+    const impostor = await keys(alg);
+    const leaf = await issue({ name: 'leaf', alg: 'ec', issuer: root, signWith: impostor });
+    const e = chainError(() => verifyChain({ leaf: leaf.der, roots: [root.der], now: NOW, profile: 'ek' }));
+    assert.equal(e.reason, 'bad-signature');
+    assert.equal(e.hintCandidate, 'swtpm-localca');
+    assert.deepEqual(e.hintError, { kind: 'verification', keyType: alg === 'rsa' ? 'rsa' : 'ecdsa' });
+    assert.equal(hintErrorText(e.hintError!), alg === 'rsa' ? 'crypto/rsa: verification error' : 'x509: ECDSA verification failure');
+  }
+  // the anchor's key type differs from the one the signature algorithm names
+  const ecRoot = await issue({ name: 'swtpm-localca', alg: 'ec', ca: true });
+  const rsaKeys = await keys('rsa');
+  const leaf = await issue({ name: 'leaf', alg: 'ec', issuer: { ...ecRoot, keys: rsaKeys, alg: 'rsa' } });
+  const e = chainError(() => verifyChain({ leaf: leaf.der, roots: [ecRoot.der], now: NOW, profile: 'ek' }));
+  assert.deepEqual(e.hintError, { kind: 'key-type-mismatch', expected: 'RSA', actual: '*ecdsa.PublicKey' });
+  assert.equal(hintErrorText(e.hintError!), 'x509: signature algorithm specifies an RSA public key, but have public key of type *ecdsa.PublicKey');
+  // untrusted (no same-named candidate) has no hint
+  const lone = await issue({ name: 'lone', alg: 'ec', ca: true });
+  const u = chainError(() => verifyChain({ leaf: leaf.der, roots: [lone.der], now: NOW, profile: 'ek' }));
+  assert.equal(u.reason, 'untrusted');
+  assert.equal(u.hintCandidate, undefined);
+  assert.equal(u.hintError, undefined);
+});
+
+test('goQuote: Go %q escaping', () => {
+  assert.equal(goQuote('swtpm-localca'), '"swtpm-localca"');
+  assert.equal(goQuote('a "b" \\ c'), '"a \\"b\\" \\\\ c"');
+  assert.equal(goQuote('x\ny\t\u0001\u007f'), '"x\\ny\\t\\x01\\x7f"');
+  assert.equal(goQuote('Grüße'), '"Grüße"');
 });
