@@ -52,7 +52,12 @@ function hint(e: TpmError): string | undefined {
     case 'INITIALIZE':
       return 'the TPM has not been started (TPM2_Startup missing)';
     case 'FAILURE':
-      return 'the TPM is in failure mode or not initialized';
+      // libtpms returns TPM_RC_FAILURE from ActivateCredential when the credential blob does not decrypt/verify
+      // (made for another TPM's EK or another AK) without entering failure mode: do not claim failure mode there.
+      if (cc === TPM_CC.ActivateCredential) {
+        return `${e.commandName} could not activate the credential: it was most likely made for another TPM's EK or for another AK`;
+      }
+      return `${e.commandName} failed inside the TPM: the TPM may be in failure mode (TPM2_GetTestResult tells) or not initialized`;
     case 'DISABLED':
     case 'HIERARCHY':
       return 'the hierarchy is disabled';

@@ -136,6 +136,12 @@ test('response codes in words', () => {
   assert.match(rcInWords(new TpmError(0x18b, TPM_CC.NV_ReadPublic)), /^TPM_RC_HANDLE \(handle 1\): the EK certificate NV index 0x01C00002 does not exist/);
   assert.match(rcInWords(new TpmError(0x2ca, TPM_CC.Load)), /^TPM_RC_TYPE \(parameter 2\): the public blob is not a TPMT_PUBLIC/);
   assert.match(rcInWords(new TpmError(0x921, TPM_CC.Certify)), /^TPM_RC_LOCKOUT: the TPM is in dictionary-attack lockout/);
+  // TPM_RC_FAILURE: libtpms returns it from ActivateCredential for another TPM's credential, without failure mode
+  assert.equal(rcInWords(new TpmError(0x101, TPM_CC.ActivateCredential)),
+    'TPM_RC_FAILURE: TPM2_ActivateCredential could not activate the credential: it was most likely made for another TPM\'s EK or for another AK [TPM2_ActivateCredential, rc 0x101]');
+  assert.doesNotMatch(rcInWords(new TpmError(0x101, TPM_CC.ActivateCredential)), /failure mode/);
+  assert.equal(rcInWords(new TpmError(0x101, TPM_CC.Sign)),
+    'TPM_RC_FAILURE: TPM2_Sign failed inside the TPM: the TPM may be in failure mode (TPM2_GetTestResult tells) or not initialized [TPM2_Sign, rc 0x101]');
 });
 
 test('plugin over gRPC (in-process harness): Configure errors, not configured, full round trip on a fake TPM', async () => {
