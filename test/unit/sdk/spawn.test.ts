@@ -170,3 +170,17 @@ test("a plugin that fails while loading reports an hclog JSON error and exits 1 
   assert.equal(rec["@level"], "error");
   assert.match(String(rec["@message"]), /plugin failed to start: cannot find module 'pkcs11.node'/);
 });
+
+test("PLUGIN_UNIX_SOCKET_GROUP: socket and its directory belong to that group (by name or gid), socket mode 0660", async () => {
+  for (const group of ["daemon", "1"]) {
+    const p = await start({ PLUGIN_UNIX_SOCKET_GROUP: group });
+    const sock = statSync(p.handshake.address);
+    const dir = statSync(dirname(p.handshake.address));
+    assert.equal(sock.gid, 1, group);
+    assert.equal(sock.mode & 0o777, 0o660, group);
+    assert.equal(dir.gid, 1, group);
+    assert.equal(dir.mode & 0o777, 0o750, group);
+    await p.unload();
+  }
+  await assert.rejects(start({ PLUGIN_UNIX_SOCKET_GROUP: "no-such-group-xyz" }), /plugin exited before we could connect[\s\S]*PLUGIN_UNIX_SOCKET_GROUP names an unknown group/);
+});
