@@ -15,7 +15,7 @@ import { createSwtpm, type RunningSwtpm } from '../../simulators/swtpm';
 import { parseDemoArgs, USAGE, UsageError, type DemoOptions } from './args';
 import { logSize, readLog, relevantLines, type LogLine } from './logs';
 import { createLocalCa, ecPoint, splitPem, verifySvidChain, type ChainLink, type LocalCa } from './pki';
-import { childrenOf, isAlive, run, startDaemon, stopPid, type Daemon, type RunResult } from './procs';
+import { childrenOf, isAlive, runCommand, spawnLogged, stopPid, stopProcess, type ManagedProcess, type RunResult } from '../../simulators/spire/procs';
 import { renderAgentConfig, renderServerConfig, repoRoot, templatePath } from './template';
 
 export const SPIRE_VERSION = 'v1.15.3';
@@ -69,6 +69,8 @@ class StepFailure extends Error {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** A short-lived command (the harness' runCommand; the demo's default timeout is 60 s). Never rejects for a non-zero exit. */
+const run = (cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> => runCommand(cmd, args, { timeoutMs: 60_000, ...opts });
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const detail = (s: string) => out(`       ${s}`);
 const fmtSecs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -134,8 +136,8 @@ class Demo {
   hsm: SoftHsm | undefined;
   pinFile = '';
   private pin = '';
-  server: Daemon | undefined;
-  agent: Daemon | undefined;
+  server: ManagedProcess | undefined;
+  agent: ManagedProcess | undefined;
   serverPort = 0;
   agentId = '';
   workloadId = `spiffe://${TRUST_DOMAIN}/workload/demo`;
@@ -313,7 +315,13 @@ class Demo {
     return [{ title: `spire-agent log ${this.agentLog}`, lines: relevantLines(readLog(this.agentLog, since), keywords) }];
   }
 
-  private recordPlugins(d: Daemon): string[] {
+  /** spire-server / spire-agent `run -config <conf>` in its own process group, logging to `logFile`; not killed when
+   * the demo exits (so `--keep` can leave it running): doCleanup() stops it by PID. */
+  private startDaemon(name: string, bin: string, confPath: string, logFile: string, env: NodeJS.ProcessEnv): ManagedProcess {
+    return spawnLogged({ name, cmd: bin, args: ['run', '-config', confPath], logFile, cwd: this.tmp, env, killOnExit: false });
+  }
+
+  private recordPlugins(d: ManagedProcess): string[] {
     const kids = childrenOf(d.pid);
     for (const k of kids) this.record(path.relative(this.pluginDir, k.cmd.split(' ').find((a) => a.endsWith('.js')) ?? k.cmd), k.pid, `plugin of ${d.name}`);
     return kids.map((k) => `  plugin pid ${k.pid}: ${k.cmd.replace(`${this.pluginDir}/`, '')}`);
@@ -337,19 +345,19 @@ class Demo {
     );
     const confPath = path.join(this.tmp, 'server.conf');
     fs.writeFileSync(confPath, conf);
-    this.server = startDaemon('spire-server', this.serverBin, ['run', '-config', confPath], this.serverLog, childEnv(this.hsm!.env), this.tmp);
+    this.server = this.startDaemon('spire-server', this.serverBin, confPath, this.serverLog, childEnv(this.hsm!.env));
     this.record('spire-server', this.server.pid, 'SPIRE server');
     const deadline = Date.now() + 90_000;
     let plugins: string[] = [];
     for (;;) {
-      if (this.server.exit) {
+      if (this.server.exitInfo) {
         const fatal = readLog(this.serverLog).filter((l) => l.msg === 'Fatal run error' || l.msg === 'Server crashed');
         const why = fatal.length ? String(fatal[fatal.length - 1]!.fields['error'] ?? '') : 'see the log lines below';
-        throw new StepFailure(`spire-server exited (code ${this.server.exit.code}${this.server.exit.signal ? `, signal ${this.server.exit.signal}` : ''}) while starting: ${why}`, this.serverLines(['pkcs11', 'tpm_devid']));
+        throw new StepFailure(`spire-server exited (code ${this.server.exitInfo.code}${this.server.exitInfo.signal ? `, signal ${this.server.exitInfo.signal}` : ''}) while starting: ${why}`, this.serverLines(['pkcs11', 'tpm_devid']));
       }
       plugins = this.recordPlugins(this.server);
       const h = await run(this.serverBin, ['healthcheck', '-socketPath', this.serverSocket], { timeoutMs: 10_000 });
-      if (h.code === 0 && !this.server.exit) break;
+      if (h.code === 0 && !this.server.exitInfo) break;
       if (Date.now() > deadline) throw new StepFailure('spire-server did not become healthy within 90 s', this.serverLines(['pkcs11', 'tpm_devid']));
       await Promise.race([sleep(250), this.server.exited]);
     }
@@ -394,7 +402,7 @@ class Demo {
     const confPath = path.join(this.tmp, 'agent.conf');
     fs.writeFileSync(confPath, conf);
     const serverMark = logSize(this.serverLog);
-    this.agent = startDaemon('spire-agent', this.agentBin, ['run', '-config', confPath], this.agentLog, childEnv(), this.tmp);
+    this.agent = this.startDaemon('spire-agent', this.agentBin, confPath, this.agentLog, childEnv());
     this.record('spire-agent', this.agent.pid, 'SPIRE agent');
     const failureLogs = () => [...this.serverLines(['tpm_devid'], serverMark), ...this.agentLines(['tpm_devid', 'attest'])];
     const deadline = Date.now() + 90_000;
@@ -413,7 +421,7 @@ class Demo {
       if (rejected) {
         throw new StepFailure(`node attestation failed: ${String(rejected.fields['error'] ?? rejected.msg)}`, failureLogs());
       }
-      if (this.agent.exit) throw new StepFailure(`spire-agent exited (code ${this.agent.exit.code}) before attesting`, failureLogs());
+      if (this.agent.exitInfo) throw new StepFailure(`spire-agent exited (code ${this.agent.exitInfo.code}) before attesting`, failureLogs());
       if (Date.now() > deadline) throw new StepFailure('spire-agent did not attest within 90 s', failureLogs());
       await Promise.race([sleep(200), this.agent.exited]);
     }
@@ -421,7 +429,7 @@ class Demo {
     for (;;) {
       const h = await run(this.agentBin, ['healthcheck', '-socketPath', this.agentSocket], { timeoutMs: 10_000 });
       if (h.code === 0) break;
-      if (this.agent.exit) throw new StepFailure(`spire-agent exited (code ${this.agent.exit.code}) after attesting`, failureLogs());
+      if (this.agent.exitInfo) throw new StepFailure(`spire-agent exited (code ${this.agent.exitInfo.code}) after attesting`, failureLogs());
       if (Date.now() > deadline) throw new StepFailure('the agent\'s Workload API did not become healthy within 90 s', failureLogs());
       await sleep(250);
     }
@@ -598,8 +606,8 @@ class Demo {
     for (const d of [this.agent, this.server]) {
       if (!d) continue;
       const kids = childrenOf(d.pid);
-      await stopPid(d.pid, { group: true, graceMs: 10_000, exited: d.exited });
-      for (const k of kids) await stopPid(k.pid, { graceMs: 2_000 });
+      await stopProcess(d, 10_000);
+      for (const k of kids) await stopPid(k.pid, 2_000);
       stopped.push(`${d.name} (pid ${d.pid})`);
     }
     if (this.swtpm) {
@@ -607,7 +615,7 @@ class Demo {
       stopped.push(`swtpm (pid ${this.swtpm.pid})`);
     }
     // Plugin processes recorded earlier (SPIRE kills its plugins when it exits; make sure).
-    for (const p of this.report.processes) if (isAlive(p.pid)) await stopPid(p.pid, { graceMs: 2_000 });
+    for (const p of this.report.processes) if (isAlive(p.pid)) await stopPid(p.pid, 2_000);
     if (removeDir) fs.rmSync(this.tmp, { recursive: true, force: true });
     return stopped;
   }

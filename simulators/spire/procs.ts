@@ -1,7 +1,9 @@
-// Process bookkeeping for the SPIRE harness: every process the harness starts is recorded here by PID and stopped by PID
-// (SIGTERM, wait, SIGKILL after a timeout). Each SPIRE process is spawned as the leader of its own process group so that
-// its children (external plugin processes) can be signalled together with it; SPIRE also sets Pdeathsig=SIGKILL on its
-// plugins on Linux. A process 'exit' hook SIGKILLs anything still recorded, so a crashed test run leaves nothing behind.
+// Process bookkeeping for the SPIRE harness, the demo (scripts/demo) and the benchmarks: every long-running process is
+// recorded here by PID and stopped by PID (SIGTERM, wait, SIGKILL after a timeout). Each SPIRE process is spawned as the
+// leader of its own process group so that its children (external plugin processes) can be signalled together with it;
+// SPIRE also sets Pdeathsig=SIGKILL on its plugins on Linux. A process 'exit' hook SIGKILLs anything still recorded, so
+// a crashed test run leaves nothing behind; a process spawned with `killOnExit: false` (the demo's `--keep` stack) is
+// not recorded and outlives this Node process unless stopped explicitly.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 
@@ -83,11 +85,17 @@ export interface SpawnLoggedOptions {
   logFile: string;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Default true: SIGKILL the process (and its group) when this Node process exits or is signalled, and include it in
+   * stopAllProcesses()/liveProcesses(). false: it may outlive this process; only stopProcess() stops it.
+   */
+  killOnExit?: boolean;
 }
 
 /** Spawns a long-running process whose stdout and stderr are appended to `logFile`. */
 export function spawnLogged(opts: SpawnLoggedOptions): ManagedProcess {
-  installExitHook();
+  const killOnExit = opts.killOnExit !== false;
+  if (killOnExit) installExitHook();
   const fd = fs.openSync(opts.logFile, 'a');
   let child: ChildProcess;
   try {
@@ -117,7 +125,7 @@ export function spawnLogged(opts: SpawnLoggedOptions): ManagedProcess {
   });
   // Keep the test runner from waiting on these handles; they are stopped explicitly.
   child.unref();
-  live.set(pid, mp);
+  if (killOnExit) live.set(pid, mp);
   return mp;
 }
 
@@ -200,4 +208,69 @@ export function runCommand(cmd: string, args: string[], opts: { timeoutMs?: numb
       resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
     });
   });
+}
+
+/** Whether `pid` is running (a zombie, exited but not yet reaped, is not). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A zombie (exited, not yet reaped) still answers signal 0.
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * SIGTERM to `pid`, wait up to `graceMs`, then SIGKILL it. Resolves when the PID is gone. For processes that this Node
+ * process did not start (e.g. SPIRE's plugin processes): polls /proc instead of waiting for an 'exit' event.
+ */
+export async function stopPid(pid: number, graceMs = 10_000): Promise<void> {
+  if (!isAlive(pid)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    /* already gone */
+  }
+  const deadline = Date.now() + graceMs;
+  while (isAlive(pid) && Date.now() < deadline) await sleep(50);
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+  const hard = Date.now() + 5_000;
+  while (isAlive(pid) && Date.now() < hard) await sleep(20);
+}
+
+/** Direct children of `pid` (from /proc/<n>/stat), with their command lines: SPIRE's plugin processes. */
+export function childrenOf(pid: number): Array<{ pid: number; cmd: string }> {
+  const out: Array<{ pid: number; cmd: string }> = [];
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(rest[1]) !== pid || rest[0] === 'Z') continue;
+      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').filter((s) => s !== '').join(' ');
+      out.push({ pid: Number(e), cmd });
+    } catch {
+      /* raced with exit */
+    }
+  }
+  return out.sort((a, b) => a.pid - b.pid);
 }
