@@ -2,13 +2,13 @@
 // benchmark (bench/unix/spire.ts). They sit on top of the SPIRE harness' public API (simulators/spire/harness.ts),
 // adding what it does not offer: workloads run under chosen credentials / in another mount namespace, the selector
 // lists SPIRE itself logged for a PID, and a StatsD listener that receives the agent's per-attestor timings.
-import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SpireHarness, SpireLogEntry } from '../../simulators/spire/harness';
+import { firstX509SvidResponse, workloadApiClient } from '../../simulators/spire/workload-client';
 
 /** The compiled plugin (dist/plugins/unix-workloadattestor/main.js). */
 export const PLUGIN_MAIN = path.resolve(__dirname, '../../plugins/unix-workloadattestor/main.js');
@@ -273,9 +273,7 @@ export function percentile(values: number[], p: number): number {
  * cancelled). `beforeEach` runs outside the timed section. Failed calls are counted, not timed.
  */
 export async function timeFetchX509(socketPath: string, count: number, beforeEach?: (i: number) => void): Promise<{ ms: number[]; errors: string[] }> {
-  const client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
-  const md = new grpc.Metadata();
-  md.set('workload.spiffe.io', 'true');
+  const client = workloadApiClient(socketPath);
   const ms: number[] = [];
   const errors: string[] = [];
   try {
@@ -283,35 +281,7 @@ export async function timeFetchX509(socketPath: string, count: number, beforeEac
       beforeEach?.(i);
       const t0 = process.hrtime.bigint();
       try {
-        await new Promise<void>((resolve, reject) => {
-          let done = false;
-          const call = client.makeServerStreamRequest<Buffer, Buffer>(
-            '/SpiffeWorkloadAPI/FetchX509SVID',
-            (b: Buffer) => b,
-            (b: Buffer) => b,
-            Buffer.alloc(0),
-            md,
-            { deadline: Date.now() + 30_000 },
-          );
-          call.on('data', () => {
-            if (done) return;
-            done = true;
-            resolve();
-            call.cancel();
-          });
-          call.on('error', (e: Error) => {
-            if (!done) {
-              done = true;
-              reject(e);
-            }
-          });
-          call.on('end', () => {
-            if (!done) {
-              done = true;
-              reject(new Error('stream ended without a response'));
-            }
-          });
-        });
+        await firstX509SvidResponse(client, (b: Buffer) => b, 30_000);
         ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
       } catch (e) {
         errors.push(e instanceof Error ? e.message : String(e));

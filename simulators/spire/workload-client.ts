@@ -153,23 +153,31 @@ function metadata(): grpc.Metadata {
   return md;
 }
 
-/** One X509SVIDResponse from the Workload API over `socketPath` (the calling Node process is the workload). */
-export function fetchX509SvidInProcess(socketPath: string, timeoutMs = 10_000): Promise<WorkloadX509Svid[]> {
-  const client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
-  return new Promise<WorkloadX509Svid[]>((resolve, reject) => {
+/** A gRPC client for the Workload API at `socketPath` (one channel for any number of calls; close() it when done). */
+export function workloadApiClient(socketPath: string): grpc.Client {
+  return new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+}
+
+/**
+ * Opens one FetchX509SVID stream on `client` (the calling process is the workload: each stream is one attestation of
+ * it) and resolves with its first X509SVIDResponse, passed through `deserialize`; the stream is then cancelled. Rejects
+ * on a stream error or when the stream ends without a response.
+ */
+export function firstX509SvidResponse<T>(client: grpc.Client, deserialize: (b: Buffer) => T, timeoutMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
     let done = false;
-    const call = client.makeServerStreamRequest<Buffer, WorkloadX509Svid[]>(
+    const call = client.makeServerStreamRequest<Buffer, T>(
       '/SpiffeWorkloadAPI/FetchX509SVID',
       (b: Buffer) => b,
-      (b: Buffer) => decodeX509SvidResponse(b),
+      deserialize,
       Buffer.alloc(0),
       metadata(),
       { deadline: Date.now() + timeoutMs },
     );
-    call.on('data', (svids: WorkloadX509Svid[]) => {
+    call.on('data', (response: T) => {
       if (done) return;
       done = true;
-      resolve(svids);
+      resolve(response);
       call.cancel();
     });
     call.on('error', (e: Error) => {
@@ -184,12 +192,18 @@ export function fetchX509SvidInProcess(socketPath: string, timeoutMs = 10_000): 
         reject(new Error('Workload API stream ended without a response'));
       }
     });
-  }).finally(() => client.close());
+  });
+}
+
+/** One X509SVIDResponse from the Workload API over `socketPath` (the calling Node process is the workload). */
+export function fetchX509SvidInProcess(socketPath: string, timeoutMs = 10_000): Promise<WorkloadX509Svid[]> {
+  const client = workloadApiClient(socketPath);
+  return firstX509SvidResponse(client, decodeX509SvidResponse, timeoutMs).finally(() => client.close());
 }
 
 /** FetchJWTSVID over `socketPath` (the calling Node process is the workload). */
 export function fetchJwtSvidInProcess(socketPath: string, audience: string[], spiffeId = '', timeoutMs = 10_000): Promise<WorkloadJwtSvid[]> {
-  const client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+  const client = workloadApiClient(socketPath);
   const req = Buffer.concat([...audience.map((a) => encodeString(1, a)), ...(spiffeId ? [encodeString(2, spiffeId)] : [])]);
   return new Promise<WorkloadJwtSvid[]>((resolve, reject) => {
     client.makeUnaryRequest<Buffer, WorkloadJwtSvid[]>(
