@@ -234,7 +234,7 @@ test('constantTimeEqual', () => {
 test('templates: sizes, prefixes and attributes as in the brief §2.4', () => {
   const sizes: Record<TemplateName, number> = {
     'ek-rsa2048-l1': 314, 'ek-ecc-p256-l2': 122, 'ek-ecc-p384-h3': 74, 'srk-rsa-h1': 26, 'srk-ecc-h2': 26, // the brief says 24 B but its own hex is 26 B
-    'ak-rsa': 24, 'devid-rsa': 24, 'devid-ecc-p256': 88,
+    'ak-rsa': 24, 'ak-ecc-p256': 24, 'devid-rsa': 24, 'devid-ecc-p256': 88,
   };
   for (const [name, size] of Object.entries(sizes) as [TemplateName, number][]) {
     assert.equal(templateBytes(name).length, size, name);

@@ -2,11 +2,12 @@
 // trips, raw-bytes retention of sized buffers, and typed decode errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { TEMPLATE_HEX, templateBytes, type TemplateName } from '../../../plugins/lib/tpm2/crypto/templates';
 import {
   encodeCommand, Startup, GetCapability, NV_ReadPublic, NV_Read, StartAuthSession, PolicySecret, ActivateCredential, FlushContext,
   TPM_SU, TPM_CAP, TPM_PT, TPM_RH, TPM_ALG, TPM_SE, TPM_ST, PolicySession, marshal, unmarshal, unmarshalPrefix, Sized, TpmtPublic,
   Tpm2bPublic, TpmsAttest, TpmtSignature, TpmsCapabilityData, TpmtSigScheme, TpmtTkHashcheck, NULL_HASHCHECK_TICKET, TpmDecodeError,
-  ekRsa2048Template, ekEccP256Template, srkRsa2048Template, srkEccP256Template, akRsa2048Template, signingRsa2048Template,
+  ekRsa2048Template, ekEccP256Template, srkRsa2048Template, srkEccP256Template, akRsa2048Template, akEccP256Template, signingRsa2048Template,
   signingEccP256Template, Tpm2bSensitiveCreate, TpmlPcrSelection, pcrSelection, selectedPcrs, TpmsNvPublic, TpmsContext, TpmsIdObject,
   objectName,
 } from '../../../plugins/lib/tpm2/index';
@@ -62,6 +63,7 @@ const TEMPLATES: [string, () => TpmtPublic, string][] = [
   ['SRK RSA H-1', srkRsa2048Template, '0001 000b 00030472 0000 0006 0080 0043 0010 0800 00000000 0000'],
   ['SRK ECC H-2', srkEccP256Template, '0023 000b 00030472 0000 0006 0080 0043 0010 0003 0010 0000 0000'],
   ['AK RSA', akRsa2048Template, '0001 000b 00050072 0000 0010 0014 000b 0800 00000000 0000'],
+  ['AK ECC', akEccP256Template, '0023 000b 00050072 0000 0010 0018 000b 0003 0010 0000 0000'],
   ['DevID RSA', signingRsa2048Template, '0001 000b 00040072 0000 0010 0014 000b 0800 00000000 0000'],
   ['DevID ECC', signingEccP256Template, `0023 000b 00040072 0000 0010 0018 000b 0003 0010 0020 ${'00'.repeat(32)} 0020 ${'00'.repeat(32)}`],
 ];
@@ -78,6 +80,17 @@ test('template bytes from the brief §2.4, and their round trip', async (t) => {
   }
   assert.equal(TEMPLATES[0]![2].replace(/\s/g, '').length / 2, 314);
   assert.equal(marshal(TpmtPublic, ekEccP256Template()).length, 122);
+});
+
+test('every template byte string (crypto/templates.ts, the typed templates\' source) is one exact TPMT_PUBLIC', () => {
+  for (const name of Object.keys(TEMPLATE_HEX) as TemplateName[]) {
+    const bytes = templateBytes(name);
+    assert.equal(hex(marshal(TpmtPublic, unmarshal(TpmtPublic, bytes))), bytes.toString('hex'), name);
+  }
+  // typed templates are fresh copies
+  const a = ekRsa2048Template();
+  (a as { unique: Uint8Array }).unique[0] = 1;
+  assert.equal((ekRsa2048Template() as { unique: Uint8Array }).unique[0], 0);
 });
 
 test('sized buffers keep the exact bytes; Names hash those bytes', () => {

@@ -1,4 +1,6 @@
-// Exact TPMT_PUBLIC template bytes (no TPM2B size prefix) and EK NV index constants.
+// Exact TPMT_PUBLIC template bytes (no TPM2B size prefix) and EK NV index constants. These bytes are the single
+// source of truth for the well-known templates: ../templates.ts decodes them into typed TPMT_PUBLIC values (so this
+// module needs no structures). TPMA_OBJECT bits are in ../constants.ts.
 //
 // Sources (see /work/shared/research/tpm-devid.md §2.4, §2.5, §6.3):
 //  - TCG EK Credential Profile for TPM Family 2.0, Level 0, Version 2.5, Annex B ("low range" L-1, L-2 and
@@ -12,20 +14,6 @@
 //    0x81010016 with its certificate at 0x01C00016.
 // Verified in test/integration/swtpm/templates.test.ts against swtpm: CreatePrimary with these bytes
 // reproduces the swtpm_setup EKs (L-1, H-3), tpm2_createek -G ecc (L-2), and the tpm2-tools H-1 SRK.
-
-export const TPMA_OBJECT = {
-  fixedTPM: 0x00000002,
-  stClear: 0x00000004,
-  fixedParent: 0x00000010,
-  sensitiveDataOrigin: 0x00000020,
-  userWithAuth: 0x00000040,
-  adminWithPolicy: 0x00000080,
-  noDA: 0x00000400,
-  encryptedDuplication: 0x00000800,
-  restricted: 0x00010000,
-  decrypt: 0x00020000,
-  sign: 0x00040000,
-} as const;
 
 /** PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256: the authPolicy of the L-1/L-2 EKs. */
 export const EK_POLICY_A_SHA256_HEX = '837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa';
@@ -42,6 +30,7 @@ export type TemplateName =
   | 'srk-rsa-h1'
   | 'srk-ecc-h2'
   | 'ak-rsa'
+  | 'ak-ecc-p256'
   | 'devid-rsa'
   | 'devid-ecc-p256';
 
@@ -67,6 +56,9 @@ export const TEMPLATE_HEX: Readonly<Record<TemplateName, string>> = Object.freez
   // AK RSA (go-tpm-tools AKTemplateRSA): attrs 0x00050072 (fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|
   // restricted|sign), symmetric NULL, RSASSA-SHA256, 2048 bits, exponent 0, empty unique.
   'ak-rsa': '0001000b000500720000' + '0010' + '0014000b' + '0800' + '00000000' + '0000',
+  // AK ECC P-256 (go-tpm-tools AKTemplateECC with an empty unique): attrs 0x00050072, symmetric NULL, ECDSA-SHA256,
+  // curve 0x0003, kdf NULL, empty x/y.
+  'ak-ecc-p256': '0023000b000500720000' + '0010' + '0018000b' + '0003' + '0010' + '0000' + '0000',
   // DevID RSA (SPIRE test/tpmsimulator): AK attributes minus restricted = 0x00040072, RSASSA-SHA256.
   'devid-rsa': '0001000b000400720000' + '0010' + '0014000b' + '0800' + '00000000' + '0000',
   // DevID ECC P-256 (SPIRE test/tpmsimulator): attrs 0x00040072, ECDSA-SHA256, kdf NULL, x/y = 32 zero bytes.
