@@ -2,12 +2,12 @@
 // benchmark (bench/unix/spire.ts). They sit on top of the SPIRE harness' public API (simulators/spire/harness.ts),
 // adding what it does not offer: workloads run under chosen credentials / in another mount namespace, the selector
 // lists SPIRE itself logged for a PID, and a StatsD listener that receives the agent's per-attestor timings.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { SpireHarness, SpireLogEntry } from '../../simulators/spire/harness';
+import { spiffeIdsFromFetch, type SpireHarness, type SpireLogEntry } from '../../simulators/spire/harness';
+import { runCommand } from '../../simulators/spire/procs';
 import { firstX509SvidResponse, workloadApiClient } from '../../simulators/spire/workload-client';
 
 /** The compiled plugin (dist/plugins/unix-workloadattestor/main.js). */
@@ -127,35 +127,11 @@ export interface WorkloadResult {
 }
 
 /** Runs a workload to completion (SIGKILL by PID after timeoutMs). */
-export function runWorkload(w: WorkloadSpec, timeoutMs = 30_000): Promise<WorkloadResult> {
+export async function runWorkload(w: WorkloadSpec, timeoutMs = 30_000): Promise<WorkloadResult> {
   const argv = workloadArgv(w);
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: w.env ?? process.env, cwd: '/' });
-    const pid = child.pid;
-    if (pid === undefined) {
-      reject(new Error(`cannot start ${argv.join(' ')}`));
-      return;
-    }
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ pid, code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-  });
+  const { pid, ...r } = await runCommand(argv[0]!, argv.slice(1), { env: w.env, cwd: '/', timeoutMs });
+  if (pid === undefined) throw new Error(`cannot start ${argv.join(' ')}`);
+  return { pid, ...r };
 }
 
 /** `spire-agent api fetch x509` args for a workload binary that is a copy of spire-agent. */
@@ -163,10 +139,7 @@ export function fetchX509Args(socketPath: string, timeout = '10s'): string[] {
   return ['api', 'fetch', 'x509', '-socketPath', socketPath, '-timeout', timeout];
 }
 
-/** SPIFFE IDs printed by `spire-agent api fetch x509` (pretty output). */
-export function spiffeIdsFromFetch(stdout: string): string[] {
-  return [...stdout.matchAll(/^SPIFFE ID:\s+(\S+)/gm)].map((m) => m[1]!);
-}
+export { spiffeIdsFromFetch };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

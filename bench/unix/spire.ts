@@ -20,8 +20,7 @@
 //     other's hashing for CPU during the calls that are timed.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
-import { SpireHarness, renderConfig, type PluginDecl } from '../../simulators/spire/harness';
+import { SpireHarness, renderConfig, spireChildEnv, spireHealthy, type PluginDecl } from '../../simulators/spire/harness';
 import { renderSettings } from '../../simulators/spire/config';
 import { runCommand, spawnLogged, stopProcess, type ManagedProcess } from '../../simulators/spire/procs';
 import { PLUGIN_MAIN, StatsdListener, copyExecutable, percentile, publicTmpDir, timeFetchX509 } from './lib';
@@ -77,14 +76,11 @@ async function startExtraAgent(spire: SpireHarness, name: string, plugins: Plugi
   ];
   const conf = path.join(dir, 'agent.conf');
   fs.writeFileSync(conf, renderConfig('agent', settings, 'experimental {\n  sync_interval = "1s"\n}', all, topLevel));
-  const env = { ...process.env };
-  delete env['NODE_TEST_CONTEXT'];
-  const proc = spawnLogged({ name, cmd: spire.agentBin, args: ['run', '-config', conf], logFile: path.join(dir, 'agent.log'), cwd: dir, env });
+  const proc = spawnLogged({ name, cmd: spire.agentBin, args: ['run', '-config', conf], logFile: path.join(dir, 'agent.log'), cwd: dir, env: spireChildEnv() });
   const deadline = Date.now() + 90_000;
   for (;;) {
     if (proc.exitInfo) throw new Error(`${name} exited: ${fs.readFileSync(path.join(dir, 'agent.log'), 'utf8').slice(-3000)}`);
-    const r = await runCommand(spire.agentBin, ['healthcheck', '-socketPath', socket], { timeoutMs: 10_000 });
-    if (r.code === 0) break;
+    if (await spireHealthy(spire.agentBin, socket)) break;
     if (Date.now() > deadline) throw new Error(`${name} not healthy within 90 s`);
     await sleep(300);
   }
@@ -103,23 +99,12 @@ async function waitForSvid(socket: string): Promise<void> {
 }
 
 /** Runs the padded-node workload; returns its client-side timings. */
-function runBigWorkload(exe: string, socket: string, count: number, mode: 'warm' | 'cold'): Promise<{ ms: number[]; errors: string[] }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(exe, [WORKLOAD_JS, socket, String(count), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 600_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code !== 0) return reject(new Error(`workload exited ${code}: ${err}`));
-      const v = JSON.parse(out) as { exe: string; ms: number[]; errors: string[] };
-      if (v.exe !== exe) return reject(new Error(`workload exe is ${v.exe}, expected ${exe}`));
-      resolve({ ms: v.ms, errors: v.errors });
-    });
-  });
+async function runBigWorkload(exe: string, socket: string, count: number, mode: 'warm' | 'cold'): Promise<{ ms: number[]; errors: string[] }> {
+  const r = await runCommand(exe, [WORKLOAD_JS, socket, String(count), mode], { timeoutMs: 600_000 });
+  if (r.code !== 0) throw new Error(`workload exited ${r.code}: ${r.stderr}`);
+  const v = JSON.parse(r.stdout) as { exe: string; ms: number[]; errors: string[] };
+  if (v.exe !== exe) throw new Error(`workload exe is ${v.exe}, expected ${exe}`);
+  return { ms: v.ms, errors: v.errors };
 }
 
 interface Row {

@@ -7,18 +7,18 @@
 // directory and is stopped by PID at the end, unless --keep.
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
 import { createSwtpm, type RunningSwtpm } from '../../simulators/swtpm';
 import { parseDemoArgs, USAGE, UsageError, type DemoOptions } from './args';
 import { logSize, readLog, relevantLines, type LogLine } from './logs';
-import { createLocalCa, ecPoint, splitPem, verifySvidChain, type ChainLink, type LocalCa } from './pki';
+import { freePort, SPIRE_VERSION, spireBinDir, spireChildEnv as childEnv, spireHealthy, spiffeIdsFromFetch, splitPem } from '../../simulators/spire/harness';
+import { createLocalCa, ecPoint, verifySvidChain, type ChainLink, type LocalCa } from './pki';
 import { childrenOf, isAlive, runCommand, spawnLogged, stopPid, stopProcess, type ManagedProcess, type RunResult } from '../../simulators/spire/procs';
 import { renderAgentConfig, renderServerConfig, repoRoot, templatePath } from './template';
 
-export const SPIRE_VERSION = 'v1.15.3';
+export { SPIRE_VERSION };
 const TRUST_DOMAIN = 'example.org';
 const NODE_CN = 'demo-node';
 const HSM_TOKEN_LABEL = 'spire-demo-ca';
@@ -83,33 +83,8 @@ function firstLine(s: string): string {
   return s.trim().split('\n')[0] ?? '';
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function spireBinDir(): string {
-  const env = process.env['SPIRE_BIN_DIR'];
-  if (env && env.trim() !== '') return env.trim();
-  return path.join(os.homedir(), '.cache', 'spire-hw', `spire-${SPIRE_VERSION}`, 'bin');
-}
-
-/** Environment for SPIRE (and through it the plugins) and the tools: no node:test markers from a test parent. */
-function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  delete env['NODE_TEST_CONTEXT'];
-  return env;
 }
 
 // ------------------------------------------------------------------------------------------------ the demo
@@ -356,8 +331,7 @@ class Demo {
         throw new StepFailure(`spire-server exited (code ${this.server.exitInfo.code}${this.server.exitInfo.signal ? `, signal ${this.server.exitInfo.signal}` : ''}) while starting: ${why}`, this.serverLines(['pkcs11', 'tpm_devid']));
       }
       plugins = this.recordPlugins(this.server);
-      const h = await run(this.serverBin, ['healthcheck', '-socketPath', this.serverSocket], { timeoutMs: 10_000 });
-      if (h.code === 0 && !this.server.exitInfo) break;
+      if ((await spireHealthy(this.serverBin, this.serverSocket)) && !this.server.exitInfo) break;
       if (Date.now() > deadline) throw new StepFailure('spire-server did not become healthy within 90 s', this.serverLines(['pkcs11', 'tpm_devid']));
       await Promise.race([sleep(250), this.server.exited]);
     }
@@ -427,8 +401,7 @@ class Demo {
     }
     // 2. The Workload API is up.
     for (;;) {
-      const h = await run(this.agentBin, ['healthcheck', '-socketPath', this.agentSocket], { timeoutMs: 10_000 });
-      if (h.code === 0) break;
+      if (await spireHealthy(this.agentBin, this.agentSocket)) break;
       if (this.agent.exitInfo) throw new StepFailure(`spire-agent exited (code ${this.agent.exitInfo.code}) after attesting`, failureLogs());
       if (Date.now() > deadline) throw new StepFailure('the agent\'s Workload API did not become healthy within 90 s', failureLogs());
       await sleep(250);
@@ -476,7 +449,7 @@ class Demo {
     for (;;) {
       tries++;
       const r = await run(this.agentBin, args, { timeoutMs: 20_000, env: childEnv() });
-      const ids = [...r.stdout.matchAll(/^SPIFFE ID:\s+(\S+)/gm)].map((m) => m[1]!);
+      const ids = spiffeIdsFromFetch(r.stdout);
       const i = ids.indexOf(this.workloadId);
       if (r.code === 0 && i >= 0) {
         this.svidFiles = {

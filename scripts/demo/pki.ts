@@ -44,10 +44,6 @@ export async function createLocalCa(commonName: string, certPath: string, keyPat
   return { certPath, keyPath, subject: cert.subject, sha1: createHash('sha1').update(Buffer.from(cert.rawData)).digest('hex') };
 }
 
-export function splitPem(text: string): string[] {
-  return [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)].map((m) => `${m[0]}\n`);
-}
-
 export interface ChainLink {
   role: 'workload SVID' | 'intermediate' | 'trust bundle CA';
   subject: string;

@@ -43,6 +43,27 @@ export function spireBinariesPresent(dir = spireBinDir()): boolean {
   });
 }
 
+/**
+ * Environment for a SPIRE process (or a tool run beside it): this process' environment plus `extra`, without node:test's
+ * NODE_TEST_CONTEXT (a plugin launched by SPIRE inherits SPIRE's env; don't let it think it's a node:test child).
+ */
+export function spireChildEnv(extra?: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...(extra ?? {}) };
+  delete env['NODE_TEST_CONTEXT'];
+  return env;
+}
+
+/** `spire-server|spire-agent healthcheck -socketPath <socket>` (10 s timeout) passed. */
+export async function spireHealthy(bin: string, socketPath: string): Promise<boolean> {
+  const r = await runCommand(bin, ['healthcheck', '-socketPath', socketPath], { timeoutMs: 10_000 });
+  return r.code === 0;
+}
+
+/** SPIFFE IDs printed by `spire-agent api fetch x509` (pretty output). */
+export function spiffeIdsFromFetch(stdout: string): string[] {
+  return [...stdout.matchAll(/^SPIFFE ID:\s+(\S+)/gm)].map((m) => m[1]!);
+}
+
 export type LogSource = 'server' | 'agent';
 
 /** Positions in the parsed server/agent logs (numbers of entries), from SpireHarness.logMark(). */
@@ -202,7 +223,8 @@ export class SpireCommandError extends Error {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -412,10 +434,7 @@ export class SpireHarness {
   }
 
   private spireEnv(extra?: Record<string, string>): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...process.env, ...(extra ?? {}) };
-    // A plugin launched by SPIRE inherits SPIRE's env; don't let it think it's a node:test child.
-    delete env['NODE_TEST_CONTEXT'];
-    return env;
+    return spireChildEnv(extra);
   }
 
   // ------------------------------------------------------------------ plugins
@@ -528,8 +547,7 @@ export class SpireHarness {
       env: this.spireEnv(o.env),
     });
     await this.waitHealthy('server', this.server, o.startTimeoutMs ?? 90_000, async () => {
-      const r = await runCommand(this.serverBin, ['healthcheck', '-socketPath', this.serverSocket], { timeoutMs: 10_000 });
-      return r.code === 0;
+      return spireHealthy(this.serverBin, this.serverSocket);
     });
   }
 
@@ -719,8 +737,7 @@ export class SpireHarness {
     });
     if (o.waitHealthy === false) return;
     await this.waitHealthy('agent', this.agent, o.startTimeoutMs ?? 90_000, async () => {
-      const r = await runCommand(this.agentBin, ['healthcheck', '-socketPath', this.agentSocket], { timeoutMs: 10_000 });
-      return r.code === 0;
+      return spireHealthy(this.agentBin, this.agentSocket);
     });
     if (!this.agentId) {
       const e = await this.waitForLog((l) => l.source === 'agent' && l.msg === 'Node attestation was successful' && typeof l.fields['spiffe_id'] === 'string', 30_000, mark);

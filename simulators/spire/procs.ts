@@ -168,6 +168,8 @@ export function liveProcesses(): ReadonlyArray<{ name: string; pid: number }> {
 }
 
 export interface RunResult {
+  /** The command's PID (undefined only if it could not be started). */
+  pid: number | undefined;
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
@@ -205,7 +207,7 @@ export function runCommand(cmd: string, args: string[], opts: { timeoutMs?: numb
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      resolve({ pid: child.pid, code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
     });
   });
 }
