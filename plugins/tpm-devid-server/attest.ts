@@ -17,7 +17,8 @@ import { constantTimeEqual, curveFromTpmId, publicKeyFromTpm, verifyTpmSignature
 import { makeCredential, type EkDescription } from '../lib/tpm2/crypto/make-credential';
 import { TpmCryptoError } from '../lib/tpm2/crypto/errors';
 import { digestSize, hashNameFromAlgId } from '../lib/tpm2/crypto/kdf';
-import { ALG, ATTR, TPM_ST_ATTEST_CERTIFY, algName, attrNames, decodeAttest, decodePublic, decodeSignature, hex16, type AttrName, type TpmPublic } from './tpm';
+import { TPM_ALG, TPM_ST } from '../lib/tpm2/constants';
+import { ATTR, algName, attrNames, decodeAttest, decodePublic, decodeSignature, hex16, type AttrName, type TpmPublic } from './tpm';
 import type { ServerConfig } from './config';
 
 /** Size of the proof-of-possession nonce (as SPIRE). */
@@ -130,8 +131,8 @@ function certifySignatureProblem(akPub: TpmPublic, attest: Buffer, sigBytes: Buf
   if ((akPub.attributes & ATTR.sign) === 0) return 'not a signing key';
   const scheme = akPub.scheme;
   // SPIRE (Go) dereferences a nil scheme here and panics.
-  if (scheme.scheme === ALG.NULL) return 'the attestation key has no signing scheme (TPM_ALG_NULL)';
-  if (scheme.scheme !== ALG.RSASSA && scheme.scheme !== ALG.RSAPSS) return `unsupported attestation key scheme ${algName(scheme.scheme)}`;
+  if (scheme.scheme === TPM_ALG.NULL) return 'the attestation key has no signing scheme (TPM_ALG_NULL)';
+  if (scheme.scheme !== TPM_ALG.RSASSA && scheme.scheme !== TPM_ALG.RSAPSS) return `unsupported attestation key scheme ${algName(scheme.scheme)}`;
   const hash = hashNameFromAlgId(scheme.hashAlg);
   if (!hash) return `unsupported hash algorithm ${hex16(scheme.hashAlg)}`;
   const sig = decodeSignature(sigBytes);
@@ -141,10 +142,10 @@ function certifySignatureProblem(akPub: TpmPublic, attest: Buffer, sigBytes: Buf
   if (s.sigAlg !== scheme.scheme || s.hashAlg !== scheme.hashAlg) {
     return `signature algorithm ${algName(s.sigAlg)}/${algName(s.hashAlg)} does not match the attestation key scheme ${algName(scheme.scheme)}/${algName(scheme.hashAlg)}`;
   }
-  if (s.sigAlg !== ALG.RSASSA && s.sigAlg !== ALG.RSAPSS) return 'only RSA keys are supported';
+  if (s.sigAlg !== TPM_ALG.RSASSA && s.sigAlg !== TPM_ALG.RSAPSS) return 'only RSA keys are supported';
   let ok: boolean;
   try {
-    ok = verifyTpmSignature(akKey, attest, { sigAlg: s.sigAlg === ALG.RSASSA ? 'rsassa' : 'rsapss', hash, sig: s.sig });
+    ok = verifyTpmSignature(akKey, attest, { sigAlg: s.sigAlg === TPM_ALG.RSASSA ? 'rsassa' : 'rsapss', hash, sig: s.sig });
   } catch (e) {
     return msgOf(e);
   }
@@ -242,7 +243,7 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   // 14. TPMS_ATTEST: certify of the DevID (full Name comparison, algorithm included)
   const att = decodeAttest(req.certifiedDevId);
   if (!att.ok) throw invalid(residency + att.error);
-  if (att.value.type !== TPM_ST_ATTEST_CERTIFY || !att.value.certify) throw invalid(residency + 'missing certify info');
+  if (att.value.type !== TPM_ST.ATTEST_CERTIFY || !att.value.certify) throw invalid(residency + 'missing certify info');
   const devIdName = objectNameWithAlg(devIdPub.nameAlg, devIdPub.raw);
   if (!att.value.certify.name.equals(devIdName)) throw invalid(residency + 'certify failed');
 
@@ -283,8 +284,8 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   const genErr = 'cannot generate credential activation challenge: ';
   const akName = objectNameWithAlg(akPub.nameAlg, akPub.raw);
   const sym = ekPub.symmetric;
-  if (sym.algorithm !== ALG.AES || sym.mode !== ALG.CFB || (sym.keyBits !== 128 && sym.keyBits !== 192 && sym.keyBits !== 256)) {
-    const got = sym.algorithm === ALG.NULL ? 'TPM_ALG_NULL' : `${algName(sym.algorithm)}-${sym.keyBits}-${algName(sym.mode)}`;
+  if (sym.algorithm !== TPM_ALG.AES || sym.mode !== TPM_ALG.CFB || (sym.keyBits !== 128 && sym.keyBits !== 192 && sym.keyBits !== 256)) {
+    const got = sym.algorithm === TPM_ALG.NULL ? 'TPM_ALG_NULL' : `${algName(sym.algorithm)}-${sym.keyBits}-${algName(sym.mode)}`;
     throw invalid(`${genErr}the endorsement key's symmetric algorithm must be AES-128/192/256-CFB, got ${got}`);
   }
   let ek: EkDescription;

@@ -1,68 +1,33 @@
 // Minimal, strict decoders for the three TPM structures the server receives: TPMT_PUBLIC, TPMS_ATTEST and
-// TPMT_SIGNATURE (TPM 2.0 Library Part 2). Written locally because plugins/lib/tpm2 had no public index when
-// this plugin was written; they accept exactly what a TPM produces and nothing more:
+// TPMT_SIGNATURE (TPM 2.0 Library Part 2). Constants come from plugins/lib/tpm2; the decoders stay here because their
+// acceptance profile and field-by-field error texts are part of the server's messages (see README "Checks"), which the
+// library's codecs do not reproduce yet. They accept exactly what a TPM produces and nothing more:
 //  - every TPM2B is bounded by the structure's maximum size;
 //  - algorithm selectors outside the supported set are rejected (no "unknown arm" skipping);
 //  - trailing bytes are rejected (Go ignores them; then the Name we hash would not be the TPM's Name).
 // Errors are values: decoders return {ok:false, error} instead of throwing.
+import { TPMA_OBJECT, TPM_ALG, TPM_ST } from '../lib/tpm2/constants';
+import { TPM_GENERATED_VALUE } from '../lib/tpm2/structures';
 import { TpmHashName, hashNameFromAlgId, digestSize } from '../lib/tpm2/crypto/kdf';
 
-export const ALG = {
-  RSA: 0x0001,
-  SHA1: 0x0004,
-  HMAC: 0x0005,
-  AES: 0x0006,
-  MGF1: 0x0007,
-  KEYEDHASH: 0x0008,
-  SHA256: 0x000b,
-  SHA384: 0x000c,
-  SHA512: 0x000d,
-  NULL: 0x0010,
-  RSASSA: 0x0014,
-  RSAES: 0x0015,
-  RSAPSS: 0x0016,
-  OAEP: 0x0017,
-  ECDSA: 0x0018,
-  ECDH: 0x0019,
-  ECDAA: 0x001a,
-  SM2: 0x001b,
-  ECSCHNORR: 0x001c,
-  ECMQV: 0x001d,
-  KDF1_SP800_56A: 0x0020,
-  KDF2: 0x0021,
-  KDF1_SP800_108: 0x0022,
-  ECC: 0x0023,
-  SYMCIPHER: 0x0025,
-  CFB: 0x0043,
-} as const;
+// Algorithm ids, TPMA_OBJECT bits and TPMS_ATTEST constants are the library's (plugins/lib/tpm2/constants.ts).
+// Messages name only the algorithms and attributes below (anything else is printed in hex), as they always have.
+const NAMED_ALGS = [
+  'RSA', 'SHA1', 'HMAC', 'AES', 'MGF1', 'KEYEDHASH', 'SHA256', 'SHA384', 'SHA512', 'NULL', 'RSASSA', 'RSAES', 'RSAPSS',
+  'OAEP', 'ECDSA', 'ECDH', 'ECDAA', 'SM2', 'ECSCHNORR', 'ECMQV', 'KDF1_SP800_56A', 'KDF2', 'KDF1_SP800_108', 'ECC',
+  'SYMCIPHER', 'CFB',
+] as const satisfies readonly (keyof typeof TPM_ALG)[];
 
-export const ATTR = {
-  fixedTPM: 0x2,
-  stClear: 0x4,
-  fixedParent: 0x10,
-  sensitiveDataOrigin: 0x20,
-  userWithAuth: 0x40,
-  adminWithPolicy: 0x80,
-  noDA: 0x400,
-  encryptedDuplication: 0x800,
-  restricted: 0x10000,
-  decrypt: 0x20000,
-  sign: 0x40000,
-} as const;
-
-export type AttrName = keyof typeof ATTR;
-
-export const TPM_GENERATED_VALUE = 0xff544347;
-export const TPM_ST_ATTEST_CERTIFY = 0x8017;
-export const TPM_ST_ATTEST_QUOTE = 0x8018;
-export const TPM_ST_ATTEST_CREATION = 0x801a;
+export type AttrName = Exclude<keyof typeof TPMA_OBJECT, 'x509sign'>;
+export const ATTR: Readonly<Record<AttrName, number>> = TPMA_OBJECT;
+const ATTR_NAMES = Object.keys(TPMA_OBJECT).filter((k): k is AttrName => k !== 'x509sign');
 
 export function hex16(v: number): string {
   return `0x${v.toString(16).padStart(4, '0')}`;
 }
 
 export function attrNames(attrs: number): string[] {
-  return (Object.keys(ATTR) as AttrName[]).filter((k) => (attrs & ATTR[k]) !== 0);
+  return ATTR_NAMES.filter((k) => (attrs & ATTR[k]) !== 0);
 }
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -174,8 +139,8 @@ export type TpmPublic = RsaPublic | EccPublic;
 
 function readSymDef(r: Reader): SymDef {
   const algorithm = r.u16('symmetric.algorithm');
-  if (algorithm === ALG.NULL) return { algorithm, keyBits: 0, mode: ALG.NULL };
-  if (algorithm !== ALG.AES) throw new DecodeFail(`unsupported symmetric algorithm ${hex16(algorithm)}`);
+  if (algorithm === TPM_ALG.NULL) return { algorithm, keyBits: 0, mode: TPM_ALG.NULL };
+  if (algorithm !== TPM_ALG.AES) throw new DecodeFail(`unsupported symmetric algorithm ${hex16(algorithm)}`);
   const keyBits = r.u16('symmetric.keyBits');
   const mode = r.u16('symmetric.mode');
   return { algorithm, keyBits, mode };
@@ -183,19 +148,19 @@ function readSymDef(r: Reader): SymDef {
 
 function readHash(r: Reader, what: string): number {
   const h = r.u16(what);
-  if (h !== ALG.NULL && !hashNameFromAlgId(h)) throw new DecodeFail(`${what}: unsupported hash algorithm ${hex16(h)}`);
+  if (h !== TPM_ALG.NULL && !hashNameFromAlgId(h)) throw new DecodeFail(`${what}: unsupported hash algorithm ${hex16(h)}`);
   return h;
 }
 
 function readRsaScheme(r: Reader): SigScheme {
   const scheme = r.u16('scheme');
   switch (scheme) {
-    case ALG.NULL:
-    case ALG.RSAES:
-      return { scheme, hashAlg: ALG.NULL };
-    case ALG.RSASSA:
-    case ALG.RSAPSS:
-    case ALG.OAEP:
+    case TPM_ALG.NULL:
+    case TPM_ALG.RSAES:
+      return { scheme, hashAlg: TPM_ALG.NULL };
+    case TPM_ALG.RSASSA:
+    case TPM_ALG.RSAPSS:
+    case TPM_ALG.OAEP:
       return { scheme, hashAlg: readHash(r, 'scheme.hashAlg') };
     default:
       throw new DecodeFail(`unsupported RSA scheme ${hex16(scheme)}`);
@@ -205,15 +170,15 @@ function readRsaScheme(r: Reader): SigScheme {
 function readEccScheme(r: Reader): SigScheme {
   const scheme = r.u16('scheme');
   switch (scheme) {
-    case ALG.NULL:
-      return { scheme, hashAlg: ALG.NULL };
-    case ALG.ECDSA:
-    case ALG.ECDH:
-    case ALG.SM2:
-    case ALG.ECSCHNORR:
-    case ALG.ECMQV:
+    case TPM_ALG.NULL:
+      return { scheme, hashAlg: TPM_ALG.NULL };
+    case TPM_ALG.ECDSA:
+    case TPM_ALG.ECDH:
+    case TPM_ALG.SM2:
+    case TPM_ALG.ECSCHNORR:
+    case TPM_ALG.ECMQV:
       return { scheme, hashAlg: readHash(r, 'scheme.hashAlg') };
-    case ALG.ECDAA: {
+    case TPM_ALG.ECDAA: {
       const hashAlg = readHash(r, 'scheme.hashAlg');
       r.u16('scheme.count');
       return { scheme, hashAlg };
@@ -225,8 +190,8 @@ function readEccScheme(r: Reader): SigScheme {
 
 function readKdf(r: Reader): { scheme: number; hashAlg: number } {
   const scheme = r.u16('kdf.scheme');
-  if (scheme === ALG.NULL) return { scheme, hashAlg: ALG.NULL };
-  if (scheme === ALG.MGF1 || scheme === ALG.KDF1_SP800_56A || scheme === ALG.KDF2 || scheme === ALG.KDF1_SP800_108) {
+  if (scheme === TPM_ALG.NULL) return { scheme, hashAlg: TPM_ALG.NULL };
+  if (scheme === TPM_ALG.MGF1 || scheme === TPM_ALG.KDF1_SP800_56A || scheme === TPM_ALG.KDF2 || scheme === TPM_ALG.KDF1_SP800_108) {
     return { scheme, hashAlg: readHash(r, 'kdf.hashAlg') };
   }
   throw new DecodeFail(`unsupported KDF scheme ${hex16(scheme)}`);
@@ -237,14 +202,14 @@ export function decodePublic(buf: Buffer): Decoded<TpmPublic> {
   return run(() => {
     const r = new Reader(buf);
     const type = r.u16('type');
-    if (type !== ALG.RSA && type !== ALG.ECC) throw new DecodeFail(`unsupported type in TPMT_PUBLIC: ${hex16(type)}`);
+    if (type !== TPM_ALG.RSA && type !== TPM_ALG.ECC) throw new DecodeFail(`unsupported type in TPMT_PUBLIC: ${hex16(type)}`);
     const nameAlgId = r.u16('nameAlg');
     const nameAlg = hashNameFromAlgId(nameAlgId);
     if (!nameAlg) throw new DecodeFail(`unsupported nameAlg ${hex16(nameAlgId)}`);
     const attributes = r.u32('objectAttributes');
     const authPolicy = r.tpm2b('authPolicy', MAX_DIGEST);
     const symmetric = readSymDef(r);
-    if (type === ALG.RSA) {
+    if (type === TPM_ALG.RSA) {
       const scheme = readRsaScheme(r);
       const keyBits = r.u16('keyBits');
       const exponent = r.u32('exponent');
@@ -272,7 +237,7 @@ export interface Attest {
   type: number;
   qualifiedSigner: Buffer;
   extraData: Buffer;
-  /** TPMS_CERTIFY_INFO, only for TPM_ST_ATTEST_CERTIFY */
+  /** TPMS_CERTIFY_INFO, only for TPM_ST.ATTEST_CERTIFY */
   certify?: { name: Buffer; qualifiedName: Buffer };
 }
 
@@ -286,7 +251,7 @@ export function decodeAttest(buf: Buffer): Decoded<Attest> {
     const magic = r.u32('magic');
     if (magic !== TPM_GENERATED_VALUE) throw new DecodeFail('incorrect magic value');
     const type = r.u16('type');
-    if (type !== TPM_ST_ATTEST_CERTIFY && type !== TPM_ST_ATTEST_QUOTE && type !== TPM_ST_ATTEST_CREATION) {
+    if (type !== TPM_ST.ATTEST_CERTIFY && type !== TPM_ST.ATTEST_QUOTE && type !== TPM_ST.ATTEST_CREATION) {
       throw new DecodeFail(`unsupported attestation type ${hex16(type)}`);
     }
     const qualifiedSigner = r.tpm2b('qualifiedSigner', MAX_NAME);
@@ -297,7 +262,7 @@ export function decodeAttest(buf: Buffer): Decoded<Attest> {
     const safe = r.u8('clockInfo.safe');
     if (safe > 1) throw new DecodeFail('clockInfo.safe is not a TPMI_YES_NO');
     r.u64('firmwareVersion');
-    if (type !== TPM_ST_ATTEST_CERTIFY) return { magic, type, qualifiedSigner, extraData };
+    if (type !== TPM_ST.ATTEST_CERTIFY) return { magic, type, qualifiedSigner, extraData };
     const name = r.tpm2b('attested.certify.name', MAX_NAME);
     const qualifiedName = r.tpm2b('attested.certify.qualifiedName', MAX_NAME);
     r.end('TPMS_ATTEST');
@@ -309,37 +274,37 @@ export function decodeAttest(buf: Buffer): Decoded<Attest> {
 // TPMT_SIGNATURE
 
 export type Signature =
-  | { sigAlg: typeof ALG.RSASSA | typeof ALG.RSAPSS; hashAlg: number; sig: Buffer }
-  | { sigAlg: typeof ALG.ECDSA | typeof ALG.ECDAA | typeof ALG.SM2 | typeof ALG.ECSCHNORR; hashAlg: number; r: Buffer; s: Buffer }
-  | { sigAlg: typeof ALG.HMAC; hashAlg: number; digest: Buffer }
-  | { sigAlg: typeof ALG.NULL; hashAlg: typeof ALG.NULL };
+  | { sigAlg: typeof TPM_ALG.RSASSA | typeof TPM_ALG.RSAPSS; hashAlg: number; sig: Buffer }
+  | { sigAlg: typeof TPM_ALG.ECDSA | typeof TPM_ALG.ECDAA | typeof TPM_ALG.SM2 | typeof TPM_ALG.ECSCHNORR; hashAlg: number; r: Buffer; s: Buffer }
+  | { sigAlg: typeof TPM_ALG.HMAC; hashAlg: number; digest: Buffer }
+  | { sigAlg: typeof TPM_ALG.NULL; hashAlg: typeof TPM_ALG.NULL };
 
 export function decodeSignature(buf: Buffer): Decoded<Signature> {
   return run((): Signature => {
     const r = new Reader(buf);
     const sigAlg = r.u16('sigAlg');
     switch (sigAlg) {
-      case ALG.NULL:
+      case TPM_ALG.NULL:
         r.end('TPMT_SIGNATURE');
-        return { sigAlg, hashAlg: ALG.NULL };
-      case ALG.RSASSA:
-      case ALG.RSAPSS: {
+        return { sigAlg, hashAlg: TPM_ALG.NULL };
+      case TPM_ALG.RSASSA:
+      case TPM_ALG.RSAPSS: {
         const hashAlg = readHash(r, 'signature.hash');
         const sig = r.tpm2b('signature.sig', MAX_RSA_KEY_BYTES);
         r.end('TPMT_SIGNATURE');
         return { sigAlg, hashAlg, sig };
       }
-      case ALG.ECDSA:
-      case ALG.ECDAA:
-      case ALG.SM2:
-      case ALG.ECSCHNORR: {
+      case TPM_ALG.ECDSA:
+      case TPM_ALG.ECDAA:
+      case TPM_ALG.SM2:
+      case TPM_ALG.ECSCHNORR: {
         const hashAlg = readHash(r, 'signature.hash');
         const sr = r.tpm2b('signature.signatureR', MAX_ECC_KEY_BYTES);
         const ss = r.tpm2b('signature.signatureS', MAX_ECC_KEY_BYTES);
         r.end('TPMT_SIGNATURE');
         return { sigAlg, hashAlg, r: sr, s: ss };
       }
-      case ALG.HMAC: {
+      case TPM_ALG.HMAC: {
         const hashAlg = r.u16('signature.hmac.hashAlg');
         const h = hashNameFromAlgId(hashAlg);
         if (!h) throw new DecodeFail(`signature.hmac: unsupported hash algorithm ${hex16(hashAlg)}`);
@@ -356,6 +321,5 @@ export function decodeSignature(buf: Buffer): Decoded<Signature> {
 }
 
 export function algName(id: number): string {
-  for (const [k, v] of Object.entries(ALG)) if (v === id) return k;
-  return hex16(id);
+  return NAMED_ALGS.find((k) => TPM_ALG[k] === id) ?? hex16(id);
 }
