@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createHash, createPublicKey } from 'node:crypto';
 import { TpmError, publicKeyOf, type Tpm } from '../lib/tpm2';
-import { ChainError, commonName, ekTpmInfo, parsePemCertificates, spkiEqual, verifyChain } from '../lib/x509';
+import { ChainError, commonName, ekTpmInfo, parsePemCertificates, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
 import { BlobError, parsePrivateBlob, parsePublicBlob, type DevidKeyType } from '../tpm-devid-agent/blobs';
 import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation } from '../tpm-devid-agent/device';
 import { EK_CERT_NV_INDEX, newTpm } from '../tpm-devid-agent/devid-tpm';
@@ -251,7 +251,7 @@ async function cmdProvision(o: Opts, io: ToolIo): Promise<number> {
     const { leaf, chain } = await issueDevidCertificate({ csr: r.csr, ca, subjectCn, days });
     await writeSecretFile(out.cert, [leaf, ...chain].map((d) => pem('CERTIFICATE', d)).join(''));
     io.out(`  certificate:  ${out.cert} (CN=${subjectCn}, issuer CN=${commonName(leaf, 'issuer')}, ${days} days, chain of ${1 + chain.length})\n`);
-    io.out(`  agent ID:     spiffe://<trust domain>/spire/agent/tpm_devid/${createHash('sha1').update(leaf).digest('hex')}\n`);
+    io.out(`  agent ID:     spiffe://<trust domain>/spire/agent/tpm_devid/${sha1Hex(leaf)}\n`);
   }
   return EXIT_OK;
 }
