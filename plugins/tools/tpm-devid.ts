@@ -7,10 +7,10 @@ import { parseArgs } from 'node:util';
 import { createHash, createPublicKey } from 'node:crypto';
 import { TpmError, publicKeyOf, type Tpm } from '../lib/tpm2';
 import { ChainError, commonName, ekTpmInfo, parsePemCertificates, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
-import { BlobError, parsePrivateBlob, parsePublicBlob, type DevidKeyType } from '../tpm-devid-agent/blobs';
-import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation } from '../tpm-devid-agent/device';
-import { EK_CERT_NV_INDEX, newTpm } from '../tpm-devid-agent/devid-tpm';
-import { describeTpmFailure } from '../tpm-devid-agent/tpm-errors';
+import { BlobError, parsePrivateBlob, parsePublicBlob, type DevidKeyType } from '../lib/devid/blobs';
+import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation } from '../lib/devid/device';
+import { EK_CERT_NV_INDEX, newTpm } from '../lib/devid/devid-tpm';
+import { describeTpmFailure } from '../lib/devid/tpm-errors';
 import { PkiError, issueDevidCertificate, loadCa, pem, verifyCsr } from './tpm-devid/pki';
 import { checkBlobsLoad, provisionDevid, readEk } from './tpm-devid/provision';
 

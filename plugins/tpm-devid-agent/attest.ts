@@ -19,15 +19,15 @@ import { randomBytes } from 'node:crypto';
 import { TPM_CC, TpmsIdObject, unmarshal, type Tpm } from '../lib/tpm2';
 import {
   decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest,
-} from '../tpm-devid-common';
-import type { DevidFiles } from './blobs';
+} from '../lib/devid/wire';
+import type { DevidFiles } from '../lib/devid/blobs';
 import {
   AttestationAborted, type LoadedEk, type LoadedObject, activateCredential, certify, checkAborted, createEk, createKey,
   createSrk, loadKey, probeTpm, readEkCertificate, signSha256,
-} from './devid-tpm';
+} from '../lib/devid/devid-tpm';
 import { TpmScope } from '../lib/tpm2';
 import { templateBytes } from '../lib/tpm2/crypto/templates';
-import { describeTpmFailure } from './tpm-errors';
+import { describeTpmFailure } from '../lib/devid/tpm-errors';
 
 export interface Passwords {
   owner: Uint8Array;

@@ -4,11 +4,11 @@ import type { ConfigStatus } from '../sdk/config';
 import type { Challenge, PayloadOrChallengeResponse } from '../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import type { TpmTransport } from '../lib/tpm2';
 import { AttestError, runAttestation, type AttestStats, type Passwords } from './attest';
-import { BlobError, loadDevidFiles, type DevidFiles } from './blobs';
+import { BlobError, loadDevidFiles, type DevidFiles } from '../lib/devid/blobs';
 import { buildAgentConfig, type AgentConfig } from './config';
-import { AttestationAborted, CountingTransport, newTpm } from './devid-tpm';
-import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation, type TpmLocation } from './device';
-import { describeTpmFailure } from './tpm-errors';
+import { AttestationAborted, CountingTransport, newTpm } from '../lib/devid/devid-tpm';
+import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation, type TpmLocation } from '../lib/devid/device';
+import { describeTpmFailure } from '../lib/devid/tpm-errors';
 
 interface Live {
   readonly cfg: AgentConfig;

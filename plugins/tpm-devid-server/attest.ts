@@ -9,7 +9,7 @@ import {
   decodeAttestationRequest,
   decodeChallengeResponse,
   encodeChallengeRequest,
-} from '../tpm-devid-common';
+} from '../lib/devid/wire';
 import { ChainError, commonName, goQuote, hintErrorText, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
 import { basicConstraints, keyUsageBits, parseCertificate, type ParsedCertificate } from '../lib/x509/certificate';
 import { objectNameWithAlg } from '../lib/tpm2/crypto/name';

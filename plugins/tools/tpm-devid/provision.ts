@@ -2,8 +2,8 @@
 // load, read the EK. Same SRK templates, same 3-slot discipline and flush-on-every-path as the agent.
 import { TpmScope, TpmError, TpmtPublic, publicKeyOf, unmarshal, type Tpm } from '../../lib/tpm2';
 import { templateBytes } from '../../lib/tpm2/crypto/templates';
-import type { DevidKeyType, PrivateBlob, PublicBlob } from '../../tpm-devid-agent/blobs';
-import { createEk, createKey, createSrk, loadKey, probeTpm, readEkCertificate, signSha256 } from '../../tpm-devid-agent/devid-tpm';
+import type { DevidKeyType, PrivateBlob, PublicBlob } from '../../lib/devid/blobs';
+import { createEk, createKey, createSrk, loadKey, probeTpm, readEkCertificate, signSha256 } from '../../lib/devid/devid-tpm';
 import { buildCsr } from './pki';
 
 export interface ProvisionOptions {

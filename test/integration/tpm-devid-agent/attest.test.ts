@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createSwtpm, setHierarchyAuth, type RunningSwtpm, type SwtpmInstance } from '../../../simulators/swtpm';
 import { DictionaryAttackLockReset, TPM_CC, TPM_RH, Tpm, TpmtPublic, execute, publicKeyOf, unmarshal } from '../../../plugins/lib/tpm2';
-import { openTransport, resolveTpmLocation } from '../../../plugins/tpm-devid-agent/device';
+import { openTransport, resolveTpmLocation } from '../../../plugins/lib/devid/device';
 import type { AttestStats } from '../../../plugins/tpm-devid-agent/attest';
 import { attestOnce, hclFor, makeLabCa, pemCerts, run, startAgent, tempDir, tool, tpmLoaded } from './helpers';
 import type { VerifierConfig } from './verifier';

@@ -10,7 +10,7 @@ import { NodeAttestorClient, type PayloadOrChallengeResponse } from '../../../pr
 import { TpmDevidAgent, type AgentOverrides } from '../../../plugins/tpm-devid-agent/plugin';
 import { main as toolMain } from '../../../plugins/tools/tpm-devid';
 import { Tpm, loadedHandles } from '../../../plugins/lib/tpm2';
-import { openTransport, resolveTpmLocation } from '../../../plugins/tpm-devid-agent/device';
+import { openTransport, resolveTpmLocation } from '../../../plugins/lib/devid/device';
 import { parsePemCertificates } from '../../../plugins/lib/x509';
 import { verifyPayload, type VerifierConfig, type VerifierResult } from './verifier';
 

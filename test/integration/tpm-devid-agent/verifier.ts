@@ -7,7 +7,7 @@ import { objectName } from '../../../plugins/lib/tpm2/crypto/name';
 import { certificatePublicKey, commonName, sha1Hex, spkiEqual, verifyChain } from '../../../plugins/lib/x509';
 import {
   decodeAttestationRequest, decodeChallengeResponse, encodeChallengeRequest, type AttestationRequest,
-} from '../../../plugins/tpm-devid-common';
+} from '../../../plugins/lib/devid/wire';
 
 export interface VerifierConfig {
   devidRoots: Buffer[];

@@ -13,7 +13,7 @@ import { startInProcess, type InProcessPlugin } from '../../../plugins/sdk/testi
 import { serverNodeAttestor } from '../../../plugins/sdk';
 import { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
-import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/tpm-devid-common';
+import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/lib/devid/wire';
 import { publicKeyFromTpm } from '../../../plugins/lib/tpm2/crypto/verify';
 import { decodePublic } from '../../../plugins/tpm-devid-server/tpm';
 import { tools, toolsCredentialFile } from '../swtpm/helpers';

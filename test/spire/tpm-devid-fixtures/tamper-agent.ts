@@ -27,14 +27,14 @@ import type { ConfigStatus } from '../../../plugins/sdk/config';
 import type { Challenge, PayloadOrChallengeResponse } from '../../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { TpmScope, type Tpm } from '../../../plugins/lib/tpm2';
 import { templateBytes } from '../../../plugins/lib/tpm2/crypto/templates';
-import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/tpm-devid-common';
+import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/lib/devid/wire';
 import { buildAgentConfig, type AgentConfig } from '../../../plugins/tpm-devid-agent/config';
-import { loadDevidFiles, type DevidFiles } from '../../../plugins/tpm-devid-agent/blobs';
-import { openTransport, resolveTpmLocation, type TpmLocation } from '../../../plugins/tpm-devid-agent/device';
+import { loadDevidFiles, type DevidFiles } from '../../../plugins/lib/devid/blobs';
+import { openTransport, resolveTpmLocation, type TpmLocation } from '../../../plugins/lib/devid/device';
 import {
   activateCredential, certify, createEk, createKey, createSrk, loadKey, newTpm, probeTpm, readEkCertificate, signSha256,
-} from '../../../plugins/tpm-devid-agent/devid-tpm';
-import { describeTpmFailure } from '../../../plugins/tpm-devid-agent/tpm-errors';
+} from '../../../plugins/lib/devid/devid-tpm';
+import { describeTpmFailure } from '../../../plugins/lib/devid/tpm-errors';
 
 export type TamperMode =
   | 'honest' | 'swap-devid-pub' | 'unrestricted-ak' | 'wrong-nonce' | 'record' | 'replay' | 'other-ek'

@@ -4,10 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { TPM_CC, Tpm, type TpmTransport } from '../../../plugins/lib/tpm2';
-import { encodeChallengeRequest } from '../../../plugins/tpm-devid-common';
+import { encodeChallengeRequest } from '../../../plugins/lib/devid/wire';
 import { AttestError, runAttestation, type AttestationIo, type AttestStats, type Passwords } from '../../../plugins/tpm-devid-agent/attest';
-import { parsePrivateBlob, parsePublicBlob, type DevidFiles } from '../../../plugins/tpm-devid-agent/blobs';
-import { AttestationAborted, CountingTransport } from '../../../plugins/tpm-devid-agent/devid-tpm';
+import { parsePrivateBlob, parsePublicBlob, type DevidFiles } from '../../../plugins/lib/devid/blobs';
+import { AttestationAborted, CountingTransport } from '../../../plugins/lib/devid/devid-tpm';
 import { FakeTpm, fakeDevidBlobs, frame } from './fake-tpm';
 
 const CC = TPM_CC;

@@ -10,11 +10,11 @@ import { agentNodeAttestor } from '../../../plugins/sdk';
 import { startInProcess } from '../../../plugins/sdk/testing';
 import { NodeAttestorClient, type PayloadOrChallengeResponse } from '../../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { buildAgentConfig } from '../../../plugins/tpm-devid-agent/config';
-import { BlobError, detectPrivateForm, detectPublicForm, loadDevidFiles, parsePrivateBlob, parsePublicBlob } from '../../../plugins/tpm-devid-agent/blobs';
-import { parseTcpUrl, resolveTpmLocation, TpmLocationError } from '../../../plugins/tpm-devid-agent/device';
-import { rcInWords } from '../../../plugins/tpm-devid-agent/tpm-errors';
+import { BlobError, detectPrivateForm, detectPublicForm, loadDevidFiles, parsePrivateBlob, parsePublicBlob } from '../../../plugins/lib/devid/blobs';
+import { parseTcpUrl, resolveTpmLocation, TpmLocationError } from '../../../plugins/lib/devid/device';
+import { rcInWords } from '../../../plugins/lib/devid/tpm-errors';
 import { TpmDevidAgent } from '../../../plugins/tpm-devid-agent/plugin';
-import { encodeChallengeRequest } from '../../../plugins/tpm-devid-common';
+import { encodeChallengeRequest } from '../../../plugins/lib/devid/wire';
 import { FakeTpm, fakeDevidBlobs } from './fake-tpm';
 
 const status = () => ({ errors: [] as string[], notes: [] as string[] });

@@ -10,7 +10,7 @@ import { startInProcess, type InProcessPlugin } from '../../../plugins/sdk/testi
 import { serverNodeAttestor } from '../../../plugins/sdk';
 import { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
-import { encodeAttestationRequest, encodeChallengeResponse, decodeChallengeRequest } from '../../../plugins/tpm-devid-common';
+import { encodeAttestationRequest, encodeChallengeResponse, decodeChallengeRequest } from '../../../plugins/lib/devid/wire';
 import {
   AK_ATTRS,
   A,

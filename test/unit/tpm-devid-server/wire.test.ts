@@ -11,7 +11,7 @@ import {
   encodeChallengeRequest,
   encodeChallengeResponse,
   WireError,
-} from '../../../plugins/tpm-devid-common';
+} from '../../../plugins/lib/devid/wire';
 
 const B = (s: string) => Buffer.from(s, 'hex');
 

@@ -9,10 +9,10 @@ import {
   ActivateCredential, Certify, Create, CreatePrimary, GetCapability, Load, NV_Read, NV_ReadPublic, PolicySecret, Sign,
   Sized, TPM_ALG, TPM_CAP, TPM_PT, TPM_RH, TPMA_NV, Tpm, TpmDecodeError, TpmError, TpmScope, TpmUsageError,
   TpmsIdObject, TpmtPublic, TpmtSignature, execute, marshal, startPolicySession,
-} from '../lib/tpm2';
-import type { TpmTransport } from '../lib/tpm2';
-import { templateBytes, NV_INDEX } from '../lib/tpm2/crypto/templates';
-import { ecdsaRsToDer, leftPad } from '../lib/tpm2/crypto/verify';
+} from '../tpm2';
+import type { TpmTransport } from '../tpm2';
+import { templateBytes, NV_INDEX } from '../tpm2/crypto/templates';
+import { ecdsaRsToDer, leftPad } from '../tpm2/crypto/verify';
 import type { DevidKeyType } from './blobs';
 
 export const EK_CERT_NV_INDEX = NV_INDEX.ekCertRsa2048;

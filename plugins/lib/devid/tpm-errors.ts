@@ -1,8 +1,8 @@
 // TPM failures in words: the response code by name, where it points (handle/parameter/session) and what it most
 // likely means for DevID attestation and provisioning.
-import { TPM_CC } from '../lib/tpm2/constants';
-import { TpmDecodeError, TpmError, TpmLibError, TpmResponseAuthError, TpmTransportError, TpmUsageError, formatRc } from '../lib/tpm2/errors';
-import { TpmCryptoError } from '../lib/tpm2/crypto/errors';
+import { TPM_CC } from '../tpm2/constants';
+import { TpmDecodeError, TpmError, TpmLibError, TpmResponseAuthError, TpmTransportError, TpmUsageError, formatRc } from '../tpm2/errors';
+import { TpmCryptoError } from '../tpm2/crypto/errors';
 
 /** What the object handles of a step are, to word hints ("the DevID key", "the owner hierarchy"). */
 export interface ErrorContext {

@@ -2,11 +2,11 @@
 // no u16 size prefix; tpm2-tools writes both with the prefix. We accept both: a prefix is recognised when the
 // first u16 equals fileLength-2 and (for the public blob) that value is not a valid object type.
 import { promises as fsp } from 'node:fs';
-import { TPM_ALG } from '../lib/tpm2/constants';
-import { TpmDecodeError } from '../lib/tpm2/errors';
-import { unmarshal } from '../lib/tpm2/marshal';
-import { TpmtPublic } from '../lib/tpm2/structures';
-import { ChainError, parsePemCertificates } from '../lib/x509';
+import { TPM_ALG } from '../tpm2/constants';
+import { TpmDecodeError } from '../tpm2/errors';
+import { unmarshal } from '../tpm2/marshal';
+import { TpmtPublic } from '../tpm2/structures';
+import { ChainError, parsePemCertificates } from '../x509';
 
 export type BlobForm = 'raw' | 'tpm2b';
 
