@@ -64,7 +64,7 @@ export function buildServerConfig(input: ConfigInput, status: ConfigStatus): Ser
   const before = status.errors.length;
   const td = coreTrustDomain(input.coreConfigurationPresent ? { trustDomain: input.trustDomain } : undefined, status);
   const sub: ConfigStatus = { errors: [], notes: [] };
-  const raw = decodeConfig(input.hclText, CONFIG_SCHEMA, sub, { unknownKeys: 'note' });
+  const raw = decodeConfig(input.hclText, CONFIG_SCHEMA, sub);
   status.notes.push(...sub.notes);
   if (raw === undefined || sub.errors.length > 0) {
     // SPIRE: "plugin configuration is malformed"; we add the reason.
