@@ -50,16 +50,20 @@ export interface HostServices {
 }
 
 type Cb<T> = (err: ServiceError | null, res: T) => void;
-type UnaryFn<Req, Res> = (req: Req, metadata: Metadata | Cb<Res>, cb?: Cb<Res>) => unknown;
+export type UnaryFn<Req, Res> = (req: Req, metadata: Metadata | Cb<Res>, cb?: Cb<Res>) => unknown;
+
+/** Calls a callback-style grpc-js unary method with a deadline, as a promise (also used by the test harnesses). */
+export function callUnary<Req, Res>(client: Client, fn: UnaryFn<Req, Res>, req: Req, timeoutMs = 30_000): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const deadline = new Date(Date.now() + timeoutMs);
+    (fn as unknown as (this: Client, r: Req, o: object, cb: Cb<Res>) => void).call(client, req, { deadline }, (err, res) =>
+      err ? reject(err) : resolve(res),
+    );
+  });
+}
 
 function promisify<Req, Res>(client: Client, fn: UnaryFn<Req, Res>, timeoutMs = 30_000): (req: Req) => Promise<Res> {
-  return (req: Req) =>
-    new Promise<Res>((resolve, reject) => {
-      const deadline = new Date(Date.now() + timeoutMs);
-      (fn as unknown as (this: Client, r: Req, o: object, cb: Cb<Res>) => void).call(client, req, { deadline }, (err, res) =>
-        err ? reject(err) : resolve(res),
-      );
-    });
+  return (req: Req) => callUnary(client, fn, req, timeoutMs);
 }
 
 /** Broker bookkeeping: ConnInfo by service id, with waiters. */

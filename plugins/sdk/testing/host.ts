@@ -14,7 +14,6 @@ import {
   type ServerUnaryCall,
   type sendUnaryData,
   type ServiceDefinition,
-  type ServiceError,
   type ClientDuplexStream,
   type ClientReadableStream,
 } from "@grpc/grpc-js";
@@ -30,18 +29,16 @@ import {
   IdentityProviderService,
   type FetchX509IdentityResponse,
 } from "../../../proto/gen/spire/hostservice/server/identityprovider/v1/identityprovider";
-import { AGENT_STORE_SERVICE, IDENTITY_PROVIDER_SERVICE, METRICS_SERVICE } from "../hostservices";
+import { AGENT_STORE_SERVICE, IDENTITY_PROVIDER_SERVICE, METRICS_SERVICE, callUnary, type UnaryFn } from "../hostservices";
 import type { Side } from "../plugin";
 
 export type Unary<Req, Res> = (req: Req) => Promise<Res>;
 
 /** Calls a callback-style grpc-js unary client method as a promise. */
 export function unary<Req, Res>(client: Client, method: string, req: Req, timeoutMs = 30_000): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, (r: Req, o: object, cb: (e: ServiceError | null, r: Res) => void) => void>)[method];
-    if (typeof fn !== "function") return reject(new Error(`client has no method ${method}`));
-    fn.call(client, req, { deadline: new Date(Date.now() + timeoutMs) }, (e, r) => (e ? reject(e) : resolve(r)));
-  });
+  const fn = (client as unknown as Record<string, UnaryFn<Req, Res> | undefined>)[method];
+  if (typeof fn !== "function") return Promise.reject(new Error(`client has no method ${method}`));
+  return callUnary(client, fn, req, timeoutMs);
 }
 
 export interface MetricsCall {
