@@ -5,7 +5,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from "../../plugins/sdk/h2/hpack";
+import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from "../../../plugins/sdk/h2/hpack";
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 const bytes = (...b: number[]) => Buffer.from(b);

@@ -1,0 +1,1003 @@
+// A small HTTP/2 server for gRPC, written for the one client a plugin has: SPIRE's go-plugin host (grpc-go) on a
+// private unix socket (TCP on loopback on Windows). It replaces grpc-js's server because of what was measured with a
+// grpc-go client calling an echo method (docs/perf/transport.md has the numbers): Node's http2 core sends a unary
+// response as two writes (HEADERS+DATA, then the trailers one event-loop turn later, after the stream's write
+// callback), so the Go client wakes up twice per call; grpc-js adds ~100 µs of JS per call on top. Here one response
+// (HEADERS, DATA, trailers) leaves in ONE write, batched with every other response ready in the same turn.
+//
+// Scope (what grpc-go clients use): HEADERS/CONTINUATION with full HPACK decoding, DATA with padding, SETTINGS,
+// PING, WINDOW_UPDATE with both-direction flow control, RST_STREAM, GOAWAY, PRIORITY (ignored); unary, server-,
+// client- and bidi-streaming methods; grpc-timeout deadlines; 4 MiB receive limit (RESOURCE_EXHAUSTED, as a Go
+// plugin server); identity encoding only (a compressed message gets UNIMPLEMENTED). No TLS (SPIRE uses none), no
+// server push, no HTTP/1.
+//
+// Handlers are grpc-js-shaped (`(call, callback)` for unary, `(call)` for streams), so the SDK's adapters run on
+// either server. The call objects implement the members the SDK uses: request, metadata.getMap(), cancelled,
+// getDeadline(), getPath(), on/once/removeListener ('data' | 'end' | 'cancelled' | 'error'), write(msg, cb), end(),
+// and emit('error', status) to finish a stream with a status, as in grpc-js.
+import * as net from "node:net";
+import { EventEmitter } from "node:events";
+import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from "./hpack";
+
+// Frame types (RFC 9113 §6) and flags.
+const DATA = 0x0;
+const HEADERS = 0x1;
+const PRIORITY = 0x2;
+const RST_STREAM = 0x3;
+const SETTINGS = 0x4;
+const PUSH_PROMISE = 0x5;
+const PING = 0x6;
+const GOAWAY = 0x7;
+const WINDOW_UPDATE = 0x8;
+const CONTINUATION = 0x9;
+const END_STREAM = 0x1;
+const ACK = 0x1;
+const END_HEADERS = 0x4;
+const PADDED = 0x8;
+const PRIORITY_FLAG = 0x20;
+
+// Error codes (RFC 9113 §7).
+export const H2Error = {
+  NO_ERROR: 0x0,
+  PROTOCOL_ERROR: 0x1,
+  INTERNAL_ERROR: 0x2,
+  FLOW_CONTROL_ERROR: 0x3,
+  STREAM_CLOSED: 0x5,
+  FRAME_SIZE_ERROR: 0x6,
+  REFUSED_STREAM: 0x7,
+  CANCEL: 0x8,
+  COMPRESSION_ERROR: 0x9,
+} as const;
+
+// gRPC status codes used here (same numbers as grpc-js's `status`).
+const OK = 0;
+const CANCELLED = 1;
+const UNKNOWN = 2;
+const DEADLINE_EXCEEDED = 4;
+const RESOURCE_EXHAUSTED = 8;
+const UNIMPLEMENTED = 12;
+const INTERNAL = 13;
+const UNAVAILABLE = 14;
+
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+const DEFAULT_WINDOW = 65_535;
+const MAX_WINDOW = 2 ** 31 - 1;
+const MAX_FRAME = 16_384; // what we accept (the default; we never raise it)
+const STREAM_WINDOW = 1 << 20; // SETTINGS_INITIAL_WINDOW_SIZE we advertise
+const CONN_WINDOW = 16 << 20; // connection receive window after the first WINDOW_UPDATE
+const MAX_HEADER_BLOCK = 64 * 1024;
+
+export interface H2ServerOptions {
+  /** Largest request message accepted (default 4 MiB, grpc-go's default); larger ones get RESOURCE_EXHAUSTED. */
+  maxReceiveMessageLength?: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS (default 1000); grpc-go clients queue calls beyond it. */
+  maxConcurrentStreams?: number;
+}
+
+/** A status as handlers pass it to a unary callback or emit('error', ...) (grpc-js's shape). */
+interface StatusLike {
+  code?: number;
+  details?: string;
+  message?: string;
+}
+
+type Kind = "unary" | "serverStream" | "clientStream" | "bidi";
+interface Route {
+  kind: Kind;
+  deserialize: (b: Buffer) => unknown;
+  serialize: (v: unknown) => Buffer;
+  handler: (call: H2Call, cb?: (err: StatusLike | null, value?: unknown) => void) => void;
+}
+
+function frameHeader(len: number, type: number, flags: number, sid: number): Buffer {
+  const b = Buffer.allocUnsafe(9);
+  b[0] = (len >>> 16) & 0xff;
+  b[1] = (len >>> 8) & 0xff;
+  b[2] = len & 0xff;
+  b[3] = type;
+  b[4] = flags;
+  b.writeUInt32BE(sid >>> 0, 5);
+  return b;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n >>> 0, 0);
+  return b;
+}
+
+/** grpc-message: percent-encode every byte outside 0x20..0x7E and '%' (gRPC HTTP/2 protocol spec). */
+export function percentEncode(s: string): string {
+  let plain = true;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return s;
+  let out = "";
+  for (const byte of Buffer.from(s, "utf8")) {
+    out += byte < 0x20 || byte > 0x7e || byte === 0x25 ? "%" + byte.toString(16).toUpperCase().padStart(2, "0") : String.fromCharCode(byte);
+  }
+  return out;
+}
+
+/** grpc-timeout: up to 8 digits and a unit (H M S m u n); undefined when absent or malformed. */
+export function parseGrpcTimeout(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(v);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const ms = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 }[m[2] as "H" | "M" | "S" | "m" | "u" | "n"];
+  return n * ms;
+}
+
+const RESPONSE_HEADERS = encodeHeaders([
+  [":status", "200"],
+  ["content-type", "application/grpc"],
+]);
+const OK_TRAILERS = encodeHeaders([["grpc-status", "0"]]);
+const RESERVED_HEADERS = new Set(["te", "content-type", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "connection"]);
+
+/** Request metadata (grpc-js Metadata.getMap() shape): first value per key; `-bin` values base64-decoded. */
+class CallMetadata {
+  constructor(private readonly headers: HeaderList) {}
+  getMap(): Record<string, string | Buffer> {
+    const out: Record<string, string | Buffer> = {};
+    for (const [k, v] of this.headers) {
+      if (k.startsWith(":") || RESERVED_HEADERS.has(k) || k in out) continue;
+      out[k] = k.endsWith("-bin") ? Buffer.from(v, "base64") : Buffer.from(v, "latin1").toString("utf8");
+    }
+    return out;
+  }
+}
+
+/** One call. Created when a request's headers arrive; finished once its status has been sent or it was cancelled. */
+export class H2Call extends EventEmitter {
+  request: unknown = undefined;
+  cancelled = false;
+  /** Set once the status has been queued (or the stream reset). */
+  finished = false;
+  private deadlineAt = Infinity;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private metadataObj: CallMetadata | undefined;
+
+  constructor(
+    readonly stream: Stream,
+    private readonly path: string,
+    private readonly headers: HeaderList,
+    readonly route: Route,
+  ) {
+    super();
+  }
+
+  get metadata(): CallMetadata {
+    this.metadataObj ??= new CallMetadata(this.headers);
+    return this.metadataObj;
+  }
+
+  getPath(): string {
+    return this.path;
+  }
+
+  getDeadline(): Date | number {
+    return Number.isFinite(this.deadlineAt) ? new Date(this.deadlineAt) : Infinity;
+  }
+
+  armDeadline(ms: number): void {
+    this.deadlineAt = Date.now() + ms;
+    this.deadlineTimer = setTimeout(() => {
+      if (this.finished) return;
+      this.sendStatus({ code: DEADLINE_EXCEEDED, details: "Deadline exceeded" });
+      this.cancel();
+    }, Math.max(0, ms));
+    this.deadlineTimer.unref();
+  }
+
+  /** Sends one response message (headers first if needed). `cb` runs once the bytes are handed to the socket. */
+  write(msg: unknown, cb?: (e?: Error | null) => void): boolean {
+    if (this.finished || this.cancelled) {
+      cb?.(new Error("call already finished"));
+      return false;
+    }
+    let body: Buffer;
+    try {
+      body = this.route.serialize(msg);
+    } catch (e) {
+      this.sendStatus({ code: INTERNAL, details: `failed to serialize response: ${e instanceof Error ? e.message : String(e)}` });
+      cb?.(e instanceof Error ? e : new Error(String(e)));
+      return false;
+    }
+    this.stream.sendMessage(body, cb);
+    return true;
+  }
+
+  /** Ends a streaming call with OK. */
+  end(): void {
+    this.sendStatus({ code: OK, details: "" });
+  }
+
+  /** grpc-js's way for a streaming handler to fail a call: emit('error', status). */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === "error" && args.length > 0 && this.isOwnStatus(args[0])) {
+      this.sendStatus(args[0] as StatusLike);
+      return true;
+    }
+    if (event === "error" && this.listenerCount("error") === 0) return false; // never throw on an unobserved 'error'
+    return super.emit(event, ...args);
+  }
+
+  private isOwnStatus(v: unknown): boolean {
+    return typeof v === "object" && v !== null && typeof (v as StatusLike).code === "number" && !this.finished;
+  }
+
+  /** Unary-style completion. */
+  reply(err: StatusLike | null | undefined, value?: unknown): void {
+    if (this.finished) return;
+    if (err) return this.sendStatus(err);
+    let body: Buffer;
+    try {
+      body = this.route.serialize(value);
+    } catch (e) {
+      return this.sendStatus({ code: INTERNAL, details: `failed to serialize response: ${e instanceof Error ? e.message : String(e)}` });
+    }
+    this.stream.sendMessage(body, undefined);
+    this.sendStatus({ code: OK, details: "" });
+  }
+
+  sendStatus(st: StatusLike): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    const code = typeof st.code === "number" && Number.isInteger(st.code) && st.code >= 0 && st.code <= 16 ? st.code : UNKNOWN;
+    this.stream.sendStatus(code, code === OK ? "" : String(st.details ?? st.message ?? ""));
+  }
+
+  /** The peer reset the stream, the connection closed, or the deadline passed. */
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.finished = true;
+    this.emit("cancelled");
+  }
+}
+
+/** One HTTP/2 stream (one call) of a connection. */
+class Stream {
+  sendWindow: number;
+  recvUnacked = 0;
+  remoteClosed = false;
+  /** Status sent (END_STREAM queued); the stream is removed when both sides are closed. */
+  localClosed = false;
+  headersSent = false;
+  /** The END_STREAM trailers were handed to the connection (all data before them too). */
+  trailersQueued = false;
+  call: H2Call | undefined;
+  /** Messages of a unary/server-stream call, delivered on END_STREAM. */
+  messages: Buffer[] = [];
+  private chunks: Buffer[] = [];
+  private chunkLen = 0;
+  /** Frames (DATA payloads, then the trailer block) waiting for flow-control window. */
+  private pending: Array<{ data: Buffer; cb: ((e?: Error | null) => void) | undefined }> = [];
+  private pendingTrailers: Buffer | undefined;
+  discard = false;
+
+  constructor(
+    readonly id: number,
+    readonly conn: Connection,
+    initialWindow: number,
+  ) {
+    this.sendWindow = initialWindow;
+  }
+
+  /** Appends request bytes; returns complete gRPC messages or a status to fail the call with. */
+  receive(data: Buffer, maxLen: number): Buffer[] | StatusLike {
+    if (data.length === 0) return [];
+    this.chunks.push(data);
+    this.chunkLen += data.length;
+    const out: Buffer[] = [];
+    for (;;) {
+      if (this.chunkLen < 5) return out;
+      const head = this.chunks[0]!.length >= 5 ? this.chunks[0]! : this.flatten();
+      const compressed = head[0]!;
+      const len = head.readUInt32BE(1);
+      if (compressed !== 0) {
+        return compressed === 1
+          ? { code: UNIMPLEMENTED, details: "compressed messages are not supported by this plugin (identity encoding only)" }
+          : { code: INTERNAL, details: `invalid gRPC message flag ${compressed}` };
+      }
+      if (len > maxLen) return { code: RESOURCE_EXHAUSTED, details: `Received message larger than max (${len} vs. ${maxLen})` };
+      if (this.chunkLen < 5 + len) return out;
+      const all = this.flatten();
+      out.push(all.subarray(5, 5 + len));
+      const rest = all.subarray(5 + len);
+      this.chunks = rest.length ? [rest] : [];
+      this.chunkLen = rest.length;
+    }
+  }
+
+  /** Unconsumed request bytes (a partial message at END_STREAM is a protocol violation). */
+  get leftover(): number {
+    return this.chunkLen;
+  }
+
+  private flatten(): Buffer {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.chunkLen)];
+    return this.chunks[0]!;
+  }
+
+  sendMessage(body: Buffer, cb: ((e?: Error | null) => void) | undefined): void {
+    if (this.localClosed) return;
+    this.sendHeadersOnce();
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(body.length, 1);
+    this.pending.push({ data: body.length ? Buffer.concat([prefix, body], 5 + body.length) : prefix, cb });
+    this.conn.drain(this);
+  }
+
+  sendStatus(code: number, details: string): void {
+    if (this.localClosed) return;
+    const trailers: HeaderList = [];
+    if (!this.headersSent && this.pending.length === 0) {
+      // Trailers-only response.
+      trailers.push([":status", "200"], ["content-type", "application/grpc"]);
+      this.headersSent = true;
+    }
+    let block: Buffer;
+    if (code === OK && trailers.length === 0) {
+      block = OK_TRAILERS;
+    } else {
+      trailers.push(["grpc-status", String(code)]);
+      if (details) trailers.push(["grpc-message", percentEncode(details.length > 8_192 ? details.slice(0, 8_192) + "…" : details)]);
+      block = encodeHeaders(trailers);
+    }
+    this.pendingTrailers = block;
+    this.localClosed = true;
+    this.conn.drain(this);
+  }
+
+  private sendHeadersOnce(): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.conn.queueHeaders(this.id, RESPONSE_HEADERS, false);
+  }
+
+  /** Moves as much pending data as the windows allow to the connection's output; then the trailers. */
+  flushTo(conn: Connection): void {
+    while (this.pending.length) {
+      const p = this.pending[0]!;
+      const room = Math.min(this.sendWindow, conn.sendWindow, conn.peerMaxFrame);
+      if (room <= 0) return;
+      if (p.data.length <= room) {
+        this.pending.shift();
+        conn.queueData(this.id, p.data, false);
+        this.sendWindow -= p.data.length;
+        conn.sendWindow -= p.data.length;
+        if (p.cb) conn.afterFlush(p.cb);
+      } else {
+        conn.queueData(this.id, p.data.subarray(0, room), false);
+        p.data = p.data.subarray(room);
+        this.sendWindow -= room;
+        conn.sendWindow -= room;
+      }
+    }
+    if (this.pendingTrailers) {
+      const block = this.pendingTrailers;
+      this.pendingTrailers = undefined;
+      this.trailersQueued = true;
+      conn.queueHeaders(this.id, block, true);
+      conn.streamLocallyClosed(this);
+    }
+  }
+
+  get blocked(): boolean {
+    return this.pending.length > 0;
+  }
+
+  failPending(): void {
+    const err = new Error("stream closed");
+    for (const p of this.pending) p.cb?.(err);
+    this.pending = [];
+    this.pendingTrailers = undefined;
+  }
+}
+
+/** One client connection. */
+class Connection {
+  sendWindow = DEFAULT_WINDOW;
+  peerMaxFrame = MAX_FRAME;
+  private peerInitialWindow = DEFAULT_WINDOW;
+  private recvWindow = DEFAULT_WINDOW;
+  private recvUnacked = 0;
+  private readonly streams = new Map<number, Stream>();
+  private lastStreamId = 0;
+  private readonly decoder = new HpackDecoder({ maxTableSize: 4096, maxHeaderListSize: MAX_HEADER_BLOCK });
+  private inbuf: Buffer | undefined;
+  private prefaceSeen = false;
+  private headerBlock: { sid: number; flags: number; parts: Buffer[]; len: number } | undefined;
+  private out: Buffer[] = [];
+  private outLen = 0;
+  private callbacks: Array<(e?: Error | null) => void> = [];
+  private flushScheduled = false;
+  private blocked = new Set<Stream>();
+  private goawaySent = false;
+  closed = false;
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly server: H2GrpcServer,
+  ) {
+    socket.on("data", (d: Buffer) => this.onData(d));
+    socket.on("error", () => this.close());
+    socket.on("close", () => this.close());
+    const settings = Buffer.allocUnsafe(18);
+    settings.writeUInt16BE(0x3, 0); // MAX_CONCURRENT_STREAMS
+    settings.writeUInt32BE(server.maxConcurrentStreams, 2);
+    settings.writeUInt16BE(0x4, 6); // INITIAL_WINDOW_SIZE
+    settings.writeUInt32BE(STREAM_WINDOW, 8);
+    settings.writeUInt16BE(0x6, 12); // MAX_HEADER_LIST_SIZE
+    settings.writeUInt32BE(MAX_HEADER_BLOCK, 14);
+    this.queue(frameHeader(18, SETTINGS, 0, 0), settings);
+    this.queue(frameHeader(4, WINDOW_UPDATE, 0, 0), u32(CONN_WINDOW - DEFAULT_WINDOW));
+    this.recvWindow = CONN_WINDOW;
+  }
+
+  get activeCalls(): number {
+    return this.streams.size;
+  }
+
+  // ---- output -----------------------------------------------------------------------------------------------------
+
+  private queue(head: Buffer, payload?: Buffer): void {
+    this.out.push(head);
+    this.outLen += head.length;
+    if (payload && payload.length) {
+      this.out.push(payload);
+      this.outLen += payload.length;
+    }
+    this.scheduleFlush();
+  }
+
+  queueHeaders(sid: number, block: Buffer, endStream: boolean): void {
+    const max = this.peerMaxFrame;
+    if (block.length <= max) {
+      this.queue(frameHeader(block.length, HEADERS, END_HEADERS | (endStream ? END_STREAM : 0), sid), block);
+      return;
+    }
+    this.queue(frameHeader(max, HEADERS, endStream ? END_STREAM : 0, sid), block.subarray(0, max));
+    for (let off = max; off < block.length; off += max) {
+      const part = block.subarray(off, Math.min(block.length, off + max));
+      this.queue(frameHeader(part.length, CONTINUATION, off + max >= block.length ? END_HEADERS : 0, sid), part);
+    }
+  }
+
+  queueData(sid: number, data: Buffer, endStream: boolean): void {
+    this.queue(frameHeader(data.length, DATA, endStream ? END_STREAM : 0, sid), data);
+  }
+
+  afterFlush(cb: (e?: Error | null) => void): void {
+    this.callbacks.push(cb);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  flush(): void {
+    this.flushScheduled = false;
+    const cbs = this.callbacks;
+    this.callbacks = [];
+    if (this.closed) {
+      const err = new Error("connection closed");
+      for (const cb of cbs) cb(err);
+      return;
+    }
+    if (this.outLen > 0) {
+      const buf = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outLen);
+      this.out = [];
+      this.outLen = 0;
+      this.socket.write(buf);
+    }
+    for (const cb of cbs) cb(null);
+  }
+
+  /** A stream has something to send: send what the windows allow now, remember it otherwise. */
+  drain(s: Stream): void {
+    s.flushTo(this);
+    if (s.blocked) this.blocked.add(s);
+    else this.blocked.delete(s);
+  }
+
+  private drainBlocked(): void {
+    for (const s of [...this.blocked]) {
+      if (this.sendWindow <= 0) return;
+      this.drain(s);
+    }
+  }
+
+  streamLocallyClosed(s: Stream): void {
+    if (!s.remoteClosed) {
+      // grpc-go's server does the same: the call is over, tell the client to stop sending.
+      this.queue(frameHeader(4, RST_STREAM, 0, s.id), u32(H2Error.NO_ERROR));
+      s.remoteClosed = true;
+    }
+    this.streams.delete(s.id);
+    this.blocked.delete(s);
+    this.server.maybeFinishShutdown();
+  }
+
+  // ---- input ------------------------------------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let buf = this.inbuf ? Buffer.concat([this.inbuf, chunk]) : chunk;
+    this.inbuf = undefined;
+    try {
+      if (!this.prefaceSeen) {
+        const n = Math.min(buf.length, PREFACE.length);
+        if (!buf.subarray(0, n).equals(PREFACE.subarray(0, n))) return this.destroy();
+        if (buf.length < PREFACE.length) {
+          this.inbuf = buf;
+          return;
+        }
+        this.prefaceSeen = true;
+        buf = buf.subarray(PREFACE.length);
+      }
+      let off = 0;
+      while (buf.length - off >= 9) {
+        const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
+        if (len > MAX_FRAME) return this.goaway(H2Error.FRAME_SIZE_ERROR, `frame of ${len} bytes exceeds ${MAX_FRAME}`);
+        if (buf.length - off < 9 + len) break;
+        const type = buf[off + 3]!;
+        const flags = buf[off + 4]!;
+        const sid = buf.readUInt32BE(off + 5) & 0x7fffffff;
+        const payload = buf.subarray(off + 9, off + 9 + len);
+        off += 9 + len;
+        this.onFrame(type, flags, sid, payload);
+        if (this.closed) return;
+      }
+      if (off < buf.length) this.inbuf = Buffer.from(buf.subarray(off)); // copy: do not pin the whole read buffer
+      this.creditWindows();
+    } catch (e) {
+      this.goaway(e instanceof HpackError ? H2Error.COMPRESSION_ERROR : H2Error.INTERNAL_ERROR, e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  private onFrame(type: number, flags: number, sid: number, p: Buffer): void {
+    if (this.headerBlock && type !== CONTINUATION) return this.goaway(H2Error.PROTOCOL_ERROR, "expected CONTINUATION");
+    switch (type) {
+      case DATA:
+        return this.onDataFrame(flags, sid, p);
+      case HEADERS:
+        return this.onHeadersFrame(flags, sid, p);
+      case CONTINUATION: {
+        const hb = this.headerBlock;
+        if (!hb || hb.sid !== sid) return this.goaway(H2Error.PROTOCOL_ERROR, "unexpected CONTINUATION");
+        hb.parts.push(p);
+        hb.len += p.length;
+        if (hb.len > MAX_HEADER_BLOCK) return this.goaway(H2Error.PROTOCOL_ERROR, "header block too large");
+        if (flags & END_HEADERS) {
+          this.headerBlock = undefined;
+          this.onHeaderBlock(sid, hb.flags, Buffer.concat(hb.parts, hb.len));
+        }
+        return;
+      }
+      case SETTINGS:
+        return this.onSettings(flags, sid, p);
+      case PING:
+        if (sid !== 0 || p.length !== 8) return this.goaway(p.length !== 8 ? H2Error.FRAME_SIZE_ERROR : H2Error.PROTOCOL_ERROR, "bad PING");
+        if (!(flags & ACK)) this.queue(frameHeader(8, PING, ACK, 0), Buffer.from(p));
+        return;
+      case WINDOW_UPDATE:
+        return this.onWindowUpdate(sid, p);
+      case RST_STREAM: {
+        if (sid === 0 || p.length !== 4) return this.goaway(sid === 0 ? H2Error.PROTOCOL_ERROR : H2Error.FRAME_SIZE_ERROR, "bad RST_STREAM");
+        const s = this.streams.get(sid);
+        if (s) {
+          this.streams.delete(sid);
+          this.blocked.delete(s);
+          s.failPending();
+          s.localClosed = true;
+          s.remoteClosed = true;
+          s.call?.cancel();
+          this.server.maybeFinishShutdown();
+        }
+        return;
+      }
+      case GOAWAY:
+        this.server.peerGoaway(this);
+        return;
+      case PRIORITY:
+        if (p.length !== 5) return this.goaway(H2Error.FRAME_SIZE_ERROR, "bad PRIORITY");
+        return;
+      case PUSH_PROMISE:
+        return this.goaway(H2Error.PROTOCOL_ERROR, "PUSH_PROMISE from a client");
+      default:
+        return; // unknown frame types are ignored (RFC 9113 §4.1)
+    }
+  }
+
+  private onSettings(flags: number, sid: number, p: Buffer): void {
+    if (sid !== 0) return this.goaway(H2Error.PROTOCOL_ERROR, "SETTINGS on a stream");
+    if (flags & ACK) {
+      if (p.length !== 0) return this.goaway(H2Error.FRAME_SIZE_ERROR, "SETTINGS ack with payload");
+      return;
+    }
+    if (p.length % 6 !== 0) return this.goaway(H2Error.FRAME_SIZE_ERROR, "SETTINGS length");
+    for (let i = 0; i < p.length; i += 6) {
+      const id = p.readUInt16BE(i);
+      const v = p.readUInt32BE(i + 2);
+      if (id === 0x4) {
+        if (v > MAX_WINDOW) return this.goaway(H2Error.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large");
+        const delta = v - this.peerInitialWindow;
+        this.peerInitialWindow = v;
+        for (const s of this.streams.values()) s.sendWindow += delta;
+      } else if (id === 0x5) {
+        if (v < 16_384 || v > 16_777_215) return this.goaway(H2Error.PROTOCOL_ERROR, "bad MAX_FRAME_SIZE");
+        this.peerMaxFrame = v;
+      } else if (id === 0x2 && v > 1) {
+        return this.goaway(H2Error.PROTOCOL_ERROR, "bad ENABLE_PUSH");
+      }
+    }
+    this.queue(frameHeader(0, SETTINGS, ACK, 0));
+    this.drainBlocked();
+  }
+
+  private onWindowUpdate(sid: number, p: Buffer): void {
+    if (p.length !== 4) return this.goaway(H2Error.FRAME_SIZE_ERROR, "bad WINDOW_UPDATE");
+    const inc = p.readUInt32BE(0) & 0x7fffffff;
+    if (sid === 0) {
+      if (inc === 0) return this.goaway(H2Error.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
+      this.sendWindow += inc;
+      if (this.sendWindow > MAX_WINDOW) return this.goaway(H2Error.FLOW_CONTROL_ERROR, "connection window overflow");
+      this.drainBlocked();
+      return;
+    }
+    const s = this.streams.get(sid);
+    if (!s) return;
+    if (inc === 0 || s.sendWindow + inc > MAX_WINDOW) return this.resetStream(s, inc === 0 ? H2Error.PROTOCOL_ERROR : H2Error.FLOW_CONTROL_ERROR);
+    s.sendWindow += inc;
+    if (s.blocked) this.drain(s);
+  }
+
+  /** Strips padding (and priority fields for HEADERS); undefined when malformed. */
+  private static unpad(flags: number, p: Buffer, priority: boolean): Buffer | undefined {
+    let start = 0;
+    let end = p.length;
+    if (flags & PADDED) {
+      if (p.length < 1) return undefined;
+      const pad = p[0]!;
+      start = 1;
+      end = p.length - pad;
+    }
+    if (priority && flags & PRIORITY_FLAG) start += 5;
+    if (end < start) return undefined;
+    return p.subarray(start, end);
+  }
+
+  private onHeadersFrame(flags: number, sid: number, p: Buffer): void {
+    if (sid === 0) return this.goaway(H2Error.PROTOCOL_ERROR, "HEADERS on stream 0");
+    const block = Connection.unpad(flags, p, true);
+    if (!block) return this.goaway(H2Error.PROTOCOL_ERROR, "bad HEADERS padding");
+    if (!(flags & END_HEADERS)) {
+      this.headerBlock = { sid, flags, parts: [Buffer.from(block)], len: block.length };
+      return;
+    }
+    this.onHeaderBlock(sid, flags, block);
+  }
+
+  private onHeaderBlock(sid: number, flags: number, block: Buffer): void {
+    const headers = this.decoder.decode(block); // HpackError -> COMPRESSION_ERROR (caught in onData)
+    const existing = this.streams.get(sid);
+    if (existing) {
+      // Trailers from the client: only END_STREAM matters.
+      if (!(flags & END_STREAM)) return this.resetStream(existing, H2Error.PROTOCOL_ERROR);
+      return this.remoteEnd(existing);
+    }
+    if (sid <= this.lastStreamId) return; // a closed stream: ignore
+    if ((sid & 1) === 0) return this.goaway(H2Error.PROTOCOL_ERROR, "even stream id from a client");
+    this.lastStreamId = sid;
+    const s = new Stream(sid, this, this.peerInitialWindow);
+    s.recvUnacked = 0;
+    if (this.goawaySent || this.streams.size >= this.server.maxConcurrentStreams) {
+      this.queue(frameHeader(4, RST_STREAM, 0, sid), u32(H2Error.REFUSED_STREAM));
+      return;
+    }
+    this.streams.set(sid, s);
+    if (flags & END_STREAM) s.remoteClosed = true;
+
+    let method = "";
+    let path = "";
+    let contentType = "";
+    let timeout: string | undefined;
+    for (const [k, v] of headers) {
+      if (k === ":path") path = v;
+      else if (k === ":method") method = v;
+      else if (k === "content-type") contentType = v;
+      else if (k === "grpc-timeout") timeout = v;
+    }
+    const route = this.server.route(path);
+    const fail = (code: number, details: string) => {
+      s.discard = true;
+      s.sendStatus(code, details);
+    };
+    if (method !== "POST") return fail(INTERNAL, `unsupported HTTP method ${JSON.stringify(method)}`);
+    if (!contentType.startsWith("application/grpc")) return fail(INTERNAL, `unsupported content-type ${JSON.stringify(contentType)}`);
+    if (!route) return fail(UNIMPLEMENTED, `The server does not implement the method ${path}`);
+    const call = new H2Call(s, path, headers, route);
+    s.call = call;
+    const ms = parseGrpcTimeout(timeout);
+    if (ms !== undefined) call.armDeadline(ms);
+    if (route.kind === "bidi" || route.kind === "clientStream") {
+      this.invoke(call);
+    }
+    if (s.remoteClosed) this.remoteEnd(s, true);
+  }
+
+  private onDataFrame(flags: number, sid: number, p: Buffer): void {
+    if (sid === 0) return this.goaway(H2Error.PROTOCOL_ERROR, "DATA on stream 0");
+    this.recvWindow -= p.length;
+    this.recvUnacked += p.length;
+    if (this.recvWindow < 0) return this.goaway(H2Error.FLOW_CONTROL_ERROR, "connection receive window exceeded");
+    const s = this.streams.get(sid);
+    if (!s || s.remoteClosed) return; // closed stream: bytes counted for the connection window, then dropped
+    s.recvUnacked += p.length;
+    const data = Connection.unpad(flags, p, false);
+    if (!data) return this.resetStream(s, H2Error.PROTOCOL_ERROR);
+    if (!s.discard && s.call && !s.call.finished) {
+      const got = s.receive(data, this.server.maxReceiveMessageLength);
+      if (Array.isArray(got)) {
+        const call = s.call;
+        for (const m of got) {
+          if (call.route.kind === "bidi" || call.route.kind === "clientStream") {
+            let msg: unknown;
+            try {
+              msg = call.route.deserialize(m);
+            } catch (e) {
+              call.sendStatus({ code: INTERNAL, details: `Error deserializing request: ${e instanceof Error ? e.message : String(e)}` });
+              break;
+            }
+            call.emit("data", msg);
+          } else {
+            s.messages.push(m);
+            if (s.messages.length > 1) {
+              call.sendStatus({ code: UNIMPLEMENTED, details: `received more than one request message for unary-request method ${call.getPath()}` });
+              break;
+            }
+          }
+        }
+      } else {
+        s.discard = true;
+        s.call.sendStatus(got);
+      }
+    }
+    if (flags & END_STREAM) this.remoteEnd(s);
+  }
+
+  /** The client half-closed the stream: run a unary/server-stream handler, or tell a streaming one. */
+  private remoteEnd(s: Stream, fromHeaders = false): void {
+    s.remoteClosed = true;
+    const call = s.call;
+    if (s.trailersQueued) {
+      this.streams.delete(s.id);
+      this.blocked.delete(s);
+      this.server.maybeFinishShutdown();
+      return;
+    }
+    if (!call || call.finished) return;
+    if (call.route.kind === "bidi" || call.route.kind === "clientStream") {
+      if (s.leftover > 0) return call.sendStatus({ code: INTERNAL, details: "request ended inside a message" });
+      call.emit("end");
+      return;
+    }
+    if (s.leftover > 0 || s.messages.length !== 1) {
+      return call.sendStatus({ code: s.messages.length > 1 ? UNIMPLEMENTED : INTERNAL, details: fromHeaders || s.messages.length === 0 ? `no request message received for ${call.getPath()}` : "request ended inside a message" });
+    }
+    try {
+      call.request = call.route.deserialize(s.messages[0]!);
+    } catch (e) {
+      return call.sendStatus({ code: INTERNAL, details: `Error deserializing request: ${e instanceof Error ? e.message : String(e)}` });
+    }
+    s.messages = [];
+    this.invoke(call);
+  }
+
+  private invoke(call: H2Call): void {
+    try {
+      if (call.route.kind === "unary" || call.route.kind === "clientStream") {
+        call.route.handler(call, (err, value) => call.reply(err, value));
+      } else {
+        call.route.handler(call);
+      }
+    } catch (e) {
+      call.sendStatus({ code: UNKNOWN, details: `handler threw: ${e instanceof Error ? e.message : String(e)}` });
+    }
+  }
+
+  private resetStream(s: Stream, code: number): void {
+    this.queue(frameHeader(4, RST_STREAM, 0, s.id), u32(code));
+    this.streams.delete(s.id);
+    this.blocked.delete(s);
+    s.failPending();
+    s.localClosed = true;
+    s.remoteClosed = true;
+    s.call?.cancel();
+    this.server.maybeFinishShutdown();
+  }
+
+  /** Returns receive window to the client once a good part of it was used. */
+  private creditWindows(): void {
+    if (this.recvUnacked >= CONN_WINDOW / 4) {
+      this.queue(frameHeader(4, WINDOW_UPDATE, 0, 0), u32(this.recvUnacked));
+      this.recvWindow += this.recvUnacked;
+      this.recvUnacked = 0;
+    }
+    for (const s of this.streams.values()) {
+      if (s.recvUnacked >= STREAM_WINDOW / 4 && !s.remoteClosed) {
+        this.queue(frameHeader(4, WINDOW_UPDATE, 0, s.id), u32(s.recvUnacked));
+        s.recvUnacked = 0;
+      }
+    }
+  }
+
+  // ---- teardown ---------------------------------------------------------------------------------------------------
+
+  /** Graceful: no new streams; existing ones finish. */
+  sendGoaway(code: number, debug = ""): void {
+    if (this.goawaySent || this.closed) return;
+    this.goawaySent = true;
+    const d = Buffer.from(debug.slice(0, 256), "utf8");
+    const p = Buffer.allocUnsafe(8 + d.length);
+    p.writeUInt32BE(this.lastStreamId, 0);
+    p.writeUInt32BE(code, 4);
+    d.copy(p, 8);
+    this.queue(frameHeader(p.length, GOAWAY, 0, 0), p);
+  }
+
+  /** Connection error: GOAWAY with the code, then close. */
+  goaway(code: number, debug: string): void {
+    this.sendGoaway(code, debug);
+    this.server.log?.("http2 connection error", { code, reason: debug });
+    this.flush();
+    this.socket.end();
+    this.close();
+  }
+
+  /** Writes what is queued (the last responses), then closes. */
+  endGracefully(): void {
+    this.flush();
+    this.socket.end();
+    this.close();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+    this.close();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.streams.values()) {
+      s.failPending();
+      s.call?.cancel();
+    }
+    this.streams.clear();
+    this.blocked.clear();
+    const cbs = this.callbacks;
+    this.callbacks = [];
+    const err = new Error("connection closed");
+    for (const cb of cbs) cb(err);
+    this.server.connectionClosed(this);
+  }
+}
+
+/** The server: grpc-js's `Server` surface that the SDK uses (addService, bindAsync, tryShutdown, forceShutdown). */
+export class H2GrpcServer {
+  readonly maxReceiveMessageLength: number;
+  readonly maxConcurrentStreams: number;
+  /** Optional diagnostics sink (connection-level protocol errors). */
+  log: ((msg: string, fields: Record<string, unknown>) => void) | undefined;
+  private readonly routes = new Map<string, Route>();
+  private readonly servers: net.Server[] = [];
+  private readonly conns = new Set<Connection>();
+  private shuttingDown: (() => void) | undefined;
+
+  constructor(opts: H2ServerOptions = {}) {
+    this.maxReceiveMessageLength = opts.maxReceiveMessageLength ?? 4 * 1024 * 1024;
+    this.maxConcurrentStreams = opts.maxConcurrentStreams ?? 1000;
+  }
+
+  /**
+   * Registers every method of a grpc-js service definition. Handlers receive H2Call objects; they are typed for
+   * grpc-js's call classes but use only the members H2Call implements (see the header comment).
+   */
+  addService(service: ServiceDefinition, impl: UntypedServiceImplementation): void {
+    for (const [name, def] of Object.entries(service)) {
+      const fn = impl[name] ?? (def.originalName ? impl[def.originalName] : undefined);
+      if (typeof fn !== "function") continue;
+      if (this.routes.has(def.path)) throw new Error(`method ${def.path} registered twice`);
+      const kind: Kind = def.requestStream ? (def.responseStream ? "bidi" : "clientStream") : def.responseStream ? "serverStream" : "unary";
+      this.routes.set(def.path, {
+        kind,
+        deserialize: (b) => def.requestDeserialize(b),
+        serialize: (v) => def.responseSerialize(v),
+        handler: fn as unknown as Route["handler"],
+      });
+    }
+  }
+
+  route(path: string): Route | undefined {
+    return this.routes.get(path);
+  }
+
+  /** `unix:///abs/path`, `unix:/abs/path` or `host:port` (port 0 picks one). Calls back with the bound port (0 for unix). */
+  bindAsync(target: string, _creds: unknown, cb: (err: Error | null, port: number) => void): void {
+    const server = net.createServer((socket) => {
+      if (this.shuttingDown) return socket.destroy();
+      const c = new Connection(socket, this);
+      this.conns.add(c);
+    });
+    const onError = (e: Error) => cb(e, 0);
+    server.once("error", onError);
+    const unix = /^unix:(?:\/\/)?(\/.*)$/.exec(target);
+    const done = () => {
+      server.removeListener("error", onError);
+      server.on("error", (e) => this.log?.("listener error", { error: e.message }));
+      this.servers.push(server);
+      const a = server.address();
+      cb(null, typeof a === "object" && a ? a.port : 0);
+    };
+    if (unix) {
+      server.listen(unix[1], done);
+      return;
+    }
+    const m = /^(.*):(\d+)$/.exec(target);
+    if (!m) return cb(new Error(`unsupported bind target ${target}`), 0);
+    server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ""), done);
+  }
+
+  /** Stops accepting, sends GOAWAY, calls back once every call has finished. */
+  tryShutdown(cb: (err?: Error) => void): void {
+    for (const s of this.servers) s.close();
+    this.shuttingDown = () => cb();
+    for (const c of this.conns) c.sendGoaway(H2Error.NO_ERROR, "server shutting down");
+    this.maybeFinishShutdown();
+  }
+
+  /** Closes everything now; running calls are cancelled. */
+  forceShutdown(): void {
+    for (const s of this.servers) s.close();
+    this.shuttingDown ??= () => undefined;
+    for (const c of [...this.conns]) c.destroy();
+  }
+
+  maybeFinishShutdown(): void {
+    if (!this.shuttingDown) return;
+    for (const c of this.conns) if (c.activeCalls > 0) return;
+    const cb = this.shuttingDown;
+    this.shuttingDown = () => undefined;
+    for (const c of [...this.conns]) c.endGracefully();
+    cb();
+  }
+
+  peerGoaway(_c: Connection): void {
+    // The client will open no new streams on this connection; existing calls finish normally.
+  }
+
+  connectionClosed(c: Connection): void {
+    this.conns.delete(c);
+    this.maybeFinishShutdown();
+  }
+
+  /** Codes for status objects built outside (exported for tests). */
+  static readonly codes = { OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE };
+}
