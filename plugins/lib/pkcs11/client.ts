@@ -21,6 +21,7 @@ import { type ModuleHandle, acquireModule, releaseModule } from './module';
 import { type PinSource, readPin } from './pin';
 import { SessionPool, type PooledSession } from './pool';
 import { type TokenDescriptor, type TokenSelector, listTokens, selectToken } from './token';
+import { type NativeSigner, openNativeSigner } from './native-sign';
 
 export interface Pkcs11Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -42,6 +43,8 @@ export interface Pkcs11ClientOptions {
   sessionWaitTimeoutMs?: number;
   /** Total time one operation may spend including recoveries (default 25 s). */
   recoveryBudgetMs?: number;
+  /** Sign through native/pkcs11sign when it is built (default true; env PKCS11_NATIVE_SIGN=0 also disables it). */
+  nativeSign?: boolean;
   log?: Pkcs11Logger;
 }
 
@@ -84,6 +87,8 @@ export class Pkcs11Client {
   /** Handle epoch: cached object handles from older epochs are re-found. */
   private epoch = 0;
   private pinRejected: Pkcs11Error | undefined;
+  /** The native C_SignInit+C_Sign signer; undefined until first use, null when not available. */
+  private native: NativeSigner | null | undefined;
   private closed = false;
   private reloginInFlight: Promise<void> | undefined;
   readonly stats: ClientStats = { loginAttempts: 0, relogins: 0, reinits: 0, sessionRecoveries: 0, retriedOperations: 0 };
@@ -96,6 +101,7 @@ export class Pkcs11Client {
       maxSessions: opts.maxSessions ?? 8,
       sessionWaitTimeoutMs: opts.sessionWaitTimeoutMs ?? 10_000,
       recoveryBudgetMs: opts.recoveryBudgetMs ?? 25_000,
+      nativeSign: opts.nativeSign ?? true,
       ...(opts.libraryParameters !== undefined ? { libraryParameters: opts.libraryParameters } : {}),
     };
     this.log = opts.log ?? nullLogger;
@@ -429,11 +435,25 @@ export class Pkcs11Client {
     return m;
   }
 
-  /** Signs `data` with the private key `ref` (C_SignInit + C_SignAsync on a pooled session), with recovery. */
+  /**
+   * Signs `data` with the private key `ref` on a pooled session, with recovery: C_SignInit + C_Sign as one job on a
+   * worker thread (native/pkcs11sign), or, without the addon, C_SignInit here and C_SignAsync on a worker.
+   */
   sign(ref: ObjectRef, mechanism: pkcs11js.Mechanism, data: Buffer, maxOut: number): Promise<Buffer> {
     return this.run('sign', () =>
       this.withSession(async (s) => {
         const key = this.resolve(ref);
+        if (this.native === undefined) {
+          try {
+            this.native = this.options.nativeSign ? (openNativeSigner(this.options.modulePath) ?? null) : null;
+          } catch (e) {
+            this.log.warn('native signing addon unavailable, signing through pkcs11js', { error: (e as Error).message });
+            this.native = null;
+          }
+          this.log.debug('signing path', { native: this.native !== null });
+        }
+        const viaAddon = this.native?.sign(s, key, mechanism, data, maxOut);
+        if (viaAddon) return viaAddon;
         p11('C_SignInit', () => this.pkcs11.C_SignInit(s, mechanism, key));
         // `data` stays referenced by this closure until the promise settles (the native worker keeps a raw pointer).
         const sig = await p11Async('C_Sign', () => this.pkcs11.C_SignAsync(s, data, Buffer.alloc(maxOut)));
