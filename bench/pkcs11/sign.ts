@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as pkcs11js from 'pkcs11js';
-import { KeyManagerClient } from '../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
+import { KeyManagerClient, SignDataRequest, GetPublicKeyRequest } from '../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
+import { runGoClient } from '../goclient';
 import { spawnPlugin, unary } from '../../plugins/sdk/testing';
 import { createSoftHsm } from '../../simulators/softhsm2';
 
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
   const hsm = createSoftHsm({ tokens: [{ label: 'bench', pin: '13572468' }] });
   const rows: Row[] = [];
   let pluginCpuPerOpUs = NaN;
+  let goPluginCpuPerOpUs = NaN;
   const cBin = compileC();
   try {
     // ---- 1. plugin over gRPC (spawned as SPIRE does) --------------------------------------------------------------
@@ -98,6 +100,18 @@ async function main(): Promise<void> {
         config: 'GetPublicKey (no PKCS#11), concurrency 32',
         opsPerSec: await runFor(32, () => unary(client, 'getPublicKey', { keyId: KEY_ID })),
       });
+      // The same calls from a grpc-go client, as SPIRE makes them (the Node client above costs ~a core by itself).
+      const socket = plugin.handshake.address;
+      const signBytes = SignDataRequest.encode(SignDataRequest.fromPartial(req as SignDataRequest)).finish();
+      for (const c of [1, 32]) {
+        const cpu0 = cpuSeconds(plugin.pid);
+        const r = runGoClient({ socket, method: '/spire.plugin.server.keymanager.v1.KeyManager/SignData', req: signBytes, c, seconds: SECONDS });
+        if (r.errors) throw new Error(`grpc-go SignData errors: ${r.errors} (${r.first_error})`);
+        rows.push({ layer: 'plugin over gRPC, grpc-go client', config: `concurrency ${c} (p50 ${r.p50_us.toFixed(0)} µs)`, opsPerSec: r.ops_per_sec });
+        if (c === 32) goPluginCpuPerOpUs = ((cpuSeconds(plugin.pid) - cpu0) / r.calls) * 1e6;
+      }
+      const gpk = runGoClient({ socket, method: '/spire.plugin.server.keymanager.v1.KeyManager/GetPublicKey', req: GetPublicKeyRequest.encode({ keyId: KEY_ID }).finish(), c: 32, seconds: SECONDS });
+      rows.push({ layer: 'plugin over gRPC, grpc-go client', config: 'GetPublicKey (no PKCS#11), concurrency 32', opsPerSec: gpk.ops_per_sec });
     } finally {
       await plugin.unload();
     }
@@ -172,15 +186,19 @@ async function main(): Promise<void> {
   const w = Math.max(...rows.map((r) => r.layer.length + r.config.length + 3));
   console.log(`\nECDSA P-256 SignData on SoftHSM2, ${SECONDS}s per row, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'})`);
   for (const r of rows) console.log(`${`${r.layer} — ${r.config}`.padEnd(w + 2)} ${r.opsPerSec.toFixed(0).padStart(8)} ops/s`);
-  const plugin32 = rows.find((r) => r.layer.startsWith('plugin') && r.config.endsWith('32'))!.opsPerSec;
+  const plugin32 = rows.find((r) => r.layer === 'plugin over gRPC' && r.config.endsWith('32'))!.opsPerSec;
+  const go32 = rows.find((r) => r.layer === 'plugin over gRPC, grpc-go client' && r.config.startsWith('concurrency 32'))!.opsPerSec;
   const c2 = rows.find((r) => r.layer.startsWith('raw C') && r.config.startsWith('2'))!.opsPerSec;
+  const c1 = rows.find((r) => r.layer.startsWith('raw C') && r.config.startsWith('1'))!.opsPerSec;
   const ratio = plugin32 / c2;
-  console.log(`ratio plugin(c=32) / raw C (2 threads) = ${(ratio * 100).toFixed(1)}% (goal ≥ 50%)`);
+  const goRatio = go32 / c2;
+  console.log(`ratio plugin(c=32, grpc-js client) / raw C (2 threads) = ${(ratio * 100).toFixed(1)}%`);
+  console.log(`ratio plugin(c=32, grpc-go client) / raw C (2 threads) = ${(goRatio * 100).toFixed(1)}% (goal ≥ 50%); / raw C (1 thread) = ${((go32 / c1) * 100).toFixed(1)}%`);
   console.log(
-    `plugin process CPU per SignData (c=32): ${pluginCpuPerOpUs.toFixed(0)} µs (gRPC + JS + the C_Sign itself on libuv threads) → ≈ ${(1e6 / pluginCpuPerOpUs).toFixed(0)} ops/s per fully available core`,
+    `plugin process CPU per SignData (c=32): ${pluginCpuPerOpUs.toFixed(0)} µs with the grpc-js client, ${goPluginCpuPerOpUs.toFixed(0)} µs with the grpc-go client (gRPC + JS + the C_Sign itself on libuv threads); raw C spends ${(2e6 / c2).toFixed(0)} µs of CPU per signature`,
   );
   console.log(`load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  console.log(JSON.stringify({ rows, ratio, pluginCpuPerOpUs }));
+  console.log(JSON.stringify({ rows, ratio, goRatio, pluginCpuPerOpUs, goPluginCpuPerOpUs }));
 }
 
 main().catch((e: unknown) => {
