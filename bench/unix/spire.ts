@@ -16,8 +16,11 @@
 //  C. one agent with both, discover_workload_path = true; the workload is a copy of node padded to exactly 100 MiB.
 //     warm: the same binary every call (ours serves the digest from its cache, the built-in hashes every time);
 //     cold: the workload gives its own executable a new mtime before every call, so ours must hash again too.
+//  A2 (BENCH_GO_EXTERNAL=1). SPIRE's own unix attestor code built as an EXTERNAL Go plugin (bench/unix/go-external),
+//     a third agent, alternating with A's two: what any external plugin costs over a built-in, the floor for ours.
 //  D. as C, but two agents again (built-in only / ours only), alternating blocks: neither attestor competes with the
 //     other's hashing for CPU during the calls that are timed.
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SpireHarness, renderConfig, spireChildEnv, spireHealthy, type PluginDecl } from '../../simulators/spire/harness';
@@ -153,6 +156,46 @@ async function main(): Promise<void> {
     rows.push({ phase: 'A two agents', what: 'attestor elapsed (agent telemetry)', builtin: stats(statsd.attestorTimes('unix', from)), ours: stats(statsd.attestorTimes('unix_ts', from)) });
     await stopProcess(extra.proc, 15_000);
     extra = undefined;
+
+    // ---------------- A2 (optional). The floor for ANY external plugin: SPIRE's own unix attestor code built as an
+    // external Go plugin (BENCH_GO_EXTERNAL=1 builds bench/unix/go-external; or a path to such a binary), alternating
+    // with the built-in and ours.
+    const goEnv = process.env['BENCH_GO_EXTERNAL'];
+    const goExternal =
+      goEnv === '1'
+        ? execFileSync('bash', [path.resolve(__dirname, '../../../bench/unix/go-external/build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim()
+        : goEnv;
+    if (goExternal) {
+      log('phase A2: built-in vs the same attestor as an external Go plugin vs ours, three agents, alternating blocks');
+      extra = await startExtraAgent(spire, 'agent-ts2', [ts('unix_ts', '')], telemetry);
+      const goAgent = await startExtraAgent(spire, 'agent-go', [{ type: 'WorkloadAttestor', name: 'unix_go', pluginCmd: goExternal, pluginData: '' }], telemetry);
+      try {
+        await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/a2-ts`, parentId: extra.spiffeId, selectors: ['unix_ts:uid:0'] });
+        await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/a2-go`, parentId: goAgent.spiffeId, selectors: ['unix_go:uid:0'] });
+        await waitForSvid(extra.socket);
+        await waitForSvid(goAgent.socket);
+        await timeFetchX509(goAgent.socket, BLOCK);
+        await timeFetchX509(extra.socket, BLOCK);
+        const from2 = statsd.samples.length;
+        const b2: number[] = [];
+        const g2: number[] = [];
+        const t2: number[] = [];
+        for (let done = 0; done < N; done += BLOCK) {
+          b2.push(...(await timeFetchX509(spire.agentSocket, BLOCK)).ms);
+          g2.push(...(await timeFetchX509(goAgent.socket, BLOCK)).ms);
+          t2.push(...(await timeFetchX509(extra.socket, BLOCK)).ms);
+        }
+        await sleep(1_000);
+        rows.push({ phase: 'A2 three agents', what: 'FetchX509SVID e2e: built-in vs ours', builtin: stats(b2), ours: stats(t2) });
+        rows.push({ phase: 'A2 three agents', what: 'FetchX509SVID e2e: built-in vs same code as external Go plugin', builtin: stats(b2), ours: stats(g2) });
+        rows.push({ phase: 'A2 three agents', what: 'FetchX509SVID e2e: external Go plugin vs ours', builtin: stats(g2), ours: stats(t2) });
+        rows.push({ phase: 'A2 three agents', what: 'attestor elapsed: external Go plugin vs ours', builtin: stats(statsd.attestorTimes('unix_go', from2)), ours: stats(statsd.attestorTimes('unix_ts', from2)) });
+      } finally {
+        await stopProcess(goAgent.proc, 15_000);
+        await stopProcess(extra.proc, 15_000);
+        extra = undefined;
+      }
+    }
 
     // ---------------- B. one agent with both, no hashing
     log('phase B: one agent with built-in unix + unix_ts (no hashing)');
