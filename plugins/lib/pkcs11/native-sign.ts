@@ -67,7 +67,7 @@ function packParam(m: pkcs11js.Mechanism): Buffer | null | false {
  * The module must already be loaded and initialised by pkcs11js.
  */
 export function openNativeSigner(modulePath: string, addonPath = defaultAddonPath()): NativeSigner | undefined {
-  if (process.env['PKCS11_NATIVE_SIGN'] === '0' || process.platform === 'win32' || os64() === false) return undefined;
+  if (process.env['PKCS11_NATIVE_SIGN'] === '0' || !unix64()) return undefined;
   const a = loadAddon(addonPath);
   if (!a) return undefined;
   const mod = a.open(modulePath);
@@ -86,6 +86,6 @@ export function openNativeSigner(modulePath: string, addonPath = defaultAddonPat
 }
 
 /** The addon reads handles as 8-byte CK_ULONGs: only on 64-bit little-endian Unix. */
-function os64(): boolean {
+function unix64(): boolean {
   return (process.arch === 'x64' || process.arch === 'arm64') && process.platform !== 'win32';
 }

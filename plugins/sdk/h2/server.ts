@@ -19,6 +19,7 @@ import * as net from "node:net";
 import { EventEmitter } from "node:events";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from "./hpack";
+import { errorMessage } from "../errors";
 
 // Frame types (RFC 9113 §6) and flags.
 const DATA = 0x0;
@@ -52,13 +53,11 @@ export const H2Error = {
 
 // gRPC status codes used here (same numbers as grpc-js's `status`).
 const OK = 0;
-const CANCELLED = 1;
 const UNKNOWN = 2;
 const DEADLINE_EXCEEDED = 4;
 const RESOURCE_EXHAUSTED = 8;
 const UNIMPLEMENTED = 12;
 const INTERNAL = 13;
-const UNAVAILABLE = 14;
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const DEFAULT_WINDOW = 65_535;
@@ -197,18 +196,25 @@ export class H2Call extends EventEmitter {
     this.deadlineTimer.unref();
   }
 
+  /** Encodes a response message; on failure the call ends with INTERNAL and the error is returned. */
+  private encode(msg: unknown): Buffer | Error {
+    try {
+      return this.route.serialize(msg);
+    } catch (e) {
+      this.sendStatus({ code: INTERNAL, details: `failed to serialize response: ${errorMessage(e)}` });
+      return e instanceof Error ? e : new Error(errorMessage(e));
+    }
+  }
+
   /** Sends one response message (headers first if needed). `cb` runs once the bytes are handed to the socket. */
   write(msg: unknown, cb?: (e?: Error | null) => void): boolean {
     if (this.finished || this.cancelled) {
       cb?.(new Error("call already finished"));
       return false;
     }
-    let body: Buffer;
-    try {
-      body = this.route.serialize(msg);
-    } catch (e) {
-      this.sendStatus({ code: INTERNAL, details: `failed to serialize response: ${e instanceof Error ? e.message : String(e)}` });
-      cb?.(e instanceof Error ? e : new Error(String(e)));
+    const body = this.encode(msg);
+    if (body instanceof Error) {
+      cb?.(body);
       return false;
     }
     this.stream.sendMessage(body, cb);
@@ -234,16 +240,22 @@ export class H2Call extends EventEmitter {
     return typeof v === "object" && v !== null && typeof (v as StatusLike).code === "number" && !this.finished;
   }
 
+  /** Decodes one request message; on failure the call ends with INTERNAL and `undefined` is returned. */
+  decode(m: Buffer): { value: unknown } | undefined {
+    try {
+      return { value: this.route.deserialize(m) };
+    } catch (e) {
+      this.sendStatus({ code: INTERNAL, details: `Error deserializing request: ${errorMessage(e)}` });
+      return undefined;
+    }
+  }
+
   /** Unary-style completion. */
   reply(err: StatusLike | null | undefined, value?: unknown): void {
     if (this.finished) return;
     if (err) return this.sendStatus(err);
-    let body: Buffer;
-    try {
-      body = this.route.serialize(value);
-    } catch (e) {
-      return this.sendStatus({ code: INTERNAL, details: `failed to serialize response: ${e instanceof Error ? e.message : String(e)}` });
-    }
+    const body = this.encode(value);
+    if (body instanceof Error) return;
     this.stream.sendMessage(body, undefined);
     this.sendStatus({ code: OK, details: "" });
   }
@@ -529,9 +541,23 @@ class Connection {
       this.queue(frameHeader(4, RST_STREAM, 0, s.id), u32(H2Error.NO_ERROR));
       s.remoteClosed = true;
     }
+    this.forget(s);
+  }
+
+  /** The stream is over on both sides: stop tracking it. */
+  private forget(s: Stream): void {
     this.streams.delete(s.id);
     this.blocked.delete(s);
     this.server.maybeFinishShutdown();
+  }
+
+  /** The stream was reset (by either side): drop what it still had to send and cancel its call. */
+  private abortStream(s: Stream): void {
+    s.failPending();
+    s.localClosed = true;
+    s.remoteClosed = true;
+    s.call?.cancel();
+    this.forget(s);
   }
 
   // ---- input ------------------------------------------------------------------------------------------------------
@@ -567,7 +593,7 @@ class Connection {
       if (off < buf.length) this.inbuf = Buffer.from(buf.subarray(off)); // copy: do not pin the whole read buffer
       this.creditWindows();
     } catch (e) {
-      this.goaway(e instanceof HpackError ? H2Error.COMPRESSION_ERROR : H2Error.INTERNAL_ERROR, e instanceof Error ? e.message : String(e));
+      this.goaway(e instanceof HpackError ? H2Error.COMPRESSION_ERROR : H2Error.INTERNAL_ERROR, errorMessage(e));
     }
   }
 
@@ -601,20 +627,11 @@ class Connection {
       case RST_STREAM: {
         if (sid === 0 || p.length !== 4) return this.goaway(sid === 0 ? H2Error.PROTOCOL_ERROR : H2Error.FRAME_SIZE_ERROR, "bad RST_STREAM");
         const s = this.streams.get(sid);
-        if (s) {
-          this.streams.delete(sid);
-          this.blocked.delete(s);
-          s.failPending();
-          s.localClosed = true;
-          s.remoteClosed = true;
-          s.call?.cancel();
-          this.server.maybeFinishShutdown();
-        }
+        if (s) this.abortStream(s);
         return;
       }
       case GOAWAY:
-        this.server.peerGoaway(this);
-        return;
+        return; // the client opens no new streams on this connection; calls in flight finish normally
       case PRIORITY:
         if (p.length !== 5) return this.goaway(H2Error.FRAME_SIZE_ERROR, "bad PRIORITY");
         return;
@@ -706,7 +723,6 @@ class Connection {
     if ((sid & 1) === 0) return this.goaway(H2Error.PROTOCOL_ERROR, "even stream id from a client");
     this.lastStreamId = sid;
     const s = new Stream(sid, this, this.peerInitialWindow);
-    s.recvUnacked = 0;
     if (this.goawaySent || this.streams.size >= this.server.maxConcurrentStreams) {
       this.queue(frameHeader(4, RST_STREAM, 0, sid), u32(H2Error.REFUSED_STREAM));
       return;
@@ -758,14 +774,9 @@ class Connection {
         const call = s.call;
         for (const m of got) {
           if (call.route.kind === "bidi" || call.route.kind === "clientStream") {
-            let msg: unknown;
-            try {
-              msg = call.route.deserialize(m);
-            } catch (e) {
-              call.sendStatus({ code: INTERNAL, details: `Error deserializing request: ${e instanceof Error ? e.message : String(e)}` });
-              break;
-            }
-            call.emit("data", msg);
+            const msg = call.decode(m);
+            if (!msg) break;
+            call.emit("data", msg.value);
           } else {
             s.messages.push(m);
             if (s.messages.length > 1) {
@@ -786,12 +797,7 @@ class Connection {
   private remoteEnd(s: Stream, fromHeaders = false): void {
     s.remoteClosed = true;
     const call = s.call;
-    if (s.trailersQueued) {
-      this.streams.delete(s.id);
-      this.blocked.delete(s);
-      this.server.maybeFinishShutdown();
-      return;
-    }
+    if (s.trailersQueued) return this.forget(s);
     if (!call || call.finished) return;
     if (call.route.kind === "bidi" || call.route.kind === "clientStream") {
       if (s.leftover > 0) return call.sendStatus({ code: INTERNAL, details: "request ended inside a message" });
@@ -801,11 +807,9 @@ class Connection {
     if (s.leftover > 0 || s.messages.length !== 1) {
       return call.sendStatus({ code: s.messages.length > 1 ? UNIMPLEMENTED : INTERNAL, details: fromHeaders || s.messages.length === 0 ? `no request message received for ${call.getPath()}` : "request ended inside a message" });
     }
-    try {
-      call.request = call.route.deserialize(s.messages[0]!);
-    } catch (e) {
-      return call.sendStatus({ code: INTERNAL, details: `Error deserializing request: ${e instanceof Error ? e.message : String(e)}` });
-    }
+    const req = call.decode(s.messages[0]!);
+    if (!req) return;
+    call.request = req.value;
     s.messages = [];
     this.invoke(call);
   }
@@ -818,19 +822,13 @@ class Connection {
         call.route.handler(call);
       }
     } catch (e) {
-      call.sendStatus({ code: UNKNOWN, details: `handler threw: ${e instanceof Error ? e.message : String(e)}` });
+      call.sendStatus({ code: UNKNOWN, details: `handler threw: ${errorMessage(e)}` });
     }
   }
 
   private resetStream(s: Stream, code: number): void {
     this.queue(frameHeader(4, RST_STREAM, 0, s.id), u32(code));
-    this.streams.delete(s.id);
-    this.blocked.delete(s);
-    s.failPending();
-    s.localClosed = true;
-    s.remoteClosed = true;
-    s.call?.cancel();
-    this.server.maybeFinishShutdown();
+    this.abortStream(s);
   }
 
   /** Returns receive window to the client once a good part of it was used. */
@@ -989,15 +987,8 @@ export class H2GrpcServer {
     cb();
   }
 
-  peerGoaway(_c: Connection): void {
-    // The client will open no new streams on this connection; existing calls finish normally.
-  }
-
   connectionClosed(c: Connection): void {
     this.conns.delete(c);
     this.maybeFinishShutdown();
   }
-
-  /** Codes for status objects built outside (exported for tests). */
-  static readonly codes = { OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE };
 }
