@@ -24,6 +24,6 @@ if [[ -z "$inc" || ! -f "$inc/node_api.h" ]]; then
 fi
 command -v "${CC:-gcc}" >/dev/null || { echo "native/build-addon.sh: ${CC:-gcc} not found" >&2; exit 1; }
 mkdir -p "$out"
-"${CC:-gcc}" -shared -fPIC -O2 -Wall -Wextra -Wno-unused-parameter -I"$inc" "$here/$name.c" -o "$out/$name.node.tmp" -ldl
+"${CC:-gcc}" -shared -fPIC -O2 -Wall -Wextra -Wno-unused-parameter -I"$inc" "$here/$name.c" -o "$out/$name.node.tmp" -ldl -lpthread
 mv -f "$out/$name.node.tmp" "$out/$name.node"
 echo "$out/$name.node"

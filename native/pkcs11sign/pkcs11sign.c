@@ -1,13 +1,22 @@
-// N-API addon: C_SignInit + C_Sign as ONE job on a libuv worker thread.
+// N-API addon: C_SignInit + C_Sign as ONE job on a signing thread of the addon's own.
 //
 // pkcs11js offers C_SignInit only synchronously, so every signature used to run C_SignInit on Node's main thread
 // (SoftHSM resolves and unwraps the key there) and then hand C_Sign to a worker: two boundary crossings and the
-// heavier half of the work on the one thread that also serves gRPC. Measured on the KeyManager bench, the main
-// thread was the bottleneck (~90% busy at concurrency 32, workers ~3% each). This addon runs both calls on the
-// worker. It does not initialise anything: it dlopen()s the module pkcs11js already loaded and initialised (the
-// same handle, reference counted) and calls through its C_GetFunctionList table with pkcs11js's session and object
-// handles. Types below are the PKCS#11 2.40 ABI on Unix (CK_ULONG = unsigned long), written from the spec.
+// heavier half of the work on the one thread that also serves gRPC. This addon runs both calls off the main thread.
+// It does not initialise anything: it dlopen()s the module pkcs11js already loaded and initialised (the same handle,
+// reference counted) and calls through its C_GetFunctionList table with pkcs11js's session and object handles.
+// Types below are the PKCS#11 2.40 ABI on Unix (CK_ULONG = unsigned long), written from the spec.
+//
+// Threads: a pool owns N signing threads (N chosen by the caller) and two queues. The main thread appends a job and
+// wakes a thread only if one is idle; a thread that finishes a job takes the next one without sleeping, so under load
+// the threads sign back to back like a plain C loop. Finished jobs go to a second queue and ONE uv_async wake-up
+// delivers every job finished since the last one, in one callback scope. libuv's shared pool (one mutex and condition
+// variable for all of Node's background work, 16 threads here) cost several context switches per signature: measured
+// with perf on 2 vCPUs, worker threads spent most of their samples switching.
 #include <node_api.h>
+#include <uv.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +47,9 @@ typedef struct {
   sign_fn sign;
 } module_t;
 
-typedef struct {
-  napi_async_work work;
-  napi_ref cb;
-  module_t *mod;
+typedef struct job {
+  struct job *next;
+  double id;
   CK_ULONG session, key;
   CK_MECHANISM mech;
   unsigned char *param;
@@ -52,6 +60,26 @@ typedef struct {
   CK_RV rv;
   const char *failed;
 } job_t;
+
+typedef struct {
+  module_t *mod;
+  napi_env env;
+  napi_ref mod_ref;  // keeps the module external (and its dlopen handle) alive as long as the pool
+  napi_ref cb;       // cb(id, rv, failedFn, sig?) for each finished job
+  napi_async_context actx;
+  pthread_mutex_t mu;  // guards the job queue, idle, stopping
+  pthread_cond_t cv;
+  job_t *head, *tail;
+  int idle, stopping;
+  pthread_mutex_t dmu;  // guards the done queue
+  job_t *dhead, *dtail;
+  uv_async_t async;
+  int async_open;
+  double inflight;  // main thread only
+  int nthreads;
+  pthread_t *threads;
+  int closed;
+} pool_t;
 
 #define CHECK(env, call)                                                   \
   do {                                                                     \
@@ -109,59 +137,298 @@ static napi_value open_module(napi_env env, napi_callback_info info) {
   return ext;
 }
 
-static void execute(napi_env env, void *data) {
-  job_t *j = (job_t *)data;
-  j->rv = j->mod->sign_init(j->session, &j->mech, j->key);
+static void execute(job_t *j, module_t *mod) {
+  j->rv = mod->sign_init(j->session, &j->mech, j->key);
   if (j->rv != 0) {
     j->failed = "C_SignInit";
     return;
   }
   CK_ULONG cap = j->out_len;
-  j->rv = j->mod->sign(j->session, j->data, (CK_ULONG)j->data_len, j->out, &j->out_len);
+  j->rv = mod->sign(j->session, j->data, (CK_ULONG)j->data_len, j->out, &j->out_len);
   // CKR_BUFFER_TOO_SMALL leaves the operation active (PKCS#11 5.2 length convention) with the needed length in
   // out_len: grow once and finish it, so the session is never left with a signing operation in progress.
   if (j->rv == 0x150 && j->out_len > cap && j->out_len <= 65536) {
     unsigned char *bigger = (unsigned char *)realloc(j->out, j->out_len);
     if (bigger) {
       j->out = bigger;
-      j->rv = j->mod->sign(j->session, j->data, (CK_ULONG)j->data_len, j->out, &j->out_len);
+      j->rv = mod->sign(j->session, j->data, (CK_ULONG)j->data_len, j->out, &j->out_len);
     }
   }
   if (j->rv != 0) j->failed = "C_Sign";
 }
 
-static void free_job(napi_env env, job_t *j) {
-  if (j->cb) napi_delete_reference(env, j->cb);
-  if (j->work) napi_delete_async_work(env, j->work);
+static void free_job(job_t *j) {
   free(j->param);
   free(j->data);
   free(j->out);
   free(j);
 }
 
-// Calls cb(rv, failedFunction, signature|undefined).
-static void complete(napi_env env, napi_status status, void *data) {
-  job_t *j = (job_t *)data;
-  napi_value cb, global, args[3];
-  if (napi_get_reference_value(env, j->cb, &cb) == napi_ok && napi_get_global(env, &global) == napi_ok) {
-    CK_RV rv = status == napi_ok ? j->rv : 0x5 /* CKR_GENERAL_ERROR */;
-    const char *fn = status == napi_ok ? (j->failed ? j->failed : "") : "C_SignInit";
-    napi_create_double(env, (double)rv, &args[0]);
-    napi_create_string_utf8(env, fn, NAPI_AUTO_LENGTH, &args[1]);
-    if (rv == 0) {
-      void *copy;
-      if (napi_create_buffer_copy(env, j->out_len, j->out, &copy, &args[2]) != napi_ok) napi_get_undefined(env, &args[2]);
-    } else {
-      napi_get_undefined(env, &args[2]);
+static void *signing_thread(void *arg) {
+  pool_t *p = (pool_t *)arg;
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    while (!p->head && !p->stopping) {
+      p->idle++;
+      pthread_cond_wait(&p->cv, &p->mu);
+      p->idle--;
     }
-    napi_value ignored;
-    if (napi_call_function(env, global, cb, 3, args, &ignored) == napi_pending_exception) {
+    job_t *j = p->head;
+    if (!j) {  // stopping and nothing left
+      pthread_mutex_unlock(&p->mu);
+      return NULL;
+    }
+    p->head = j->next;
+    if (!p->head) p->tail = NULL;
+    pthread_mutex_unlock(&p->mu);
+
+    j->next = NULL;
+    execute(j, p->mod);
+
+    pthread_mutex_lock(&p->dmu);
+    int was_empty = p->dhead == NULL;
+    if (p->dtail) p->dtail->next = j;
+    else p->dhead = j;
+    p->dtail = j;
+    pthread_mutex_unlock(&p->dmu);
+    // An empty done queue means the main thread has taken (or will take) everything before this job, so exactly one
+    // wake-up is owed; otherwise one is already pending and will deliver this job too.
+    if (was_empty) uv_async_send(&p->async);
+  }
+}
+
+// Calls cb(id, rv, failedFn, sig|undefined) for each finished job; runs on the main thread inside a handle scope and
+// a callback scope (promise reactions run when the scope closes).
+static void deliver(pool_t *p, job_t *list) {
+  napi_env env = p->env;
+  napi_value cb, global;
+  if (napi_get_reference_value(env, p->cb, &cb) != napi_ok || napi_get_global(env, &global) != napi_ok) {
+    while (list) {
+      job_t *n = list->next;
+      free_job(list);
+      list = n;
+    }
+    return;
+  }
+  while (list) {
+    job_t *j = list;
+    list = j->next;
+    napi_value args[4], ignored;
+    napi_create_double(env, j->id, &args[0]);
+    napi_create_double(env, (double)j->rv, &args[1]);
+    napi_create_string_utf8(env, j->failed ? j->failed : "", NAPI_AUTO_LENGTH, &args[2]);
+    void *copy;
+    if (j->rv != 0 || napi_create_buffer_copy(env, j->out_len, j->out, &copy, &args[3]) != napi_ok) napi_get_undefined(env, &args[3]);
+    free_job(j);
+    p->inflight--;
+    if (napi_call_function(env, global, cb, 4, args, &ignored) == napi_pending_exception) {
       napi_value exc;
       napi_get_and_clear_last_exception(env, &exc);
       napi_fatal_exception(env, exc);
     }
   }
-  free_job(env, j);
+  if (p->inflight <= 0 && p->async_open) uv_unref((uv_handle_t *)&p->async);
+}
+
+static job_t *take_done(pool_t *p) {
+  pthread_mutex_lock(&p->dmu);
+  job_t *list = p->dhead;
+  p->dhead = p->dtail = NULL;
+  pthread_mutex_unlock(&p->dmu);
+  return list;
+}
+
+static void on_async(uv_async_t *h) {
+  pool_t *p = (pool_t *)h->data;
+  job_t *list = take_done(p);
+  if (!list) return;
+  napi_handle_scope hs;
+  if (napi_open_handle_scope(p->env, &hs) != napi_ok) return;
+  napi_value resource;
+  napi_callback_scope cs;
+  int scoped = napi_create_object(p->env, &resource) == napi_ok && napi_open_callback_scope(p->env, resource, p->actx, &cs) == napi_ok;
+  deliver(p, list);
+  if (scoped) napi_close_callback_scope(p->env, cs);
+  napi_close_handle_scope(p->env, hs);
+}
+
+static void on_closed(uv_handle_t *h) { free(h->data); }
+
+// Stops the threads after the queued jobs ran. Called from close() (JS), the finalizer, or the env cleanup hook.
+static void stop_threads(pool_t *p) {
+  if (p->closed) return;
+  p->closed = 1;
+  pthread_mutex_lock(&p->mu);
+  p->stopping = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+  free(p->threads);
+  p->threads = NULL;
+  p->nthreads = 0;
+}
+
+static void release_pool(pool_t *p, int can_call_js) {
+  stop_threads(p);
+  job_t *left = take_done(p);
+  if (can_call_js && left) {
+    deliver(p, left);
+  } else {
+    while (left) {
+      job_t *n = left->next;
+      free_job(left);
+      left = n;
+    }
+  }
+  if (p->cb) napi_delete_reference(p->env, p->cb);
+  if (p->mod_ref) napi_delete_reference(p->env, p->mod_ref);
+  if (p->actx) napi_async_destroy(p->env, p->actx);
+  p->cb = p->mod_ref = NULL;
+  p->actx = NULL;
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->dmu);
+  if (p->async_open) {
+    p->async_open = 0;
+    uv_close((uv_handle_t *)&p->async, on_closed);  // frees p
+  } else {
+    free(p);
+  }
+}
+
+typedef struct {
+  pool_t *p;  // NULL once released
+} pool_box;
+
+static void env_cleanup(void *arg) {
+  pool_box *b = (pool_box *)arg;
+  if (b->p) {
+    stop_threads(b->p);  // threads must not outlive the environment; memory goes with the process
+    b->p = NULL;
+  }
+}
+
+static void pool_finalize(napi_env env, void *data, void *hint) {
+  pool_box *b = (pool_box *)data;
+  if (b->p) {
+    napi_remove_env_cleanup_hook(env, env_cleanup, b);
+    release_pool(b->p, 0);
+    b->p = NULL;
+  } else {
+    napi_remove_env_cleanup_hook(env, env_cleanup, b);
+  }
+  free(b);
+}
+
+static pool_box *get_pool(napi_env env, napi_value v) {
+  napi_valuetype t;
+  pool_box *b = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, (void **)&b) != napi_ok) return NULL;
+  return b;
+}
+
+// pool(module, threads, cb) -> external. cb(id, rv, failedFn, sig?) is called on the main thread per finished job.
+static napi_value create_pool(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  module_t *m = NULL;
+  napi_valuetype t;
+  double threads = 0;
+  if (argc < 3 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], (void **)&m) != napi_ok || !m) {
+    napi_throw_type_error(env, NULL, "pkcs11sign.pool: module handle required");
+    return NULL;
+  }
+  if (napi_get_value_double(env, argv[1], &threads) != napi_ok || threads < 1 || threads > 256 || threads != (int)threads) {
+    napi_throw_range_error(env, NULL, "pkcs11sign.pool: threads must be an integer 1..256");
+    return NULL;
+  }
+  if (napi_typeof(env, argv[2], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, "pkcs11sign.pool: callback required");
+    return NULL;
+  }
+  uv_loop_t *loop;
+  CHECK(env, napi_get_uv_event_loop(env, &loop));
+  pool_t *p = (pool_t *)calloc(1, sizeof *p);
+  pool_box *b = (pool_box *)calloc(1, sizeof *b);
+  if (!p || !b) {
+    free(p);
+    free(b);
+    napi_throw_error(env, NULL, "pkcs11sign.pool: out of memory");
+    return NULL;
+  }
+  p->mod = m;
+  p->env = env;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->cv, NULL);
+  pthread_mutex_init(&p->dmu, NULL);
+  napi_value name;
+  if (napi_create_reference(env, argv[0], 1, &p->mod_ref) != napi_ok || napi_create_reference(env, argv[2], 1, &p->cb) != napi_ok ||
+      napi_create_string_utf8(env, "pkcs11sign", NAPI_AUTO_LENGTH, &name) != napi_ok || napi_async_init(env, NULL, name, &p->actx) != napi_ok ||
+      uv_async_init(loop, &p->async, on_async) != 0) {
+    release_pool(p, 0);
+    free(b);
+    napi_throw_error(env, NULL, "pkcs11sign.pool: could not set up the completion handle");
+    return NULL;
+  }
+  p->async.data = p;
+  p->async_open = 1;
+  uv_unref((uv_handle_t *)&p->async);  // referenced only while jobs are in flight
+  p->threads = (pthread_t *)calloc((size_t)threads, sizeof(pthread_t));
+  if (!p->threads) {
+    release_pool(p, 0);
+    free(b);
+    napi_throw_error(env, NULL, "pkcs11sign.pool: out of memory");
+    return NULL;
+  }
+  for (int i = 0; i < (int)threads; i++) {
+    if (pthread_create(&p->threads[i], NULL, signing_thread, p) != 0) break;
+    p->nthreads++;
+  }
+  if (p->nthreads == 0) {
+    release_pool(p, 0);
+    free(b);
+    napi_throw_error(env, NULL, "pkcs11sign.pool: could not start a signing thread");
+    return NULL;
+  }
+  b->p = p;
+  napi_value ext;
+  if (napi_create_external(env, b, pool_finalize, NULL, &ext) != napi_ok) {
+    release_pool(p, 0);
+    free(b);
+    napi_throw_error(env, NULL, "pkcs11sign.pool: napi_create_external failed");
+    return NULL;
+  }
+  napi_add_env_cleanup_hook(env, env_cleanup, b);
+  return ext;
+}
+
+// threads(pool) -> number of signing threads running (0 once closed).
+static napi_value pool_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  pool_box *b = argc ? get_pool(env, argv[0]) : NULL;
+  CHECK(env, napi_create_int32(env, b && b->p ? b->p->nthreads : 0, &out));
+  return out;
+}
+
+// close(pool): lets queued jobs finish, delivers their results, joins the threads. Idempotent.
+static napi_value close_pool(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  pool_box *b = argc ? get_pool(env, argv[0]) : NULL;
+  if (!b) {
+    napi_throw_type_error(env, NULL, "pkcs11sign.close: pool handle required");
+    return NULL;
+  }
+  if (b->p) {
+    pool_t *p = b->p;
+    b->p = NULL;
+    release_pool(p, 1);
+  }
+  return NULL;
 }
 
 static int read_handle(napi_env env, napi_value v, CK_ULONG *out) {
@@ -190,47 +457,46 @@ static unsigned char *copy_buffer(napi_env env, napi_value v, size_t *len_out, i
   return c;
 }
 
-// sign(module, session: Buffer, key: Buffer, mechanism: number, param: Buffer | null, data: Buffer, maxOut: number,
-//      cb: (rv: number, failedFn: string, sig?: Buffer) => void): undefined
-static napi_value sign(napi_env env, napi_callback_info info) {
+// submit(pool, id: number, session: Buffer, key: Buffer, mechanism: number, param: Buffer | null, data: Buffer,
+//        maxOut: number): undefined. The result arrives through the pool's callback with the same id.
+static napi_value submit(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 8) {
-    napi_throw_type_error(env, NULL, "pkcs11sign.sign: 8 arguments required");
+    napi_throw_type_error(env, NULL, "pkcs11sign.submit: 8 arguments required");
     return NULL;
   }
-  module_t *m = NULL;
-  napi_valuetype t;
-  if (napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], (void **)&m) != napi_ok || !m) {
-    napi_throw_type_error(env, NULL, "pkcs11sign.sign: module handle required");
+  pool_box *b = get_pool(env, argv[0]);
+  if (!b || !b->p) {
+    napi_throw_error(env, NULL, b ? "pkcs11sign.submit: the signing pool is closed" : "pkcs11sign.submit: pool handle required");
     return NULL;
   }
+  pool_t *p = b->p;
   job_t *j = (job_t *)calloc(1, sizeof *j);
   if (!j) {
-    napi_throw_error(env, NULL, "pkcs11sign.sign: out of memory");
+    napi_throw_error(env, NULL, "pkcs11sign.submit: out of memory");
     return NULL;
   }
-  j->mod = m;
   const char *bad = NULL;
   double mech = 0, max_out = 0;
   int ok = 0;
   size_t plen = 0;
-  if (!read_handle(env, argv[1], &j->session)) bad = "session handle (8-byte Buffer)";
-  else if (!read_handle(env, argv[2], &j->key)) bad = "key handle (8-byte Buffer)";
-  else if (napi_get_value_double(env, argv[3], &mech) != napi_ok || mech < 0 || mech > 4294967295.0) bad = "mechanism (number)";
-  else if (napi_get_value_double(env, argv[6], &max_out) != napi_ok || max_out < 1 || max_out > 65536) bad = "maxOut (1..65536)";
-  else if (napi_typeof(env, argv[7], &t) != napi_ok || t != napi_function) bad = "callback";
+  napi_valuetype t;
+  if (napi_get_value_double(env, argv[1], &j->id) != napi_ok) bad = "id (number)";
+  else if (!read_handle(env, argv[2], &j->session)) bad = "session handle (8-byte Buffer)";
+  else if (!read_handle(env, argv[3], &j->key)) bad = "key handle (8-byte Buffer)";
+  else if (napi_get_value_double(env, argv[4], &mech) != napi_ok || mech < 0 || mech > 4294967295.0) bad = "mechanism (number)";
+  else if (napi_get_value_double(env, argv[7], &max_out) != napi_ok || max_out < 1 || max_out > 65536) bad = "maxOut (1..65536)";
   if (!bad) {
-    napi_valuetype pt;
-    napi_typeof(env, argv[4], &pt);
-    if (pt != napi_null && pt != napi_undefined) {
-      j->param = copy_buffer(env, argv[4], &plen, &ok);
+    if (napi_typeof(env, argv[5], &t) != napi_ok) bad = "mechanism parameter (Buffer or null)";
+    else if (t != napi_null && t != napi_undefined) {
+      j->param = copy_buffer(env, argv[5], &plen, &ok);
       if (!ok) bad = "mechanism parameter (Buffer or null)";
     }
   }
   if (!bad) {
-    j->data = copy_buffer(env, argv[5], &j->data_len, &ok);
+    j->data = copy_buffer(env, argv[6], &j->data_len, &ok);
     if (!ok) bad = "data (Buffer)";
   }
   if (!bad) {
@@ -239,9 +505,9 @@ static napi_value sign(napi_env env, napi_callback_info info) {
     j->out_len = (CK_ULONG)max_out;
   }
   if (bad) {
-    free_job(env, j);
+    free_job(j);
     char msg[128];
-    strcpy(msg, "pkcs11sign.sign: invalid ");
+    strcpy(msg, "pkcs11sign.submit: invalid ");
     strncat(msg, bad, sizeof msg - strlen(msg) - 1);
     napi_throw_type_error(env, NULL, msg);
     return NULL;
@@ -249,23 +515,25 @@ static napi_value sign(napi_env env, napi_callback_info info) {
   j->mech.mechanism = (CK_ULONG)mech;
   j->mech.pParameter = j->param;
   j->mech.ulParameterLen = (CK_ULONG)plen;
-  napi_value name;
-  if (napi_create_reference(env, argv[7], 1, &j->cb) != napi_ok ||
-      napi_create_string_utf8(env, "pkcs11sign", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok ||
-      napi_queue_async_work(env, j->work) != napi_ok) {
-    free_job(env, j);
-    napi_throw_error(env, NULL, "pkcs11sign.sign: could not queue the job");
-    return NULL;
-  }
+  if (p->inflight++ <= 0) uv_ref((uv_handle_t *)&p->async);
+  pthread_mutex_lock(&p->mu);
+  if (p->tail) p->tail->next = j;
+  else p->head = j;
+  p->tail = j;
+  if (p->idle > 0) pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  if (napi_create_function(env, "open", NAPI_AUTO_LENGTH, open_module, NULL, &fn) != napi_ok) return NULL;
-  napi_set_named_property(env, exports, "open", fn);
-  if (napi_create_function(env, "sign", NAPI_AUTO_LENGTH, sign, NULL, &fn) != napi_ok) return NULL;
-  napi_set_named_property(env, exports, "sign", fn);
+  static const struct {
+    const char *name;
+    napi_callback fn;
+  } fns[] = {{"open", open_module}, {"pool", create_pool}, {"submit", submit}, {"close", close_pool}, {"threads", pool_threads}};
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value fn;
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;
+    if (napi_set_named_property(env, exports, fns[i].name, fn) != napi_ok) return NULL;
+  }
   return exports;
 }

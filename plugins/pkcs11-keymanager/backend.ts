@@ -79,6 +79,7 @@ export class KeyBackend {
       token: cfg.token,
       pin: cfg.pin,
       maxSessions: cfg.maxSessions,
+      ...(cfg.signingThreads !== undefined ? { signingThreads: cfg.signingThreads } : {}),
       sessionWaitTimeoutMs: cfg.sessionWaitTimeoutMs,
       recoveryBudgetMs: cfg.recoveryBudgetMs,
       log,

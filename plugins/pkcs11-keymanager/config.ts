@@ -14,6 +14,8 @@ export interface Pkcs11KeyManagerConfig {
   serverId: { kind: 'file'; path: string } | { kind: 'value'; value: string };
   labelPrefix: string;
   maxSessions: number;
+  /** Native signing threads; undefined = one per session for a hardware slot, min(sessions, CPUs) for a software one. */
+  signingThreads?: number;
   sessionWaitTimeoutMs: number;
   maxLabelLength: number;
   /** Opt-in reaping of other servers' keys whose heartbeat is older than this. */
@@ -46,6 +48,7 @@ export const KNOWN_KEYS = [
   'key_identifier_value',
   'label_prefix',
   'max_sessions',
+  'signing_threads',
   'session_wait_timeout',
   'max_label_length',
   'dispose_stale_keys_after',
@@ -185,6 +188,11 @@ export function configFromObject(raw: Record<string, unknown>, trustDomain: stri
   const labelPrefix = str(raw, 'label_prefix', rep) ?? 'spire/';
   const maxSessions = int(raw, 'max_sessions', rep) ?? 8;
   if (maxSessions < 1 || maxSessions > 1024) err('max_sessions must be between 1 and 1024');
+  const signingThreads = int(raw, 'signing_threads', rep);
+  if (signingThreads !== undefined && (signingThreads < 1 || signingThreads > 256)) err('signing_threads must be between 1 and 256');
+  else if (signingThreads !== undefined && signingThreads > maxSessions) {
+    err(`signing_threads ${signingThreads} exceeds max_sessions ${maxSessions} (each signature holds a session, extra threads would idle)`);
+  }
   const sessionWaitTimeoutMs = dur(raw, 'session_wait_timeout', rep) ?? 10_000;
   if (sessionWaitTimeoutMs >= 30_000) r.warn('session_wait_timeout should stay below SPIRE\'s 30s KeyManager RPC deadline');
   const maxLabelLength = int(raw, 'max_label_length', rep) ?? 128;
@@ -218,5 +226,6 @@ export function configFromObject(raw: Record<string, unknown>, trustDomain: stri
   };
   if (libraryParameters !== undefined) cfg.libraryParameters = libraryParameters;
   if (disposeStaleKeysAfterMs !== undefined) cfg.disposeStaleKeysAfterMs = disposeStaleKeysAfterMs;
+  if (signingThreads !== undefined) cfg.signingThreads = signingThreads;
   return ok ? cfg : undefined;
 }

@@ -57,7 +57,7 @@ export class Pkcs11KeyManager {
     });
     if (cfg && cfg.maxSessions > uvThreadpoolSize()) {
       status.notes.push(
-        `max_sessions ${cfg.maxSessions} exceeds the libuv thread pool (UV_THREADPOOL_SIZE=${uvThreadpoolSize()}); set UV_THREADPOOL_SIZE in the plugin's environment`,
+        `max_sessions ${cfg.maxSessions} exceeds the libuv thread pool (UV_THREADPOOL_SIZE=${uvThreadpoolSize()}), which runs key generation and, without the native signing addon, signatures; set UV_THREADPOOL_SIZE in the plugin's environment`,
       );
     }
     return cfg;

@@ -38,26 +38,53 @@ export function digestInfoPrefix(h: HashInfo): Buffer {
   return Buffer.concat([Buffer.from([0x30, total]), algId, Buffer.from([0x04, h.size])]);
 }
 
-function derInt(b: Buffer): Buffer {
-  let i = 0;
-  while (i < b.length - 1 && b[i] === 0) i++;
-  let v = b.subarray(i);
-  if (v[0]! & 0x80) v = Buffer.concat([Buffer.from([0]), v]);
-  return Buffer.concat([Buffer.from([0x02]), derLen(v.length), v]);
+/** Bytes of a DER length prefix for `n` (n < 65536). */
+function derLenSize(n: number): number {
+  return n < 0x80 ? 1 : n < 0x100 ? 2 : 3;
 }
 
-function derLen(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  if (n < 0x100) return Buffer.from([0x81, n]);
-  return Buffer.from([0x82, n >> 8, n & 0xff]);
+function putDerLen(out: Buffer, at: number, n: number): number {
+  if (n < 0x80) out[at++] = n;
+  else if (n < 0x100) {
+    out[at++] = 0x81;
+    out[at++] = n;
+  } else {
+    out[at++] = 0x82;
+    out[at++] = n >> 8;
+    out[at++] = n & 0xff;
+  }
+  return at;
 }
 
-/** Raw r‖s (PKCS#11 CKM_ECDSA output) → ASN.1 DER SEQUENCE { INTEGER r, INTEGER s }. */
+/**
+ * Raw r‖s (PKCS#11 CKM_ECDSA output) → ASN.1 DER SEQUENCE { INTEGER r, INTEGER s }: minimal INTEGERs (leading zeros
+ * dropped, one 0x00 added before a set top bit), written into one buffer (this runs once per SignData).
+ */
 export function ecdsaRawToDer(raw: Buffer): Buffer {
   if (raw.length === 0 || raw.length % 2 !== 0) throw new Error(`ECDSA signature of odd length ${raw.length}`);
   const half = raw.length / 2;
-  const body = Buffer.concat([derInt(raw.subarray(0, half)), derInt(raw.subarray(half))]);
-  return Buffer.concat([Buffer.from([0x30]), derLen(body.length), body]);
+  let rs = 0;
+  while (rs < half - 1 && raw[rs] === 0) rs++;
+  let ss = half;
+  while (ss < raw.length - 1 && raw[ss] === 0) ss++;
+  const rPad = raw[rs]! & 0x80 ? 1 : 0;
+  const sPad = raw[ss]! & 0x80 ? 1 : 0;
+  const rLen = half - rs + rPad;
+  const sLen = raw.length - ss + sPad;
+  const body = 1 + derLenSize(rLen) + rLen + 1 + derLenSize(sLen) + sLen;
+  const out = Buffer.allocUnsafe(1 + derLenSize(body) + body);
+  let at = 0;
+  out[at++] = 0x30;
+  at = putDerLen(out, at, body);
+  out[at++] = 0x02;
+  at = putDerLen(out, at, rLen);
+  if (rPad) out[at++] = 0;
+  at += raw.copy(out, at, rs, half);
+  out[at++] = 0x02;
+  at = putDerLen(out, at, sLen);
+  if (sPad) out[at++] = 0;
+  raw.copy(out, at, ss);
+  return out;
 }
 
 export interface Curve {

@@ -1,5 +1,5 @@
 /**
- * C_SignInit + C_Sign as one job on a libuv worker thread, through the N-API addon in native/pkcs11sign (built by
+ * C_SignInit + C_Sign as one job on a signing thread of the addon's own, through the N-API addon in native/pkcs11sign (built by
  * `npm run build` into dist/native/pkcs11sign/pkcs11sign.node). pkcs11js has no asynchronous C_SignInit, so without
  * the addon every signature runs C_SignInit on the event loop (see {@link Pkcs11Client.sign}, which falls back to
  * that path when the addon is missing, disabled, or the mechanism parameter is of a kind it does not pack).
@@ -14,20 +14,19 @@ import { Pkcs11Error } from './errors';
 
 interface Addon {
   open(modulePath: string): object;
-  sign(
-    mod: object,
-    session: Buffer,
-    key: Buffer,
-    mechanism: number,
-    param: Buffer | null,
-    data: Buffer,
-    maxOut: number,
-    cb: (rv: number, fn: string, sig?: Buffer) => void,
-  ): void;
+  pool(mod: object, threads: number, cb: (id: number, rv: number, fn: string, sig?: Buffer) => void): object;
+  submit(pool: object, id: number, session: Buffer, key: Buffer, mechanism: number, param: Buffer | null, data: Buffer, maxOut: number): void;
+  close(pool: object): void;
+  threads(pool: object): number;
 }
 
 export interface NativeSigner {
+  /** Signing threads running (0 once closed). */
+  readonly threads: number;
+  /** Undefined when the mechanism parameter is of a kind the addon does not pack (the caller falls back to pkcs11js). */
   sign(session: Buffer, key: Buffer, mechanism: pkcs11js.Mechanism, data: Buffer, maxOut: number): Promise<Buffer> | undefined;
+  /** Lets queued signatures finish (their promises settle) and stops the threads. Idempotent. */
+  close(): void;
 }
 
 /** Default location of the addon relative to this file in dist/. */
@@ -42,7 +41,7 @@ function loadAddon(file: string): Addon | undefined {
   if (!fs.existsSync(file)) return undefined;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const m = require(file) as Partial<Addon>;
-  if (typeof m.open === 'function' && typeof m.sign === 'function') addon = m as Addon;
+  if (typeof m.open === 'function' && typeof m.pool === 'function' && typeof m.submit === 'function' && typeof m.close === 'function') addon = m as Addon;
   return addon ?? undefined;
 }
 
@@ -63,24 +62,41 @@ function packParam(m: pkcs11js.Mechanism): Buffer | null | false {
 }
 
 /**
- * A signer for the module at `modulePath`, or undefined when the addon is not built (or `PKCS11_NATIVE_SIGN=0`).
- * The module must already be loaded and initialised by pkcs11js.
+ * A signer for the module at `modulePath` with `threads` signing threads of its own, or undefined when the addon is
+ * not built (or `PKCS11_NATIVE_SIGN=0`). The module must already be loaded and initialised by pkcs11js.
  */
-export function openNativeSigner(modulePath: string, addonPath = defaultAddonPath()): NativeSigner | undefined {
+export function openNativeSigner(modulePath: string, threads: number, addonPath = defaultAddonPath()): NativeSigner | undefined {
   if (process.env['PKCS11_NATIVE_SIGN'] === '0' || !unix64()) return undefined;
   const a = loadAddon(addonPath);
   if (!a) return undefined;
   const mod = a.open(modulePath);
+  const pending = new Map<number, { resolve: (sig: Buffer) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
+  const pool = a.pool(mod, threads, (id, rv, fn, sig) => {
+    const p = pending.get(id);
+    if (!p) return;
+    pending.delete(id);
+    if (rv === 0 && sig) p.resolve(sig);
+    else p.reject(new Pkcs11Error(rv, fn || 'C_Sign'));
+  });
+  let closed = false;
   return {
+    get threads() {
+      return a.threads(pool);
+    },
     sign(session, key, mechanism, data, maxOut) {
       const param = packParam(mechanism);
-      if (param === false) return undefined;
+      if (param === false || closed) return undefined;
+      const id = nextId++;
       return new Promise<Buffer>((resolve, reject) => {
-        a.sign(mod, session, key, mechanism.mechanism, param, data, maxOut, (rv, fn, sig) => {
-          if (rv === 0 && sig) resolve(sig);
-          else reject(new Pkcs11Error(rv, fn || 'C_Sign'));
-        });
+        a.submit(pool, id, session, key, mechanism.mechanism, param, data, maxOut);
+        pending.set(id, { resolve, reject });
       });
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      a.close(pool);
     },
   };
 }

@@ -15,7 +15,9 @@ export interface PooledSession {
 interface Waiter {
   resolve(s: PooledSession): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout;
+  /** Date.now() after which the waiter is rejected. */
+  deadline: number;
+  wait: number;
 }
 
 export class SessionPool {
@@ -23,6 +25,9 @@ export class SessionPool {
   private total = 0;
   private waiters: Waiter[] = [];
   private gen = 0;
+  /** One timer for all waiters, armed for the earliest deadline (a timer per waiter cost ~2 µs per queued call). */
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
   timeouts = 0;
 
   constructor(
@@ -62,23 +67,46 @@ export class SessionPool {
     }
     const wait = Math.max(0, Math.min(this.waitTimeoutMs, (deadline ?? Infinity) - Date.now()));
     return new Promise<PooledSession>((resolve, reject) => {
-      const w: Waiter = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) this.waiters.splice(i, 1);
-          this.timeouts++;
-          reject(
-            new Pkcs11LibError(
-              'unavailable',
-              `no PKCS#11 session became free within ${wait} ms (max_sessions=${this.max}); the token is overloaded`,
-            ),
-          );
-        }, wait),
-      };
+      const w: Waiter = { resolve, reject, deadline: Date.now() + wait, wait };
       this.waiters.push(w);
+      if (w.deadline < this.timerAt) this.arm(w.deadline);
     });
+  }
+
+  private arm(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()));
+  }
+
+  /** Rejects every waiter whose deadline passed and re-arms for the earliest remaining one. */
+  private expire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = Date.now();
+    let next = Infinity;
+    const keep: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.deadline <= now) {
+        this.timeouts++;
+        w.reject(
+          new Pkcs11LibError('unavailable', `no PKCS#11 session became free within ${w.wait} ms (max_sessions=${this.max}); the token is overloaded`),
+        );
+      } else {
+        keep.push(w);
+        if (w.deadline < next) next = w.deadline;
+      }
+    }
+    this.waiters = keep;
+    if (next !== Infinity) this.arm(next);
+  }
+
+  private disarmIfIdle(): void {
+    if (this.waiters.length === 0 && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Infinity;
+    }
   }
 
   /** Returns a session; `discard` closes it instead (after an error inside an operation). */
@@ -91,7 +119,7 @@ export class SessionPool {
     }
     const w = this.waiters.shift();
     if (w) {
-      clearTimeout(w.timer);
+      this.disarmIfIdle();
       w.resolve(s);
       return;
     }
@@ -101,7 +129,7 @@ export class SessionPool {
   private serveWaiterWithNew(): void {
     if (this.waiters.length === 0 || this.total >= this.max) return;
     const w = this.waiters.shift()!;
-    clearTimeout(w.timer);
+    this.disarmIfIdle();
     this.total++;
     try {
       w.resolve({ handle: this.openSession(), gen: this.gen });
@@ -131,10 +159,8 @@ export class SessionPool {
 
   /** Rejects waiters and closes idle sessions (shutdown). In-use sessions are closed on release. */
   shutdown(err: Error): void {
-    for (const w of this.waiters.splice(0)) {
-      clearTimeout(w.timer);
-      w.reject(err);
-    }
+    for (const w of this.waiters.splice(0)) w.reject(err);
+    this.disarmIfIdle();
     this.invalidateAll();
   }
 }

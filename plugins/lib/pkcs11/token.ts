@@ -9,6 +9,9 @@ export type TokenSelector =
   | { kind: 'slot'; slotId: bigint }
   | { kind: 'uri'; uri: Pkcs11Uri };
 
+/** CK_SLOT_INFO flag (PKCS#11 2.40 §3.2): a hardware slot, as opposed to a software slot implementing a soft token. */
+const CKF_HW_SLOT = 0x4;
+
 export interface TokenDescriptor {
   slot: Buffer;
   slotId: bigint;
@@ -17,6 +20,8 @@ export interface TokenDescriptor {
   manufacturer: string;
   model: string;
   slotDescription: string;
+  /** CKF_HW_SLOT: a hardware device, as opposed to a software token (SoftHSM does not set it). */
+  hardwareSlot: boolean;
   flags: number;
   maxSessionCount: number;
   maxRwSessionCount: number;
@@ -54,6 +59,7 @@ export function listTokens(pkcs11: pkcs11js.PKCS11): TokenDescriptor[] {
       manufacturer: ti.manufacturerID.trimEnd(),
       model: ti.model.trimEnd(),
       slotDescription: si.slotDescription.trimEnd(),
+      hardwareSlot: (si.flags & CKF_HW_SLOT) !== 0,
       flags: ti.flags,
       maxSessionCount: ti.maxSessionCount,
       maxRwSessionCount: ti.maxRwSessionCount,

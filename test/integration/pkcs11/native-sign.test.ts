@@ -2,7 +2,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as pkcs11js from 'pkcs11js';
 import { defaultAddonPath, openNativeSigner, type NativeSigner } from '../../../plugins/lib/pkcs11/native-sign';
 import { Pkcs11Error } from '../../../plugins/lib/pkcs11';
@@ -23,7 +25,7 @@ before(() => {
   session = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
   p.C_Login(session, pkcs11js.CKU_USER, hsm.pin);
   assert.ok(fs.existsSync(defaultAddonPath()), 'the addon is built by npm run build (native/build-addon.sh pkcs11sign)');
-  signer = openNativeSigner(hsm.modulePath)!;
+  signer = openNativeSigner(hsm.modulePath, 4)!;
   assert.ok(signer);
 });
 after(() => {
@@ -122,5 +124,52 @@ test('400 concurrent signatures on 8 sessions: all verify, data buffers may be r
     assert.deepEqual((await Promise.all(jobs)).filter((v) => !v).length, 0);
   } finally {
     for (const s of sessions) p.C_CloseSession(s);
+  }
+});
+
+test('a pool of its own: thread count as asked; close() lets queued signatures finish, then callers fall back', async () => {
+  const ec = ecKey();
+  const one = openNativeSigner(hsm.modulePath, 1)!;
+  assert.equal(one.threads, 1);
+  assert.equal(signer.threads, 4);
+  const slot = p.C_GetSessionInfo(session).slotID;
+  const sessions = Array.from({ length: 8 }, () => p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION));
+  try {
+    const msgs = sessions.map((_, i) => Buffer.from(`queued ${i}`));
+    const pending = sessions.map((s, i) => one.sign(s, ec.priv, { mechanism: pkcs11js.CKM_ECDSA }, crypto.createHash('sha256').update(msgs[i]!).digest(), 64)!);
+    one.close(); // joins the thread after the queue ran; results are delivered before it returns
+    assert.equal(one.threads, 0);
+    const sigs = await Promise.all(pending);
+    sigs.forEach((sig, i) => assert.ok(crypto.verify('sha256', msgs[i]!, { key: ec.pub, dsaEncoding: 'ieee-p1363' }, sig), `queued signature ${i}`));
+    assert.equal(one.sign(sessions[0]!, ec.priv, { mechanism: pkcs11js.CKM_ECDSA }, Buffer.alloc(32), 64), undefined, 'a closed signer defers to pkcs11js');
+    one.close(); // idempotent
+  } finally {
+    for (const s of sessions) p.C_CloseSession(s);
+  }
+});
+
+test('the signing threads never hold the process: an idle signer exits by itself, exit() with signatures in flight returns', () => {
+  const dist = path.resolve(__dirname, '../../..');
+  const script = `
+    const pkcs11js = require(${JSON.stringify(require.resolve('pkcs11js'))});
+    const { openNativeSigner } = require(${JSON.stringify(path.join(dist, 'plugins/lib/pkcs11/native-sign.js'))});
+    const p = new pkcs11js.PKCS11(); p.load(${JSON.stringify(hsm.modulePath)}); p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    const slot = p.C_GetSlotList(true).find((s) => p.C_GetTokenInfo(s).label.trimEnd() === 'native-sign');
+    const s = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION); p.C_Login(s, pkcs11js.CKU_USER, ${JSON.stringify(hsm.pin)});
+    const kp = p.C_GenerateKeyPair(s, { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN }, [{ type: pkcs11js.CKA_EC_PARAMS, value: Buffer.from('06082a8648ce3d030107', 'hex') }, { type: pkcs11js.CKA_TOKEN, value: false }], [{ type: pkcs11js.CKA_TOKEN, value: false }, { type: pkcs11js.CKA_SIGN, value: true }]);
+    const sessions = Array.from({ length: 4 }, () => p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION));
+    const signer = openNativeSigner(${JSON.stringify(hsm.modulePath)}, 4);
+    signer.sign(sessions[0], kp.privateKey, { mechanism: pkcs11js.CKM_ECDSA }, Buffer.alloc(32, 1), 64).then((sig) => {
+      process.stdout.write('signed ' + sig.length + '\\n');
+      if (process.argv[1] === 'exit-in-flight') {
+        for (const x of sessions) signer.sign(x, kp.privateKey, { mechanism: pkcs11js.CKM_ECDSA }, Buffer.alloc(32, 2), 64);
+        process.exit(0);
+      }
+    });`;
+  for (const mode of ['idle', 'exit-in-flight']) {
+    const r = spawnSync(process.execPath, ['-e', script, mode], { env: { ...process.env, SOFTHSM2_CONF: hsm.conf }, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.signal, null, `${mode}: did not hang or crash (${r.stderr})`);
+    assert.equal(r.status, 0, `${mode}: ${r.stderr}`);
+    assert.equal(r.stdout.trim(), 'signed 64', mode);
   }
 });

@@ -5,14 +5,14 @@ import * as crypto from 'node:crypto';
 import { digestInfoPrefix, ecdsaRawToDer, HASHES, pssSaltLength, ecPointFromAttribute, CURVES, ecSpki } from '../../../plugins/pkcs11-keymanager/sigutil';
 import { configFromObject, parseDuration } from '../../../plugins/pkcs11-keymanager/config';
 import { labelFor, newCkaId, parseFullName, ckaIdTime, compareCkaIdNewestFirst } from '../../../plugins/pkcs11-keymanager/naming';
-import { parsePkcs11Uri, Pkcs11Error, classify, toPkcs11Error, ckrName, SessionPool, RwGate, Pkcs11LibError, readPin, selectToken, type TokenDescriptor } from '../../../plugins/lib/pkcs11';
+import { defaultSigningThreads, parsePkcs11Uri, Pkcs11Error, classify, toPkcs11Error, ckrName, SessionPool, RwGate, Pkcs11LibError, readPin, selectToken, type TokenDescriptor } from '../../../plugins/lib/pkcs11';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 describe('signature helpers', () => {
-  test('raw r||s → DER verifies with Node crypto (P-256 and P-384, many random keys)', () => {
-    for (const [curve, n] of [['prime256v1', 32], ['secp384r1', 48]] as const) {
+  test('raw r||s → DER verifies with Node crypto (P-256, P-384, and P-521 for long-form lengths; many random keys)', () => {
+    for (const [curve, n] of [['prime256v1', 32], ['secp384r1', 48], ['secp521r1', 66]] as const) {
       for (let i = 0; i < 50; i++) {
         const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: curve });
         const raw = crypto.sign('sha256', Buffer.from(`m${i}`), { key: privateKey, dsaEncoding: 'ieee-p1363' });
@@ -25,6 +25,10 @@ describe('signature helpers', () => {
   test('DER integers: leading zeros stripped, 0x00 added for high bit', () => {
     const raw = Buffer.concat([Buffer.alloc(31, 0), Buffer.from([0x01]), Buffer.from([0x80]), Buffer.alloc(31, 0xff)]);
     assert.equal(ecdsaRawToDer(raw).toString('hex'), '3026' + '020101' + '022100' + '80' + 'ff'.repeat(31));
+    assert.equal(ecdsaRawToDer(Buffer.alloc(64)).toString('hex'), '3006' + '020100' + '020100');
+    const long = Buffer.alloc(132, 0xff); // 2 × (2 + 67) = 138 > 127: the SEQUENCE length takes the 0x81 form
+    assert.equal(ecdsaRawToDer(long).toString('hex'), '30818a' + ('024300' + 'ff'.repeat(66)).repeat(2));
+    assert.throws(() => ecdsaRawToDer(Buffer.alloc(63)), /odd length/);
   });
   test('DigestInfo prefixes match RFC 8017 for SHA-2 and follow the OID arc for the rest', () => {
     assert.equal(digestInfoPrefix(HASHES.get(5)!).toString('hex'), '3031300d060960864801650304020105000420');
@@ -109,6 +113,19 @@ describe('configuration', () => {
     assert.deepEqual(c!.pin, { kind: 'file', path: '/p' });
     assert.equal(c!.token.kind, 'uri');
   });
+  test('signing_threads: unset by default (decided from the slot), 1..256, never above max_sessions', () => {
+    assert.equal(build(base).c!.signingThreads, undefined);
+    assert.equal(build({ ...base, signing_threads: 2 }).c!.signingThreads, 2);
+    assert.match(build({ ...base, signing_threads: 0 }).errors.join(), /signing_threads must be between 1 and 256/);
+    assert.match(build({ ...base, signing_threads: 9 }).errors.join(), /signing_threads 9 exceeds max_sessions 8/);
+    assert.deepEqual(build({ ...base, signing_threads: 16, max_sessions: 16 }).errors, []);
+  });
+  test('default signing threads: one per session on a hardware slot, capped at the CPUs on a software token', () => {
+    assert.equal(defaultSigningThreads(true, 8, 2), 8);
+    assert.equal(defaultSigningThreads(false, 8, 2), 2);
+    assert.equal(defaultSigningThreads(false, 1, 16), 1);
+    assert.equal(defaultSigningThreads(false, 8, 0), 1);
+  });
   test('durations', () => {
     assert.equal(parseDuration('10s'), 10_000);
     assert.equal(parseDuration('1h30m'), 5_400_000);
@@ -185,6 +202,30 @@ describe('session pool and gate', () => {
     pool.release(c);
     assert.equal(closed, 2, 'stale-generation session closed on release');
   });
+  test('one timer for all waiters: each expires at its own deadline, in any order; served waiters never expire', async () => {
+    const pool = new SessionPool(() => Buffer.from([1]), () => {}, 1, 400);
+    const a = await pool.acquire();
+    const t0 = Date.now();
+    const late = pool.acquire(); // the pool's own 400 ms
+    const w60 = pool.acquire(t0 + 60);
+    const w20 = pool.acquire(t0 + 20); // earlier than the timer armed so far
+    const expiredAt = (p: Promise<unknown>) =>
+      p.then(
+        () => assert.fail('should have timed out'),
+        (e: unknown) => {
+          assert.ok(e instanceof Pkcs11LibError && e.kind === 'unavailable');
+          return Date.now() - t0;
+        },
+      );
+    const [e20, e60] = await Promise.all([expiredAt(w20), expiredAt(w60)]);
+    assert.ok(e20 >= 19 && e20 < 55, `first deadline honoured (${e20} ms)`);
+    assert.ok(e60 >= 59 && e60 < 300, `second deadline honoured (${e60} ms)`);
+    assert.equal(pool.waiting, 1);
+    pool.release(a);
+    assert.equal((await late).handle[0], 1, 'the waiter with time left is served');
+    assert.equal(pool.timeouts, 2);
+    assert.equal(pool.waiting, 0);
+  });
   test('gate: exclusive waits for readers, new readers wait for a queued writer', async () => {
     const g = new RwGate();
     const order: string[] = [];
@@ -215,7 +256,7 @@ describe('PIN sources and token selection', () => {
   });
   test('exactly one token must match; ambiguity and absence list the tokens', () => {
     const t = (label: string, serial: string, slotId: bigint): TokenDescriptor => ({
-      slot: Buffer.alloc(8), slotId, label, serial, manufacturer: 'm', model: 'x', slotDescription: '', flags: 0, maxSessionCount: 0, maxRwSessionCount: 0, firmware: '1.0',
+      slot: Buffer.alloc(8), slotId, label, serial, manufacturer: 'm', model: 'x', slotDescription: '', hardwareSlot: false, flags: 0, maxSessionCount: 0, maxRwSessionCount: 0, firmware: '1.0',
     });
     const tokens = [t('a', '1', 1n), t('a', '2', 2n), t('b', '3', 3n)];
     assert.equal(selectToken(tokens, { kind: 'label', label: 'b' }).serial, '3');
