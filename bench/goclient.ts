@@ -15,6 +15,8 @@ export interface GoClientResult {
   calls: number;
   errors: number;
   first_error: string;
+  /** The client's own CPU per call (user+system) in the measured window. */
+  cpu_us_per_call: number;
 }
 
 /** Path of the built client; builds it with the Go toolchain on first use (prints what it does on stderr). */
