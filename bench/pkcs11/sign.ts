@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import * as pkcs11js from 'pkcs11js';
 import { KeyManagerClient, SignDataRequest, GetPublicKeyRequest } from '../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
 import { runGoClient } from '../goclient';
+import { cpuSeconds, threadCpu } from '../proc';
 import { spawnPlugin, unary } from '../../plugins/sdk/testing';
 import { createSoftHsm } from '../../simulators/softhsm2';
 
@@ -27,31 +28,10 @@ const ROOT = path.resolve(__dirname, '../../..');
 const KEY_ID = 'bench-key';
 const LABEL = `spire/example.org/bench/${KEY_ID}`;
 
-/** utime+stime of a process in seconds (from /proc). */
-function cpuSeconds(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / 100; // clock ticks (USER_HZ = 100)
-}
-
-/** CPU seconds per thread of a process, grouped as main thread / pkcs11sign threads / other threads. */
-function threadCpu(pid: number): { main: number; signing: number; other: number } {
-  const out = { main: 0, signing: 0, other: 0 };
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // thread exited
-    }
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const sec = (Number(rest[11]) + Number(rest[12])) / 100;
-    if (Number(tid) === pid) out.main += sec;
-    else if (comm === 'pkcs11sign') out.signing += sec;
-    else out.other += sec;
-  }
-  return out;
+/** The plugin's CPU by thread: main (event-loop) thread, pkcs11sign threads, the rest (V8 helpers, libuv). */
+function pluginThreadCpu(pid: number): { main: number; signing: number; other: number } {
+  const m = threadCpu(pid, (isMain, comm) => (isMain ? 'main' : comm === 'pkcs11sign' ? 'signing' : 'other'));
+  return { main: m.get('main') ?? 0, signing: m.get('signing') ?? 0, other: m.get('other') ?? 0 };
 }
 
 function median(xs: number[]): number {
@@ -157,9 +137,9 @@ async function main(): Promise<void> {
       }
       // The goal figure: interleaved rounds of plugin (c=32) and raw C (2 threads), median ratio.
       for (let i = 0; i < ROUNDS; i++) {
-        const t0 = threadCpu(plugin.pid);
+        const t0 = pluginThreadCpu(plugin.pid);
         const r = runGoClient({ socket, method: '/spire.plugin.server.keymanager.v1.KeyManager/SignData', req: signBytes, c: 32, seconds: SECONDS });
-        const t1 = threadCpu(plugin.pid);
+        const t1 = pluginThreadCpu(plugin.pid);
         if (r.errors) throw new Error(`grpc-go SignData errors: ${r.errors} (${r.first_error})`);
         const per = (a: number, b: number) => ((b - a) / r.calls) * 1e6;
         const rawC2 = runRawC(2);

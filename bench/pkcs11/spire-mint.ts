@@ -22,6 +22,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
 import { SpireHarness, stopAllHarnesses, type PluginDecl } from '../../simulators/spire/harness';
 import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
+import { cpuSeconds, threadCpu } from '../proc';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '6');
 const PARALLEL = (process.env['BENCH_P'] ?? '1,8,32').split(',').map(Number);
@@ -130,41 +131,9 @@ function runCli(bin: string, args: string[]): Promise<void> {
   });
 }
 
-/** utime+stime of a process in seconds. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
-/** CPU seconds per thread group of a process (from /proc/PID/task/TID/stat): the main (event-loop) thread vs the others. */
-function threadCpu(pid: number | undefined): Map<string, number> {
-  const out = new Map<string, number>();
-  if (pid === undefined) return out;
-  let tids: string[] = [];
-  try {
-    tids = fs.readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
-    try {
-      const comm = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      // Node 20 does not name its threads (all "node"): main thread vs the rest (libuv pool running C_SignAsync, V8 GC/compiler).
-      const group = tid === String(pid) ? 'main thread' : comm === '' ? 'other' : 'other threads';
-      const f = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      out.set(group, (out.get(group) ?? 0) + (Number(rest[11]) + Number(rest[12])) / 100);
-    } catch {
-      /* thread gone */
-    }
-  }
-  return out;
+/** Plugin CPU per thread group: the main (event-loop) thread vs the rest (pkcs11sign signing threads, V8 GC/compiler). */
+function pluginThreadCpu(pid: number | undefined): Map<string, number> {
+  return threadCpu(pid, (isMain, comm) => (isMain ? 'main thread' : comm === '' ? 'other' : 'other threads'));
 }
 
 /** The plugin process: a child of spire-server running main-server.js. */
@@ -291,10 +260,10 @@ async function main(): Promise<void> {
         for (const v of order) {
           const s0 = cpuSeconds(v.spire.serverPid);
           const p0 = cpuSeconds(v.pluginPid);
-          const t0 = threadCpu(v.pluginPid);
+          const t0 = pluginThreadCpu(v.pluginPid);
           const r = await runFor(s.p, SECONDS, () => s.op(v));
           if (v.name === 'pkcs11') {
-            const t1 = threadCpu(v.pluginPid);
+            const t1 = pluginThreadCpu(v.pluginPid);
             const parts = [...t1].map(([g, c]) => `${g} ${(((c - (t0.get(g) ?? 0)) / r.ops) * 1e6).toFixed(0)}`);
             threadBreakdown.set(s.label, [...(threadBreakdown.get(s.label) ?? []), parts.join(', ')]);
           }

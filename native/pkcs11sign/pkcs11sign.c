@@ -312,13 +312,8 @@ static void env_cleanup(void *arg) {
 
 static void pool_finalize(napi_env env, void *data, void *hint) {
   pool_box *b = (pool_box *)data;
-  if (b->p) {
-    napi_remove_env_cleanup_hook(env, env_cleanup, b);
-    release_pool(b->p, 0);
-    b->p = NULL;
-  } else {
-    napi_remove_env_cleanup_hook(env, env_cleanup, b);
-  }
+  napi_remove_env_cleanup_hook(env, env_cleanup, b);
+  if (b->p) release_pool(b->p, 0);  // never closed: stop the threads here
   free(b);
 }
 

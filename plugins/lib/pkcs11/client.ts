@@ -12,8 +12,9 @@
  *   - CKR_GENERAL_ERROR → cheap health probe; re-init only if the probe fails;
  *   - PIN errors are never retried; after one CKR_PIN_INCORRECT no further C_Login is attempted at all.
  *
- * Async signing runs on libuv's thread pool; size it with UV_THREADPOOL_SIZE before its first use (the plugin main
- * does this), at least max_sessions.
+ * Signing runs on the native signer's own threads ({@link signingThreads}). Key generation, and signing without the
+ * addon, run on libuv's thread pool; size it with UV_THREADPOOL_SIZE before its first use (the plugin main does this),
+ * at least max_sessions.
  */
 import * as os from 'node:os';
 import * as pkcs11js from 'pkcs11js';
