@@ -21,6 +21,8 @@
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <time.h>
 
 typedef unsigned long CK_ULONG;
 typedef CK_ULONG CK_RV;
@@ -62,7 +64,8 @@ typedef struct job {
   const char *failed;
 } job_t;
 
-typedef struct {
+typedef struct pool {
+  struct pool *gnext;  // registry of live pools, for the exit handler (g_mu)
   module_t *mod;
   napi_env env;
   napi_ref mod_ref;  // keeps the module external (and its dlopen handle) alive as long as the pool
@@ -72,6 +75,9 @@ typedef struct {
   pthread_cond_t cv;
   job_t *head, *tail;
   int idle, stopping;
+  int busy;              // jobs inside the PKCS#11 module right now (mu)
+  int abandoned;         // the process is exiting: queued jobs were dropped (mu)
+  pthread_cond_t quiet;  // signalled when busy drops to 0 after abandoned
   pthread_mutex_t dmu;  // guards the done queue
   job_t *dhead, *dtail;
   uv_async_t async;
@@ -168,8 +174,13 @@ static void free_job(job_t *j) {
 static void *signing_thread(void *arg) {
   pool_t *p = (pool_t *)arg;
   pthread_setname_np(pthread_self(), "pkcs11sign");  // visible in top -H / ps -L; the benchmarks account CPU by it
+  int had_job = 0;
   for (;;) {
     pthread_mutex_lock(&p->mu);
+    if (had_job) {
+      had_job = 0;
+      if (--p->busy == 0 && p->abandoned) pthread_cond_signal(&p->quiet);
+    }
     while (!p->head && !p->stopping) {
       p->idle++;
       pthread_cond_wait(&p->cv, &p->mu);
@@ -182,6 +193,8 @@ static void *signing_thread(void *arg) {
     }
     p->head = j->next;
     if (!p->head) p->tail = NULL;
+    p->busy++;
+    had_job = 1;
     pthread_mutex_unlock(&p->mu);
 
     j->next = NULL;
@@ -197,6 +210,53 @@ static void *signing_thread(void *arg) {
     // wake-up is owed; otherwise one is already pending and will deliver this job too.
     if (was_empty) uv_async_send(&p->async);
   }
+}
+
+// process.exit() on Node's main thread calls exit() without running env cleanup hooks, so the signing threads would
+// still be inside the PKCS#11 module while exit() runs the module's (and its crypto library's) destructors: a
+// SIGSEGV in an exiting process, seen in CI. This atexit handler (registered after the module was loaded, so it runs
+// before the module's destructors) drops every queued job, which nobody is left to receive, and waits until no
+// thread is inside the module, at most EXIT_WAIT_S seconds so that a hung device cannot hold the process. Threads are
+// not joined: they find the queue empty and return, and the process takes them with it.
+#define EXIT_WAIT_S 5
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pool_t *g_pools;
+static int g_atexit_registered;
+
+static void quiesce_at_exit(void) {
+  pthread_mutex_lock(&g_mu);
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += EXIT_WAIT_S;
+  for (pool_t *p = g_pools; p; p = p->gnext) {
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    p->abandoned = 1;
+    p->head = p->tail = NULL;  // dropped, not freed: the process is going away
+    pthread_cond_broadcast(&p->cv);
+    while (p->busy > 0)
+      if (pthread_cond_timedwait(&p->quiet, &p->mu, &deadline) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&p->mu);
+  }
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void registry_add(pool_t *p) {
+  pthread_mutex_lock(&g_mu);
+  if (!g_atexit_registered) g_atexit_registered = atexit(quiesce_at_exit) == 0;
+  p->gnext = g_pools;
+  g_pools = p;
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void registry_remove(pool_t *p) {
+  pthread_mutex_lock(&g_mu);
+  for (pool_t **q = &g_pools; *q; q = &(*q)->gnext)
+    if (*q == p) {
+      *q = p->gnext;
+      break;
+    }
+  pthread_mutex_unlock(&g_mu);
 }
 
 // Calls cb(id, rv, failedFn, sig|undefined) for each finished job; runs on the main thread inside a handle scope and
@@ -260,6 +320,7 @@ static void on_closed(uv_handle_t *h) { free(h->data); }
 static void stop_threads(pool_t *p) {
   if (p->closed) return;
   p->closed = 1;
+  registry_remove(p);
   pthread_mutex_lock(&p->mu);
   p->stopping = 1;
   pthread_cond_broadcast(&p->cv);
@@ -289,6 +350,7 @@ static void release_pool(pool_t *p, int can_call_js) {
   p->actx = NULL;
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
+  pthread_cond_destroy(&p->quiet);
   pthread_mutex_destroy(&p->dmu);
   if (p->async_open) {
     p->async_open = 0;
@@ -358,6 +420,7 @@ static napi_value create_pool(napi_env env, napi_callback_info info) {
   p->env = env;
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
+  pthread_cond_init(&p->quiet, NULL);
   pthread_mutex_init(&p->dmu, NULL);
   napi_value name;
   if (napi_create_reference(env, argv[0], 1, &p->mod_ref) != napi_ok || napi_create_reference(env, argv[2], 1, &p->cb) != napi_ok ||
@@ -388,6 +451,7 @@ static napi_value create_pool(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "pkcs11sign.pool: could not start a signing thread");
     return NULL;
   }
+  registry_add(p);
   b->p = p;
   napi_value ext;
   if (napi_create_external(env, b, pool_finalize, NULL, &ext) != napi_ok) {

@@ -166,7 +166,9 @@ test('the signing threads never hold the process: an idle signer exits by itself
         process.exit(0);
       }
     });`;
-  for (const mode of ['idle', 'exit-in-flight']) {
+  // exit() while threads are inside the module crashed about one run in eight before the exit handler (CI saw it):
+  // several runs make a regression show.
+  for (const mode of ['idle', ...Array<string>(8).fill('exit-in-flight')]) {
     const r = spawnSync(process.execPath, ['-e', script, mode], { env: { ...process.env, SOFTHSM2_CONF: hsm.conf }, encoding: 'utf8', timeout: 20_000 });
     assert.equal(r.signal, null, `${mode}: did not hang or crash (${r.stderr})`);
     assert.equal(r.status, 0, `${mode}: ${r.stderr}`);
