@@ -1,9 +1,9 @@
 // A small HTTP/2 server for gRPC, written for the one client a plugin has: SPIRE's go-plugin host (grpc-go) on a
 // private unix socket (TCP on loopback on Windows). It replaces grpc-js's server because of what was measured with a
-// grpc-go client calling an echo method (docs/perf/transport.md has the numbers): Node's http2 core sends a unary
-// response as two writes (HEADERS+DATA, then the trailers one event-loop turn later, after the stream's write
-// callback), so the Go client wakes up twice per call; grpc-js adds ~100 µs of JS per call on top. Here one response
-// (HEADERS, DATA, trailers) leaves in ONE write, batched with every other response ready in the same turn.
+// grpc-go client (docs/perf/transport.md, bench/sdk/transport.ts): Node's http2 core sends a unary response as two
+// writes (HEADERS+DATA, then the trailers one event-loop turn later, after the stream's write callback), so the Go
+// client wakes up twice per call, and grpc-js's server costs 75–150 µs more CPU per call. Here one response (HEADERS,
+// DATA, trailers) leaves in ONE write, batched with every other response ready in the same turn.
 //
 // Scope (what grpc-go clients use): HEADERS/CONTINUATION with full HPACK decoding, DATA with padding, SETTINGS,
 // PING, WINDOW_UPDATE with both-direction flow control, RST_STREAM, GOAWAY, PRIORITY (ignored); unary, server-,
