@@ -8,6 +8,10 @@
  *            flight from this process (one pre-made CSR; protobuf encoded by hand);
  *   - cli:   `spire-server x509 mint` processes, P at a time (dominated by process start; a sanity check).
  *
+ * BENCH_GO_EXTERNAL=1 adds a third server whose KeyManager is SPIRE's own `disk` code served as an EXTERNAL Go plugin
+ * (bench/pkcs11/go-disk, built by bench/build-go-external.sh; or a path to such a binary): what the plugin boundary
+ * alone costs (process hop, gRPC, one SignData per mint), i.e. the floor for any external KeyManager, ours included.
+ *
  * Env: BENCH_SECONDS (default 6), BENCH_P (default "1,8,32"), BENCH_ROUNDS (default 2), BENCH_CLI=0 to skip the CLI
  * runs, BENCH_PROFILE=<dir>: run the plugin under `node --cpu-prof` and write its profile there.
  * Run: npx tsc -p tsconfig.json && SPIRE_BIN_DIR=… node dist/bench/pkcs11/spire-mint.js
@@ -17,7 +21,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
 import { SpireHarness, stopAllHarnesses, type PluginDecl } from '../../simulators/spire/harness';
@@ -136,8 +140,8 @@ function pluginThreadCpu(pid: number | undefined): Map<string, number> {
   return threadCpu(pid, (isMain, comm) => (isMain ? 'main thread' : comm === '' ? 'other' : 'other threads'));
 }
 
-/** The plugin process: a child of spire-server running main-server.js. */
-function pluginPid(serverPid: number | undefined): number | undefined {
+/** The plugin process: the child of spire-server whose command line contains `marker`. */
+function pluginPid(serverPid: number | undefined, marker: string): number | undefined {
   if (serverPid === undefined) return undefined;
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -145,7 +149,7 @@ function pluginPid(serverPid: number | undefined): number | undefined {
       const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid !== serverPid) continue;
-      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('main-server.js')) return Number(d);
+      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(marker)) return Number(d);
     } catch {
       /* gone */
     }
@@ -156,7 +160,7 @@ function pluginPid(serverPid: number | undefined): number | undefined {
 // ---------------------------------------------------------------------------------------------------- scenario --
 
 interface Variant {
-  name: 'disk' | 'pkcs11';
+  name: 'disk' | 'pkcs11' | 'disk_go';
   spire: SpireHarness;
   client: grpc.Client;
   pluginPid: number | undefined;
@@ -198,17 +202,29 @@ async function main(): Promise<void> {
   const pinFile = path.join(hsm.dir, 'pin');
   fs.writeFileSync(pinFile, '10293847\n', { mode: 0o600 });
   const variants: Variant[] = [];
+  const goEnv = process.env['BENCH_GO_EXTERNAL'];
+  const goDisk =
+    goEnv === '1'
+      ? execFileSync('bash', [path.join(ROOT, 'bench/build-go-external.sh'), path.join(ROOT, 'bench/pkcs11/go-disk')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim()
+      : goEnv || undefined;
   try {
-    for (const name of ['disk', 'pkcs11'] as const) {
+    for (const name of goDisk ? (['disk', 'pkcs11', 'disk_go'] as const) : (['disk', 'pkcs11'] as const)) {
       const spire = await SpireHarness.create();
+      const keyManager: 'disk' | PluginDecl =
+        name === 'disk'
+          ? 'disk'
+          : name === 'pkcs11'
+            ? pkcs11Decl(spire, hsm, pinFile)
+            : { type: 'KeyManager', name: 'disk_go', pluginCmd: goDisk!, pluginData: `keys_path = ${JSON.stringify(path.join(hsm.dir, 'disk-go-keys.json'))}` };
       await spire.startServer({
-        logLevel: 'WARN', // the same for both: no per-SVID debug line
-        keyManager: name === 'disk' ? 'disk' : pkcs11Decl(spire, hsm, pinFile),
+        logLevel: 'WARN', // the same for all: no per-SVID debug line
+        keyManager,
         env: hsm.env,
         defaultX509SvidTtl: '1h',
       });
       const client = new grpc.Client(`unix:${spire.serverSocket}`, grpc.credentials.createInsecure());
-      variants.push({ name, spire, client, pluginPid: pluginPid(spire.serverPid) });
+      const marker = name === 'pkcs11' ? 'main-server.js' : name === 'disk_go' ? path.basename(goDisk!) : undefined;
+      variants.push({ name, spire, client, pluginPid: marker ? pluginPid(spire.serverPid, marker) : undefined });
     }
     const spiffeId = `spiffe://${TD}/bench/workload`;
     const csr = await makeCsr(spiffeId);
@@ -255,7 +271,7 @@ async function main(): Promise<void> {
     const threadBreakdown = new Map<string, string[]>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of scenarios) {
-        // alternate the order per round so neither variant always runs second
+        // alternate the order per round so no variant always runs in the same place
         const order = round % 2 === 0 ? variants : [...variants].reverse();
         for (const v of order) {
           const s0 = cpuSeconds(v.spire.serverPid);
@@ -263,6 +279,7 @@ async function main(): Promise<void> {
           const t0 = pluginThreadCpu(v.pluginPid);
           const r = await runFor(s.p, SECONDS, () => s.op(v));
           if (v.name === 'pkcs11') {
+            // the thread groups of a Node plugin (main thread vs signing threads and V8 helpers)
             const t1 = pluginThreadCpu(v.pluginPid);
             const parts = [...t1].map(([g, c]) => `${g} ${(((c - (t0.get(g) ?? 0)) / r.ops) * 1e6).toFixed(0)}`);
             threadBreakdown.set(s.label, [...(threadBreakdown.get(s.label) ?? []), parts.join(', ')]);

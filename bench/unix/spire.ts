@@ -163,7 +163,7 @@ async function main(): Promise<void> {
     const goEnv = process.env['BENCH_GO_EXTERNAL'];
     const goExternal =
       goEnv === '1'
-        ? execFileSync('bash', [path.resolve(__dirname, '../../../bench/unix/go-external/build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim()
+        ? execFileSync('bash', [path.resolve(__dirname, '../../../bench/build-go-external.sh'), path.resolve(__dirname, '../../../bench/unix/go-external')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim()
         : goEnv;
     if (goExternal) {
       log('phase A2: built-in vs the same attestor as an external Go plugin vs ours, three agents, alternating blocks');

@@ -1,7 +1,7 @@
 // SPIRE's built-in `unix` WorkloadAttestor (its own code, github.com/spiffe/spire v1.15.3), served as an EXTERNAL
 // plugin with spire-plugin-sdk. Not a product: bench/unix/spire.ts (BENCH_GO_EXTERNAL=1) uses it to measure what any
 // external plugin costs compared with a built-in, so our TypeScript plugin can be compared with that floor.
-// Built by build.sh into $HOME/.cache/spire-hw/bench-unix-go-external.
+// Built by bench/build-go-external.sh into $HOME/.cache/spire-hw/bench-unix-go-external.
 package main
 
 import (
