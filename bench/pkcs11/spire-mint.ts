@@ -8,9 +8,11 @@
  *            flight from this process (one pre-made CSR; protobuf encoded by hand);
  *   - cli:   `spire-server x509 mint` processes, P at a time (dominated by process start; a sanity check).
  *
- * BENCH_GO_EXTERNAL=1 adds a third server whose KeyManager is SPIRE's own `disk` code served as an EXTERNAL Go plugin
- * (bench/pkcs11/go-disk, built by bench/build-go-external.sh; or a path to such a binary): what the plugin boundary
- * alone costs (process hop, gRPC, one SignData per mint), i.e. the floor for any external KeyManager, ours included.
+ * BENCH_GO_EXTERNAL=1 adds two servers with Go KeyManagers served as EXTERNAL plugins (built by
+ * bench/build-go-external.sh): `disk_go`, SPIRE's own `disk` code (bench/pkcs11/go-disk): what the plugin boundary
+ * alone costs (process hop, gRPC, one SignData per mint), the floor for any external KeyManager; and `pkcs11_go`, a
+ * minimal Go PKCS#11 KeyManager on the same SoftHSM token (bench/pkcs11/go-pkcs11): the floor for an external
+ * PKCS#11 KeyManager, ours included.
  *
  * Env: BENCH_SECONDS (default 6), BENCH_P (default "1,8,32"), BENCH_ROUNDS (default 2), BENCH_CLI=0 to skip the CLI
  * runs, BENCH_PROFILE=<dir>: run the plugin under `node --cpu-prof` and write its profile there.
@@ -160,7 +162,7 @@ function pluginPid(serverPid: number | undefined, marker: string): number | unde
 // ---------------------------------------------------------------------------------------------------- scenario --
 
 interface Variant {
-  name: 'disk' | 'pkcs11' | 'disk_go';
+  name: 'disk' | 'pkcs11' | 'disk_go' | 'pkcs11_go';
   spire: SpireHarness;
   client: grpc.Client;
   pluginPid: number | undefined;
@@ -202,20 +204,27 @@ async function main(): Promise<void> {
   const pinFile = path.join(hsm.dir, 'pin');
   fs.writeFileSync(pinFile, '10293847\n', { mode: 0o600 });
   const variants: Variant[] = [];
-  const goEnv = process.env['BENCH_GO_EXTERNAL'];
-  const goDisk =
-    goEnv === '1'
-      ? execFileSync('bash', [path.join(ROOT, 'bench/build-go-external.sh'), path.join(ROOT, 'bench/pkcs11/go-disk')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim()
-      : goEnv || undefined;
+  const buildGo = (dir: string): string =>
+    execFileSync('bash', [path.join(ROOT, 'bench/build-go-external.sh'), path.join(ROOT, dir)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  const withGo = process.env['BENCH_GO_EXTERNAL'] === '1';
+  const goBin = { disk_go: withGo ? buildGo('bench/pkcs11/go-disk') : '', pkcs11_go: withGo ? buildGo('bench/pkcs11/go-pkcs11') : '' };
   try {
-    for (const name of goDisk ? (['disk', 'pkcs11', 'disk_go'] as const) : (['disk', 'pkcs11'] as const)) {
+    for (const name of withGo ? (['disk', 'pkcs11', 'disk_go', 'pkcs11_go'] as const) : (['disk', 'pkcs11'] as const)) {
       const spire = await SpireHarness.create();
       const keyManager: 'disk' | PluginDecl =
         name === 'disk'
           ? 'disk'
           : name === 'pkcs11'
             ? pkcs11Decl(spire, hsm, pinFile)
-            : { type: 'KeyManager', name: 'disk_go', pluginCmd: goDisk!, pluginData: `keys_path = ${JSON.stringify(path.join(hsm.dir, 'disk-go-keys.json'))}` };
+            : {
+                type: 'KeyManager',
+                name,
+                pluginCmd: goBin[name],
+                pluginData:
+                  name === 'disk_go'
+                    ? `keys_path = ${JSON.stringify(path.join(hsm.dir, 'disk-go-keys.json'))}`
+                    : `module_path = ${JSON.stringify(hsm.modulePath)}\ntoken_label = "bench"\npin = "${hsm.pin}"\nmax_sessions = 8`,
+              };
       await spire.startServer({
         logLevel: 'WARN', // the same for all: no per-SVID debug line
         keyManager,
@@ -223,7 +232,7 @@ async function main(): Promise<void> {
         defaultX509SvidTtl: '1h',
       });
       const client = new grpc.Client(`unix:${spire.serverSocket}`, grpc.credentials.createInsecure());
-      const marker = name === 'pkcs11' ? 'main-server.js' : name === 'disk_go' ? path.basename(goDisk!) : undefined;
+      const marker = name === 'pkcs11' ? 'main-server.js' : name === 'disk' ? undefined : path.basename(goBin[name]);
       variants.push({ name, spire, client, pluginPid: marker ? pluginPid(spire.serverPid, marker) : undefined });
     }
     const spiffeId = `spiffe://${TD}/bench/workload`;
