@@ -44,7 +44,8 @@ export interface GrpcServerLike {
 
 /**
  * Which gRPC server carries the plugin's services. "h2" (default): the SDK's own HTTP/2 server (plugins/sdk/h2),
- * one write per response, measured 2–4x faster than grpc-js with SPIRE's grpc-go client. "grpc-js": grpc-js's
+ * one write per response; with a grpc-go client it served 1.9x grpc-js's calls at concurrency 1 and 3.0x at 32
+ * (docs/perf/transport.md, bench/sdk/transport.ts). "grpc-js": grpc-js's
  * Server, kept as a fallback and for side-by-side benchmarks; selected with SPIRE_PLUGIN_GRPC_SERVER=grpc-js.
  */
 export type TransportKind = "h2" | "grpc-js";
