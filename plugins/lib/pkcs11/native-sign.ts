@@ -41,7 +41,8 @@ function loadAddon(file: string): Addon | undefined {
   if (!fs.existsSync(file)) return undefined;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const m = require(file) as Partial<Addon>;
-  if (typeof m.open === 'function' && typeof m.pool === 'function' && typeof m.submit === 'function' && typeof m.close === 'function') addon = m as Addon;
+  const exports: Array<keyof Addon> = ['open', 'pool', 'submit', 'close', 'threads'];
+  if (exports.every((k) => typeof m[k] === 'function')) addon = m as Addon;
   return addon ?? undefined;
 }
 
