@@ -1,18 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HclSyntaxError, parseConfigText, decodeConfig, field, type ConfigStatus } from '../../../plugins/sdk/config';
+import { seededRandom } from '../../fixtures/prng';
 
-/** Deterministic PRNG (mulberry32) so failures are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEEDS = [
   'a = 1\nb { c = "x${y("z")}" d = [1, 2.5e3, 0x1f, true] }\ne "l1" "l2" { f = <<EOT\nhi\nEOT\n}\n# c\n// d\n/* e */ g = <<-X\n  i\n  X\n',
@@ -42,7 +32,7 @@ test('fuzz: truncations of valid inputs only raise HclSyntaxError', () => {
 });
 
 test('fuzz: random mutations of valid inputs', () => {
-  const r = rng(42);
+  const r = seededRandom(42);
   for (let n = 0; n < 4000; n++) {
     const seed = SEEDS[n % SEEDS.length]!;
     const chars = [...seed];
@@ -59,7 +49,7 @@ test('fuzz: random mutations of valid inputs', () => {
 });
 
 test('fuzz: random token soup', () => {
-  const r = rng(7);
+  const r = seededRandom(7);
   for (let n = 0; n < 3000; n++) {
     const len = Math.floor(r() * 40);
     let s = '';
@@ -70,7 +60,7 @@ test('fuzz: random token soup', () => {
 });
 
 test('fuzz: random bytes', () => {
-  const r = rng(99);
+  const r = seededRandom(99);
   for (let n = 0; n < 2000; n++) {
     const len = Math.floor(r() * 64);
     let s = '';

@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { Client, credentials, Metadata, status, type ServiceError, type ServiceDefinition } from "@grpc/grpc-js";
 import { H2GrpcServer, H2Call, percentEncode, parseGrpcTimeout } from "../../../plugins/sdk/h2/server";
 import { encodeHeaders, HpackDecoder } from "../../../plugins/sdk/h2/hpack";
+import { H2_PREFACE, h2Frame } from "../../fixtures/h2-frames";
+import { seededRandom } from "../../fixtures/prng";
 
 const dir = mkdtempSync(join(tmpdir(), "h2-test-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -250,16 +252,8 @@ async function rawConn(path: string) {
   sock.on("data", (d) => chunks.push(d));
   sock.on("close", () => (closed = true));
   sock.on("error", () => undefined);
-  const fr = (type: number, flags: number, sid: number, payload: Buffer) => {
-    const h = Buffer.alloc(9);
-    h.writeUIntBE(payload.length, 0, 3);
-    h[3] = type;
-    h[4] = flags;
-    h.writeUInt32BE(sid, 5);
-    return Buffer.concat([h, payload]);
-  };
-  sock.write(Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
-  sock.write(fr(4, 0, 0, Buffer.alloc(0)));
+  sock.write(H2_PREFACE);
+  sock.write(h2Frame(4, 0, 0, Buffer.alloc(0)));
   const frames = () => {
     const all = Buffer.concat(chunks);
     const out: Array<{ type: number; flags: number; sid: number; payload: Buffer }> = [];
@@ -271,7 +265,7 @@ async function rawConn(path: string) {
     }
     return out;
   };
-  return { sock, fr, frames, chunks, isClosed: () => closed };
+  return { sock, fr: h2Frame, frames, chunks, isClosed: () => closed };
 }
 const reqHeaders = (p: string) =>
   encodeHeaders([
@@ -341,8 +335,7 @@ test("protocol violations end the connection with GOAWAY; the server keeps servi
     await new Promise<void>((r) => h1.once("close", () => r()));
 
     // random frame soup (seeded), each on its own connection: never a crash
-    let seed = 12345;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) / 65536;
+    const rnd = seededRandom(12345);
     for (let i = 0; i < 200; i++) {
       const c = await rawConn(path);
       const parts: Buffer[] = [];

@@ -6,6 +6,8 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from "../../../plugins/sdk/h2/hpack";
+import { H2_PREFACE, h2Frame } from "../../fixtures/h2-frames";
+import { seededRandom } from "../../fixtures/prng";
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 const bytes = (...b: number[]) => Buffer.from(b);
@@ -308,16 +310,6 @@ test("encodeHeaders round-trips a gRPC response/trailer set through the decoder;
 // Cross-check against an independent implementation: Node's HTTP/2 client (nghttp2) encodes, we decode; we
 // encode a response, nghttp2 decodes it.
 
-function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(streamId, 5);
-  return Buffer.concat([h, payload]);
-}
-
-const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const FRAME_HEADERS = 0x1;
 const FRAME_SETTINGS = 0x4;
 const FRAME_CONTINUATION = 0x9;
@@ -353,16 +345,16 @@ async function nghttp2Exchange(
   const server = net.createServer((conn) => {
     conns.add(conn);
     conn.on("error", () => {});
-    conn.write(frame(FRAME_SETTINGS, 0, 0, settings));
+    conn.write(h2Frame(FRAME_SETTINGS, 0, 0, settings));
     let buf = Buffer.alloc(0);
     let sawPreface = false;
     let pending: Buffer[] | null = null;
     conn.on("data", (data: Buffer) => {
       buf = Buffer.concat([buf, data]);
       if (!sawPreface) {
-        if (buf.length < PREFACE.length) return;
-        if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) return failed(new Error("bad client preface"));
-        buf = buf.subarray(PREFACE.length);
+        if (buf.length < H2_PREFACE.length) return;
+        if (!buf.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) return failed(new Error("bad client preface"));
+        buf = buf.subarray(H2_PREFACE.length);
         sawPreface = true;
       }
       while (buf.length >= 9) {
@@ -373,7 +365,7 @@ async function nghttp2Exchange(
         const streamId = buf.readUInt32BE(5) & 0x7fffffff;
         const payload = buf.subarray(9, 9 + length);
         buf = buf.subarray(9 + length);
-        if (type === FRAME_SETTINGS && !(flags & FLAG_ACK)) conn.write(frame(FRAME_SETTINGS, FLAG_ACK, 0, Buffer.alloc(0)));
+        if (type === FRAME_SETTINGS && !(flags & FLAG_ACK)) conn.write(h2Frame(FRAME_SETTINGS, FLAG_ACK, 0, Buffer.alloc(0)));
         if (type === FRAME_HEADERS) {
           let start = 0;
           let end = payload.length;
@@ -387,7 +379,7 @@ async function nghttp2Exchange(
           captured.blocks.push(Buffer.concat(pending));
           pending = null;
           if (streamId === 1 && respond) {
-            conn.write(frame(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, respond));
+            conn.write(h2Frame(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 1, respond));
           }
           if (captured.blocks.length === requests.length) gotBlocks();
         }
@@ -684,20 +676,8 @@ test("bad constructor options and non-Uint8Array input are HpackErrors", () => {
   assert.deepEqual(new HpackDecoder().decode(backing.subarray(1, 3)), [[":method", "GET"], [":scheme", "http"]]);
 });
 
-/** mulberry32: a small seeded PRNG, so a failing fuzz case is reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test("fuzz: 20,000 random and mutated blocks either decode or throw HpackError", () => {
-  const rand = prng(0x5eed1234);
+  const rand = seededRandom(0x5eed1234);
   const below = (n: number) => Math.floor(rand() * n);
   const seeds = [
     hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"),
