@@ -19,7 +19,9 @@ import * as pkcs11js from 'pkcs11js';
 import { KeyManagerClient, SignDataRequest, GetPublicKeyRequest } from '../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
 import { runGoClient } from '../goclient';
 import { cpuSeconds, threadCpu } from '../proc';
-import { spawnPlugin, unary } from '../../plugins/sdk/testing';
+import { median } from '../stats';
+import { unary } from '../../plugins/sdk/testing';
+import { spawnBenchKeyManager } from './plugin';
 import { createSoftHsm } from '../../simulators/softhsm2';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '3');
@@ -32,12 +34,6 @@ const LABEL = `spire/example.org/bench/${KEY_ID}`;
 function pluginThreadCpu(pid: number): { main: number; signing: number; other: number } {
   const m = threadCpu(pid, (isMain, comm) => (isMain ? 'main' : comm === 'pkcs11sign' ? 'signing' : 'other'));
   return { main: m.get('main') ?? 0, signing: m.get('signing') ?? 0, other: m.get('other') ?? 0 };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 interface Round {
@@ -97,16 +93,7 @@ async function main(): Promise<void> {
   };
   try {
     // ---- 1. plugin over gRPC (spawned as SPIRE does) --------------------------------------------------------------
-    const main = path.join(ROOT, 'dist/plugins/pkcs11-keymanager/main-server.js');
-    fs.chmodSync(main, 0o755);
-    const plugin = await spawnPlugin({
-      command: main,
-      type: 'KeyManager',
-      side: 'server',
-      env: { ...hsm.env },
-      trustDomain: 'example.org',
-      hcl: `module_path = "${hsm.modulePath}"\n\ntoken_label = "bench"\n\npin = "${hsm.pin}"\n\nkey_identifier_value = "bench"\n\nmax_sessions = 8`,
-    });
+    const plugin = await spawnBenchKeyManager(hsm, 'bench');
     try {
       const client = plugin.conn.typeClient(KeyManagerClient);
       await unary(client, 'generateKey', { keyId: KEY_ID, keyType: 1 });

@@ -23,11 +23,12 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
 import { SpireHarness, stopAllHarnesses, type PluginDecl } from '../../simulators/spire/harness';
 import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
+import { buildGoExternal } from '../go-external';
 import { cpuSeconds, threadCpu } from '../proc';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '6');
@@ -204,10 +205,8 @@ async function main(): Promise<void> {
   const pinFile = path.join(hsm.dir, 'pin');
   fs.writeFileSync(pinFile, '10293847\n', { mode: 0o600 });
   const variants: Variant[] = [];
-  const buildGo = (dir: string): string =>
-    execFileSync('bash', [path.join(ROOT, 'bench/build-go-external.sh'), path.join(ROOT, dir)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
   const withGo = process.env['BENCH_GO_EXTERNAL'] === '1';
-  const goBin = { disk_go: withGo ? buildGo('bench/pkcs11/go-disk') : '', pkcs11_go: withGo ? buildGo('bench/pkcs11/go-pkcs11') : '' };
+  const goBin = { disk_go: withGo ? buildGoExternal('pkcs11/go-disk') : '', pkcs11_go: withGo ? buildGoExternal('pkcs11/go-pkcs11') : '' };
   try {
     for (const name of withGo ? (['disk', 'pkcs11', 'disk_go', 'pkcs11_go'] as const) : (['disk', 'pkcs11'] as const)) {
       const spire = await SpireHarness.create();

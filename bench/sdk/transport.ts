@@ -7,18 +7,17 @@
 // Each configuration runs at concurrency 1 and 32, in BENCH_ROUNDS (3) interleaved rounds; the median is reported with
 // the plugin's CPU per call (utime+stime of the plugin process) and the grpc-go client's own CPU per call.
 // Run: node dist/bench/sdk/transport.js   (BENCH_SECONDS=3, BENCH_ROUNDS=3 by default)
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { GetPublicKeyRequest, KeyManagerClient } from '../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
 import { runGoClient } from '../goclient';
 import { cpuSeconds } from '../proc';
-import { spawnPlugin, unary, type SpawnedPlugin } from '../../plugins/sdk/testing';
+import { median } from '../stats';
+import { unary, type SpawnedPlugin } from '../../plugins/sdk/testing';
+import { spawnBenchKeyManager } from '../pkcs11/plugin';
 import { createSoftHsm } from '../../simulators/softhsm2';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '3');
 const ROUNDS = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? '3'));
-const ROOT = path.resolve(__dirname, '../../..');
 const METHOD = '/spire.plugin.server.keymanager.v1.KeyManager/GetPublicKey';
 const TRANSPORTS = ['h2', 'grpc-js'] as const;
 type Transport = (typeof TRANSPORTS)[number];
@@ -30,29 +29,12 @@ interface Sample {
   clientCpuUs: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 async function main(): Promise<void> {
   const hsm = createSoftHsm({ tokens: [{ label: 'bench', pin: '13572468' }] });
   const plugins = new Map<Transport, SpawnedPlugin>();
   try {
-    const command = path.join(ROOT, 'dist/plugins/pkcs11-keymanager/main-server.js');
-    fs.chmodSync(command, 0o755);
     for (const t of TRANSPORTS) {
-      const env: NodeJS.ProcessEnv = { ...hsm.env };
-      if (t === 'grpc-js') env['SPIRE_PLUGIN_GRPC_SERVER'] = 'grpc-js';
-      const plugin = await spawnPlugin({
-        command,
-        type: 'KeyManager',
-        side: 'server',
-        env,
-        trustDomain: 'example.org',
-        hcl: `module_path = "${hsm.modulePath}"\n\ntoken_label = "bench"\n\npin = "${hsm.pin}"\n\nkey_identifier_value = "bench-${t}"`,
-      });
+      const plugin = await spawnBenchKeyManager(hsm, `bench-${t}`, t === 'grpc-js' ? { SPIRE_PLUGIN_GRPC_SERVER: 'grpc-js' } : {});
       plugins.set(t, plugin);
       await unary(plugin.conn.typeClient(KeyManagerClient), 'generateKey', { keyId: 'k', keyType: 1 });
     }

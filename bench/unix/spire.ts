@@ -20,9 +20,9 @@
 //     a third agent, alternating with A's two: what any external plugin costs over a built-in, the floor for ours.
 //  D. as C, but two agents again (built-in only / ours only), alternating blocks: neither attestor competes with the
 //     other's hashing for CPU during the calls that are timed.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { buildGoExternal } from '../go-external';
 import { SpireHarness, renderConfig, spireChildEnv, spireHealthy, type PluginDecl } from '../../simulators/spire/harness';
 import { renderSettings } from '../../simulators/spire/config';
 import { runCommand, spawnLogged, stopProcess, type ManagedProcess } from '../../simulators/spire/procs';
@@ -163,7 +163,7 @@ async function main(): Promise<void> {
     const goEnv = process.env['BENCH_GO_EXTERNAL'];
     const goExternal =
       goEnv === '1'
-        ? execFileSync('bash', [path.resolve(__dirname, '../../../bench/build-go-external.sh'), path.resolve(__dirname, '../../../bench/unix/go-external')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim()
+        ? buildGoExternal('unix/go-external')
         : goEnv;
     if (goExternal) {
       log('phase A2: built-in vs the same attestor as an external Go plugin vs ours, three agents, alternating blocks');
