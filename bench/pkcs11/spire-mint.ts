@@ -30,6 +30,7 @@ import { SpireHarness, stopAllHarnesses, type PluginDecl } from '../../simulator
 import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
 import { buildGoExternal } from '../go-external';
 import { cpuSeconds, threadCpu } from '../proc';
+import { median } from '../stats';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '6');
 const PARALLEL = (process.env['BENCH_P'] ?? '1,8,32').split(',').map(Number);
@@ -299,7 +300,6 @@ async function main(): Promise<void> {
       }
     }
 
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     console.log(`\nspire-server v1.15.3 minting, ${SECONDS}s × ${ROUNDS} rounds per cell, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}); ca_key_type ec-p256`);
     const others = variants.filter((v) => v.name !== 'disk').map((v) => v.name);
     console.log(`scenario             disk/s ${others.map((n) => `${n}/s (ratio)`.padStart(24)).join('')}   server µs CPU/op (${variants.map((v) => v.name).join(', ')})   plugin µs CPU/op (${others.join(', ')})`);

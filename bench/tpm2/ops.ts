@@ -11,6 +11,7 @@ import {
   PolicySecret, ActivateCredential, MakeCredential, TPM_RH, TPM_SE, srkRsa2048Template, srkEccP256Template, akRsa2048Template,
   signingEccP256Template, signingRsa2048Template, ekRsa2048Template, authHandle, startPolicySession, PolicySession, TPM_ALG,
 } from '../../plugins/lib/tpm2/index';
+import { median } from '../stats';
 
 /** Minimal raw client: one outstanding command, framing by the header's size. */
 class Raw {
@@ -72,11 +73,6 @@ interface Op {
   iterations: number;
   lib: (tpm: Tpm) => Promise<void>;
   bare: (raw: Sender) => Promise<void>;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 async function main(): Promise<void> {
