@@ -23,10 +23,16 @@ else
   say "Debian packages present (${APT_PKGS[*]})"
 fi
 
+# The only dependencies whose install scripts run (.npmrc sets ignore-scripts): pkcs11js builds its addon with
+# node-gyp. protobufjs (under @grpc/grpc-js) has a postinstall that only prints a version-scheme hint: never run.
+NPM_BUILD_SCRIPTS=(pkcs11js)
+
 cd "$here"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm dependencies (npm ci)"
+  say "installing npm dependencies (npm ci; no install scripts, see .npmrc)"
   npm ci --no-audit --no-fund >&2
+  say "building the native dependencies that need their install script: ${NPM_BUILD_SCRIPTS[*]}"
+  npm rebuild --ignore-scripts=false --no-audit --no-fund "${NPM_BUILD_SCRIPTS[@]}" >&2
 else
   say "npm dependencies present"
 fi
