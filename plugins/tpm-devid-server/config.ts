@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { coreTrustDomain, decodeConfig, field, type ConfigStatus } from '../sdk/config';
 import type { ConfigInput } from '../sdk';
 import { parsePemCertificates } from '../lib/x509';
-import { parseCertificate } from '../lib/x509/certificate';
+import { CertificateParseError, parseCertificate } from '../lib/x509/certificate';
 
 export const CONFIG_SCHEMA = {
   devid_ca_path: field.string({ description: 'PEM bundle of DevID (provisioning) CA certificates; each one is a trust anchor' }),
@@ -58,6 +58,7 @@ export function loadBundle(path: string): { ok: true; certs: Buffer[] } | { ok: 
     try {
       parseCertificate(ders[i]!);
     } catch (e) {
+      if (e instanceof CertificateParseError && e.reason === 'unsupported-key') return { ok: false, error: `x509: certificate ${i}: ${e.message}` };
       return { ok: false, error: `x509: malformed certificate ${i}: ${e instanceof Error ? e.message : String(e)}` };
     }
   }

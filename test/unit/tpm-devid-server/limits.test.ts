@@ -11,7 +11,11 @@ import { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodea
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
 import { AK_ATTRS, KU, SoftTpm, genKey, issue, makeWorld, tcgSanExtension, tpmtPublic, type World } from './fixtures';
 import { runFlow } from './driver';
-import { craftKey, loopChain } from '../x509/crafted';
+import { craftCert, craftKey, loopChain, rsaSpki } from '../x509/crafted';
+import { buildServerConfig } from '../../../plugins/tpm-devid-server/config';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pem } from './fixtures';
 
 const TD = 'example.org';
 let world: World;
@@ -146,4 +150,27 @@ test('finding 1 through the server: a leaf and 7 intermediates sharing one name 
   assert.ok(checks <= 100, `${checks} signature checks`);
   assert.ok(checks >= 7, `${checks} signature checks (each intermediate is tried once)`);
   assert.ok((cpu.user + cpu.system) / 1000 < 3000);
+});
+
+test('configuration: allow_non_tcg_ek_certificates (bool, default false, noted when set); bundles obey the key limits', () => {
+  const cfg = (hcl: string) => {
+    const status = { errors: [] as string[], notes: [] as string[] };
+    return { cfg: buildServerConfig({ trustDomain: TD, hclText: hcl, coreConfigurationPresent: true }, status), status };
+  };
+  const d = cfg(world.hcl);
+  assert.equal(d.cfg?.allowNonTcgEkCertificates, false);
+  assert.ok(!d.status.notes.some((n) => n.includes('allow_non_tcg_ek_certificates')));
+  const r = cfg(`${world.hcl}allow_non_tcg_ek_certificates = true\n`);
+  assert.equal(r.cfg?.allowNonTcgEkCertificates, true);
+  assert.ok(r.status.notes.some((n) => /allow_non_tcg_ek_certificates is set: .*must issue nothing but EK certificates/.test(n)));
+  assert.equal(cfg(`${world.hcl}allow_non_tcg_ek_certificates = 1\n`).cfg, undefined);
+  // a CA certificate whose key is outside the limits (RSA modulus 8200 bits) is refused at Configure
+  const ca = craftKey('ec256');
+  const n = BigInt(`0x${'c3'.repeat(1025)}`) | 1n;
+  const big = craftCert({ subject: 'big', issuer: 'ca', signer: ca, spki: rsaSpki(n, 65537n), ca: true });
+  const path = join(world.dir, 'big-ca.pem');
+  writeFileSync(path, pem(big));
+  const b = cfg(`devid_ca_path = "${path}"\nendorsement_ca_path = "${world.ekCaPath}"\n`);
+  assert.equal(b.cfg, undefined);
+  assert.deepEqual(b.status.errors, ['unable to load DevID trust bundle: x509: certificate 0: unsupported public key: RSA modulus of 8200 bits is outside 1024..8192']);
 });
