@@ -225,10 +225,14 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   const mismatch = ekKeysMismatch(ekCert, ekPub);
   if (mismatch) throw invalid(`public key in EK certificate differs from public key created via EK template: ${mismatch}`);
 
-  // 12. EK chain: anchors only, TCG EK profile (critical directoryName SAN, TCG EKU, Subject Directory Attributes)
+  // 12. EK chain: anchors only, TCG EK profile (critical directoryName SAN, TCG EKU, Subject Directory Attributes);
+  // once the chain verifies, the certificate must be a TCG EK certificate (not in the built-in; see README)
   try {
-    verifyChain({ leaf: ekCert.der, intermediates: [], roots: cfg.ekRoots, now, profile: 'ek' });
+    verifyChain({ leaf: ekCert.der, intermediates: [], roots: cfg.ekRoots, now, profile: 'ek', allowNonTcgEk: cfg.allowNonTcgEkCertificates });
   } catch (e) {
+    if (e instanceof ChainError && e.reason === 'not-ek-certificate') {
+      throw invalid(`endorsement certificate rejected: ${e.message} (allow_non_tcg_ek_certificates = true accepts such certificates)`);
+    }
     if (e instanceof ChainError) {
       throw invalid(`cannot verify EK signature: endorsement certificate verification failed: ${x509Message(e)}`);
     }

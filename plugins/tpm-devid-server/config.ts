@@ -4,11 +4,14 @@ import { readFileSync } from 'node:fs';
 import { coreTrustDomain, decodeConfig, field, type ConfigStatus } from '../sdk/config';
 import type { ConfigInput } from '../sdk';
 import { parsePemCertificates } from '../lib/x509';
-import { parseCertificate } from '../lib/x509/certificate';
+import { CertificateParseError, parseCertificate } from '../lib/x509/certificate';
 
 export const CONFIG_SCHEMA = {
   devid_ca_path: field.string({ description: 'PEM bundle of DevID (provisioning) CA certificates; each one is a trust anchor' }),
   endorsement_ca_path: field.string({ description: 'PEM bundle of TPM manufacturer (EK-issuing) CA certificates; each one is a trust anchor' }),
+  allow_non_tcg_ek_certificates: field.bool({
+    description: 'accept EK certificates without the TCG EK EKU or TCG TPM SAN, or without an EK key usage (keyEncipherment/keyAgreement)',
+  }),
 };
 
 export interface ServerConfig {
@@ -18,6 +21,8 @@ export interface ServerConfig {
   /** DER trust anchors */
   devIdRoots: Buffer[];
   ekRoots: Buffer[];
+  /** allow_non_tcg_ek_certificates: the EK certificate need not be recognisably a TCG EK certificate */
+  allowNonTcgEkCertificates: boolean;
 }
 
 /** Go-style message for a file-system error (`open <path>: no such file or directory`). */
@@ -53,6 +58,7 @@ export function loadBundle(path: string): { ok: true; certs: Buffer[] } | { ok: 
     try {
       parseCertificate(ders[i]!);
     } catch (e) {
+      if (e instanceof CertificateParseError && e.reason === 'unsupported-key') return { ok: false, error: `x509: certificate ${i}: ${e.message}` };
       return { ok: false, error: `x509: malformed certificate ${i}: ${e instanceof Error ? e.message : String(e)}` };
     }
   }
@@ -88,5 +94,9 @@ export function buildServerConfig(input: ConfigInput, status: ConfigStatus): Ser
     else status.errors.push(`unable to load endorsement trust bundle: ${b.error}`);
   }
   if (status.errors.length > before || td === undefined) return undefined;
-  return { trustDomain: td, devIdCaPath, endorsementCaPath, devIdRoots, ekRoots };
+  const allowNonTcgEkCertificates = raw.allow_non_tcg_ek_certificates ?? false;
+  if (allowNonTcgEkCertificates) {
+    status.notes.push('allow_non_tcg_ek_certificates is set: any certificate issued by an endorsement CA is accepted as an EK certificate; the endorsement CAs must issue nothing but EK certificates');
+  }
+  return { trustDomain: td, devIdCaPath, endorsementCaPath, devIdRoots, ekRoots, allowNonTcgEkCertificates };
 }

@@ -30,6 +30,7 @@ export class TpmDevidServer implements ServerNodeAttestor<ServerConfig> {
       devid_anchors: cfg.devIdRoots.length,
       endorsement_ca_path: cfg.endorsementCaPath,
       endorsement_anchors: cfg.ekRoots.length,
+      allow_non_tcg_ek_certificates: cfg.allowNonTcgEkCertificates,
     });
   }
 

@@ -9,6 +9,7 @@
 import { TPMA_OBJECT, TPM_ALG, TPM_ST } from '../lib/tpm2/constants';
 import { TPM_GENERATED_VALUE } from '../lib/tpm2/structures';
 import { TpmHashName, hashNameFromAlgId, digestSize } from '../lib/tpm2/crypto/kdf';
+import { curveFromTpmId, curveSize } from '../lib/tpm2/crypto/verify';
 
 // Algorithm ids, TPMA_OBJECT bits and TPMS_ATTEST constants are the library's (plugins/lib/tpm2/constants.ts).
 // Messages name only the algorithms and attributes below (anything else is printed in hex), as they always have.
@@ -90,6 +91,8 @@ const MAX_DIGEST = 64;
 const MAX_NAME = MAX_DIGEST + 2;
 const MAX_RSA_KEY_BYTES = 512;
 const MAX_ECC_KEY_BYTES = 128;
+/** RSA key sizes a TPM 2.0 creates (TPMI_RSA_KEY_BITS); within the certificate limits of lib/x509/key-limits.ts. */
+const TPM_RSA_KEY_BITS: ReadonlySet<number> = new Set([1024, 2048, 3072, 4096]);
 
 // ---------------------------------------------------------------------------------------------------------------
 // TPMT_PUBLIC
@@ -215,8 +218,10 @@ export function decodePublic(buf: Buffer): Decoded<TpmPublic> {
       const exponent = r.u32('exponent');
       const modulus = r.tpm2b('unique.rsa', MAX_RSA_KEY_BYTES);
       r.end('TPMT_PUBLIC');
-      if (keyBits < 1024 || keyBits > 4096 || keyBits % 8 !== 0) throw new DecodeFail(`unsupported RSA key size ${keyBits}`);
+      if (!TPM_RSA_KEY_BITS.has(keyBits)) throw new DecodeFail(`unsupported RSA key size ${keyBits}`);
       if (modulus.length !== keyBits / 8) throw new DecodeFail(`RSA modulus is ${modulus.length} bytes, keyBits says ${keyBits / 8}`);
+      // 0 is the TPM's default exponent 65537; any other value must be an odd exponent >= 3 (2^32-1 is the field's max)
+      if (exponent !== 0 && (exponent < 3 || exponent % 2 === 0)) throw new DecodeFail(`unsupported RSA exponent ${exponent}`);
       return { type: 'rsa', raw: Buffer.from(buf), nameAlg, nameAlgId, attributes, authPolicy, symmetric, scheme, keyBits, exponent, modulus };
     }
     const scheme = readEccScheme(r);
@@ -225,6 +230,9 @@ export function decodePublic(buf: Buffer): Decoded<TpmPublic> {
     const x = r.tpm2b('unique.ecc.x', MAX_ECC_KEY_BYTES);
     const y = r.tpm2b('unique.ecc.y', MAX_ECC_KEY_BYTES);
     r.end('TPMT_PUBLIC');
+    const curve = curveFromTpmId(curveId);
+    if (!curve) throw new DecodeFail(`unsupported curve ${hex16(curveId)}`);
+    if (x.length > curveSize(curve) || y.length > curveSize(curve)) throw new DecodeFail(`ECC point coordinates longer than the ${curve} field`);
     return { type: 'ecc', raw: Buffer.from(buf), nameAlg, nameAlgId, attributes, authPolicy, symmetric, scheme, curveId, kdf, x, y };
   });
 }

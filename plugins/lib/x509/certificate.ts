@@ -1,6 +1,7 @@
 // Structural parse of an X.509 certificate: raw Names, validity, signature algorithm, extensions.
 import { X509Certificate as NodeX509 } from 'node:crypto';
 import { DerError, Tlv, children, decodeInteger, decodeOid, decodeTime, expectTag, single } from './der';
+import { keyLimitText, publicKeyProblem, type KeyLimitProblem } from './key-limits';
 
 export interface Extension {
   oid: string;
@@ -25,14 +26,38 @@ export interface ParsedCertificate {
   node: NodeX509;
 }
 
+/** 'malformed': not a DER certificate we read; 'unsupported-key': its public key is outside the limits (key-limits.ts). */
+export type CertificateParseErrorReason = 'malformed' | 'unsupported-key';
+
 export class CertificateParseError extends Error {
-  constructor(message: string) {
+  readonly reason: CertificateParseErrorReason;
+  /** 'unsupported-key' only: what is wrong with the key */
+  readonly keyProblem: KeyLimitProblem | undefined;
+  constructor(message: string, reason: CertificateParseErrorReason = 'malformed', keyProblem?: KeyLimitProblem) {
     super(message);
     this.name = 'CertificateParseError';
+    this.reason = reason;
+    this.keyProblem = keyProblem;
   }
 }
 
+/**
+ * Parses a DER certificate and checks its public key against the limits (RSA modulus 1024..8192 bits, odd exponent
+ * 3..2^32-1, EC on P-256/P-384/P-521, Ed25519) before anything can verify a signature with it.
+ */
 export function parseCertificate(der: Buffer | Uint8Array): ParsedCertificate {
+  const c = parseCertificateStructure(der);
+  let problem: KeyLimitProblem | undefined;
+  try {
+    problem = publicKeyProblem(c.node.publicKey);
+  } catch {
+    problem = { kind: 'key-type', keyType: 'unreadable' };
+  }
+  if (problem) throw new CertificateParseError(`unsupported public key: ${keyLimitText(problem)}`, 'unsupported-key', problem);
+  return c;
+}
+
+function parseCertificateStructure(der: Buffer | Uint8Array): ParsedCertificate {
   const buf = Buffer.from(der);
   try {
     const cert = expectTag(single(buf), 0x30, 'Certificate SEQUENCE');
@@ -139,14 +164,22 @@ export function basicConstraints(c: ParsedCertificate): BasicConstraints | undef
   return out;
 }
 
-/** KeyUsage bits as a number where bit i (RFC 5280 order, digitalSignature = 0) is (1 << i). */
+/**
+ * KeyUsage bits as a number where bit i (RFC 5280 order, digitalSignature = 0 … decipherOnly = 8) is (1 << i).
+ * Only the nine defined bits are read, as Go does: further bits (a longer BIT STRING) are ignored instead of
+ * wrapping onto the low ones. The BIT STRING must be DER (unused-bit count ≤ 7, unused bits zero).
+ */
 export function keyUsageBits(c: ParsedCertificate): number | undefined {
   const e = getExtension(c, OID.keyUsage);
   if (!e) return undefined;
   const bs = expectTag(single(e.value), 0x03, 'KeyUsage BIT STRING').value;
+  const unused = bs[0];
+  if (unused === undefined || unused > 7 || (bs.length === 1 && unused > 0)) throw new DerError('bad KeyUsage BIT STRING');
+  if (bs.length > 1 && (bs[bs.length - 1]! & ((1 << unused) - 1)) !== 0) throw new DerError('KeyUsage BIT STRING has non-zero unused bits');
   let bits = 0;
-  for (let i = 1; i < bs.length; i++) {
-    for (let b = 0; b < 8; b++) if (bs[i]! & (0x80 >> b)) bits |= 1 << ((i - 1) * 8 + b);
+  for (let i = 0; i < 9; i++) {
+    const byte = bs[1 + (i >> 3)];
+    if (byte !== undefined && byte & (0x80 >> (i & 7))) bits |= 1 << i;
   }
   return bits;
 }

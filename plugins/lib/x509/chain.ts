@@ -10,7 +10,13 @@
 //  - unhandled critical extensions rejected, except a per-profile allow-list;
 //  - nameConstraints: NOT implemented — any chain whose issuer carries nameConstraints is rejected
 //    ('unsupported-name-constraints') instead of being accepted unchecked [deviation from Go, fail-closed];
-//  - EKU is not enforced (Go with KeyUsages = Any, as SPIRE uses); no revocation checking.
+//  - EKU is not enforced (Go with KeyUsages = Any, as SPIRE uses); no revocation checking;
+//  - at most MAX_CHAIN_SIGNATURE_CHECKS (100, Go's maxChainSignatureChecks) candidate signature checks per call,
+//    each (child, candidate) signature verified at most once, exact duplicate intermediates dropped, and a candidate
+//    with the subject and key (and SAN) of a certificate already in the path not considered (as Go's alreadyInChain);
+//  - every key is checked against key-limits.ts when its certificate is parsed, before any signature check uses it
+//    ('unsupported-key') [stricter than Go: RSA modulus ≤ 8192 bits, exponent ≤ 2^32-1];
+//  - 'ek' profile: the leaf must be a TCG EK certificate (see ekCertificateProblem) unless allowNonTcgEk is set.
 import { createHash, KeyObject } from 'node:crypto';
 import {
   CertificateParseError,
@@ -18,6 +24,7 @@ import {
   OID,
   ParsedCertificate,
   basicConstraints,
+  extKeyUsages,
   getExtension,
   keyUsageBits,
   nameAttributes,
@@ -39,7 +46,13 @@ export type ChainErrorReason =
   | 'path-len'
   | 'unhandled-critical-extension'
   | 'unsupported-name-constraints'
-  | 'chain-too-long';
+  | 'chain-too-long'
+  | 'unsupported-key'
+  | 'too-many-signature-checks'
+  | 'not-ek-certificate';
+
+/** Go's maxChainSignatureChecks: candidate signature checks allowed per chain verification. */
+export const MAX_CHAIN_SIGNATURE_CHECKS = 100;
 
 /**
  * Why a candidate issuer's key did not verify a certificate's signature, as Go's `CheckSignatureFrom` reports it
@@ -145,6 +158,11 @@ export interface VerifyChainInput {
   profile: ChainProfile;
   /** maximum chain length including leaf and anchor; default 8 */
   maxDepth?: number;
+  /**
+   * 'ek' profile only: accept a leaf that is not recognisably a TCG EK certificate (no TCG EK EKU and no TCG
+   * manufacturer/model/version SAN, or a key usage an EK does not have). Default false.
+   */
+  allowNonTcgEk?: boolean;
 }
 
 /** Every verified chain, leaf first, anchor last (DER buffers). */
@@ -358,7 +376,7 @@ function parseOrThrow(der: Buffer | Uint8Array, what: string): ParsedCertificate
   try {
     return parseCertificate(der);
   } catch (e) {
-    if (e instanceof CertificateParseError) throw new ChainError('malformed', `${what}: ${e.message}`);
+    if (e instanceof CertificateParseError) throw new ChainError(e.reason === 'unsupported-key' ? 'unsupported-key' : 'malformed', `${what}: ${e.message}`);
     throw new ChainError('malformed', `${what}: ${(e as Error).message}`);
   }
 }
@@ -366,7 +384,10 @@ function parseOrThrow(der: Buffer | Uint8Array, what: string): ParsedCertificate
 const REASON_RANK: Record<ChainErrorReason, number> = {
   untrusted: 0,
   'chain-too-long': 1,
+  'too-many-signature-checks': 1,
   malformed: 2,
+  'unsupported-key': 2,
+  'not-ek-certificate': 3,
   'unhandled-critical-extension': 3,
   'unsupported-name-constraints': 3,
   'not-yet-valid': 4,
@@ -389,7 +410,13 @@ export function verifyChain(input: VerifyChainInput): VerifiedChains {
   const maxDepth = input.maxDepth ?? 8;
   const leaf = parseOrThrow(input.leaf, 'leaf');
   const anchors = input.roots.map((r, i) => parseOrThrow(r, `root ${i}`));
-  const inters = (input.intermediates ?? []).map((r, i) => parseOrThrow(r, `intermediate ${i}`));
+  const parsedInters = (input.intermediates ?? []).map((r, i) => parseOrThrow(r, `intermediate ${i}`));
+  // Exact duplicates (of each other, of an anchor, of the leaf) add nothing but paths to try: dropped.
+  const inters: ParsedCertificate[] = [];
+  for (const c of parsedInters) {
+    if (c.der.equals(leaf.der) || anchors.some((a) => a.der.equals(c.der)) || inters.some((x) => x.der.equals(c.der))) continue;
+    inters.push(c);
+  }
 
   checkIntrinsic(leaf, now, 0, input.profile);
 
@@ -404,26 +431,53 @@ export function verifyChain(input: VerifyChainInput): VerifiedChains {
   // The leaf itself is an anchor (Go: a certificate present in the root pool verifies as a 1-element chain).
   if (anchors.some((a) => a.der.equals(leaf.der))) chains.push([leaf]);
 
-  const walk = (chain: ParsedCertificate[]) => {
+  // Memoised per (child, candidate): the signature check, and each candidate's own (path-independent) checks.
+  const linkMemo = new Map<ParsedCertificate, Map<ParsedCertificate, ChainError | null>>();
+  const intrinsicMemo = new Map<ParsedCertificate, ChainError | null>();
+  // A memoised error is thrown again with the depth of this occurrence (a certificate can sit at several depths).
+  const memoised = (memo: Map<ParsedCertificate, ChainError | null>, key: ParsedCertificate, depth: number, f: () => void): void => {
+    let r = memo.get(key);
+    if (r === undefined) {
+      r = null;
+      try {
+        f();
+      } catch (e) {
+        if (!(e instanceof ChainError)) throw e;
+        r = e;
+      }
+      memo.set(key, r);
+    }
+    if (r) throw r.depth === depth ? r : new ChainError(r.reason, r.message, depth, hintOf(r));
+  };
+  let signatureChecks = 0;
+  let budgetExceeded = false;
+
+  const walk = (chain: ParsedCertificate[]): void => {
     const child = chain[chain.length - 1]!;
     const depth = chain.length; // index the issuer would take
     const candidates: { cert: ParsedCertificate; anchor: boolean }[] = [
       ...anchors.map((c) => ({ cert: c, anchor: true })),
       ...inters.map((c) => ({ cert: c, anchor: false })),
     ]
-      .filter((x) => x.cert.rawSubject.equals(child.rawIssuer) && !chain.some((c) => c.der.equals(x.cert.der)))
+      .filter((x) => x.cert.rawSubject.equals(child.rawIssuer) && !alreadyInChain(x.cert, chain))
       // anchors before intermediates, each in Go's key-id order (which decides the candidate Go's hint names)
       .map((x, i) => ({ x, key: (x.anchor ? 0 : 3) + kidRank(child, x.cert), i }))
       .sort((a, b) => a.key - b.key || a.i - b.i)
       .map((y) => y.x);
     for (const cand of candidates) {
-      // an intermediate identical to an anchor is handled as the anchor
-      if (!cand.anchor && anchors.some((a) => a.der.equals(cand.cert.der))) continue;
+      if (budgetExceeded) return;
       try {
         if (depth + 1 > maxDepth) throw new ChainError('chain-too-long', `chain longer than ${maxDepth}`, depth);
-        verifyLink(child, cand.cert, depth - 1);
+        // Go counts every candidate whose signature it checks, found or not, against one budget per verification.
+        if (++signatureChecks > MAX_CHAIN_SIGNATURE_CHECKS) {
+          budgetExceeded = true;
+          return;
+        }
+        let links = linkMemo.get(child);
+        if (!links) linkMemo.set(child, (links = new Map()));
+        memoised(links, cand.cert, depth - 1, () => verifyLink(child, cand.cert, depth - 1));
         checkIssuer(cand.cert, chain.length, depth);
-        checkIntrinsic(cand.cert, now, depth, input.profile);
+        memoised(intrinsicMemo, cand.cert, depth, () => checkIntrinsic(cand.cert, now, depth, input.profile));
       } catch (e) {
         if (e instanceof ChainError) {
           record(e, depth);
@@ -438,9 +492,94 @@ export function verifyChain(input: VerifyChainInput): VerifiedChains {
   };
   walk([leaf]);
 
-  if (chains.length > 0) return chains.map((c) => c.map((x) => Buffer.from(x.der)));
+  if (chains.length > 0) {
+    // Checked once the chain is known to verify, so that anything Go rejects is rejected with Go's reason.
+    if (input.profile === 'ek' && !input.allowNonTcgEk) {
+      const p = ekCertificateProblem(leaf);
+      if (p) throw new ChainError('not-ek-certificate', ekProblemText(p), 0);
+    }
+    return chains.map((c) => c.map((x) => Buffer.from(x.der)));
+  }
+  if (budgetExceeded) {
+    throw new ChainError('too-many-signature-checks', 'signature check attempts limit reached while verifying certificate chain', 0);
+  }
   if (best) throw best;
   throw new ChainError('untrusted', 'certificate signed by unknown authority', 0);
+}
+
+function hintOf(e: ChainError): { candidate: string; error: ChainHintError } | undefined {
+  return e.hintCandidate !== undefined && e.hintError !== undefined ? { candidate: e.hintCandidate, error: e.hintError } : undefined;
+}
+
+/**
+ * Go's alreadyInChain: `cand` denotes a certificate already in the path when one there has the same subject and the
+ * same public key, and either neither has a SAN or both have the same SAN. Reusing it could only make a loop.
+ */
+function alreadyInChain(cand: ParsedCertificate, chain: readonly ParsedCertificate[]): boolean {
+  const candSan = getExtension(cand, OID.subjectAltName);
+  for (const c of chain) {
+    if (!c.rawSubject.equals(cand.rawSubject) || !c.rawSpki.equals(cand.rawSpki)) continue;
+    const san = getExtension(c, OID.subjectAltName);
+    if (!candSan && !san) return true;
+    if (candSan && san && candSan.value.equals(san.value)) return true;
+  }
+  return false;
+}
+
+/** Why a certificate is not recognisably a TCG EK certificate (TCG EK Credential Profile for TPM 2.0). */
+export type EkCertificateProblem =
+  | { readonly kind: 'no-tcg-identity' }
+  | { readonly kind: 'key-usage-missing' }
+  | { readonly kind: 'key-usage'; readonly required: 'keyEncipherment' | 'keyAgreement' }
+  | { readonly kind: 'malformed-extension' };
+
+const TCG_SAN_ATTRIBUTES = ['2.23.133.2.1', '2.23.133.2.2', '2.23.133.2.3'] as const;
+const KU_KEY_ENCIPHERMENT = 1 << 2;
+const KU_KEY_AGREEMENT = 1 << 4;
+
+/**
+ * An EK certificate carries the TCG EK EKU (2.23.133.8.1) or the TCG TPM manufacturer, model and version
+ * (2.23.133.2.1/.2/.3) in a directoryName SAN, and a keyUsage with keyEncipherment (RSA EK) or keyAgreement (ECC EK):
+ * a TPM's EK decrypts (MakeCredential), it is not a signing key. Undefined when the certificate qualifies.
+ */
+export function ekCertificateProblem(c: ParsedCertificate): EkCertificateProblem | undefined {
+  let ekus: string[] | undefined;
+  let ku: number | undefined;
+  try {
+    ekus = extKeyUsages(c);
+    ku = keyUsageBits(c);
+  } catch {
+    return { kind: 'malformed-extension' };
+  }
+  const hasEku = (ekus ?? []).includes(OID.tcgEkCertificateEku);
+  let hasSan = false;
+  try {
+    for (const n of subjectAltNames(c) ?? []) {
+      if (n.type !== 4) continue;
+      const oids = new Set(nameAttributes(single(n.value).raw).map((a) => a.oid));
+      if (TCG_SAN_ATTRIBUTES.every((o) => oids.has(o))) hasSan = true;
+    }
+  } catch {
+    hasSan = false;
+  }
+  if (!hasEku && !hasSan) return { kind: 'no-tcg-identity' };
+  if (ku === undefined) return { kind: 'key-usage-missing' };
+  const required = c.node.publicKey.asymmetricKeyType === 'rsa' ? 'keyEncipherment' : 'keyAgreement';
+  if ((ku & (required === 'keyEncipherment' ? KU_KEY_ENCIPHERMENT : KU_KEY_AGREEMENT)) === 0) return { kind: 'key-usage', required };
+  return undefined;
+}
+
+export function ekProblemText(p: EkCertificateProblem): string {
+  switch (p.kind) {
+    case 'no-tcg-identity':
+      return 'not a TCG EK certificate: it has neither the TCG EK extended key usage (2.23.133.8.1) nor the TPM manufacturer, model and version (2.23.133.2.1-3) in its subject alternative name';
+    case 'key-usage-missing':
+      return 'not a TCG EK certificate: it has no key usage extension';
+    case 'key-usage':
+      return `not a TCG EK certificate: its key usage lacks ${p.required}`;
+    case 'malformed-extension':
+      return 'not a TCG EK certificate: malformed key usage or extended key usage extension';
+  }
 }
 
 // ---- helpers ----

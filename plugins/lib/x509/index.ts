@@ -14,4 +14,8 @@ export {
   spkiEqual,
   certificatePublicKey,
   ekTpmInfo,
+  MAX_CHAIN_SIGNATURE_CHECKS,
+  ekCertificateProblem,
+  ekProblemText,
+  EkCertificateProblem,
 } from './chain';
