@@ -24,3 +24,4 @@ export {
   parseGoInt,
   parseGoDuration,
 } from './build';
+export { registerConfigSecrets, scanSecretValues, looksSecretKey, secretKeyNames } from './secrets';
