@@ -8,6 +8,8 @@
  * list or a block, is registered with the log redactor before the parser runs. The parser itself never quotes
  * input text (see hcl.ts); this is the second line of defence, and it also covers messages written by plugins.
  *
+ * Inside any value, a PKCS#11 URI `pin-value` and a URL's userinfo password are registered too.
+ *
  * The scan over-approximates on purpose: registering a value that was not secret only redacts that string in logs.
  */
 import { registerSecret } from '../log';
@@ -253,8 +255,16 @@ export function scanSecretValues(text: string, isSecretKey: (lowerName: string) 
     const end = sc.afterKey(m.index + m[0].length);
     if (end > re.lastIndex) re.lastIndex = end;
   }
+  // Secrets inside other values: a PKCS#11 URI's `pin-value` attribute (RFC 7512), even mistyped
+  // (`pin-value:1234`, `pin-value1234`), and the password of a URL's userinfo (`scheme://user:password@host`).
+  for (const m of src.matchAll(INLINE_SECRET)) {
+    const v = m[1] ?? m[2] ?? '';
+    if (v !== '') sc.found.add(v);
+  }
   return [...sc.found];
 }
+
+const INLINE_SECRET = /pin-value[=:]?([^&;"'\s]+)|[a-z][a-z0-9+.-]*:\/\/[^\s/@:"']*:([^\s/@"']+)@/giu;
 
 /**
  * Registers with the log redactor every value under a secret key in `text` (see `scanSecretValues`). Secret keys:

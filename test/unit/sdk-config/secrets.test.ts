@@ -128,6 +128,9 @@ describe('pre-parse scan of values under secret keys', () => {
     assert.deepEqual(scan('pin "aaa" "bbb" = 1'), ['1', 'aaa', 'bbb']);
     assert.deepEqual(scan('PIN\n  = "upper"'), ['upper']);
     assert.deepEqual(scan('"owner_hierarchy_password" = "q1"'), ['q1']);
+    assert.deepEqual(scan('pkcs11_uri = "pkcs11:token=a?pin-value=1234&module-path=/x.so"'), ['1234']);
+    assert.deepEqual(scan('pkcs11_uri = "pkcs11:token=a?pin-value:5678"'), ['5678']);
+    assert.deepEqual(scan('endpoint = "https://user:hunter2x@example.org/x"'), ['hunter2x']);
   });
 
   test('keys that only name where a secret is, and look-alike values, register nothing', () => {
