@@ -1,6 +1,7 @@
 // Errors as data: a PluginError carries the gRPC status code SPIRE will see. Anything else thrown by a plugin is
 // answered as Internal (and logged), never a crash.
 import { status as Code, type ServiceError, Metadata } from "@grpc/grpc-js";
+import { redactString } from "./log";
 
 export { Code };
 export type StatusCode = Code;
@@ -49,10 +50,13 @@ export interface StatusObject {
   metadata: Metadata;
 }
 
-/** Maps any thrown value to the status sent to SPIRE. `internalSeen` is called for values that were not PluginErrors. */
+/**
+ * Maps any thrown value to the status sent to SPIRE. `internalSeen` is called for values that were not PluginErrors.
+ * The message is redacted like a log line (SPIRE logs it): a registered secret never leaves in a status.
+ */
 export function toStatus(e: unknown, internalSeen?: (e: unknown) => void): StatusObject {
-  if (e instanceof PluginError) return { code: e.code, details: e.message, metadata: new Metadata() };
-  if (isServiceError(e)) return { code: e.code, details: e.details, metadata: new Metadata() };
+  if (e instanceof PluginError) return { code: e.code, details: redactString(e.message), metadata: new Metadata() };
+  if (isServiceError(e)) return { code: e.code, details: redactString(e.details ?? ""), metadata: new Metadata() };
   internalSeen?.(e);
-  return { code: Code.INTERNAL, details: errorMessage(e), metadata: new Metadata() };
+  return { code: Code.INTERNAL, details: redactString(errorMessage(e)), metadata: new Metadata() };
 }

@@ -54,6 +54,13 @@ export interface ConfigInput {
 export interface PluginLifecycle<C = unknown> {
   /** Pure: parse and check the configuration; report problems into `status`. Used by both Configure and Validate. */
   buildConfig?(input: ConfigInput, status: ConfigStatus): C | undefined;
+  /**
+   * Configuration keys whose values are secret, for plugins that do not decode with a `field.*` schema (a schema's
+   * `secret: true` fields are known already). Before buildConfig runs, every value under these keys, and under keys
+   * whose name says they hold a secret (`pin`, `*_password`, ...), is registered with the log redactor, even when the
+   * text does not parse; Configure's status and Validate's notes are redacted with it.
+   */
+  readonly secretConfigKeys?: readonly string[];
   /** Configure: make `config` live (atomically). Throw a PluginError to refuse it. */
   applyConfig?(config: C, ctx: InitContext): void | Promise<void>;
   /** Validate: optional live checks after a successful buildConfig; add notes/errors to `status`. */

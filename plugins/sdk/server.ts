@@ -29,7 +29,8 @@ import {
 } from "../../proto/gen/spire/service/common/config/v1/config";
 import type { Empty } from "../../proto/gen/google/protobuf/empty";
 import { errorMessage, invalidArgument, PluginError, toStatus } from "./errors";
-import type { Logger } from "./log";
+import { redactString, type Logger } from "./log";
+import { registerConfigSecrets } from "./config/secrets";
 import { Broker, BrokeredHostServices } from "./hostservices";
 import { CONFIG_SERVICE_NAME, type CallContext, type ConfigInput, type InitContext, type PluginDefinition } from "./plugin";
 import type { ConfigStatus } from "./config/build";
@@ -326,6 +327,9 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
   });
 
   const build = (req: { coreConfiguration?: { trustDomain: string }; hclConfiguration: string }, status: ConfigStatus) => {
+    // First, whatever the plugin does with the text and whether or not it parses: values under secret keys are
+    // redacted from every log line and from the status and notes sent back to SPIRE (issue 12, finding 3).
+    registerConfigSecrets(req.hclConfiguration ?? "", { extraKeys: Array.isArray(impl.secretConfigKeys) ? (impl.secretConfigKeys as readonly string[]) : [] });
     const input: ConfigInput = {
       trustDomain: req.coreConfiguration?.trustDomain ?? "",
       hclText: req.hclConfiguration ?? "",
@@ -346,13 +350,14 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
             if (status.errors.length > 0 || cfg === undefined) {
               throw invalidArgument(status.errors.length ? status.errors.join("; ") : "invalid configuration");
             }
-            for (const n of status.notes) log.warn(n);
+            for (const n of status.notes) log.warn(n); // (the logger redacts)
             await impl.applyConfig?.(cfg, initCtx);
             configured = true;
             log.debug("configured");
             cb(null, {});
           } catch (e) {
             const st = toStatus(e, (err) => log.error("configure failed", { error: errorMessage(err) }));
+            st.details = redactString(st.details);
             log.error("configuration rejected", { error: st.details });
             cb(st);
           }
@@ -367,7 +372,7 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
           } catch (e) {
             status.errors.push(errorMessage(e));
           }
-          cb(null, { valid: status.errors.length === 0, notes: [...status.errors, ...status.notes] });
+          cb(null, { valid: status.errors.length === 0, notes: [...status.errors, ...status.notes].map(redactString) });
         })();
       },
     });

@@ -15,6 +15,7 @@
  */
 import { HclSyntaxError, parseConfigText } from './hcl';
 import { type ConfigObject, type ConfigValue, defineKey, getRaw, isConfigObject, isRepeated, markRepeated, setMeta } from './tree';
+import { looksSecretKey, registerConfigSecrets } from './secrets';
 
 export interface ConfigStatus {
   errors: string[];
@@ -133,8 +134,13 @@ function describe(loc: Located, secret: boolean): string {
   return 'a block';
 }
 
+/** A value is shown in messages only when its field is not secret and its key's name does not say it is one. */
+function hidden(path: string, secret: boolean): boolean {
+  return secret || looksSecretKey(path);
+}
+
 function typeError(status: ConfigStatus, path: string, expected: string, loc: Located, secret: boolean): Invalid {
-  status.errors.push(`key "${path}": expected ${expected}, got ${describe(loc, secret)}`);
+  status.errors.push(`key "${path}": expected ${expected}, got ${describe(loc, hidden(path, secret))}`);
   return INVALID;
 }
 
@@ -295,7 +301,7 @@ function stringField(opts: StringOpts = {}): FieldSpec<string | undefined> {
     if (s === INVALID) return INVALID;
     if (opts.oneOf !== undefined && !opts.oneOf.includes(s)) {
       const allowed = opts.oneOf.map((o) => JSON.stringify(o)).join(', ');
-      status.errors.push(`key "${path}": must be one of ${allowed}, got ${secret ? 'a redacted value' : JSON.stringify(trunc(s))}`);
+      status.errors.push(`key "${path}": must be one of ${allowed}, got ${hidden(path, secret) ? 'a redacted value' : JSON.stringify(trunc(s))}`);
       return INVALID;
     }
     return s;
@@ -324,12 +330,12 @@ function intField(opts: IntOpts = {}): FieldSpec<number | undefined> {
     }
     if (typeof n === 'bigint') {
       if (n < BigInt(Number.MIN_SAFE_INTEGER) || n > BigInt(Number.MAX_SAFE_INTEGER)) {
-        status.errors.push(`key "${path}": integer ${secret ? '(value redacted)' : trunc(n.toString())} is out of range`);
+        status.errors.push(`key "${path}": integer ${hidden(path, secret) ? '(value redacted)' : trunc(n.toString())} is out of range`);
         return INVALID;
       }
       n = Number(n);
     }
-    const show = (x: number): string => (secret && x === n ? '(value redacted)' : String(x));
+    const show = (x: number): string => (hidden(path, secret) && x === n ? '(value redacted)' : String(x));
     if (!checkRange(n, path, status, opts.min, opts.max, show)) return INVALID;
     return n;
   });
@@ -570,8 +576,12 @@ function isDefaultEmpty(spec: FieldSpec<unknown>): boolean {
  * Parse `text` (HCL v1 or JSON; empty = all defaults) and decode it with `schema`.
  * Problems are appended to `status.errors` (each naming the key); informational
  * messages to `status.notes`. Returns the value when this call added no error.
+ * Messages never contain the value of a `secret` field, of a key whose name says it is a secret, or of an unknown
+ * key; every value under such a key in `text` is registered with the log redactor first, whether or not it parses.
  */
 export function decodeConfig<S extends Schema>(text: string, schema: S, status: ConfigStatus, opts: DecodeOptions = {}): Infer<S> | undefined {
+  // Before parsing: a value under a secret key is redacted from every log line even when the text does not parse.
+  registerConfigSecrets(text, { schema });
   let tree: ConfigObject;
   try {
     tree = parseConfigText(text);

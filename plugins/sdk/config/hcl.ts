@@ -15,7 +15,11 @@
  *  - Integers: Go `ParseInt(s, 0, 64)` syntax (decimal, `0x` hex, leading-0 octal); values
  *    outside the JS safe range are `bigint`.
  *
- * Errors: only `HclSyntaxError` (with 1-based `line`/`column`) ever escapes `parseConfigText`.
+ * Errors: only `HclSyntaxError` (with 1-based `line`/`column`, a `reason` and, where a token was unexpected, the
+ * `found` token kind) ever escapes `parseConfigText`. A syntax error never contains text from the input (no
+ * identifier, string, number, key name or heredoc anchor, not even one character of it): the input may be a
+ * configuration whose secret was mistyped (`pin = Sup3rSecret`), and the message goes to SPIRE's log. The line and
+ * the column say where; the token kind says what.
  */
 import {
   type ConfigObject,
@@ -28,17 +32,47 @@ import {
   isRepeated,
 } from './tree';
 
+/** What kind of syntax error (stable identifiers: match on these, never on the message). */
+export type HclErrorReason =
+  | 'unexpected-token'
+  | 'unexpected-character'
+  | 'unterminated-string'
+  | 'unterminated-comment'
+  | 'unterminated-heredoc'
+  | 'invalid-heredoc'
+  | 'invalid-escape'
+  | 'invalid-number'
+  | 'unclosed'
+  | 'too-deep'
+  | 'not-text'
+  | 'internal';
+
+/** The kind of an unexpected token, as named in messages (never its text). */
+export type HclTokenKind =
+  | 'end of input'
+  | 'identifier'
+  | 'string'
+  | 'heredoc'
+  | 'number'
+  | 'punctuation'
+  | 'character';
+
 export class HclSyntaxError extends Error {
   readonly line: number;
   readonly column: number;
-  /** The message without the `line L, column C: ` prefix. */
+  /** The message without the `line L, column C: ` prefix. It never quotes input text. */
   readonly detail: string;
-  constructor(detail: string, line: number, column: number) {
+  readonly reason: HclErrorReason;
+  /** The kind of the token or character found where something else was expected, when that is the problem. */
+  readonly found: HclTokenKind | undefined;
+  constructor(detail: string, line: number, column: number, reason: HclErrorReason = 'unexpected-token', found?: HclTokenKind) {
     super(`line ${line}, column ${column}: ${detail}`);
     this.name = 'HclSyntaxError';
     this.line = line;
     this.column = column;
     this.detail = detail;
+    this.reason = reason;
+    this.found = found;
   }
 }
 
@@ -86,32 +120,59 @@ function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
 }
 
-function truncate(s: string, max = 60): string {
-  if (s.length <= max) return s;
-  return s.slice(0, max) + '…';
-}
-function quote(s: string): string {
-  return JSON.stringify(truncate(s));
-}
+/** Structural characters: naming them is naming a token kind, not echoing input text. */
+const STRUCTURAL = new Set(['{', '}', '[', ']', ',', '=', ':']);
 
-function describeChar(ch: string): string {
+/**
+ * A character the parser did not expect, described by its class only: it may be part of a mistyped secret, so
+ * not even this one character is repeated (except the structural characters above).
+ */
+function describeChar(ch: string, article = true): string {
+  if (STRUCTURAL.has(ch)) return `'${ch}'`;
+  const a = article ? 'a ' : '';
   const cp = ch.codePointAt(0) ?? 0;
-  if (cp < 0x20 || cp === 0x7f || (cp >= 0x80 && cp <= 0x9f)) return `character U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
-  return `character '${ch}'`;
+  if (cp < 0x20 || cp === 0x7f || (cp >= 0x80 && cp <= 0x9f)) return `${a}control character`;
+  if (cp >= 0x80) return `${a}non-ASCII character`;
+  if (cp === 0x22 || cp === 0x27) return `${a}quote character`;
+  if ((cp >= 0x41 && cp <= 0x5a) || (cp >= 0x61 && cp <= 0x7a) || cp === 0x5f) return `${a}letter`;
+  if (cp >= 0x30 && cp <= 0x39) return `${a}digit`;
+  return `${a}punctuation character`;
 }
 
+function charKind(ch: string): HclTokenKind {
+  return STRUCTURAL.has(ch) ? 'punctuation' : 'character';
+}
+
+function tokenKind(t: Token): HclTokenKind {
+  switch (t.type) {
+    case 'eof':
+      return 'end of input';
+    case 'ident':
+      return 'identifier';
+    case 'string':
+      return 'string';
+    case 'heredoc':
+      return 'heredoc';
+    case 'number':
+      return 'number';
+    default:
+      return 'punctuation';
+  }
+}
+
+/** The kind of a token (its text only for punctuation, whose text is its kind). */
 function describeToken(t: Token): string {
   switch (t.type) {
     case 'eof':
       return 'end of input';
     case 'ident':
-      return `identifier ${truncate(t.text)}`;
+      return 'an identifier';
     case 'string':
-      return `string ${quote(t.text)}`;
+      return 'a string';
     case 'heredoc':
-      return 'heredoc';
+      return 'a heredoc';
     case 'number':
-      return `number ${truncate(t.text)}`;
+      return 'a number';
     case 'lbrace':
       return "'{'";
     case 'rbrace':
@@ -140,8 +201,8 @@ class Lexer {
     return { line: this.line, column: this.i - this.lineStart + 1 };
   }
 
-  private fail(detail: string, line: number = this.line, column: number = this.i - this.lineStart + 1): never {
-    throw new HclSyntaxError(detail, line, column);
+  private fail(detail: string, reason: HclErrorReason, line: number = this.line, column: number = this.i - this.lineStart + 1, found?: HclTokenKind): never {
+    throw new HclSyntaxError(detail, line, column, reason, found);
   }
 
   peek(): Token {
@@ -172,7 +233,7 @@ class Lexer {
         const startLine = this.line;
         const startCol = this.i - this.lineStart + 1;
         const end = s.indexOf('*/', this.i + 2);
-        if (end < 0) this.fail("unterminated block comment (missing '*/')", startLine, startCol);
+        if (end < 0) this.fail("unterminated block comment (missing '*/')", 'unterminated-comment', startLine, startCol);
         this.consumeNewlinesUpTo(end + 2);
       } else {
         return;
@@ -226,18 +287,18 @@ class Lexer {
         return this.tok('string', this.scanString(line, column), line, column);
       case 60:
         if (s.charCodeAt(this.i + 1) === 60) return this.tok('heredoc', this.scanHeredoc(line, column), line, column);
-        this.fail("unexpected character '<' (a heredoc starts with '<<')");
+        this.fail("unexpected punctuation character (a heredoc starts with '<<')", 'unexpected-character', undefined, undefined, 'character');
       // eslint-disable-next-line no-fallthrough
       case 47:
-        this.fail("unexpected character '/' (comments start with '//', '#' or '/*')");
+        this.fail("unexpected punctuation character (comments start with '//', '#' or '/*')", 'unexpected-character', undefined, undefined, 'character');
     }
     if (isDigit(c) || (c === 45 && isDigit(s.charCodeAt(this.i + 1)))) return this.scanNumber(line, column);
     if (isAsciiLetter(c)) return this.tok('ident', this.scanIdent(), line, column);
     const cp = s.codePointAt(this.i) ?? c;
     const ch = String.fromCodePoint(cp);
     if (cp >= 0x80 && RE_LETTER.test(ch)) return this.tok('ident', this.scanIdent(), line, column);
-    if (c === 45) this.fail("unexpected character '-' (only a number may start with '-')");
-    this.fail(`unexpected ${describeChar(ch)}`);
+    if (c === 45) this.fail("unexpected punctuation character (only a number may start with '-')", 'unexpected-character', undefined, undefined, 'character');
+    this.fail(`unexpected ${describeChar(ch, false)}`, 'unexpected-character', undefined, undefined, charKind(ch));
   }
 
   private scanIdent(): string {
@@ -269,27 +330,25 @@ class Lexer {
     this.i += raw.length;
     const after = s.charCodeAt(this.i);
     if (isAsciiLetter(after) || isDigit(after) || after === 46 || (after >= 0x80 && RE_LETTER_OR_DIGIT.test(String.fromCodePoint(s.codePointAt(this.i) ?? after)))) {
-      let end = this.i;
-      while (end < s.length && /[\p{L}\p{Nd}_.\-+]/u.test(s.charAt(end)) && end - this.i < 40) end++;
-      this.fail(`invalid number ${quote(s.slice(this.i - raw.length, end))}`, line, column);
+      this.fail("invalid number: a number cannot be followed by a letter, a digit or '.' (strings must be quoted)", 'invalid-number', line, column, 'number');
     }
-    if (raw.length > MAX_NUMBER_LENGTH) this.fail('number literal is too long', line, column);
+    if (raw.length > MAX_NUMBER_LENGTH) this.fail('number literal is too long', 'invalid-number', line, column, 'number');
     const neg = raw.charCodeAt(0) === 45;
     const body = neg ? raw.slice(1) : raw;
     if (body.length > 1 && body.charCodeAt(0) === 48 && (body.charCodeAt(1) === 120 || body.charCodeAt(1) === 88)) {
       const digits = body.slice(2);
-      if (!RE_HEX_DIGITS.test(digits)) this.fail(`invalid hexadecimal number ${quote(raw)}`, line, column);
+      if (!RE_HEX_DIGITS.test(digits)) this.fail('invalid hexadecimal number', 'invalid-number', line, column, 'number');
       return this.tok('number', raw, line, column, intValue(BigInt('0x' + digits), neg));
     }
     if (/[.eE]/.test(body)) {
-      if (/[eE][+-]?$/.test(body)) this.fail(`invalid number ${quote(raw)}: exponent has no digits`, line, column);
+      if (/[eE][+-]?$/.test(body)) this.fail('invalid number: exponent has no digits', 'invalid-number', line, column, 'number');
       const v = Number(raw);
-      if (!Number.isFinite(v)) this.fail(`number ${quote(raw)} is out of range`, line, column);
+      if (!Number.isFinite(v)) this.fail('number is out of range', 'invalid-number', line, column, 'number');
       return this.tok('number', raw, line, column, v);
     }
     if (body.length > 1 && body.charCodeAt(0) === 48) {
       const digits = body.slice(1);
-      if (!RE_OCTAL_DIGITS.test(digits)) this.fail(`invalid octal number ${quote(raw)} (a leading 0 means octal, as in Go)`, line, column);
+      if (!RE_OCTAL_DIGITS.test(digits)) this.fail('invalid octal number (a leading 0 means octal, as in Go)', 'invalid-number', line, column, 'number');
       return this.tok('number', raw, line, column, intValue(BigInt('0o' + digits), neg));
     }
     if (body.length <= 15) return this.tok('number', raw, line, column, neg ? -Number(body) : Number(body));
@@ -309,7 +368,7 @@ class Lexer {
     };
     let chunk = this.i;
     for (;;) {
-      if (this.i >= s.length) this.fail('unterminated string (missing closing \'"\')', line, column);
+      if (this.i >= s.length) this.fail('unterminated string (missing closing \'"\')', 'unterminated-string', line, column, 'string');
       const c = s.charCodeAt(this.i);
       if (c === 34) {
         if (chunk < this.i) {
@@ -321,7 +380,7 @@ class Lexer {
         return parts.join('');
       }
       if (c === 10) {
-        this.fail('unterminated string (a quoted string cannot contain a newline; use \\n or a heredoc)', line, column);
+        this.fail('unterminated string (a quoted string cannot contain a newline; use \\n or a heredoc)', 'unterminated-string', line, column, 'string');
       }
       if (c === 36 && s.charCodeAt(this.i + 1) === 123) {
         // ${ ... } is kept literally, including nested quotes and backslashes.
@@ -333,7 +392,7 @@ class Lexer {
         this.i += 2;
         let braces = 1;
         while (braces > 0) {
-          if (this.i >= s.length) this.fail("unterminated string (unclosed '${' interpolation)", line, column);
+          if (this.i >= s.length) this.fail("unterminated string (unclosed '${' interpolation)", 'unterminated-string', line, column, 'string');
           const d = s.charCodeAt(this.i);
           if (d === 123) braces++;
           else if (d === 125) braces--;
@@ -344,7 +403,7 @@ class Lexer {
           }
           this.i++;
         }
-        if (this.i > s.length) this.fail("unterminated string (unclosed '${' interpolation)", line, column);
+        if (this.i > s.length) this.fail("unterminated string (unclosed '${' interpolation)", 'unterminated-string', line, column, 'string');
         flushBytes();
         parts.push(s.slice(start, this.i));
         chunk = this.i;
@@ -358,8 +417,7 @@ class Lexer {
         const escLine = this.line;
         const escCol = this.i - this.lineStart + 1;
         const e = s.charAt(this.i + 1);
-        const badEscape = (why?: string): never =>
-          this.fail(`invalid escape sequence ${quote('\\' + (e === '' ? '' : s.slice(this.i + 1, this.i + 2)))} in string${why === undefined ? '' : ': ' + why}`, escLine, escCol);
+        const badEscape = (why: string): never => this.fail(`invalid escape sequence in string: ${why}`, 'invalid-escape', escLine, escCol, 'string');
         const simple = SIMPLE_ESCAPES[e];
         if (simple !== undefined) {
           flushBytes();
@@ -386,7 +444,7 @@ class Lexer {
           }
           this.i += 2 + n;
         } else {
-          badEscape();
+          badEscape('the character after the backslash is not an escape (valid: \\a \\b \\f \\n \\r \\t \\v \\\\ \\" \\NNN \\xHH \\uHHHH \\UHHHHHHHH)');
         }
         chunk = this.i;
         continue;
@@ -411,17 +469,17 @@ class Lexer {
       else break;
     }
     const anchor = s.slice(anchorStart, this.i);
-    if (anchor === '') this.fail('heredoc anchor is empty (expected e.g. <<EOT)', line, column);
+    if (anchor === '') this.fail('heredoc anchor is empty (expected e.g. <<EOT)', 'invalid-heredoc', line, column, 'heredoc');
     let c = s.charCodeAt(this.i);
     while (c === 32 || c === 9 || c === 13) c = s.charCodeAt(++this.i); // trailing blanks after the anchor
-    if (this.i >= s.length) this.fail(`unterminated heredoc: no line ${quote(anchor)} closes it`, line, column);
-    if (c !== 10) this.fail(`invalid characters after heredoc anchor ${quote(anchor)} (it must be followed by a newline)`);
+    if (this.i >= s.length) this.fail('unterminated heredoc: no line with its anchor closes it', 'unterminated-heredoc', line, column, 'heredoc');
+    if (c !== 10) this.fail('invalid characters after the heredoc anchor (it must be followed by a newline)', 'invalid-heredoc', undefined, undefined, 'heredoc');
     this.i++;
     this.line++;
     this.lineStart = this.i;
     const lines: string[] = [];
     for (;;) {
-      if (this.i >= s.length) this.fail(`unterminated heredoc: no line ${quote(anchor)} closes it`, line, column);
+      if (this.i >= s.length) this.fail('unterminated heredoc: no line with its anchor closes it', 'unterminated-heredoc', line, column, 'heredoc');
       let end = s.indexOf('\n', this.i);
       const atEof = end < 0;
       if (atEof) end = s.length;
@@ -444,7 +502,7 @@ class Lexer {
       lines.push(text);
       if (atEof) {
         this.i = end;
-        this.fail(`unterminated heredoc: no line ${quote(anchor)} closes it`, line, column);
+        this.fail('unterminated heredoc: no line with its anchor closes it', 'unterminated-heredoc', line, column, 'heredoc');
       }
       this.i = end + 1;
       this.line++;
@@ -491,21 +549,22 @@ export type AstValue =
   | { readonly kind: 'list'; readonly items: readonly AstValue[]; readonly line: number; readonly column: number }
   | { readonly kind: 'object'; readonly items: readonly AstItem[]; readonly line: number; readonly column: number };
 
-function fmtKeys(keys: readonly AstKey[]): string {
-  return keys.map((k) => quote(k.name)).join(' ');
+/** Where an item's key is (its name is not repeated: it may be a misplaced secret). */
+function keyAt(k: AstKey): string {
+  return `the key at line ${k.line}, column ${k.column}`;
 }
 
 class Parser {
   private depth = 0;
   constructor(private readonly lx: Lexer) {}
 
-  private fail(at: { line: number; column: number }, detail: string): never {
-    throw new HclSyntaxError(detail, at.line, at.column);
+  private fail(at: { line: number; column: number }, detail: string, found?: Token, reason: HclErrorReason = 'unexpected-token'): never {
+    throw new HclSyntaxError(detail, at.line, at.column, reason, found === undefined ? undefined : tokenKind(found));
   }
 
   private enter(at: Token, levels: number): void {
     this.depth += levels;
-    if (this.depth > MAX_NESTING) this.fail(at, `nesting is too deep (more than ${MAX_NESTING} levels of blocks, lists and labels)`);
+    if (this.depth > MAX_NESTING) this.fail(at, `nesting is too deep (more than ${MAX_NESTING} levels of blocks, lists and labels)`, undefined, 'too-deep');
   }
 
   parseFile(): AstItem[] {
@@ -517,12 +576,12 @@ class Parser {
     for (;;) {
       const t = this.lx.peek();
       if (t.type === 'eof') {
-        if (open !== undefined) this.fail(t, `expected '}' to close the block opened at line ${open.line}, column ${open.column}, found end of input`);
+        if (open !== undefined) this.fail(t, `expected '}' to close the block opened at line ${open.line}, column ${open.column}, found end of input`, t, 'unclosed');
         return items;
       }
       if (t.type === 'rbrace') {
         if (open !== undefined) return items;
-        this.fail(t, "unexpected '}' (no block is open)");
+        this.fail(t, "unexpected '}' (no block is open)", t);
       }
       items.push(this.parseItem());
       if (this.lx.peek().type === 'comma') this.lx.next();
@@ -538,21 +597,21 @@ class Parser {
         continue;
       }
       if (t.type === 'assign') {
-        if (keys.length === 0) this.fail(t, "expected a key, found '='");
-        if (keys.length > 1) this.fail(t, `expected '{' after ${fmtKeys(keys)}: a block with labels cannot be assigned with '='`);
+        if (keys.length === 0) this.fail(t, "expected a key, found '='", t);
+        if (keys.length > 1) this.fail(t, `expected '{' after ${keyAt(keys[0]!)} and its ${keys.length - 1 === 1 ? 'label' : 'labels'}: a block with labels cannot be assigned with '='`, t);
         const value = this.parseValue(keys[0]!, t);
         return { keys, value };
       }
       if (t.type === 'lbrace') {
-        if (keys.length === 0) this.fail(t, "expected a key, found '{'");
+        if (keys.length === 0) this.fail(t, "expected a key, found '{'", t);
         this.enter(t, keys.length - 1);
         const value = this.parseObject(t);
         this.depth -= keys.length - 1;
         return { keys, value };
       }
-      if (keys.length === 0) this.fail(t, `expected a key, found ${describeToken(t)}`);
-      const what = keys.length === 1 ? `key ${fmtKeys(keys)}` : fmtKeys(keys);
-      this.fail(t, `expected '=' or '{' after ${what}, found ${describeToken(t)}`);
+      if (keys.length === 0) this.fail(t, `expected a key, found ${describeToken(t)}`, t);
+      const what = keys.length === 1 ? keyAt(keys[0]!) : `${keyAt(keys[0]!)} and its ${keys.length - 1 === 1 ? 'label' : 'labels'}`;
+      this.fail(t, `expected '=' or '{' after ${what}, found ${describeToken(t)}`, t);
     }
   }
 
@@ -563,7 +622,7 @@ class Parser {
         const n = this.lx.peek();
         if ((n.type === 'assign' || n.type === 'lbrace') && t.line > assign.line) {
           // `"nul" = ` (SPIRE's printer output for a JSON null) followed by the next item.
-          this.fail(assign, `expected a value after '=' for key ${quote(key.name)}`);
+          this.fail(assign, `expected a value after '=' for ${keyAt(key)}`);
         }
         return { kind: 'scalar', value: t.text, line: t.line, column: t.column };
       }
@@ -573,14 +632,14 @@ class Parser {
         return { kind: 'scalar', value: t.num ?? 0, raw: t.text, line: t.line, column: t.column };
       case 'ident':
         if (t.text === 'true' || t.text === 'false') return { kind: 'scalar', value: t.text === 'true', line: t.line, column: t.column };
-        this.fail(t, `expected a value after '=' for key ${quote(key.name)}, found identifier ${truncate(t.text)} (strings must be quoted)`);
+        this.fail(t, `expected a value after '=' for ${keyAt(key)}, found an identifier (strings must be quoted)`, t);
       // eslint-disable-next-line no-fallthrough
       case 'lbrace':
         return this.parseObject(t);
       case 'lbrack':
         return this.parseList(t);
       default:
-        this.fail(assign, `expected a value after '=' for key ${quote(key.name)}, found ${describeToken(t)}`);
+        this.fail(assign, `expected a value after '=' for ${keyAt(key)}, found ${describeToken(t)}`, t);
     }
   }
 
@@ -598,9 +657,9 @@ class Parser {
     let needComma = false;
     for (;;) {
       const t = this.lx.next();
-      if (t.type === 'eof') this.fail(t, `expected ']' to close the list opened at line ${open.line}, column ${open.column}, found end of input`);
+      if (t.type === 'eof') this.fail(t, `expected ']' to close the list opened at line ${open.line}, column ${open.column}, found end of input`, t, 'unclosed');
       if (needComma && t.type !== 'comma' && t.type !== 'rbrack') {
-        this.fail(t, `expected ',' or ']' after a list element, found ${describeToken(t)}`);
+        this.fail(t, `expected ',' or ']' after a list element, found ${describeToken(t)}`, t);
       }
       switch (t.type) {
         case 'rbrack':
@@ -617,7 +676,7 @@ class Parser {
           items.push({ kind: 'scalar', value: t.num ?? 0, raw: t.text, line: t.line, column: t.column });
           break;
         case 'ident':
-          if (t.text !== 'true' && t.text !== 'false') this.fail(t, `unexpected identifier ${truncate(t.text)} in list (strings must be quoted)`);
+          if (t.text !== 'true' && t.text !== 'false') this.fail(t, 'unexpected identifier in list (strings must be quoted)', t);
           items.push({ kind: 'scalar', value: t.text === 'true', line: t.line, column: t.column });
           break;
         case 'lbrace':
@@ -627,7 +686,7 @@ class Parser {
           items.push(this.parseList(t));
           break;
         default:
-          this.fail(t, `unexpected ${describeToken(t)} in list`);
+          this.fail(t, `unexpected ${describeToken(t)} in list`, t);
       }
       needComma = true;
     }
@@ -735,8 +794,15 @@ class JsonParser {
     return { line: this.line, column: this.i - this.lineStart + 1 };
   }
 
-  private fail(detail: string, pos: SourcePos = this.position()): never {
-    throw new HclSyntaxError(detail, pos.line, pos.column);
+  private fail(detail: string, pos: SourcePos = this.position(), reason: HclErrorReason = 'unexpected-token', found?: HclTokenKind): never {
+    throw new HclSyntaxError(detail, pos.line, pos.column, reason, found);
+  }
+
+  /** The kind of what is at the current position. */
+  private foundKind(): HclTokenKind {
+    if (this.i >= this.s.length) return 'end of input';
+    if (this.s.charCodeAt(this.i) === 34) return 'string';
+    return charKind(this.s.charAt(this.i));
   }
 
   private ws(): void {
@@ -752,21 +818,22 @@ class JsonParser {
     }
   }
 
-  private found(): string {
+  private found(article = true): string {
     if (this.i >= this.s.length) return 'end of input';
-    return describeChar(String.fromCodePoint(this.s.codePointAt(this.i) ?? 0));
+    if (this.s.charCodeAt(this.i) === 34) return article ? 'a string' : 'string';
+    return describeChar(String.fromCodePoint(this.s.codePointAt(this.i) ?? 0), article);
   }
 
   parseDocument(): ConfigObject {
     this.ws();
     const obj = this.parseObject();
     this.ws();
-    if (this.i < this.s.length) this.fail(`unexpected ${this.found()} after the end of the JSON object`);
+    if (this.i < this.s.length) this.fail(`unexpected ${this.found(false)} after the end of the JSON object`, undefined, undefined, this.foundKind());
     return obj;
   }
 
   private enter(pos: SourcePos): void {
-    if (++this.depth > MAX_NESTING) this.fail(`nesting is too deep (more than ${MAX_NESTING} levels)`, pos);
+    if (++this.depth > MAX_NESTING) this.fail(`nesting is too deep (more than ${MAX_NESTING} levels)`, pos, 'too-deep');
   }
 
   private parseObject(): ConfigObject {
@@ -784,12 +851,12 @@ class JsonParser {
       this.ws();
       const keyPos = this.position();
       if (this.s.charCodeAt(this.i) !== 34) {
-        if (this.i >= this.s.length) this.fail(`expected '}' to close the object opened at line ${open.line}, column ${open.column}, found end of input`);
-        this.fail(`expected a quoted member name, found ${this.found()}`);
+        if (this.i >= this.s.length) this.fail(`expected '}' to close the object opened at line ${open.line}, column ${open.column}, found end of input`, undefined, 'unclosed', 'end of input');
+        this.fail(`expected a quoted member name, found ${this.found()}`, undefined, undefined, this.foundKind());
       }
       const key = this.parseString();
       this.ws();
-      if (this.s.charCodeAt(this.i) !== 58) this.fail(`expected ':' after member name ${quote(key)}, found ${this.found()}`);
+      if (this.s.charCodeAt(this.i) !== 58) this.fail(`expected ':' after the member name at line ${keyPos.line}, column ${keyPos.column}, found ${this.found()}`, undefined, undefined, this.foundKind());
       this.i++;
       this.ws();
       const v = this.parseValue();
@@ -805,8 +872,8 @@ class JsonParser {
         this.depth--;
         return obj;
       }
-      if (this.i >= this.s.length) this.fail(`expected '}' to close the object opened at line ${open.line}, column ${open.column}, found end of input`);
-      this.fail(`expected ',' or '}' after member ${quote(key)}, found ${this.found()}`);
+      if (this.i >= this.s.length) this.fail(`expected '}' to close the object opened at line ${open.line}, column ${open.column}, found end of input`, undefined, 'unclosed', 'end of input');
+      this.fail(`expected ',' or '}' after the member at line ${keyPos.line}, column ${keyPos.column}, found ${this.found()}`, undefined, undefined, this.foundKind());
     }
   }
 
@@ -825,7 +892,7 @@ class JsonParser {
       this.ws();
       const pos = this.position();
       const v = this.parseValue();
-      if (v.value === undefined) this.fail('null is not supported inside a list', pos);
+      if (v.value === undefined) this.fail('null is not supported inside a list', pos, undefined, 'identifier');
       arr.push(v.value);
       setMeta(arr, arr.length - 1, v.raw !== undefined ? { pos, raw: v.raw } : { pos });
       this.ws();
@@ -839,8 +906,8 @@ class JsonParser {
         this.depth--;
         return arr;
       }
-      if (this.i >= this.s.length) this.fail(`expected ']' to close the list opened at line ${open.line}, column ${open.column}, found end of input`);
-      this.fail(`expected ',' or ']' in list, found ${this.found()}`);
+      if (this.i >= this.s.length) this.fail(`expected ']' to close the list opened at line ${open.line}, column ${open.column}, found end of input`, undefined, 'unclosed', 'end of input');
+      this.fail(`expected ',' or ']' in list, found ${this.found()}`, undefined, undefined, this.foundKind());
     }
   }
 
@@ -854,15 +921,15 @@ class JsonParser {
       const pos = this.position();
       RE_JSON_NUMBER.lastIndex = this.i;
       const m = RE_JSON_NUMBER.exec(s);
-      if (m === null) this.fail(`invalid number`, pos);
+      if (m === null) this.fail('invalid number', pos, 'invalid-number', 'number');
       const raw = m[0];
       this.i += raw.length;
       const after = s.charCodeAt(this.i);
-      if (isAsciiLetter(after) || isDigit(after) || after === 46) this.fail(`invalid number ${quote(raw + s.slice(this.i, this.i + 10))}`, pos);
-      if (raw.length > MAX_NUMBER_LENGTH) this.fail('number literal is too long', pos);
+      if (isAsciiLetter(after) || isDigit(after) || after === 46) this.fail("invalid number: a JSON number cannot be followed by a letter, a digit or '.' (leading zeros are not allowed)", pos, 'invalid-number', 'number');
+      if (raw.length > MAX_NUMBER_LENGTH) this.fail('number literal is too long', pos, 'invalid-number', 'number');
       if (/[.eE]/.test(raw)) {
         const v = Number(raw);
-        if (!Number.isFinite(v)) this.fail(`number ${quote(raw)} is out of range`, pos);
+        if (!Number.isFinite(v)) this.fail('number is out of range', pos, 'invalid-number', 'number');
         return { value: v, raw };
       }
       const neg = raw.charCodeAt(0) === 45;
@@ -881,7 +948,7 @@ class JsonParser {
         }
       }
     }
-    this.fail(`expected a JSON value, found ${this.found()}`);
+    this.fail(`expected a JSON value, found ${this.found()}`, undefined, undefined, this.foundKind());
   }
 
   private parseString(): string {
@@ -891,7 +958,7 @@ class JsonParser {
     const parts: string[] = [];
     let chunk = this.i;
     for (;;) {
-      if (this.i >= s.length) this.fail('unterminated string (missing closing \'"\')', start);
+      if (this.i >= s.length) this.fail('unterminated string (missing closing \'"\')', start, 'unterminated-string', 'string');
       const c = s.charCodeAt(this.i);
       if (c === 34) {
         parts.push(s.slice(chunk, this.i));
@@ -899,8 +966,8 @@ class JsonParser {
         return parts.join('');
       }
       if (c < 0x20) {
-        if (c === 10) this.fail('unterminated string (a JSON string cannot contain a raw newline)', start);
-        this.fail(`invalid ${describeChar(s.charAt(this.i))} in string (control characters must be escaped)`);
+        if (c === 10) this.fail('unterminated string (a JSON string cannot contain a raw newline)', start, 'unterminated-string', 'string');
+        this.fail('invalid control character in string (control characters must be escaped)', undefined, 'invalid-escape', 'string');
       }
       if (c === 92) {
         parts.push(s.slice(chunk, this.i));
@@ -911,11 +978,11 @@ class JsonParser {
           this.i += 2;
         } else if (e === 'u') {
           const digits = s.slice(this.i + 2, this.i + 6);
-          if (!/^[0-9a-fA-F]{4}$/.test(digits)) this.fail('invalid escape sequence in string: \\u needs exactly 4 hex digits');
+          if (!/^[0-9a-fA-F]{4}$/.test(digits)) this.fail('invalid escape sequence in string: \\u needs exactly 4 hex digits', undefined, 'invalid-escape', 'string');
           parts.push(String.fromCharCode(parseInt(digits, 16)));
           this.i += 6;
         } else {
-          this.fail(`invalid escape sequence ${quote('\\' + e)} in string`);
+          this.fail('invalid escape sequence in string: the character after the backslash is not an escape (valid: \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uHHHH)', undefined, 'invalid-escape', 'string');
         }
         chunk = this.i;
         continue;
@@ -978,7 +1045,7 @@ function isJsonMode(text: string): boolean {
  * Throws only `HclSyntaxError`.
  */
 export function parseConfigText(text: string): ConfigObject {
-  if (typeof text !== 'string') throw new HclSyntaxError('configuration text must be a string', 1, 1);
+  if (typeof text !== 'string') throw new HclSyntaxError('configuration text must be a string', 1, 1, 'not-text');
   let src = text.replace(/\r\n/g, '\n');
   let bomShift = 0;
   if (src.charCodeAt(0) === 0xfeff) {
@@ -998,12 +1065,13 @@ export function parseConfigText(text: string): ConfigObject {
     return buildObject(items.map((item) => ({ item, k: 0 })));
   } catch (e: unknown) {
     if (e instanceof HclSyntaxError) {
-      if (bomShift !== 0 && e.line === 1) throw new HclSyntaxError(e.detail, e.line, e.column + bomShift);
+      if (bomShift !== 0 && e.line === 1) throw new HclSyntaxError(e.detail, e.line, e.column + bomShift, e.reason, e.found);
       throw e;
     }
-    // Defensive: never let anything but HclSyntaxError escape (e.g. a RangeError).
+    // Defensive: never let anything but HclSyntaxError escape (e.g. a RangeError). Its message is not used: a
+    // runtime error's message can quote the input (BigInt's SyntaxError does).
     const pos = where?.position() ?? { line: 1, column: 1 };
-    const msg = e instanceof Error ? e.message : String(e);
-    throw new HclSyntaxError(`cannot parse configuration: ${msg}`, pos.line, pos.column);
+    const kind = e instanceof Error ? e.name : typeof e;
+    throw new HclSyntaxError(`cannot parse configuration (internal ${kind})`, pos.line, pos.column, 'internal');
   }
 }

@@ -1,5 +1,5 @@
 /** Plugin configuration: HCL v1 / JSON parsing and the typed config builder. */
-export { HclSyntaxError, parseConfigText, MAX_NESTING } from './hcl';
+export { HclSyntaxError, type HclErrorReason, type HclTokenKind, parseConfigText, MAX_NESTING } from './hcl';
 export { type ConfigValue, type ConfigObject, type SourcePos, positionOf, numberSourceText, isRepeated } from './tree';
 export {
   type ConfigStatus,
@@ -24,3 +24,4 @@ export {
   parseGoInt,
   parseGoDuration,
 } from './build';
+export { registerConfigSecrets, scanSecretValues, looksSecretKey, secretKeyNames } from './secrets';

@@ -313,7 +313,7 @@ describe('decodeConfig', () => {
     assert.deepEqual(status.errors, ['syntax error: line 1, column 19: unterminated string (a quoted string cannot contain a newline; use \\n or a heredoc)']);
     const s2 = st();
     decode('"nul" = \n"x" = 1', s2);
-    assert.deepEqual(s2.errors, ['syntax error: line 1, column 7: expected a value after \'=\' for key "nul"']);
+    assert.deepEqual(s2.errors, ["syntax error: line 1, column 7: expected a value after '=' for the key at line 1, column 1"]);
   });
 
   test('returns undefined only for errors added by this call', () => {

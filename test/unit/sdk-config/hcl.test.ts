@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { HclSyntaxError, parseConfigText, positionOf, numberSourceText, isRepeated, type ConfigObject } from '../../../plugins/sdk/config';
+import { HclSyntaxError, type HclErrorReason, parseConfigText, positionOf, numberSourceText, isRepeated, type ConfigObject } from '../../../plugins/sdk/config';
 
 function syntaxError(text: string): HclSyntaxError {
   try {
@@ -78,11 +78,11 @@ describe('SPIRE printer output', () => {
     const e = syntaxError('"keys_path" = "/x"\n\n"nul" = \n\n"objs" = {\n  "a" = 1\n}');
     assert.equal(e.line, 3);
     assert.equal(e.column, 7);
-    assert.match(e.message, /expected a value after '=' for key "nul"/);
+    assert.match(e.message, /expected a value after '=' for the key at line 3, column 1/);
     const atEnd = syntaxError('"a" = 1\n\n"nul" = ');
-    assert.match(atEnd.message, /expected a value after '=' for key "nul", found end of input/);
+    assert.match(atEnd.message, /expected a value after '=' for the key at line 3, column 1, found end of input/);
     const inBlock = syntaxError('"o" = {\n  "nul" = \n}');
-    assert.match(inBlock.message, /line 2, column 9: expected a value after '=' for key "nul", found '}'/);
+    assert.match(inBlock.message, /line 2, column 9: expected a value after '=' for the key at line 2, column 3, found '}'/);
   });
 
   test('multi-line list with trailing comma, numbers kept as source text', () => {
@@ -93,7 +93,7 @@ describe('SPIRE printer output', () => {
   });
 
   test('raw string / heredoc plugin_data forms are not bodies', () => {
-    assert.match(syntaxError('"raw string"').message, /expected '=' or '\{' after key "raw string", found end of input/);
+    assert.match(syntaxError('"raw string"').message, /expected '=' or '\{' after the key at line 1, column 1, found end of input/);
     assert.throws(() => parseConfigText('<<EOF\nx\nEOF'), HclSyntaxError);
   });
 
@@ -221,7 +221,7 @@ describe('JSON form (plugin_data_file)', () => {
   });
 
   test('JSON errors carry line and column', () => {
-    assert.match(syntaxError('{\n  "a": 1,\n}').message, /^line 3, column 1: expected a quoted member name, found character '}'/);
+    assert.match(syntaxError('{\n  "a": 1,\n}').message, /^line 3, column 1: expected a quoted member name, found '}'/);
     assert.match(syntaxError('{"a": nul}').message, /^line 1, column 7: expected a JSON value/);
     assert.match(syntaxError('{"a": [1, null]}').message, /null is not supported inside a list/);
     assert.match(syntaxError('{"a": 1} x').message, /after the end of the JSON object/);
@@ -232,41 +232,50 @@ describe('JSON form (plugin_data_file)', () => {
 });
 
 describe('syntax errors are clear and positioned', () => {
-  const cases: [string, number, number, RegExp][] = [
-    ['a = "abc\nb = 1', 1, 5, /unterminated string/],
-    ['a = "abc', 1, 5, /unterminated string/],
-    ['a = "${x"', 1, 5, /unclosed '\$\{' interpolation/],
-    ['x = 1\na = <<EOT\nline\n', 2, 5, /unterminated heredoc: no line "EOT" closes it/],
-    ['a = <<EOT junk\nx\nEOT\n', 1, 11, /invalid characters after heredoc anchor "EOT"/],
-    ['a = <<\nx\n', 1, 5, /heredoc anchor is empty/],
-    ['a {\n  b = 1\n', 3, 1, /expected '\}' to close the block opened at line 1, column 3, found end of input/],
-    ['a = [1, 2\n', 2, 1, /expected '\]' to close the list opened at line 1, column 5/],
-    ['a = [1 2]', 1, 8, /expected ',' or '\]' after a list element, found number 2/],
-    ['a = "x\\q"', 1, 7, /invalid escape sequence "\\\\q" in string/],
-    ['a = "\\u12"', 1, 6, /\\u needs exactly 4 hex digits/],
-    ['a = "\\uD800"', 1, 6, /not a valid Unicode code point/],
-    ['a = 0x', 1, 5, /invalid hexadecimal number "0x"/],
-    ['a = 09', 1, 5, /invalid octal number "09"/],
-    ['a = 1e', 1, 5, /exponent has no digits/],
-    ['a = 1.2.3', 1, 5, /invalid number "1.2.3"/],
-    ['a = 1_000', 1, 5, /invalid number "1_000"/],
-    ['a = 1e999', 1, 5, /out of range/],
-    ['\n\n  foo 3', 3, 7, /expected '=' or '\{' after key "foo", found number 3/],
-    ['foo "bar" = 1', 1, 11, /a block with labels cannot be assigned with '='/],
-    ['= 1', 1, 1, /expected a key, found '='/],
-    ['a = b', 1, 5, /found identifier b \(strings must be quoted\)/],
-    ['a = 1 }', 1, 7, /unexpected '\}'/],
-    ['a = 1 /* open', 1, 7, /unterminated block comment/],
-    ['a = / 1', 1, 5, /unexpected character '\/'/],
-    ['a = @', 1, 5, /unexpected character '@'/],
-    ['a = \u0001', 1, 5, /unexpected character U\+0001/],
-    ['a = - 1', 1, 5, /unexpected character '-'/],
-    ['{"a": }', 1, 7, /expected a JSON value/],
+  // Messages name the position and the kind of token, never text from the input (issue 12: a mistyped secret
+  // would be copied into SPIRE's log). The old messages quoted identifiers, strings, numbers, keys and anchors.
+  const cases: [string, number, number, RegExp, HclErrorReason][] = [
+    ['a = "abc\nb = 1', 1, 5, /unterminated string/, 'unterminated-string'],
+    ['a = "abc', 1, 5, /unterminated string/, 'unterminated-string'],
+    ['a = "${x"', 1, 5, /unclosed '\$\{' interpolation/, 'unterminated-string'],
+    ['x = 1\na = <<EOT\nline\n', 2, 5, /^unterminated heredoc: no line with its anchor closes it$/, 'unterminated-heredoc'],
+    ['a = <<EOT junk\nx\nEOT\n', 1, 11, /^invalid characters after the heredoc anchor/, 'invalid-heredoc'],
+    ['a = <<\nx\n', 1, 5, /heredoc anchor is empty/, 'invalid-heredoc'],
+    ['a {\n  b = 1\n', 3, 1, /expected '\}' to close the block opened at line 1, column 3, found end of input/, 'unclosed'],
+    ['a = [1, 2\n', 2, 1, /expected '\]' to close the list opened at line 1, column 5/, 'unclosed'],
+    ['a = [1 2]', 1, 8, /^expected ',' or '\]' after a list element, found a number$/, 'unexpected-token'],
+    ['a = "x\\q"', 1, 7, /^invalid escape sequence in string: the character after the backslash is not an escape/, 'invalid-escape'],
+    ['a = "\\u12"', 1, 6, /\\u needs exactly 4 hex digits/, 'invalid-escape'],
+    ['a = "\\uD800"', 1, 6, /not a valid Unicode code point/, 'invalid-escape'],
+    ['a = 0x', 1, 5, /^invalid hexadecimal number$/, 'invalid-number'],
+    ['a = 09', 1, 5, /^invalid octal number \(a leading 0 means octal, as in Go\)$/, 'invalid-number'],
+    ['a = 1e', 1, 5, /exponent has no digits/, 'invalid-number'],
+    ['a = 1.2.3', 1, 5, /^invalid number: a number cannot be followed by/, 'invalid-number'],
+    ['a = 1_000', 1, 5, /^invalid number: a number cannot be followed by/, 'invalid-number'],
+    ['a = 1e999', 1, 5, /out of range/, 'invalid-number'],
+    ['\n\n  foo 3', 3, 7, /^expected '=' or '\{' after the key at line 3, column 3, found a number$/, 'unexpected-token'],
+    ['foo "bar" = 1', 1, 11, /^expected '\{' after the key at line 1, column 1 and its label: a block with labels cannot be assigned with '='$/, 'unexpected-token'],
+    ['= 1', 1, 1, /expected a key, found '='/, 'unexpected-token'],
+    ['a = b', 1, 5, /^expected a value after '=' for the key at line 1, column 1, found an identifier \(strings must be quoted\)$/, 'unexpected-token'],
+    ['a = 1 }', 1, 7, /unexpected '\}'/, 'unexpected-token'],
+    ['a = 1 /* open', 1, 7, /unterminated block comment/, 'unterminated-comment'],
+    ['a = / 1', 1, 5, /^unexpected punctuation character \(comments start with/, 'unexpected-character'],
+    ['a = @', 1, 5, /^unexpected punctuation character$/, 'unexpected-character'],
+    ['a = \u0001', 1, 5, /^unexpected control character$/, 'unexpected-character'],
+    ['a = \u00a0', 1, 5, /^unexpected non-ASCII character$/, 'unexpected-character'],
+    ['a = - 1', 1, 5, /^unexpected punctuation character \(only a number may start with '-'\)$/, 'unexpected-character'],
+    ['{"a": }', 1, 7, /^expected a JSON value, found '\}'$/, 'unexpected-token'],
+    ['{"a" "b"}', 1, 6, /^expected ':' after the member name at line 1, column 2, found a string$/, 'unexpected-token'],
+    ['{"a": 1 "b": 2}', 1, 9, /^expected ',' or '\}' after the member at line 1, column 2, found a string$/, 'unexpected-token'],
+    ['{"a": 12x}', 1, 7, /^invalid number: a JSON number cannot be followed by/, 'invalid-number'],
+    ['{"a": "x\\q"}', 1, 9, /^invalid escape sequence in string: the character after the backslash is not an escape/, 'invalid-escape'],
+    ['{"a": 1} xyz', 1, 10, /^unexpected letter after the end of the JSON object$/, 'unexpected-token'],
   ];
-  for (const [text, line, column, re] of cases) {
+  for (const [text, line, column, re, reason] of cases) {
     test(JSON.stringify(text), () => {
       const e = syntaxError(text);
       assert.match(e.detail, re);
+      assert.equal(e.reason, reason, e.message);
       assert.deepEqual([e.line, e.column], [line, column], e.message);
       assert.equal(e.message, `line ${line}, column ${column}: ${e.detail}`);
     });
