@@ -99,6 +99,19 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
     process.exit(1);
   }
 
+  // Transport. SPIRE (go-plugin) reaches a plugin over a unix socket in a private 0700 directory everywhere but on
+  // Windows, where go-plugin uses TCP on 127.0.0.1 (PLUGIN_MIN_PORT..PLUGIN_MAX_PORT). A TCP port on loopback has no
+  // access control: any local user could call the plugin (SignData on a KeyManager, for one). So TCP is used on
+  // Windows only; elsewhere SPIRE_PLUGIN_NETWORK=tcp (once a way to force it) is refused, before anything listens.
+  const requested = env.SPIRE_PLUGIN_NETWORK;
+  if (process.platform !== "win32" && requested !== undefined && requested !== "" && requested !== "unix") {
+    log.error("SPIRE_PLUGIN_NETWORK is not supported on this platform: the plugin serves on a private unix socket only (TCP on loopback has no authentication)", {
+      requested,
+      platform: process.platform,
+    });
+    process.exit(1);
+  }
+
   let exiting = false;
   let socketDir: string | undefined;
   const exit = (code: number, reason: string) => {
@@ -142,7 +155,7 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
   }, 1_000);
   watch.unref();
 
-  const useTcp = process.platform === "win32" || env.SPIRE_PLUGIN_NETWORK === "tcp";
+  const useTcp = process.platform === "win32"; // loopback only, see above
   const creds = grpc.ServerCredentials.createInsecure();
   if (!useTcp) {
     socketDir = mkdtempSync(join(env.PLUGIN_UNIX_SOCKET_DIR || tmpdir(), "plugin"));

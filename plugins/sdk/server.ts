@@ -14,7 +14,7 @@ import {
   status as Code,
   Metadata,
 } from "@grpc/grpc-js";
-import { H2GrpcServer } from "./h2/server";
+import { H2GrpcServer, MAX_TIMER_MS } from "./h2/server";
 import { GRPCBrokerService, type ConnInfo } from "../../proto/gen/goplugin/grpc_broker";
 import { GRPCControllerService } from "../../proto/gen/goplugin/grpc_controller";
 import { GRPCStdioService, type StdioData } from "../../proto/gen/goplugin/grpc_stdio";
@@ -105,8 +105,11 @@ function callContext(call: { cancelled: boolean; metadata: Metadata; getDeadline
         ac = new AbortController();
         if (call.cancelled) ac.abort(new PluginError(Code.CANCELLED, "call cancelled by SPIRE"));
         const deadline = deadlineOf();
-        if (deadline && !finished) {
-          timer = setTimeout(() => ac?.abort(new PluginError(Code.DEADLINE_EXCEEDED, "call deadline exceeded")), Math.max(0, deadline.getTime() - Date.now()));
+        const left = deadline ? Math.max(0, deadline.getTime() - Date.now()) : Infinity;
+        // Node's timers hold at most 2^31-1 ms (~24.8 days); past that setTimeout fires after 1 ms, so a longer
+        // deadline arms no timer at all.
+        if (deadline && !finished && left <= MAX_TIMER_MS) {
+          timer = setTimeout(() => ac?.abort(new PluginError(Code.DEADLINE_EXCEEDED, "call deadline exceeded")), left);
           timer.unref();
         }
       }

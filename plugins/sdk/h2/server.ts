@@ -11,6 +11,17 @@
 // plugin server); identity encoding only (a compressed message gets UNIMPLEMENTED). No TLS (SPIRE uses none), no
 // server push, no HTTP/1.
 //
+// Limits (the defences nghttp2 has, CVE-2019-9511..9518, CVE-2023-44487, CVE-2024-27316; each has an attack test in
+// test/integration/h2/floods.test.ts): a header block is at most MAX_CONTINUATIONS CONTINUATION frames and
+// MAX_HEADER_BLOCK bytes counting frame headers, and its fragments are copied, never held as views of the read
+// buffer; reading stops while more than OUT_HIGH_WATER bytes wait in the socket for a peer that does not read, and a
+// peer that makes us owe it more than MAX_OWED_CONTROL control frames (PING/SETTINGS acks, RST_STREAMs) meanwhile, sends
+// more than MAX_EMPTY_FRAMES empty frames, more than MAX_SETTINGS_ENTRIES settings in one frame, or resets streams
+// faster than RESET_RATE/s after a burst of RESET_BURST, gets GOAWAY ENHANCE_YOUR_CALM. Per connection, buffered
+// request bytes are at most MAX_BUFFERED_REQUEST (the call over it gets RESOURCE_EXHAUSTED) and response bytes waiting
+// for flow-control window at most MAX_PENDING_RESPONSE; with MAX_CONCURRENT_STREAMS and the HPACK limits (4096-byte
+// dynamic table, 64 KiB header list) that bounds a connection's memory.
+//
 // Handlers are grpc-js-shaped (`(call, callback)` for unary, `(call)` for streams), so the SDK's adapters run on
 // either server. The call objects implement the members the SDK uses: request, metadata.getMap(), cancelled,
 // getDeadline(), getPath(), on/once/removeListener ('data' | 'end' | 'cancelled' | 'error'), write(msg, cb), end(),
@@ -49,6 +60,7 @@ export const H2Error = {
   REFUSED_STREAM: 0x7,
   CANCEL: 0x8,
   COMPRESSION_ERROR: 0x9,
+  ENHANCE_YOUR_CALM: 0xb,
 } as const;
 
 // gRPC status codes used here (same numbers as grpc-js's `status`).
@@ -66,6 +78,25 @@ const MAX_FRAME = 16_384; // what we accept (the default; we never raise it)
 const STREAM_WINDOW = 1 << 20; // SETTINGS_INITIAL_WINDOW_SIZE we advertise
 const CONN_WINDOW = 16 << 20; // connection receive window after the first WINDOW_UPDATE
 const MAX_HEADER_BLOCK = 64 * 1024;
+/** CONTINUATION frames per header block (nghttp2: 8). grpc-go needs at most 4 for a 64 KiB block in 16 KiB frames. */
+const MAX_CONTINUATIONS = 16;
+/** Bytes waiting in the socket's user-space buffer above which we stop reading until it drains. */
+const OUT_HIGH_WATER = 1 << 20;
+/** Control frames we may owe a peer while the socket is not drained (nghttp2 allows 1000 queued outbound acks). */
+const MAX_OWED_CONTROL = 10_000;
+/** Empty DATA frames without END_STREAM a connection may send in its lifetime (grpc-go sends none). */
+const MAX_EMPTY_FRAMES = 1_000;
+/** Entries in one SETTINGS frame (nghttp2's default max_settings). */
+const MAX_SETTINGS_ENTRIES = 32;
+/** Stream resets by the client: a token bucket of RESET_BURST tokens refilled at RESET_RATE per second. */
+const RESET_BURST = 1_000;
+const RESET_RATE = 100;
+/** Request bytes buffered (partial messages, unary requests awaiting END_STREAM) per connection. */
+const MAX_BUFFERED_REQUEST = 16 << 20;
+/** Response bytes waiting for flow-control window per connection. */
+const MAX_PENDING_RESPONSE = 64 << 20;
+/** Node's timers hold at most 2^31-1 ms (~24.8 days); a longer deadline arms no timer (it never fires in practice). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface H2ServerOptions {
   /** Largest request message accepted (default 4 MiB, grpc-go's default); larger ones get RESOURCE_EXHAUSTED. */
@@ -188,6 +219,7 @@ export class H2Call extends EventEmitter {
 
   armDeadline(ms: number): void {
     this.deadlineAt = Date.now() + ms;
+    if (ms > MAX_TIMER_MS) return; // setTimeout would fire after 1 ms (and print a TimeoutOverflowWarning)
     this.deadlineTimer = setTimeout(() => {
       if (this.finished) return;
       this.sendStatus({ code: DEADLINE_EXCEEDED, details: "Deadline exceeded" });
@@ -297,6 +329,8 @@ class Stream {
   private pending: Array<{ data: Buffer; cb: ((e?: Error | null) => void) | undefined }> = [];
   private pendingTrailers: Buffer | undefined;
   discard = false;
+  /** How much of `buffered` the connection's total counts. */
+  counted = 0;
 
   constructor(
     readonly id: number,
@@ -313,7 +347,7 @@ class Stream {
     this.chunkLen += data.length;
     const out: Buffer[] = [];
     for (;;) {
-      if (this.chunkLen < 5) return out;
+      if (this.chunkLen < 5) return this.own(data, out);
       const head = this.chunks[0]!.length >= 5 ? this.chunks[0]! : this.flatten();
       const compressed = head[0]!;
       const len = head.readUInt32BE(1);
@@ -323,13 +357,35 @@ class Stream {
           : { code: INTERNAL, details: `invalid gRPC message flag ${compressed}` };
       }
       if (len > maxLen) return { code: RESOURCE_EXHAUSTED, details: `Received message larger than max (${len} vs. ${maxLen})` };
-      if (this.chunkLen < 5 + len) return out;
+      if (this.chunkLen < 5 + len) return this.own(data, out);
       const all = this.flatten();
       out.push(all.subarray(5, 5 + len));
       const rest = all.subarray(5 + len);
       this.chunks = rest.length ? [rest] : [];
       this.chunkLen = rest.length;
     }
+  }
+
+  /**
+   * What stays buffered must not be a view of the socket's read buffer (one byte would pin the whole chunk): the one
+   * retained piece that can be a view, the last, is copied. Complete messages are consumed in the same turn.
+   */
+  private own(data: Buffer, out: Buffer[]): Buffer[] {
+    const last = this.chunks.length - 1;
+    if (last >= 0 && this.chunks[last]!.buffer === data.buffer) this.chunks[last] = Buffer.from(this.chunks[last]!);
+    return out;
+  }
+
+  /** Request bytes this stream holds (partial message and unary messages awaiting END_STREAM). */
+  get buffered(): number {
+    return this.chunkLen + (this.messages.length ? this.messages[0]!.length : 0);
+  }
+
+  /** Drops buffered request bytes. */
+  releaseInput(): void {
+    this.chunks = [];
+    this.chunkLen = 0;
+    this.messages = [];
   }
 
   /** Unconsumed request bytes (a partial message at END_STREAM is a protocol violation). */
@@ -348,7 +404,9 @@ class Stream {
     const prefix = Buffer.allocUnsafe(5);
     prefix[0] = 0;
     prefix.writeUInt32BE(body.length, 1);
-    this.pending.push({ data: body.length ? Buffer.concat([prefix, body], 5 + body.length) : prefix, cb });
+    const data = body.length ? Buffer.concat([prefix, body], 5 + body.length) : prefix;
+    this.pending.push({ data, cb });
+    this.conn.pendingOut += data.length;
     this.conn.drain(this);
   }
 
@@ -390,12 +448,14 @@ class Stream {
         conn.queueData(this.id, p.data, false);
         this.sendWindow -= p.data.length;
         conn.sendWindow -= p.data.length;
+        conn.pendingOut -= p.data.length;
         if (p.cb) conn.afterFlush(p.cb);
       } else {
         conn.queueData(this.id, p.data.subarray(0, room), false);
         p.data = p.data.subarray(room);
         this.sendWindow -= room;
         conn.sendWindow -= room;
+        conn.pendingOut -= room;
       }
     }
     if (this.pendingTrailers) {
@@ -413,7 +473,10 @@ class Stream {
 
   failPending(): void {
     const err = new Error("stream closed");
-    for (const p of this.pending) p.cb?.(err);
+    for (const p of this.pending) {
+      this.conn.pendingOut -= p.data.length;
+      p.cb?.(err);
+    }
     this.pending = [];
     this.pendingTrailers = undefined;
   }
@@ -431,7 +494,17 @@ class Connection {
   private readonly decoder = new HpackDecoder({ maxTableSize: 4096, maxHeaderListSize: MAX_HEADER_BLOCK });
   private inbuf: Buffer | undefined;
   private prefaceSeen = false;
-  private headerBlock: { sid: number; flags: number; parts: Buffer[]; len: number } | undefined;
+  private headerBlock: { sid: number; flags: number; parts: Buffer[]; len: number; frames: number } | undefined;
+  /** Response bytes of all streams waiting for flow-control window. */
+  pendingOut = 0;
+  /** Request bytes buffered by all streams. */
+  private bufferedIn = 0;
+  /** Control frames (acks, RST_STREAM) queued since the socket's user-space buffer was last empty. */
+  private owedControl = 0;
+  private readPaused = false;
+  private emptyFrames = 0;
+  private resetTokens = RESET_BURST;
+  private resetRefilledAt = Date.now();
   private out: Buffer[] = [];
   private outLen = 0;
   private callbacks: Array<(e?: Error | null) => void> = [];
@@ -445,6 +518,7 @@ class Connection {
     private readonly server: H2GrpcServer,
   ) {
     socket.on("data", (d: Buffer) => this.onData(d));
+    socket.on("drain", () => this.onDrain());
     socket.on("error", () => this.close());
     socket.on("close", () => this.close());
     const settings = Buffer.allocUnsafe(18);
@@ -473,6 +547,12 @@ class Connection {
       this.outLen += payload.length;
     }
     this.scheduleFlush();
+  }
+
+  /** A control frame the peer made us send (ack, reset): counted while the peer is not reading what we write. */
+  private queueControl(head: Buffer, payload?: Buffer): void {
+    this.queue(head, payload);
+    if (++this.owedControl > MAX_OWED_CONTROL) this.calm(`peer owes reads of more than ${MAX_OWED_CONTROL} control frames`);
   }
 
   queueHeaders(sid: number, block: Buffer, endStream: boolean): void {
@@ -518,12 +598,28 @@ class Connection {
       this.outLen = 0;
       this.socket.write(buf);
     }
+    // Backpressure: a peer that does not read makes the socket buffer grow; stop reading from it until it drains.
+    const waiting = this.socket.writableLength;
+    if (waiting === 0) this.owedControl = 0;
+    else if (waiting > OUT_HIGH_WATER && !this.readPaused) {
+      this.readPaused = true;
+      this.socket.pause();
+    }
     for (const cb of cbs) cb(null);
+  }
+
+  private onDrain(): void {
+    this.owedControl = 0;
+    if (this.readPaused && !this.closed) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
   }
 
   /** A stream has something to send: send what the windows allow now, remember it otherwise. */
   drain(s: Stream): void {
     s.flushTo(this);
+    if (this.pendingOut > MAX_PENDING_RESPONSE) return this.calm(`more than ${MAX_PENDING_RESPONSE} response bytes wait for flow-control window`);
     if (s.blocked) this.blocked.add(s);
     else this.blocked.delete(s);
   }
@@ -538,7 +634,7 @@ class Connection {
   streamLocallyClosed(s: Stream): void {
     if (!s.remoteClosed) {
       // grpc-go's server does the same: the call is over, tell the client to stop sending.
-      this.queue(frameHeader(4, RST_STREAM, 0, s.id), u32(H2Error.NO_ERROR));
+      this.queueControl(frameHeader(4, RST_STREAM, 0, s.id), u32(H2Error.NO_ERROR));
       s.remoteClosed = true;
     }
     this.forget(s);
@@ -546,6 +642,9 @@ class Connection {
 
   /** The stream is over on both sides: stop tracking it. */
   private forget(s: Stream): void {
+    this.bufferedIn -= s.counted;
+    s.counted = 0;
+    s.releaseInput();
     this.streams.delete(s.id);
     this.blocked.delete(s);
     this.server.maybeFinishShutdown();
@@ -607,9 +706,11 @@ class Connection {
       case CONTINUATION: {
         const hb = this.headerBlock;
         if (!hb || hb.sid !== sid) return this.goaway(H2Error.PROTOCOL_ERROR, "unexpected CONTINUATION");
-        hb.parts.push(p);
+        if (++hb.frames > MAX_CONTINUATIONS) return this.calm(`header block of more than ${MAX_CONTINUATIONS} CONTINUATION frames`);
         hb.len += p.length;
-        if (hb.len > MAX_HEADER_BLOCK) return this.goaway(H2Error.PROTOCOL_ERROR, "header block too large");
+        // frame headers count too, so empty CONTINUATIONs are not free
+        if (hb.len + 9 * hb.frames > MAX_HEADER_BLOCK) return this.goaway(H2Error.PROTOCOL_ERROR, "header block too large");
+        hb.parts.push(Buffer.from(p)); // a copy: a view would pin the whole read buffer
         if (flags & END_HEADERS) {
           this.headerBlock = undefined;
           this.onHeaderBlock(sid, hb.flags, Buffer.concat(hb.parts, hb.len));
@@ -620,14 +721,16 @@ class Connection {
         return this.onSettings(flags, sid, p);
       case PING:
         if (sid !== 0 || p.length !== 8) return this.goaway(p.length !== 8 ? H2Error.FRAME_SIZE_ERROR : H2Error.PROTOCOL_ERROR, "bad PING");
-        if (!(flags & ACK)) this.queue(frameHeader(8, PING, ACK, 0), Buffer.from(p));
+        if (!(flags & ACK)) this.queueControl(frameHeader(8, PING, ACK, 0), Buffer.from(p));
         return;
       case WINDOW_UPDATE:
         return this.onWindowUpdate(sid, p);
       case RST_STREAM: {
         if (sid === 0 || p.length !== 4) return this.goaway(sid === 0 ? H2Error.PROTOCOL_ERROR : H2Error.FRAME_SIZE_ERROR, "bad RST_STREAM");
         const s = this.streams.get(sid);
-        if (s) this.abortStream(s);
+        if (!s) return;
+        if (!this.takeResetToken()) return this.calm("too many streams reset by the client (rapid reset)");
+        this.abortStream(s);
         return;
       }
       case GOAWAY:
@@ -649,14 +752,14 @@ class Connection {
       return;
     }
     if (p.length % 6 !== 0) return this.goaway(H2Error.FRAME_SIZE_ERROR, "SETTINGS length");
+    if (p.length / 6 > MAX_SETTINGS_ENTRIES) return this.calm(`SETTINGS frame with ${p.length / 6} entries`);
+    let initialWindow = this.peerInitialWindow;
     for (let i = 0; i < p.length; i += 6) {
       const id = p.readUInt16BE(i);
       const v = p.readUInt32BE(i + 2);
       if (id === 0x4) {
         if (v > MAX_WINDOW) return this.goaway(H2Error.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large");
-        const delta = v - this.peerInitialWindow;
-        this.peerInitialWindow = v;
-        for (const s of this.streams.values()) s.sendWindow += delta;
+        initialWindow = v;
       } else if (id === 0x5) {
         if (v < 16_384 || v > 16_777_215) return this.goaway(H2Error.PROTOCOL_ERROR, "bad MAX_FRAME_SIZE");
         this.peerMaxFrame = v;
@@ -664,7 +767,13 @@ class Connection {
         return this.goaway(H2Error.PROTOCOL_ERROR, "bad ENABLE_PUSH");
       }
     }
-    this.queue(frameHeader(0, SETTINGS, ACK, 0));
+    if (initialWindow !== this.peerInitialWindow) {
+      // applied once per frame, however many entries carried it
+      const delta = initialWindow - this.peerInitialWindow;
+      this.peerInitialWindow = initialWindow;
+      for (const s of this.streams.values()) s.sendWindow += delta;
+    }
+    this.queueControl(frameHeader(0, SETTINGS, ACK, 0));
     this.drainBlocked();
   }
 
@@ -705,7 +814,7 @@ class Connection {
     const block = Connection.unpad(flags, p, true);
     if (!block) return this.goaway(H2Error.PROTOCOL_ERROR, "bad HEADERS padding");
     if (!(flags & END_HEADERS)) {
-      this.headerBlock = { sid, flags, parts: [Buffer.from(block)], len: block.length };
+      this.headerBlock = { sid, flags, parts: [Buffer.from(block)], len: block.length, frames: 0 };
       return;
     }
     this.onHeaderBlock(sid, flags, block);
@@ -724,7 +833,7 @@ class Connection {
     this.lastStreamId = sid;
     const s = new Stream(sid, this, this.peerInitialWindow);
     if (this.goawaySent || this.streams.size >= this.server.maxConcurrentStreams) {
-      this.queue(frameHeader(4, RST_STREAM, 0, sid), u32(H2Error.REFUSED_STREAM));
+      this.queueControl(frameHeader(4, RST_STREAM, 0, sid), u32(H2Error.REFUSED_STREAM));
       return;
     }
     this.streams.set(sid, s);
@@ -763,6 +872,7 @@ class Connection {
     this.recvWindow -= p.length;
     this.recvUnacked += p.length;
     if (this.recvWindow < 0) return this.goaway(H2Error.FLOW_CONTROL_ERROR, "connection receive window exceeded");
+    if (p.length === 0 && !(flags & END_STREAM) && ++this.emptyFrames > MAX_EMPTY_FRAMES) return this.calm("too many empty DATA frames");
     const s = this.streams.get(sid);
     if (!s || s.remoteClosed) return; // closed stream: bytes counted for the connection window, then dropped
     s.recvUnacked += p.length;
@@ -791,6 +901,18 @@ class Connection {
       }
     }
     if (flags & END_STREAM) this.remoteEnd(s);
+    else if (s.messages.length && s.messages[0]!.buffer === p.buffer) s.messages[0] = Buffer.from(s.messages[0]!); // held until END_STREAM: no view
+    if (this.streams.get(sid) !== s) return; // forgotten (its bytes released)
+    const now = s.buffered;
+    this.bufferedIn += now - s.counted;
+    s.counted = now;
+    if (this.bufferedIn > MAX_BUFFERED_REQUEST && s.call && !s.call.finished) {
+      this.bufferedIn -= s.counted;
+      s.counted = 0;
+      s.releaseInput();
+      s.discard = true;
+      s.call.sendStatus({ code: RESOURCE_EXHAUSTED, details: `more than ${MAX_BUFFERED_REQUEST} request bytes buffered on this connection` });
+    }
   }
 
   /** The client half-closed the stream: run a unary/server-stream handler, or tell a streaming one. */
@@ -827,8 +949,18 @@ class Connection {
   }
 
   private resetStream(s: Stream, code: number): void {
-    this.queue(frameHeader(4, RST_STREAM, 0, s.id), u32(code));
+    this.queueControl(frameHeader(4, RST_STREAM, 0, s.id), u32(code));
     this.abortStream(s);
+  }
+
+  /** One token of the client-reset bucket (CVE-2023-44487); false when the client resets faster than allowed. */
+  private takeResetToken(): boolean {
+    const now = Date.now();
+    this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefilledAt) * RESET_RATE) / 1000);
+    this.resetRefilledAt = now;
+    if (this.resetTokens < 1) return false;
+    this.resetTokens -= 1;
+    return true;
   }
 
   /** Returns receive window to the client once a good part of it was used. */
@@ -862,11 +994,22 @@ class Connection {
 
   /** Connection error: GOAWAY with the code, then close. */
   goaway(code: number, debug: string): void {
+    if (this.closed) return;
     this.sendGoaway(code, debug);
     this.server.log?.("http2 connection error", { code, reason: debug });
     this.flush();
+    this.socket.pause(); // nothing more is read from a connection in error
     this.socket.end();
+    // A peer that does not read would keep the socket (and what it buffers) forever: give it a few seconds.
+    const t = setTimeout(() => this.socket.destroy(), 5_000);
+    t.unref();
+    this.socket.once("close", () => clearTimeout(t));
     this.close();
+  }
+
+  /** A flood: GOAWAY ENHANCE_YOUR_CALM, then close. */
+  private calm(reason: string): void {
+    this.goaway(H2Error.ENHANCE_YOUR_CALM, reason);
   }
 
   /** Writes what is queued (the last responses), then closes. */
