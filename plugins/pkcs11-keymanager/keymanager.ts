@@ -13,6 +13,7 @@ import {
   Pkcs11Error,
   Pkcs11LibError,
   type Pkcs11Logger,
+  PinSourceError,
   acquireModule,
   describeSelector,
   describeTokens,
@@ -23,6 +24,7 @@ import {
 import { type ConfigReport, type Pkcs11KeyManagerConfig, configFromObject } from './config';
 import { KeyBackend, type KeyEntry, DuplicateServerError } from './backend';
 import { labelFor } from './naming';
+import { KeyRecordError } from './record';
 import { HASHES, KeyTypeNum, digestInfoPrefix, ecdsaRawToDer, pssSaltLength } from './sigutil';
 
 /** Structural request/response shapes shared by the server and agent KeyManager protos (enums as numbers). */
@@ -77,6 +79,8 @@ export function toKmError(e: unknown): Error {
     return new KmError(code, `PKCS#11 error: ${e.message}`);
   }
   if (e instanceof DuplicateServerError) return new KmError(GrpcCode.FAILED_PRECONDITION, e.message);
+  if (e instanceof PinSourceError) return new KmError(GrpcCode.FAILED_PRECONDITION, e.message);
+  if (e instanceof KeyRecordError) return new KmError(e.reason === 'unwritable' ? GrpcCode.UNAVAILABLE : GrpcCode.FAILED_PRECONDITION, e.message);
   return e instanceof Error ? e : new Error(String(e));
 }
 
