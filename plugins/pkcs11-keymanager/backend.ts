@@ -150,27 +150,42 @@ export class KeyBackend {
     });
   }
 
-  /** ckaId hex → full readable name, from the hashed-label name objects. */
-  private async nameObjects(): Promise<Map<string, { name: string; handle: Buffer }>> {
+  /** ckaId hex → full readable names claimed by name objects with that CKA_OBJECT_ID (anyone can add one). */
+  private async nameObjects(): Promise<Map<string, Array<{ name: string; handle: Buffer }>>> {
     const objs = await this.client.withAnchor('list name objects', () => {
       const hs = this.client.findSync([
         { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
         { type: pkcs11js.CKA_APPLICATION, value: NAME_APPLICATION },
-      ]);
+      ], LIST_LIMIT);
       return hs.map((h) => {
         const a = this.client.getAttributesSync(h, [pkcs11js.CKA_VALUE, pkcs11js.CKA_OBJECT_ID]);
         // CKO_DATA has no CKA_ID; we keep the instance id in CKA_OBJECT_ID (DER-free raw bytes)
         return { handle: h, name: (a.get(pkcs11js.CKA_VALUE) ?? Buffer.alloc(0)).toString('utf8'), ckaId: a.get(pkcs11js.CKA_OBJECT_ID) ?? Buffer.alloc(0) };
       });
     });
-    const m = new Map<string, { name: string; handle: Buffer }>();
-    for (const o of objs) m.set(o.ckaId.toString('hex'), { name: o.name, handle: o.handle });
+    const m = new Map<string, Array<{ name: string; handle: Buffer }>>();
+    for (const o of objs) {
+      const k = o.ckaId.toString('hex');
+      const l = m.get(k) ?? [];
+      l.push({ name: o.name, handle: o.handle });
+      m.set(k, l);
+    }
     return m;
   }
 
-  private resolveName(label: string, ckaId: Buffer, names: Map<string, { name: string }>): string | undefined {
-    if (parseFullName(this.cfg.labelPrefix, label)) return label;
-    return names.get(ckaId.toString('hex'))?.name;
+  /**
+   * The full name of a key object: its label when readable, else the name (from a name object with its CKA_ID) whose
+   * hash its label is. A name object alone cannot pull another label's key into a server's namespace (which made
+   * loadKeys adopt, and the stale-key sweep destroy, keys of any label).
+   */
+  private resolveName(label: string, ckaId: Buffer, names: Map<string, Array<{ name: string }>>): string | undefined {
+    const prefix = this.cfg.labelPrefix;
+    if (parseFullName(prefix, label)) return label;
+    for (const n of names.get(ckaId.toString('hex')) ?? []) {
+      const p = parseFullName(prefix, n.name);
+      if (p && hashedLabelMatches({ prefix, trustDomain: p.trustDomain, serverId: p.serverId, maxLabelLength: 0 }, p.keyId, label)) return n.name;
+    }
+    return undefined;
   }
 
   /**
@@ -374,8 +389,6 @@ export class KeyBackend {
       if (!name || !name.startsWith(scope)) continue;
       const keyId = name.slice(scope.length);
       if (!keyId || keyId === HEARTBEAT_KEY) continue;
-      // a hashed label must be the one this key id hashes to (a name object cannot pull in another label's key)
-      if (name !== p.label && !hashedLabelMatches(this.naming, keyId, p.label)) continue;
       seen.add(p.ckaId.toString('hex'));
       const g = groups.get(keyId) ?? [];
       g.push(p);
@@ -417,8 +430,9 @@ export class KeyBackend {
         // an unusable newer instance is left alone (not destroyed) and the next one is tried
       }
       if (winner) {
-        const n = names.get(winner.ckaId.toString('hex'));
-        if (n) winner.nameObj = { cls: pkcs11js.CKO_DATA, ckaId: winner.ckaId, idAttr: pkcs11js.CKA_OBJECT_ID };
+        if (winner.label !== fullName(this.naming, keyId)) {
+          winner.nameObj = { cls: pkcs11js.CKO_DATA, ckaId: winner.ckaId, idAttr: pkcs11js.CKA_OBJECT_ID, label: winner.label };
+        }
         if (this.record) {
           if (!this.record.existed) this.record.add(keyId, winner.ckaId, winner.fingerprint); // first start with a record
           else if (this.record.get(winner.ckaId)?.fingerprint === undefined) this.record.add(keyId, winner.ckaId, winner.fingerprint);
@@ -455,7 +469,7 @@ export class KeyBackend {
       { cls: pkcs11js.CKO_PRIVATE_KEY, ckaId, label },
       { cls: pkcs11js.CKO_PUBLIC_KEY, ckaId, label },
     ];
-    if (hasName) refs.push({ cls: pkcs11js.CKO_DATA, ckaId, idAttr: pkcs11js.CKA_OBJECT_ID });
+    if (hasName) refs.push({ cls: pkcs11js.CKO_DATA, ckaId, idAttr: pkcs11js.CKA_OBJECT_ID, label });
     return refs;
   }
 
@@ -763,7 +777,7 @@ export class KeyBackend {
             this.client.bind(ref, o.handle);
             refs.push(ref);
           }
-          for (const [idHex, n] of names) {
+          for (const [idHex, n] of [...names].flatMap(([k, l]) => l.map((x) => [k, x] as const))) {
             if (!n.name.startsWith(scope)) continue;
             const ref: ObjectRef = { cls: pkcs11js.CKO_DATA, ckaId: Buffer.from(idHex, 'hex'), idAttr: pkcs11js.CKA_OBJECT_ID };
             this.client.bind(ref, n.handle);

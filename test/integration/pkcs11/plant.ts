@@ -85,3 +85,18 @@ export async function plantLocalEcKey(c: Pkcs11Client, label: string, ckaId: Buf
   if (!withPublic) await c.withAnchor('drop public', (s, p) => p.C_DestroyObject(s, kp.publicKey));
   return { ckaId, fingerprint: fp(spki), dHex: '' };
 }
+
+/** A name object (as the plugin writes for hashed labels) claiming `name` for the instance `ckaId`. */
+export async function plantNameObject(c: Pkcs11Client, label: string, ckaId: Buffer, name: string): Promise<void> {
+  await c.withAnchor('plant name', (s, p) =>
+    p.C_CreateObject(s, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: false },
+      { type: pkcs11js.CKA_APPLICATION, value: 'spire-keyname' },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_OBJECT_ID, value: ckaId },
+      { type: pkcs11js.CKA_VALUE, value: Buffer.from(name) },
+    ]),
+  );
+}

@@ -20,7 +20,7 @@ import { newCkaId } from '../../../plugins/pkcs11-keymanager/naming';
 import { Pkcs11Client, nullLogger } from '../../../plugins/lib/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { recordingLogger, softhsmForThisProcess } from './helpers';
-import { plantImportedEcKey, plantLocalEcKey, plantPublicKey } from './plant';
+import { plantImportedEcKey, plantLocalEcKey, plantNameObject, plantPublicKey } from './plant';
 
 let hsm: SoftHsm;
 let recordDir: string;
@@ -208,6 +208,51 @@ describe('planted keys (finding 2)', () => {
     assert.ok(ms < 20_000, `load took ${ms} ms`);
     await km.close();
     await withClient(async (c) => assert.ok(await privExists(c, own.ckaId)));
+  });
+
+  test('a name object claiming our name for another label\'s key does not pull that key into our namespace', async () => {
+    const own = await serverWithKey('server-i', 'x509-CA-A');
+    const other = await withClient(async (c) => {
+      const k = await plantLocalEcKey(c, 'some-other-application-key', newCkaId(Date.now() + 1000));
+      await plantNameObject(c, 'spire/zzzz', k.ckaId, 'spire/example.org/server-i/x509-CA-A');
+      return k;
+    });
+    const km = new Pkcs11KeyManagerCore(recordingLogger());
+    await km.apply(cfg({ key_identifier_value: 'server-i' }));
+    assert.equal(km.getPublicKey('x509-CA-A')?.fingerprint, own.fingerprint);
+    assert.notEqual(own.fingerprint, other.fingerprint);
+    await km.close();
+    await withClient(async (c) => {
+      assert.ok(await privExists(c, own.ckaId));
+      assert.ok(await privExists(c, other.ckaId));
+    });
+  });
+
+  test('the stale-key sweep cannot be pointed at a live server\'s hashed-label key by a planted heartbeat + name object', async () => {
+    // server-j's key gets a hashed label (max_label_length 32) and so is resolved through its name object
+    const victim = await serverWithKey('server-j', 'x509-CA-A', { max_label_length: 32 });
+    await withClient(async (c) => {
+      // the victim's own name object is replaced (find order on a token is not creation order)
+      await c.withAnchor('drop name', (s, p) => {
+        for (const h of c.findSync([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA }, { type: pkcs11js.CKA_OBJECT_ID, value: victim.ckaId }])) p.C_DestroyObject(s, h);
+      });
+      await plantNameObject(c, 'spire/yyyy', victim.ckaId, 'spire/example.org/ghost/x509-CA-A');
+      await c.withAnchor('plant heartbeat', (s, p) =>
+        p.C_CreateObject(s, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+          { type: pkcs11js.CKA_TOKEN, value: true },
+          { type: pkcs11js.CKA_PRIVATE, value: false },
+          { type: pkcs11js.CKA_APPLICATION, value: 'spire-heartbeat' },
+          { type: pkcs11js.CKA_LABEL, value: 'spire/example.org/ghost/.heartbeat' },
+          { type: pkcs11js.CKA_VALUE, value: Buffer.from(JSON.stringify({ nonce: 'x', updatedAt: Date.now() - 3_600_000 })) },
+        ]),
+      );
+    });
+    const km = new Pkcs11KeyManagerCore(recordingLogger());
+    await km.apply(cfg({ key_identifier_value: 'server-k', dispose_stale_keys_after: '2s' }));
+    assert.equal(km.current!.lastSweep?.aborted, false);
+    await km.close();
+    await withClient(async (c) => assert.ok(await privExists(c, victim.ckaId), 'the live server\'s key was not disposed'));
   });
 
   test('many planted pairs that fail the test signature: at most MAX_PROOFS_PER_KEY signatures, then refused unproven', async () => {
