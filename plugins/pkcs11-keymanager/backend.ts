@@ -3,6 +3,7 @@
  * object, the destroy-retry queue and the optional stale-key reaper. Pure PKCS#11 + crypto, no gRPC.
  */
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as pkcs11js from 'pkcs11js';
 import { type Attr, type ObjectRef, Pkcs11Client, Pkcs11Error, Pkcs11LibError, type Pkcs11Logger } from '../lib/pkcs11';
 import type { Pkcs11KeyManagerConfig } from './config';
@@ -20,7 +21,7 @@ import {
   parseFullName,
   serverScope,
 } from './naming';
-import { KeyRecord } from './record';
+import { KeyRecord, KeyRecordError } from './record';
 import { CURVES, type Curve, HASHES, KeyTypeNum, digestInfoPrefix, ecPointFromAttribute, ecSpki, ecdsaRawToDer, fingerprint, rsaSpki } from './sigutil';
 
 /** CKA_IDs dated later than now + this are refused when there is no key record (a planted "newest" instance). */
@@ -111,7 +112,7 @@ export class KeyBackend {
     });
     const b = new KeyBackend(cfg, client, serverId, nonce, log);
     try {
-      if (cfg.keyRecordFile !== undefined) b.record = KeyRecord.load(cfg.keyRecordFile, { trustDomain: cfg.trustDomain, serverId, labelPrefix: cfg.labelPrefix });
+      if (cfg.keyRecordFile !== undefined) b.record = KeyBackend.loadRecord(cfg, serverId, log);
       await b.checkMechanisms();
       await b.acquireLease();
       await b.loadKeys();
@@ -122,6 +123,29 @@ export class KeyBackend {
       throw e;
     }
     return b;
+  }
+
+  /**
+   * The key record. The default one (next to key_identifier_file) of an earlier identifier (the identifier file was
+   * deleted: that server's keys are orphaned anyway) is moved aside and a new one started; a configured
+   * key_record_file of another server is an error.
+   */
+  private static loadRecord(cfg: Pkcs11KeyManagerConfig, serverId: string, log: Pkcs11Logger): KeyRecord {
+    const scope = { trustDomain: cfg.trustDomain, serverId, labelPrefix: cfg.labelPrefix };
+    const file = cfg.keyRecordFile!;
+    try {
+      return KeyRecord.load(file, scope);
+    } catch (e) {
+      if (!(e instanceof KeyRecordError) || e.reason !== 'other_server' || !cfg.keyRecordFileDefaulted) throw e;
+      const aside = `${file}.${Date.now()}.old`;
+      log.warn('the key record next to key_identifier_file belongs to another identifier; moving it aside and starting a new one', { path: file, moved_to: aside });
+      try {
+        fs.renameSync(file, aside);
+      } catch (re) {
+        throw new KeyRecordError('unwritable', `cannot move key_record_file "${file}" aside: ${(re as NodeJS.ErrnoException).code ?? 'error'}`);
+      }
+      return KeyRecord.load(file, scope);
+    }
   }
 
   private async checkMechanisms(): Promise<void> {

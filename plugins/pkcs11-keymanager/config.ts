@@ -36,6 +36,8 @@ export interface Pkcs11KeyManagerConfig {
    * token at start is ever destroyed.
    */
   keyRecordFile?: string;
+  /** keyRecordFile was derived from key_identifier_file (not configured). */
+  keyRecordFileDefaulted?: boolean;
   recoveryBudgetMs: number;
   /** Use CKA_ALLOWED_MECHANISMS in private key templates. */
   useAllowedMechanisms: boolean;
@@ -250,5 +252,6 @@ export function configFromObject(raw: Record<string, unknown>, trustDomain: stri
   if (disposeStaleKeysAfterMs !== undefined) cfg.disposeStaleKeysAfterMs = disposeStaleKeysAfterMs;
   if (signingThreads !== undefined) cfg.signingThreads = signingThreads;
   if (keyRecordFile) cfg.keyRecordFile = keyRecordFile;
+  if (keyRecordFile && raw['key_record_file'] === undefined) cfg.keyRecordFileDefaulted = true;
   return ok ? cfg : undefined;
 }

@@ -14,6 +14,7 @@ import {
   Pkcs11LibError,
   type Pkcs11Logger,
   PinSourceError,
+  readPin,
   acquireModule,
   describeSelector,
   describeTokens,
@@ -159,6 +160,13 @@ export class Pkcs11KeyManagerCore {
         return;
       }
       report.note(`token found: label "${t.label}", serial "${t.serial}", model "${t.model}" (${describeSelector(cfg.token)})`);
+      if (cfg.pin.kind === 'file') {
+        try {
+          readPin(cfg.pin, { warn: (m) => report.note(m) }); // permissions and owner; the PIN itself is not used here
+        } catch (e) {
+          report.error((e as Error).message);
+        }
+      }
       if (t.flags & pkcs11js.CKF_USER_PIN_LOCKED) report.error(`the user PIN of token "${t.label}" is locked`);
       else if (t.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) report.error(`token "${t.label}" is at its final PIN try; the plugin will refuse to log in`);
       else if (t.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW) report.note(`token "${t.label}" reports a recent wrong PIN (CKF_USER_PIN_COUNT_LOW)`);

@@ -255,6 +255,25 @@ describe('planted keys (finding 2)', () => {
     await withClient(async (c) => assert.ok(await privExists(c, victim.ckaId), 'the live server\'s key was not disposed'));
   });
 
+  test('key_identifier_file deleted: the default key record of the old identifier is moved aside, the server starts', async () => {
+    const idFile = path.join(recordDir, 'srv-id');
+    const km = new Pkcs11KeyManagerCore(recordingLogger());
+    await km.apply(cfg({ key_identifier_value: undefined, key_identifier_file: idFile }));
+    await km.generateKey({ keyId: 'x509-CA-A', keyType: 1 });
+    await km.close();
+    assert.ok(fs.existsSync(`${idFile}.keys.json`), 'default record next to the identifier file');
+    fs.rmSync(idFile);
+    const log = recordingLogger();
+    const km2 = new Pkcs11KeyManagerCore(log);
+    await km2.apply(cfg({ key_identifier_value: undefined, key_identifier_file: idFile }));
+    assert.ok(log.lines.some((l) => /moving it aside/.test(l.msg)));
+    assert.ok(fs.readdirSync(recordDir).some((f) => /^srv-id\.keys\.json\.\d+\.old$/.test(f)));
+    await km2.close();
+    // an explicitly configured record of another server is an error
+    const km3 = new Pkcs11KeyManagerCore(recordingLogger());
+    await assert.rejects(km3.apply(cfg({ key_identifier_value: 'someone-else', key_record_file: `${idFile}.keys.json` })), /belongs to trust domain/);
+  });
+
   test('many planted pairs that fail the test signature: at most MAX_PROOFS_PER_KEY signatures, then refused unproven', async () => {
     const label = 'spire/example.org/server-h/x509-CA-A';
     await serverWithKey('server-h', 'x509-CA-A');

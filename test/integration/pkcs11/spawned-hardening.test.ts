@@ -103,6 +103,10 @@ describe('spawned server KeyManager: issue 12 hardening', () => {
     fs.writeFileSync(loose, hsm.pin + '\n', { mode: 0o640 });
     fs.chmodSync(loose, 0o640);
     const p = await start({}, undefined);
+    const v = await p.conn.validate(hcl([], [`pin_file = "${loose}"`]));
+    assert.equal(v.valid, false, 'Validate reports the exposed pin_file');
+    assert.ok(v.notes.some((n) => n.includes(`pin_file "${loose}" is accessible by group or others (mode 0640)`)), v.notes.join('\n'));
+    assert.ok(!v.notes.some((n) => n.includes(hsm.pin)));
     await expectCode(p.conn.configure(hcl([], [`pin_file = "${loose}"`])), FAILED_PRECONDITION, `pin_file "${loose}" is accessible by group or others (mode 0640)`);
     await p.conn.configure(hcl(['allow_insecure_pin_file = true'], [`pin_file = "${loose}"`]));
     assert.ok(p.logs().some((l) => l['@level'] === 'warn' && /mode 0640.*allow_insecure_pin_file = true/.test(String(l['@message']))));
