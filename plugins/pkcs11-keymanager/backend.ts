@@ -573,7 +573,14 @@ export class KeyBackend {
         throw e;
       }
       const entry = await this.readKey(id, ckaId, label, kp.privateKey, { prove: false, pubHandle: kp.publicKey });
-      if (!entry) throw new Pkcs11LibError('internal', `generated key "${id}" failed the read-back check (see log)`);
+      if (!entry) {
+        // ours, just created, unusable: remove it rather than leave an instance no start will adopt or destroy
+        const refs: ObjectRef[] = [{ cls: pkcs11js.CKO_PRIVATE_KEY, ckaId, label }, { cls: pkcs11js.CKO_PUBLIC_KEY, ckaId, label }];
+        this.client.bind(refs[0]!, kp.privateKey);
+        this.client.bind(refs[1]!, kp.publicKey);
+        await this.destroyNow(`unusable new instance of ${id}`, nameObj ? [...refs, nameObj] : refs, ckaId);
+        throw new Pkcs11LibError('internal', `generated key "${id}" failed the read-back check (see log)`);
+      }
       if (nameObj) entry.nameObj = nameObj;
       entry.ours = true;
       try {

@@ -274,6 +274,21 @@ describe('planted keys (finding 2)', () => {
     await assert.rejects(km3.apply(cfg({ key_identifier_value: 'someone-else', key_record_file: `${idFile}.keys.json` })), /belongs to trust domain/);
   });
 
+  test('a new key that fails its read-back check is destroyed and forgotten, not left on the token', async () => {
+    const rec = path.join(recordDir, 'server-l.keys.json');
+    const km = new Pkcs11KeyManagerCore(recordingLogger());
+    await km.apply(cfg({ key_identifier_value: 'server-l', key_record_file: rec }));
+    const b = km.current! as unknown as { readKey: () => Promise<undefined> };
+    b.readKey = async () => undefined; // as if the token reported the new key as not CKA_LOCAL
+    await assert.rejects(km.generateKey({ keyId: 'x509-CA-A', keyType: 1 }), /failed the read-back check/);
+    const n = await km.current!.client.withAnchor('count', () =>
+      km.current!.client.findSync([{ type: pkcs11js.CKA_LABEL, value: 'spire/example.org/server-l/x509-CA-A' }]).length,
+    );
+    assert.equal(n, 0, 'no object left under the label');
+    assert.equal((JSON.parse(fs.readFileSync(rec, 'utf8')) as { instances: unknown[] }).instances.length, 0, 'record entry removed');
+    await km.close();
+  });
+
   test('many planted pairs that fail the test signature: at most MAX_PROOFS_PER_KEY signatures, then refused unproven', async () => {
     const label = 'spire/example.org/server-h/x509-CA-A';
     await serverWithKey('server-h', 'x509-CA-A');
