@@ -7,6 +7,9 @@
  */
 import { Pkcs11LibError } from './errors';
 
+/** Node's largest setTimeout delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface PooledSession {
   readonly handle: Buffer;
   readonly gen: number;
@@ -76,7 +79,8 @@ export class SessionPool {
   private arm(at: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
-    this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()));
+    // Node fires a longer timer after 1 ms (with a TimeoutOverflowWarning); a capped one just re-arms in expire().
+    this.timer = setTimeout(() => this.expire(), Math.min(MAX_TIMER_MS, Math.max(0, at - Date.now())));
   }
 
   /** Rejects every waiter whose deadline passed and re-arms for the earliest remaining one. */

@@ -51,10 +51,12 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
     [queryPart, '&', result.query],
   ] as const) {
     if (!part) continue;
-    for (const attr of part.split(sep)) {
+    const where = target === result.path ? 'path' : 'query';
+    for (const [i, attr] of part.split(sep).entries()) {
       if (!attr) continue;
       const eq = attr.indexOf('=');
-      if (eq <= 0) throw new Error(`pkcs11 URI: attribute "${attr}" has no value`);
+      // The attribute is not quoted: without its '=' nobody can tell a name from a value such as a pin-value.
+      if (eq <= 0) throw new Error(`pkcs11 URI: ${where} attribute ${i + 1} is not of the form name=value`);
       const name = attr.slice(0, eq).toLowerCase();
       const rawValue = attr.slice(eq + 1);
       if (name in target) throw new Error(`pkcs11 URI: attribute "${name}" repeated`);

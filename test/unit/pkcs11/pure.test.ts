@@ -78,6 +78,11 @@ describe('pkcs11 URI (RFC 7512)', () => {
     assert.throws(() => parsePkcs11Uri('pkcs11:token=%zz'));
     assert.throws(() => parsePkcs11Uri('pkcs11:token=a;token=b'));
     assert.throws(() => parsePkcs11Uri('pkcs11:slot-id=x'));
+    // a malformed attribute is named by position, never quoted: it may be a pin-value whose '=' went missing
+    assert.throws(
+      () => parsePkcs11Uri('pkcs11:token=a?pin-valueSup3rSecret'),
+      (e: unknown) => e instanceof Error && !e.message.includes('Sup3r') && /query attribute 1 /.test(e.message),
+    );
   });
 });
 
@@ -201,6 +206,26 @@ describe('session pool and gate', () => {
     pool.invalidateAll();
     pool.release(c);
     assert.equal(closed, 2, 'stale-generation session closed on release');
+  });
+  test('a wait timeout beyond Node\'s timer limit (2^31-1 ms) waits, instead of expiring at once and spinning', async () => {
+    const pool = new SessionPool(() => Buffer.from([1]), () => {}, 1, 30 * 24 * 3600 * 1000);
+    const a = await pool.acquire();
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      let settled = false;
+      const waiter = pool.acquire().then((s) => ((settled = true), s), (e: unknown) => ((settled = true), Promise.reject(e)));
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(settled, false, 'the waiter is still waiting after 150 ms');
+      assert.equal(pool.timeouts, 0);
+      pool.release(a);
+      assert.equal((await waiter).handle[0], 1, 'served when the session comes back');
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings, [], 'no TimeoutOverflowWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
   test('one timer for all waiters: each expires at its own deadline, in any order; served waiters never expire', async () => {
     const pool = new SessionPool(() => Buffer.from([1]), () => {}, 1, 400);
