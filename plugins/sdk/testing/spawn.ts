@@ -114,7 +114,9 @@ export class SpawnedPlugin {
     return { graceful };
   }
 
+  /** SIGKILL, and close our clients: left open, they would keep reconnecting to the dead socket and hold the test. */
   kill(): void {
+    void this.conn?.close().catch(() => undefined);
     if (this.alive() && this.child.pid) {
       try {
         process.kill(this.child.pid, "SIGKILL");
