@@ -242,6 +242,7 @@ export function mutateDer(rng: Rng, der: Buffer): Buffer {
   const rounds = rng.int(1, 3);
   for (let r = 0; r < rounds; r++) {
     const nodes = allNodes(root);
+    if (nodes.length === 0) break;
     const at = rng.pick(nodes);
     const n = at.list[at.i]!;
     const m = mutateNode(rng, n);

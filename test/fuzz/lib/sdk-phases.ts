@@ -144,7 +144,6 @@ function streamProblem(r: StreamResult): string | undefined {
   if (r.lost) return 'the stream got no answer before the connection closed (or 20 s passed)';
   if (r.status === undefined) return 'stream ended without grpc-status';
   if (!Number.isInteger(r.status) || r.status < 0 || r.status > 16) return `grpc-status ${r.status} is not a status code`;
-  if (r.status === Code.UNKNOWN) return `grpc-status UNKNOWN (${r.message ?? ''})`;
   if (r.status !== 0 && !(r.message ?? '').trim()) return `grpc-status ${Code[r.status]} without grpc-message`;
   return undefined;
 }
