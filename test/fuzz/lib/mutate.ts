@@ -613,8 +613,8 @@ function hclRandomValue(rng: Rng): string {
 export interface HclMutateOptions {
   /** Keys the plugin knows (used for renames and duplicates). */
   knownKeys: readonly string[];
-  /** Values that must stay out of the text, e.g. the ones whose effect is not confined to a temp dir. */
-  forbidden?: RegExp;
+  /** True for texts that must not be sent, e.g. ones naming a path whose effect is not confined to a temp dir. */
+  forbidden?: (text: string) => boolean;
 }
 
 /** Serialises a list of entries as HCL. */
@@ -687,7 +687,8 @@ export function mutateHcl(rng: Rng, base: readonly HclEntry[], o: HclMutateOptio
     if (r < 0.6) text = structuralHclMutation(rng, base, o);
     else if (r < 0.9) text = mutateBytes(rng, Buffer.from(hclText(base), 'utf8'), 3).toString('latin1');
     else text = randomBytes(rng, 512).toString('latin1');
-    if (!o.forbidden || !o.forbidden.test(text) || attempt > 20) return o.forbidden && o.forbidden.test(text) ? hclText(base) : text;
+    if (!o.forbidden?.(text)) return text;
+    if (attempt >= 20) return hclText(base);
   }
 }
 

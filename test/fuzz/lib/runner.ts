@@ -15,6 +15,8 @@
  *   FUZZ_ITERATIONS  inputs to each plugin's type service (default 10000); the other phases scale with it
  *   FUZZ_CASE        "<phase>:<index>": run only that case of that phase (the other phases are skipped)
  *   FUZZ_CONCURRENCY calls in flight per phase (default 16)
+ *   FUZZ_PHASES      regular expression: run only the phases whose name matches
+ *   FUZZ_PROGRESS    print a progress line every that many cases
  *   FUZZ_DUMP_DIR    write the whole input of each failing case there (<phase>-<index>.txt)
  *   FUZZ_VERBOSE     print the first message of each status code per phase
  */
@@ -86,7 +88,7 @@ export async function outcomeOf(f: () => Promise<unknown>): Promise<Outcome> {
 /** Client-side texts of grpc-js for statuses it made up because the server broke the protocol or went away. */
 const TRANSPORT = /^(Received RST_STREAM|Connection dropped|No connection established|Stream refused|Protocol error|Failed to start|Call dropped|Received HTTP status|Response message parsing error|Failed to parse|Server sent|read ECONNRESET|write EPIPE|Deadline exceeded)/i;
 /** Texts of JavaScript runtime errors: the plugin did not check its input before using it. */
-const UNCHECKED = /(Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|Maximum call stack|Invalid array length|Invalid typed array length|Invalid string length|The value of "[^"]*" is out of range|outside buffer bounds|ERR_[A-Z_]{4,}|undefined is not|null is not|Cannot convert|BigInt)/;
+const UNCHECKED = /(Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|Maximum call stack|Invalid array length|Invalid typed array length|Invalid string length|The value of "[^"]*" is out of range|outside buffer bounds|undefined is not|null is not|Cannot convert|BigInt)/;
 /** OpenSSL's error texts: as an INTERNAL status they mean an exception from node:crypto escaped the input checks. */
 const OPENSSL = /(^|: )error:[0-9A-F]{8}:|routines::/;
 
@@ -212,6 +214,7 @@ export class FuzzTarget {
     const report: PhaseReport = { phase, cases: 0, ok: 0, codes: {}, samples: {}, ms: 0, pluginCpuMs: 0, failures: [] };
     const only = this.env.only;
     if (only && only.phase !== phase) return report;
+    if (process.env['FUZZ_PHASES'] && !new RegExp(process.env['FUZZ_PHASES']).test(phase)) return report;
     const indices = only ? [only.index] : Array.from({ length: count }, (_, i) => i);
     const describe = opts.describe ?? ((x: I) => describeValue(x));
     const t0 = performance.now();
@@ -239,6 +242,9 @@ export class FuzzTarget {
         const o = await call(input, rng).catch((e: unknown) => fromError(e));
         inFlight.delete(index);
         report.cases++;
+        if (process.env['FUZZ_PROGRESS'] && report.cases % Number(process.env['FUZZ_PROGRESS']) === 0) {
+          console.log(`# ${this.name} ${phase}: ${report.cases}/${indices.length} (in flight: ${[...inFlight].join(' ')})`);
+        }
         if (o.ok) report.ok++;
         else {
           const name = Code[o.code] ?? String(o.code);
