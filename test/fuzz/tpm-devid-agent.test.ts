@@ -241,4 +241,5 @@ test('tpm_devid agent NodeAttestor under fuzz: every answer a status, process al
   assert.equal(Buffer.concat(p.stdoutAfterHandshake).length, 0, 'nothing on stdout after the handshake');
   assert.equal(ft.failureText(), '', `fuzz failures (FUZZ_SEED=${env.seed}):\n${ft.failureText()}`);
   assert.deepEqual(problems, [], `FUZZ_SEED=${env.seed}`);
+  if (!env.only) assert.ok(typeInputs >= env.iterations, `at least ${env.iterations} NodeAttestor inputs`);
 });

@@ -68,6 +68,7 @@ const FRAME_RST = 0x3;
 const FRAME_SETTINGS = 0x4;
 const FRAME_PING = 0x6;
 const FRAME_GOAWAY = 0x7;
+const FRAME_WINDOW_UPDATE = 0x8;
 const FRAME_CONTINUATION = 0x9;
 
 /** One HTTP/2 connection carrying a batch of streams; resolves when each has ended (or the connection closed). */
@@ -162,7 +163,14 @@ export function runStreams(socketPath: string, plans: StreamPlan[], timeoutMs = 
       }
     });
     sock.once('connect', () => {
-      const out: Buffer[] = [H2_PREFACE, h2Frame(FRAME_SETTINGS, 0, 0, Buffer.alloc(0))];
+      // The largest windows (SETTINGS_INITIAL_WINDOW_SIZE for streams, WINDOW_UPDATE for the connection): this client
+      // reads everything at once and never sends WINDOW_UPDATE later, so the server must never have to wait for one.
+      const settings = Buffer.alloc(6);
+      settings.writeUInt16BE(0x4, 0);
+      settings.writeUInt32BE(0x7fffffff, 2);
+      const inc = Buffer.alloc(4);
+      inc.writeUInt32BE(0x7fffffff - 65535, 0);
+      const out: Buffer[] = [H2_PREFACE, h2Frame(FRAME_SETTINGS, 0, 0, settings), h2Frame(FRAME_WINDOW_UPDATE, 0, 0, inc)];
       plans.forEach((p, i) => {
         const sid = 2 * i + 1;
         out.push(h2Frame(FRAME_HEADERS, 0x4 | (p.data.length === 0 ? 1 : 0), sid, grpcRequestHeaders(p.path, p.extraHeaders)));
