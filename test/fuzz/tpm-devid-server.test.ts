@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { status as Code } from '@grpc/grpc-js';
 import { spawnPlugin, type SpawnedPlugin } from '../../plugins/sdk/testing';
 import { NodeAttestorClient } from '../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { encodeAttestationRequest, type AttestationRequest } from '../../plugins/lib/devid/wire';
@@ -188,7 +189,14 @@ const HCL_BASE = (): HclEntry[] => [
 ];
 
 test('tpm_devid server NodeAttestor under fuzz: every answer a status, process alive, RSS bounded, valid attestations still pass', { timeout: 600_000 }, async (t) => {
-  const ft = new FuzzTarget(p, 'tpm_devid-server', env);
+  const ft = new FuzzTarget(p, 'tpm_devid-server', env, {
+    known: [
+      // regressions.test.ts: a grpc-message with a trailing space is dropped by nghttp2 (plugins/sdk/h2/server.ts)
+      { id: 'grpc-message edge whitespace', matches: (o) => !o.ok && o.code === Code.INVALID_ARGUMENT && o.details === '' },
+      // regressions.test.ts: an undecodable issuer key escapes signatureHint() (plugins/lib/x509/chain.ts)
+      { id: 'undecodable issuer key', matches: (o) => !o.ok && o.code === Code.INTERNAL && /^error:[0-9A-F]{8}:digital envelope routines::/.test(o.details) },
+    ],
+  });
   const problems: string[] = [];
   const valid = async () => {
     for (const tpm of tpms) {
@@ -239,7 +247,7 @@ test('tpm_devid server NodeAttestor under fuzz: every answer a status, process a
   await ft.phase(
     'attest-stream-shape',
     scaled(env, 0.05),
-    (rng) => ({ shape: rng.pick(['response-first', 'empty-request', 'halfclose-now', 'empty-payload', 'two-payloads', 'huge-payload'] as const), tpm: pickTpm(rng) }),
+    (rng) => ({ shape: rng.pick(['response-first', 'empty-request', 'halfclose-now', 'empty-payload', 'two-payloads', 'huge-payload'] as const), tpm: pickTpm(rng), huge: rng.pick([200 * 1024, 1024 * 1024]) }),
     async (c): Promise<Outcome> => {
       const s = new AttestStream(client, 20_000);
       const payload = basePayloads[c.tpm]!;
@@ -249,7 +257,10 @@ test('tpm_devid server NodeAttestor under fuzz: every answer a status, process a
       else if (c.shape === 'two-payloads') {
         s.payload(payload);
         s.payload(payload);
-      } else if (c.shape === 'huge-payload') s.payload(Buffer.concat([Buffer.from('{"DevIDCert":["'), Buffer.alloc(3 * 1024 * 1024, 0x41), Buffer.from('"]}')]));
+      } else if (c.shape === 'huge-payload') {
+        // over the 128 KiB limit of the JSON text (a 4 MiB gRPC message is accepted by the SDK: see the report)
+        s.payload(Buffer.concat([Buffer.from('{"DevIDCert":["'), Buffer.alloc(c.huge, 0x41), Buffer.from('"]}')]));
+      }
       s.close();
       for (;;) {
         const step = await s.next();
