@@ -262,7 +262,7 @@ export class FuzzTarget {
         else {
           const name = Code[o.code] ?? String(o.code);
           report.codes[name] = (report.codes[name] ?? 0) + 1;
-          report.samples[name] ??= o.details.slice(0, 160);
+          report.samples[name] ??= `${o.details.slice(0, 160)} [${phase}:${index}]`;
         }
         const p = checkOutcome(o);
         const known = p ? this.known.find((k) => k.matches(o)) : undefined;
