@@ -285,10 +285,6 @@ class Reader {
   }
 }
 
-function digestSize(alg: number): number {
-  return alg === 0x0004 ? 20 : alg === 0x000b ? 32 : alg === 0x000c ? 48 : alg === 0x000d ? 64 : alg === 0x0012 ? 32 : 0;
-}
-
 /** Field map of a TPMT_PUBLIC (RSA or ECC); partial when the bytes are already damaged. */
 export function tpmtPublicFields(b: Buffer): TpmField[] {
   const r = new Reader(b);
@@ -426,9 +422,6 @@ export function mutateTpm(rng: Rng, input: Buffer, fieldsOf: (b: Buffer) => TpmF
   return b;
 }
 
-// Fields of a TPMT_PUBLIC are also reported by digest size for the caller's checks.
-export { digestSize as tpmDigestSize };
-
 // ------------------------------------------------------------------------------------------------
 // JSON
 
@@ -558,7 +551,7 @@ export function mutateJsonObject(rng: Rng, obj: Record<string, Json>, keys: read
 // ------------------------------------------------------------------------------------------------
 // HCL
 
-/** One `key = value` of a base configuration. `path`: the value is a filesystem path (mutated only in safe ways). */
+/** One `key = value` of a base configuration. */
 export interface HclEntry {
   key: string;
   /** the value as HCL source text, e.g. `"abc"`, `true`, `10` */
@@ -609,7 +602,6 @@ function hclRandomValue(rng: Rng): string {
   return String(rng.int(-1e9, 1e9));
 }
 
-/** Keys the caller must never see introduced (e.g. a key that makes the plugin write a file at the value's path). */
 export interface HclMutateOptions {
   /** Keys the plugin knows (used for renames and duplicates). */
   knownKeys: readonly string[];
