@@ -359,7 +359,13 @@ export async function main(argv: readonly string[], io: ToolIo): Promise<number>
       if (!allowed.includes(k as keyof Opts)) throw new UsageError(`option --${k} does not apply to ${command}`);
     }
   } catch (e) {
-    io.err(`spire-tpm-devid ${command}: ${(e as Error).message}\nRun "spire-tpm-devid --help".\n`);
+    // parseArgs quotes a stray positional argument, which is often a password whose option lost it
+    // (`--owner-password= secret`): name its position, never its text.
+    const code = (e as NodeJS.ErrnoException).code;
+    const msg = code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+      ? 'unexpected argument: this command takes no positional arguments (the argument is not shown: it may be a password; check for a value separated from its option, e.g. "--owner-password= x")'
+      : (e as Error).message;
+    io.err(`spire-tpm-devid ${command}: ${msg}\nRun "spire-tpm-devid --help".\n`);
     return EXIT_USAGE;
   }
   if (o.help) {
