@@ -2,7 +2,7 @@
 //
 // - open the magic link off the event loop (O_NONBLOCK: a FIFO does not wait for a writer; a file whose open() never
 //   returns, e.g. on a FUSE mount whose daemon stalls, holds one thread-pool thread, never the event loop, and the
-//   caller's cancellation still answers), fstat (bigint) the OPENED fd and refuse anything that is not a regular file
+//   caller's cancellation still answers), fstat (bigint, also on the thread pool) the OPENED fd and refuse anything that is not a regular file
 //   (execve only runs regular files: a FIFO, a socket or a device there is a trick); size limit check and cache key
 //   (dev, ino, size, mtimeNs, ctimeNs);
 // - with a limit, reading stops with the size-limit error as soon as more than `limit` bytes came back, whatever
@@ -145,6 +145,13 @@ function openNoWait(path: string, signal: AbortSignal | undefined): Promise<numb
   });
 }
 
+/** fstat on the thread pool: on FUSE it is a request to the daemon, which may never answer. */
+function fstatAsync(fd: number): Promise<fs.BigIntStats> {
+  return new Promise((resolve, reject) => {
+    fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st)));
+  });
+}
+
 function readAt(fd: number, buf: Buffer, pos: number): Promise<number> {
   return new Promise((resolve, reject) => {
     fs.read(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n)));
@@ -180,7 +187,7 @@ export class ExeHasher {
     try {
       let st: fs.BigIntStats | undefined;
       try {
-        st = fs.fstatSync(fd, { bigint: true });
+        st = await fstatAsync(fd);
       } catch (err) {
         // The built-in only stats when a limit is set; without one it would just hash, uncached.
         if (limit > 0n) throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: ${goPathError('stat', path, err)}`);
@@ -301,7 +308,7 @@ export class ExeHasher {
       if (key !== undefined) {
         let after: string | undefined;
         try {
-          after = statKey(fs.fstatSync(fd, { bigint: true }));
+          after = statKey(await fstatAsync(fd));
         } catch {
           after = undefined;
         }
