@@ -7,7 +7,9 @@ import { parseArgs } from 'node:util';
 import { createHash, createPublicKey } from 'node:crypto';
 import { TpmError, publicKeyOf, type Tpm } from '../lib/tpm2';
 import { ChainError, commonName, ekTpmInfo, parsePemCertificates, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
-import { BlobError, parsePrivateBlob, parsePublicBlob, type DevidKeyType } from '../lib/devid/blobs';
+import {
+  BlobError, MAX_BLOB_FILE_BYTES, MAX_CERT_FILE_BYTES, parsePrivateBlob, parsePublicBlob, readBounded, type DevidKeyType,
+} from '../lib/devid/blobs';
 import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation } from '../lib/devid/device';
 import { EK_CERT_NV_INDEX, newTpm } from '../lib/devid/devid-tpm';
 import { describeTpmFailure } from '../lib/devid/tpm-errors';
@@ -140,7 +142,8 @@ async function password(v: string | undefined, name: string, io: ToolIo): Promis
   if (v.startsWith('file:')) {
     let text: string;
     try {
-      text = await fsp.readFile(resolve(io.cwd, v.slice(5)), 'utf8');
+      // a password file holds one line; 64 KiB is far beyond any TPM authValue (at most a digest, 64 bytes)
+      text = (await readBounded(resolve(io.cwd, v.slice(5)), 64 * 1024)).toString('utf8');
     } catch (e) {
       throw new ToolError(`--${name}: cannot read ${v.slice(5)}: ${(e as Error).message}`);
     }
@@ -149,20 +152,22 @@ async function password(v: string | undefined, name: string, io: ToolIo): Promis
   return Buffer.from(v, 'utf8');
 }
 
-async function readText(path: string, what: string, io: ToolIo): Promise<string> {
+/** Reads at most `max` bytes (PEM files: MAX_CERT_FILE_BYTES; key blobs: MAX_BLOB_FILE_BYTES); longer files are refused. */
+async function readLimited(path: string, what: string, io: ToolIo, max: number): Promise<Buffer> {
   try {
-    return await fsp.readFile(resolve(io.cwd, path), 'utf8');
+    return await readBounded(resolve(io.cwd, path), max);
   } catch (e) {
-    throw new ToolError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const detail = e instanceof BlobError && e.code === 'too-large' ? `larger than ${max} bytes` : (e as Error).message;
+    throw new ToolError(`cannot read ${what} ${path}: ${detail}`);
   }
 }
 
+async function readText(path: string, what: string, io: ToolIo): Promise<string> {
+  return (await readLimited(path, what, io, MAX_CERT_FILE_BYTES)).toString('utf8');
+}
+
 async function readBytes(path: string, what: string, io: ToolIo): Promise<Buffer> {
-  try {
-    return await fsp.readFile(resolve(io.cwd, path));
-  } catch (e) {
-    throw new ToolError(`cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  return readLimited(path, what, io, MAX_BLOB_FILE_BYTES);
 }
 
 /** Refuses to overwrite unless --force (checked before the TPM is touched). */
@@ -354,7 +359,13 @@ export async function main(argv: readonly string[], io: ToolIo): Promise<number>
       if (!allowed.includes(k as keyof Opts)) throw new UsageError(`option --${k} does not apply to ${command}`);
     }
   } catch (e) {
-    io.err(`spire-tpm-devid ${command}: ${(e as Error).message}\nRun "spire-tpm-devid --help".\n`);
+    // parseArgs quotes a stray positional argument, which is often a password whose option lost it
+    // (`--owner-password= secret`): name its position, never its text.
+    const code = (e as NodeJS.ErrnoException).code;
+    const msg = code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+      ? 'unexpected argument: this command takes no positional arguments (the argument is not shown: it may be a password; check for a value separated from its option, e.g. "--owner-password= x")'
+      : (e as Error).message;
+    io.err(`spire-tpm-devid ${command}: ${msg}\nRun "spire-tpm-devid --help".\n`);
     return EXIT_USAGE;
   }
   if (o.help) {

@@ -1,6 +1,12 @@
 // SHA-256 of a process's executable, through the opened /proc/<pid>/exe, with a cache.
 //
-// - open the magic link, fstat (bigint) the OPENED fd: size limit check and cache key (dev, ino, size, mtimeNs, ctimeNs);
+// - open the magic link off the event loop (O_NONBLOCK: a FIFO does not wait for a writer; a file whose open() never
+//   returns, e.g. on a FUSE mount whose daemon stalls, holds one thread-pool thread, never the event loop, and the
+//   caller's cancellation still answers), fstat (bigint, also on the thread pool) the OPENED fd and refuse anything that is not a regular file
+//   (execve only runs regular files: a FIFO, a socket or a device there is a trick); size limit check and cache key
+//   (dev, ino, size, mtimeNs, ctimeNs);
+// - with a limit, reading stops with the size-limit error as soon as more than `limit` bytes came back, whatever
+//   st_size said (a file system may report a small size and serve endless data);
 // - cache hit → digest without reading; miss → hash with a reused 1 MiB buffer (async reads, ~0.7 ms of CPU per chunk
 //   so the event loop never stalls for long), fstat again, and cache only if the key is unchanged;
 // - concurrent requests for the same key share one job (single-flight); at most `concurrency` jobs read at once;
@@ -111,6 +117,41 @@ function statKey(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
+const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY;
+
+/**
+ * open(2) on the thread pool. If the caller cancels while open() has not returned, the promise rejects at once and
+ * the descriptor is closed whenever open() finally completes.
+ */
+function openNoWait(path: string, signal: AbortSignal | undefined): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let settled = false;
+    const onAbort = (): void => {
+      if (settled) return;
+      settled = true;
+      reject(cancelledError());
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    fs.open(path, OPEN_FLAGS, (err, fd) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (settled) {
+        if (!err) fs.close(fd, () => undefined);
+        return;
+      }
+      settled = true;
+      if (err) reject(new AttestError(GrpcCode.INTERNAL, `SHA256 digest: ${goPathError('open', path, err)}`));
+      else resolve(fd);
+    });
+  });
+}
+
+/** fstat on the thread pool: on FUSE it is a request to the daemon, which may never answer. */
+function fstatAsync(fd: number): Promise<fs.BigIntStats> {
+  return new Promise((resolve, reject) => {
+    fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st)));
+  });
+}
+
 function readAt(fd: number, buf: Buffer, pos: number): Promise<number> {
   return new Promise((resolve, reject) => {
     fs.read(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n)));
@@ -141,20 +182,19 @@ export class ExeHasher {
    */
   async digest(path: string, limit: bigint, signal?: AbortSignal): Promise<string> {
     if (signal?.aborted) throw cancelledError();
-    let fd: number;
-    try {
-      fd = fs.openSync(path, 'r');
-    } catch (err) {
-      throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: ${goPathError('open', path, err)}`);
-    }
+    const fd = await openNoWait(path, signal);
     let owned = true; // fd is closed here unless handed to a job
     try {
       let st: fs.BigIntStats | undefined;
       try {
-        st = fs.fstatSync(fd, { bigint: true });
+        st = await fstatAsync(fd);
       } catch (err) {
         // The built-in only stats when a limit is set; without one it would just hash, uncached.
         if (limit > 0n) throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: ${goPathError('stat', path, err)}`);
+      }
+      // A directory is left to the read, which fails at once with the built-in's `read <path>: is a directory`.
+      if (st && !st.isFile() && !st.isDirectory()) {
+        throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: workload ${path} is not a regular file`);
       }
       if (st && limit > 0n && st.size > limit) {
         throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: workload ${path} exceeds size limit (${st.size} > ${limit})`);
@@ -162,7 +202,7 @@ export class ExeHasher {
       if (!this.options.cache || st === undefined) {
         this.stats.misses++;
         owned = false;
-        return await this.runJob(fd, path, undefined, signal);
+        return await this.runJob(fd, path, undefined, limit, signal);
       }
       const key = statKey(st);
       const hit = this.lru.get(key);
@@ -177,19 +217,19 @@ export class ExeHasher {
       }
       this.stats.misses++;
       owned = false;
-      return await this.runJob(fd, path, key, signal);
+      return await this.runJob(fd, path, key, limit, signal);
     } finally {
       if (owned) fs.closeSync(fd);
     }
   }
 
   /** Starts a job that owns `fd` (closes it when done). */
-  private runJob(fd: number, path: string, key: string | undefined, signal: AbortSignal | undefined): Promise<string> {
+  private runJob(fd: number, path: string, key: string | undefined, limit: bigint, signal: AbortSignal | undefined): Promise<string> {
     const abort = new AbortController();
     const job: Job = {
       abort,
       waiters: 0,
-      promise: this.hashFd(fd, path, key, abort.signal).finally(() => {
+      promise: this.hashFd(fd, path, key, limit, abort.signal).finally(() => {
         fs.closeSync(fd);
         if (key !== undefined && this.inflight.get(key) === job) this.inflight.delete(key);
       }),
@@ -240,7 +280,7 @@ export class ExeHasher {
     });
   }
 
-  private async hashFd(fd: number, path: string, key: string | undefined, signal: AbortSignal): Promise<string> {
+  private async hashFd(fd: number, path: string, key: string | undefined, limit: bigint, signal: AbortSignal): Promise<string> {
     await this.sem.acquire(signal);
     if (this.sem.active > this.stats.peakJobs) this.stats.peakJobs = this.sem.active;
     const buf = this.buffers.pop() ?? Buffer.allocUnsafe(this.bufferSize);
@@ -256,8 +296,11 @@ export class ExeHasher {
           throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: ${goPathError('read', path, err)}`);
         }
         if (n === 0) break;
-        h.update(n === buf.length ? buf : buf.subarray(0, n));
         pos += n;
+        if (limit > 0n && BigInt(pos) > limit) {
+          throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: workload ${path} exceeds size limit (${pos} > ${limit})`);
+        }
+        h.update(n === buf.length ? buf : buf.subarray(0, n));
       }
       const digest = h.digest('hex');
       this.stats.hashed++;
@@ -265,7 +308,7 @@ export class ExeHasher {
       if (key !== undefined) {
         let after: string | undefined;
         try {
-          after = statKey(fs.fstatSync(fd, { bigint: true }));
+          after = statKey(await fstatAsync(fd));
         } catch {
           after = undefined;
         }

@@ -51,10 +51,16 @@ export interface NssOptions {
   positiveTtlMs: number;
   negativeTtlMs: number;
   maxInFlight: number;
+  /**
+   * Most cached results kept (oldest dropped first). The ids come from the attested process's status, which a local
+   * user can fill with thousands of distinct gids (a user namespace over a subgid range): without a bound, expired
+   * entries were never dropped and the cache grew with every new id.
+   */
+  maxCacheEntries: number;
   now?: () => number;
 }
 
-export const NSS_DEFAULTS: NssOptions = { timeoutMs: 1000, positiveTtlMs: 60_000, negativeTtlMs: 10_000, maxInFlight: 4 };
+export const NSS_DEFAULTS: NssOptions = { timeoutMs: 1000, positiveTtlMs: 60_000, negativeTtlMs: 10_000, maxInFlight: 4, maxCacheEntries: 10_000 };
 
 interface Entry {
   name: string | undefined;
@@ -84,6 +90,16 @@ export class NssNameResolver implements NameResolver {
     };
   }
 
+  /** Stores a result as the newest entry, dropping the oldest ones beyond maxCacheEntries. */
+  private remember(key: string, name: string | undefined, ttlMs: number): void {
+    this.cache.delete(key);
+    this.cache.set(key, { name, expires: this.now() + ttlMs });
+    while (this.cache.size > this.opts.maxCacheEntries) {
+      const oldest = this.cache.keys().next().value as string;
+      this.cache.delete(oldest);
+    }
+  }
+
   private lookup(kind: 'u' | 'g', id: string): string | undefined | Promise<string | undefined> {
     const key = kind + id;
     const c = this.cache.get(key);
@@ -105,13 +121,13 @@ export class NssNameResolver implements NameResolver {
     const settled = call.then(
       (name) => {
         const n = name ?? undefined;
-        this.cache.set(key, { name: n, expires: this.now() + (n === undefined ? this.opts.negativeTtlMs : this.opts.positiveTtlMs) });
+        this.remember(key, n, n === undefined ? this.opts.negativeTtlMs : this.opts.positiveTtlMs);
         return n;
       },
       () => {
         this.stats.errors++;
         // Errors (e.g. back end down) are cached briefly, like a miss.
-        this.cache.set(key, { name: undefined, expires: this.now() + this.opts.negativeTtlMs });
+        this.remember(key, undefined, this.opts.negativeTtlMs);
         return undefined;
       },
     );

@@ -2,6 +2,7 @@
 // no u16 size prefix; tpm2-tools writes both with the prefix. We accept both: a prefix is recognised when the
 // first u16 equals fileLength-2 and (for the public blob) that value is not a valid object type.
 import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { TPM_ALG } from '../tpm2/constants';
 import { TpmDecodeError } from '../tpm2/errors';
 import { unmarshal } from '../tpm2/marshal';
@@ -12,7 +13,7 @@ export type BlobForm = 'raw' | 'tpm2b';
 
 export class BlobError extends Error {
   constructor(
-    readonly code: 'empty' | 'malformed' | 'unsupported-key' | 'io',
+    readonly code: 'empty' | 'malformed' | 'unsupported-key' | 'io' | 'too-large',
     message: string,
   ) {
     super(message);
@@ -91,12 +92,39 @@ export interface DevidFiles {
   priv: PrivateBlob;
 }
 
-async function read(path: string): Promise<Buffer> {
+/** Largest DevID certificate file read (PEM of a leaf and intermediates; the wire allows 8 DER certificates of 8 KiB). */
+export const MAX_CERT_FILE_BYTES = 1024 * 1024;
+/** Largest key blob file read (a TPM2B holds at most 65 535 bytes, plus its own 2-byte size). */
+export const MAX_BLOB_FILE_BYTES = 0xffff + 2;
+
+/**
+ * Reads at most `max` bytes of `path`; a longer file (or an endless one: a device, a FIFO) is refused with
+ * BlobError('too-large') after reading max+1 bytes, never read to the end. Errors name the path, not the content.
+ */
+export async function readBounded(path: string, max: number): Promise<Buffer> {
+  let fh: FileHandle;
   try {
-    return await fsp.readFile(path);
+    fh = await fsp.open(path, 'r');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     throw new BlobError('io', `open ${path}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.code === 'EACCES' ? 'permission denied' : err.message}`);
+  }
+  try {
+    const buf = Buffer.alloc(max + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, null);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    if (n > max) throw new BlobError('too-large', `${path} is larger than ${max} bytes`);
+    return buf.subarray(0, n);
+  } catch (e) {
+    if (e instanceof BlobError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    throw new BlobError('io', `read ${path}: ${err.code === 'EISDIR' ? 'is a directory' : err.message}`);
+  } finally {
+    await fh.close().catch(() => undefined);
   }
 }
 
@@ -104,7 +132,7 @@ async function read(path: string): Promise<Buffer> {
 export async function loadDevidFiles(paths: { cert: string; priv: string; pub: string }): Promise<DevidFiles> {
   let certs: Buffer[];
   try {
-    const text = (await read(paths.cert)).toString('utf8');
+    const text = (await readBounded(paths.cert, MAX_CERT_FILE_BYTES)).toString('utf8');
     certs = parsePemCertificates(text);
     if (certs.length === 0) throw new BlobError('empty', 'no certificates found in file');
   } catch (e) {
@@ -112,13 +140,13 @@ export async function loadDevidFiles(paths: { cert: string; priv: string; pub: s
   }
   let priv: PrivateBlob;
   try {
-    priv = parsePrivateBlob(await read(paths.priv));
+    priv = parsePrivateBlob(await readBounded(paths.priv, MAX_BLOB_FILE_BYTES));
   } catch (e) {
     throw new BlobError(e instanceof BlobError ? e.code : 'malformed', `cannot load private key: ${(e as Error).message}`);
   }
   let pub: PublicBlob;
   try {
-    pub = parsePublicBlob(await read(paths.pub));
+    pub = parsePublicBlob(await readBounded(paths.pub, MAX_BLOB_FILE_BYTES));
   } catch (e) {
     throw new BlobError(e instanceof BlobError ? e.code : 'malformed', `cannot load public key: ${(e as Error).message}`);
   }

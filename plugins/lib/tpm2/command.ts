@@ -113,6 +113,17 @@ function isNonPassword(s: AuthSession | ExtraSession): s is ExtraSession {
 
 /** Marshals a command, with its authorization area, parameter encryption and HMACs. */
 export function encodeCommand<D extends AnyDef>(cmd: Command<D>, extra: readonly ExtraSession[] = []): EncodedCommand {
+  try {
+    return encodeCommandUnchecked(cmd, extra);
+  } catch (e) {
+    // A value that does not fit its field (a TPM2B over 65 535 bytes, a count over 2^32-1): the caller's mistake,
+    // reported as such. The message names the field and the size, never the value's bytes.
+    if (e instanceof RangeError) throw new TpmUsageError('bad-argument', `${cmd.def.name}: ${e.message}`);
+    throw e;
+  }
+}
+
+function encodeCommandUnchecked<D extends AnyDef>(cmd: Command<D>, extra: readonly ExtraSession[]): EncodedCommand {
   const def = cmd.def;
   const args = { ...(def.defaults as object), ...(cmd.args as object) } as Record<string, unknown>;
 
@@ -218,7 +229,10 @@ export function encodeCommand<D extends AnyDef>(cmd: Command<D>, extra: readonly
   if (slots.length) {
     const at = w.length;
     w.u32(0);
-    for (const a of auths) {
+    for (const [i, a] of auths.entries()) {
+      if (a.nonce.length > 0xffff || a.hmac.length > 0xffff) {
+        throw new RangeError(`session ${i + 1}: ${a.nonce.length > 0xffff ? 'nonce' : 'authorization value'} of ${Math.max(a.nonce.length, a.hmac.length)} bytes exceeds the 65535 a TPM2B holds`);
+      }
       w.u32(a.sessionHandle);
       w.u16(a.nonce.length);
       w.bytes(a.nonce);

@@ -25,16 +25,23 @@ export class Writer {
   get length(): number {
     return this.len;
   }
+  /** Refuses a value that does not fit `bits` (masking it would shift every later field of the command). */
+  private static fit(v: number, bits: 8 | 16 | 32): void {
+    if (!Number.isInteger(v) || v < 0 || v > 2 ** bits - 1) throw new RangeError(`${v} does not fit in ${bits} bits`);
+  }
   u8(v: number): void {
+    Writer.fit(v, 8);
     this.ensure(1);
     this.buf[this.len++] = v & 0xff;
   }
   u16(v: number): void {
+    Writer.fit(v, 16);
     this.ensure(2);
     this.buf[this.len++] = (v >>> 8) & 0xff;
     this.buf[this.len++] = v & 0xff;
   }
   u32(v: number): void {
+    Writer.fit(v, 32);
     this.ensure(4);
     this.buf[this.len++] = (v >>> 24) & 0xff;
     this.buf[this.len++] = (v >>> 16) & 0xff;
@@ -52,10 +59,12 @@ export class Writer {
   }
   /** Overwrite a u16/u32 already written at `at` (used for size fields). */
   patchU16(at: number, v: number): void {
+    Writer.fit(v, 16);
     this.buf[at] = (v >>> 8) & 0xff;
     this.buf[at + 1] = v & 0xff;
   }
   patchU32(at: number, v: number): void {
+    Writer.fit(v, 32);
     this.buf[at] = (v >>> 24) & 0xff;
     this.buf[at + 1] = (v >>> 16) & 0xff;
     this.buf[at + 2] = (v >>> 8) & 0xff;
@@ -280,6 +289,7 @@ export function sized<T, I>(name: string, inner: Codec<T, I>): Codec<Sized<T>, S
     isTpm2b: true,
     write: (w, v) => {
       if (v instanceof Sized) {
+        if (v.bytes.length > 0xffff) throw new RangeError(`${name}: content of ${v.bytes.length} bytes is too large`);
         w.u16(v.bytes.length);
         w.bytes(v.bytes);
         return;

@@ -203,10 +203,13 @@ describe('hierarchy and DevID passwords (swtpm over TCP, passwords set with tpm2
 
   test('wrong devid_password fails naming TPM_RC_AUTH_FAIL/BAD_AUTH; wrong owner/endorsement passwords are named too; nothing leaks', async () => {
     const dir = join(work, 'pw-rsa');
+    // Not the word "wrong": configured secrets are redacted from every status, so a password that is also a word of
+    // the message would be redacted out of it.
+    const WRONG = 'Bad-Pw-7731';
     const cases: { hcl: string; re: RegExp }[] = [
-      { hcl: hclFor({ tpm: url, dir, owner, endorsement, devid: 'wrong' }), re: /unable to certify DevID: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\): wrong password for the DevID key \(devid_password\)/ },
-      { hcl: hclFor({ tpm: url, dir, owner: 'wrong', endorsement, devid }), re: /unable to create storage root key: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\): wrong password for the hierarchy/ },
-      { hcl: hclFor({ tpm: url, dir, owner, endorsement: 'wrong', devid }), re: /unable to create endorsement key: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\)/ },
+      { hcl: hclFor({ tpm: url, dir, owner, endorsement, devid: WRONG }), re: /unable to certify DevID: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\): wrong password for the DevID key \(devid_password\)/ },
+      { hcl: hclFor({ tpm: url, dir, owner: WRONG, endorsement, devid }), re: /unable to create storage root key: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\): wrong password for the hierarchy/ },
+      { hcl: hclFor({ tpm: url, dir, owner, endorsement: WRONG, devid }), re: /unable to create endorsement key: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\)/ },
     ];
     for (const c of cases) {
       const { plugin, client } = await startAgent(c.hcl);
@@ -215,6 +218,7 @@ describe('hierarchy and DevID passwords (swtpm over TCP, passwords set with tpm2
         assert.ok(o.error, 'attestation must fail');
         assert.equal(o.error.code, 13 /* INTERNAL */);
         assert.match(o.error.details, c.re);
+        assert.ok(!o.error.details.includes(WRONG), o.error.details);
       } finally {
         await plugin.close();
       }

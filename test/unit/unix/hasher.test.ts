@@ -199,3 +199,30 @@ describe('process exits mid-call (fake /proc)', () => {
     fs.closeSync(fd);
   });
 });
+
+describe('the size limit bounds what is read, not only what fstat says', () => {
+  // A regular file whose st_size is 0 but whose reads return data: procfs does this, and so can FUSE or a network
+  // file system (report a small size, then serve endless data). The limit must stop the read itself.
+  const liar = '/proc/self/maps';
+  test(`${liar}: st_size 0, more than 64 bytes of content -> refused under a 64-byte limit, after at most one buffer`, async () => {
+    const st = fs.statSync(liar);
+    assert.ok(st.isFile() && st.size === 0, 'precondition: a regular file with st_size 0');
+    const h = hasher({ bufferSize: 4096 });
+    await rejectsWith(h.digest(liar, 64n), GrpcCode.INTERNAL, new RegExp(`^SHA256 digest: workload ${liar} exceeds size limit \\(\\d+ > 64\\)$`));
+    assert.equal(h.stats.hashed, 0);
+    assert.equal(h.cacheEntries, 0);
+    // no limit: hashed as the built-in would
+    assert.match(await h.digest(liar, 0n), /^[0-9a-f]{64}$/);
+  });
+  test('a FIFO is refused without waiting for a writer; a cancelled call returns at once', async () => {
+    const fifo = path.join(dir, 'fifo');
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mkfifo', [fifo]);
+    const h = hasher();
+    await rejectsWith(h.digest(fifo, 0n), GrpcCode.INTERNAL, `SHA256 digest: workload ${fifo} is not a regular file`);
+    await rejectsWith(h.digest('/dev/zero', 1024n), GrpcCode.INTERNAL, 'SHA256 digest: workload /dev/zero is not a regular file');
+    const ac = new AbortController();
+    ac.abort();
+    await rejectsWith(h.digest(path.join(dir, 'e'), 0n, ac.signal), GrpcCode.CANCELLED, 'SHA256 digest: attestation cancelled');
+  });
+});

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CachedColonFile, FilesNameResolver, parseGroup, parsePasswd } from '../../../plugins/unix-workloadattestor/names';
-import { NssNameResolver, loadNssAddon, type NssAddon } from '../../../plugins/unix-workloadattestor/nss';
+import { NSS_DEFAULTS, NssNameResolver, loadNssAddon, type NssAddon } from '../../../plugins/unix-workloadattestor/nss';
 import { parseStatus } from '../../../plugins/unix-workloadattestor/procfs';
 import { tmpDir } from './helpers';
 
@@ -185,6 +185,19 @@ describe('nss resolver (fake addon)', () => {
     assert.equal(r.stats.timeouts, 1);
     await new Promise((res) => setTimeout(res, 100));
     assert.equal(await r.session().user('1'), 'slow');
+  });
+  test('the cache is bounded: 30 000 distinct ids (a process can carry thousands of attacker-chosen gids) keep at most maxCacheEntries', async () => {
+    const addon: NssAddon = { getpwuid: async () => null, getgrgid: async (gid: number) => `g${gid}` };
+    const r = new NssNameResolver(addon, { maxCacheEntries: 1000 });
+    const s = r.session();
+    for (let i = 0; i < 30_000; i++) assert.equal(await s.group(String(100_000 + i)), `g${100_000 + i}`);
+    const size = (r as unknown as { cache: Map<string, unknown> }).cache.size;
+    assert.ok(size <= 1000, `cache holds ${size} entries`);
+    // recent entries are still served from the cache
+    const before = r.stats.lookups;
+    assert.equal(await s.group(String(100_000 + 29_999)), `g${100_000 + 29_999}`);
+    assert.equal(r.stats.lookups, before);
+    assert.equal(NSS_DEFAULTS.maxCacheEntries, 10_000);
   });
   test('real addon, if built (native/nss/build.sh)', async (t) => {
     let addon: NssAddon;
