@@ -139,18 +139,20 @@ function u32(n: number): Buffer {
 
 /** grpc-message: percent-encode every byte outside 0x20..0x7E and '%' (gRPC HTTP/2 protocol spec). */
 export function percentEncode(s: string): string {
-  let plain = true;
-  for (let i = 0; i < s.length; i++) {
+  // A space at either edge is encoded too: HTTP/2 forbids whitespace around a field value, and a client (Node's
+  // among them) drops such a header, so the status would arrive without its message.
+  let plain = s.length === 0 || (s.charCodeAt(0) !== 0x20 && s.charCodeAt(s.length - 1) !== 0x20);
+  for (let i = 0; plain && i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x25) {
-      plain = false;
-      break;
-    }
+    if (c < 0x20 || c > 0x7e || c === 0x25) plain = false;
   }
   if (plain) return s;
+  const bytes = Buffer.from(s, "utf8");
   let out = "";
-  for (const byte of Buffer.from(s, "utf8")) {
-    out += byte < 0x20 || byte > 0x7e || byte === 0x25 ? "%" + byte.toString(16).toUpperCase().padStart(2, "0") : String.fromCharCode(byte);
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    const edgeSpace = byte === 0x20 && (i === 0 || i === bytes.length - 1);
+    out += edgeSpace || byte < 0x20 || byte > 0x7e || byte === 0x25 ? "%" + byte.toString(16).toUpperCase().padStart(2, "0") : String.fromCharCode(byte);
   }
   return out;
 }

@@ -108,6 +108,11 @@ test("percent-encoding and grpc-timeout parsing follow the gRPC HTTP/2 spec", ()
   assert.equal(percentEncode("plain text"), "plain text");
   assert.equal(percentEncode("50%"), "50%25");
   assert.equal(percentEncode("é\n"), "%C3%A9%0A");
+  // edge spaces would make the header value invalid HTTP/2 (clients drop it); inner spaces stay as they are
+  assert.equal(percentEncode("bad time "), "bad time%20");
+  assert.equal(percentEncode(" a b "), "%20a b%20");
+  assert.equal(percentEncode(" "), "%20");
+  assert.equal(percentEncode(""), "");
   assert.equal(parseGrpcTimeout("100m"), 100);
   assert.equal(parseGrpcTimeout("2S"), 2000);
   assert.equal(parseGrpcTimeout("1H"), 3_600_000);
