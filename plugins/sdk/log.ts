@@ -32,9 +32,27 @@ export function registerSecret(value: string | Buffer | undefined): void {
   if (s.length >= 3) secretValues.add(s);
 }
 
+/**
+ * Values the configuration scan found under secret keys (sdk/config/secrets.ts), registered before each parse. Bounded
+ * (every log line is checked against each value): when a scan brings more, the oldest scanned values go first.
+ * Values given to registerSecret (the secrets a plugin actually uses) are never dropped.
+ */
+export const MAX_SCANNED_SECRETS = 1024;
+const scannedValues = new Set<string>();
+
+export function registerScannedSecrets(values: Iterable<string>): void {
+  for (const v of values) {
+    if (v.length < 3 || secretValues.has(v)) continue;
+    scannedValues.delete(v);
+    scannedValues.add(v);
+    if (scannedValues.size > MAX_SCANNED_SECRETS) scannedValues.delete(scannedValues.values().next().value as string);
+  }
+}
+
 export function redactString(s: string): string {
   let out = s;
   for (const v of secretValues) if (out.includes(v)) out = out.split(v).join("[REDACTED]");
+  for (const v of scannedValues) if (out.includes(v)) out = out.split(v).join("[REDACTED]");
   return out;
 }
 

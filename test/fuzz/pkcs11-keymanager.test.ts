@@ -6,7 +6,9 @@
 // Safety: the plugin runs as whatever user runs the tests (root in CI), and a successful Configure dlopen()s
 // module_path and creates key_identifier_file (mkdir -p). So the base configuration uses key_identifier_value, mutants
 // that name key_identifier_file are never sent, and neither are mutants naming an existing shared library other than
-// SoftHSM's.
+// SoftHSM's. The base also names a key_record_file (with key_identifier_value and no record, every GenerateKey leaves
+// the replaced instance on the token, as documented, and thousands of them slow SoftHSM down for every later call);
+// a mutant that mentions key_record_file other than exactly as the base does is not sent either (it writes that file).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
@@ -30,14 +32,15 @@ after(async () => {
 
 const KNOWN = [
   'module_path', 'library_parameters', 'token_label', 'token_serial', 'slot_id', 'pkcs11_uri', 'pin_file', 'pin_env', 'pin',
-  'key_identifier_value', 'label_prefix', 'max_sessions', 'signing_threads', 'session_wait_timeout', 'max_label_length',
+  'key_identifier_value', 'key_record_file', 'label_prefix', 'max_sessions', 'signing_threads', 'session_wait_timeout', 'max_label_length',
   'dispose_stale_keys_after', 'heartbeat_interval', 'allow_insecure_keys', 'recovery_budget', 'use_allowed_mechanisms',
 ];
 
 /** True for a mutant that must not reach the plugin (see the note at the top). */
-function unsafeHcl(modulePath: string): (text: string) => boolean {
+function unsafeHcl(modulePath: string, recordLine: string): (text: string) => boolean {
   return (text) => {
     if (/key_identifier_file/i.test(text)) return true;
+    if ((text.match(/key_record_file/gi) ?? []).length !== text.split(recordLine).length - 1) return true;
     for (const m of text.matchAll(/\/[^\s"'\\`\]}),;]*/g)) {
       const path = m[0];
       if (path === modulePath || !/\.so(\.|$)/.test(path)) continue;
@@ -134,6 +137,7 @@ async function fuzzKeyManager(side: 'server' | 'agent', t: { diagnostic(s: strin
     { key: 'token_label', value: JSON.stringify(hsm.label) },
     { key: 'pin_file', value: JSON.stringify(pinFile) },
     { key: 'key_identifier_value', value: JSON.stringify(`fuzz-${side}`) },
+    { key: 'key_record_file', value: JSON.stringify(join(hsm.dir, 'keys.json')) },
     { key: 'max_sessions', value: '4' },
     { key: 'session_wait_timeout', value: '"10s"' },
   ];
@@ -176,7 +180,7 @@ async function fuzzKeyManager(side: 'server' | 'agent', t: { diagnostic(s: strin
   );
   await check('SignData after the KeyManager mutants');
 
-  const hclOpts = { knownKeys: KNOWN, forbidden: unsafeHcl(hsm.modulePath) };
+  const hclOpts = { knownKeys: KNOWN, forbidden: unsafeHcl(hsm.modulePath, hclText(base.filter((e) => e.key === 'key_record_file')).trim()) };
   // A Configure that parses opens the token and logs in: fewer of them than for the attestors.
   await ft.phase('configure-hcl', scaled(env, 0.08), (rng) => mutateHcl(rng, base, hclOpts), (hcl) => outcomeOf(() => p.conn.configure(hcl)), { concurrency: 4 });
   await ft.phase('validate-hcl', scaled(env, 0.05), (rng) => mutateHcl(rng, base, hclOpts), (hcl) => outcomeOf(() => p.conn.validate(hcl)));

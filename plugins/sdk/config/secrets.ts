@@ -12,7 +12,7 @@
  *
  * The scan over-approximates on purpose: registering a value that was not secret only redacts that string in logs.
  */
-import { registerSecret } from '../log';
+import { MAX_SCANNED_SECRETS, registerScannedSecrets } from '../log';
 import type { Schema } from './build';
 
 /**
@@ -49,6 +49,8 @@ const NEXT_ITEM = /^\s*(?:(?:"[^"]*"|[\p{L}\p{Nd}_][\p{L}\p{Nd}_\-.]*)\s*[=:{]|\
 
 class Scanner {
   readonly found = new Set<string>();
+  /** End of the line whose rest `bare` last registered. */
+  private restLineEnd = -1;
   constructor(private readonly s: string) {}
 
   private add(v: string): void {
@@ -139,10 +141,15 @@ class Scanner {
     if (m === null) return i + 1;
     this.add(m[0]);
     const end = this.lineEnd(i);
-    let rest = s.slice(i, end);
-    const cut = rest.search(/\s(?:#|\/\/|\/\*)|[,\]}]/);
-    if (cut >= 0) rest = rest.slice(0, cut);
-    this.add(rest);
+    // The rest of the line is taken once per line: the later bare runs on it are registered one by one above, and
+    // slicing the rest again for each of them made a long line of short tokens quadratic (100 KB: 6 s).
+    if (end !== this.restLineEnd) {
+      this.restLineEnd = end;
+      let rest = s.slice(i, end);
+      const cut = rest.search(/\s(?:#|\/\/|\/\*)|[,\]}]/);
+      if (cut >= 0) rest = rest.slice(0, cut);
+      this.add(rest);
+    }
     return i + m[0].length;
   }
 
@@ -264,7 +271,9 @@ export function scanSecretValues(text: string, isSecretKey: (lowerName: string) 
   return [...sc.found];
 }
 
-const INLINE_SECRET = /pin-value[=:]?([^&;"'\s]+)|[a-z][a-z0-9+.-]*:\/\/[^\s/@:"']*:([^\s/@"']+)@/giu;
+// The scheme must start where no scheme character precedes it: otherwise every position inside a long run of letters
+// starts a match attempt that runs to the end of the run (100 KB of `x` took 19 s).
+const INLINE_SECRET = /pin-value[=:]?([^&;"'\s]+)|(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\/\/[^\s/@:"']*:([^\s/@"']+)@/giu;
 
 /**
  * Registers with the log redactor every value under a secret key in `text` (see `scanSecretValues`). Secret keys:
@@ -275,7 +284,7 @@ export function registerConfigSecrets(text: string, opts: { schema?: Schema; ext
   const names = opts.schema === undefined ? new Set<string>() : secretKeyNames(opts.schema);
   for (const k of opts.extraKeys ?? []) names.add(k.toLowerCase());
   try {
-    for (const v of scanSecretValues(text, (n) => names.has(n) || looksSecretKey(n))) registerSecret(v);
+    registerScannedSecrets(scanSecretValues(text, (n) => names.has(n) || looksSecretKey(n)).slice(0, MAX_SCANNED_SECRETS));
   } catch {
     // best effort: the parser's own messages do not quote input text either
   }
