@@ -5,14 +5,13 @@
 // and the SDK phases. See lib/runner.ts for the invariants.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, rmSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { rmSync } from 'node:fs';
 import { status as Code } from '@grpc/grpc-js';
-import { spawnPlugin, type SpawnedPlugin } from '../../plugins/sdk/testing';
-import { NodeAttestorClient } from '../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import type { SpawnedPlugin } from '../../plugins/sdk/testing';
+import type { NodeAttestorClient } from '../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { encodeAttestationRequest, type AttestationRequest } from '../../plugins/lib/devid/wire';
 import { SoftTpm, makeWorld, nameOf, certifyInfo, rsassaSignature, type World } from '../unit/tpm-devid-server/fixtures';
-import { AttestStream, runFlow } from '../unit/tpm-devid-server/driver';
+import { AttestStream, runFlow, spawnServer } from '../unit/tpm-devid-server/driver';
 import { probe } from './lib/grpc';
 import {
   mutateBytes,
@@ -32,7 +31,6 @@ import { FuzzTarget, diagnostics, fuzzEnv, scaled, type Outcome } from './lib/ru
 import { framingPhase, protobufPhases } from './lib/sdk-phases';
 import type { Rng } from './lib/rng';
 
-const MAIN = resolve(__dirname, '../../plugins/tpm-devid-server/main.js');
 const env = fuzzEnv();
 let world: World;
 let tpms: SoftTpm[];
@@ -49,9 +47,7 @@ before(async () => {
   tpms = [await SoftTpm.create(world), await SoftTpm.create(world, { devIdAlg: 'ec256' }), await SoftTpm.create(world, { devIdAlg: 'ec384', ekAlg: 'ec256' })];
   baseRequests = tpms.map((t) => t.request());
   basePayloads = baseRequests.map((r) => encodeAttestationRequest(r));
-  chmodSync(MAIN, 0o755);
-  p = await spawnPlugin({ command: MAIN, type: 'NodeAttestor', side: 'server', hcl: world.hcl, trustDomain: 'example.org' });
-  client = p.conn.typeClient(NodeAttestorClient);
+  ({ plugin: p, client } = await spawnServer(world.hcl));
 });
 after(async () => {
   if (p) await p.unload();

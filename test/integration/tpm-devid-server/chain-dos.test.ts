@@ -5,16 +5,14 @@
 // with InvalidArgument at once and the honest attestation is not held up.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, rmSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 import { status as Code } from '@grpc/grpc-js';
-import { spawnPlugin, type SpawnedPlugin } from '../../../plugins/sdk/testing';
-import { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import type { SpawnedPlugin } from '../../../plugins/sdk/testing';
+import type { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { SoftTpm, makeWorld, type World } from '../../unit/tpm-devid-server/fixtures';
-import { runFlow } from '../../unit/tpm-devid-server/driver';
+import { runFlow, spawnServer } from '../../unit/tpm-devid-server/driver';
 import { craftCert, craftKey, loopChain, oid, seq, tlv } from '../../unit/x509/crafted';
 
-const MAIN = resolve(__dirname, '../../../plugins/tpm-devid-server/main.js');
 /** Largest RSA loop chain sent (env CHAIN_DOS_RSA_MAX, to measure the unfixed code in bounded time). */
 const RSA_MAX = Number(process.env.CHAIN_DOS_RSA_MAX ?? 7);
 let world: World;
@@ -25,9 +23,7 @@ let client: NodeAttestorClient;
 before(async () => {
   world = await makeWorld();
   tpm = await SoftTpm.create(world);
-  chmodSync(MAIN, 0o755);
-  p = await spawnPlugin({ command: MAIN, type: 'NodeAttestor', side: 'server', hcl: world.hcl, trustDomain: 'example.org' });
-  client = p.conn.typeClient(NodeAttestorClient);
+  ({ plugin: p, client } = await spawnServer(world.hcl));
 });
 after(async () => {
   if (p) {

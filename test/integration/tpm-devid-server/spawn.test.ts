@@ -2,16 +2,14 @@
 // the process stays up and every stderr line stays hclog JSON.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, rmSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { status as Code } from '@grpc/grpc-js';
-import { spawnPlugin, type SpawnedPlugin } from '../../../plugins/sdk/testing';
-import { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import type { SpawnedPlugin } from '../../../plugins/sdk/testing';
+import type { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { SoftTpm, makeWorld, type World } from '../../unit/tpm-devid-server/fixtures';
-import { runFlow } from '../../unit/tpm-devid-server/driver';
+import { runFlow, spawnServer } from '../../unit/tpm-devid-server/driver';
 
-const MAIN = resolve(__dirname, '../../../plugins/tpm-devid-server/main.js');
 let world: World;
 let tpm: SoftTpm;
 let p: SpawnedPlugin;
@@ -20,9 +18,7 @@ let client: NodeAttestorClient;
 before(async () => {
   world = await makeWorld();
   tpm = await SoftTpm.create(world);
-  chmodSync(MAIN, 0o755); // SPIRE execs plugin_cmd directly
-  p = await spawnPlugin({ command: MAIN, type: 'NodeAttestor', side: 'server', hcl: world.hcl, trustDomain: 'example.org' });
-  client = p.conn.typeClient(NodeAttestorClient);
+  ({ plugin: p, client } = await spawnServer(world.hcl));
 });
 after(async () => {
   if (p) {

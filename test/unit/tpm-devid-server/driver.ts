@@ -1,6 +1,9 @@
 // Drives the server NodeAttestor Attest stream over real gRPC (as SPIRE's server core does).
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
-import type { AgentAttributes, AttestRequest, AttestResponse, NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import { chmodSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { NodeAttestorClient, type AgentAttributes, type AttestRequest, type AttestResponse } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import { spawnPlugin, type SpawnedPlugin } from '../../../plugins/sdk/testing';
 
 export type Step = { kind: 'msg'; msg: AttestResponse } | { kind: 'error'; code: number; details: string } | { kind: 'end' };
 
@@ -75,4 +78,18 @@ export async function runFlow(client: NodeAttestorClient, payload: Buffer, answe
       s.close();
     }
   }
+}
+
+/** The built tpm_devid server plugin, spawned as SPIRE spawns it and configured with `hcl`, and its type client. */
+export interface SpawnedServer {
+  readonly plugin: SpawnedPlugin;
+  readonly client: NodeAttestorClient;
+}
+
+const SERVER_MAIN = resolve(__dirname, '../../../plugins/tpm-devid-server/main.js');
+
+export async function spawnServer(hcl: string): Promise<SpawnedServer> {
+  chmodSync(SERVER_MAIN, 0o755); // SPIRE execs plugin_cmd directly
+  const plugin = await spawnPlugin({ command: SERVER_MAIN, type: 'NodeAttestor', side: 'server', hcl, trustDomain: 'example.org' });
+  return { plugin, client: plugin.conn.typeClient(NodeAttestorClient) };
 }
