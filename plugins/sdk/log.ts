@@ -38,14 +38,23 @@ export function registerSecret(value: string | Buffer | undefined): void {
  * Values given to registerSecret (the secrets a plugin actually uses) are never dropped.
  */
 export const MAX_SCANNED_SECRETS = 1024;
+/** Characters held in all scanned values; a value is kept up to a log line's length (a line cannot hold more of it). */
+export const MAX_SCANNED_SECRET_CHARS = 1 << 20;
 const scannedValues = new Set<string>();
+let scannedChars = 0;
 
 export function registerScannedSecrets(values: Iterable<string>): void {
-  for (const v of values) {
+  for (const value of values) {
+    const v = value.length > MAX_LINE ? value.slice(0, MAX_LINE) : value;
     if (v.length < 3 || secretValues.has(v)) continue;
-    scannedValues.delete(v);
+    if (scannedValues.delete(v)) scannedChars -= v.length;
     scannedValues.add(v);
-    if (scannedValues.size > MAX_SCANNED_SECRETS) scannedValues.delete(scannedValues.values().next().value as string);
+    scannedChars += v.length;
+    while (scannedValues.size > MAX_SCANNED_SECRETS || scannedChars > MAX_SCANNED_SECRET_CHARS) {
+      const oldest = scannedValues.values().next().value as string;
+      scannedValues.delete(oldest);
+      scannedChars -= oldest.length;
+    }
   }
 }
 

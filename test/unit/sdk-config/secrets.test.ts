@@ -219,4 +219,10 @@ test('scanned values are bounded in the redactor; secrets a plugin registers are
   assert.equal(redactString('scanned-value-0-end!'), 'scanned-value-0-end!', 'the oldest scanned value was dropped');
   assert.equal(redactString(`x scanned-value-${MAX_SCANNED_SECRETS + 9}-end y`), 'x [REDACTED] y');
   assert.equal(redactString('plugin-real-pin-4711'), '[REDACTED]');
+  // bounded in characters too: 100 values of 100 KB keep at most MAX_SCANNED_SECRET_CHARS, the newest first
+  const big = (i: number) => `${String(i).padStart(3, '0')}${'s'.repeat(100_000)}`;
+  registerScannedSecrets(Array.from({ length: 100 }, (_, i) => big(i)));
+  assert.equal(redactString(big(99).slice(0, 1000)), big(99).slice(0, 1000), 'a prefix alone is not a registered value');
+  assert.ok(redactString(big(99).slice(0, 60 * 1024)).startsWith('[REDACTED]'), 'the newest is kept, up to a log line');
+  assert.ok(!redactString(big(0).slice(0, 60 * 1024)).startsWith('[REDACTED]'), 'the oldest went to stay within the bound');
 });
