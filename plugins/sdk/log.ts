@@ -29,7 +29,10 @@ const secretValues = new Set<string>();
 export function registerSecret(value: string | Buffer | undefined): void {
   if (value === undefined) return;
   const s = typeof value === "string" ? value : value.toString("utf8");
-  if (s.length >= 3) secretValues.add(s);
+  if (s.length >= 3 && !secretValues.has(s)) {
+    secretValues.add(s);
+    longestFirst = undefined;
+  }
 }
 
 /**
@@ -55,13 +58,18 @@ export function registerScannedSecrets(values: Iterable<string>): void {
       scannedValues.delete(oldest);
       scannedChars -= oldest.length;
     }
+    longestFirst = undefined;
   }
 }
 
+/** Every registered value, longest first: a shorter value inside a longer one must not be replaced first (that would
+ * leave the rest of the longer one readable). Rebuilt when a value is added or dropped. */
+let longestFirst: string[] | undefined;
+
 export function redactString(s: string): string {
+  longestFirst ??= [...new Set([...secretValues, ...scannedValues])].sort((a, b) => b.length - a.length);
   let out = s;
-  for (const v of secretValues) if (out.includes(v)) out = out.split(v).join("[REDACTED]");
-  for (const v of scannedValues) if (out.includes(v)) out = out.split(v).join("[REDACTED]");
+  for (const v of longestFirst) if (out.includes(v)) out = out.split(v).join("[REDACTED]");
   return out;
 }
 

@@ -219,6 +219,9 @@ test('scanned values are bounded in the redactor; secrets a plugin registers are
   assert.equal(redactString('scanned-value-0-end!'), 'scanned-value-0-end!', 'the oldest scanned value was dropped');
   assert.equal(redactString(`x scanned-value-${MAX_SCANNED_SECRETS + 9}-end y`), 'x [REDACTED] y');
   assert.equal(redactString('plugin-real-pin-4711'), '[REDACTED]');
+  // a shorter value inside a longer one does not leave the rest of the longer one behind
+  registerScannedSecrets(['overlap-long', 'overlap-long-secret-value']);
+  assert.equal(redactString('a overlap-long-secret-value b'), 'a [REDACTED] b');
   // bounded in characters too: 100 values of 100 KB keep at most MAX_SCANNED_SECRET_CHARS, the newest first
   const big = (i: number) => `${String(i).padStart(3, '0')}${'s'.repeat(100_000)}`;
   registerScannedSecrets(Array.from({ length: 100 }, (_, i) => big(i)));
