@@ -11,7 +11,7 @@ import { credentials } from "@grpc/grpc-js";
 import { spawnPlugin, unary, type SpawnedPlugin } from "../../../plugins/sdk/testing";
 import { WorkloadAttestorClient } from "../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
 import { encodeHeaders, HpackDecoder } from "../../../plugins/sdk/h2/hpack";
-import { H2_PREFACE, h2Frame } from "../../fixtures/h2-frames";
+import { H2_PREFACE, h2Frame, parseH2Frames } from "../../fixtures/h2-frames";
 
 const fixture = resolve(__dirname, "../../fixtures/sdk/echo-attestor.js");
 chmodSync(fixture, 0o755);
@@ -107,17 +107,7 @@ async function rawConn(opts: { read: boolean }): Promise<Raw> {
   if (!opts.read) sock.pause();
   sock.write(H2_PREFACE);
   sock.write(h2Frame(4, 0, 0, Buffer.alloc(0)));
-  const frames = () => {
-    const all = Buffer.concat(chunks);
-    const out: Array<{ type: number; flags: number; sid: number; payload: Buffer }> = [];
-    for (let off = 0; off + 9 <= all.length; ) {
-      const len = all.readUIntBE(off, 3);
-      if (off + 9 + len > all.length) break;
-      out.push({ type: all[off + 3]!, flags: all[off + 4]!, sid: all.readUInt32BE(off + 5), payload: all.subarray(off + 9, off + 9 + len) });
-      off += 9 + len;
-    }
-    return out;
-  };
+  const frames = () => parseH2Frames(Buffer.concat(chunks));
   const goawayCode = () => {
     const g = frames().find((f) => f.type === 7);
     return g ? g.payload.readUInt32BE(4) : undefined;

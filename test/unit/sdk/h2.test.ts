@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { Client, credentials, Metadata, status, type ServiceError, type ServiceDefinition } from "@grpc/grpc-js";
 import { H2GrpcServer, H2Call, percentEncode, parseGrpcTimeout } from "../../../plugins/sdk/h2/server";
 import { encodeHeaders, HpackDecoder } from "../../../plugins/sdk/h2/hpack";
-import { H2_PREFACE, h2Frame } from "../../fixtures/h2-frames";
+import { H2_PREFACE, h2Frame, parseH2Frames } from "../../fixtures/h2-frames";
 import { seededRandom } from "../../fixtures/prng";
 
 const dir = mkdtempSync(join(tmpdir(), "h2-test-"));
@@ -259,17 +259,7 @@ async function rawConn(path: string) {
   sock.on("error", () => undefined);
   sock.write(H2_PREFACE);
   sock.write(h2Frame(4, 0, 0, Buffer.alloc(0)));
-  const frames = () => {
-    const all = Buffer.concat(chunks);
-    const out: Array<{ type: number; flags: number; sid: number; payload: Buffer }> = [];
-    for (let off = 0; off + 9 <= all.length; ) {
-      const len = all.readUIntBE(off, 3);
-      if (off + 9 + len > all.length) break;
-      out.push({ type: all[off + 3]!, flags: all[off + 4]!, sid: all.readUInt32BE(off + 5), payload: all.subarray(off + 9, off + 9 + len) });
-      off += 9 + len;
-    }
-    return out;
-  };
+  const frames = () => parseH2Frames(Buffer.concat(chunks));
   return { sock, fr: h2Frame, frames, chunks, isClosed: () => closed };
 }
 const reqHeaders = (p: string) =>
