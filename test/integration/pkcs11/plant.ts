@@ -1,7 +1,7 @@
 /** What an attacker with the user PIN can put on the token: objects under a server's labels (test helper). */
 import * as crypto from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
-import type { Pkcs11Client } from '../../../plugins/lib/pkcs11';
+import { Pkcs11Client, nullLogger } from '../../../plugins/lib/pkcs11';
 
 const P256_OID = Buffer.from('06082a8648ce3d030107', 'hex');
 
@@ -99,4 +99,22 @@ export async function plantNameObject(c: Pkcs11Client, label: string, ckaId: Buf
       { type: pkcs11js.CKA_VALUE, value: Buffer.from(name) },
     ]),
   );
+}
+
+/** Runs `f` with a fresh client logged in to the token `label` of `hsm` (as an operator with the PIN would), then closes it. */
+export async function withTokenClient<T>(hsm: { modulePath: string; pin: string }, label: string, f: (c: Pkcs11Client) => Promise<T>): Promise<T> {
+  const c = await Pkcs11Client.open({
+    modulePath: hsm.modulePath,
+    token: { kind: 'label', label },
+    pin: { kind: 'inline', value: hsm.pin },
+    maxSessions: 2,
+    sessionWaitTimeoutMs: 5000,
+    recoveryBudgetMs: 5000,
+    log: nullLogger,
+  });
+  try {
+    return await f(c);
+  } finally {
+    await c.close();
+  }
 }

@@ -17,10 +17,10 @@ import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymana
 import { MAX_PROOFS_PER_KEY } from '../../../plugins/pkcs11-keymanager/backend';
 import { configFromObject, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { newCkaId } from '../../../plugins/pkcs11-keymanager/naming';
-import { Pkcs11Client, nullLogger } from '../../../plugins/lib/pkcs11';
+import type { Pkcs11Client } from '../../../plugins/lib/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { recordingLogger, softhsmForThisProcess } from './helpers';
-import { plantImportedEcKey, plantLocalEcKey, plantNameObject, plantPublicKey } from './plant';
+import { plantImportedEcKey, plantLocalEcKey, plantNameObject, plantPublicKey, withTokenClient } from './plant';
 
 let hsm: SoftHsm;
 let recordDir: string;
@@ -41,22 +41,7 @@ function cfg(raw: Record<string, unknown> = {}): Pkcs11KeyManagerConfig {
   return c!;
 }
 
-async function withClient<T>(f: (c: Pkcs11Client) => Promise<T>): Promise<T> {
-  const c = await Pkcs11Client.open({
-    modulePath: hsm.modulePath,
-    token: { kind: 'label', label: 'planted' },
-    pin: { kind: 'inline', value: hsm.pin },
-    maxSessions: 2,
-    sessionWaitTimeoutMs: 5000,
-    recoveryBudgetMs: 5000,
-    log: nullLogger,
-  });
-  try {
-    return await f(c);
-  } finally {
-    await c.close();
-  }
-}
+const withClient = <T>(f: (c: Pkcs11Client) => Promise<T>): Promise<T> => withTokenClient(hsm, 'planted', f);
 
 function privCount(c: Pkcs11Client, label: string): Promise<number> {
   return c.withAnchor('count', () => c.findSync([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_LABEL, value: label }]).length);

@@ -12,12 +12,12 @@ import * as path from 'node:path';
 import * as pkcs11js from 'pkcs11js';
 import { KeyManagerClient } from '../../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
 import { spawnPlugin, type SpawnedPlugin } from '../../../plugins/sdk/testing';
-import { Pkcs11Client, nullLogger } from '../../../plugins/lib/pkcs11';
+import type { Pkcs11Client } from '../../../plugins/lib/pkcs11';
 import { newCkaId } from '../../../plugins/pkcs11-keymanager/naming';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { expectCode, kmClient } from '../../contract/keymanager/suite';
 import { softhsmForThisProcess } from './helpers';
-import { plantImportedEcKey, plantLocalEcKey } from './plant';
+import { plantImportedEcKey, plantLocalEcKey, withTokenClient } from './plant';
 
 const SERVER_MAIN = path.resolve(__dirname, '../../../plugins/pkcs11-keymanager/main-server.js');
 const FAILED_PRECONDITION = 9;
@@ -47,22 +47,7 @@ async function stop(p: SpawnedPlugin): Promise<void> {
   assert.deepEqual(p.stderrLines.filter((l) => l.includes(hsm.pin)), [], 'the PIN never appears in the plugin log');
 }
 
-async function withClient<T>(f: (c: Pkcs11Client) => Promise<T>): Promise<T> {
-  const c = await Pkcs11Client.open({
-    modulePath: hsm.modulePath,
-    token: { kind: 'label', label: hsm.label },
-    pin: { kind: 'inline', value: hsm.pin },
-    maxSessions: 2,
-    sessionWaitTimeoutMs: 5000,
-    recoveryBudgetMs: 5000,
-    log: nullLogger,
-  });
-  try {
-    return await f(c);
-  } finally {
-    await c.close();
-  }
-}
+const withClient = <T>(f: (c: Pkcs11Client) => Promise<T>): Promise<T> => withTokenClient(hsm, hsm.label, f);
 
 describe('spawned server KeyManager: issue 12 hardening', () => {
   test('planted keys (imported with a future CKA_ID; generated on the token by someone else) are not served, our key survives', async () => {
