@@ -510,8 +510,13 @@ export class KeyBackend {
     return next;
   }
 
-  generate(id: string, type: KeyTypeNum): Promise<KeyEntry> {
+  /**
+   * Generates a new instance of key `id`. Calls for one id run one after the other; one whose caller has gone (`signal`
+   * aborted: SPIRE cancelled it or its deadline passed) while it waited does no work on the token.
+   */
+  generate(id: string, type: KeyTypeNum, signal?: AbortSignal): Promise<KeyEntry> {
     return this.withKeyLock(id, async () => {
+      if (signal?.aborted) throw new Pkcs11LibError('unavailable', `GenerateKey "${id}" was cancelled while it waited for an earlier GenerateKey of the same key; nothing was generated`);
       const ckaId = newCkaId();
       const { label, hashed } = labelFor(this.naming, id);
       const c = this.client;

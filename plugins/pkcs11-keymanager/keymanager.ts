@@ -209,14 +209,14 @@ export class Pkcs11KeyManagerCore {
     return { id: e.id, type: e.type, pkixData: Buffer.from(e.pkix), fingerprint: e.fingerprint };
   }
 
-  async generateKey(req: GenerateKeyReq): Promise<PublicKeyMsg> {
+  async generateKey(req: GenerateKeyReq, signal?: AbortSignal): Promise<PublicKeyMsg> {
     if (!req.keyId) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key id is required');
     if (!req.keyType) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key type is required');
     if (!KEY_TYPES.has(req.keyType)) throw new KmError(GrpcCode.INVALID_ARGUMENT, `unable to generate key "${req.keyId}" for unknown key type "${req.keyType}"`);
     const b = this.live();
     try {
       const started = Date.now();
-      const e = await b.generate(req.keyId, req.keyType as KeyTypeNum);
+      const e = await b.generate(req.keyId, req.keyType as KeyTypeNum, signal);
       this.log.info('key generated on token', { key_id: req.keyId, cka_id: e.ckaId.toString('hex'), fingerprint: e.fingerprint, ms: Date.now() - started });
       return Pkcs11KeyManagerCore.toPublicKey(e);
     } catch (err) {

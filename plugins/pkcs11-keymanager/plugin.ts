@@ -85,9 +85,9 @@ export class Pkcs11KeyManager {
     await this.core.close();
   }
 
-  async generateKey(req: GenerateKeyReq, _ctx: CallContext): Promise<{ publicKey: PublicKeyMsg | undefined }> {
+  async generateKey(req: GenerateKeyReq, ctx: CallContext): Promise<{ publicKey: PublicKeyMsg | undefined }> {
     try {
-      return { publicKey: await this.core.generateKey(req) };
+      return { publicKey: await this.core.generateKey(req, ctx.signal) };
     } catch (e) {
       throw asPluginError(e);
     }
