@@ -11,7 +11,7 @@ import {
   encodeChallengeRequest,
 } from '../lib/devid/wire';
 import { ChainError, commonName, goQuote, hintErrorText, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
-import { basicConstraints, keyUsageBits, parseCertificate, type ParsedCertificate } from '../lib/x509/certificate';
+import { KEY_USAGE_DIGITAL_SIGNATURE, basicConstraints, keyUsageBits, parseCertificate, type ParsedCertificate } from '../lib/x509/certificate';
 import { objectNameWithAlg } from '../lib/tpm2/crypto/name';
 import { constantTimeEqual, curveFromTpmId, publicKeyFromTpm, verifyTpmSignature } from '../lib/tpm2/crypto/verify';
 import { makeCredential, type EkDescription } from '../lib/tpm2/crypto/make-credential';
@@ -30,8 +30,6 @@ export const AK_FORBIDDEN: readonly AttrName[] = ['decrypt'];
 /** Attributes the DevID key must have and must not have. */
 export const DEVID_REQUIRED: readonly AttrName[] = ['fixedTPM', 'fixedParent', 'sign'];
 export const DEVID_FORBIDDEN: readonly AttrName[] = ['decrypt'];
-
-const KU_DIGITAL_SIGNATURE = 1 << 0;
 
 export interface AgentResult {
   spiffeId: string;
@@ -261,7 +259,7 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   } catch (e) {
     throw invalid(`DevID certificate has malformed extensions: ${msgOf(e)}`);
   }
-  if (ku !== undefined && (ku & KU_DIGITAL_SIGNATURE) === 0) throw invalid('DevID certificate key usage does not include digitalSignature');
+  if (ku !== undefined && (ku & KEY_USAGE_DIGITAL_SIGNATURE) === 0) throw invalid('DevID certificate key usage does not include digitalSignature');
   if (bc?.ca) throw invalid('DevID certificate is a CA certificate');
   // B. DevIDPub is the certificate's key (SPIRE verifies PoP with the certificate key but residency with DevIDPub)
   let devIdKey: KeyObject;

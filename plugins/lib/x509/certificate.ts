@@ -184,6 +184,10 @@ export function keyUsageBits(c: ParsedCertificate): number | undefined {
   return bits;
 }
 
+/** keyUsageBits() bits used by the verifier and the plugins (RFC 5280 4.2.1.3 bit numbers). */
+export const KEY_USAGE_DIGITAL_SIGNATURE = 1 << 0;
+export const KEY_USAGE_KEY_ENCIPHERMENT = 1 << 2;
+export const KEY_USAGE_KEY_AGREEMENT = 1 << 4;
 export const KEY_USAGE_KEY_CERT_SIGN = 1 << 5;
 
 export interface GeneralNameInfo {

@@ -20,7 +20,9 @@
 import { createHash, KeyObject } from 'node:crypto';
 import {
   CertificateParseError,
+  KEY_USAGE_KEY_AGREEMENT,
   KEY_USAGE_KEY_CERT_SIGN,
+  KEY_USAGE_KEY_ENCIPHERMENT,
   OID,
   ParsedCertificate,
   basicConstraints,
@@ -534,8 +536,6 @@ export type EkCertificateProblem =
   | { readonly kind: 'malformed-extension' };
 
 const TCG_SAN_ATTRIBUTES = ['2.23.133.2.1', '2.23.133.2.2', '2.23.133.2.3'] as const;
-const KU_KEY_ENCIPHERMENT = 1 << 2;
-const KU_KEY_AGREEMENT = 1 << 4;
 
 /**
  * An EK certificate carries the TCG EK EKU (2.23.133.8.1) or the TCG TPM manufacturer, model and version
@@ -565,7 +565,7 @@ export function ekCertificateProblem(c: ParsedCertificate): EkCertificateProblem
   if (!hasEku && !hasSan) return { kind: 'no-tcg-identity' };
   if (ku === undefined) return { kind: 'key-usage-missing' };
   const required = c.node.publicKey.asymmetricKeyType === 'rsa' ? 'keyEncipherment' : 'keyAgreement';
-  if ((ku & (required === 'keyEncipherment' ? KU_KEY_ENCIPHERMENT : KU_KEY_AGREEMENT)) === 0) return { kind: 'key-usage', required };
+  if ((ku & (required === 'keyEncipherment' ? KEY_USAGE_KEY_ENCIPHERMENT : KEY_USAGE_KEY_AGREEMENT)) === 0) return { kind: 'key-usage', required };
   return undefined;
 }
 
