@@ -21,7 +21,13 @@ export interface Logger {
   readonly level: LogLevel;
 }
 
-const SECRET_KEY = /(^|[_\-.])(pin|pins|password|passwd|passphrase|secret|token|private[_-]?key|so[_-]?pin|auth[_-]?value)($|[_\-.])/i;
+/**
+ * The words that make a key name a secret's (log fields here; configuration keys in config/secrets.ts): one list, so
+ * a word added for one is known to both.
+ */
+export const SECRET_NAME_WORDS = "pin|pins|password|passwd|passphrase|secret|token|private[_-]?key|so[_-]?pin|auth[_-]?value|api[_-]?key|credentials?";
+/** A log field whose name contains a secret word between separators (`pin`, `pin_file`, `devid_password`) is redacted. */
+const SECRET_KEY = new RegExp(`(^|[_\\-.])(${SECRET_NAME_WORDS})($|[_\\-.])`, "i");
 const MAX_LINE = 60 * 1024;
 const secretValues = new Set<string>();
 

@@ -12,7 +12,7 @@
  *
  * The scan over-approximates on purpose: registering a value that was not secret only redacts that string in logs.
  */
-import { MAX_SCANNED_SECRETS, registerScannedSecrets } from '../log';
+import { MAX_SCANNED_SECRETS, SECRET_NAME_WORDS, registerScannedSecrets } from '../log';
 import type { Schema } from './build';
 
 /**
@@ -20,7 +20,7 @@ import type { Schema } from './build';
  * `devid_password`, `owner_hierarchy_password`, `join_token`, `api_key`...). `pin_file`/`pin_env`/`token_label`
  * name where a secret is, not the secret, and do not match.
  */
-const SECRET_KEY_NAME = /(?:^|[_\-.])(?:pin|pins|password|passwd|passphrase|secret|token|private[_-]?key|auth[_-]?value|api[_-]?key|credentials?)$/i;
+const SECRET_KEY_NAME = new RegExp(`(?:^|[_\\-.])(?:${SECRET_NAME_WORDS})$`, 'i');
 
 /** True when a configuration key's name says it holds a secret. `path` may be dotted (`a.b[0].pin`). */
 export function looksSecretKey(path: string): boolean {
