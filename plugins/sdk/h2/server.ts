@@ -642,11 +642,16 @@ class Connection {
     this.forget(s);
   }
 
-  /** The stream is over on both sides: stop tracking it. */
-  private forget(s: Stream): void {
+  /** Drops a stream's buffered request bytes and takes them off the connection's count. */
+  private releaseInput(s: Stream): void {
     this.bufferedIn -= s.counted;
     s.counted = 0;
     s.releaseInput();
+  }
+
+  /** The stream is over on both sides: stop tracking it. */
+  private forget(s: Stream): void {
+    this.releaseInput(s);
     this.streams.delete(s.id);
     this.blocked.delete(s);
     this.server.maybeFinishShutdown();
@@ -909,9 +914,7 @@ class Connection {
     this.bufferedIn += now - s.counted;
     s.counted = now;
     if (this.bufferedIn > MAX_BUFFERED_REQUEST && s.call && !s.call.finished) {
-      this.bufferedIn -= s.counted;
-      s.counted = 0;
-      s.releaseInput();
+      this.releaseInput(s);
       s.discard = true;
       s.call.sendStatus({ code: RESOURCE_EXHAUSTED, details: `more than ${MAX_BUFFERED_REQUEST} request bytes buffered on this connection` });
     }
