@@ -1,13 +1,32 @@
 // Errors as data: a PluginError carries the gRPC status code SPIRE will see. Anything else thrown by a plugin is
-// answered as Internal (and logged), never a crash.
-import { status as Code, type ServiceError, Metadata } from "@grpc/grpc-js";
+// answered as Internal (and logged), never a crash. A leaf module (no grpc-js): plugin cores throw PluginError
+// without loading the transport.
 import { redactString } from "./log";
 
-export { Code };
-export type StatusCode = Code;
+/** gRPC status codes (values fixed by the gRPC spec, doc/statuscodes.md). */
+export const Code = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+export type Code = (typeof Code)[keyof typeof Code];
 
 export class PluginError extends Error {
-  override readonly name = "PluginError";
+  override readonly name: string = "PluginError";
   constructor(
     readonly code: Code,
     message: string,
@@ -39,24 +58,23 @@ export function errorMessage(e: unknown): string {
   }
 }
 
-/** True when `e` is a gRPC status-shaped error (from a grpc-js client call). */
-export function isServiceError(e: unknown): e is ServiceError {
-  return typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "number" && "details" in e;
-}
-
-export interface StatusObject {
+/** A gRPC status as the transport sends it (trailers: none). */
+export interface Status {
   code: Code;
   details: string;
-  metadata: Metadata;
 }
 
 /**
- * Maps any thrown value to the status sent to SPIRE. `internalSeen` is called for values that were not PluginErrors.
- * The message is redacted like a log line (SPIRE logs it): a registered secret never leaves in a status.
+ * Maps any thrown value to the status sent to SPIRE. `internalSeen` is called for values that were neither a
+ * PluginError nor a status from a host-service call (a grpc-js ServiceError: numeric `code` and `details`), which
+ * passes through. The message is redacted like a log line (SPIRE logs it): a registered secret never leaves in a status.
  */
-export function toStatus(e: unknown, internalSeen?: (e: unknown) => void): StatusObject {
-  if (e instanceof PluginError) return { code: e.code, details: redactString(e.message), metadata: new Metadata() };
-  if (isServiceError(e)) return { code: e.code, details: redactString(e.details ?? ""), metadata: new Metadata() };
+export function toStatus(e: unknown, internalSeen?: (e: unknown) => void): Status {
+  if (e instanceof PluginError) return { code: e.code, details: redactString(e.message) };
+  if (typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "number" && "details" in e) {
+    const s = e as { code: Code; details?: string };
+    return { code: s.code, details: redactString(s.details ?? "") };
+  }
   internalSeen?.(e);
-  return { code: Code.INTERNAL, details: redactString(errorMessage(e)), metadata: new Metadata() };
+  return { code: Code.INTERNAL, details: redactString(errorMessage(e)) };
 }

@@ -11,7 +11,6 @@ import {
   type UntypedServiceImplementation,
   type ServerOptions,
   type ServerCredentials,
-  status as Code,
   Metadata,
 } from "@grpc/grpc-js";
 import { H2GrpcServer, MAX_TIMER_MS } from "./h2/server";
@@ -28,7 +27,7 @@ import {
   type ValidateResponse,
 } from "../../proto/gen/spire/service/common/config/v1/config";
 import type { Empty } from "../../proto/gen/google/protobuf/empty";
-import { errorMessage, invalidArgument, PluginError, toStatus } from "./errors";
+import { Code, errorMessage, invalidArgument, PluginError, toStatus } from "./errors";
 import { redactString, type Logger } from "./log";
 import { registerConfigSecrets } from "./config/secrets";
 import { Broker, BrokeredHostServices } from "./hostservices";

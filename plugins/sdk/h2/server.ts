@@ -30,7 +30,7 @@ import * as net from "node:net";
 import { EventEmitter } from "node:events";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from "./hpack";
-import { errorMessage } from "../errors";
+import { Code, errorMessage } from "../errors";
 
 // Frame types (RFC 9113 §6) and flags.
 const DATA = 0x0;
@@ -63,13 +63,7 @@ export const H2Error = {
   ENHANCE_YOUR_CALM: 0xb,
 } as const;
 
-// gRPC status codes used here (same numbers as grpc-js's `status`).
-const OK = 0;
-const UNKNOWN = 2;
-const DEADLINE_EXCEEDED = 4;
-const RESOURCE_EXHAUSTED = 8;
-const UNIMPLEMENTED = 12;
-const INTERNAL = 13;
+const { OK, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL } = Code;
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const DEFAULT_WINDOW = 65_535;
