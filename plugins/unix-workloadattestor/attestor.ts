@@ -1,6 +1,7 @@
 // The unix workload attestor logic, independent of the plugin SDK and of gRPC.
 // Selector order and error texts follow SPIRE's built-in `unix` attestor (pkg/agent/plugin/workloadattestor/unix).
-import { AttestError, GrpcCode, StepError, stepError } from './errors';
+import { PluginError, internal } from '../sdk/errors';
+import { StepError, stepError } from './errors';
 import type { ExeHasher } from './hasher';
 import { cancelledError } from './hasher';
 import type { NameResolver } from './names';
@@ -31,18 +32,18 @@ export class UnixAttestorCore {
     readonly deps: AttestorDeps,
   ) {}
 
-  /** Selector values without the `unix:` type prefix, e.g. `uid:1000`. Throws AttestError. */
+  /** Selector values without the `unix:` type prefix, e.g. `uid:1000`. Throws PluginError. */
   async attest(pid: number, signal?: AbortSignal): Promise<string[]> {
     if (!Number.isInteger(pid) || pid <= 0) {
       // gopsutil's PidExists: `invalid pid <n>`, wrapped by the built-in as `failed to get process: …`
-      throw new AttestError(GrpcCode.INTERNAL, `failed to get process: invalid pid ${pid}`);
+      throw internal(`failed to get process: invalid pid ${pid}`);
     }
     const { proc, names, hasher } = this.deps;
     let creds;
     try {
       creds = proc.credentials(pid);
     } catch (err) {
-      throw toAttestError(err);
+      throw toPluginError(err);
     }
     const uid = pickId(creds.uids, 'uids');
     const gid = pickId(creds.gids, 'gids');
@@ -60,7 +61,7 @@ export class UnixAttestorCore {
       try {
         pathValue = proc.exeLink(pid);
       } catch (err) {
-        throw toAttestError(err);
+        throw toPluginError(err);
       }
       if (this.settings.workloadSizeLimit >= 0n) {
         digest = hasher.digest(proc.exeOpenPath(pid), this.settings.workloadSizeLimit, signal);
@@ -91,8 +92,9 @@ export class UnixAttestorCore {
   }
 }
 
-function toAttestError(err: unknown): AttestError {
-  if (err instanceof AttestError) return err;
+/** The one mapping of this plugin's failures to the status the agent sees: all Internal, worded as the built-in. */
+function toPluginError(err: unknown): PluginError {
+  if (err instanceof PluginError) return err;
   if (err instanceof StepError) return stepError(err.step, err.detail);
-  return new AttestError(GrpcCode.INTERNAL, err instanceof Error ? err.message : String(err));
+  return internal(err instanceof Error ? err.message : String(err));
 }

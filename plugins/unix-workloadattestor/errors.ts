@@ -1,27 +1,7 @@
-// Error values of the unix attestor core. The core does not depend on the plugin SDK: it throws AttestError with a
-// numeric gRPC status code, and the SDK adapter (plugin.ts) turns that into the SDK's PluginError.
-
-/** gRPC status codes used by this plugin (values fixed by the gRPC spec). */
-export const GrpcCode = {
-  CANCELLED: 1,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  FAILED_PRECONDITION: 9,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-} as const;
-export type GrpcCodeValue = (typeof GrpcCode)[keyof typeof GrpcCode];
-
-/** An error that is returned to the agent as-is: bare message (the agent adds `workloadattestor(<name>): `). */
-export class AttestError extends Error {
-  constructor(
-    readonly code: GrpcCodeValue,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'AttestError';
-  }
-}
+// Error values of the unix attestor core. Failures that end an attestation are the SDK's PluginError (bare message:
+// the agent adds `workloadattestor(<name>): `); a ProcSource reports which step failed as a StepError, which the core
+// words as the built-in does.
+import { internal, type PluginError } from '../sdk/errors';
 
 /** Which step of the built-in attestor an error belongs to; decides the message prefix. */
 export type Step = 'process' | 'uids' | 'gids' | 'groups' | 'path';
@@ -45,8 +25,8 @@ export class StepError extends Error {
   }
 }
 
-export function stepError(step: Step, detail: string): AttestError {
-  return new AttestError(GrpcCode.INTERNAL, STEP_PREFIX[step] + detail);
+export function stepError(step: Step, detail: string): PluginError {
+  return internal(STEP_PREFIX[step] + detail);
 }
 
 // Go's syscall.Errno strings on Linux (syscall/zerrors_linux_*.go), which the built-in puts into its messages.

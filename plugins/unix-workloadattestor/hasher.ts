@@ -15,7 +15,8 @@
 // `SHA256 digest: workload <path> exceeds size limit (<n> > <limit>)`, `SHA256 digest: read <path>: <errno>`.
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
-import { AttestError, GrpcCode, goPathError } from './errors';
+import { Code, PluginError, internal } from '../sdk/errors';
+import { goPathError } from './errors';
 
 export interface HasherOptions {
   /** Cache digests by file identity (default true). */
@@ -69,8 +70,8 @@ export class LruCache<V> {
   }
 }
 
-export function cancelledError(): AttestError {
-  return new AttestError(GrpcCode.CANCELLED, 'SHA256 digest: attestation cancelled');
+export function cancelledError(): PluginError {
+  return new PluginError(Code.CANCELLED, 'SHA256 digest: attestation cancelled');
 }
 
 class Semaphore {
@@ -139,7 +140,7 @@ function openNoWait(path: string, signal: AbortSignal | undefined): Promise<numb
         return;
       }
       settled = true;
-      if (err) reject(new AttestError(GrpcCode.INTERNAL, `SHA256 digest: ${goPathError('open', path, err)}`));
+      if (err) reject(internal(`SHA256 digest: ${goPathError('open', path, err)}`));
       else resolve(fd);
     });
   });
@@ -190,14 +191,14 @@ export class ExeHasher {
         st = await fstatAsync(fd);
       } catch (err) {
         // The built-in only stats when a limit is set; without one it would just hash, uncached.
-        if (limit > 0n) throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: ${goPathError('stat', path, err)}`);
+        if (limit > 0n) throw internal(`SHA256 digest: ${goPathError('stat', path, err)}`);
       }
       // A directory is left to the read, which fails at once with the built-in's `read <path>: is a directory`.
       if (st && !st.isFile() && !st.isDirectory()) {
-        throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: workload ${path} is not a regular file`);
+        throw internal(`SHA256 digest: workload ${path} is not a regular file`);
       }
       if (st && limit > 0n && st.size > limit) {
-        throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: workload ${path} exceeds size limit (${st.size} > ${limit})`);
+        throw internal(`SHA256 digest: workload ${path} exceeds size limit (${st.size} > ${limit})`);
       }
       if (!this.options.cache || st === undefined) {
         this.stats.misses++;
@@ -293,12 +294,12 @@ export class ExeHasher {
         try {
           n = await readAt(fd, buf, pos);
         } catch (err) {
-          throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: ${goPathError('read', path, err)}`);
+          throw internal(`SHA256 digest: ${goPathError('read', path, err)}`);
         }
         if (n === 0) break;
         pos += n;
         if (limit > 0n && BigInt(pos) > limit) {
-          throw new AttestError(GrpcCode.INTERNAL, `SHA256 digest: workload ${path} exceeds size limit (${pos} > ${limit})`);
+          throw internal(`SHA256 digest: workload ${path} exceeds size limit (${pos} > ${limit})`);
         }
         h.update(n === buf.length ? buf : buf.subarray(0, n));
       }

@@ -1,4 +1,5 @@
-// SDK adapter: the `unix` WorkloadAttestor plugin. All logic lives in the SDK-free core (attestor.ts and friends).
+// SDK adapter: the `unix` WorkloadAttestor plugin. All logic lives in the core (attestor.ts and friends),
+// which needs nothing of the SDK but its PluginError.
 import { PluginError, Code, type CallContext, type ConfigInput, type InitContext, type Logger, type WorkloadAttestor } from '../sdk';
 import { coreTrustDomain, decodeConfig, field, type ConfigStatus } from '../sdk/config';
 import type {
@@ -9,7 +10,6 @@ import type {
 } from '../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor';
 import type { UnixAttestorCore } from './attestor';
 import { completeConfig, DEFAULTS, MAX_HASH_CACHE_SIZE, MAX_HASH_CONCURRENCY, type UnixConfig } from './config';
-import { AttestError } from './errors';
 import { createCore, type CoreOverrides } from './runtime';
 
 export const CONFIG_SCHEMA = {
@@ -78,12 +78,7 @@ export class UnixAttestor implements WorkloadAttestor<UnixConfig> {
   async attest(req: AttestRequest, ctx: CallContext): Promise<AttestResponse> {
     const core = this.core;
     if (core === undefined) throw new PluginError(Code.FAILED_PRECONDITION, 'not configured');
-    try {
-      return { selectorValues: await core.attest(req.pid, ctx.signal) };
-    } catch (e) {
-      if (e instanceof AttestError) throw new PluginError(e.code as Code, e.message);
-      throw e;
-    }
+    return { selectorValues: await core.attest(req.pid, ctx.signal) };
   }
 
   async attestReference(_req: AttestReferenceRequest, _ctx: CallContext): Promise<AttestReferenceResponse> {

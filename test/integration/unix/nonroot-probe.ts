@@ -1,7 +1,7 @@
 // Helper run by realproc.test.ts under another uid: attests argv[2] with the real /proc and /etc and prints
 // `OK <selectors,...>` or `ERR <code> <message>`. Not a test file.
 import { completeConfig } from '../../../plugins/unix-workloadattestor/config';
-import { AttestError } from '../../../plugins/unix-workloadattestor/errors';
+import { PluginError } from '../../../plugins/sdk/errors';
 import { createCore } from '../../../plugins/unix-workloadattestor/runtime';
 
 async function main(): Promise<void> {
@@ -13,7 +13,7 @@ async function main(): Promise<void> {
     const sel = await createCore(cfg).attest(pid);
     console.log(`OK ${sel.join(',')}`);
   } catch (e) {
-    if (e instanceof AttestError) console.log(`ERR ${e.code} ${e.message}`);
+    if (e instanceof PluginError) console.log(`ERR ${e.code} ${e.message}`);
     else console.log(`THROWN ${String(e)}`);
   }
 }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { completeConfig, type RawUnixConfig } from '../../../plugins/unix-workloadattestor/config';
-import { GrpcCode } from '../../../plugins/unix-workloadattestor/errors';
+import { Code } from '../../../plugins/sdk/errors';
 import { createCore } from '../../../plugins/unix-workloadattestor/runtime';
 import type { UnixAttestorCore } from '../../../plugins/unix-workloadattestor/attestor';
 import { rejectsWith, tmpDir } from '../../unit/unix/helpers';
@@ -74,7 +74,7 @@ describe('real processes with other credentials', { skip: canSetpriv ? false : '
     const size = fs.statSync(SLEEP).size;
     await rejectsWith(
       core({ discover_workload_path: true, workload_size_limit: 1000 }).attest(p.pid),
-      GrpcCode.INTERNAL,
+      Code.INTERNAL,
       `SHA256 digest: workload /proc/${p.pid}/exe exceeds size limit (${size} > 1000)`,
     );
     const sel = await core({ discover_workload_path: true, workload_size_limit: size }).attest(p.pid);
@@ -92,12 +92,12 @@ describe('dead, zombie and invalid PIDs', () => {
   test('a PID that has exited and been reaped', async () => {
     const p = await startProcess([SLEEP, '30'], SLEEP);
     await stopProcess(p);
-    await rejectsWith(core().attest(p.pid), GrpcCode.INTERNAL, 'failed to get process: process does not exist');
+    await rejectsWith(core().attest(p.pid), Code.INTERNAL, 'failed to get process: process does not exist');
   });
   test('huge and non-positive PIDs', async () => {
-    await rejectsWith(core().attest(2147483647), GrpcCode.INTERNAL, 'failed to get process: process does not exist');
-    await rejectsWith(core().attest(0), GrpcCode.INTERNAL, 'failed to get process: invalid pid 0');
-    await rejectsWith(core().attest(-1), GrpcCode.INTERNAL, 'failed to get process: invalid pid -1');
+    await rejectsWith(core().attest(2147483647), Code.INTERNAL, 'failed to get process: process does not exist');
+    await rejectsWith(core().attest(0), Code.INTERNAL, 'failed to get process: invalid pid 0');
+    await rejectsWith(core().attest(-1), Code.INTERNAL, 'failed to get process: invalid pid -1');
   });
   test('a zombie: ids attest, path discovery fails with the readlink error (as in the built-in)', async () => {
     // `sh` starts a short child then execs into sleep, which never reaps it.
@@ -112,7 +112,7 @@ describe('dead, zombie and invalid PIDs', () => {
     assert.equal(sel[0], `uid:${process.geteuid?.()}`);
     await rejectsWith(
       core({ discover_workload_path: true }).attest(zombie),
-      GrpcCode.INTERNAL,
+      Code.INTERNAL,
       `path lookup: readlink /proc/${zombie}/exe: no such file or directory`,
     );
   });
@@ -125,7 +125,7 @@ describe('dead, zombie and invalid PIDs', () => {
       t.skip('pid 2 is not kthreadd here (PID namespace?)');
       return;
     }
-    await rejectsWith(core({ discover_workload_path: true }).attest(2), GrpcCode.INTERNAL, 'path lookup: readlink /proc/2/exe: no such file or directory');
+    await rejectsWith(core({ discover_workload_path: true }).attest(2), Code.INTERNAL, 'path lookup: readlink /proc/2/exe: no such file or directory');
   });
 });
 

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UnixAttestorCore } from '../../../plugins/unix-workloadattestor/attestor';
-import { GrpcCode } from '../../../plugins/unix-workloadattestor/errors';
+import { Code } from '../../../plugins/sdk/errors';
 import { ExeHasher, LruCache } from '../../../plugins/unix-workloadattestor/hasher';
 import type { NameLookup, NameResolver } from '../../../plugins/unix-workloadattestor/names';
 import { FsProcSource } from '../../../plugins/unix-workloadattestor/procfs';
@@ -90,16 +90,16 @@ describe('hash cache', () => {
     const h = hasher();
     const p = file('e', 'data');
     assert.equal(await h.digest(p, 4n), DATA_SHA256);
-    await rejectsWith(h.digest(p, 3n), GrpcCode.INTERNAL, `SHA256 digest: workload ${p} exceeds size limit (4 > 3)`);
+    await rejectsWith(h.digest(p, 3n), Code.INTERNAL, `SHA256 digest: workload ${p} exceeds size limit (4 > 3)`);
     assert.equal(await h.digest(p, 0n), DATA_SHA256);
   });
   test('unopenable and unreadable executables: Go error texts', async () => {
     const h = hasher();
-    await rejectsWith(h.digest(path.join(dir, 'missing'), 0n), GrpcCode.INTERNAL, `SHA256 digest: open ${path.join(dir, 'missing')}: no such file or directory`);
-    await rejectsWith(h.digest(path.join(dir, 'a', 'x'), 0n), GrpcCode.INTERNAL, `SHA256 digest: open ${path.join(dir, 'a', 'x')}: not a directory`);
+    await rejectsWith(h.digest(path.join(dir, 'missing'), 0n), Code.INTERNAL, `SHA256 digest: open ${path.join(dir, 'missing')}: no such file or directory`);
+    await rejectsWith(h.digest(path.join(dir, 'a', 'x'), 0n), Code.INTERNAL, `SHA256 digest: open ${path.join(dir, 'a', 'x')}: not a directory`);
     const d = path.join(dir, 'adir');
     fs.mkdirSync(d);
-    await rejectsWith(h.digest(d, 0n), GrpcCode.INTERNAL, `SHA256 digest: read ${d}: is a directory`);
+    await rejectsWith(h.digest(d, 0n), Code.INTERNAL, `SHA256 digest: read ${d}: is a directory`);
   });
 });
 
@@ -130,7 +130,7 @@ describe('single-flight, concurrency, cancellation', () => {
     const ac = new AbortController();
     const p = h.digest(big, 0n, ac.signal);
     setTimeout(() => ac.abort(), 5);
-    await rejectsWith(p, GrpcCode.CANCELLED, 'SHA256 digest: attestation cancelled');
+    await rejectsWith(p, Code.CANCELLED, 'SHA256 digest: attestation cancelled');
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(h.stats.hashed, 0);
     assert.equal(h.cacheEntries, 0);
@@ -143,13 +143,13 @@ describe('single-flight, concurrency, cancellation', () => {
     const p1 = h.digest(big, 0n, ac.signal);
     const p2 = h.digest(big, 0n);
     setTimeout(() => ac.abort(), 2);
-    await rejectsWith(p1, GrpcCode.CANCELLED, /cancelled/);
+    await rejectsWith(p1, Code.CANCELLED, /cancelled/);
     assert.equal(await p2, bigSha);
     assert.equal(h.stats.hashed, 1);
   });
   test('already-aborted signal: no work', async () => {
     const h = hasher();
-    await rejectsWith(h.digest(big, 0n, AbortSignal.abort()), GrpcCode.CANCELLED, /cancelled/);
+    await rejectsWith(h.digest(big, 0n, AbortSignal.abort()), Code.CANCELLED, /cancelled/);
     assert.equal(h.stats.misses, 0);
   });
   test('a file changed while being hashed is not cached', async () => {
@@ -184,7 +184,7 @@ describe('process exits mid-call (fake /proc)', () => {
     };
     const core = (discover: boolean): UnixAttestorCore =>
       new UnixAttestorCore({ discoverWorkloadPath: discover, workloadSizeLimit: 0n }, { proc: new FsProcSource(tree.root), names: reaping, hasher: hasher() });
-    await rejectsWith(core(true).attest(50), GrpcCode.INTERNAL, `path lookup: readlink ${path.join(tree.root, '50', 'exe')}: no such file or directory`);
+    await rejectsWith(core(true).attest(50), Code.INTERNAL, `path lookup: readlink ${path.join(tree.root, '50', 'exe')}: no such file or directory`);
     tree.addProcess(50, statusText({ uid: '1', gid: '1' }), target);
     assert.deepEqual(await core(false).attest(50), ['uid:1', 'gid:1']);
   });
@@ -208,7 +208,7 @@ describe('the size limit bounds what is read, not only what fstat says', () => {
     const st = fs.statSync(liar);
     assert.ok(st.isFile() && st.size === 0, 'precondition: a regular file with st_size 0');
     const h = hasher({ bufferSize: 4096 });
-    await rejectsWith(h.digest(liar, 64n), GrpcCode.INTERNAL, new RegExp(`^SHA256 digest: workload ${liar} exceeds size limit \\(\\d+ > 64\\)$`));
+    await rejectsWith(h.digest(liar, 64n), Code.INTERNAL, new RegExp(`^SHA256 digest: workload ${liar} exceeds size limit \\(\\d+ > 64\\)$`));
     assert.equal(h.stats.hashed, 0);
     assert.equal(h.cacheEntries, 0);
     // no limit: hashed as the built-in would
@@ -219,10 +219,10 @@ describe('the size limit bounds what is read, not only what fstat says', () => {
     const { execFileSync } = await import('node:child_process');
     execFileSync('mkfifo', [fifo]);
     const h = hasher();
-    await rejectsWith(h.digest(fifo, 0n), GrpcCode.INTERNAL, `SHA256 digest: workload ${fifo} is not a regular file`);
-    await rejectsWith(h.digest('/dev/zero', 1024n), GrpcCode.INTERNAL, 'SHA256 digest: workload /dev/zero is not a regular file');
+    await rejectsWith(h.digest(fifo, 0n), Code.INTERNAL, `SHA256 digest: workload ${fifo} is not a regular file`);
+    await rejectsWith(h.digest('/dev/zero', 1024n), Code.INTERNAL, 'SHA256 digest: workload /dev/zero is not a regular file');
     const ac = new AbortController();
     ac.abort();
-    await rejectsWith(h.digest(path.join(dir, 'e'), 0n, ac.signal), GrpcCode.CANCELLED, 'SHA256 digest: attestation cancelled');
+    await rejectsWith(h.digest(path.join(dir, 'e'), 0n, ac.signal), Code.CANCELLED, 'SHA256 digest: attestation cancelled');
   });
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UnixAttestorCore, type AttestorSettings } from '../../../plugins/unix-workloadattestor/attestor';
-import { GrpcCode } from '../../../plugins/unix-workloadattestor/errors';
+import { Code } from '../../../plugins/sdk/errors';
 import { ExeHasher } from '../../../plugins/unix-workloadattestor/hasher';
 import { FilesNameResolver } from '../../../plugins/unix-workloadattestor/names';
 import { FsProcSource } from '../../../plugins/unix-workloadattestor/procfs';
@@ -44,27 +44,27 @@ function mem(settings: Partial<AttestorSettings> = {}): UnixAttestorCore {
 const base = ['uid:1000', 'user:u1000', 'gid:2000', 'group:g2000'];
 
 describe('built-in test table, in-memory proc source', () => {
-  test('1: no UIDs', () => rejectsWith(mem().attest(1), GrpcCode.INTERNAL, 'UIDs lookup: no UIDs for process'));
-  test('2: UIDs error', () => rejectsWith(mem().attest(2), GrpcCode.INTERNAL, 'UIDs lookup: unable to get UIDs for PID 2'));
+  test('1: no UIDs', () => rejectsWith(mem().attest(1), Code.INTERNAL, 'UIDs lookup: no UIDs for process'));
+  test('2: UIDs error', () => rejectsWith(mem().attest(2), Code.INTERNAL, 'UIDs lookup: unable to get UIDs for PID 2'));
   test('3: no user for uid', async () => assert.deepEqual(await mem().attest(3), ['uid:1999', 'gid:2000', 'group:g2000']));
-  test('4: no GIDs', () => rejectsWith(mem().attest(4), GrpcCode.INTERNAL, 'GIDs lookup: no GIDs for process'));
-  test('5: GIDs error', () => rejectsWith(mem().attest(5), GrpcCode.INTERNAL, 'GIDs lookup: unable to get GIDs for PID 5'));
+  test('4: no GIDs', () => rejectsWith(mem().attest(4), Code.INTERNAL, 'GIDs lookup: no GIDs for process'));
+  test('5: GIDs error', () => rejectsWith(mem().attest(5), Code.INTERNAL, 'GIDs lookup: unable to get GIDs for PID 5'));
   test('6: no group for gid', async () => assert.deepEqual(await mem().attest(6), ['uid:1000', 'user:u1000', 'gid:2999']));
   test('7: single uid/gid, path discovery off', async () => assert.deepEqual(await mem().attest(7), base));
   test('8: effective ids (index 1)', async () =>
     assert.deepEqual(await mem().attest(8), ['uid:1100', 'user:u1100', 'gid:2100', 'group:g2100']));
   test('9: exe error', () =>
-    rejectsWith(mem({ discoverWorkloadPath: true }).attest(9), GrpcCode.INTERNAL, 'path lookup: unable to get EXE for PID 9'));
+    rejectsWith(mem({ discoverWorkloadPath: true }).attest(9), Code.INTERNAL, 'path lookup: unable to get EXE for PID 9'));
   test('10: namespaced exe missing', () =>
     rejectsWith(
       mem({ discoverWorkloadPath: true }).attest(10),
-      GrpcCode.INTERNAL,
+      Code.INTERNAL,
       'SHA256 digest: open /proc/10/unreadable-exe: no such file or directory',
     ));
   test('11: size limit', () =>
     rejectsWith(
       mem({ discoverWorkloadPath: true, workloadSizeLimit: 2n }).attest(11),
-      GrpcCode.INTERNAL,
+      Code.INTERNAL,
       `SHA256 digest: workload ${exe} exceeds size limit (4 > 2)`,
     ));
   test('12: path and sha256', async () =>
@@ -90,12 +90,12 @@ describe('built-in test table, in-memory proc source', () => {
       'supplementary_group:g2300',
     ]));
   test('15: supplementary groups error', () =>
-    rejectsWith(mem().attest(14), GrpcCode.INTERNAL, 'supplementary GIDs lookup: some error for PID 14'));
+    rejectsWith(mem().attest(14), Code.INTERNAL, 'supplementary GIDs lookup: some error for PID 14'));
   test('unknown pid: process does not exist', () =>
-    rejectsWith(mem().attest(99), GrpcCode.INTERNAL, 'failed to get process: process does not exist'));
+    rejectsWith(mem().attest(99), Code.INTERNAL, 'failed to get process: process does not exist'));
   test('pid <= 0: invalid pid', async () => {
-    await rejectsWith(mem().attest(0), GrpcCode.INTERNAL, 'failed to get process: invalid pid 0');
-    await rejectsWith(mem().attest(-7), GrpcCode.INTERNAL, 'failed to get process: invalid pid -7');
+    await rejectsWith(mem().attest(0), Code.INTERNAL, 'failed to get process: invalid pid 0');
+    await rejectsWith(mem().attest(-7), Code.INTERNAL, 'failed to get process: invalid pid -7');
   });
 });
 
@@ -133,31 +133,31 @@ describe('built-in test table, fake /proc tree on disk + passwd/group files', ()
   }
   const p = (pid: number, leaf: string): string => path.join(tree.root, String(pid), leaf);
 
-  test('1: no Uid line', () => rejectsWith(disk().attest(1), GrpcCode.INTERNAL, 'UIDs lookup: no UIDs for process'));
+  test('1: no Uid line', () => rejectsWith(disk().attest(1), Code.INTERNAL, 'UIDs lookup: no UIDs for process'));
   test('2: unparsable Uid line (gopsutil error)', () =>
-    rejectsWith(disk().attest(2), GrpcCode.INTERNAL, 'UIDs lookup: strconv.ParseInt: parsing "bogus": invalid syntax'));
+    rejectsWith(disk().attest(2), Code.INTERNAL, 'UIDs lookup: strconv.ParseInt: parsing "bogus": invalid syntax'));
   test('3: no user for uid', async () => assert.deepEqual(await disk().attest(3), ['uid:1999', 'gid:2000', 'group:g2000']));
-  test('4: no Gid line', () => rejectsWith(disk().attest(4), GrpcCode.INTERNAL, 'GIDs lookup: no GIDs for process'));
-  test('5: pid directory missing', () => rejectsWith(disk().attest(5), GrpcCode.INTERNAL, 'failed to get process: process does not exist'));
+  test('4: no Gid line', () => rejectsWith(disk().attest(4), Code.INTERNAL, 'GIDs lookup: no GIDs for process'));
+  test('5: pid directory missing', () => rejectsWith(disk().attest(5), Code.INTERNAL, 'failed to get process: process does not exist'));
   test('6: no group for gid', async () => assert.deepEqual(await disk().attest(6), ['uid:1000', 'user:u1000', 'gid:2999']));
   test('7: single uid/gid, no exe, discovery off', async () => assert.deepEqual(await disk().attest(7), base));
   test('8: effective ids', async () => assert.deepEqual(await disk().attest(8), ['uid:1100', 'user:u1100', 'gid:2100', 'group:g2100']));
   test('9: no exe link', () =>
     rejectsWith(
       disk({ discoverWorkloadPath: true }).attest(9),
-      GrpcCode.INTERNAL,
+      Code.INTERNAL,
       `path lookup: readlink ${p(9, 'exe')}: no such file or directory`,
     ));
   test('10: exe link to a missing file', () =>
     rejectsWith(
       disk({ discoverWorkloadPath: true }).attest(10),
-      GrpcCode.INTERNAL,
+      Code.INTERNAL,
       `SHA256 digest: open ${p(10, 'exe')}: no such file or directory`,
     ));
   test('11: size limit (path is the /proc path)', () =>
     rejectsWith(
       disk({ discoverWorkloadPath: true, workloadSizeLimit: 2n }).attest(11),
-      GrpcCode.INTERNAL,
+      Code.INTERNAL,
       `SHA256 digest: workload ${p(11, 'exe')} exceeds size limit (4 > 2)`,
     ));
   test('12: path is the link text, sha256 through the link', async () =>
@@ -177,11 +177,11 @@ describe('built-in test table, fake /proc tree on disk + passwd/group files', ()
       'supplementary_group:g2300',
     ]));
   test('15: Groups line gopsutil cannot parse fails the first step, as in the built-in', () =>
-    rejectsWith(disk().attest(14), GrpcCode.INTERNAL, 'UIDs lookup: strconv.ParseUint: parsing "abc": invalid syntax'));
+    rejectsWith(disk().attest(14), Code.INTERNAL, 'UIDs lookup: strconv.ParseUint: parsing "abc": invalid syntax'));
   test('status is a directory: UIDs lookup read error with Go errno text', async () => {
     const d = tree.addProcess(20, 'x');
     fs.rmSync(path.join(d, 'status'));
     fs.mkdirSync(path.join(d, 'status'));
-    await rejectsWith(disk().attest(20), GrpcCode.INTERNAL, `UIDs lookup: read ${p(20, 'status')}: is a directory`);
+    await rejectsWith(disk().attest(20), Code.INTERNAL, `UIDs lookup: read ${p(20, 'status')}: is a directory`);
   });
 });
