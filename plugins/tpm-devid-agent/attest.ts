@@ -1,4 +1,5 @@
-// One tpm_devid attestation, SDK-free: build the payload, answer the challenge, flush everything on every path.
+// One tpm_devid attestation, free of the SDK's transport (its failures are PluginErrors): build the payload, answer
+// the challenge, flush everything on every path.
 //
 // TPM commands (RSA DevID; ECC adds one CreatePrimary and one FlushContext for its own ECC SRK):
 //   GetCapability                      probe + NV buffer size
@@ -28,6 +29,7 @@ import {
 import { TpmScope } from '../lib/tpm2';
 import { templateBytes } from '../lib/tpm2/crypto/templates';
 import { describeTpmFailure } from '../lib/devid/tpm-errors';
+import { Code, PluginError } from '../sdk/errors';
 
 export interface Passwords {
   owner: Uint8Array;
@@ -43,18 +45,18 @@ export interface AttestationIo {
   sendResponse(response: Buffer): Promise<void>;
 }
 
-export type AttestFailureKind = 'tpm' | 'bad-challenge' | 'aborted' | 'stream';
+export type AttestFailureKind = 'tpm' | 'bad-challenge' | 'stream';
 
-/** An attestation failure: which step, what kind, the cause (for logs) and a one-line message. */
-export class AttestError extends Error {
+/** An attestation failure, Internal for SPIRE: which step, what kind, the cause (for logs) and a one-line message. */
+export class AttestError extends PluginError {
+  override readonly name = 'AttestError';
   constructor(
     readonly kind: AttestFailureKind,
     readonly step: string,
     message: string,
-    override readonly cause?: unknown,
+    cause?: unknown,
   ) {
-    super(message);
-    this.name = 'AttestError';
+    super(Code.INTERNAL, message, { cause });
   }
 }
 

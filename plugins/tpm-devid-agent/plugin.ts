@@ -108,7 +108,6 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
       if (e instanceof AttestationAborted) throw new PluginError(Code.CANCELLED, 'attestation cancelled');
       if (e instanceof AttestError) {
         log.debug('tpm_devid attestation failed', { step: e.step, kind: e.kind, error: e.message, tpm_commands: transport.codes.length });
-        throw new PluginError(e.kind === 'aborted' ? Code.CANCELLED : Code.INTERNAL, e.message);
       }
       throw e;
     } finally {
