@@ -5,7 +5,8 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as pkcs11js from 'pkcs11js';
-import { type Attr, type ObjectRef, Pkcs11Client, Pkcs11Error, Pkcs11LibError, type Pkcs11Logger } from '../lib/pkcs11';
+import { type Attr, type ObjectRef, Pkcs11Client, Pkcs11Error, Pkcs11LibError } from '../lib/pkcs11';
+import type { Logger } from '../sdk';
 import type { Pkcs11KeyManagerConfig } from './config';
 import {
   HEARTBEAT_APPLICATION,
@@ -93,12 +94,12 @@ export class KeyBackend {
     readonly client: Pkcs11Client,
     readonly serverId: string,
     private readonly nonce: string,
-    private readonly log: Pkcs11Logger,
+    private readonly log: Logger,
   ) {
     this.naming = { prefix: cfg.labelPrefix, trustDomain: cfg.trustDomain, serverId, maxLabelLength: cfg.maxLabelLength };
   }
 
-  static async open(cfg: Pkcs11KeyManagerConfig, serverId: string, nonce: string, log: Pkcs11Logger): Promise<KeyBackend> {
+  static async open(cfg: Pkcs11KeyManagerConfig, serverId: string, nonce: string, log: Logger): Promise<KeyBackend> {
     const client = await Pkcs11Client.open({
       modulePath: cfg.modulePath,
       ...(cfg.libraryParameters ? { libraryParameters: cfg.libraryParameters } : {}),
@@ -130,7 +131,7 @@ export class KeyBackend {
    * deleted: that server's keys are orphaned anyway) is moved aside and a new one started; a configured
    * key_record_file of another server is an error.
    */
-  private static loadRecord(cfg: Pkcs11KeyManagerConfig, serverId: string, log: Pkcs11Logger): KeyRecord {
+  private static loadRecord(cfg: Pkcs11KeyManagerConfig, serverId: string, log: Logger): KeyRecord {
     const scope = { trustDomain: cfg.trustDomain, serverId, labelPrefix: cfg.labelPrefix };
     const file = cfg.keyRecordFile!;
     try {

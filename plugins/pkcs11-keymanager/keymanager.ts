@@ -12,7 +12,6 @@ import * as pkcs11js from 'pkcs11js';
 import {
   Pkcs11Error,
   Pkcs11LibError,
-  type Pkcs11Logger,
   PinSourceError,
   readPin,
   acquireModule,
@@ -22,6 +21,8 @@ import {
   releaseModule,
   selectToken,
 } from '../lib/pkcs11';
+import { Code, PluginError, failedPrecondition, invalidArgument } from '../sdk/errors';
+import type { Logger } from '../sdk';
 import { type ConfigReport, type Pkcs11KeyManagerConfig, configFromObject } from './config';
 import { KeyBackend, type KeyEntry, DuplicateServerError } from './backend';
 import { labelFor } from './naming';
@@ -48,49 +49,41 @@ export interface SignDataReq {
     | undefined;
 }
 
-/** Error with a gRPC status code; the plugin layer converts it to the SDK's PluginError. */
-export class KmError extends Error {
-  constructor(
-    readonly grpcCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-export const GrpcCode = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, FAILED_PRECONDITION: 9, INTERNAL: 13, UNAVAILABLE: 14 } as const;
-
 const KEY_TYPES = new Set<number>([KeyTypeNum.EC_P256, KeyTypeNum.EC_P384, KeyTypeNum.RSA_2048, KeyTypeNum.RSA_4096]);
 
-/** Maps library errors to gRPC codes (research §3.9). */
-export function toKmError(e: unknown): Error {
-  if (e instanceof KmError) return e;
+/**
+ * The one mapping of this plugin's library errors to the status SPIRE sees: a token that cannot serve now (device,
+ * capacity, unwritable record) is Unavailable, a state an operator must fix (PIN, duplicate server, record) is
+ * FailedPrecondition, the rest Internal. Anything else passes through (the SDK answers it as Internal and logs it).
+ */
+export function toPluginError(e: unknown): Error {
+  if (e instanceof PluginError) return e;
   if (e instanceof Pkcs11LibError) {
     const code = {
-      unavailable: GrpcCode.UNAVAILABLE,
-      not_found: GrpcCode.NOT_FOUND,
-      invalid_argument: GrpcCode.INVALID_ARGUMENT,
-      failed_precondition: GrpcCode.FAILED_PRECONDITION,
-      internal: GrpcCode.INTERNAL,
+      unavailable: Code.UNAVAILABLE,
+      not_found: Code.NOT_FOUND,
+      invalid_argument: Code.INVALID_ARGUMENT,
+      failed_precondition: Code.FAILED_PRECONDITION,
+      internal: Code.INTERNAL,
     }[e.kind];
-    return new KmError(code, e.message);
+    return new PluginError(code, e.message, { cause: e });
   }
   if (e instanceof Pkcs11Error) {
     const t = e.tier;
-    const code = t === 'pin' ? GrpcCode.FAILED_PRECONDITION : t === 'capacity' || t === 'device' ? GrpcCode.UNAVAILABLE : GrpcCode.INTERNAL;
-    return new KmError(code, `PKCS#11 error: ${e.message}`);
+    const code = t === 'pin' ? Code.FAILED_PRECONDITION : t === 'capacity' || t === 'device' ? Code.UNAVAILABLE : Code.INTERNAL;
+    return new PluginError(code, `PKCS#11 error: ${e.message}`, { cause: e });
   }
-  if (e instanceof DuplicateServerError) return new KmError(GrpcCode.FAILED_PRECONDITION, e.message);
-  if (e instanceof PinSourceError) return new KmError(GrpcCode.FAILED_PRECONDITION, e.message);
-  if (e instanceof KeyRecordError) return new KmError(e.reason === 'unwritable' ? GrpcCode.UNAVAILABLE : GrpcCode.FAILED_PRECONDITION, e.message);
+  if (e instanceof DuplicateServerError || e instanceof PinSourceError) return failedPrecondition(e.message, e);
+  if (e instanceof KeyRecordError) return new PluginError(e.reason === 'unwritable' ? Code.UNAVAILABLE : Code.FAILED_PRECONDITION, e.message, { cause: e });
   return e instanceof Error ? e : new Error(String(e));
 }
 
 /** Reads or creates (UUID v4, mode 0600) the server identifier file, as SPIRE's cloud KeyManagers do. */
-export function loadServerId(src: Pkcs11KeyManagerConfig['serverId'], log: Pkcs11Logger): string {
+export function loadServerId(src: Pkcs11KeyManagerConfig['serverId'], log: Logger): string {
   if (src.kind === 'value') return src.value;
   try {
     const id = fs.readFileSync(src.path, 'utf8').trim();
-    if (!/^[A-Za-z0-9._-]{1,128}$/.test(id)) throw new KmError(GrpcCode.INVALID_ARGUMENT, `key_identifier_file "${src.path}" does not hold a valid identifier`);
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(id)) throw invalidArgument(`key_identifier_file "${src.path}" does not hold a valid identifier`);
     return id;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -108,7 +101,7 @@ export class Pkcs11KeyManagerCore {
   readonly instanceNonce = crypto.randomBytes(16).toString('hex');
   private swapLock: Promise<unknown> = Promise.resolve();
 
-  constructor(public log: Pkcs11Logger) {}
+  constructor(public log: Logger) {}
 
   /** Pure: decode + check the configuration object. */
   static fromObject(raw: Record<string, unknown>, trustDomain: string, report: ConfigReport): Pkcs11KeyManagerConfig | undefined {
@@ -125,7 +118,7 @@ export class Pkcs11KeyManagerCore {
       try {
         next = await KeyBackend.open(cfg, serverId, this.instanceNonce, this.log);
       } catch (e) {
-        throw toKmError(e);
+        throw toPluginError(e);
       }
       this.backend = next;
       this.log.info('PKCS#11 KeyManager configured', {
@@ -197,7 +190,7 @@ export class Pkcs11KeyManagerCore {
   }
 
   private live(): KeyBackend {
-    if (!this.backend) throw new KmError(GrpcCode.FAILED_PRECONDITION, 'not configured');
+    if (!this.backend) throw failedPrecondition('not configured');
     return this.backend;
   }
 
@@ -210,9 +203,9 @@ export class Pkcs11KeyManagerCore {
   }
 
   async generateKey(req: GenerateKeyReq, signal?: AbortSignal): Promise<PublicKeyMsg> {
-    if (!req.keyId) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key id is required');
-    if (!req.keyType) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key type is required');
-    if (!KEY_TYPES.has(req.keyType)) throw new KmError(GrpcCode.INVALID_ARGUMENT, `unable to generate key "${req.keyId}" for unknown key type "${req.keyType}"`);
+    if (!req.keyId) throw invalidArgument('key id is required');
+    if (!req.keyType) throw invalidArgument('key type is required');
+    if (!KEY_TYPES.has(req.keyType)) throw invalidArgument(`unable to generate key "${req.keyId}" for unknown key type "${req.keyType}"`);
     const b = this.live();
     try {
       const started = Date.now();
@@ -220,12 +213,12 @@ export class Pkcs11KeyManagerCore {
       this.log.info('key generated on token', { key_id: req.keyId, cka_id: e.ckaId.toString('hex'), fingerprint: e.fingerprint, ms: Date.now() - started });
       return Pkcs11KeyManagerCore.toPublicKey(e);
     } catch (err) {
-      throw toKmError(err);
+      throw toPluginError(err);
     }
   }
 
   getPublicKey(keyId: string): PublicKeyMsg | undefined {
-    if (!keyId) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key id is required');
+    if (!keyId) throw invalidArgument('key id is required');
     const e = this.live().keys.get(keyId);
     return e ? Pkcs11KeyManagerCore.toPublicKey(e) : undefined;
   }
@@ -235,26 +228,26 @@ export class Pkcs11KeyManagerCore {
   }
 
   async signData(req: SignDataReq): Promise<{ signature: Buffer; keyFingerprint: string }> {
-    if (!req.keyId) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'key id is required');
+    if (!req.keyId) throw invalidArgument('key id is required');
     const opts = req.signerOpts;
-    if (!opts) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'signer opts is required');
+    if (!opts) throw invalidArgument('signer opts is required');
     const hashNum = opts.$case === 'hashAlgorithm' ? opts.hashAlgorithm : opts.pssOptions.hashAlgorithm;
-    if (!hashNum) throw new KmError(GrpcCode.INVALID_ARGUMENT, 'hash algorithm is required');
+    if (!hashNum) throw invalidArgument('hash algorithm is required');
     const hash = HASHES.get(hashNum);
-    if (!hash) throw new KmError(GrpcCode.INVALID_ARGUMENT, `hash algorithm not supported: ${hashNum}`);
+    if (!hash) throw invalidArgument(`hash algorithm not supported: ${hashNum}`);
     const data = req.data ?? Buffer.alloc(0);
     if (data.length !== hash.size) {
-      throw new KmError(GrpcCode.INVALID_ARGUMENT, `data length ${data.length} does not match the ${hash.name} digest size ${hash.size}`);
+      throw invalidArgument(`data length ${data.length} does not match the ${hash.name} digest size ${hash.size}`);
     }
     const b = this.live();
     const e = b.keys.get(req.keyId);
-    if (!e) throw new KmError(GrpcCode.NOT_FOUND, `no such key "${req.keyId}"`);
+    if (!e) throw new PluginError(Code.NOT_FOUND, `no such key "${req.keyId}"`);
     let mech: pkcs11js.Mechanism;
     let input: Buffer;
     let outLen: number;
     const isEc = e.type === KeyTypeNum.EC_P256 || e.type === KeyTypeNum.EC_P384;
     if (isEc) {
-      if (opts.$case === 'pssOptions') throw new KmError(GrpcCode.INVALID_ARGUMENT, 'PSS options are only valid for RSA keys');
+      if (opts.$case === 'pssOptions') throw invalidArgument('PSS options are only valid for RSA keys');
       const order = e.curve!.orderBytes;
       mech = { mechanism: pkcs11js.CKM_ECDSA };
       // PKCS#11: use the leftmost order-length bytes of a longer digest (exact for P-256/P-384).
@@ -265,10 +258,10 @@ export class Pkcs11KeyManagerCore {
       outLen = modBits / 8;
       if (opts.$case === 'pssOptions') {
         if (hash.ckm === undefined || hash.mgf === undefined) {
-          throw new KmError(GrpcCode.INVALID_ARGUMENT, `RSA-PSS with ${hash.name} is not supported by PKCS#11 2.40 tokens`);
+          throw invalidArgument(`RSA-PSS with ${hash.name} is not supported by PKCS#11 2.40 tokens`);
         }
         const salt = pssSaltLength(opts.pssOptions.saltLength, hash.size, modBits);
-        if (typeof salt === 'string') throw new KmError(GrpcCode.INVALID_ARGUMENT, salt);
+        if (typeof salt === 'string') throw invalidArgument(salt);
         mech = {
           mechanism: pkcs11js.CKM_RSA_PKCS_PSS,
           parameter: { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: hash.ckm, mgf: hash.mgf, saltLen: salt } as pkcs11js.RsaPSS,
@@ -283,8 +276,8 @@ export class Pkcs11KeyManagerCore {
     try {
       sig = await b.client.sign(e.priv, mech, input, outLen);
     } catch (err) {
-      const k = toKmError(err);
-      if (k instanceof KmError && k.grpcCode === GrpcCode.NOT_FOUND) {
+      const k = toPluginError(err);
+      if (k instanceof PluginError && k.code === Code.NOT_FOUND) {
         this.log.error('key vanished from the token', { key_id: req.keyId, error: k.message });
       }
       throw k;

@@ -1,44 +1,23 @@
 /** SDK binding of the PKCS#11 KeyManager (server and agent share this class). */
-import { Code, PluginError, registerSecret, type CallContext, type InitContext, type Logger } from '../sdk';
+import { createLogger, registerSecret, type CallContext, type InitContext } from '../sdk';
 import type { ConfigInput } from '../sdk';
 import type { ConfigStatus } from '../sdk/config/build';
 import { HclSyntaxError, parseConfigText } from '../sdk/config';
-import { type Pkcs11Logger, readPin } from '../lib/pkcs11';
+import { readPin } from '../lib/pkcs11';
 import type { Pkcs11KeyManagerConfig } from './config';
-import { GrpcCode, KmError, Pkcs11KeyManagerCore, type GenerateKeyReq, type PublicKeyMsg, type SignDataReq } from './keymanager';
+import { Pkcs11KeyManagerCore, type GenerateKeyReq, type PublicKeyMsg, type SignDataReq } from './keymanager';
 import { uvThreadpoolSize } from './uv-threadpool';
 
 export type { Pkcs11KeyManagerConfig } from './config';
 
-const CODE_MAP: Record<number, Code> = {
-  [GrpcCode.INVALID_ARGUMENT]: Code.INVALID_ARGUMENT,
-  [GrpcCode.NOT_FOUND]: Code.NOT_FOUND,
-  [GrpcCode.FAILED_PRECONDITION]: Code.FAILED_PRECONDITION,
-  [GrpcCode.INTERNAL]: Code.INTERNAL,
-  [GrpcCode.UNAVAILABLE]: Code.UNAVAILABLE,
-};
-
-function asPluginError(e: unknown): unknown {
-  if (e instanceof KmError) return new PluginError(CODE_MAP[e.grpcCode] ?? Code.INTERNAL, e.message);
-  return e;
-}
-
-function adaptLogger(l: Logger): Pkcs11Logger {
-  return {
-    debug: (m, f) => l.debug(m, f),
-    info: (m, f) => l.info(m, f),
-    warn: (m, f) => l.warn(m, f),
-    error: (m, f) => l.error(m, f),
-  };
-}
-
-const silent: Pkcs11Logger = { debug() {}, info() {}, warn() {}, error() {} };
+/** Until init() hands over the host's logger. */
+const silent = createLogger({ sink: () => {} });
 
 export class Pkcs11KeyManager {
   readonly core = new Pkcs11KeyManagerCore(silent);
 
   init(ctx: InitContext): void {
-    this.core.log = adaptLogger(ctx.log);
+    this.core.log = ctx.log;
   }
 
   /** Pure: HCL text → checked configuration (errors and notes go to `status`). */
@@ -70,11 +49,7 @@ export class Pkcs11KeyManager {
     } catch {
       /* reported by the login itself */
     }
-    try {
-      await this.core.apply(cfg);
-    } catch (e) {
-      throw asPluginError(e);
-    }
+    await this.core.apply(cfg);
   }
 
   async validate(cfg: Pkcs11KeyManagerConfig, status: ConfigStatus): Promise<void> {
@@ -86,35 +61,19 @@ export class Pkcs11KeyManager {
   }
 
   async generateKey(req: GenerateKeyReq, ctx: CallContext): Promise<{ publicKey: PublicKeyMsg | undefined }> {
-    try {
-      return { publicKey: await this.core.generateKey(req, ctx.signal) };
-    } catch (e) {
-      throw asPluginError(e);
-    }
+    return { publicKey: await this.core.generateKey(req, ctx.signal) };
   }
 
   async getPublicKey(req: { keyId: string }, _ctx: CallContext): Promise<{ publicKey: PublicKeyMsg | undefined }> {
-    try {
-      // Like SPIRE's base KeyManager: an unknown key is an empty response (the host turns it into NotFound).
-      return { publicKey: this.core.getPublicKey(req.keyId) };
-    } catch (e) {
-      throw asPluginError(e);
-    }
+    // Like SPIRE's base KeyManager: an unknown key is an empty response (the host turns it into NotFound).
+    return { publicKey: this.core.getPublicKey(req.keyId) };
   }
 
   async getPublicKeys(_req: object, _ctx: CallContext): Promise<{ publicKeys: PublicKeyMsg[] }> {
-    try {
-      return { publicKeys: this.core.getPublicKeys() };
-    } catch (e) {
-      throw asPluginError(e);
-    }
+    return { publicKeys: this.core.getPublicKeys() };
   }
 
   async signData(req: SignDataReq, _ctx: CallContext): Promise<{ signature: Buffer; keyFingerprint: string }> {
-    try {
-      return await this.core.signData(req);
-    } catch (e) {
-      throw asPluginError(e);
-    }
+    return this.core.signData(req);
   }
 }

@@ -4,7 +4,7 @@
  * object management runs on it), and a bounded pool of operation sessions for async signing and key generation.
  *
  * Every operation goes through {@link Pkcs11Client.run}, which holds the module gate shared and applies the recovery
- * tiers of research §3.9 within a budget (default 25 s, inside SPIRE's 30 s RPC deadline):
+ * tiers below within a budget (default 25 s, inside SPIRE's 30 s RPC deadline):
  *   - session invalid/closed → discard the session, retry on a fresh one (once);
  *   - object/key handle invalid, user not logged in → re-login (tolerating ALREADY_LOGGED_IN), re-find handles (once);
  *   - device errors (removed, not present, not initialised, …) → full re-init: drain (gate exclusive), C_Finalize,
@@ -18,19 +18,13 @@
  */
 import * as os from 'node:os';
 import * as pkcs11js from 'pkcs11js';
+import type { Logger } from '../../sdk';
 import { CKR, Pkcs11Error, Pkcs11LibError, type RecoveryTier, p11, p11Async, toPkcs11Error } from './errors';
 import { type ModuleHandle, acquireModule, releaseModule } from './module';
 import { type PinSource, readPin } from './pin';
 import { SessionPool, type PooledSession } from './pool';
 import { type TokenDescriptor, type TokenSelector, listTokens, selectToken } from './token';
 import { type NativeSigner, openNativeSigner } from './native-sign';
-
-export interface Pkcs11Logger {
-  debug(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  error(msg: string, fields?: Record<string, unknown>): void;
-}
 
 /**
  * Default signing threads. A hardware slot (CKF_HW_SLOT) is latency-bound (the signature happens in the device, often
@@ -41,8 +35,6 @@ export interface Pkcs11Logger {
 export function defaultSigningThreads(hardwareSlot: boolean, maxSessions: number, cpus = os.availableParallelism()): number {
   return Math.max(1, hardwareSlot ? maxSessions : Math.min(maxSessions, cpus));
 }
-
-export const nullLogger: Pkcs11Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export interface Pkcs11ClientOptions {
   modulePath: string;
@@ -62,7 +54,7 @@ export interface Pkcs11ClientOptions {
    * sessions never help (each signature holds a session).
    */
   signingThreads?: number;
-  log?: Pkcs11Logger;
+  log: Logger;
 }
 
 /** A token object addressed by class + CKA_ID (+ label); its handle is cached per recovery epoch. */
@@ -95,7 +87,7 @@ export const loginCounter = { attempts: 0 };
 
 export class Pkcs11Client {
   readonly options: Required<Omit<Pkcs11ClientOptions, 'libraryParameters' | 'log'>> & { libraryParameters?: string };
-  private readonly log: Pkcs11Logger;
+  private readonly log: Logger;
   private module: ModuleHandle;
   private moduleGen = -1;
   private tokenDesc: TokenDescriptor | undefined;
@@ -122,7 +114,7 @@ export class Pkcs11Client {
       signingThreads: opts.signingThreads ?? 0, // 0: decided from the slot once the token is open
       ...(opts.libraryParameters !== undefined ? { libraryParameters: opts.libraryParameters } : {}),
     };
-    this.log = opts.log ?? nullLogger;
+    this.log = opts.log;
     this.module = module;
     this.pool = this.newPool(this.options.maxSessions);
   }

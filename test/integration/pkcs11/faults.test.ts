@@ -10,10 +10,10 @@ import * as fs from 'node:fs';
 import * as pkcs11js from 'pkcs11js';
 import { status as Code } from '@grpc/grpc-js';
 import { KeyManagerClient } from '../../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
-import { serverKeyManager } from '../../../plugins/sdk';
+import { PluginError, serverKeyManager } from '../../../plugins/sdk';
 import { startInProcess } from '../../../plugins/sdk/testing';
 import { Pkcs11KeyManager } from '../../../plugins/pkcs11-keymanager/plugin';
-import { KmError, Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
+import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
 import { configFromObject, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { Pkcs11Client, loginCounter } from '../../../plugins/lib/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
@@ -49,8 +49,8 @@ describe('configuration faults', () => {
   test('token missing: clear error listing the tokens found', async () => {
     const km = new Pkcs11KeyManagerCore(recordingLogger());
     await assert.rejects(km.apply(cfg({ token_label: 'no-such-token' })), (e: unknown) => {
-      assert.ok(e instanceof KmError);
-      assert.equal(e.grpcCode, Code.NOT_FOUND);
+      assert.ok(e instanceof PluginError);
+      assert.equal(e.code, Code.NOT_FOUND);
       assert.match(e.message, /no token matches token_label "no-such-token"/);
       assert.match(e.message, /label "faults"/);
       assert.match(e.message, /label "other-token"/);
@@ -63,8 +63,8 @@ describe('configuration faults', () => {
     const log = recordingLogger();
     const km = new Pkcs11KeyManagerCore(log);
     await assert.rejects(km.apply(cfg({ pin: '99999999' })), (e: unknown) => {
-      assert.ok(e instanceof KmError);
-      assert.equal(e.grpcCode, Code.FAILED_PRECONDITION);
+      assert.ok(e instanceof PluginError);
+      assert.equal(e.code, Code.FAILED_PRECONDITION);
       assert.match(e.message, /wrong PIN for token "faults" \(CKR_PIN_INCORRECT\); not retrying/);
       assert.ok(!e.message.includes('99999999'), 'PIN not in the message');
       return true;
@@ -82,7 +82,7 @@ describe('configuration faults', () => {
     const client = km.current!.client;
     client.testing.logout();
     const before = loginCounter.attempts;
-    await assert.rejects(km.signData({ keyId: 'pin-rotation', data: d256, signerOpts: SHA256 }), (e: unknown) => e instanceof KmError && e.grpcCode === Code.FAILED_PRECONDITION);
+    await assert.rejects(km.signData({ keyId: 'pin-rotation', data: d256, signerOpts: SHA256 }), (e: unknown) => e instanceof PluginError && e.code === Code.FAILED_PRECONDITION);
     await assert.rejects(km.signData({ keyId: 'pin-rotation', data: d256, signerOpts: SHA256 }));
     await assert.rejects(km.signData({ keyId: 'pin-rotation', data: d256, signerOpts: SHA256 }));
     assert.equal(loginCounter.attempts - before, 1, 'no lock-out loop');
@@ -94,8 +94,8 @@ describe('configuration faults', () => {
     const before = loginCounter.attempts;
     const refused = new Pkcs11KeyManagerCore(recordingLogger());
     await assert.rejects(refused.apply(cfg({ pin: undefined, pin_file: pinFile })), (e: unknown) => {
-      assert.ok(e instanceof KmError);
-      assert.equal(e.grpcCode, Code.FAILED_PRECONDITION);
+      assert.ok(e instanceof PluginError);
+      assert.equal(e.code, Code.FAILED_PRECONDITION);
       assert.ok(e.message.includes(pinFile) && e.message.includes('0644'), e.message);
       assert.ok(!e.message.includes(hsm.pin));
       return true;
@@ -248,8 +248,8 @@ describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping',
     await a.apply(cfg({ key_identifier_value: 'dup' }));
     const b = new Pkcs11KeyManagerCore(recordingLogger());
     await assert.rejects(b.apply(cfg({ key_identifier_value: 'dup' })), (e: unknown) => {
-      assert.ok(e instanceof KmError);
-      assert.equal(e.grpcCode, Code.FAILED_PRECONDITION);
+      assert.ok(e instanceof PluginError);
+      assert.equal(e.code, Code.FAILED_PRECONDITION);
       assert.match(e.message, /another live SPIRE server uses key identifier "dup"/);
       return true;
     });

@@ -3,9 +3,10 @@
 // retries that work piled up on the token long after the callers were gone (seen in the fuzz run).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pkcs11KeyManagerCore, KmError, GrpcCode } from '../../../plugins/pkcs11-keymanager/keymanager';
+import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
+import { Code, PluginError } from '../../../plugins/sdk/errors';
 import { configFromObject } from '../../../plugins/pkcs11-keymanager/config';
-import { nullLogger } from '../../../plugins/lib/pkcs11';
+import { createLogger } from '../../../plugins/sdk';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { softhsmForThisProcess } from './helpers';
 
@@ -20,7 +21,7 @@ test('a GenerateKey cancelled while it waits for one of the same key id generate
     error: (m) => assert.fail(m),
     warn: () => undefined,
   })!;
-  const km = new Pkcs11KeyManagerCore(nullLogger);
+  const km = new Pkcs11KeyManagerCore(createLogger({ sink: () => {} }));
   await km.apply(cfg);
   try {
     const first = km.generateKey({ keyId: 'k', keyType: 3 }); // RSA-2048: long enough for the second to queue
@@ -28,7 +29,7 @@ test('a GenerateKey cancelled while it waits for one of the same key id generate
     const second = km.generateKey({ keyId: 'k', keyType: 1 }, gone.signal);
     gone.abort();
     const a = await first;
-    await assert.rejects(second, (e: unknown) => e instanceof KmError && e.grpcCode === GrpcCode.UNAVAILABLE && /cancelled/.test(e.message));
+    await assert.rejects(second, (e: unknown) => e instanceof PluginError && e.code === Code.UNAVAILABLE && /cancelled/.test(e.message));
     assert.equal(km.getPublicKey('k')?.fingerprint, a.fingerprint, 'the first key stays the current one');
     // a later call with a live signal still generates
     const b = await km.generateKey({ keyId: 'k', keyType: 1 }, new AbortController().signal);

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSoftHsm, type SoftHsm, type SoftHsmOptions } from '../../../simulators/softhsm2';
-import type { Pkcs11Logger } from '../../../plugins/lib/pkcs11';
+import type { LogFields, Logger } from '../../../plugins/sdk';
 
 export function softhsmForThisProcess(opts: SoftHsmOptions = {}): SoftHsm {
   const hsm = createSoftHsm(opts);
@@ -18,13 +18,17 @@ export interface RecordedLog {
   fields?: Record<string, unknown>;
 }
 
-export function recordingLogger(echo = !!process.env['PKCS11_TEST_LOG']): Pkcs11Logger & { lines: RecordedLog[] } {
+export function recordingLogger(echo = !!process.env['PKCS11_TEST_LOG']): Logger & { lines: RecordedLog[] } {
   const lines: RecordedLog[] = [];
-  const mk = (level: string) => (msg: string, fields?: Record<string, unknown>) => {
-    lines.push({ level, msg, ...(fields ? { fields } : {}) });
-    if (echo) process.stderr.write(`[${level}] ${msg} ${fields ? JSON.stringify(fields) : ''}\n`);
+  const make = (base: LogFields | undefined): Logger => {
+    const mk = (level: string) => (msg: string, f?: LogFields) => {
+      const fields = base || f ? { ...base, ...f } : undefined;
+      lines.push({ level, msg, ...(fields ? { fields } : {}) });
+      if (echo) process.stderr.write(`[${level}] ${msg} ${fields ? JSON.stringify(fields) : ''}\n`);
+    };
+    return { level: 'trace', trace: mk('trace'), debug: mk('debug'), info: mk('info'), warn: mk('warn'), error: mk('error'), with: (f) => make({ ...base, ...f }) };
   };
-  return { lines, debug: mk('debug'), info: mk('info'), warn: mk('warn'), error: mk('error') };
+  return Object.assign(make(undefined), { lines });
 }
 
 export function tmpFile(name: string, content?: string, mode = 0o600): string {

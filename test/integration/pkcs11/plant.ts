@@ -1,7 +1,8 @@
 /** What an attacker with the user PIN can put on the token: objects under a server's labels (test helper). */
 import * as crypto from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
-import { Pkcs11Client, nullLogger } from '../../../plugins/lib/pkcs11';
+import { Pkcs11Client } from '../../../plugins/lib/pkcs11';
+import { createLogger } from '../../../plugins/sdk';
 
 const P256_OID = Buffer.from('06082a8648ce3d030107', 'hex');
 
@@ -110,7 +111,7 @@ export async function withTokenClient<T>(hsm: { modulePath: string; pin: string 
     maxSessions: 2,
     sessionWaitTimeoutMs: 5000,
     recoveryBudgetMs: 5000,
-    log: nullLogger,
+    log: createLogger({ sink: () => {} }),
   });
   try {
     return await f(c);
