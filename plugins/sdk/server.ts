@@ -6,14 +6,14 @@ import { H2GrpcServer, type Handler } from "./h2/server";
 import { GRPCBrokerService, type ConnInfo } from "../../proto/gen/goplugin/grpc_broker";
 import { GRPCControllerService } from "../../proto/gen/goplugin/grpc_controller";
 import { GRPCStdioService } from "../../proto/gen/goplugin/grpc_stdio";
-import { HealthService, HealthCheckResponse_ServingStatus, type HealthCheckRequest } from "../../proto/gen/grpc/health/v1/health";
+import { HealthService, HealthCheckResponse_ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from "../../proto/gen/grpc/health/v1/health";
 import { InitService, type InitRequest } from "../../proto/gen/spire/service/private/init/v1/init";
 import { ConfigService, type ConfigureRequest, type ValidateRequest, type ValidateResponse } from "../../proto/gen/spire/service/common/config/v1/config";
 import { errorMessage, invalidArgument, notFound, toStatus, unimplemented } from "./errors";
 import { redactString, type Logger } from "./log";
 import { registerConfigSecrets } from "./config/secrets";
 import { Broker, BrokeredHostServices } from "./hostservices";
-import { CONFIG_SERVICE_NAME, type CallContext, type ConfigInput, type DuplexStream, type InitContext, type PluginDefinition } from "./plugin";
+import { CONFIG_SERVICE_NAME, type CallContext, type ConfigInput, type DuplexStream, type InitContext, type PluginDefinition, type ResponseStream } from "./plugin";
 import type { ConfigStatus } from "./config/build";
 
 export interface PluginServerOptions {
@@ -76,7 +76,7 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
       if (!healthy(req.service)) throw notFound(`unknown service ${req.service}`);
       return { status: HealthCheckResponse_ServingStatus.SERVING };
     },
-    watch: (req: HealthCheckRequest, stream: { send(m: unknown): Promise<void> }, ctx: CallContext) => {
+    watch: (req: HealthCheckRequest, stream: ResponseStream<HealthCheckResponse>, ctx: CallContext) => {
       void stream.send({ status: healthy(req.service) ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN }).catch(() => undefined);
       return untilCancelled(ctx);
     },

@@ -259,8 +259,8 @@ class Call implements CallContext {
       .then(
         (res) => (r.kind === "unary" ? this.reply(res ?? {}) : this.sendStatus(OK, "")),
         (e) => {
-          if (this.finished) return;
-          const st = toStatus(e, (err) => r.report(err));
+          if (r.kind !== "unary" && this.cancelled) return; // a stream the client gave up on ends quietly
+          const st = toStatus(e, r.report);
           this.sendStatus(st.code, st.details);
         },
       )
