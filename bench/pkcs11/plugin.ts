@@ -7,7 +7,12 @@ import type { SoftHsm } from '../../simulators/softhsm2';
 
 const MAIN = path.resolve(__dirname, '../../../dist/plugins/pkcs11-keymanager/main-server.js');
 
-/** `serverId` becomes `key_identifier_value`; `env` is added to the token's environment. */
+/** The plugin_data the benchmarks configure; `serverId` becomes `key_identifier_value`. */
+export function benchKeyManagerHcl(hsm: SoftHsm, serverId: string): string {
+  return `module_path = "${hsm.modulePath}"\n\ntoken_label = "bench"\n\npin = "${hsm.pin}"\n\nkey_identifier_value = "${serverId}"\n\nmax_sessions = 8`;
+}
+
+/** `env` is added to the token's environment. */
 export async function spawnBenchKeyManager(hsm: SoftHsm, serverId: string, env: NodeJS.ProcessEnv = {}): Promise<SpawnedPlugin> {
   fs.chmodSync(MAIN, 0o755);
   return spawnPlugin({
@@ -16,6 +21,6 @@ export async function spawnBenchKeyManager(hsm: SoftHsm, serverId: string, env: 
     side: 'server',
     env: { ...hsm.env, ...env },
     trustDomain: 'example.org',
-    hcl: `module_path = "${hsm.modulePath}"\n\ntoken_label = "bench"\n\npin = "${hsm.pin}"\n\nkey_identifier_value = "${serverId}"\n\nmax_sessions = 8`,
+    hcl: benchKeyManagerHcl(hsm, serverId),
   });
 }

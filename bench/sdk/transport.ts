@@ -1,20 +1,23 @@
-// Benchmark (not a test): the SDK's two gRPC server transports side by side, under a grpc-go client (the way SPIRE
-// calls a plugin). The method is the PKCS#11 KeyManager's GetPublicKey, served from the plugin's key cache without
-// touching the token, so what is measured is the transport and the SDK's per-call work: HTTP/2 framing, HPACK,
-// protobuf, the handler adapter.
-//   h2       the SDK's own HTTP/2 server (plugins/sdk/h2, the default)
-//   grpc-js  @grpc/grpc-js's server over Node's http2 core (SPIRE_PLUGIN_GRPC_SERVER=grpc-js)
+// Benchmark (not a test): the SDK's gRPC server beside grpc-js's, under a grpc-go client (the way SPIRE calls a
+// plugin). The method is the PKCS#11 KeyManager's GetPublicKey, served from the plugin's key cache without touching
+// the token, so what is measured is the transport and the per-call work: HTTP/2 framing, HPACK, protobuf, the call
+// context. Results: docs/perf/transport.md.
+//   h2       the plugin as SPIRE spawns it, on the SDK's own HTTP/2 server (plugins/sdk/h2, its only server)
+//   grpc-js  the same handlers on @grpc/grpc-js's server over Node's http2 core (bench/sdk/grpcjs-reference.ts)
 // Each configuration runs at concurrency 1 and 32, in BENCH_ROUNDS (3) interleaved rounds; the median is reported with
 // the plugin's CPU per call (utime+stime of the plugin process) and the grpc-go client's own CPU per call.
 // Run: node dist/bench/sdk/transport.js   (BENCH_SECONDS=3, BENCH_ROUNDS=3 by default)
 import * as os from 'node:os';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import { GetPublicKeyRequest, KeyManagerClient } from '../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
 import { runGoClient } from '../goclient';
 import { cpuSeconds } from '../proc';
 import { median } from '../stats';
-import { unary, type SpawnedPlugin } from '../../plugins/sdk/testing';
-import { spawnBenchKeyManager } from '../pkcs11/plugin';
-import { createSoftHsm } from '../../simulators/softhsm2';
+import { unary } from '../../plugins/sdk/testing';
+import { spawnBenchKeyManager, benchKeyManagerHcl } from '../pkcs11/plugin';
+import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '3');
 const ROUNDS = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? '3'));
@@ -29,15 +32,39 @@ interface Sample {
   clientCpuUs: number;
 }
 
+interface Served {
+  pid: number;
+  socket: string;
+  stop(): Promise<unknown>;
+}
+
+async function spawnH2(hsm: SoftHsm): Promise<Served> {
+  const plugin = await spawnBenchKeyManager(hsm, 'bench-h2');
+  await unary(plugin.conn.typeClient(KeyManagerClient), 'generateKey', { keyId: 'k', keyType: 1 });
+  return { pid: plugin.pid, socket: plugin.handshake.address, stop: () => plugin.unload() };
+}
+
+async function spawnGrpcJs(hsm: SoftHsm): Promise<Served> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-grpcjs-'));
+  const socket = path.join(dir, 'grpc.sock');
+  const child = spawn(process.execPath, [path.join(__dirname, 'grpcjs-reference.js')], {
+    env: { ...process.env, ...hsm.env, BENCH_HCL: benchKeyManagerHcl(hsm, 'bench-grpc-js'), BENCH_SOCKET: socket },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`grpc-js reference server exited (${code})`)));
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  return { pid: child.pid!, socket, stop: () => (child.kill('SIGTERM'), exited.finally(() => fs.rmSync(dir, { recursive: true, force: true }))) };
+}
+
 async function main(): Promise<void> {
   const hsm = createSoftHsm({ tokens: [{ label: 'bench', pin: '13572468' }] });
-  const plugins = new Map<Transport, SpawnedPlugin>();
+  const plugins = new Map<Transport, Served>();
   try {
-    for (const t of TRANSPORTS) {
-      const plugin = await spawnBenchKeyManager(hsm, `bench-${t}`, t === 'grpc-js' ? { SPIRE_PLUGIN_GRPC_SERVER: 'grpc-js' } : {});
-      plugins.set(t, plugin);
-      await unary(plugin.conn.typeClient(KeyManagerClient), 'generateKey', { keyId: 'k', keyType: 1 });
-    }
+    plugins.set('h2', await spawnH2(hsm));
+    plugins.set('grpc-js', await spawnGrpcJs(hsm));
     const req = GetPublicKeyRequest.encode({ keyId: 'k' }).finish();
     const samples = new Map<string, Sample[]>();
     for (let round = 0; round < ROUNDS; round++) {
@@ -45,7 +72,7 @@ async function main(): Promise<void> {
         for (const t of TRANSPORTS) {
           const plugin = plugins.get(t)!;
           const cpu0 = cpuSeconds(plugin.pid);
-          const r = runGoClient({ socket: plugin.handshake.address, method: METHOD, req, c, seconds: SECONDS });
+          const r = runGoClient({ socket: plugin.socket, method: METHOD, req, c, seconds: SECONDS });
           const cpu1 = cpuSeconds(plugin.pid);
           if (r.errors) throw new Error(`${t}: ${r.errors} failed calls (${r.first_error})`);
           const key = `${t} c=${c}`;
@@ -75,7 +102,7 @@ async function main(): Promise<void> {
     }
     console.log(JSON.stringify({ rows: out }));
   } finally {
-    for (const p of plugins.values()) await p.unload();
+    for (const p of plugins.values()) await p.stop();
     hsm.cleanup();
   }
 }

@@ -156,16 +156,10 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
   watch.unref();
 
   const useTcp = process.platform === "win32"; // loopback only, see above
-  const creds = grpc.ServerCredentials.createInsecure();
   if (!useTcp) {
     socketDir = mkdtempSync(join(env.PLUGIN_UNIX_SOCKET_DIR || tmpdir(), "plugin"));
     const sock = join(socketDir, "plugin.sock");
-    runtime.server.bindAsync(`unix://${sock}`, creds, (err) => {
-      if (err) {
-        log.error("failed to listen on unix socket", { path: sock, error: err.message });
-        exit(1, "bind failed");
-        return;
-      }
+    runtime.server.listen(`unix://${sock}`).then(() => {
       const group = env.PLUGIN_UNIX_SOCKET_GROUP;
       if (group) {
         const gid = resolveGroup(group);
@@ -188,6 +182,9 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
       writeSync(1, handshakeLine("unix", sock));
       markServing();
       log.debug("plugin serving", { network: "unix", address: sock });
+    }, (err: unknown) => {
+      log.error("failed to listen on unix socket", { path: sock, error: errorMessage(err) });
+      exit(1, "bind failed");
     });
   } else {
     const min = Number(env.PLUGIN_MIN_PORT ?? 10000);
@@ -198,12 +195,14 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
         exit(1, "no port");
         return;
       }
-      runtime.server.bindAsync(`127.0.0.1:${port}`, creds, (err, bound) => {
-        if (err) return tryPort(port + 1);
-        writeSync(1, handshakeLine("tcp", `127.0.0.1:${bound}`));
-        markServing();
-        log.debug("plugin serving", { network: "tcp", address: `127.0.0.1:${bound}` });
-      });
+      runtime.server.listen(`127.0.0.1:${port}`).then(
+        (bound) => {
+          writeSync(1, handshakeLine("tcp", `127.0.0.1:${bound}`));
+          markServing();
+          log.debug("plugin serving", { network: "tcp", address: `127.0.0.1:${bound}` });
+        },
+        () => tryPort(port + 1),
+      );
     };
     tryPort(min);
   }

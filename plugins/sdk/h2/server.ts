@@ -1,13 +1,13 @@
 // A small HTTP/2 server for gRPC, written for the one client a plugin has: SPIRE's go-plugin host (grpc-go) on a
-// private unix socket (TCP on loopback on Windows). It replaces grpc-js's server because of what was measured with a
-// grpc-go client (docs/perf/transport.md, bench/sdk/transport.ts): Node's http2 core sends a unary response as two
-// writes (HEADERS+DATA, then the trailers one event-loop turn later, after the stream's write callback), so the Go
-// client wakes up twice per call, and grpc-js's server costs 75–150 µs more CPU per call. Here one response (HEADERS,
-// DATA, trailers) leaves in ONE write, batched with every other response ready in the same turn.
+// private unix socket (TCP on loopback on Windows). It is the SDK's only server, instead of grpc-js's: Node's http2
+// core sends a unary response as two writes (HEADERS+DATA, then the trailers one event-loop turn later, after the
+// stream's write callback), so the Go client wakes up twice per call. Here one response (HEADERS, DATA, trailers)
+// leaves in ONE write, batched with every other response ready in the same turn. What that buys is measured in
+// docs/perf/transport.md (bench/sdk/transport.ts).
 //
 // Scope (what grpc-go clients use): HEADERS/CONTINUATION with full HPACK decoding, DATA with padding, SETTINGS,
-// PING, WINDOW_UPDATE with both-direction flow control, RST_STREAM, GOAWAY, PRIORITY (ignored); unary, server-,
-// client- and bidi-streaming methods; grpc-timeout deadlines; 4 MiB receive limit (RESOURCE_EXHAUSTED, as a Go
+// PING, WINDOW_UPDATE with both-direction flow control, RST_STREAM, GOAWAY, PRIORITY (ignored); unary, server- and
+// bidi-streaming methods; grpc-timeout deadlines; 4 MiB receive limit (RESOURCE_EXHAUSTED, as a Go
 // plugin server); identity encoding only (a compressed message gets UNIMPLEMENTED). No TLS (SPIRE uses none), no
 // server push, no HTTP/1.
 //
@@ -22,15 +22,16 @@
 // for flow-control window at most MAX_PENDING_RESPONSE; with MAX_CONCURRENT_STREAMS and the HPACK limits (4096-byte
 // dynamic table, 64 KiB header list) that bounds a connection's memory.
 //
-// Handlers are grpc-js-shaped (`(call, callback)` for unary, `(call)` for streams), so the SDK's adapters run on
-// either server. The call objects implement the members the SDK uses: request, metadata.getMap(), cancelled,
-// getDeadline(), getPath(), on/once/removeListener ('data' | 'end' | 'cancelled' | 'error'), write(msg, cb), end(),
-// and emit('error', status) to finish a stream with a status, as in grpc-js.
+// Handlers are the SDK's own (plugin.ts): `(request, ctx)`, `(request, stream, ctx)`, `(stream, ctx)`, returning a
+// promise. Its result is the response (or the stream's OK); what it throws becomes the status through toStatus, so a
+// PluginError's code reaches SPIRE and anything else is INTERNAL. The call is the CallContext: its signal aborts when
+// the client cancels, the connection closes or the grpc-timeout passes.
 import * as net from "node:net";
-import { EventEmitter } from "node:events";
-import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { ServiceDefinition } from "@grpc/grpc-js";
 import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from "./hpack";
-import { Code, errorMessage } from "../errors";
+import { Code, errorMessage, PluginError, toStatus } from "../errors";
+import { createLogger, type Logger } from "../log";
+import type { BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../plugin";
 
 // Frame types (RFC 9113 §6) and flags.
 const DATA = 0x0;
@@ -63,7 +64,7 @@ export const H2Error = {
   ENHANCE_YOUR_CALM: 0xb,
 } as const;
 
-const { OK, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL } = Code;
+const { OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL } = Code;
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const DEFAULT_WINDOW = 65_535;
@@ -97,22 +98,29 @@ export interface H2ServerOptions {
   maxReceiveMessageLength?: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS (default 1000); grpc-go clients queue calls beyond it. */
   maxConcurrentStreams?: number;
+  /** Default: an hclog logger on stderr. */
+  log?: Logger;
 }
 
-/** A status as handlers pass it to a unary callback or emit('error', ...) (grpc-js's shape). */
-interface StatusLike {
-  code?: number;
-  details?: string;
-  message?: string;
+/** A status the server itself answers with (framing, limits, decoding). */
+interface Status {
+  code: number;
+  details: string;
 }
 
-type Kind = "unary" | "serverStream" | "clientStream" | "bidi";
-interface Route {
-  kind: Kind;
+/** The SDK's handler shapes (plugin.ts), one per kind of method; a route calls its handler directly. */
+type Route = {
   deserialize: (b: Buffer) => unknown;
   serialize: (v: unknown) => Buffer;
-  handler: (call: H2Call, cb?: (err: StatusLike | null, value?: unknown) => void) => void;
-}
+  /** Called with a non-PluginError a handler threw (it is answered as INTERNAL). */
+  report: (e: unknown) => void;
+} & (
+  | { kind: "unary"; handler: UnaryHandler<unknown, unknown> }
+  | { kind: "serverStream"; handler: ServerStreamHandler<unknown, unknown> }
+  | { kind: "bidi"; handler: BidiHandler<unknown, unknown> }
+);
+/** Any of the SDK's handlers, as a service implementation holds them. */
+export type Handler = UnaryHandler<never, unknown> | ServerStreamHandler<never, never> | BidiHandler<never, never>;
 
 function frameHeader(len: number, type: number, flags: number, sid: number): Buffer {
   const b = Buffer.allocUnsafe(9);
@@ -168,49 +176,59 @@ const RESPONSE_HEADERS = encodeHeaders([
 const OK_TRAILERS = encodeHeaders([["grpc-status", "0"]]);
 const RESERVED_HEADERS = new Set(["te", "content-type", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "connection"]);
 
-/** Request metadata (grpc-js Metadata.getMap() shape): first value per key; `-bin` values base64-decoded. */
-class CallMetadata {
-  constructor(private readonly headers: HeaderList) {}
-  getMap(): Record<string, string | Buffer> {
-    const out: Record<string, string | Buffer> = {};
-    for (const [k, v] of this.headers) {
-      if (k.startsWith(":") || RESERVED_HEADERS.has(k) || k in out) continue;
-      out[k] = k.endsWith("-bin") ? Buffer.from(v, "base64") : Buffer.from(v, "latin1").toString("utf8");
-    }
-    return out;
+/** gRPC metadata as the SDK's CallContext has it: first value per key; `-bin` values as base64 of their bytes. */
+function callMetadata(headers: HeaderList): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of headers) {
+    if (k.startsWith(":") || RESERVED_HEADERS.has(k) || k in out) continue;
+    out[k] = k.endsWith("-bin") ? Buffer.from(v, "base64").toString("base64") : Buffer.from(v, "latin1").toString("utf8");
   }
+  return out;
 }
 
-/** One call. Created when a request's headers arrive; finished once its status has been sent or it was cancelled. */
-export class H2Call extends EventEmitter {
-  request: unknown = undefined;
+/**
+ * One call: the CallContext and the streams its handler gets. Created when a request's headers arrive; finished once
+ * its status has been sent or it was cancelled. The signal and the metadata are built only when a handler asks.
+ */
+class Call implements CallContext {
   cancelled = false;
   /** Set once the status has been queued (or the stream reset). */
   finished = false;
+  /** Set once the handler's promise settled: a later cancellation aborts nothing. */
+  private settled = false;
   private deadlineAt = Infinity;
   private deadlineTimer: NodeJS.Timeout | undefined;
-  private metadataObj: CallMetadata | undefined;
+  private ac: AbortController | undefined;
+  private abortReason: PluginError | undefined;
+  private md: Record<string, string> | undefined;
+  /** Inbound messages of a bidi call not yet taken by recv(), and the recv() waiting for one. */
+  private inbox: unknown[] = [];
+  private inboxEnded = false;
+  private waiter: ((m: unknown) => void) | undefined;
 
   constructor(
     readonly stream: Stream,
-    private readonly path: string,
+    readonly path: string,
     private readonly headers: HeaderList,
     readonly route: Route,
-  ) {
-    super();
+    readonly log: Logger,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (!this.ac) {
+      this.ac = new AbortController();
+      if (this.abortReason) this.ac.abort(this.abortReason);
+    }
+    return this.ac.signal;
   }
 
-  get metadata(): CallMetadata {
-    this.metadataObj ??= new CallMetadata(this.headers);
-    return this.metadataObj;
+  get metadata(): Readonly<Record<string, string>> {
+    this.md ??= callMetadata(this.headers);
+    return this.md;
   }
 
-  getPath(): string {
-    return this.path;
-  }
-
-  getDeadline(): Date | number {
-    return Number.isFinite(this.deadlineAt) ? new Date(this.deadlineAt) : Infinity;
+  get deadline(): Date | undefined {
+    return Number.isFinite(this.deadlineAt) ? new Date(this.deadlineAt) : undefined;
   }
 
   armDeadline(ms: number): void {
@@ -218,54 +236,73 @@ export class H2Call extends EventEmitter {
     if (ms > MAX_TIMER_MS) return; // setTimeout would fire after 1 ms (and print a TimeoutOverflowWarning)
     this.deadlineTimer = setTimeout(() => {
       if (this.finished) return;
-      this.sendStatus({ code: DEADLINE_EXCEEDED, details: "Deadline exceeded" });
-      this.cancel();
+      this.sendStatus(DEADLINE_EXCEEDED, "Deadline exceeded");
+      this.cancel(new PluginError(DEADLINE_EXCEEDED, "call deadline exceeded"));
     }, Math.max(0, ms));
     this.deadlineTimer.unref();
   }
+
+  /** Runs the route's handler; its result (or rejection, through toStatus) becomes the call's status. */
+  invoke(): void {
+    const r = this.route;
+    const run = (): Promise<unknown> =>
+      r.kind === "unary" ? r.handler(this.request, this) : r.kind === "serverStream" ? r.handler(this.request, this, this) : r.handler(this, this);
+    Promise.resolve()
+      .then(run)
+      .then(
+        (res) => (r.kind === "unary" ? this.reply(res ?? {}) : this.sendStatus(OK, "")),
+        (e) => {
+          if (r.kind !== "unary" && this.cancelled) return; // a stream the client gave up on ends quietly
+          const st = toStatus(e, r.report);
+          this.sendStatus(st.code, st.details);
+        },
+      )
+      .finally(() => {
+        this.settled = true;
+      });
+  }
+
+  /** The request of a unary or server-streaming call (set before invoke). */
+  request: unknown = undefined;
 
   /** Encodes a response message; on failure the call ends with INTERNAL and the error is returned. */
   private encode(msg: unknown): Buffer | Error {
     try {
       return this.route.serialize(msg);
     } catch (e) {
-      this.sendStatus({ code: INTERNAL, details: `failed to serialize response: ${errorMessage(e)}` });
+      this.sendStatus(INTERNAL, `failed to serialize response: ${errorMessage(e)}`);
       return e instanceof Error ? e : new Error(errorMessage(e));
     }
   }
 
-  /** Sends one response message (headers first if needed). `cb` runs once the bytes are handed to the socket. */
-  write(msg: unknown, cb?: (e?: Error | null) => void): boolean {
-    if (this.finished || this.cancelled) {
-      cb?.(new Error("call already finished"));
-      return false;
-    }
-    const body = this.encode(msg);
-    if (body instanceof Error) {
-      cb?.(body);
-      return false;
-    }
-    this.stream.sendMessage(body, cb);
-    return true;
+  /** ResponseStream.send: resolves once the message is handed to the socket. */
+  send(msg: unknown): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.cancelled) return reject(new PluginError(CANCELLED, "stream cancelled by SPIRE"));
+      if (this.finished) return reject(new Error("call already finished"));
+      const body = this.encode(msg);
+      if (body instanceof Error) return reject(body);
+      this.stream.sendMessage(body, (e) => (e ? reject(e) : resolve()));
+    });
   }
 
-  /** Ends a streaming call with OK. */
-  end(): void {
-    this.sendStatus({ code: OK, details: "" });
+  /** DuplexStream.recv: the next message, or undefined once the client half-closed or the call ended. */
+  recv(): Promise<unknown> {
+    return new Promise((resolve) => {
+      if (this.inbox.length) return resolve(this.inbox.shift());
+      if (this.inboxEnded || this.cancelled) return resolve(undefined);
+      this.waiter = resolve;
+    });
   }
 
-  /** grpc-js's way for a streaming handler to fail a call: emit('error', status). */
-  override emit(event: string | symbol, ...args: unknown[]): boolean {
-    if (event === "error" && args.length > 0 && this.isOwnStatus(args[0])) {
-      this.sendStatus(args[0] as StatusLike);
-      return true;
-    }
-    if (event === "error" && this.listenerCount("error") === 0) return false; // never throw on an unobserved 'error'
-    return super.emit(event, ...args);
-  }
-
-  private isOwnStatus(v: unknown): boolean {
-    return typeof v === "object" && v !== null && typeof (v as StatusLike).code === "number" && !this.finished;
+  /** A message (or the end: `undefined`) for recv(). */
+  deliver(m: unknown): void {
+    if (m === undefined) this.inboxEnded = true;
+    else this.inbox.push(m);
+    const w = this.waiter;
+    if (!w || (!this.inbox.length && !this.inboxEnded)) return;
+    this.waiter = undefined;
+    w(this.inbox.length ? this.inbox.shift() : undefined);
   }
 
   /** Decodes one request message; on failure the call ends with INTERNAL and `undefined` is returned. */
@@ -273,36 +310,38 @@ export class H2Call extends EventEmitter {
     try {
       return { value: this.route.deserialize(m) };
     } catch (e) {
-      this.sendStatus({ code: INTERNAL, details: `Error deserializing request: ${errorMessage(e)}` });
+      this.sendStatus(INTERNAL, `Error deserializing request: ${errorMessage(e)}`);
       return undefined;
     }
   }
 
-  /** Unary-style completion. */
-  reply(err: StatusLike | null | undefined, value?: unknown): void {
+  private reply(value: unknown): void {
     if (this.finished) return;
-    if (err) return this.sendStatus(err);
     const body = this.encode(value);
     if (body instanceof Error) return;
     this.stream.sendMessage(body, undefined);
-    this.sendStatus({ code: OK, details: "" });
+    this.sendStatus(OK, "");
   }
 
-  sendStatus(st: StatusLike): void {
+  sendStatus(code: number, details: string): void {
     if (this.finished) return;
     this.finished = true;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
-    const code = typeof st.code === "number" && Number.isInteger(st.code) && st.code >= 0 && st.code <= 16 ? st.code : UNKNOWN;
-    this.stream.sendStatus(code, code === OK ? "" : String(st.details ?? st.message ?? ""));
+    const valid = Number.isInteger(code) && code >= 0 && code <= 16;
+    this.stream.sendStatus(valid ? code : UNKNOWN, code === OK ? "" : details);
+    this.deliver(undefined);
   }
 
   /** The peer reset the stream, the connection closed, or the deadline passed. */
-  cancel(): void {
+  cancel(reason = new PluginError(CANCELLED, "call cancelled by SPIRE")): void {
     if (this.cancelled) return;
     this.cancelled = true;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.finished = true;
-    this.emit("cancelled");
+    this.deliver(undefined);
+    if (this.settled) return;
+    this.abortReason = reason;
+    this.ac?.abort(reason);
   }
 }
 
@@ -316,7 +355,7 @@ class Stream {
   headersSent = false;
   /** The END_STREAM trailers were handed to the connection (all data before them too). */
   trailersQueued = false;
-  call: H2Call | undefined;
+  call: Call | undefined;
   /** Messages of a unary/server-stream call, delivered on END_STREAM. */
   messages: Buffer[] = [];
   private chunks: Buffer[] = [];
@@ -337,7 +376,7 @@ class Stream {
   }
 
   /** Appends request bytes; returns complete gRPC messages or a status to fail the call with. */
-  receive(data: Buffer, maxLen: number): Buffer[] | StatusLike {
+  receive(data: Buffer, maxLen: number): Buffer[] | Status {
     if (data.length === 0) return [];
     this.chunks.push(data);
     this.chunkLen += data.length;
@@ -858,13 +897,11 @@ class Connection {
     if (method !== "POST") return fail(INTERNAL, `unsupported HTTP method ${JSON.stringify(method)}`);
     if (!contentType.startsWith("application/grpc")) return fail(INTERNAL, `unsupported content-type ${JSON.stringify(contentType)}`);
     if (!route) return fail(UNIMPLEMENTED, `The server does not implement the method ${path}`);
-    const call = new H2Call(s, path, headers, route);
+    const call = new Call(s, path, headers, route, this.server.log);
     s.call = call;
     const ms = parseGrpcTimeout(timeout);
     if (ms !== undefined) call.armDeadline(ms);
-    if (route.kind === "bidi" || route.kind === "clientStream") {
-      this.invoke(call);
-    }
+    if (route.kind === "bidi") call.invoke();
     if (s.remoteClosed) this.remoteEnd(s, true);
   }
 
@@ -884,21 +921,21 @@ class Connection {
       if (Array.isArray(got)) {
         const call = s.call;
         for (const m of got) {
-          if (call.route.kind === "bidi" || call.route.kind === "clientStream") {
+          if (call.route.kind === "bidi") {
             const msg = call.decode(m);
             if (!msg) break;
-            call.emit("data", msg.value);
+            call.deliver(msg.value);
           } else {
             s.messages.push(m);
             if (s.messages.length > 1) {
-              call.sendStatus({ code: UNIMPLEMENTED, details: `received more than one request message for unary-request method ${call.getPath()}` });
+              call.sendStatus(UNIMPLEMENTED, `received more than one request message for unary-request method ${call.path}`);
               break;
             }
           }
         }
       } else {
         s.discard = true;
-        s.call.sendStatus(got);
+        s.call.sendStatus(got.code, got.details);
       }
     }
     if (flags & END_STREAM) this.remoteEnd(s);
@@ -910,7 +947,7 @@ class Connection {
     if (this.bufferedIn > MAX_BUFFERED_REQUEST && s.call && !s.call.finished) {
       this.releaseInput(s);
       s.discard = true;
-      s.call.sendStatus({ code: RESOURCE_EXHAUSTED, details: `more than ${MAX_BUFFERED_REQUEST} request bytes buffered on this connection` });
+      s.call.sendStatus(RESOURCE_EXHAUSTED, `more than ${MAX_BUFFERED_REQUEST} request bytes buffered on this connection`);
     }
   }
 
@@ -920,31 +957,19 @@ class Connection {
     const call = s.call;
     if (s.trailersQueued) return this.forget(s);
     if (!call || call.finished) return;
-    if (call.route.kind === "bidi" || call.route.kind === "clientStream") {
-      if (s.leftover > 0) return call.sendStatus({ code: INTERNAL, details: "request ended inside a message" });
-      call.emit("end");
+    if (call.route.kind === "bidi") {
+      if (s.leftover > 0) return call.sendStatus(INTERNAL, "request ended inside a message");
+      call.deliver(undefined);
       return;
     }
     if (s.leftover > 0 || s.messages.length !== 1) {
-      return call.sendStatus({ code: s.messages.length > 1 ? UNIMPLEMENTED : INTERNAL, details: fromHeaders || s.messages.length === 0 ? `no request message received for ${call.getPath()}` : "request ended inside a message" });
+      return call.sendStatus(s.messages.length > 1 ? UNIMPLEMENTED : INTERNAL, fromHeaders || s.messages.length === 0 ? `no request message received for ${call.path}` : "request ended inside a message");
     }
     const req = call.decode(s.messages[0]!);
     if (!req) return;
     call.request = req.value;
     s.messages = [];
-    this.invoke(call);
-  }
-
-  private invoke(call: H2Call): void {
-    try {
-      if (call.route.kind === "unary" || call.route.kind === "clientStream") {
-        call.route.handler(call, (err, value) => call.reply(err, value));
-      } else {
-        call.route.handler(call);
-      }
-    } catch (e) {
-      call.sendStatus({ code: UNKNOWN, details: `handler threw: ${errorMessage(e)}` });
-    }
+    call.invoke();
   }
 
   private resetStream(s: Stream, code: number): void {
@@ -995,7 +1020,7 @@ class Connection {
   goaway(code: number, debug: string): void {
     if (this.closed) return;
     this.sendGoaway(code, debug);
-    this.server.log?.("http2 connection error", { code, reason: debug });
+    this.server.log.warn("http2 connection error", { code, reason: debug });
     this.flush();
     this.socket.pause(); // nothing more is read from a connection in error
     this.socket.end();
@@ -1040,12 +1065,12 @@ class Connection {
   }
 }
 
-/** The server: grpc-js's `Server` surface that the SDK uses (addService, bindAsync, tryShutdown, forceShutdown). */
+/** The server: routes each method of the services added to the SDK's handler for it. */
 export class H2GrpcServer {
   readonly maxReceiveMessageLength: number;
   readonly maxConcurrentStreams: number;
-  /** Optional diagnostics sink (connection-level protocol errors). */
-  log: ((msg: string, fields: Record<string, unknown>) => void) | undefined;
+  /** The handlers' CallContext logger; also gets connection-level protocol errors (as warnings). */
+  readonly log: Logger;
   private readonly routes = new Map<string, Route>();
   private readonly servers: net.Server[] = [];
   private readonly conns = new Set<Connection>();
@@ -1054,24 +1079,28 @@ export class H2GrpcServer {
   constructor(opts: H2ServerOptions = {}) {
     this.maxReceiveMessageLength = opts.maxReceiveMessageLength ?? 4 * 1024 * 1024;
     this.maxConcurrentStreams = opts.maxConcurrentStreams ?? 1000;
+    this.log = opts.log ?? createLogger();
   }
 
   /**
-   * Registers every method of a grpc-js service definition. Handlers receive H2Call objects; they are typed for
-   * grpc-js's call classes but use only the members H2Call implements (see the header comment).
+   * Routes every method of `service` that has a handler in `handlers` (keyed like the definition); the others are
+   * answered UNIMPLEMENTED. `report` sees what a handler threw that was not a PluginError (answered as INTERNAL).
+   * No SPIRE or go-plugin service has a client-streaming method, so there is no handler shape for one.
    */
-  addService(service: ServiceDefinition, impl: UntypedServiceImplementation): void {
+  addService(service: ServiceDefinition, handlers: Readonly<Record<string, Handler | undefined>>, report?: (e: unknown, method: string) => void): void {
     for (const [name, def] of Object.entries(service)) {
-      const fn = impl[name] ?? (def.originalName ? impl[def.originalName] : undefined);
-      if (typeof fn !== "function") continue;
+      const handler = handlers[name];
+      if (typeof handler !== "function" || (def.requestStream && !def.responseStream)) continue;
       if (this.routes.has(def.path)) throw new Error(`method ${def.path} registered twice`);
-      const kind: Kind = def.requestStream ? (def.responseStream ? "bidi" : "clientStream") : def.responseStream ? "serverStream" : "unary";
+      const kind = def.requestStream ? "bidi" : def.responseStream ? "serverStream" : "unary";
       this.routes.set(def.path, {
         kind,
+        handler,
         deserialize: (b) => def.requestDeserialize(b),
         serialize: (v) => def.responseSerialize(v),
-        handler: fn as unknown as Route["handler"],
-      });
+        report: (e) =>
+          report ? report(e, name) : this.log.error("plugin handler failed unexpectedly", { method: name, error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined }),
+      } as Route);
     }
   }
 
@@ -1079,30 +1108,28 @@ export class H2GrpcServer {
     return this.routes.get(path);
   }
 
-  /** `unix:///abs/path`, `unix:/abs/path` or `host:port` (port 0 picks one). Calls back with the bound port (0 for unix). */
-  bindAsync(target: string, _creds: unknown, cb: (err: Error | null, port: number) => void): void {
-    const server = net.createServer((socket) => {
-      if (this.shuttingDown) return socket.destroy();
-      const c = new Connection(socket, this);
-      this.conns.add(c);
+  /** Listens on `unix:///abs/path`, `unix:/abs/path` or `host:port` (port 0 picks one); resolves to the port (0 for unix). */
+  listen(target: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer((socket) => {
+        if (this.shuttingDown) return socket.destroy();
+        const c = new Connection(socket, this);
+        this.conns.add(c);
+      });
+      server.once("error", reject);
+      const unix = /^unix:(?:\/\/)?(\/.*)$/.exec(target);
+      const done = () => {
+        server.removeListener("error", reject);
+        server.on("error", (e) => this.log.warn("listener error", { error: e.message }));
+        this.servers.push(server);
+        const a = server.address();
+        resolve(typeof a === "object" && a ? a.port : 0);
+      };
+      if (unix) return server.listen(unix[1], done);
+      const m = /^(.*):(\d+)$/.exec(target);
+      if (!m) return reject(new Error(`unsupported bind target ${target}`));
+      server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ""), done);
     });
-    const onError = (e: Error) => cb(e, 0);
-    server.once("error", onError);
-    const unix = /^unix:(?:\/\/)?(\/.*)$/.exec(target);
-    const done = () => {
-      server.removeListener("error", onError);
-      server.on("error", (e) => this.log?.("listener error", { error: e.message }));
-      this.servers.push(server);
-      const a = server.address();
-      cb(null, typeof a === "object" && a ? a.port : 0);
-    };
-    if (unix) {
-      server.listen(unix[1], done);
-      return;
-    }
-    const m = /^(.*):(\d+)$/.exec(target);
-    if (!m) return cb(new Error(`unsupported bind target ${target}`), 0);
-    server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ""), done);
   }
 
   /** Stops accepting, sends GOAWAY, calls back once every call has finished. */

@@ -8,11 +8,6 @@ import {
   Client,
   credentials,
   makeGenericClientConstructor,
-  Server,
-  ServerCredentials,
-  status as Code,
-  type ServerUnaryCall,
-  type sendUnaryData,
   type ServiceDefinition,
   type ClientDuplexStream,
   type ClientReadableStream,
@@ -31,6 +26,9 @@ import {
 } from "../../../proto/gen/spire/hostservice/server/identityprovider/v1/identityprovider";
 import { AGENT_STORE_SERVICE, IDENTITY_PROVIDER_SERVICE, METRICS_SERVICE, callUnary, type UnaryFn } from "../hostservices";
 import type { Side } from "../plugin";
+import { notFound } from "../errors";
+import { createLogger } from "../log";
+import { H2GrpcServer } from "../h2/server";
 
 export type Unary<Req, Res> = (req: Req) => Promise<Res>;
 
@@ -53,17 +51,18 @@ export class FakeHostServices {
   /** agent IDs the fake AgentStore reports as attested. */
   readonly attestedAgents = new Set<string>();
   identity: FetchX509IdentityResponse = { identity: undefined, bundle: undefined };
-  private server?: Server;
+  private server?: H2GrpcServer;
   private dir?: string;
   address = "";
 
   async start(): Promise<string> {
     this.dir = mkdtempSync(join(tmpdir(), "plugin-host-"));
     this.address = join(this.dir, "host.sock");
-    const server = new Server();
-    const record = (method: string) => (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => {
-      this.metricsCalls.push({ method, request: call.request });
-      cb(null, {});
+    // SPIRE's side, served by the SDK's own HTTP/2 server (the plugin dials it with grpc-js's client).
+    const server = new H2GrpcServer({ log: createLogger({ level: "error" }) });
+    const record = (method: string) => async (request: unknown) => {
+      this.metricsCalls.push({ method, request });
+      return {};
     };
     server.addService(MetricsService, {
       setGauge: record("SetGauge"),
@@ -73,18 +72,16 @@ export class FakeHostServices {
       measureSince: record("MeasureSince"),
     });
     server.addService(AgentStoreService, {
-      getAgentInfo: (call: ServerUnaryCall<GetAgentInfoRequest, GetAgentInfoResponse>, cb: sendUnaryData<GetAgentInfoResponse>) => {
-        this.agentStoreQueries.push(call.request.agentId);
-        if (this.attestedAgents.has(call.request.agentId)) cb(null, { info: { agentId: call.request.agentId } });
-        else cb({ code: Code.NOT_FOUND, details: "no such agent" });
+      getAgentInfo: async (req: GetAgentInfoRequest): Promise<GetAgentInfoResponse> => {
+        this.agentStoreQueries.push(req.agentId);
+        if (!this.attestedAgents.has(req.agentId)) throw notFound("no such agent");
+        return { info: { agentId: req.agentId } };
       },
     });
     server.addService(IdentityProviderService, {
-      fetchX509Identity: (_c: ServerUnaryCall<unknown, FetchX509IdentityResponse>, cb: sendUnaryData<FetchX509IdentityResponse>) => cb(null, this.identity),
+      fetchX509Identity: async () => this.identity,
     });
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${this.address}`, ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
-    );
+    await server.listen(`unix://${this.address}`);
     this.server = server;
     return this.address;
   }

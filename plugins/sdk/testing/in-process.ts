@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ServerCredentials, type Client, type credentials } from "@grpc/grpc-js";
+import type { Client, credentials } from "@grpc/grpc-js";
 import { createLogger, type Logger, type LogLevel } from "../log";
 import { createPluginServer } from "../server";
 import type { PluginDefinition } from "../plugin";
@@ -40,9 +40,7 @@ export async function startInProcess(def: PluginDefinition, opts: InProcessOptio
   const dir = mkdtempSync(join(tmpdir(), "plugin-test-"));
   const sock = join(dir, "plugin.sock");
   const runtime = createPluginServer(def, { log });
-  await new Promise<void>((resolve, reject) =>
-    runtime.server.bindAsync(`unix://${sock}`, ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
-  );
+  await runtime.server.listen(`unix://${sock}`);
   const conn = new HostConnection(`unix:${sock}`, { side: def.side, hostServiceNames: opts.hostServiceNames });
   try {
     await conn.start();

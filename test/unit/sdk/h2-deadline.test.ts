@@ -1,6 +1,6 @@
 // A deadline longer than Node's timer limit (2^31-1 ms, ~24.8 days): setTimeout would fire after 1 ms and print a
-// TimeoutOverflowWarning, failing the call at once and aborting the handler's signal. Neither the h2 server's
-// deadline timer nor the SDK's per-call AbortSignal timer may be armed for it (issue 12, finding 6).
+// TimeoutOverflowWarning, failing the call at once and aborting the handler's signal. The h2 server's deadline timer
+// (which also aborts the call's signal) may not be armed for it (issue 12, finding 6).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { startInProcess, unary } from "../../../plugins/sdk/testing";

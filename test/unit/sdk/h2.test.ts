@@ -8,7 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, credentials, Metadata, status, type ServiceError, type ServiceDefinition } from "@grpc/grpc-js";
-import { H2GrpcServer, H2Call, percentEncode, parseGrpcTimeout } from "../../../plugins/sdk/h2/server";
+import { H2GrpcServer, percentEncode, parseGrpcTimeout } from "../../../plugins/sdk/h2/server";
+import { PluginError } from "../../../plugins/sdk/errors";
+import { createLogger } from "../../../plugins/sdk/log";
+import type { CallContext, DuplexStream, ResponseStream } from "../../../plugins/sdk/plugin";
 import { encodeHeaders, HpackDecoder } from "../../../plugins/sdk/h2/hpack";
 import { H2_PREFACE, h2Frame, parseH2Frames } from "../../fixtures/h2-frames";
 import { seededRandom } from "../../fixtures/prng";
@@ -45,45 +48,38 @@ interface Events {
 }
 
 async function startServer(opts: { maxReceiveMessageLength?: number; maxConcurrentStreams?: number } = {}) {
-  const server = new H2GrpcServer(opts);
+  const server = new H2GrpcServer({ ...opts, log: createLogger({ level: "error", sink: () => undefined }) });
   const events: Events = { cancelled: [], hangReplied: false };
-  const hangCalls: H2Call[] = [];
+  const hangCalls: CallContext[] = [];
   server.addService(TestService, {
-    echo: (call: H2Call, cb: (e: unknown, v?: Buffer) => void) => cb(null, call.request as Buffer),
-    hang: (call: H2Call, cb: (e: unknown, v?: Buffer) => void) => {
-      hangCalls.push(call);
-      call.on("cancelled", () => events.cancelled.push(call.getPath()));
-      setTimeout(() => {
-        events.hangReplied = true;
-        cb(null, Buffer.from("late"));
-      }, 300).unref();
+    echo: async (req: Buffer) => req,
+    hang: async (_req: Buffer, ctx: CallContext) => {
+      hangCalls.push(ctx);
+      ctx.signal.addEventListener("abort", () => events.cancelled.push("/t.Test/Hang"));
+      await new Promise((r) => setTimeout(r, 300).unref());
+      events.hangReplied = true;
+      return Buffer.from("late");
     },
-    fail: (_call: H2Call, cb: (e: unknown) => void) => cb({ code: status.FAILED_PRECONDITION, details: "nöt réady: 100% %41\nline" }),
-    meta: (call: H2Call, cb: (e: unknown, v?: Buffer) => void) => {
-      const m = call.metadata.getMap();
-      cb(null, Buffer.from(JSON.stringify({ plain: m["x-plain"], bin: Buffer.isBuffer(m["x-data-bin"]) ? (m["x-data-bin"] as Buffer).toString("hex") : null, deadline: call.getDeadline() instanceof Date })));
+    fail: async () => {
+      throw new PluginError(status.FAILED_PRECONDITION, "nöt réady: 100% %41\nline");
     },
-    many: (call: H2Call) => {
-      const count = (call.request as Buffer).readUInt32BE(0);
-      let i = 0;
-      const next = () => {
-        if (i === count) return call.end();
-        const b = Buffer.alloc(1000, i % 256);
-        i++;
-        call.write(b, () => next());
-      };
-      next();
+    meta: async (_req: Buffer, ctx: CallContext) => {
+      const m = ctx.metadata;
+      return Buffer.from(JSON.stringify({ plain: m["x-plain"], bin: m["x-data-bin"] !== undefined ? Buffer.from(m["x-data-bin"], "base64").toString("hex") : null, deadline: ctx.deadline instanceof Date }));
     },
-    chat: (call: H2Call) => {
-      call.on("data", (m: Buffer) => call.write(Buffer.concat([Buffer.from("re:"), m])));
-      call.on("end", () => call.end());
+    many: async (req: Buffer, stream: ResponseStream<Buffer>) => {
+      const count = req.readUInt32BE(0);
+      for (let i = 0; i < count; i++) await stream.send(Buffer.alloc(1000, i % 256));
     },
-    bad: (_call: H2Call) => {
+    chat: async (stream: DuplexStream<Buffer, Buffer>) => {
+      for (let m = await stream.recv(); m !== undefined; m = await stream.recv()) void stream.send(Buffer.concat([Buffer.from("re:"), m]));
+    },
+    bad: () => {
       throw new Error("sync throw");
     },
-  } as never);
+  });
   const path = sockPath();
-  await new Promise<void>((res, rej) => server.bindAsync(`unix://${path}`, null, (e) => (e ? rej(e) : res())));
+  await server.listen(`unix://${path}`);
   return { server, path, events, hangCalls };
 }
 
@@ -140,8 +136,9 @@ test("grpc-js client: unary, errors with non-ASCII details, metadata, server str
     assert.deepEqual(JSON.parse(m.res!.toString()), { plain: "v1", bin: "000102ff", deadline: true });
     const u = await callUnary(c, "/no.Such/Method", Buffer.from("x"));
     assert.equal(u.err?.code, status.UNIMPLEMENTED);
+    // a handler that throws (even synchronously) is answered INTERNAL with its message, as any non-PluginError
     const t = await callUnary(c, "/t.Test/Bad", Buffer.from("x"));
-    assert.equal(t.err?.code, status.UNKNOWN);
+    assert.equal(t.err?.code, status.INTERNAL);
     assert.match(t.err?.details ?? "", /sync throw/);
 
     // server streaming: 300 messages of 1000 bytes (well past the 64 KiB default stream window of the client)
