@@ -23,7 +23,8 @@ import {
 } from '../lib/pkcs11';
 import { Code, PluginError, failedPrecondition, invalidArgument } from '../sdk/errors';
 import type { Logger } from '../sdk';
-import { type ConfigReport, type Pkcs11KeyManagerConfig, configFromObject } from './config';
+import type { ConfigStatus } from '../sdk/config';
+import type { Pkcs11KeyManagerConfig } from './config';
 import { KeyBackend, type KeyEntry, DuplicateServerError } from './backend';
 import { labelFor } from './naming';
 import { KeyRecordError } from './record';
@@ -103,11 +104,6 @@ export class Pkcs11KeyManagerCore {
 
   constructor(public log: Logger) {}
 
-  /** Pure: decode + check the configuration object. */
-  static fromObject(raw: Record<string, unknown>, trustDomain: string, report: ConfigReport): Pkcs11KeyManagerConfig | undefined {
-    return configFromObject(raw, trustDomain, report);
-  }
-
   /** Configure: open the token, load keys, then swap atomically (the old backend is drained and closed afterwards). */
   apply(cfg: Pkcs11KeyManagerConfig): Promise<void> {
     const run = async () => {
@@ -135,12 +131,12 @@ export class Pkcs11KeyManagerCore {
   }
 
   /** Live checks for Validate: module loads, token present (listed otherwise), mechanisms, label lengths. No login. */
-  async validateLive(cfg: Pkcs11KeyManagerConfig, report: { error(m: string): void; note(m: string): void }): Promise<void> {
+  async validateLive(cfg: Pkcs11KeyManagerConfig, status: ConfigStatus): Promise<void> {
     let m;
     try {
       m = acquireModule(cfg.modulePath, cfg.libraryParameters ? { libraryParameters: cfg.libraryParameters } : {});
     } catch (e) {
-      report.error(`cannot load PKCS#11 module "${cfg.modulePath}": ${(e as Error).message}`);
+      status.errors.push(`cannot load PKCS#11 module "${cfg.modulePath}": ${(e as Error).message}`);
       return;
     }
     try {
@@ -149,20 +145,20 @@ export class Pkcs11KeyManagerCore {
       try {
         t = selectToken(tokens, cfg.token);
       } catch (e) {
-        report.error((e as Error).message);
+        status.errors.push((e as Error).message);
         return;
       }
-      report.note(`token found: label "${t.label}", serial "${t.serial}", model "${t.model}" (${describeSelector(cfg.token)})`);
+      status.notes.push(`token found: label "${t.label}", serial "${t.serial}", model "${t.model}" (${describeSelector(cfg.token)})`);
       if (cfg.pin.kind === 'file') {
         try {
-          readPin(cfg.pin, { warn: (m) => report.note(m) }); // permissions and owner; the PIN itself is not used here
+          readPin(cfg.pin, { warn: (m) => status.notes.push(m) }); // permissions and owner; the PIN itself is not used here
         } catch (e) {
-          report.error((e as Error).message);
+          status.errors.push((e as Error).message);
         }
       }
-      if (t.flags & pkcs11js.CKF_USER_PIN_LOCKED) report.error(`the user PIN of token "${t.label}" is locked`);
-      else if (t.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) report.error(`token "${t.label}" is at its final PIN try; the plugin will refuse to log in`);
-      else if (t.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW) report.note(`token "${t.label}" reports a recent wrong PIN (CKF_USER_PIN_COUNT_LOW)`);
+      if (t.flags & pkcs11js.CKF_USER_PIN_LOCKED) status.errors.push(`the user PIN of token "${t.label}" is locked`);
+      else if (t.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) status.errors.push(`token "${t.label}" is at its final PIN try; the plugin will refuse to log in`);
+      else if (t.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW) status.notes.push(`token "${t.label}" reports a recent wrong PIN (CKF_USER_PIN_COUNT_LOW)`);
       const mechs = new Set(m.pkcs11.C_GetMechanismList(t.slot));
       for (const [mech, name] of [
         [pkcs11js.CKM_EC_KEY_PAIR_GEN, 'CKM_EC_KEY_PAIR_GEN (ec-p256/ec-p384 keys)'],
@@ -171,19 +167,19 @@ export class Pkcs11KeyManagerCore {
         [pkcs11js.CKM_RSA_PKCS, 'CKM_RSA_PKCS (RSA PKCS#1 v1.5 signing)'],
         [pkcs11js.CKM_RSA_PKCS_PSS, 'CKM_RSA_PKCS_PSS (RSA-PSS signing)'],
       ] as const) {
-        if (!mechs.has(mech)) report.note(`mechanism unsupported by the token: ${name}`);
+        if (!mechs.has(mech)) status.notes.push(`mechanism unsupported by the token: ${name}`);
       }
       const sid = cfg.serverId.kind === 'value' ? cfg.serverId.value : '00000000-0000-0000-0000-000000000000';
       const naming = { prefix: cfg.labelPrefix, trustDomain: cfg.trustDomain, serverId: sid, maxLabelLength: cfg.maxLabelLength };
       const longest = labelFor(naming, 'bundle-acme-acme_account+key');
       const ca = labelFor(naming, 'x509-CA-A');
       if (ca.hashed) {
-        report.note(
+        status.notes.push(
           `labels like "${cfg.labelPrefix}${cfg.trustDomain}/${sid}/x509-CA-A" exceed max_label_length ${cfg.maxLabelLength}; hashed labels with a name object will be used`,
         );
-      } else if (longest.hashed) report.note(`long key ids (ACME) will use hashed labels (max_label_length ${cfg.maxLabelLength})`);
+      } else if (longest.hashed) status.notes.push(`long key ids (ACME) will use hashed labels (max_label_length ${cfg.maxLabelLength})`);
     } catch (e) {
-      report.error(`PKCS#11 check failed: ${(e as Error).message}`);
+      status.errors.push(`PKCS#11 check failed: ${(e as Error).message}`);
     } finally {
       await releaseModule(m);
     }

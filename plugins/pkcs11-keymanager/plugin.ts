@@ -1,12 +1,9 @@
 /** SDK binding of the PKCS#11 KeyManager (server and agent share this class). */
 import { createLogger, registerSecret, type CallContext, type InitContext } from '../sdk';
-import type { ConfigInput } from '../sdk';
-import type { ConfigStatus } from '../sdk/config/build';
-import { HclSyntaxError, parseConfigText } from '../sdk/config';
+import type { ConfigStatus } from '../sdk/config';
 import { readPin } from '../lib/pkcs11';
-import type { Pkcs11KeyManagerConfig } from './config';
+import { buildConfig, type Pkcs11KeyManagerConfig } from './config';
 import { Pkcs11KeyManagerCore, type GenerateKeyReq, type PublicKeyMsg, type SignDataReq } from './keymanager';
-import { uvThreadpoolSize } from './uv-threadpool';
 
 export type { Pkcs11KeyManagerConfig } from './config';
 
@@ -21,26 +18,7 @@ export class Pkcs11KeyManager {
   }
 
   /** Pure: HCL text → checked configuration (errors and notes go to `status`). */
-  buildConfig(input: ConfigInput, status: ConfigStatus): Pkcs11KeyManagerConfig | undefined {
-    let raw: Record<string, unknown>;
-    try {
-      raw = parseConfigText(input.hclText) as unknown as Record<string, unknown>;
-    } catch (e) {
-      status.errors.push(e instanceof HclSyntaxError ? `invalid HCL: ${e.message}` : `invalid configuration: ${(e as Error).message}`);
-      return undefined;
-    }
-    if (typeof raw['pin'] === 'string') registerSecret(raw['pin']);
-    const cfg = Pkcs11KeyManagerCore.fromObject(raw, input.trustDomain, {
-      error: (m) => status.errors.push(m),
-      warn: (m) => status.notes.push(m),
-    });
-    if (cfg && cfg.maxSessions > uvThreadpoolSize()) {
-      status.notes.push(
-        `max_sessions ${cfg.maxSessions} exceeds the libuv thread pool (UV_THREADPOOL_SIZE=${uvThreadpoolSize()}), which runs key generation and, without the native signing addon, signatures; set UV_THREADPOOL_SIZE in the plugin's environment`,
-      );
-    }
-    return cfg;
-  }
+  readonly buildConfig = buildConfig;
 
   async applyConfig(cfg: Pkcs11KeyManagerConfig): Promise<void> {
     // make sure a PIN read from a file or the environment can never show up in a log line
@@ -53,7 +31,7 @@ export class Pkcs11KeyManager {
   }
 
   async validate(cfg: Pkcs11KeyManagerConfig, status: ConfigStatus): Promise<void> {
-    await this.core.validateLive(cfg, { error: (m) => status.errors.push(m), note: (m) => status.notes.push(m) });
+    await this.core.validateLive(cfg, status);
   }
 
   async deinit(): Promise<void> {

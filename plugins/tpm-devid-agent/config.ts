@@ -1,4 +1,5 @@
 // Agent configuration: the built-in tpm_devid agent plugin's keys with the same meaning and messages.
+import type { ConfigInput } from '../sdk';
 import { decodeConfig, field, type ConfigStatus } from '../sdk/config';
 
 export const CONFIG_SCHEMA = {
@@ -25,8 +26,8 @@ export interface AgentConfig {
 }
 
 /** Decodes and checks the HCL; errors go to `status` with the built-in's messages. */
-export function buildAgentConfig(hclText: string, status: ConfigStatus, platform: NodeJS.Platform = process.platform): AgentConfig | undefined {
-  const raw = decodeConfig(hclText, CONFIG_SCHEMA, status);
+export function buildConfig(input: ConfigInput, status: ConfigStatus, platform: NodeJS.Platform = process.platform): AgentConfig | undefined {
+  const raw = decodeConfig(input.hclText, CONFIG_SCHEMA, status);
   if (raw === undefined || status.errors.length > 0) {
     if (raw === undefined && status.errors.length === 0) status.errors.push('unable to decode configuration');
     return undefined;

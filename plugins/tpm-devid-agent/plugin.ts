@@ -1,11 +1,10 @@
 // SDK adapter: the agent side of `tpm_devid` as an external NodeAttestor plugin.
-import { PluginError, Code, registerSecret, type AgentNodeAttestor, type CallContext, type ConfigInput, type DuplexStream, type InitContext, type Logger } from '../sdk';
-import type { ConfigStatus } from '../sdk/config';
+import { PluginError, Code, registerSecret, type AgentNodeAttestor, type CallContext, type DuplexStream, type InitContext, type Logger } from '../sdk';
 import type { Challenge, PayloadOrChallengeResponse } from '../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import type { TpmTransport } from '../lib/tpm2';
 import { AttestError, runAttestation, type AttestStats, type Passwords } from './attest';
 import { BlobError, loadDevidFiles, type DevidFiles } from '../lib/devid/blobs';
-import { buildAgentConfig, type AgentConfig } from './config';
+import { buildConfig, type AgentConfig } from './config';
 import { AttestationAborted, CountingTransport, newTpm } from '../lib/devid/devid-tpm';
 import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation, type TpmLocation } from '../lib/devid/device';
 import { describeTpmFailure } from '../lib/devid/tpm-errors';
@@ -38,17 +37,13 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
     this.log = ctx.log;
   }
 
-  buildConfig(input: ConfigInput, status: ConfigStatus): AgentConfig | undefined {
-    const cfg = buildAgentConfig(input.hclText, status);
-    if (cfg) {
-      registerSecret(cfg.endorsementHierarchyPassword || undefined);
-      registerSecret(cfg.ownerHierarchyPassword || undefined);
-      registerSecret(cfg.devidPassword || undefined);
-    }
-    return cfg;
-  }
+  readonly buildConfig = buildConfig;
 
   async applyConfig(cfg: AgentConfig, ctx: InitContext): Promise<void> {
+    // the passwords as decoded (escapes resolved) never reach a log line
+    registerSecret(cfg.endorsementHierarchyPassword || undefined);
+    registerSecret(cfg.ownerHierarchyPassword || undefined);
+    registerSecret(cfg.devidPassword || undefined);
     let location: TpmLocation;
     try {
       location = await resolveTpmLocation(cfg.tpmDevicePath, this.overrides.devDir);

@@ -66,7 +66,8 @@ export function loadBundle(path: string): { ok: true; certs: Buffer[] } | { ok: 
   return { ok: true, certs: ders };
 }
 
-export function buildServerConfig(input: ConfigInput, status: ConfigStatus): ServerConfig | undefined {
+/** Decodes and checks the HCL and loads both bundles; errors go to `status` with SPIRE's messages. */
+export function buildConfig(input: ConfigInput, status: ConfigStatus): ServerConfig | undefined {
   const before = status.errors.length;
   const td = coreTrustDomain(input.coreConfigurationPresent ? { trustDomain: input.trustDomain } : undefined, status);
   const sub: ConfigStatus = { errors: [], notes: [] };

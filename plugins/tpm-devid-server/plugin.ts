@@ -1,10 +1,9 @@
 // SDK adapter: the `tpm_devid` server NodeAttestor. The verification lives in attest.ts; this file owns the
 // configuration swap and the one-round challenge/response on a single Attest stream. The challenge state (nonces)
 // exists only in the closure of one attest() call: a response can only answer the challenge of its own stream.
-import { PluginError, Code, type CallContext, type ConfigInput, type DuplexStream, type InitContext, type Logger, type ServerNodeAttestor } from '../sdk';
-import type { ConfigStatus } from '../sdk/config';
+import { PluginError, Code, type CallContext, type DuplexStream, type InitContext, type Logger, type ServerNodeAttestor } from '../sdk';
 import type { AttestRequest, AttestResponse } from '../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
-import { buildServerConfig, type ServerConfig } from './config';
+import { buildConfig, type ServerConfig } from './config';
 import { verifyPayload, verifyResponse } from './attest';
 
 export class TpmDevidServer implements ServerNodeAttestor<ServerConfig> {
@@ -18,9 +17,7 @@ export class TpmDevidServer implements ServerNodeAttestor<ServerConfig> {
     this.log = ctx.log;
   }
 
-  buildConfig(input: ConfigInput, status: ConfigStatus): ServerConfig | undefined {
-    return buildServerConfig(input, status);
-  }
+  readonly buildConfig = buildConfig;
 
   applyConfig(cfg: ServerConfig, ctx: InitContext): void {
     this.config = cfg; // atomic swap; in-flight attestations keep the snapshot they started with

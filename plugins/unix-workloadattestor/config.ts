@@ -1,5 +1,7 @@
-// Configuration of the unix attestor, SDK-independent: the decoded keys (already type-checked by the SDK's config
-// decoder) are completed with defaults and checked for semantic errors here.
+// Configuration of the unix attestor: the schema (the built-in's keys and ours), decoded by the SDK, completed with
+// the defaults that depend on the environment and checked.
+import type { ConfigInput } from '../sdk';
+import { coreTrustDomain, decodeConfig, field, type ConfigStatus, type Infer } from '../sdk/config';
 
 export type NameSource = 'files' | 'nss';
 
@@ -24,74 +26,44 @@ export interface UnixConfig {
   readonly nssTimeoutMs: number;
 }
 
-/** Keys as decoded from HCL; undefined = not set. */
-export interface RawUnixConfig {
-  discover_workload_path?: boolean;
-  workload_size_limit?: bigint | number;
-  name_source?: string;
-  hash_cache?: boolean;
-  hash_cache_size?: bigint | number;
-  hash_concurrency?: bigint | number;
-  proc_root?: string;
-  etc_root?: string;
-  nss_timeout_ms?: bigint | number;
-}
-
-export const DEFAULTS = {
-  hashCacheSize: 1024,
-  hashConcurrency: 2,
-  nssTimeoutMs: 1000,
-  etcRoot: '/etc',
-} as const;
-
 export const MAX_HASH_CACHE_SIZE = 1_000_000;
 export const MAX_HASH_CONCURRENCY = 64;
 
-export interface ErrorSink {
-  reportError(message: string): void;
-}
+export const CONFIG_SCHEMA = {
+  // The built-in's keys.
+  discover_workload_path: field.bool({ default: false, description: 'also emit path and sha256 selectors' }),
+  workload_size_limit: field.int({ default: 0, description: '0 = hash without limit, > 0 = max bytes, < 0 = never hash' }),
+  // Ours.
+  name_source: field.string({ default: 'files', oneOf: ['files', 'nss'], description: 'where user/group names come from' }),
+  hash_cache: field.bool({ default: true, description: 'cache digests by file identity' }),
+  hash_cache_size: field.int({ default: 1024, min: 1, max: MAX_HASH_CACHE_SIZE, description: 'digest cache entries' }),
+  hash_concurrency: field.int({ default: 2, min: 1, max: MAX_HASH_CONCURRENCY, description: 'hash jobs reading at once' }),
+  proc_root: field.string({ description: 'procfs root (default $HOST_PROC or /proc)' }),
+  etc_root: field.string({ default: '/etc', description: 'directory with passwd and group (files name source)' }),
+  nss_timeout_ms: field.int({ default: 1000, min: 1, max: 60_000, description: 'timeout of one NSS lookup' }),
+};
 
-function intIn(raw: bigint | number | undefined, key: string, def: number, min: number, max: number, sink: ErrorSink): number {
-  if (raw === undefined) return def;
-  const v = BigInt(raw);
-  if (v < BigInt(min) || v > BigInt(max)) {
-    sink.reportError(`${key} must be between ${min} and ${max}, got ${v}`);
-    return def;
-  }
-  return Number(v);
-}
+/** The keys as decoded (defaults applied; proc_root unset = from the environment). */
+export type RawUnixConfig = Infer<typeof CONFIG_SCHEMA>;
 
-/** Applies defaults and checks values. Returns undefined when an error was reported. */
-export function completeConfig(
-  raw: RawUnixConfig,
-  sink: ErrorSink,
-  env: Readonly<Record<string, string | undefined>> = process.env,
-): UnixConfig | undefined {
-  let ok = true;
-  const report: ErrorSink = {
-    reportError: (m) => {
-      ok = false;
-      sink.reportError(m);
-    },
-  };
-  const nameSource = raw.name_source ?? 'files';
-  if (nameSource !== 'files' && nameSource !== 'nss') {
-    report.reportError(`name_source must be "files" or "nss", got ${JSON.stringify(nameSource)}`);
-  }
+/** Decodes and checks the HCL; `env` supplies HOST_PROC. Returns undefined when an error was reported. */
+export function buildConfig(input: ConfigInput, status: ConfigStatus, env: Readonly<Record<string, string | undefined>> = process.env): UnixConfig | undefined {
+  coreTrustDomain(input.coreConfigurationPresent ? { trustDomain: input.trustDomain } : undefined, status);
+  const raw = decodeConfig(input.hclText, CONFIG_SCHEMA, status);
+  if (raw === undefined || status.errors.length > 0) return undefined;
   const procRoot = raw.proc_root ?? (env.HOST_PROC || '/proc');
-  if (procRoot === '') report.reportError('proc_root must not be empty');
-  const etcRoot = raw.etc_root ?? DEFAULTS.etcRoot;
-  if (etcRoot === '') report.reportError('etc_root must not be empty');
-  const cfg: UnixConfig = {
-    discoverWorkloadPath: raw.discover_workload_path ?? false,
-    workloadSizeLimit: raw.workload_size_limit === undefined ? 0n : BigInt(raw.workload_size_limit),
-    nameSource: nameSource === 'nss' ? 'nss' : 'files',
-    hashCache: raw.hash_cache ?? true,
-    hashCacheSize: intIn(raw.hash_cache_size, 'hash_cache_size', DEFAULTS.hashCacheSize, 1, MAX_HASH_CACHE_SIZE, report),
-    hashConcurrency: intIn(raw.hash_concurrency, 'hash_concurrency', DEFAULTS.hashConcurrency, 1, MAX_HASH_CONCURRENCY, report),
+  if (procRoot === '') status.errors.push('proc_root must not be empty');
+  if (raw.etc_root === '') status.errors.push('etc_root must not be empty');
+  if (status.errors.length > 0) return undefined;
+  return {
+    discoverWorkloadPath: raw.discover_workload_path,
+    workloadSizeLimit: BigInt(raw.workload_size_limit),
+    nameSource: raw.name_source === 'nss' ? 'nss' : 'files',
+    hashCache: raw.hash_cache,
+    hashCacheSize: raw.hash_cache_size,
+    hashConcurrency: raw.hash_concurrency,
     procRoot,
-    etcRoot,
-    nssTimeoutMs: intIn(raw.nss_timeout_ms, 'nss_timeout_ms', DEFAULTS.nssTimeoutMs, 1, 60_000, report),
+    etcRoot: raw.etc_root,
+    nssTimeoutMs: raw.nss_timeout_ms,
   };
-  return ok ? cfg : undefined;
 }

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { parseConfigText, decodeConfig, type ConfigObject, type ConfigStatus } from '../../plugins/sdk/config';
 import { UnixAttestor } from '../../plugins/unix-workloadattestor/plugin';
 import { Pkcs11KeyManager } from '../../plugins/pkcs11-keymanager/plugin';
-import { buildAgentConfig } from '../../plugins/tpm-devid-agent/config';
+import { buildConfig as buildAgentConfig } from '../../plugins/tpm-devid-agent/config';
 import { CONFIG_SCHEMA as SERVER_SCHEMA } from '../../plugins/tpm-devid-server/config';
 
 const repo = resolve(__dirname, '../../..');
@@ -21,7 +21,7 @@ const checkers: Record<string, (hclText: string, status: ConfigStatus) => unknow
   'dist/plugins/unix-workloadattestor/main.js': (t, s) => new UnixAttestor().buildConfig(input(t), s),
   'dist/plugins/pkcs11-keymanager/main-server.js': (t, s) => new Pkcs11KeyManager().buildConfig(input(t), s),
   'dist/plugins/pkcs11-keymanager/main-agent.js': (t, s) => new Pkcs11KeyManager().buildConfig(input(t), s),
-  'dist/plugins/tpm-devid-agent/main.js': (t, s) => buildAgentConfig(t, s, 'linux'),
+  'dist/plugins/tpm-devid-agent/main.js': (t, s) => buildAgentConfig(input(t), s, 'linux'),
   // The server's full buildConfig reads the CA files; the sample's paths are an operator's, so check keys and types.
   'dist/plugins/tpm-devid-server/main.js': (t, s) => decodeConfig(t, SERVER_SCHEMA, s),
 };

@@ -11,7 +11,8 @@
  *  - int: number literals (integral) or numeric strings in Go `ParseInt(s, 0, 64)` syntax.
  *  - bool: `true`/`false` literals; the strings "true"/"false" are accepted with a note
  *    (Go's decoder rejects them).
- *  - duration: Go `time.ParseDuration` strings ("10s", "1h30m", "500ms"), or 0 -> milliseconds.
+ *  - duration: Go `time.ParseDuration` strings ("10s", "1h30m", "500ms"), or 0 -> milliseconds; with `days: true`
+ *    also the unit `d` (24h), which Go lacks.
  */
 import { HclSyntaxError, parseConfigText } from './hcl';
 import { type ConfigObject, type ConfigValue, defineKey, getRaw, isConfigObject, isRepeated, markRepeated, setMeta } from './tree';
@@ -97,6 +98,8 @@ export interface DurationOpts extends CommonOpts {
   min?: number;
   /** Milliseconds. */
   max?: number;
+  /** Also accept the unit `d` (24h). */
+  days?: boolean;
 }
 export interface StringListOpts extends CommonOpts {
   default?: readonly string[];
@@ -236,8 +239,8 @@ const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
   h: 3_600_000,
 };
 
-/** Go `time.ParseDuration`, result in milliseconds. Returns undefined when invalid. */
-export function parseGoDuration(s: string): number | undefined {
+/** Go `time.ParseDuration` (with `days`, also the unit `d` = 24h), result in milliseconds. Returns undefined when invalid. */
+export function parseGoDuration(s: string, opts: { days?: boolean } = {}): number | undefined {
   let rest = s;
   let neg = false;
   if (rest.startsWith('-') || rest.startsWith('+')) {
@@ -254,7 +257,7 @@ export function parseGoDuration(s: string): number | undefined {
     const num = m[1]!;
     const unit = m[2]!;
     if (num === '' || num === '.') return undefined;
-    const mult = Object.hasOwn(DURATION_UNITS_MS, unit) ? DURATION_UNITS_MS[unit] : undefined;
+    const mult = unit === 'd' && opts.days === true ? 86_400_000 : Object.hasOwn(DURATION_UNITS_MS, unit) ? DURATION_UNITS_MS[unit] : undefined;
     if (mult === undefined) return undefined;
     total += Number(num) * mult;
     rest = rest.slice(m[0].length);
@@ -362,7 +365,7 @@ function durationField(opts?: DurationOpts): FieldSpec<number | undefined>;
 function durationField(opts: DurationOpts = {}): FieldSpec<number | undefined> {
   let def: number | undefined;
   if (typeof opts.default === 'string') {
-    def = parseGoDuration(opts.default);
+    def = parseGoDuration(opts.default, opts);
     if (def === undefined) throw new TypeError(`field.duration: invalid default ${JSON.stringify(opts.default)}`);
   } else {
     def = opts.default;
@@ -372,7 +375,7 @@ function durationField(opts: DurationOpts = {}): FieldSpec<number | undefined> {
     const loc = lastWins(occ, path, status);
     const v = loc.value;
     let ms: number | undefined;
-    if (typeof v === 'string') ms = parseGoDuration(v.trim());
+    if (typeof v === 'string') ms = parseGoDuration(v.trim(), opts);
     else if (v === 0) ms = 0;
     if (ms === undefined) return typeError(status, path, 'a duration such as "10s", "1h30m" or "500ms"', loc, false);
     const show = (x: number): string => formatMs(x);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
 import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
-import { configFromObject, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
+import { buildConfig, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { newCkaId } from '../../../plugins/pkcs11-keymanager/naming';
 import { Pkcs11Client } from '../../../plugins/lib/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
@@ -14,10 +14,9 @@ let hsm: SoftHsm;
 
 function cfg(raw: Record<string, unknown>): Pkcs11KeyManagerConfig {
   const errs: string[] = [];
-  const c = configFromObject(
-    { module_path: hsm.modulePath, token_label: hsm.label, pin: hsm.pin, key_identifier_value: 'server-a', heartbeat_interval: '1s', ...raw },
-    'example.org',
-    { error: (m) => errs.push(m), warn: () => undefined },
+  const c = buildConfig(
+    { trustDomain: 'example.org', hclText: JSON.stringify({ module_path: hsm.modulePath, token_label: hsm.label, pin: hsm.pin, key_identifier_value: 'server-a', heartbeat_interval: '1s', ...raw }), coreConfigurationPresent: true },
+    { errors: errs, notes: [] },
   );
   assert.deepEqual(errs, []);
   return c!;

@@ -14,7 +14,7 @@ import { PluginError, serverKeyManager } from '../../../plugins/sdk';
 import { startInProcess } from '../../../plugins/sdk/testing';
 import { Pkcs11KeyManager } from '../../../plugins/pkcs11-keymanager/plugin';
 import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
-import { configFromObject, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
+import { buildConfig, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { Pkcs11Client, loginCounter } from '../../../plugins/lib/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { kmClient, verifySig, expectCode } from '../../contract/keymanager/suite';
@@ -28,10 +28,9 @@ after(() => hsm.cleanup());
 
 function cfg(raw: Record<string, unknown> = {}): Pkcs11KeyManagerConfig {
   const errs: string[] = [];
-  const c = configFromObject(
-    { module_path: hsm.modulePath, token_label: 'faults', pin: hsm.pin, key_identifier_value: 'server-a', heartbeat_interval: '300ms', ...raw },
-    'example.org',
-    { error: (m) => errs.push(m), warn: () => undefined },
+  const c = buildConfig(
+    { trustDomain: 'example.org', hclText: JSON.stringify({ module_path: hsm.modulePath, token_label: 'faults', pin: hsm.pin, key_identifier_value: 'server-a', heartbeat_interval: '300ms', ...raw }), coreConfigurationPresent: true },
+    { errors: errs, notes: [] },
   );
   assert.deepEqual(errs, []);
   return c!;

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
 import { Code, PluginError } from '../../../plugins/sdk/errors';
-import { configFromObject } from '../../../plugins/pkcs11-keymanager/config';
+import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { createLogger } from '../../../plugins/sdk';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { softhsmForThisProcess } from './helpers';
@@ -17,10 +17,10 @@ before(() => {
 after(() => hsm.cleanup());
 
 test('a GenerateKey cancelled while it waits for one of the same key id generates nothing', async () => {
-  const cfg = configFromObject({ module_path: hsm.modulePath, token_label: 'cancel', pin: hsm.pin, key_identifier_value: 'srv' }, 'example.org', {
-    error: (m) => assert.fail(m),
-    warn: () => undefined,
-  })!;
+  const errs: string[] = [];
+  const hclText = JSON.stringify({ module_path: hsm.modulePath, token_label: 'cancel', pin: hsm.pin, key_identifier_value: 'srv' });
+  const cfg = buildConfig({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true }, { errors: errs, notes: [] })!;
+  assert.deepEqual(errs, []);
   const km = new Pkcs11KeyManagerCore(createLogger({ sink: () => {} }));
   await km.apply(cfg);
   try {

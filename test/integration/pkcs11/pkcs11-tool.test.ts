@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
-import { configFromObject } from '../../../plugins/pkcs11-keymanager/config';
+import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { recordingLogger, softhsmForThisProcess } from './helpers';
 
@@ -44,10 +44,9 @@ function parseListObjects(out: string): ToolObject[] {
 
 test('pkcs11-tool --list-objects sees sensitive, never-extractable private keys with matching public keys', async () => {
   const errs: string[] = [];
-  const cfg = configFromObject(
-    { module_path: hsm.modulePath, token_label: hsm.label, pin: hsm.pin, key_identifier_value: 'tool-srv' },
-    'example.org',
-    { error: (m) => errs.push(m), warn: () => undefined },
+  const cfg = buildConfig(
+    { trustDomain: 'example.org', hclText: JSON.stringify({ module_path: hsm.modulePath, token_label: hsm.label, pin: hsm.pin, key_identifier_value: 'tool-srv' }), coreConfigurationPresent: true },
+    { errors: errs, notes: [] },
   );
   assert.deepEqual(errs, []);
   const km = new Pkcs11KeyManagerCore(recordingLogger());

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import * as pkcs11js from 'pkcs11js';
 import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
 import { MAX_PROOFS_PER_KEY } from '../../../plugins/pkcs11-keymanager/backend';
-import { configFromObject, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
+import { buildConfig, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { newCkaId } from '../../../plugins/pkcs11-keymanager/naming';
 import type { Pkcs11Client } from '../../../plugins/lib/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
@@ -32,10 +32,9 @@ after(() => hsm.cleanup());
 
 function cfg(raw: Record<string, unknown> = {}): Pkcs11KeyManagerConfig {
   const errs: string[] = [];
-  const c = configFromObject(
-    { module_path: hsm.modulePath, token_label: 'planted', pin: hsm.pin, key_identifier_value: 'server-a', heartbeat_interval: '200ms', ...raw },
-    'example.org',
-    { error: (m) => errs.push(m), warn: () => undefined },
+  const c = buildConfig(
+    { trustDomain: 'example.org', hclText: JSON.stringify({ module_path: hsm.modulePath, token_label: 'planted', pin: hsm.pin, key_identifier_value: 'server-a', heartbeat_interval: '200ms', ...raw }), coreConfigurationPresent: true },
+    { errors: errs, notes: [] },
   );
   assert.deepEqual(errs, []);
   return c!;

@@ -1,13 +1,16 @@
 // Helper run by realproc.test.ts under another uid: attests argv[2] with the real /proc and /etc and prints
 // `OK <selectors,...>` or `ERR <code> <message>`. Not a test file.
-import { completeConfig } from '../../../plugins/unix-workloadattestor/config';
+import { buildConfig } from '../../../plugins/unix-workloadattestor/config';
 import { PluginError } from '../../../plugins/sdk/errors';
 import { createCore } from '../../../plugins/unix-workloadattestor/runtime';
 
 async function main(): Promise<void> {
   const pid = Number(process.argv[2]);
   const discover = process.argv[3] === 'true';
-  const cfg = completeConfig({ proc_root: '/proc', etc_root: '/etc', discover_workload_path: discover }, { reportError: (m) => console.log(`CONFIG ${m}`) });
+  const hclText = JSON.stringify({ proc_root: '/proc', etc_root: '/etc', discover_workload_path: discover });
+  const status = { errors: [] as string[], notes: [] as string[] };
+  const cfg = buildConfig({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true }, status);
+  for (const m of status.errors) console.log(`CONFIG ${m}`);
   if (!cfg) process.exit(2);
   try {
     const sel = await createCore(cfg).attest(pid);

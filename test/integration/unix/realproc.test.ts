@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { completeConfig, type RawUnixConfig } from '../../../plugins/unix-workloadattestor/config';
+import { buildConfig, type RawUnixConfig } from '../../../plugins/unix-workloadattestor/config';
 import { Code } from '../../../plugins/sdk/errors';
 import { createCore } from '../../../plugins/unix-workloadattestor/runtime';
 import type { UnixAttestorCore } from '../../../plugins/unix-workloadattestor/attestor';
@@ -28,8 +28,11 @@ after(async () => {
   fs.rmSync(etc, { recursive: true, force: true });
 });
 
-function core(extra: RawUnixConfig = {}): UnixAttestorCore {
-  const cfg = completeConfig({ proc_root: '/proc', etc_root: etc, ...extra }, { reportError: (m) => assert.fail(m) });
+function core(extra: Partial<RawUnixConfig> = {}): UnixAttestorCore {
+  const errors: string[] = [];
+  const hclText = JSON.stringify({ proc_root: '/proc', etc_root: etc, ...extra });
+  const cfg = buildConfig({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true }, { errors, notes: [] });
+  assert.deepEqual(errors, []);
   assert.ok(cfg);
   return createCore(cfg);
 }

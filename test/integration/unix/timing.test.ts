@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { completeConfig, type RawUnixConfig } from '../../../plugins/unix-workloadattestor/config';
+import { buildConfig, type RawUnixConfig } from '../../../plugins/unix-workloadattestor/config';
 import { createCore } from '../../../plugins/unix-workloadattestor/runtime';
 import type { UnixAttestorCore } from '../../../plugins/unix-workloadattestor/attestor';
 import { tmpDir } from '../../unit/unix/helpers';
@@ -13,8 +13,10 @@ import { tmpDir } from '../../unit/unix/helpers';
 const dir = tmpDir('timing-');
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function core(raw: RawUnixConfig): UnixAttestorCore {
-  const cfg = completeConfig(raw, { reportError: (m) => assert.fail(m) });
+function core(raw: Partial<RawUnixConfig>): UnixAttestorCore {
+  const errors: string[] = [];
+  const cfg = buildConfig({ trustDomain: 'example.org', hclText: JSON.stringify(raw), coreConfigurationPresent: true }, { errors, notes: [] });
+  assert.deepEqual(errors, []);
   assert.ok(cfg);
   return createCore(cfg);
 }

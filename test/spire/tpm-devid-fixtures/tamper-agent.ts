@@ -22,13 +22,12 @@
 //                             numbers into []byte; see the reject test)
 import { createPrivateKey, randomBytes, sign as cryptoSign } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { PluginError, Code, serve, agentNodeAttestor, type AgentNodeAttestor, type CallContext, type ConfigInput, type DuplexStream } from '../../../plugins/sdk';
-import type { ConfigStatus } from '../../../plugins/sdk/config';
+import { PluginError, Code, serve, agentNodeAttestor, type AgentNodeAttestor, type CallContext, type DuplexStream } from '../../../plugins/sdk';
 import type { Challenge, PayloadOrChallengeResponse } from '../../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { TpmScope, type Tpm } from '../../../plugins/lib/tpm2';
 import { templateBytes } from '../../../plugins/lib/tpm2/crypto/templates';
 import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/lib/devid/wire';
-import { buildAgentConfig, type AgentConfig } from '../../../plugins/tpm-devid-agent/config';
+import { buildConfig, type AgentConfig } from '../../../plugins/tpm-devid-agent/config';
 import { loadDevidFiles, type DevidFiles } from '../../../plugins/lib/devid/blobs';
 import { openTransport, resolveTpmLocation, type TpmLocation } from '../../../plugins/lib/devid/device';
 import {
@@ -97,9 +96,7 @@ class TamperAgent implements AgentNodeAttestor<AgentConfig> {
 
   constructor(private readonly opts: Options) {}
 
-  buildConfig(input: ConfigInput, status: ConfigStatus): AgentConfig | undefined {
-    return buildAgentConfig(input.hclText, status);
-  }
+  readonly buildConfig = buildConfig;
 
   async applyConfig(cfg: AgentConfig): Promise<void> {
     const location = await resolveTpmLocation(cfg.tpmDevicePath);

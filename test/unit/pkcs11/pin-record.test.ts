@@ -9,9 +9,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MAX_PIN_FILE_BYTES, PinSourceError, readPin } from '../../../plugins/lib/pkcs11';
-import { configFromObject } from '../../../plugins/pkcs11-keymanager/config';
+import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
+
 import { KeyRecord, KeyRecordError } from '../../../plugins/pkcs11-keymanager/record';
 import { hashedLabelMatches, labelFor, newCkaId } from '../../../plugins/pkcs11-keymanager/naming';
+
+const input = (raw: object) => ({ trustDomain: 'example.org', hclText: JSON.stringify(raw), coreConfigurationPresent: true });
 
 const PIN = 'Sup3rSecretPIN';
 
@@ -77,13 +80,15 @@ describe('pin_file permissions', () => {
   test('config: allow_insecure_pin_file reaches the pin source, and only applies to a file', () => {
     const base = { module_path: '/x.so', token_label: 't', key_identifier_value: 's' };
     const errs: string[] = [];
-    const c = configFromObject({ ...base, pin_file: '/p', allow_insecure_pin_file: true }, 'example.org', { error: (m) => errs.push(m), warn: () => undefined });
+    const c = buildConfig(input({ ...base, pin_file: '/p', allow_insecure_pin_file: true }), { errors: errs, notes: [] });
     assert.deepEqual(errs, []);
     assert.deepEqual(c!.pin, { kind: 'file', path: '/p', allowInsecure: true });
-    const c2 = configFromObject({ ...base, pin_file: '/p' }, 'example.org', { error: (m) => assert.fail(m), warn: () => undefined });
+    const errs2: string[] = [];
+    const c2 = buildConfig(input({ ...base, pin_file: '/p' }), { errors: errs2, notes: [] });
+    assert.deepEqual(errs2, []);
     assert.deepEqual(c2!.pin, { kind: 'file', path: '/p' });
     const bad: string[] = [];
-    configFromObject({ ...base, pin_env: 'X', allow_insecure_pin_file: true }, 'example.org', { error: (m) => bad.push(m), warn: () => undefined });
+    buildConfig(input({ ...base, pin_env: 'X', allow_insecure_pin_file: true }), { errors: bad, notes: [] });
     assert.ok(bad.some((m) => /allow_insecure_pin_file only applies to pin_file/.test(m)));
   });
 });
@@ -130,12 +135,17 @@ describe('key record file', () => {
 
   test('config: key_record_file defaults to <key_identifier_file>.keys.json, none with key_identifier_value', () => {
     const base = { module_path: '/x.so', token_label: 't', pin: '1' };
-    const r = { error: (m: string) => assert.fail(m), warn: () => undefined };
-    assert.equal(configFromObject({ ...base, key_identifier_file: '/d/id' }, 'example.org', r)!.keyRecordFile, '/d/id.keys.json');
-    assert.equal(configFromObject({ ...base, key_identifier_value: 's' }, 'example.org', r)!.keyRecordFile, undefined);
-    assert.equal(configFromObject({ ...base, key_identifier_value: 's', key_record_file: '/r.json' }, 'example.org', r)!.keyRecordFile, '/r.json');
-    assert.equal(configFromObject({ ...base, key_identifier_value: 's' }, 'example.org', r)!.allowImportedKeys, false);
-    assert.equal(configFromObject({ ...base, key_identifier_value: 's', allow_imported_keys: true }, 'example.org', r)!.allowImportedKeys, true);
+    const ok = (raw: object) => {
+      const errs: string[] = [];
+      const c = buildConfig(input(raw), { errors: errs, notes: [] });
+      assert.deepEqual(errs, []);
+      return c;
+    };
+    assert.equal(ok({ ...base, key_identifier_file: '/d/id' })!.keyRecordFile, '/d/id.keys.json');
+    assert.equal(ok({ ...base, key_identifier_value: 's' })!.keyRecordFile, undefined);
+    assert.equal(ok({ ...base, key_identifier_value: 's', key_record_file: '/r.json' })!.keyRecordFile, '/r.json');
+    assert.equal(ok({ ...base, key_identifier_value: 's' })!.allowImportedKeys, false);
+    assert.equal(ok({ ...base, key_identifier_value: 's', allow_imported_keys: true })!.allowImportedKeys, true);
   });
 
   test('hashed labels match their key id for any truncation, and nothing else', () => {

@@ -3,7 +3,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import { digestInfoPrefix, ecdsaRawToDer, HASHES, pssSaltLength, ecPointFromAttribute, CURVES, ecSpki } from '../../../plugins/pkcs11-keymanager/sigutil';
-import { configFromObject, parseDuration } from '../../../plugins/pkcs11-keymanager/config';
+import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
+import { parseGoDuration } from '../../../plugins/sdk/config';
 import { labelFor, newCkaId, parseFullName, ckaIdTime, compareCkaIdNewestFirst } from '../../../plugins/pkcs11-keymanager/naming';
 import { defaultSigningThreads, parsePkcs11Uri, Pkcs11Error, classify, toPkcs11Error, ckrName, SessionPool, RwGate, Pkcs11LibError, readPin, selectToken, type TokenDescriptor } from '../../../plugins/lib/pkcs11';
 import * as fs from 'node:fs';
@@ -91,7 +92,7 @@ describe('configuration', () => {
   const build = (raw: Record<string, unknown>) => {
     const errors: string[] = [];
     const warns: string[] = [];
-    const c = configFromObject(raw, 'example.org', { error: (m) => errors.push(m), warn: (m) => warns.push(m) });
+    const c = buildConfig({ trustDomain: 'example.org', hclText: JSON.stringify(raw), coreConfigurationPresent: true }, { errors, notes: warns });
     return { c, errors, warns };
   };
   test('defaults', () => {
@@ -132,11 +133,11 @@ describe('configuration', () => {
     assert.equal(defaultSigningThreads(false, 8, 0), 1);
   });
   test('durations', () => {
-    assert.equal(parseDuration('10s'), 10_000);
-    assert.equal(parseDuration('1h30m'), 5_400_000);
-    assert.equal(parseDuration('14d'), 14 * 86_400_000);
-    assert.equal(parseDuration('300ms'), 300);
-    assert.equal(parseDuration('abc'), undefined);
+    assert.equal(parseGoDuration('10s', { days: true }), 10_000);
+    assert.equal(parseGoDuration('1h30m', { days: true }), 5_400_000);
+    assert.equal(parseGoDuration('14d', { days: true }), 14 * 86_400_000);
+    assert.equal(parseGoDuration('300ms', { days: true }), 300);
+    assert.equal(parseGoDuration('abc', { days: true }), undefined);
     assert.match(build({ ...base, dispose_stale_keys_after: '1s' }).errors.join(), /at least 10 heartbeat intervals/);
     assert.match(build({ ...base, max_label_length: 10 }).errors.join(), /too short/);
   });

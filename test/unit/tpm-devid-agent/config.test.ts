@@ -9,7 +9,7 @@ import { TPM_CC, TpmError, type TpmTransport } from '../../../plugins/lib/tpm2';
 import { agentNodeAttestor } from '../../../plugins/sdk';
 import { startInProcess } from '../../../plugins/sdk/testing';
 import { NodeAttestorClient, type PayloadOrChallengeResponse } from '../../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
-import { buildAgentConfig } from '../../../plugins/tpm-devid-agent/config';
+import { buildConfig } from '../../../plugins/tpm-devid-agent/config';
 import { BlobError, detectPrivateForm, detectPublicForm, loadDevidFiles, parsePrivateBlob, parsePublicBlob } from '../../../plugins/lib/devid/blobs';
 import { parseTcpUrl, resolveTpmLocation, TpmLocationError } from '../../../plugins/lib/devid/device';
 import { rcInWords } from '../../../plugins/lib/devid/tpm-errors';
@@ -18,11 +18,12 @@ import { encodeChallengeRequest } from '../../../plugins/lib/devid/wire';
 import { FakeTpm, fakeDevidBlobs } from './fake-tpm';
 
 const status = () => ({ errors: [] as string[], notes: [] as string[] });
+const input = (hclText: string) => ({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true });
 const base = 'devid_cert_path = "/c"\ndevid_priv_path = "/k"\ndevid_pub_path = "/p"\n';
 
 test('config: the built-in keys, defaults, and its error messages', () => {
   let s = status();
-  const c = buildAgentConfig(base + 'tpm_device_path = "/dev/tpmrm0"\ndevid_password = "pw"', s);
+  const c = buildConfig(input(base + 'tpm_device_path = "/dev/tpmrm0"\ndevid_password = "pw"'), s);
   assert.deepEqual(s.errors, []);
   assert.deepEqual(c, {
     tpmDevicePath: '/dev/tpmrm0', devidCertPath: '/c', devidPrivPath: '/k', devidPubPath: '/p',
@@ -30,24 +31,24 @@ test('config: the built-in keys, defaults, and its error messages', () => {
   });
   for (const k of ['devid_cert_path', 'devid_priv_path', 'devid_pub_path']) {
     s = status();
-    assert.equal(buildAgentConfig(base.split('\n').filter((l) => !l.startsWith(k)).join('\n'), s), undefined);
+    assert.equal(buildConfig(input(base.split('\n').filter((l) => !l.startsWith(k)).join('\n')), s), undefined);
     assert.deepEqual(s.errors, [`invalid configuration: ${k} is required`]);
   }
   s = status();
-  assert.equal(buildAgentConfig('', s), undefined);
+  assert.equal(buildConfig(input(''), s), undefined);
   assert.deepEqual(s.errors, ['invalid configuration: devid_cert_path is required']);
   s = status();
-  assert.equal(buildAgentConfig(base + 'tpm_device_path = "/dev/tpmrm0"', s, 'win32'), undefined);
+  assert.equal(buildConfig(input(base + 'tpm_device_path = "/dev/tpmrm0"'), s, 'win32'), undefined);
   assert.deepEqual(s.errors, ['invalid configuration: device path is not allowed on windows']);
   s = status();
-  assert.equal(buildAgentConfig(base + 'devid_pasword = "x"', s), undefined);
+  assert.equal(buildConfig(input(base + 'devid_pasword = "x"'), s), undefined);
   assert.match(s.errors[0]!, /unknown configuration key "devid_pasword"/);
   s = status();
-  assert.equal(buildAgentConfig('devid_cert_path = {', s), undefined);
+  assert.equal(buildConfig(input('devid_cert_path = {'), s), undefined);
   assert.match(s.errors[0]!, /syntax error/);
   // secrets are not echoed in type errors
   s = status();
-  buildAgentConfig(base + 'owner_hierarchy_password = true', s);
+  buildConfig(input(base + 'owner_hierarchy_password = true'), s);
   assert.ok(!s.errors.join('').includes('true') || /redacted/.test(s.errors.join('')));
 });
 

@@ -12,7 +12,7 @@ import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
 import { AK_ATTRS, KU, SoftTpm, genKey, issue, makeWorld, tcgSanExtension, tpmtPublic, type World } from './fixtures';
 import { runFlow } from './driver';
 import { craftCert, craftKey, loopChain, rsaSpki } from '../x509/crafted';
-import { buildServerConfig } from '../../../plugins/tpm-devid-server/config';
+import { buildConfig } from '../../../plugins/tpm-devid-server/config';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pem } from './fixtures';
@@ -155,7 +155,7 @@ test('finding 1 through the server: a leaf and 7 intermediates sharing one name 
 test('configuration: allow_non_tcg_ek_certificates (bool, default false, noted when set); bundles obey the key limits', () => {
   const cfg = (hcl: string) => {
     const status = { errors: [] as string[], notes: [] as string[] };
-    return { cfg: buildServerConfig({ trustDomain: TD, hclText: hcl, coreConfigurationPresent: true }, status), status };
+    return { cfg: buildConfig({ trustDomain: TD, hclText: hcl, coreConfigurationPresent: true }, status), status };
   };
   const d = cfg(world.hcl);
   assert.equal(d.cfg?.allowNonTcgEkCertificates, false);
