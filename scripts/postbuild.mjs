@@ -1,7 +1,26 @@
-// Marks every `bin` entry of package.json executable after tsc, so SPIRE can exec it as plugin_cmd.
-import { readFileSync, chmodSync, existsSync } from "node:fs";
-const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+// After tsc:
+// 1. Marks every `bin` entry of package.json executable, so SPIRE can exec it as plugin_cmd.
+// 2. Makes the workspace packages (the SDK, plugins/lib/*, proto) resolvable by name from the compiled tree:
+//    each package's package.json is copied beside its compiled JS (its `exports` map names `./x.js` for runtime and
+//    `./x.ts` for tsc), and dist/node_modules/@spire-hw/<name> links to it. Node resolving `@spire-hw/sdk` from
+//    anywhere under dist/ finds the compiled package first; tsc, reading the sources, finds the source package through
+//    the workspace link npm made in node_modules/. Either way only what `exports` names can be imported.
+import { readFileSync, chmodSync, existsSync, copyFileSync, mkdirSync, rmSync, symlinkSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 for (const rel of Object.values(pkg.bin ?? {})) {
-  const p = new URL(`../${rel}`, import.meta.url);
+  const p = join(root, rel);
   if (existsSync(p)) chmodSync(p, 0o755);
+}
+for (const ws of pkg.workspaces ?? []) {
+  const wpkg = JSON.parse(readFileSync(join(root, ws, "package.json"), "utf8"));
+  const out = join(root, "dist", ws);
+  mkdirSync(out, { recursive: true });
+  copyFileSync(join(root, ws, "package.json"), join(out, "package.json"));
+  const link = join(root, "dist", "node_modules", ...wpkg.name.split("/"));
+  mkdirSync(dirname(link), { recursive: true });
+  rmSync(link, { force: true, recursive: true });
+  symlinkSync(relative(dirname(link), out), link, "dir");
 }
