@@ -5,8 +5,8 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as pkcs11js from 'pkcs11js';
-import { type Attr, type ObjectRef, Pkcs11Client, Pkcs11Error, Pkcs11LibError } from '../lib/pkcs11';
-import type { Logger } from '../sdk';
+import { type Attr, type ObjectRef, Pkcs11Client, Pkcs11Error, Pkcs11LibError } from '@spire-hw/pkcs11';
+import type { Logger } from '@spire-hw/sdk';
 import type { Pkcs11KeyManagerConfig } from './config';
 import {
   HEARTBEAT_APPLICATION,

@@ -3,9 +3,9 @@
  * checks across keys. `buildConfig` is pure (no file, token or module is touched); Validate's live checks are in
  * keymanager.ts.
  */
-import type { ConfigInput } from '../sdk';
-import { decodeConfig, field, type ConfigStatus } from '../sdk/config';
-import { type PinSource, type TokenSelector, parsePkcs11Uri } from '../lib/pkcs11';
+import type { ConfigInput } from '@spire-hw/sdk';
+import { decodeConfig, field, type ConfigStatus } from '@spire-hw/sdk/config';
+import { type PinSource, type TokenSelector, parsePkcs11Uri } from '@spire-hw/pkcs11';
 import { minLabelLength } from './naming';
 import { uvThreadpoolSize } from './uv-threadpool';
 

@@ -20,10 +20,10 @@ import {
   listTokens,
   releaseModule,
   selectToken,
-} from '../lib/pkcs11';
-import { Code, PluginError, failedPrecondition, invalidArgument } from '../sdk/errors';
-import type { Logger } from '../sdk';
-import type { ConfigStatus } from '../sdk/config';
+} from '@spire-hw/pkcs11';
+import { Code, PluginError, failedPrecondition, invalidArgument } from '@spire-hw/sdk/errors';
+import type { Logger } from '@spire-hw/sdk';
+import type { ConfigStatus } from '@spire-hw/sdk/config';
 import type { Pkcs11KeyManagerConfig } from './config';
 import { KeyBackend, type KeyEntry, DuplicateServerError } from './backend';
 import { labelFor } from './naming';

@@ -1,7 +1,7 @@
 /** SDK binding of the PKCS#11 KeyManager (server and agent share this class). */
-import { createLogger, registerSecret, type CallContext, type InitContext } from '../sdk';
-import type { ConfigStatus } from '../sdk/config';
-import { readPin } from '../lib/pkcs11';
+import { createLogger, registerSecret, type CallContext, type InitContext } from '@spire-hw/sdk';
+import type { ConfigStatus } from '@spire-hw/sdk/config';
+import { readPin } from '@spire-hw/pkcs11';
 import { buildConfig, type Pkcs11KeyManagerConfig } from './config';
 import { Pkcs11KeyManagerCore, type GenerateKeyReq, type PublicKeyMsg, type SignDataReq } from './keymanager';
 

@@ -1,25 +1,25 @@
 // Typed, promise-based clients for SPIRE's host services, reached by dialing back the address SPIRE sends on the
 // go-plugin broker stream (ConnInfo{service_id: 1}). A service is only offered when SPIRE listed it in Init.
 import { credentials, Client, type ServiceError, type Metadata } from "@grpc/grpc-js";
-import { MetricsClient } from "../../proto/gen/spire/hostservice/common/metrics/v1/metrics";
+import { MetricsClient } from "@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics";
 import type {
   AddSampleRequest,
   EmitKeyRequest,
   IncrCounterRequest,
   MeasureSinceRequest,
   SetGaugeRequest,
-} from "../../proto/gen/spire/hostservice/common/metrics/v1/metrics";
+} from "@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics";
 import {
   AgentStoreClient,
   type GetAgentInfoRequest,
   type GetAgentInfoResponse,
-} from "../../proto/gen/spire/hostservice/server/agentstore/v1/agentstore";
+} from "@spire-hw/proto/spire/hostservice/server/agentstore/v1/agentstore";
 import {
   IdentityProviderClient,
   type FetchX509IdentityRequest,
   type FetchX509IdentityResponse,
-} from "../../proto/gen/spire/hostservice/server/identityprovider/v1/identityprovider";
-import type { ConnInfo } from "../../proto/gen/goplugin/grpc_broker";
+} from "@spire-hw/proto/spire/hostservice/server/identityprovider/v1/identityprovider";
+import type { ConnInfo } from "@spire-hw/proto/goplugin/grpc_broker";
 import { unavailable } from "./errors";
 
 export const HOST_SERVICE_PROVIDER_ID = 1;

@@ -8,12 +8,12 @@ import type {
   ServiceDefinition,
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import * as serverKM from "../../proto/gen/spire/plugin/server/keymanager/v1/keymanager";
-import * as agentKM from "../../proto/gen/spire/plugin/agent/keymanager/v1/keymanager";
-import * as serverNA from "../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor";
-import * as agentNA from "../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor";
-import * as agentWA from "../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
-import * as serverUA from "../../proto/gen/spire/plugin/server/upstreamauthority/v1/upstreamauthority";
+import * as serverKM from "@spire-hw/proto/spire/plugin/server/keymanager/v1/keymanager";
+import * as agentKM from "@spire-hw/proto/spire/plugin/agent/keymanager/v1/keymanager";
+import * as serverNA from "@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor";
+import * as agentNA from "@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor";
+import * as agentWA from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
+import * as serverUA from "@spire-hw/proto/spire/plugin/server/upstreamauthority/v1/upstreamauthority";
 import type { ConfigStatus } from "./config/build";
 import type { Logger } from "./log";
 import type { HostServices } from "./hostservices";

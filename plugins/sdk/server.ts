@@ -3,12 +3,12 @@
 // promise-based handlers on the SDK's HTTP/2 server (h2/server.ts maps errors to statuses and cancellation to the
 // call's AbortSignal; nothing ever crashes).
 import { H2GrpcServer, type Handler } from "./h2/server";
-import { GRPCBrokerService, type ConnInfo } from "../../proto/gen/goplugin/grpc_broker";
-import { GRPCControllerService } from "../../proto/gen/goplugin/grpc_controller";
-import { GRPCStdioService } from "../../proto/gen/goplugin/grpc_stdio";
-import { HealthService, HealthCheckResponse_ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from "../../proto/gen/grpc/health/v1/health";
-import { InitService, type InitRequest } from "../../proto/gen/spire/service/private/init/v1/init";
-import { ConfigService, type ConfigureRequest, type ValidateRequest, type ValidateResponse } from "../../proto/gen/spire/service/common/config/v1/config";
+import { GRPCBrokerService, type ConnInfo } from "@spire-hw/proto/goplugin/grpc_broker";
+import { GRPCControllerService } from "@spire-hw/proto/goplugin/grpc_controller";
+import { GRPCStdioService } from "@spire-hw/proto/goplugin/grpc_stdio";
+import { HealthService, HealthCheckResponse_ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from "@spire-hw/proto/grpc/health/v1/health";
+import { InitService, type InitRequest } from "@spire-hw/proto/spire/service/private/init/v1/init";
+import { ConfigService, type ConfigureRequest, type ValidateRequest, type ValidateResponse } from "@spire-hw/proto/spire/service/common/config/v1/config";
 import { errorMessage, invalidArgument, notFound, toStatus, unimplemented } from "./errors";
 import { redactString, type Logger } from "./log";
 import { registerConfigSecrets } from "./config/secrets";

@@ -1,6 +1,6 @@
 // Agent configuration: the built-in tpm_devid agent plugin's keys with the same meaning and messages.
-import type { ConfigInput } from '../sdk';
-import { decodeConfig, field, type ConfigStatus } from '../sdk/config';
+import type { ConfigInput } from '@spire-hw/sdk';
+import { decodeConfig, field, type ConfigStatus } from '@spire-hw/sdk/config';
 
 export const CONFIG_SCHEMA = {
   tpm_device_path: field.string({

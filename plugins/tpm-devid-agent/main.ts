@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // SPIRE agent NodeAttestor "tpm_devid" (external plugin): plugin_cmd points at this file's compiled JS.
-import { serve, agentNodeAttestor } from '../sdk';
+import { serve, agentNodeAttestor } from '@spire-hw/sdk';
 import { TpmDevidAgent } from './plugin';
 
 serve(agentNodeAttestor(new TpmDevidAgent()));

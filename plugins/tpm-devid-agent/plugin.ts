@@ -1,13 +1,13 @@
 // SDK adapter: the agent side of `tpm_devid` as an external NodeAttestor plugin.
-import { PluginError, Code, registerSecret, type AgentNodeAttestor, type CallContext, type DuplexStream, type InitContext, type Logger } from '../sdk';
-import type { Challenge, PayloadOrChallengeResponse } from '../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
-import type { TpmTransport } from '../lib/tpm2';
+import { PluginError, Code, registerSecret, type AgentNodeAttestor, type CallContext, type DuplexStream, type InitContext, type Logger } from '@spire-hw/sdk';
+import type { Challenge, PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import type { TpmTransport } from '@spire-hw/tpm2';
 import { AttestError, runAttestation, type AttestStats, type Passwords } from './attest';
-import { BlobError, loadDevidFiles, type DevidFiles } from '../lib/devid/blobs';
+import { BlobError, loadDevidFiles, type DevidFiles } from '@spire-hw/devid';
 import { buildConfig, type AgentConfig } from './config';
-import { AttestationAborted, CountingTransport, newTpm } from '../lib/devid/devid-tpm';
-import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation, type TpmLocation } from '../lib/devid/device';
-import { describeTpmFailure } from '../lib/devid/tpm-errors';
+import { AttestationAborted, CountingTransport, newTpm } from '@spire-hw/devid';
+import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation, type TpmLocation } from '@spire-hw/devid';
+import { describeTpmFailure } from '@spire-hw/devid';
 
 interface Live {
   readonly cfg: AgentConfig;

@@ -1,6 +1,6 @@
 // The unix workload attestor logic, independent of the plugin SDK and of gRPC.
 // Selector order and error texts follow SPIRE's built-in `unix` attestor (pkg/agent/plugin/workloadattestor/unix).
-import { PluginError, internal } from '../sdk/errors';
+import { PluginError, internal } from '@spire-hw/sdk/errors';
 import { StepError, stepError } from './errors';
 import type { ExeHasher } from './hasher';
 import { cancelledError } from './hasher';

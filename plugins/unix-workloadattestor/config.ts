@@ -1,7 +1,7 @@
 // Configuration of the unix attestor: the schema (the built-in's keys and ours), decoded by the SDK, completed with
 // the defaults that depend on the environment and checked.
-import type { ConfigInput } from '../sdk';
-import { coreTrustDomain, decodeConfig, field, type ConfigStatus, type Infer } from '../sdk/config';
+import type { ConfigInput } from '@spire-hw/sdk';
+import { coreTrustDomain, decodeConfig, field, type ConfigStatus, type Infer } from '@spire-hw/sdk/config';
 
 export type NameSource = 'files' | 'nss';
 

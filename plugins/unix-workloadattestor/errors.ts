@@ -1,7 +1,7 @@
 // Error values of the unix attestor core. Failures that end an attestation are the SDK's PluginError (bare message:
 // the agent adds `workloadattestor(<name>): `); a ProcSource reports which step failed as a StepError, which the core
 // words as the built-in does.
-import { internal, type PluginError } from '../sdk/errors';
+import { internal, type PluginError } from '@spire-hw/sdk/errors';
 
 /** Which step of the built-in attestor an error belongs to; decides the message prefix. */
 export type Step = 'process' | 'uids' | 'gids' | 'groups' | 'path';

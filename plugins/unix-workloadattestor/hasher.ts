@@ -15,7 +15,7 @@
 // `SHA256 digest: workload <path> exceeds size limit (<n> > <limit>)`, `SHA256 digest: read <path>: <errno>`.
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
-import { Code, PluginError, internal } from '../sdk/errors';
+import { Code, PluginError, internal } from '@spire-hw/sdk/errors';
 import { goPathError } from './errors';
 
 export interface HasherOptions {

@@ -1,13 +1,13 @@
 // SDK adapter: the `unix` WorkloadAttestor plugin. All logic lives in the core (attestor.ts and friends),
 // which needs nothing of the SDK but its PluginError.
-import { PluginError, Code, type CallContext, type InitContext, type Logger, type WorkloadAttestor } from '../sdk';
-import type { ConfigStatus } from '../sdk/config';
+import { PluginError, Code, type CallContext, type InitContext, type Logger, type WorkloadAttestor } from '@spire-hw/sdk';
+import type { ConfigStatus } from '@spire-hw/sdk/config';
 import type {
   AttestReferenceRequest,
   AttestReferenceResponse,
   AttestRequest,
   AttestResponse,
-} from '../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor';
+} from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
 import type { UnixAttestorCore } from './attestor';
 import { buildConfig, type UnixConfig } from './config';
 import { createCore, type CoreOverrides } from './runtime';

@@ -18,7 +18,7 @@
  */
 import * as os from 'node:os';
 import * as pkcs11js from 'pkcs11js';
-import type { Logger } from '../../sdk';
+import type { Logger } from '@spire-hw/sdk';
 import { CKR, Pkcs11Error, Pkcs11LibError, type RecoveryTier, p11, p11Async, toPkcs11Error } from './errors';
 import { type ModuleHandle, acquireModule, releaseModule } from './module';
 import { type PinSource, readPin } from './pin';

@@ -12,18 +12,18 @@ import {
   type ClientDuplexStream,
   type ClientReadableStream,
 } from "@grpc/grpc-js";
-import { GRPCBrokerClient, type ConnInfo } from "../../../proto/gen/goplugin/grpc_broker";
-import { GRPCControllerClient } from "../../../proto/gen/goplugin/grpc_controller";
-import { GRPCStdioClient, type StdioData } from "../../../proto/gen/goplugin/grpc_stdio";
-import { HealthClient, type HealthCheckResponse } from "../../../proto/gen/grpc/health/v1/health";
-import { InitClient, type InitResponse } from "../../../proto/gen/spire/service/private/init/v1/init";
-import { ConfigClient, type ValidateResponse } from "../../../proto/gen/spire/service/common/config/v1/config";
-import { MetricsService } from "../../../proto/gen/spire/hostservice/common/metrics/v1/metrics";
-import { AgentStoreService, type GetAgentInfoRequest, type GetAgentInfoResponse } from "../../../proto/gen/spire/hostservice/server/agentstore/v1/agentstore";
+import { GRPCBrokerClient, type ConnInfo } from "@spire-hw/proto/goplugin/grpc_broker";
+import { GRPCControllerClient } from "@spire-hw/proto/goplugin/grpc_controller";
+import { GRPCStdioClient, type StdioData } from "@spire-hw/proto/goplugin/grpc_stdio";
+import { HealthClient, type HealthCheckResponse } from "@spire-hw/proto/grpc/health/v1/health";
+import { InitClient, type InitResponse } from "@spire-hw/proto/spire/service/private/init/v1/init";
+import { ConfigClient, type ValidateResponse } from "@spire-hw/proto/spire/service/common/config/v1/config";
+import { MetricsService } from "@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics";
+import { AgentStoreService, type GetAgentInfoRequest, type GetAgentInfoResponse } from "@spire-hw/proto/spire/hostservice/server/agentstore/v1/agentstore";
 import {
   IdentityProviderService,
   type FetchX509IdentityResponse,
-} from "../../../proto/gen/spire/hostservice/server/identityprovider/v1/identityprovider";
+} from "@spire-hw/proto/spire/hostservice/server/identityprovider/v1/identityprovider";
 import { AGENT_STORE_SERVICE, IDENTITY_PROVIDER_SERVICE, METRICS_SERVICE, callUnary, type UnaryFn } from "../hostservices";
 import type { Side } from "../plugin";
 import { notFound } from "../errors";
