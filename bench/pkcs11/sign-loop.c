@@ -1,5 +1,5 @@
 /*
- * Raw PKCS#11 signing loop: the "raw C" baseline for bench/pkcs11/sign.ts (research §4.4 method).
+ * Raw PKCS#11 signing loop: the "raw C" baseline for bench/pkcs11/sign.ts.
  * dlopen the module, C_Initialize(CKF_OS_LOCKING_OK), log in once on an anchor session, start T threads, each with its
  * own CKF_SERIAL_SESSION and the key handle found once, loop C_SignInit + C_Sign (CKM_ECDSA over a fixed 32-byte
  * digest) for S seconds, print total ops/s.

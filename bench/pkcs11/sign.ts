@@ -1,5 +1,5 @@
 /**
- * Benchmark: ECDSA P-256 SignData on one SoftHSM2 token, three layers side by side (research §4.4):
+ * Benchmark: ECDSA P-256 SignData on one SoftHSM2 token, three layers side by side:
  *   1. our plugin, spawned exactly as SPIRE spawns it, SignData over gRPC at concurrency 1 and 32;
  *   2. raw C (bench/pkcs11/sign-loop.c, compiled now with gcc), 1 and 2 threads;
  *   3. pkcs11js alone in this process: sync loop, and async (C_SignAsync) over 4 sessions.

@@ -1,5 +1,6 @@
 /**
- * Key naming on the token (research §1.6):
+ * Key naming on the token, after SPIRE's aws_kms KeyManager (pkg/server/plugin/keymanager/awskms/awskms.go:
+ * alias/SPIRE_SERVER/<td>/<serverID>/<keyID>):
  *   CKA_LABEL = <label_prefix><td>/<serverID>/<spireKeyID>
  * When that is longer than max_label_length bytes, the label becomes <label_prefix><base32(sha256(td|serverID|keyID))>
  * truncated to fit, and a CKO_DATA "name" object (CKA_APPLICATION "spire-keyname", same CKA_ID) keeps the readable name.

@@ -1,4 +1,8 @@
-/** Signature-format helpers for SignData over a pre-computed digest (research §1.4, §3.8). */
+/**
+ * Signature-format helpers for SignData over a pre-computed digest: SPIRE signs through a Go crypto.Signer (SPIRE
+ * pkg/server/plugin/keymanager/v1.go, v1Key.Sign), so `data` is the digest and an ECDSA signature must be ASN.1 DER.
+ * Hence the raw mechanisms CKM_ECDSA, CKM_RSA_PKCS, CKM_RSA_PKCS_PSS (PKCS#11 v2.40 Current Mechanisms §2.3, §2.1).
+ */
 import * as crypto from 'node:crypto';
 
 /** KeyType numbers of the KeyManager proto (identical for server and agent). */
@@ -99,8 +103,9 @@ export const CURVES: Record<1 | 2, Curve> = {
 };
 
 /**
- * CKA_EC_POINT → uncompressed point. SoftHSM returns a DER OCTET STRING (04 41 04 X Y); some modules return the raw
- * point. Decided by total length, not by peeking at the second byte (research §3.7).
+ * CKA_EC_POINT → uncompressed point. PKCS#11 v2.40 Current Mechanisms §2.3.3 specifies the DER encoding of the
+ * ECPoint, an OCTET STRING (04 41 04 X Y), and SoftHSM returns that; some modules return the raw point. Decided by
+ * total length, not by peeking at the second byte (a raw point's X coordinate can start with 0x41).
  */
 export function ecPointFromAttribute(v: Buffer, curve: Curve): Buffer {
   const rawLen = 1 + 2 * curve.orderBytes;

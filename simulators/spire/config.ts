@@ -1,5 +1,6 @@
-// Renders SPIRE server/agent HCL configuration (HCL v1 syntax as read by SPIRE v1.15.3, see
-// /work/shared/research/spire-plugin-protocol.md §7). Pure functions: no I/O except the checksum helper.
+// Renders SPIRE server/agent HCL configuration (HCL v1 syntax as read by SPIRE v1.15.3: cmd/spire-server/cli/run/
+// run.go, cmd/spire-agent/cli/run/run.go, and pkg/common/catalog/config.go for plugin blocks). Pure functions: no I/O
+// except the checksum helper.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 

@@ -96,7 +96,7 @@ export interface SwtpmInstance {
   remove(): Promise<void>;
 }
 
-/** Known swtpm_setup 0.7.1 facts (§6.3): handles and NV indices. */
+/** Known swtpm_setup 0.7.1 facts: handles and NV indices (swtpm src/swtpm_setup/swtpm.c; TCG EK Credential Profile). */
 export const SWTPM_SETUP_FACTS = Object.freeze({
   ekRsaHandle: 0x81010001,
   ekEccP384Handle: 0x81010016,

@@ -4,7 +4,9 @@
 // plugin test/spire/tpm-devid-fixtures/tamper-agent.ts runs the real TPM flow and tampers with one thing.
 // One spire-server serves all cases; the plugin process stays up throughout (an honest agent attests at the end).
 // SPIRE's built-in server is also shown ACCEPTING two of the attacks our server rejects (swapped DevIDPub, Certify by
-// an unrestricted key): that is why checks B and D exist (research brief §1.6).
+// an unrestricted key): that is why checks B and D exist (SPIRE v1.15.3 pkg/server/plugin/nodeattestor/tpmdevid/
+// devid.go never ties DevIDPub to the DevID certificate, and checks only that the AK can sign, not that it is
+// restricted).
 // Malformed/oversized JSON sent straight to the plugin (process stays up) is covered by the server engineer's
 // test/integration/tpm-devid-server/spawn.test.ts and test/unit/tpm-devid-server/wire.test.ts; here it goes
 // through SPIRE's agent and server.

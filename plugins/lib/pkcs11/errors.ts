@@ -44,7 +44,11 @@ export const CKR = {
   CRYPTOKI_ALREADY_INITIALIZED: 0x191,
 } as const;
 
-/** What the recovery logic should do about an error (research §3.9). */
+/**
+ * What the recovery logic should do about an error. The codes are PKCS#11 v2.40 §5.1's; the grouping follows SoftHSM2
+ * 2.6.1, which answers a cached object handle after logout with CKR_OBJECT_HANDLE_INVALID (not USER_NOT_LOGGED_IN) and
+ * returns CKR_GENERAL_ERROR both for a vanished token and for a bad PSS salt length.
+ */
 export type RecoveryTier =
   | 'session' // drop the session, open a new one, retry once
   | 'relogin' // re-login, re-find handles, retry once

@@ -1,8 +1,8 @@
 /**
  * Readers/writer gate. Every PKCS#11 operation holds it shared; a full re-initialisation (C_Finalize + C_Initialize)
- * holds it exclusively, so no async worker is running inside the module while it is finalised (research §3.2:
- * finalising under running workers corrupts the process). Writers are preferred: once a writer waits, new readers
- * queue behind it, so a drain always completes.
+ * holds it exclusively, so no async worker is running inside the module while it is finalised (PKCS#11 v2.40 §5.4.2:
+ * C_Finalize is undefined while other threads are making Cryptoki calls). Writers are preferred: once a writer waits,
+ * new readers queue behind it, so a drain always completes.
  */
 export class RwGate {
   private readers = 0;

@@ -1,9 +1,10 @@
 /**
  * Process-global PKCS#11 module manager. A PKCS#11 library is process-global: a second load of the same path shares
- * the instance, its C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED and a C_Finalize from one user breaks every
- * other user (research §3.1). So each module path is loaded and initialised once, reference-counted, and finalised when
- * the last user releases it. C_Initialize is always called with CKF_OS_LOCKING_OK: without it SoftHSM disables its
- * mutexes and concurrent async calls crash the process.
+ * the instance (dlopen returns the same handle), its C_Initialize answers CKR_CRYPTOKI_ALREADY_INITIALIZED and a
+ * C_Finalize from one user breaks every other user (PKCS#11 v2.40 §5.4.1 C_Initialize, §5.4.2 C_Finalize: one
+ * initialisation per application, and the application is the process). So each module path is loaded and initialised
+ * once, reference-counted, and finalised when the last user releases it. C_Initialize is always called with
+ * CKF_OS_LOCKING_OK: without it SoftHSM disables its mutexes and concurrent async calls crash the process.
  */
 import * as pkcs11js from 'pkcs11js';
 import { CKR, Pkcs11Error, p11, toPkcs11Error } from './errors';

@@ -1,5 +1,6 @@
-// A software tpm_devid server for tests: every check SPIRE's server makes (research §1.4), plus the DevIDPub ↔
-// certificate binding, using only plugins/lib (no server plugin code).
+// A software tpm_devid server for tests: every check SPIRE's server makes (SPIRE v1.15.3
+// pkg/server/plugin/nodeattestor/tpmdevid/devid.go and challenge.go), plus the DevIDPub ↔ certificate binding, using
+// only plugins/lib (no server plugin code).
 import { createHash, randomBytes, verify as nodeVerify, timingSafeEqual } from 'node:crypto';
 import { TPM_ALG, TPM_ST, TpmsAttest, TpmtPublic, TpmtSignature, publicKeyOf, unmarshal } from '../../../plugins/lib/tpm2';
 import { makeCredential } from '../../../plugins/lib/tpm2/crypto/make-credential';

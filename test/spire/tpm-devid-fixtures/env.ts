@@ -1,5 +1,5 @@
 // Shared pieces of the tpm_devid real-SPIRE tests and benchmark: swtpm devices, a DevID test CA, DevIDs provisioned
-// with our tool or with the tpm2-tools recipe (research brief §5.2), HCL for both halves (ours and SPIRE's built-in),
+// with our tool or with tpm2-tools (createKeyWithTpm2Tools below), HCL for both halves (ours and SPIRE's built-in),
 // and the expected agent ID / selectors.
 import { execFile } from 'node:child_process';
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
@@ -183,8 +183,10 @@ export interface Tpm2ToolsKey {
 }
 
 /**
- * The brief's §5.2 tpm2-tools recipe: H-1 (RSA) / H-2 (ECC) SRK with `noda`, then an unrestricted signing key with
- * an explicit RSASSA-SHA256 / ECDSA-SHA256 scheme. Returns the tpm2-tools blobs and the public key.
+ * The tpm2-tools recipe: H-1 (RSA) / H-2 (ECC) SRK with `noda`, i.e. SPIRE's SRKTemplateHighRSA / SRKTemplateHighECC
+ * (pkg/agent/plugin/nodeattestor/tpmdevid/tpmutil/signingkey.go), then an unrestricted signing key with an explicit
+ * RSASSA-SHA256 / ECDSA-SHA256 scheme (SPIRE's tpmutil/session.go loadKey takes the hash from the key's scheme).
+ * Returns the tpm2-tools blobs and the public key.
  */
 export async function createKeyWithTpm2Tools(dev: Device, keyType: KeyType, tag: string): Promise<Tpm2ToolsKey> {
   const rsa = keyType === 'rsa';

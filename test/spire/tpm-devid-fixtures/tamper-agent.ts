@@ -8,7 +8,8 @@
 //   honest                    the normal flow (sanity check of the fixture itself)
 //   swap-devid-pub            DevIDPub = the TPM key of devid_priv/pub_path (certified by the AK), DevIDCert = a
 //                             certificate for a *software* key (--soft-key PEM), PoP signed by that software key:
-//                             SPIRE's gap §1.6.1 (residency proven for one key, possession for another)
+//                             SPIRE's gap: its server's devid.go never ties DevIDPub to the certificate
+//                             (residency proven for one key, possession for another)
 //   unrestricted-ak           the key that certifies the DevID is an unrestricted signing key (no `restricted`)
 //   wrong-nonce               the DevID key signs a different nonce (first byte flipped)
 //   record --file F           honest, and the challenge response is saved to F

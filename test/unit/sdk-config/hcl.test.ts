@@ -13,7 +13,7 @@ function syntaxError(text: string): HclSyntaxError {
   assert.fail(`expected a syntax error for ${JSON.stringify(text)}`);
 }
 
-/** The exact text SPIRE's HCL v1 printer sends (brief §7.3). */
+/** The exact text SPIRE's HCL v1 printer sends (SPIRE v1.15.3 pkg/common/catalog/config.go: printer.DefaultConfig). */
 const PRINTED = [
   '# a comment',
   'keys_path = "/var/lib/spire/keys.json"',

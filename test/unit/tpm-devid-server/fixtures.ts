@@ -1,6 +1,7 @@
 // Test fixtures for the tpm_devid server: a tiny PKI (DevID CA chain, EK issuing CA) and a "software TPM" that
 // produces exactly the bytes a TPM would (TPMT_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE), signs with Node keys and
-// answers MakeCredential challenges in software (the inverse of §4.4), so the whole flow runs without a TPM.
+// answers MakeCredential challenges in software (TPM 2.0 Part 1 §24, the TPM's side), so the whole flow runs
+// without a TPM.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import {

@@ -91,7 +91,7 @@ test('credentialBlobFromSeed (TPMS_ID_OBJECT) matches the independent vectors', 
     const blob = credentialBlobFromSeed(v.nameAlg, v.symKeyBits, hx(v.seed), hx(v.objectName), hx(v.credential));
     assert.equal(blob.toString('hex'), v.idObject, `${v.nameAlg}/${v.seed.length / 2}`);
   }
-  // size facts from the brief: SHA-256 + AES-128 + 32-byte credential = 68 bytes
+  // TPMS_ID_OBJECT (Part 2 §12.4.2), SHA-256, 32-byte credential: integrityHMAC 2 + 32, encIdentity 2 + 32 = 68 bytes
   assert.equal(hx(V.idObject[0]!.idObject).length, 68);
 });
 
@@ -233,7 +233,7 @@ test('constantTimeEqual', () => {
 
 test('templates: sizes, prefixes and attributes as in the brief §2.4', () => {
   const sizes: Record<TemplateName, number> = {
-    'ek-rsa2048-l1': 314, 'ek-ecc-p256-l2': 122, 'ek-ecc-p384-h3': 74, 'srk-rsa-h1': 26, 'srk-ecc-h2': 26, // the brief says 24 B but its own hex is 26 B
+    'ek-rsa2048-l1': 314, 'ek-ecc-p256-l2': 122, 'ek-ecc-p384-h3': 74, 'srk-rsa-h1': 26, 'srk-ecc-h2': 26, // empty unique
     'ak-rsa': 24, 'ak-ecc-p256': 24, 'devid-rsa': 24, 'devid-ecc-p256': 88,
   };
   for (const [name, size] of Object.entries(sizes) as [TemplateName, number][]) {

@@ -1,5 +1,6 @@
-// Marshalling: exact command bytes (brief §2.3, verified against swtpm), exact template bytes (brief §2.4), round
-// trips, raw-bytes retention of sized buffers, and typed decode errors.
+// Marshalling: exact command bytes (TPM 2.0 Part 3 layouts, verified against swtpm), exact template bytes (TCG EK
+// Credential Profile 2.5 Annex B; SPIRE's tpmutil and go-tpm-tools templates), round trips, raw-bytes retention of
+// sized buffers, and typed decode errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TEMPLATE_HEX, templateBytes, type TemplateName } from '../../../plugins/lib/tpm2/crypto/templates';

@@ -1,4 +1,5 @@
-// The built-in's test table (unix_posix_test.go, research brief §3.8), case by case, twice:
+// The built-in's test table (SPIRE v1.15.3 pkg/agent/plugin/workloadattestor/unix/unix_posix_test.go), case by case,
+// twice:
 // (a) through an in-memory ProcSource (the equivalent of the built-in's hooks: exact messages), and
 // (b) through a fake /proc tree on disk read by the real FsProcSource and real /etc-style files.
 import { test, describe, after } from 'node:test';
