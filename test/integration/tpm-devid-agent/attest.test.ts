@@ -86,7 +86,7 @@ for (const keyType of ['rsa', 'ecc'] as const) {
   });
 }
 
-test('tpm2-tools recipe (research §5.2) + spire-tpm-devid import: the DevID attests', async () => {
+test('tpm2-tools recipe + spire-tpm-devid import: the DevID attests', async () => {
   const dir = join(work, 'tools-rsa');
   await fsp.mkdir(dir, { recursive: true });
   const env = { ...process.env, TPM2TOOLS_TCTI: tpmRun.tcti };

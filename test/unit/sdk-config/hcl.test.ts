@@ -48,7 +48,7 @@ const PRINTED = [
 ].join('\n');
 
 describe('SPIRE printer output', () => {
-  test('exact §7.3 example parses to the expected values', () => {
+  test('exact SPIRE-printed example parses to the expected values', () => {
     assert.deepEqual(parseConfigText(PRINTED), {
       keys_path: '/var/lib/spire/keys.json',
       some_int: 3,
