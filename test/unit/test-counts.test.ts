@@ -34,7 +34,8 @@ function run(dir: string, files: string[], env: Record<string, string> = {}, gua
     ? ['--test-reporter=tap', '--test-reporter-destination=stdout', `--test-reporter=${REPORTER}`, '--test-reporter-destination=stderr']
     : ['--test-reporter=tap'];
   // Run as a top-level `node --test`, not as a child of the runner that runs this file.
-  const { NODE_TEST_CONTEXT: _child, ...outer } = process.env;
+  // Nor with the guard settings of the run that runs this file (`npm run test:counts` sets UPDATE_TEST_COUNTS).
+  const { NODE_TEST_CONTEXT: _child, UPDATE_TEST_COUNTS: _update, TEST_COUNTS_SUBSET: _subset, ...outer } = process.env;
   const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...reporters, ...files], {
     cwd: dir,
     encoding: 'utf8',
