@@ -108,7 +108,9 @@ export class SpawnedPlugin {
   /** SPIRE's unload sequence, then wait up to 2 s for the process to exit before SIGKILL (as go-plugin does). */
   async unload(): Promise<{ graceful: boolean }> {
     await this.conn?.unload();
-    const graceful = await Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const graceful = await Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2_000)))]);
+    clearTimeout(timer); // a graceful exit must not leave the test process waiting out the 2 s
     if (!graceful) this.kill();
     await this.exited;
     return { graceful };
