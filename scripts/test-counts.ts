@@ -29,7 +29,11 @@ function keyOf(file: string): string {
 }
 
 /** The problems of a run against the manifest; `subset` skips the checks that need every file to have run. */
-function compare(counts: Map<string, number>, want: Manifest, subset: boolean): { problems: string[]; notes: string[] } {
+function compare(
+  counts: Map<string, number>,
+  want: Manifest,
+  subset: boolean,
+): { problems: string[]; notes: string[] } {
   const problems: string[] = [];
   const notes: string[] = [];
   for (const [file, expected] of Object.entries(want.files)) {

@@ -31,7 +31,12 @@ function fixtureDir(): string {
 
 function run(dir: string, files: string[], env: Record<string, string> = {}, guard = true) {
   const reporters = guard
-    ? ['--test-reporter=tap', '--test-reporter-destination=stdout', `--test-reporter=${REPORTER}`, '--test-reporter-destination=stderr']
+    ? [
+        '--test-reporter=tap',
+        '--test-reporter-destination=stdout',
+        `--test-reporter=${REPORTER}`,
+        '--test-reporter-destination=stderr',
+      ]
     : ['--test-reporter=tap'];
   // Run as a top-level `node --test`, not as a child of the runner that runs this file.
   // Nor with the guard settings of the run that runs this file (`npm run test:counts` sets UPDATE_TEST_COUNTS).
