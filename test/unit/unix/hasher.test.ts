@@ -142,7 +142,10 @@ describe('single-flight, concurrency, cancellation', () => {
     const ac = new AbortController();
     const p1 = h.digest(big, 0n, ac.signal);
     const p2 = h.digest(big, 0n);
-    setTimeout(() => ac.abort(), 2);
+    // Abort as soon as the second caller has joined the first one's job (not after a fixed delay: under CPU load a
+    // 2 ms timer fired after the 48 MiB hash had finished, and the call resolved instead of being cancelled).
+    while (h.stats.joined === 0) await new Promise((r) => setImmediate(r));
+    ac.abort();
     await rejectsWith(p1, Code.CANCELLED, /cancelled/);
     assert.equal(await p2, bigSha);
     assert.equal(h.stats.hashed, 1);
