@@ -506,3 +506,15 @@ const HASH_BY_ALG: ReadonlyMap<number, { name: HashAlgName; size: number }> = ne
 export function hashInfo(alg: number): { name: HashAlgName; size: number } | undefined {
   return HASH_BY_ALG.get(alg);
 }
+
+/** The NIST curves the library can use in software: JWK and node:crypto names, coordinate size in bytes. */
+export type EccCurveName = 'P-256' | 'P-384' | 'P-521';
+const CURVE_BY_ID: ReadonlyMap<number, { name: EccCurveName; node: string; size: number }> = new Map([
+  [TPM_ECC.NIST_P256, { name: 'P-256' as const, node: 'prime256v1', size: 32 }],
+  [TPM_ECC.NIST_P384, { name: 'P-384' as const, node: 'secp384r1', size: 48 }],
+  [TPM_ECC.NIST_P521, { name: 'P-521' as const, node: 'secp521r1', size: 66 }],
+]);
+/** JWK/node:crypto names and coordinate size of a TPM_ECC curve, or undefined if unsupported. */
+export function curveInfo(curveId: number): { name: EccCurveName; node: string; size: number } | undefined {
+  return CURVE_BY_ID.get(curveId);
+}

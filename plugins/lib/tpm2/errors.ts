@@ -103,7 +103,12 @@ export class TpmError extends TpmLibError {
 // ---------------------------------------------------------------------------------------------------------------
 // Decoding
 
-export type TpmDecodeErrorCode = 'truncated' | 'trailing-bytes' | 'bad-size' | 'bad-selector' | 'bad-value' | 'bad-header';
+/** Codec failures, then the rules of the strict acceptance profile (check.ts) for structures received from a peer. */
+export type TpmDecodeErrorCode =
+  | 'truncated' | 'trailing-bytes' | 'bad-size' | 'bad-selector' | 'bad-value' | 'bad-header'
+  | 'unsupported-type' | 'unsupported-name-alg' | 'unsupported-hash' | 'unsupported-symmetric' | 'unsupported-rsa-scheme'
+  | 'unsupported-ecc-scheme' | 'unsupported-kdf' | 'unsupported-sig-alg' | 'unsupported-attest-type' | 'bad-magic'
+  | 'bad-rsa-key-size' | 'bad-rsa-modulus' | 'bad-rsa-exponent' | 'unsupported-curve' | 'bad-ecc-point';
 
 /** Bytes that do not parse as the expected structure. Decoding never throws anything else. */
 export class TpmDecodeError extends TpmLibError {
@@ -113,7 +118,11 @@ export class TpmDecodeError extends TpmLibError {
     /** Structure path, e.g. "TPM2_Certify response.signature.sigAlg". */
     readonly path: string,
     readonly offset: number,
-    detail: string,
+    readonly detail: string,
+    /** The offending number: a size, a selector, a count of trailing bytes, a key size... */
+    readonly value?: number,
+    /** The bound `value` broke (a maximum size, a field length). */
+    readonly limit?: number,
   ) {
     super(`cannot decode ${path} at offset ${offset}: ${detail}`);
     this.name = 'TpmDecodeError';

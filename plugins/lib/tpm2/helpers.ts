@@ -1,7 +1,7 @@
 // Higher-level helpers over `execute`: starting sessions (salted or not), Names, public keys, capabilities,
 // whole-NV-index reads, flushing.
-import { KeyObject, constants as cc, createECDH, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
-import { TPM_ALG, TPM_CAP, TPM_ECC, TPM_HT, TPM_PT, TPM_RH, TPM_SE, hashInfo } from './constants';
+import { KeyObject, constants as cc, createECDH, createPublicKey, publicEncrypt, randomBytes, type JsonWebKey } from 'node:crypto';
+import { TPM_ALG, TPM_CAP, TPM_HT, TPM_PT, TPM_RH, TPM_SE, curveInfo, hashInfo } from './constants';
 import { kdfe } from './crypto/kdf';
 import { TpmUsageError } from './errors';
 import { AuthSession, HmacSession, PolicySession, SessionBase, SessionOptions, deriveSessionKey, hashOf } from './sessions';
@@ -32,11 +32,6 @@ function nameOver(nameAlg: number, bytes: Uint8Array): Uint8Array {
   return out;
 }
 
-const CURVES: Record<number, { jwk: string; node: string; size: number }> = {
-  [TPM_ECC.NIST_P256]: { jwk: 'P-256', node: 'prime256v1', size: 32 },
-  [TPM_ECC.NIST_P384]: { jwk: 'P-384', node: 'secp384r1', size: 48 },
-  [TPM_ECC.NIST_P521]: { jwk: 'P-521', node: 'secp521r1', size: 66 },
-};
 
 function b64u(b: Uint8Array): string {
   return Buffer.from(b).toString('base64url');
@@ -48,22 +43,28 @@ function leftPad(b: Uint8Array, n: number): Uint8Array {
   return o;
 }
 
-/** node:crypto public key of an RSA or ECC TPMT_PUBLIC (exponent 0 means 65537). */
+/** node:crypto public key of an RSA or ECC TPMT_PUBLIC (exponent 0 means 65537); material that is not a valid key
+ * (e.g. a point off the curve) is a TpmUsageError('bad-argument'). */
 export function publicKeyOf(pub: TpmtPublic): KeyObject {
+  let jwk: JsonWebKey;
   if (pub.type === TPM_ALG.RSA) {
-    const e = pub.parameters.exponent || 65537;
     const eb = Buffer.alloc(4);
-    eb.writeUInt32BE(e >>> 0);
+    eb.writeUInt32BE((pub.parameters.exponent || 65537) >>> 0);
     let i = 0;
     while (i < 3 && eb[i] === 0) i++;
-    return createPublicKey({ key: { kty: 'RSA', n: b64u(pub.unique), e: b64u(eb.subarray(i)) }, format: 'jwk' });
-  }
-  if (pub.type === TPM_ALG.ECC) {
-    const c = CURVES[pub.parameters.curveID];
+    jwk = { kty: 'RSA', n: b64u(pub.unique), e: b64u(eb.subarray(i)) };
+  } else if (pub.type === TPM_ALG.ECC) {
+    const c = curveInfo(pub.parameters.curveID);
     if (!c) throw new TpmUsageError('unsupported', `curve 0x${pub.parameters.curveID.toString(16)} is not supported`);
-    return createPublicKey({ key: { kty: 'EC', crv: c.jwk, x: b64u(leftPad(pub.unique.x, c.size)), y: b64u(leftPad(pub.unique.y, c.size)) }, format: 'jwk' });
+    jwk = { kty: 'EC', crv: c.name, x: b64u(leftPad(pub.unique.x, c.size)), y: b64u(leftPad(pub.unique.y, c.size)) };
+  } else {
+    throw new TpmUsageError('unsupported', `object type 0x${pub.type.toString(16)} has no public key`);
   }
-  throw new TpmUsageError('unsupported', `object type 0x${pub.type.toString(16)} has no public key`);
+  try {
+    return createPublicKey({ key: jwk, format: 'jwk' });
+  } catch (e) {
+    throw new TpmUsageError('bad-argument', `cannot build public key: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ function encryptSalt(key: TpmtPublic): { salt: Uint8Array; encryptedSalt: Uint8A
     return { salt, encryptedSalt };
   }
   if (key.type === TPM_ALG.ECC) {
-    const c = CURVES[key.parameters.curveID];
+    const c = curveInfo(key.parameters.curveID);
     if (!c) throw new TpmUsageError('unsupported', `curve 0x${key.parameters.curveID.toString(16)} is not supported`);
     const ecdh = createECDH(c.node);
     const ephPub = ecdh.generateKeys();

@@ -36,3 +36,8 @@ export type { ControlEndpoint } from './transport/swtpm-control';
 export { FakeTransport, responseFrame } from './transport/fake';
 export type { FakeResponse } from './transport/fake';
 export { verifySignature } from './verify';
+export { checkAttest, checkPublic, checkSignature } from './check';
+export type { TpmtPublicKey } from './check';
+export { makeCredential } from './crypto/make-credential';
+export type { EkDescription } from './crypto/make-credential';
+export { TpmCryptoError } from './crypto/errors';

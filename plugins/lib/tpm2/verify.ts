@@ -20,7 +20,8 @@ export function verifySignature(pub: TpmtPublic, data: Uint8Array, sig: TpmtSign
     const key = publicKeyOf(pub);
     if (sig.sigAlg === TPM_ALG.RSASSA || sig.sigAlg === TPM_ALG.RSAPSS) {
       const h = hashInfo(sig.hash);
-      if (!h || pub.type !== TPM_ALG.RSA) return false;
+      // the signature must be exactly the modulus length, as Go requires
+      if (!h || pub.type !== TPM_ALG.RSA || sig.sig.length !== Math.ceil((key.asymmetricKeyDetails?.modulusLength ?? 0) / 8)) return false;
       if (sig.sigAlg === TPM_ALG.RSASSA) return verify(h.name, data, key, sig.sig);
       return verify(h.name, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, sig.sig);
     }
