@@ -11,8 +11,8 @@ import {
   TpmsIdObject, TpmtPublic, TpmtSignature, execute, marshal, startPolicySession,
 } from '../tpm2';
 import type { TpmTransport } from '../tpm2';
-import { templateBytes, NV_INDEX } from '../tpm2/crypto/templates';
-import { ecdsaRsToDer, leftPad } from '../tpm2/crypto/verify';
+import { templateBytes, NV_INDEX } from '../tpm2/templates';
+import { ecdsaRsToDer, leftPad } from '../tpm2';
 import type { DevidKeyType } from './blobs';
 
 export const EK_CERT_NV_INDEX = NV_INDEX.ekCertRsa2048;

@@ -4,7 +4,7 @@ import { TPM_RC, TpmRcName, commandCodeName } from './constants';
 
 /** Common base so callers can `catch (e) { if (e instanceof TpmLibError) switch (e.kind) … }`. */
 export abstract class TpmLibError extends Error {
-  abstract readonly kind: 'tpm' | 'decode' | 'transport' | 'usage' | 'response-auth';
+  abstract readonly kind: 'tpm' | 'decode' | 'transport' | 'usage' | 'response-auth' | 'crypto';
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -182,5 +182,27 @@ export class TpmResponseAuthError extends TpmLibError {
   constructor(readonly commandCode: number, readonly sessionIndex: number) {
     super(`${commandCodeName(commandCode)}: response HMAC of session ${sessionIndex} does not verify`);
     this.name = 'TpmResponseAuthError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Software-side TPM crypto (MakeCredential, keys from TPM public areas)
+
+export type TpmCryptoErrorCode =
+  | 'unsupported-hash'
+  | 'unsupported-curve'
+  | 'unsupported-symmetric'
+  | 'bad-public-key'
+  | 'bad-object-name'
+  | 'bad-credential'
+  | 'bad-seed'
+  | 'bad-signature-encoding'
+  | 'key-type-mismatch';
+
+export class TpmCryptoError extends TpmLibError {
+  readonly kind = 'crypto' as const;
+  constructor(readonly code: TpmCryptoErrorCode, message: string) {
+    super(message);
+    this.name = 'TpmCryptoError';
   }
 }

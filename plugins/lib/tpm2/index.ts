@@ -1,9 +1,9 @@
 // Public surface of the pure-TypeScript TPM 2.0 library. See README.md.
 export * from './constants';
 export {
-  TpmLibError, TpmError, TpmDecodeError, TpmTransportError, TpmUsageError, TpmResponseAuthError, decodeRc, formatRc,
+  TpmLibError, TpmError, TpmDecodeError, TpmCryptoError, TpmTransportError, TpmUsageError, TpmResponseAuthError, decodeRc, formatRc,
 } from './errors';
-export type { DecodedRc, TpmDecodeErrorCode, TpmTransportErrorCode, TpmUsageErrorCode } from './errors';
+export type { DecodedRc, TpmCryptoErrorCode, TpmDecodeErrorCode, TpmTransportErrorCode, TpmUsageErrorCode } from './errors';
 export {
   Codec, Decoded, Encodable, Reader, Writer, Sized, marshal, unmarshal, unmarshalPrefix, tpm2b, sized, optionalSized, struct,
   list, tagged, constant, fixedBytes, restBytes, empty, mapped, u8, u16, u32, u64, i32, yesNo,
@@ -35,9 +35,9 @@ export { SwtpmControl, SwtpmControlError, SWTPM_CMD, PTM_INIT_FLAG_DELETE_VOLATI
 export type { ControlEndpoint } from './transport/swtpm-control';
 export { FakeTransport, responseFrame } from './transport/fake';
 export type { FakeResponse } from './transport/fake';
-export { verifySignature } from './verify';
+export { verifySignature, leftPad, ecdsaRsToDer, constantTimeEqual } from './verify';
+export { kdfa, kdfe } from './kdf';
 export { checkAttest, checkPublic, checkSignature } from './check';
 export type { TpmtPublicKey } from './check';
-export { makeCredential } from './crypto/make-credential';
-export type { EkDescription } from './crypto/make-credential';
-export { TpmCryptoError } from './crypto/errors';
+export { makeCredential, credentialBlobFromSeed } from './credential';
+export type { EkDescription, MakeCredentialOptions, MakeCredentialResult } from './credential';

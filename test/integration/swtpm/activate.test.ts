@@ -7,9 +7,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createSwtpm, RunningSwtpm, SwtpmInstance } from '../../../simulators/swtpm';
-import { makeCredential } from '../../../plugins/lib/tpm2/crypto/make-credential';
-import { objectName } from '../../../plugins/lib/tpm2/crypto/name';
-import { templateBytes, TemplateName } from '../../../plugins/lib/tpm2/crypto/templates';
+import { makeCredential } from '../../../plugins/lib/tpm2';
+import { objectName } from '../../../plugins/lib/tpm2';
+import { templateBytes, TemplateName } from '../../../plugins/lib/tpm2/templates';
 import { tools, ekDescription, toolsCredentialFile, createPrimaryRaw, flushRaw } from './helpers';
 
 let inst: SwtpmInstance;

@@ -1,7 +1,7 @@
 // Test-local helpers: tpm2-tools runner and a tiny TPMT_PUBLIC reader (the real marshalling lives elsewhere).
 import { execFile } from 'node:child_process';
-import { EkDescription } from '../../../plugins/lib/tpm2/crypto/make-credential';
-import { hashNameFromAlgId, TpmHashName } from '../../../plugins/lib/tpm2/crypto/kdf';
+import { EkDescription } from '../../../plugins/lib/tpm2';
+import { hashInfo, type HashAlgName as TpmHashName } from '../../../plugins/lib/tpm2';
 
 /**
  * Runs tpm2-tools with TPM2TOOLS_TCTI=tcti in cwd. On a bare swtpm (no resource manager) tpm2-tools leaves
@@ -42,7 +42,7 @@ export function parseTpmtPublic(b: Buffer): ParsedPublic {
   const u32 = () => { const v = b.readUInt32BE(p); p += 4; return v; };
   const b2 = () => { const n = u16(); const v = b.subarray(p, p + n); p += n; return Buffer.from(v); };
   const type = u16();
-  const nameAlg = hashNameFromAlgId(u16())!;
+  const nameAlg = hashInfo(u16())!.name;
   const attributes = u32();
   b2();
   const symAlg = u16();

@@ -12,7 +12,7 @@ import {
   akRsa2048Template, signingEccP256Template, signingRsa2048Template, ekRsa2048Template, ekEccP256Template, EK_POLICY_SHA256, Tpm,
   TpmTransport, HmacSession, TpmtPublic, Sized, TpmsIdObject, TPMA_OBJECT,
 } from '../../../plugins/lib/tpm2/index';
-import { makeCredential } from '../../../plugins/lib/tpm2/crypto/make-credential';
+import { makeCredential } from '../../../plugins/lib/tpm2';
 
 type SaltKind = 'unsalted' | 'RSA-salted' | 'ECC-salted';
 

@@ -6,7 +6,7 @@ import {
   Reader, TPM_ALG, TPM_CC, TPM_ST, TpmsAttest, TpmsCapabilityData, TpmtPublic, TpmtSignature, Tpm2bCreationData, Tpm2bNvPublic,
   Tpm2bAttest, Writer, marshal, unmarshal, type TpmTransport,
 } from '../../../plugins/lib/tpm2';
-import { objectName } from '../../../plugins/lib/tpm2/crypto/name';
+import { objectName } from '../../../plugins/lib/tpm2';
 
 const HANDLES: Record<number, number> = {
   [TPM_CC.GetCapability]: 0,

@@ -1,10 +1,12 @@
 // Software TPM2_MakeCredential (TPM 2.0 Library Part 1 §24 "Credential Protection"; Part 3 §12.6).
 // The server uses it to bind a challenge to (EK, name(AK)); only the TPM holding the EK with the AK loaded
 // can recover the credential with TPM2_ActivateCredential.
-import { constants, createCipheriv, createECDH, createHmac, publicEncrypt, randomBytes } from 'node:crypto';
-import { TpmHashName, digestSize, kdfa, kdfe, hashNameFromAlgId } from './kdf';
+import { constants, createCipheriv, createECDH, createHmac, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
+import { TPM_ALG, curveByName, hashByName, hashInfo, type HashAlgName } from './constants';
 import { TpmCryptoError } from './errors';
-import { curveSize, leftPad, nodeCurveName, publicKeyFromTpm } from './verify';
+import { publicKeyOf } from './helpers';
+import { kdfa, kdfe } from './kdf';
+import { leftPad } from './verify';
 
 export interface EkSymmetric {
   algorithm: 'aes';
@@ -14,7 +16,7 @@ export interface EkSymmetric {
 
 export interface RsaEkDescription {
   type: 'rsa';
-  nameAlg: TpmHashName;
+  nameAlg: HashAlgName;
   symmetric: EkSymmetric;
   modulus: Buffer | Uint8Array;
   /** 0 = 65537 */
@@ -23,7 +25,7 @@ export interface RsaEkDescription {
 
 export interface EccEkDescription {
   type: 'ecc';
-  nameAlg: TpmHashName;
+  nameAlg: HashAlgName;
   symmetric: EkSymmetric;
   curve: 'P-256' | 'P-384';
   /** unique.ecc.x exactly as in the EK's TPMT_PUBLIC (used verbatim as partyVInfo) */
@@ -35,11 +37,11 @@ export type EkDescription = RsaEkDescription | EccEkDescription;
 
 export interface MakeCredentialOptions {
   /**
-   * RSA only: the seed to encrypt (known-answer tests). Must be 1..digestSize(nameAlg) bytes — a TPM rejects a
+   * RSA only: the seed to encrypt (known-answer tests). Must be 1..hashByName(nameAlg).size bytes — a TPM rejects a
    * longer seed with TPM_RC_VALUE (0x2C4). The OAEP encryption itself stays randomized.
    */
   seed?: Buffer | Uint8Array;
-  /** RSA only: length of a random seed. Default digestSize(nameAlg) (32 for SHA-256); SPIRE/go-attestation use 16. */
+  /** RSA only: length of a random seed. Default hashByName(nameAlg).size (32 for SHA-256); SPIRE/go-attestation use 16. */
   seedBytes?: number;
   /** ECC only: the ephemeral private scalar (known-answer tests), big-endian, ≤ curve size. */
   ephemeralPrivateKey?: Buffer | Uint8Array;
@@ -50,6 +52,17 @@ export interface MakeCredentialResult {
   credentialBlob: Buffer;
   /** Content of TPM2B_ENCRYPTED_SECRET: RSA-OAEP ciphertext, or TPMS_ECC_POINT of the ephemeral key. */
   secret: Buffer;
+}
+
+/** The EK's public key (TpmCryptoError 'bad-public-key' when the material is not one). */
+function ekKey(ek: EkDescription): KeyObject {
+  const head = { nameAlg: TPM_ALG.SHA256, objectAttributes: 0, authPolicy: new Uint8Array(0) };
+  const none = { symmetric: { algorithm: TPM_ALG.NULL }, scheme: { scheme: TPM_ALG.NULL } } as const;
+  return ek.type === 'rsa'
+    ? publicKeyOf({ type: TPM_ALG.RSA, ...head, parameters: { ...none, keyBits: ek.modulus.length * 8, exponent: ek.exponent }, unique: ek.modulus })
+    : publicKeyOf({
+      type: TPM_ALG.ECC, ...head, parameters: { ...none, curveID: curveByName(ek.curve)!.id, kdf: { scheme: TPM_ALG.NULL } }, unique: { x: ek.x, y: ek.y },
+    });
 }
 
 function u16(n: number): Buffer {
@@ -67,7 +80,7 @@ function checkCommon(ek: EkDescription, objectName: Buffer | Uint8Array, credent
     throw new TpmCryptoError('unsupported-symmetric', 'EK symmetric must be AES-128/192/256 in CFB mode');
   }
   checkName(objectName);
-  const max = digestSize(ek.nameAlg);
+  const max = hashByName(ek.nameAlg).size;
   if (credential.length < 1 || credential.length > max) {
     // TPM2_MakeCredential: TPM_RC_SIZE when the credential is larger than the protector's nameAlg digest.
     throw new TpmCryptoError('bad-credential', `credential must be 1..${max} bytes, got ${credential.length}`);
@@ -77,8 +90,8 @@ function checkCommon(ek: EkDescription, objectName: Buffer | Uint8Array, credent
 function checkName(objectName: Buffer | Uint8Array): void {
   if (objectName.length < 2) throw new TpmCryptoError('bad-object-name', 'object name too short');
   const alg = (objectName[0]! << 8) | objectName[1]!;
-  const h = hashNameFromAlgId(alg);
-  if (!h || objectName.length !== 2 + digestSize(h)) {
+  const h = hashInfo(alg);
+  if (!h || objectName.length !== 2 + h.size) {
     throw new TpmCryptoError('bad-object-name', 'object name must be u16(nameAlg) ‖ digest (full TPM2B_NAME content)');
   }
 }
@@ -91,7 +104,7 @@ function checkName(objectName: Buffer | Uint8Array): void {
  *   integrityHMAC = HMAC_N(hmacKey, encIdentity ‖ objectName)
  */
 export function credentialBlobFromSeed(
-  nameAlg: TpmHashName,
+  nameAlg: HashAlgName,
   symKeyBits: 128 | 192 | 256,
   seed: Buffer | Uint8Array,
   objectName: Buffer | Uint8Array,
@@ -102,18 +115,18 @@ export function credentialBlobFromSeed(
   const symKey = kdfa(nameAlg, seed, 'STORAGE', objectName, empty, symKeyBits);
   const cipher = createCipheriv(`aes-${symKeyBits}-cfb`, symKey, Buffer.alloc(16));
   const encIdentity = Buffer.concat([cipher.update(Buffer.concat([u16(credential.length), credential])), cipher.final()]);
-  const hmacKey = kdfa(nameAlg, seed, 'INTEGRITY', empty, empty, digestSize(nameAlg) * 8);
+  const hmacKey = kdfa(nameAlg, seed, 'INTEGRITY', empty, empty, hashByName(nameAlg).size * 8);
   const integrity = createHmac(nameAlg, hmacKey).update(encIdentity).update(objectName).digest();
   return Buffer.concat([u16(integrity.length), integrity, encIdentity]);
 }
 
 function rsaSeed(ek: RsaEkDescription, opts: MakeCredentialOptions): { seed: Buffer; secret: Buffer } {
-  const max = digestSize(ek.nameAlg);
+  const max = hashByName(ek.nameAlg).size;
   const seed = opts.seed ? Buffer.from(opts.seed) : randomBytes(opts.seedBytes ?? max);
   if (seed.length < 1 || seed.length > max) {
     throw new TpmCryptoError('bad-seed', `RSA seed must be 1..${max} bytes (TPM rejects longer seeds), got ${seed.length}`);
   }
-  const key = publicKeyFromTpm({ type: 'rsa', modulus: ek.modulus, exponent: ek.exponent });
+  const key = ekKey(ek);
   let secret: Buffer;
   try {
     secret = publicEncrypt(
@@ -130,13 +143,14 @@ function eccSeed(ek: EccEkDescription, opts: MakeCredentialOptions): { seed: Buf
   if (ek.curve !== 'P-256' && ek.curve !== 'P-384') {
     throw new TpmCryptoError('unsupported-curve', `unsupported EK curve ${String(ek.curve)}`);
   }
-  const size = curveSize(ek.curve);
+  const curve = curveByName(ek.curve)!;
+  const size = curve.size;
   const ekX = leftPad(ek.x, size);
   const ekY = leftPad(ek.y, size);
   if (!ekX || !ekY) throw new TpmCryptoError('bad-public-key', 'EK coordinate longer than the curve size');
   // Validates that the point is on the curve (throws otherwise).
-  publicKeyFromTpm({ type: 'ecc', curve: ek.curve, x: ekX, y: ekY });
-  const ecdh = createECDH(nodeCurveName(ek.curve));
+  ekKey(ek);
+  const ecdh = createECDH(curve.node);
   if (opts.ephemeralPrivateKey) {
     const d = leftPad(opts.ephemeralPrivateKey, size);
     if (!d) throw new TpmCryptoError('bad-seed', 'ephemeral private key longer than the curve size');
@@ -158,7 +172,7 @@ function eccSeed(ek: EccEkDescription, opts: MakeCredentialOptions): { seed: Buf
     throw new TpmCryptoError('bad-public-key', `ECDH failed: ${(e as Error).message}`);
   }
   // The TPM (CryptSecretDecrypt) uses the received ephemeral x and the EK public area's unique.ecc.x verbatim.
-  const seed = kdfe(ek.nameAlg, z, 'IDENTITY', ephX, ek.x, digestSize(ek.nameAlg) * 8);
+  const seed = kdfe(ek.nameAlg, z, 'IDENTITY', ephX, ek.x, hashByName(ek.nameAlg).size * 8);
   const secret = Buffer.concat([u16(size), ephX, u16(size), ephY]);
   return { seed, secret };
 }
