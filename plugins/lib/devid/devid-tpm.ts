@@ -1,6 +1,6 @@
 // The TPM side of tpm_devid, shared by the agent plugin and the provisioning tool.
 //
-// Discipline (research §2.7): at most 3 transient objects at any time (libtpms/swtpm and some discrete chips have
+// Discipline: at most 3 transient objects at any time (libtpms/swtpm and some discrete chips have
 // only 3 slots, and TPM2_Create needs a free one while it runs), one storage root key reused for Load(DevID) and
 // Create/Load(AK), flushed before the EK is created; every object and session is tracked by a HandleScope and
 // flushed on every path (success, error, cancellation).
@@ -11,7 +11,7 @@ import {
   TpmsIdObject, TpmtPublic, TpmtSignature, execute, marshal, startPolicySession,
 } from '../tpm2';
 import type { TpmTransport } from '../tpm2';
-import { templateBytes, NV_INDEX } from '../tpm2/templates';
+import { templateBytes, NV_INDEX } from '../tpm2';
 import { ecdsaRsToDer, leftPad } from '../tpm2';
 import type { DevidKeyType } from './blobs';
 

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createSwtpm, RunningSwtpm, SwtpmInstance } from '../../../simulators/swtpm';
 import { makeCredential } from '../../../plugins/lib/tpm2';
 import { objectName } from '../../../plugins/lib/tpm2';
-import { templateBytes, TemplateName } from '../../../plugins/lib/tpm2/templates';
+import { templateBytes, TemplateName } from '../../../plugins/lib/tpm2';
 import { tools, ekDescription, toolsCredentialFile, createPrimaryRaw, flushRaw } from './helpers';
 
 let inst: SwtpmInstance;

@@ -1,4 +1,4 @@
-// A software tpm_devid server for tests: every check SPIRE's server makes (research §1.4), plus the DevIDPub ↔
+// A software tpm_devid server for tests: every check SPIRE's server makes (pkg/server/plugin/nodeattestor/tpmdevid), plus the DevIDPub ↔
 // certificate binding, using only plugins/lib (no server plugin code).
 import { createHash, randomBytes, verify as nodeVerify, timingSafeEqual } from 'node:crypto';
 import { TPM_ALG, TPM_ST, TpmsAttest, TpmtPublic, TpmtSignature, publicKeyOf, unmarshal } from '../../../plugins/lib/tpm2';

@@ -26,7 +26,7 @@ import { PluginError, Code, serve, agentNodeAttestor, type AgentNodeAttestor, ty
 import type { ConfigStatus } from '../../../plugins/sdk/config';
 import type { Challenge, PayloadOrChallengeResponse } from '../../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { TpmScope, type Tpm } from '../../../plugins/lib/tpm2';
-import { templateBytes } from '../../../plugins/lib/tpm2/templates';
+import { templateBytes } from '../../../plugins/lib/tpm2';
 import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/lib/devid/wire';
 import { buildAgentConfig, type AgentConfig } from '../../../plugins/tpm-devid-agent/config';
 import { loadDevidFiles, type DevidFiles } from '../../../plugins/lib/devid/blobs';

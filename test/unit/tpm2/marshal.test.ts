@@ -2,7 +2,7 @@
 // trips, raw-bytes retention of sized buffers, and typed decode errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TEMPLATE_HEX, templateBytes, type TemplateName } from '../../../plugins/lib/tpm2/templates';
+import { TEMPLATE_HEX, templateBytes, type TemplateName } from '../../../plugins/lib/tpm2';
 import {
   encodeCommand, Startup, GetCapability, NV_ReadPublic, NV_Read, StartAuthSession, PolicySecret, ActivateCredential, FlushContext,
   TPM_SU, TPM_CAP, TPM_PT, TPM_RH, TPM_ALG, TPM_SE, TPM_ST, PolicySession, marshal, unmarshal, unmarshalPrefix, Sized, TpmtPublic,
