@@ -16,7 +16,7 @@ import { ChainError, commonName, goQuote, hintErrorText, sha1Hex, spkiEqual, ver
 import { KEY_USAGE_DIGITAL_SIGNATURE, basicConstraints, keyUsageBits, parseCertificate, type ParsedCertificate } from '../lib/x509/certificate';
 import {
   TPMA_OBJECT, TPM_ALG, TPM_ST, TpmCryptoError, TpmDecodeError, checkAttest, checkPublic, checkSignature, curveInfo,
-  hashInfo, makeCredential, objectName, publicKeyOf, verifySignature, type EkDescription, type Sized, type TpmtPublicKey,
+  hashInfo, makeCredential, objectName, publicKeyOf, verifySignature, type Sized, type TpmtPublicKey,
 } from '../lib/tpm2';
 import type { ServerConfig } from './config';
 
@@ -329,20 +329,14 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
     const got = sym.algorithm === TPM_ALG.NULL ? 'TPM_ALG_NULL' : `${algName(sym.algorithm)}-${keyBits}-${'mode' in sym ? algName(sym.mode) : ''}`;
     throw invalid(`${genErr}the endorsement key's symmetric algorithm must be AES-128/192/256-CFB, got ${got}`);
   }
-  const nameAlg = hashInfo(ekPub.nameAlg)!; // checkPublic accepted it
-  let ek: EkDescription;
-  const symmetric = { algorithm: 'aes' as const, keyBits: keyBits as 128 | 192 | 256, mode: 'cfb' as const };
-  if (ekPub.type === TPM_ALG.RSA) {
-    ek = { type: 'rsa', nameAlg: nameAlg.name, symmetric, modulus: ekPub.unique, exponent: ekPub.parameters.exponent };
-  } else {
-    const curve = curveInfo(ekPub.parameters.curveID)?.name;
-    if (curve !== 'P-256' && curve !== 'P-384') throw invalid(`${genErr}unsupported endorsement key curve ${hex16(ekPub.parameters.curveID)}`);
-    ek = { type: 'ecc', nameAlg: nameAlg.name, symmetric, curve, x: ekPub.unique.x, y: ekPub.unique.y };
+  const curve = ekPub.type === TPM_ALG.ECC ? curveInfo(ekPub.parameters.curveID)?.name : 'P-256';
+  if (ekPub.type === TPM_ALG.ECC && curve !== 'P-256' && curve !== 'P-384') {
+    throw invalid(`${genErr}unsupported endorsement key curve ${hex16(ekPub.parameters.curveID)}`);
   }
-  const credential = randomBytes(nameAlg.size);
+  const credential = randomBytes(hashInfo(ekPub.nameAlg)!.size); // checkPublic accepted the nameAlg
   let blob: { credentialBlob: Buffer; secret: Buffer };
   try {
-    blob = makeCredential(ek, akName, credential);
+    blob = makeCredential(ekPub, akName, credential);
   } catch (e) {
     if (e instanceof TpmCryptoError && e.code !== 'bad-seed' && e.code !== 'bad-credential') throw invalid(genErr + e.message);
     throw internal(genErr + msgOf(e));

@@ -36,7 +36,6 @@ export { kdfa, kdfe } from './kdf';
 export { checkAttest, checkPublic, checkSignature } from './check';
 export type { TpmtPublicKey } from './check';
 export { makeCredential, credentialBlobFromSeed } from './credential';
-export type { EkDescription } from './credential';
 export { MAX_RESPONSE_SIZE } from './transport/transport';
 export type { TpmTransport } from './transport/transport';
 export { StreamTransport, connectSwtpmUnix, connectSwtpmTcp } from './transport/stream';

@@ -62,7 +62,7 @@ export function verifyPayload(cfg: VerifierConfig, payload: Buffer): { challenge
   const ekSym = ekPub.parameters.symmetric;
   check(ekSym.algorithm === TPM_ALG.AES, 'EK symmetric must be AES');
   const mc = makeCredential(
-    { type: 'rsa', nameAlg: 'sha256', symmetric: { algorithm: 'aes', keyBits: ekSym.keyBits as 128, mode: 'cfb' }, modulus: ekPub.unique, exponent: ekPub.parameters.exponent },
+    ekPub,
     objectName(req.akPub),
     nonce2,
     { seedBytes: 16 },

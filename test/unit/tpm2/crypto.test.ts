@@ -13,7 +13,7 @@ import {
   KeyObject,
 } from 'node:crypto';
 import { TPM_ALG, TpmCryptoError, TpmDecodeError, hashByName, hashInfo, kdfa, kdfe, objectName, type HashAlgName as TpmHashName } from '../../../plugins/lib/tpm2';
-import { makeCredential, credentialBlobFromSeed, EkDescription } from '../../../plugins/lib/tpm2';
+import { makeCredential, credentialBlobFromSeed } from '../../../plugins/lib/tpm2';
 import { TPM_ECC, constantTimeEqual, ecdsaRsToDer, publicKeyOf, verifySignature, type TpmtPublic, type TpmtSignature } from '../../../plugins/lib/tpm2';
 import { templateBytes, TEMPLATE_HEX, TemplateName, NV_INDEX } from '../../../plugins/lib/tpm2';
 
@@ -33,6 +33,15 @@ const V: Vectors = JSON.parse(readFileSync(join(root, 'test', 'vectors', 'tpm2-c
 const hx = (s: string) => Buffer.from(s, 'hex');
 const head = { nameAlg: TPM_ALG.SHA256, objectAttributes: 0, authPolicy: new Uint8Array(0) };
 const none = { symmetric: { algorithm: TPM_ALG.NULL }, scheme: { scheme: TPM_ALG.NULL } } as const;
+/** An EK's TPMT_PUBLIC: nameAlg, AES-CFB symmetric of keyBits, and the key. */
+const aesCfb = (keyBits: number) => ({ algorithm: TPM_ALG.AES, keyBits, mode: TPM_ALG.CFB });
+const noScheme = { scheme: TPM_ALG.NULL } as const;
+const rsaEkPub = (nameAlg: TpmHashName, keyBits: number, n: Uint8Array, exponent: number): TpmtPublic =>
+  ({ type: TPM_ALG.RSA, nameAlg: hashByName(nameAlg).alg, objectAttributes: 0, authPolicy: new Uint8Array(0), parameters: { symmetric: aesCfb(keyBits), scheme: noScheme, keyBits: n.length * 8, exponent }, unique: n });
+const eccEkPub = (nameAlg: TpmHashName, keyBits: number, curve: 'P-256' | 'P-384', x: Uint8Array, y: Uint8Array): TpmtPublic => ({
+  type: TPM_ALG.ECC, nameAlg: hashByName(nameAlg).alg, objectAttributes: 0, authPolicy: new Uint8Array(0),
+  parameters: { symmetric: aesCfb(keyBits), scheme: noScheme, curveID: curve === 'P-256' ? TPM_ECC.NIST_P256 : TPM_ECC.NIST_P384, kdf: noScheme }, unique: { x, y },
+});
 const rsaPub = (n: Uint8Array, exponent: number): TpmtPublic => ({ type: TPM_ALG.RSA, ...head, parameters: { ...none, keyBits: n.length * 8, exponent }, unique: n });
 const eccPub = (x: Uint8Array, y: Uint8Array): TpmtPublic =>
   ({ type: TPM_ALG.ECC, ...head, parameters: { ...none, curveID: TPM_ECC.NIST_P256, kdf: { scheme: TPM_ALG.NULL } }, unique: { x, y } });
@@ -100,7 +109,7 @@ test('credentialBlobFromSeed (TPMS_ID_OBJECT) matches the independent vectors', 
 
 test('ECC MakeCredential with an injected ephemeral key matches the independent vectors (P-256, P-384)', () => {
   for (const v of V.eccMakeCredential) {
-    const ek: EkDescription = { type: 'ecc', nameAlg: v.nameAlg, symmetric: { algorithm: 'aes', keyBits: v.symKeyBits, mode: 'cfb' }, curve: v.curve, x: hx(v.ekX), y: hx(v.ekY) };
+    const ek = eccEkPub(v.nameAlg, v.symKeyBits, v.curve, hx(v.ekX), hx(v.ekY));
     const r = makeCredential(ek, hx(v.objectName), hx(v.credential), { ephemeralPrivateKey: hx(v.ephemeralPrivate) });
     assert.equal(r.credentialBlob.toString('hex'), v.credentialBlob, v.curve);
     assert.equal(r.secret.toString('hex'), v.secret, v.curve);
@@ -117,7 +126,7 @@ test('ECC MakeCredential with a random ephemeral key: the EK private key recover
     const nameAlg: TpmHashName = curve === 'P-256' ? 'sha256' : 'sha384';
     const name = Buffer.concat([Buffer.from('000b', 'hex'), createHash('sha256').update('ak').digest()]);
     const cred = Buffer.alloc(hashByName(nameAlg).size, 7);
-    const r = makeCredential({ type: 'ecc', nameAlg, symmetric: { algorithm: 'aes', keyBits: 128, mode: 'cfb' }, curve, x: ekX, y: ekY }, name, cred);
+    const r = makeCredential(eccEkPub(nameAlg, 128, curve, ekX, ekY), name, cred);
     assert.equal(r.secret.length, 4 + 2 * size);
     assert.equal(r.secret.readUInt16BE(0), size);
     const ephX = r.secret.subarray(2, 2 + size);
@@ -128,11 +137,12 @@ test('ECC MakeCredential with a random ephemeral key: the EK private key recover
   }
 });
 
-function rsaEk(bits = 2048): { ek: EkDescription; priv: KeyObject } {
+function rsaEk(bits = 2048): { ek: TpmtPublic; n: Buffer; priv: KeyObject } {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: 65537 });
   const jwk = publicKey.export({ format: 'jwk' });
   return {
-    ek: { type: 'rsa', nameAlg: 'sha256', symmetric: { algorithm: 'aes', keyBits: 128, mode: 'cfb' }, modulus: Buffer.from(jwk.n!, 'base64url'), exponent: 0 },
+    ek: rsaEkPub('sha256', 128, Buffer.from(jwk.n!, 'base64url'), 0),
+    n: Buffer.from(jwk.n!, 'base64url'),
     priv: privateKey,
   };
 }
@@ -155,7 +165,7 @@ test('RSA MakeCredential: OAEP(SHA-256, "IDENTITY\\0") of the seed, blob from th
 });
 
 test('MakeCredential rejects bad inputs with typed codes', () => {
-  const { ek } = rsaEk();
+  const { ek, n } = rsaEk();
   const name = Buffer.concat([Buffer.from('000b', 'hex'), Buffer.alloc(32)]);
   const code = (c: string) => (e: unknown) => e instanceof TpmCryptoError && e.code === c;
   assert.throws(() => makeCredential(ek, name, Buffer.alloc(32), { seed: Buffer.alloc(48) }), code('bad-seed'));
@@ -163,9 +173,9 @@ test('MakeCredential rejects bad inputs with typed codes', () => {
   assert.throws(() => makeCredential(ek, name, Buffer.alloc(0)), code('bad-credential'));
   assert.throws(() => makeCredential(ek, name.subarray(0, 20), Buffer.alloc(32)), code('bad-object-name'));
   assert.throws(() => makeCredential(ek, Buffer.concat([Buffer.from('0010', 'hex'), Buffer.alloc(32)]), Buffer.alloc(32)), code('bad-object-name'));
-  assert.throws(() => makeCredential({ ...ek, symmetric: { algorithm: 'aes', keyBits: 64 as 128, mode: 'cfb' } }, name, Buffer.alloc(32)), code('unsupported-symmetric'));
-  assert.throws(() => makeCredential({ ...ek, modulus: Buffer.alloc(16, 1) } as EkDescription, name, Buffer.alloc(32)), code('bad-public-key'));
-  const offCurve: EkDescription = { type: 'ecc', nameAlg: 'sha256', symmetric: { algorithm: 'aes', keyBits: 128, mode: 'cfb' }, curve: 'P-256', x: Buffer.alloc(32, 1), y: Buffer.alloc(32, 2) };
+  assert.throws(() => makeCredential(rsaEkPub('sha256', 64, n, 0), name, Buffer.alloc(32)), code('unsupported-symmetric'));
+  assert.throws(() => makeCredential(rsaEkPub('sha256', 128, Buffer.alloc(16, 1), 0), name, Buffer.alloc(32)), code('bad-public-key'));
+  const offCurve = eccEkPub('sha256', 128, 'P-256', Buffer.alloc(32, 1), Buffer.alloc(32, 2));
   assert.throws(() => makeCredential(offCurve, name, Buffer.alloc(32)), code('bad-public-key'));
 });
 
