@@ -8,11 +8,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   ActivateCredential, Certify, Create, CreatePrimary, GetCapability, Load, NV_Read, NV_ReadPublic, PolicySecret, Sign,
   Sized, TPM_ALG, TPM_CAP, TPM_PT, TPM_RH, TPMA_NV, Tpm, TpmDecodeError, TpmError, TpmScope, TpmUsageError,
-  TpmsIdObject, TpmtPublic, TpmtSignature, execute, marshal, startPolicySession,
+  TpmsIdObject, TpmtPublic, TpmtSignature, execute, marshal, startPolicySession, type TpmTransport, templateBytes,
+  NV_INDEX, ecdsaRsToDer, leftPad,
 } from '../tpm2';
-import type { TpmTransport } from '../tpm2';
-import { templateBytes, NV_INDEX } from '../tpm2';
-import { ecdsaRsToDer, leftPad } from '../tpm2';
 import type { DevidKeyType } from './blobs';
 
 export const EK_CERT_NV_INDEX = NV_INDEX.ekCertRsa2048;

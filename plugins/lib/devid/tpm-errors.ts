@@ -1,7 +1,9 @@
 // TPM failures in words: the response code by name, where it points (handle/parameter/session) and what it most
 // likely means for DevID attestation and provisioning.
-import { TPM_CC } from '../tpm2';
-import { TpmCryptoError, TpmDecodeError, TpmError, TpmLibError, TpmResponseAuthError, TpmTransportError, TpmUsageError, formatRc } from '../tpm2';
+import {
+  TPM_CC, TpmCryptoError, TpmDecodeError, TpmError, TpmLibError, TpmResponseAuthError, TpmTransportError,
+  TpmUsageError, formatRc,
+} from '../tpm2';
 
 /** What the object handles of a step are, to word hints ("the DevID key", "the owner hierarchy"). */
 export interface ErrorContext {

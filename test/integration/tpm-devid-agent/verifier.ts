@@ -1,9 +1,9 @@
 // A software tpm_devid server for tests: every check SPIRE's server makes (pkg/server/plugin/nodeattestor/tpmdevid), plus the DevIDPub ↔
 // certificate binding, using only plugins/lib (no server plugin code).
 import { createHash, randomBytes, verify as nodeVerify, timingSafeEqual } from 'node:crypto';
-import { TPM_ALG, TPM_ST, TpmsAttest, TpmtPublic, TpmtSignature, publicKeyOf, unmarshal } from '../../../plugins/lib/tpm2';
-import { makeCredential } from '../../../plugins/lib/tpm2';
-import { objectName } from '../../../plugins/lib/tpm2';
+import {
+  TPM_ALG, TPM_ST, TpmsAttest, TpmtPublic, TpmtSignature, publicKeyOf, unmarshal, makeCredential, objectName,
+} from '../../../plugins/lib/tpm2';
 import { certificatePublicKey, commonName, sha1Hex, spkiEqual, verifyChain } from '../../../plugins/lib/x509';
 import {
   decodeAttestationRequest, decodeChallengeResponse, encodeChallengeRequest, type AttestationRequest,

@@ -12,10 +12,12 @@ import {
   sign as nodeSign,
   KeyObject,
 } from 'node:crypto';
-import { TPM_ALG, TpmCryptoError, TpmDecodeError, hashByName, hashInfo, kdfa, kdfe, objectName, type HashAlgName as TpmHashName } from '../../../plugins/lib/tpm2';
-import { makeCredential, credentialBlobFromSeed } from '../../../plugins/lib/tpm2';
-import { TPM_ECC, constantTimeEqual, ecdsaRsToDer, publicKeyOf, verifySignature, type TpmtPublic, type TpmtSignature } from '../../../plugins/lib/tpm2';
-import { templateBytes, TEMPLATE_HEX, TemplateName, NV_INDEX } from '../../../plugins/lib/tpm2';
+import {
+  TPM_ALG, TpmCryptoError, TpmDecodeError, hashByName, hashInfo, kdfa, kdfe, objectName,
+  type HashAlgName as TpmHashName, makeCredential, credentialBlobFromSeed, TPM_ECC, constantTimeEqual, ecdsaRsToDer,
+  publicKeyOf, verifySignature, type TpmtPublic, type TpmtSignature, templateBytes, TEMPLATE_HEX, TemplateName,
+  NV_INDEX,
+} from '../../../plugins/lib/tpm2';
 
 // dist/test/unit/tpm2 → repo root
 const root = join(__dirname, '..', '..', '..', '..');
