@@ -27,7 +27,7 @@ import {
   createSrk, loadKey, probeTpm, readEkCertificate, signSha256,
 } from '../lib/devid/devid-tpm';
 import { TpmScope } from '../lib/tpm2';
-import { templateBytes } from '../lib/tpm2/crypto/templates';
+import { templateBytes } from '../lib/tpm2';
 import { describeTpmFailure } from '../lib/devid/tpm-errors';
 import { Code, PluginError } from '../sdk/errors';
 

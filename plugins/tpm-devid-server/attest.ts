@@ -1,8 +1,10 @@
-// The tpm_devid server verification, step by step in the built-in's order (research brief §1.4) with its messages
-// and codes, plus the hardening of §1.6. Additional checks on the payload run only after every check the built-in
-// makes on the payload has passed, so any payload the built-in rejects is rejected here with the built-in's message
-// (except where the built-in would crash, or where our decoders are stricter: size limits, trailing bytes).
-import { constants, randomBytes, verify as nodeVerify, type KeyObject } from 'node:crypto';
+// The tpm_devid server verification, step by step in the built-in's order (SPIRE pkg/server/plugin/nodeattestor/
+// tpmdevid) with its messages and codes, plus hardening. Additional checks on the payload run only after every check
+// the built-in makes on the payload has passed, so any payload the built-in rejects is rejected here with the
+// built-in's message (except where the built-in would crash, or where lib/tpm2's acceptance profile is stricter:
+// size limits, trailing bytes, key limits). TPM structures are decoded by lib/tpm2 (checkPublic/checkAttest/
+// checkSignature); tpmText() turns their error codes into the messages, in one place.
+import { constants, randomBytes, timingSafeEqual, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { PluginError, Code } from '../sdk';
 import {
   PLUGIN_NAME,
@@ -12,18 +14,16 @@ import {
 } from '../lib/devid/wire';
 import { ChainError, commonName, goQuote, hintErrorText, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
 import { KEY_USAGE_DIGITAL_SIGNATURE, basicConstraints, keyUsageBits, parseCertificate, type ParsedCertificate } from '../lib/x509/certificate';
-import { objectNameWithAlg } from '../lib/tpm2/crypto/name';
-import { constantTimeEqual, curveFromTpmId, publicKeyFromTpm, verifyTpmSignature } from '../lib/tpm2/crypto/verify';
-import { makeCredential, type EkDescription } from '../lib/tpm2/crypto/make-credential';
-import { TpmCryptoError } from '../lib/tpm2/crypto/errors';
-import { digestSize, hashNameFromAlgId } from '../lib/tpm2/crypto/kdf';
-import { TPM_ALG, TPM_ST } from '../lib/tpm2/constants';
-import { ATTR, algName, attrNames, decodeAttest, decodePublic, decodeSignature, hex16, type AttrName, type TpmPublic } from './tpm';
+import {
+  TPMA_OBJECT, TPM_ALG, TPM_ST, TpmCryptoError, TpmDecodeError, checkAttest, checkPublic, checkSignature, curveInfo,
+  hashInfo, makeCredential, objectName, publicKeyOf, verifySignature, type Sized, type TpmtPublicKey,
+} from '../lib/tpm2';
 import type { ServerConfig } from './config';
 
 /** Size of the proof-of-possession nonce (as SPIRE). */
 export const DEVID_NONCE_SIZE = 32;
 
+type AttrName = Exclude<keyof typeof TPMA_OBJECT, 'x509sign'>;
 /** Attributes the AK must have (go-attestation's AK rule) and must not have. */
 export const AK_REQUIRED: readonly AttrName[] = ['restricted', 'fixedTPM', 'fixedParent', 'sensitiveDataOrigin', 'sign'];
 export const AK_FORBIDDEN: readonly AttrName[] = ['decrypt'];
@@ -55,6 +55,60 @@ function msgOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+const hex16 = (v: number): string => `0x${v.toString(16).padStart(4, '0')}`;
+// Messages name only these algorithms (anything else is printed in hex), as they always have.
+const NAMED_ALGS = [
+  'RSA', 'SHA1', 'HMAC', 'AES', 'MGF1', 'KEYEDHASH', 'SHA256', 'SHA384', 'SHA512', 'NULL', 'RSASSA', 'RSAES', 'RSAPSS',
+  'OAEP', 'ECDSA', 'ECDH', 'ECDAA', 'SM2', 'ECSCHNORR', 'ECMQV', 'KDF1_SP800_56A', 'KDF2', 'KDF1_SP800_108', 'ECC',
+  'SYMCIPHER', 'CFB',
+] as const satisfies readonly (keyof typeof TPM_ALG)[];
+const algName = (id: number): string => NAMED_ALGS.find((k) => TPM_ALG[k] === id) ?? hex16(id);
+
+/** Field names of the messages, where they differ from lib/tpm2's structure paths. */
+const FIELD: Readonly<Record<string, string>> = {
+  unique: 'unique.rsa', 'unique.x': 'unique.ecc.x', 'unique.y': 'unique.ecc.y', 'scheme.scheme': 'scheme',
+  name: 'attested.certify.name', qualifiedName: 'attested.certify.qualifiedName',
+};
+
+/** The message of a TPM structure lib/tpm2 rejected: the one place its error codes become text. */
+export function tpmText(e: TpmDecodeError): string {
+  const [root = '', ...rest] = e.path.split('.');
+  const path = rest.filter((s) => s !== 'parameters').join('.');
+  const f = FIELD[path] ?? (root === 'TPMT_SIGNATURE' && path !== 'sigAlg' ? `signature.${path}` : path);
+  const v = e.value ?? 0;
+  switch (e.code) {
+    case 'truncated': return `${f}: unexpected end of data`;
+    case 'bad-size': return `${f}: size ${v} exceeds maximum ${e.limit ?? 0}`;
+    case 'trailing-bytes': return `${root}: ${v} trailing bytes`;
+    case 'bad-value': return `${f} is not a TPMI_YES_NO`;
+    case 'bad-magic': return 'incorrect magic value';
+    case 'unsupported-type': return `unsupported type in TPMT_PUBLIC: ${hex16(v)}`;
+    case 'unsupported-name-alg': return `unsupported nameAlg ${hex16(v)}`;
+    case 'unsupported-hash': return `${f}: unsupported hash algorithm ${hex16(v)}`;
+    case 'unsupported-symmetric': return `unsupported symmetric algorithm ${hex16(v)}`;
+    case 'unsupported-rsa-scheme': return `unsupported RSA scheme ${hex16(v)}`;
+    case 'unsupported-ecc-scheme': return `unsupported ECC scheme ${hex16(v)}`;
+    case 'unsupported-kdf': return `unsupported KDF scheme ${hex16(v)}`;
+    case 'unsupported-sig-alg': return `unsupported signature algorithm ${hex16(v)}`;
+    case 'unsupported-attest-type': return `unsupported attestation type ${hex16(v)}`;
+    case 'bad-rsa-key-size': return `unsupported RSA key size ${v}`;
+    case 'bad-rsa-modulus': return `RSA modulus is ${v} bytes, keyBits says ${e.limit ?? 0}`;
+    case 'bad-rsa-exponent': return `unsupported RSA exponent ${v}`;
+    case 'unsupported-curve': return `unsupported curve ${hex16(v)}`;
+    case 'bad-ecc-point': return `ECC point coordinates longer than the ${curveInfo(v)?.name ?? hex16(v)} field`;
+    default: return e.detail;
+  }
+}
+
+/** Decodes with lib/tpm2's acceptance profile; undefined plus the message when rejected. */
+function tpmDecode<T>(f: () => T): { value: T; error?: undefined } | { value?: undefined; error: string } {
+  try {
+    return { value: f() };
+  } catch (e) {
+    return { error: e instanceof TpmDecodeError ? tpmText(e) : msgOf(e) };
+  }
+}
+
 /** Go crypto/x509-like wording for a chain error. */
 export function x509Message(e: ChainError): string {
   // A candidate issuer with the right name but a key that does not verify the signature: Go's UnknownAuthorityError
@@ -75,33 +129,26 @@ export function x509Message(e: ChainError): string {
 
 function missingAttrs(attrs: number, required: readonly AttrName[], forbidden: readonly AttrName[]): string[] {
   const out: string[] = [];
-  for (const a of required) if ((attrs & ATTR[a]) === 0) out.push(`missing ${a}`);
-  for (const a of forbidden) if ((attrs & ATTR[a]) !== 0) out.push(`has ${a}`);
+  for (const a of required) if ((attrs & TPMA_OBJECT[a]) === 0) out.push(`missing ${a}`);
+  for (const a of forbidden) if ((attrs & TPMA_OBJECT[a]) !== 0) out.push(`has ${a}`);
   return out;
 }
 
 function attrsText(attrs: number): string {
-  return `0x${attrs.toString(16).padStart(8, '0')} (${attrNames(attrs).join('|') || 'none'})`;
-}
-
-/** TPM public → Node key (throws TpmCryptoError). */
-function tpmKey(pub: TpmPublic): KeyObject {
-  if (pub.type === 'rsa') return publicKeyFromTpm({ type: 'rsa', modulus: pub.modulus, exponent: pub.exponent });
-  const curve = curveFromTpmId(pub.curveId);
-  if (!curve) throw new TpmCryptoError('unsupported-curve', `unsupported curve ${hex16(pub.curveId)}`);
-  return publicKeyFromTpm({ type: 'ecc', curve, x: pub.x, y: pub.y });
+  const names = (Object.keys(TPMA_OBJECT) as (keyof typeof TPMA_OBJECT)[]).filter((k) => k !== 'x509sign' && (attrs & TPMA_OBJECT[k]) !== 0);
+  return `0x${attrs.toString(16).padStart(8, '0')} (${names.join('|') || 'none'})`;
 }
 
 /** Step 11: the EK certificate's key equals EKPub. Returns an error message or undefined. RSA (built-in) and ECC (ours). */
-function ekKeysMismatch(ekCert: ParsedCertificate, ekPub: TpmPublic): string | undefined {
+function ekKeysMismatch(ekCert: ParsedCertificate, ekPub: TpmtPublicKey): string | undefined {
   const certKey = ekCert.node.publicKey;
   const kt = certKey.asymmetricKeyType;
   if (kt !== 'rsa' && kt !== 'ec') return 'key from certificate is not an RSA or ECC key';
-  if (kt === 'rsa' && ekPub.type !== 'rsa') return 'key from template is not an RSA key';
-  if (kt === 'ec' && ekPub.type !== 'ecc') return 'key from template is not an ECC key';
+  if (kt === 'rsa' && ekPub.type !== TPM_ALG.RSA) return 'key from template is not an RSA key';
+  if (kt === 'ec' && ekPub.type !== TPM_ALG.ECC) return 'key from template is not an ECC key';
   let tmplKey: KeyObject;
   try {
-    tmplKey = tpmKey(ekPub);
+    tmplKey = publicKeyOf(ekPub);
   } catch (e) {
     return `cannot get template key: ${msgOf(e)}`;
   }
@@ -118,36 +165,28 @@ function ekKeysMismatch(ekCert: ParsedCertificate, ekPub: TpmPublic): string | u
 }
 
 /** Step 13: the AK's signature over CertifiedDevID. Returns an error message or undefined. */
-function certifySignatureProblem(akPub: TpmPublic, attest: Buffer, sigBytes: Buffer): string | undefined {
-  let akKey: KeyObject;
+function certifySignatureProblem(akPub: TpmtPublicKey, attest: Buffer, sigBytes: Buffer): string | undefined {
   try {
-    akKey = tpmKey(akPub);
+    publicKeyOf(akPub);
   } catch (e) {
     return msgOf(e);
   }
-  if (akPub.type !== 'rsa') return 'only RSA keys are supported';
-  if ((akPub.attributes & ATTR.sign) === 0) return 'not a signing key';
-  const scheme = akPub.scheme;
+  if (akPub.type !== TPM_ALG.RSA) return 'only RSA keys are supported';
+  if ((akPub.objectAttributes & TPMA_OBJECT.sign) === 0) return 'not a signing key';
+  const scheme = akPub.parameters.scheme;
   // SPIRE (Go) dereferences a nil scheme here and panics.
   if (scheme.scheme === TPM_ALG.NULL) return 'the attestation key has no signing scheme (TPM_ALG_NULL)';
   if (scheme.scheme !== TPM_ALG.RSASSA && scheme.scheme !== TPM_ALG.RSAPSS) return `unsupported attestation key scheme ${algName(scheme.scheme)}`;
-  const hash = hashNameFromAlgId(scheme.hashAlg);
-  if (!hash) return `unsupported hash algorithm ${hex16(scheme.hashAlg)}`;
-  const sig = decodeSignature(sigBytes);
-  if (!sig.ok) return `decode error: ${sig.error}`;
+  if (!hashInfo(scheme.hashAlg)) return `unsupported hash algorithm ${hex16(scheme.hashAlg)}`;
+  const sig = tpmDecode(() => checkSignature(sigBytes));
+  if (sig.error !== undefined) return `decode error: ${sig.error}`;
   const s = sig.value;
+  const sigHash = 'hash' in s ? s.hash : 'hmac' in s ? s.hmac.hashAlg : TPM_ALG.NULL;
   // SPIRE (Go) dereferences sig.RSA for any signature algorithm and panics on ECDSA/NULL signatures.
-  if (s.sigAlg !== scheme.scheme || s.hashAlg !== scheme.hashAlg) {
-    return `signature algorithm ${algName(s.sigAlg)}/${algName(s.hashAlg)} does not match the attestation key scheme ${algName(scheme.scheme)}/${algName(scheme.hashAlg)}`;
+  if (s.sigAlg !== scheme.scheme || sigHash !== scheme.hashAlg) {
+    return `signature algorithm ${algName(s.sigAlg)}/${algName(sigHash)} does not match the attestation key scheme ${algName(scheme.scheme)}/${algName(scheme.hashAlg)}`;
   }
-  if (s.sigAlg !== TPM_ALG.RSASSA && s.sigAlg !== TPM_ALG.RSAPSS) return 'only RSA keys are supported';
-  let ok: boolean;
-  try {
-    ok = verifyTpmSignature(akKey, attest, { sigAlg: s.sigAlg === TPM_ALG.RSASSA ? 'rsassa' : 'rsapss', hash, sig: s.sig });
-  } catch (e) {
-    return msgOf(e);
-  }
-  return ok ? undefined : 'crypto/rsa: verification error';
+  return verifySignature(akPub, attest, s) ? undefined : 'crypto/rsa: verification error';
 }
 
 /**
@@ -209,15 +248,15 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   }
 
   // 10. public areas
-  const devIdPubR = decodePublic(req.devIdPub);
-  if (!devIdPubR.ok) throw invalid(`cannot decode DevID key public blob: ${devIdPubR.error}`);
-  const akPubR = decodePublic(req.akPub);
-  if (!akPubR.ok) throw invalid(`cannot decode attestation key public blob: ${akPubR.error}`);
-  const ekPubR = decodePublic(req.ekPub);
-  if (!ekPubR.ok) throw invalid('cannot decode endorsement key public blob');
-  const devIdPub = devIdPubR.value;
-  const akPub = akPubR.value;
-  const ekPub = ekPubR.value;
+  // (Sized: `.bytes` are the bytes received, hashed for the Names below, never re-marshalled)
+  const devIdPubR = tpmDecode(() => checkPublic(req.devIdPub));
+  if (devIdPubR.error !== undefined) throw invalid(`cannot decode DevID key public blob: ${devIdPubR.error}`);
+  const akPubR = tpmDecode(() => checkPublic(req.akPub));
+  if (akPubR.error !== undefined) throw invalid(`cannot decode attestation key public blob: ${akPubR.error}`);
+  const ekPubR = tpmDecode(() => checkPublic(req.ekPub));
+  if (ekPubR.error !== undefined) throw invalid('cannot decode endorsement key public blob');
+  const devIdBlob: Sized<TpmtPublicKey> = devIdPubR.value;
+  const [devIdPub, akPub, ekPub] = [devIdBlob.value, akPubR.value.value, ekPubR.value.value];
 
   // 11. EK certificate key == EKPub
   const mismatch = ekKeysMismatch(ekCert, ekPub);
@@ -243,11 +282,10 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   if (sigProblem) throw invalid(residency + sigProblem);
 
   // 14. TPMS_ATTEST: certify of the DevID (full Name comparison, algorithm included)
-  const att = decodeAttest(req.certifiedDevId);
-  if (!att.ok) throw invalid(residency + att.error);
-  if (att.value.type !== TPM_ST.ATTEST_CERTIFY || !att.value.certify) throw invalid(residency + 'missing certify info');
-  const devIdName = objectNameWithAlg(devIdPub.nameAlg, devIdPub.raw);
-  if (!att.value.certify.name.equals(devIdName)) throw invalid(residency + 'certify failed');
+  const att = tpmDecode(() => checkAttest(req.certifiedDevId));
+  if (att.error !== undefined) throw invalid(residency + att.error);
+  if (!('attested' in att.value) || att.value.type !== TPM_ST.ATTEST_CERTIFY) throw invalid(residency + 'missing certify info');
+  if (!Buffer.from(att.value.attested.name).equals(objectName(devIdBlob))) throw invalid(residency + 'certify failed');
 
   // ---- additional checks (not in the built-in) ----
   // A. DevID certificate usable for signing
@@ -264,7 +302,7 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   // B. DevIDPub is the certificate's key (SPIRE verifies PoP with the certificate key but residency with DevIDPub)
   let devIdKey: KeyObject;
   try {
-    devIdKey = tpmKey(devIdPub);
+    devIdKey = publicKeyOf(devIdPub);
   } catch (e) {
     throw invalid(`cannot decode DevID key public blob: ${msgOf(e)}`);
   }
@@ -276,33 +314,29 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   }
   if (!same) throw invalid('DevID key public blob does not match the public key of the DevID certificate');
   // C. DevID key attributes
-  const devIdBad = missingAttrs(devIdPub.attributes, DEVID_REQUIRED, DEVID_FORBIDDEN);
-  if (devIdBad.length) throw invalid(`DevID key attributes ${attrsText(devIdPub.attributes)} are not acceptable: ${devIdBad.join(', ')}`);
+  const devIdBad = missingAttrs(devIdPub.objectAttributes, DEVID_REQUIRED, DEVID_FORBIDDEN);
+  if (devIdBad.length) throw invalid(`DevID key attributes ${attrsText(devIdPub.objectAttributes)} are not acceptable: ${devIdBad.join(', ')}`);
   // D. AK attributes: a TPM-resident restricted signing key (cannot sign forged TPMS_ATTEST; LoadExternal can't set fixedTPM)
-  const akBad = missingAttrs(akPub.attributes, AK_REQUIRED, AK_FORBIDDEN);
-  if (akBad.length) throw invalid(`attestation key attributes ${attrsText(akPub.attributes)} are not acceptable: ${akBad.join(', ')}`);
+  const akBad = missingAttrs(akPub.objectAttributes, AK_REQUIRED, AK_FORBIDDEN);
+  if (akBad.length) throw invalid(`attestation key attributes ${attrsText(akPub.objectAttributes)} are not acceptable: ${akBad.join(', ')}`);
 
   // 15. credential activation challenge: MakeCredential(EK, name(AK)) with the EK's nameAlg and symmetric
   const genErr = 'cannot generate credential activation challenge: ';
-  const akName = objectNameWithAlg(akPub.nameAlg, akPub.raw);
-  const sym = ekPub.symmetric;
-  if (sym.algorithm !== TPM_ALG.AES || sym.mode !== TPM_ALG.CFB || (sym.keyBits !== 128 && sym.keyBits !== 192 && sym.keyBits !== 256)) {
-    const got = sym.algorithm === TPM_ALG.NULL ? 'TPM_ALG_NULL' : `${algName(sym.algorithm)}-${sym.keyBits}-${algName(sym.mode)}`;
+  const akName = objectName(akPubR.value);
+  const sym = ekPub.parameters.symmetric;
+  const keyBits = 'keyBits' in sym ? sym.keyBits : 0;
+  if (sym.algorithm !== TPM_ALG.AES || sym.mode !== TPM_ALG.CFB || (keyBits !== 128 && keyBits !== 192 && keyBits !== 256)) {
+    const got = sym.algorithm === TPM_ALG.NULL ? 'TPM_ALG_NULL' : `${algName(sym.algorithm)}-${keyBits}-${'mode' in sym ? algName(sym.mode) : ''}`;
     throw invalid(`${genErr}the endorsement key's symmetric algorithm must be AES-128/192/256-CFB, got ${got}`);
   }
-  let ek: EkDescription;
-  const symmetric = { algorithm: 'aes' as const, keyBits: sym.keyBits as 128 | 192 | 256, mode: 'cfb' as const };
-  if (ekPub.type === 'rsa') {
-    ek = { type: 'rsa', nameAlg: ekPub.nameAlg, symmetric, modulus: ekPub.modulus, exponent: ekPub.exponent };
-  } else {
-    const curve = curveFromTpmId(ekPub.curveId);
-    if (curve !== 'P-256' && curve !== 'P-384') throw invalid(`${genErr}unsupported endorsement key curve ${hex16(ekPub.curveId)}`);
-    ek = { type: 'ecc', nameAlg: ekPub.nameAlg, symmetric, curve, x: ekPub.x, y: ekPub.y };
+  const curve = ekPub.type === TPM_ALG.ECC ? curveInfo(ekPub.parameters.curveID)?.name : 'P-256';
+  if (ekPub.type === TPM_ALG.ECC && curve !== 'P-256' && curve !== 'P-384') {
+    throw invalid(`${genErr}unsupported endorsement key curve ${hex16(ekPub.parameters.curveID)}`);
   }
-  const credential = randomBytes(digestSize(ekPub.nameAlg));
+  const credential = randomBytes(hashInfo(ekPub.nameAlg)!.size); // checkPublic accepted the nameAlg
   let blob: { credentialBlob: Buffer; secret: Buffer };
   try {
-    blob = makeCredential(ek, akName, credential);
+    blob = makeCredential(ekPub, akName, credential);
   } catch (e) {
     if (e instanceof TpmCryptoError && e.code !== 'bad-seed' && e.code !== 'bad-credential') throw invalid(genErr + e.message);
     throw internal(genErr + msgOf(e));
@@ -348,7 +382,8 @@ export function verifyResponse(pending: PendingChallenge, response: Buffer): Age
   const pop = popProblem(pending.leaf.node.publicKey, pending.devIdNonce, dec.value.devId);
   if (pop) throw invalid(`devID challenge verification failed: ${pop}`);
   // 19. (constant time)
-  if (!constantTimeEqual(pending.credential, dec.value.credActivation)) throw invalid('credential activation failed: nonces are different');
+  const answer = dec.value.credActivation;
+  if (answer.length !== pending.credential.length || !timingSafeEqual(pending.credential, answer)) throw invalid('credential activation failed: nonces are different');
   // 20.
   const fingerprint = sha1Hex(pending.leaf.der);
   const spiffeId = `spiffe://${pending.trustDomain}/spire/agent/${PLUGIN_NAME}/${fingerprint}`;

@@ -3,10 +3,7 @@
 // first u16 equals fileLength-2 and (for the public blob) that value is not a valid object type.
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { TPM_ALG } from '../tpm2/constants';
-import { TpmDecodeError } from '../tpm2/errors';
-import { unmarshal } from '../tpm2/marshal';
-import { TpmtPublic } from '../tpm2/structures';
+import { TPM_ALG, TpmDecodeError, unmarshal, TpmtPublic } from '../tpm2';
 import { ChainError, parsePemCertificates } from '../x509';
 
 export type BlobForm = 'raw' | 'tpm2b';

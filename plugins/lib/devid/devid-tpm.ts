@@ -1,6 +1,6 @@
 // The TPM side of tpm_devid, shared by the agent plugin and the provisioning tool.
 //
-// Discipline (research §2.7): at most 3 transient objects at any time (libtpms/swtpm and some discrete chips have
+// Discipline: at most 3 transient objects at any time (libtpms/swtpm and some discrete chips have
 // only 3 slots, and TPM2_Create needs a free one while it runs), one storage root key reused for Load(DevID) and
 // Create/Load(AK), flushed before the EK is created; every object and session is tracked by a HandleScope and
 // flushed on every path (success, error, cancellation).
@@ -8,11 +8,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   ActivateCredential, Certify, Create, CreatePrimary, GetCapability, Load, NV_Read, NV_ReadPublic, PolicySecret, Sign,
   Sized, TPM_ALG, TPM_CAP, TPM_PT, TPM_RH, TPMA_NV, Tpm, TpmDecodeError, TpmError, TpmScope, TpmUsageError,
-  TpmsIdObject, TpmtPublic, TpmtSignature, execute, marshal, startPolicySession,
+  TpmsIdObject, TpmtPublic, TpmtSignature, execute, marshal, startPolicySession, type TpmTransport, templateBytes,
+  NV_INDEX, ecdsaRsToDer, leftPad,
 } from '../tpm2';
-import type { TpmTransport } from '../tpm2';
-import { templateBytes, NV_INDEX } from '../tpm2/crypto/templates';
-import { ecdsaRsToDer, leftPad } from '../tpm2/crypto/verify';
 import type { DevidKeyType } from './blobs';
 
 export const EK_CERT_NV_INDEX = NV_INDEX.ekCertRsa2048;

@@ -1,8 +1,9 @@
 // TPM failures in words: the response code by name, where it points (handle/parameter/session) and what it most
 // likely means for DevID attestation and provisioning.
-import { TPM_CC } from '../tpm2/constants';
-import { TpmDecodeError, TpmError, TpmLibError, TpmResponseAuthError, TpmTransportError, TpmUsageError, formatRc } from '../tpm2/errors';
-import { TpmCryptoError } from '../tpm2/crypto/errors';
+import {
+  TPM_CC, TpmCryptoError, TpmDecodeError, TpmError, TpmLibError, TpmResponseAuthError, TpmTransportError,
+  TpmUsageError, formatRc,
+} from '../tpm2';
 
 /** What the object handles of a step are, to word hints ("the DevID key", "the owner hierarchy"). */
 export interface ErrorContext {
@@ -100,8 +101,8 @@ export function describeTpmFailure(e: unknown): string {
   if (e instanceof TpmDecodeError) return `malformed TPM data: ${e.message}`;
   if (e instanceof TpmResponseAuthError) return `TPM response failed authentication: ${e.message}`;
   if (e instanceof TpmUsageError) return `TPM usage error: ${e.message}`;
-  if (e instanceof TpmLibError) return e.message;
   if (e instanceof TpmCryptoError) return `${e.code}: ${e.message}`;
+  if (e instanceof TpmLibError) return e.message;
   if (e instanceof Error) return e.message;
   return String(e);
 }

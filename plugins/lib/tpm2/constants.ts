@@ -496,13 +496,44 @@ export const EK_NV_INDEX = {
 
 /** Hash algorithms the library can compute in software (node:crypto names). */
 export type HashAlgName = 'sha1' | 'sha256' | 'sha384' | 'sha512';
-const HASH_BY_ALG: ReadonlyMap<number, { name: HashAlgName; size: number }> = new Map([
-  [TPM_ALG.SHA1, { name: 'sha1' as const, size: 20 }],
-  [TPM_ALG.SHA256, { name: 'sha256' as const, size: 32 }],
-  [TPM_ALG.SHA384, { name: 'sha384' as const, size: 48 }],
-  [TPM_ALG.SHA512, { name: 'sha512' as const, size: 64 }],
-]);
-/** node:crypto hash name and digest size for a TPM hash algorithm, or undefined if unsupported. */
-export function hashInfo(alg: number): { name: HashAlgName; size: number } | undefined {
-  return HASH_BY_ALG.get(alg);
+export interface HashInfo {
+  readonly alg: number;
+  readonly name: HashAlgName;
+  readonly size: number;
+}
+const HASHES: readonly HashInfo[] = [
+  { alg: TPM_ALG.SHA1, name: 'sha1', size: 20 },
+  { alg: TPM_ALG.SHA256, name: 'sha256', size: 32 },
+  { alg: TPM_ALG.SHA384, name: 'sha384', size: 48 },
+  { alg: TPM_ALG.SHA512, name: 'sha512', size: 64 },
+];
+/** TPM_ALG_ID, node:crypto name and digest size of a TPM hash algorithm, or undefined if unsupported. */
+export function hashInfo(alg: number): HashInfo | undefined {
+  return HASHES.find((h) => h.alg === alg);
+}
+/** The same entry looked up by its node:crypto name. */
+export function hashByName(name: HashAlgName): HashInfo {
+  return HASHES.find((h) => h.name === name)!;
+}
+
+/** The NIST curves the library can use in software: TPM_ECC id, JWK and node:crypto names, coordinate size. */
+export type EccCurveName = 'P-256' | 'P-384' | 'P-521';
+export interface CurveInfo {
+  readonly id: number;
+  readonly name: EccCurveName;
+  readonly node: string;
+  readonly size: number;
+}
+const CURVES: readonly CurveInfo[] = [
+  { id: TPM_ECC.NIST_P256, name: 'P-256', node: 'prime256v1', size: 32 },
+  { id: TPM_ECC.NIST_P384, name: 'P-384', node: 'secp384r1', size: 48 },
+  { id: TPM_ECC.NIST_P521, name: 'P-521', node: 'secp521r1', size: 66 },
+];
+/** The curve of a TPM_ECC id, or undefined if unsupported. */
+export function curveInfo(curveId: number): CurveInfo | undefined {
+  return CURVES.find((c) => c.id === curveId);
+}
+/** The same entry looked up by its JWK name (or its node:crypto name). */
+export function curveByName(name: string): CurveInfo | undefined {
+  return CURVES.find((c) => c.name === name || c.node === name);
 }

@@ -4,7 +4,7 @@ import { TPM_RC, TpmRcName, commandCodeName } from './constants';
 
 /** Common base so callers can `catch (e) { if (e instanceof TpmLibError) switch (e.kind) … }`. */
 export abstract class TpmLibError extends Error {
-  abstract readonly kind: 'tpm' | 'decode' | 'transport' | 'usage' | 'response-auth';
+  abstract readonly kind: 'tpm' | 'decode' | 'transport' | 'usage' | 'response-auth' | 'crypto';
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -103,7 +103,12 @@ export class TpmError extends TpmLibError {
 // ---------------------------------------------------------------------------------------------------------------
 // Decoding
 
-export type TpmDecodeErrorCode = 'truncated' | 'trailing-bytes' | 'bad-size' | 'bad-selector' | 'bad-value' | 'bad-header';
+/** Codec failures, then the rules of the strict acceptance profile (check.ts) for structures received from a peer. */
+export type TpmDecodeErrorCode =
+  | 'truncated' | 'trailing-bytes' | 'bad-size' | 'bad-selector' | 'bad-value' | 'bad-header'
+  | 'unsupported-type' | 'unsupported-name-alg' | 'unsupported-hash' | 'unsupported-symmetric' | 'unsupported-rsa-scheme'
+  | 'unsupported-ecc-scheme' | 'unsupported-kdf' | 'unsupported-sig-alg' | 'unsupported-attest-type' | 'bad-magic'
+  | 'bad-rsa-key-size' | 'bad-rsa-modulus' | 'bad-rsa-exponent' | 'unsupported-curve' | 'bad-ecc-point';
 
 /** Bytes that do not parse as the expected structure. Decoding never throws anything else. */
 export class TpmDecodeError extends TpmLibError {
@@ -113,7 +118,11 @@ export class TpmDecodeError extends TpmLibError {
     /** Structure path, e.g. "TPM2_Certify response.signature.sigAlg". */
     readonly path: string,
     readonly offset: number,
-    detail: string,
+    readonly detail: string,
+    /** The offending number: a size, a selector, a count of trailing bytes, a key size... */
+    readonly value?: number,
+    /** The bound `value` broke (a maximum size, a field length). */
+    readonly limit?: number,
   ) {
     super(`cannot decode ${path} at offset ${offset}: ${detail}`);
     this.name = 'TpmDecodeError';
@@ -173,5 +182,27 @@ export class TpmResponseAuthError extends TpmLibError {
   constructor(readonly commandCode: number, readonly sessionIndex: number) {
     super(`${commandCodeName(commandCode)}: response HMAC of session ${sessionIndex} does not verify`);
     this.name = 'TpmResponseAuthError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Software-side TPM crypto (MakeCredential, keys from TPM public areas)
+
+export type TpmCryptoErrorCode =
+  | 'unsupported-hash'
+  | 'unsupported-curve'
+  | 'unsupported-symmetric'
+  | 'bad-public-key'
+  | 'bad-object-name'
+  | 'bad-credential'
+  | 'bad-seed'
+  | 'bad-signature-encoding'
+  | 'key-type-mismatch';
+
+export class TpmCryptoError extends TpmLibError {
+  readonly kind = 'crypto' as const;
+  constructor(readonly code: TpmCryptoErrorCode, message: string) {
+    super(message);
+    this.name = 'TpmCryptoError';
   }
 }

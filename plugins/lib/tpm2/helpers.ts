@@ -1,9 +1,10 @@
 // Higher-level helpers over `execute`: starting sessions (salted or not), Names, public keys, capabilities,
 // whole-NV-index reads, flushing.
-import { KeyObject, constants as cc, createECDH, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
-import { TPM_ALG, TPM_CAP, TPM_ECC, TPM_HT, TPM_PT, TPM_RH, TPM_SE, hashInfo } from './constants';
-import { kdfe } from './crypto/kdf';
-import { TpmUsageError } from './errors';
+import { KeyObject, constants as cc, createECDH, createPublicKey, publicEncrypt, randomBytes, type JsonWebKey } from 'node:crypto';
+import { TPM_ALG, TPM_CAP, TPM_HT, TPM_PT, TPM_RH, TPM_SE, curveInfo, hashInfo } from './constants';
+import { kdfe } from './kdf';
+import { TpmCryptoError, TpmDecodeError, TpmUsageError } from './errors';
+import { leftPad } from './verify';
 import { AuthSession, HmacSession, PolicySession, SessionBase, SessionOptions, deriveSessionKey, hashOf } from './sessions';
 import { FlushContext, GetCapability, NV_Read, NV_ReadPublic, StartAuthSession } from './commands';
 import { Tpm, execute } from './tpm';
@@ -14,56 +15,59 @@ import { TpmsEccPoint, TpmsNvPublic, TpmtPublic } from './structures';
 // ---------------------------------------------------------------------------------------------------------------
 // Names and keys
 
-/** Name of an object: u16(nameAlg) ‖ H_nameAlg(TPMT_PUBLIC bytes) — over the exact bytes given (Part 1 §16). */
-export function objectName(pub: Sized<TpmtPublic>): Uint8Array {
-  return nameOver(pub.value.nameAlg, pub.bytes);
+/**
+ * Name of an object: u16(nameAlg) ‖ H_nameAlg(TPMT_PUBLIC bytes), over the exact bytes given, never re-marshalled
+ * (Part 1 §16): those a Sized public was decoded from, or raw TPMT_PUBLIC bytes (nameAlg read from bytes 2..3; a
+ * TpmDecodeError 'truncated' or 'unsupported-name-alg' when it cannot be).
+ */
+export function objectName(pub: Sized<TpmtPublic> | Uint8Array): Buffer {
+  if (pub instanceof Sized) return nameOver(pub.value.nameAlg, pub.bytes);
+  if (pub.length < 4) throw new TpmDecodeError('truncated', 'TPMT_PUBLIC.nameAlg', pub.length, `TPMT_PUBLIC too short (${pub.length} bytes)`);
+  const nameAlg = (pub[2]! << 8) | pub[3]!;
+  if (!hashInfo(nameAlg)) throw new TpmDecodeError('unsupported-name-alg', 'TPMT_PUBLIC.nameAlg', 2, `unsupported nameAlg 0x${nameAlg.toString(16)}`, nameAlg);
+  return nameOver(nameAlg, pub);
 }
 /** Name of an NV index: u16(nameAlg) ‖ H_nameAlg(TPMS_NV_PUBLIC bytes). */
-export function nvIndexName(pub: Sized<TpmsNvPublic>): Uint8Array {
+export function nvIndexName(pub: Sized<TpmsNvPublic>): Buffer {
   return nameOver(pub.value.nameAlg, pub.bytes);
 }
-function nameOver(nameAlg: number, bytes: Uint8Array): Uint8Array {
+function nameOver(nameAlg: number, bytes: Uint8Array): Buffer {
   if (!hashInfo(nameAlg)) throw new TpmUsageError('unsupported', `nameAlg 0x${nameAlg.toString(16)} is not supported`);
-  const d = hashOf(nameAlg, bytes);
-  const out = new Uint8Array(2 + d.length);
-  out[0] = nameAlg >> 8;
-  out[1] = nameAlg & 0xff;
-  out.set(d, 2);
-  return out;
+  return Buffer.concat([Buffer.of(nameAlg >> 8, nameAlg & 0xff), hashOf(nameAlg, bytes)]);
 }
-
-const CURVES: Record<number, { jwk: string; node: string; size: number }> = {
-  [TPM_ECC.NIST_P256]: { jwk: 'P-256', node: 'prime256v1', size: 32 },
-  [TPM_ECC.NIST_P384]: { jwk: 'P-384', node: 'secp384r1', size: 48 },
-  [TPM_ECC.NIST_P521]: { jwk: 'P-521', node: 'secp521r1', size: 66 },
-};
 
 function b64u(b: Uint8Array): string {
   return Buffer.from(b).toString('base64url');
 }
-function leftPad(b: Uint8Array, n: number): Uint8Array {
-  if (b.length >= n) return b;
-  const o = new Uint8Array(n);
-  o.set(b, n - b.length);
-  return o;
-}
 
-/** node:crypto public key of an RSA or ECC TPMT_PUBLIC (exponent 0 means 65537). */
+/**
+ * node:crypto public key of an RSA or ECC TPMT_PUBLIC. RSA: exponent 0 means 65537, any other must be odd and >= 3.
+ * ECC: coordinates are left-padded to the curve size. Material that is not a valid key (a point off the curve, a
+ * coordinate longer than the curve) is a TpmCryptoError('bad-public-key'); an unknown curve 'unsupported-curve'.
+ */
 export function publicKeyOf(pub: TpmtPublic): KeyObject {
+  let jwk: JsonWebKey;
   if (pub.type === TPM_ALG.RSA) {
     const e = pub.parameters.exponent || 65537;
+    if (e < 3 || e % 2 === 0) throw new TpmCryptoError('bad-public-key', `invalid RSA exponent ${pub.parameters.exponent}`);
     const eb = Buffer.alloc(4);
     eb.writeUInt32BE(e >>> 0);
-    let i = 0;
-    while (i < 3 && eb[i] === 0) i++;
-    return createPublicKey({ key: { kty: 'RSA', n: b64u(pub.unique), e: b64u(eb.subarray(i)) }, format: 'jwk' });
+    jwk = { kty: 'RSA', n: b64u(pub.unique), e: b64u(eb.subarray(Math.clz32(e) >> 3)) };
+  } else if (pub.type === TPM_ALG.ECC) {
+    const c = curveInfo(pub.parameters.curveID);
+    if (!c) throw new TpmCryptoError('unsupported-curve', `curve 0x${pub.parameters.curveID.toString(16)} is not supported`);
+    const x = leftPad(pub.unique.x, c.size);
+    const y = leftPad(pub.unique.y, c.size);
+    if (!x || !y) throw new TpmCryptoError('bad-public-key', `ECC coordinate longer than ${c.size} bytes for ${c.name}`);
+    jwk = { kty: 'EC', crv: c.name, x: b64u(x), y: b64u(y) };
+  } else {
+    throw new TpmUsageError('unsupported', `object type 0x${pub.type.toString(16)} has no public key`);
   }
-  if (pub.type === TPM_ALG.ECC) {
-    const c = CURVES[pub.parameters.curveID];
-    if (!c) throw new TpmUsageError('unsupported', `curve 0x${pub.parameters.curveID.toString(16)} is not supported`);
-    return createPublicKey({ key: { kty: 'EC', crv: c.jwk, x: b64u(leftPad(pub.unique.x, c.size)), y: b64u(leftPad(pub.unique.y, c.size)) }, format: 'jwk' });
+  try {
+    return createPublicKey({ key: jwk, format: 'jwk' });
+  } catch (e) {
+    throw new TpmCryptoError('bad-public-key', `cannot build public key: ${e instanceof Error ? e.message : String(e)}`);
   }
-  throw new TpmUsageError('unsupported', `object type 0x${pub.type.toString(16)} has no public key`);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -88,13 +92,16 @@ function encryptSalt(key: TpmtPublic): { salt: Uint8Array; encryptedSalt: Uint8A
     return { salt, encryptedSalt };
   }
   if (key.type === TPM_ALG.ECC) {
-    const c = CURVES[key.parameters.curveID];
+    const c = curveInfo(key.parameters.curveID);
     if (!c) throw new TpmUsageError('unsupported', `curve 0x${key.parameters.curveID.toString(16)} is not supported`);
     const ecdh = createECDH(c.node);
     const ephPub = ecdh.generateKeys();
     const ex = ephPub.subarray(1, 1 + c.size);
     const ey = ephPub.subarray(1 + c.size);
-    const peer = Buffer.concat([Buffer.of(4), leftPad(key.unique.x, c.size), leftPad(key.unique.y, c.size)]);
+    const px = leftPad(key.unique.x, c.size);
+    const py = leftPad(key.unique.y, c.size);
+    if (!px || !py) throw new TpmCryptoError('bad-public-key', 'salt key coordinate longer than the curve');
+    const peer = Buffer.concat([Buffer.of(4), px, py]);
     const z = ecdh.computeSecret(peer);
     const salt = kdfe(h.name, z, 'SECRET', ex, key.unique.x, h.size * 8);
     return { salt, encryptedSalt: marshal(TpmsEccPoint, { x: ex, y: ey }) };

@@ -1,38 +1,44 @@
-// Public surface of the pure-TypeScript TPM 2.0 library. See README.md.
-export * from './constants';
+// Public surface of the pure-TypeScript TPM 2.0 library (see README.md): what the plugins, lib/devid, the tools and
+// the tests use. Nothing outside lib/tpm2 imports a file behind this one.
 export {
-  TpmLibError, TpmError, TpmDecodeError, TpmTransportError, TpmUsageError, TpmResponseAuthError, decodeRc, formatRc,
+  TPM_ALG, TPM_CAP, TPM_CC, TPM_ECC, TPM_PT, TPM_RC, TPM_RH, TPM_SE, TPM_ST, TPM_SU, TPMA_NV, TPMA_OBJECT, EK_NV_INDEX,
+  commandCodeName, curveInfo, hashByName, hashInfo,
+} from './constants';
+export type { HashAlgName } from './constants';
+export {
+  TpmLibError, TpmError, TpmDecodeError, TpmCryptoError, TpmTransportError, TpmUsageError, TpmResponseAuthError, decodeRc,
+  formatRc,
 } from './errors';
-export type { DecodedRc, TpmDecodeErrorCode, TpmTransportErrorCode, TpmUsageErrorCode } from './errors';
+export { Reader, Writer, Sized, marshal, unmarshal, unmarshalPrefix } from './marshal';
 export {
-  Codec, Decoded, Encodable, Reader, Writer, Sized, marshal, unmarshal, unmarshalPrefix, tpm2b, sized, optionalSized, struct,
-  list, tagged, constant, fixedBytes, restBytes, empty, mapped, u8, u16, u32, u64, i32, yesNo,
-} from './marshal';
-export * from './structures';
-export { defineCommand, encodeCommand, decodeResponse, parseResponseHeader } from './command';
-export type { Command, CommandDef, CommandFactory, HandleDecl, ArgsOf, ResponseOf, EncodedCommand } from './command';
+  NULL_HASHCHECK_TICKET, Tpm2bAttest, Tpm2bCreationData, Tpm2bNvPublic, Tpm2bPublic, Tpm2bSensitiveCreate, TpmlPcrSelection,
+  TpmsAttest, TpmsCapabilityData, TpmsContext, TpmsIdObject, TpmsNvPublic, TpmtPublic, TpmtSigScheme, TpmtSignature,
+  TpmtTkHashcheck, pcrSelection, selectedPcrs,
+} from './structures';
+export { encodeCommand } from './command';
+export type { Command, CommandDef } from './command';
 export * from './commands';
-export * as cmd from './commands';
-export { named, authHandle, intrinsicName, handleType } from './handles';
-export type { NamedHandle, AuthHandle, HandleArg, AuthHandleArg } from './handles';
-export { PasswordSession, HmacSession, PolicySession, SessionBase, deriveSessionKey } from './sessions';
-export type { AuthSession, ExtraSession, SessionOptions } from './sessions';
-export { Tpm, execute, executeRaw, DEFAULT_RETRY } from './tpm';
-export type { TpmOptions, RetryOptions } from './tpm';
+export { named, authHandle } from './handles';
+export { HmacSession, PolicySession } from './sessions';
+export { Tpm, execute } from './tpm';
 export {
-  objectName, nvIndexName, publicKeyOf, startHmacSession, startPolicySession, flush, getTpmProperty, getHandles,
-  loadedHandles, readNvPublic, readNvIndex,
+  objectName, nvIndexName, publicKeyOf, startHmacSession, startPolicySession, getTpmProperty, getHandles, loadedHandles,
+  readNvPublic, readNvIndex,
 } from './helpers';
-export type { StartSessionOptions, ReadNvOptions } from './helpers';
 export { TpmScope, withScope, withTransient, flushAllTransient } from './scope';
-export * from './templates';
-export { DEFAULT_TIMEOUT_MS, SerialQueue } from './transport/transport';
-export type { TpmTransport, TransportOptions } from './transport/transport';
+export {
+  EK_POLICY_SHA256, NV_INDEX, TEMPLATE_HEX, akEccP256Template, akRsa2048Template, ekEccP256Template, ekRsa2048Template,
+  signingEccP256Template, signingRsa2048Template, srkEccP256Template, srkRsa2048Template, templateBytes,
+} from './templates';
+export type { TemplateName } from './templates';
+export { verifySignature, leftPad, ecdsaRsToDer, constantTimeEqual } from './verify';
+export { kdfa, kdfe } from './kdf';
+export { checkAttest, checkPublic, checkSignature } from './check';
+export type { TpmtPublicKey } from './check';
+export { makeCredential, credentialBlobFromSeed } from './credential';
+export { MAX_RESPONSE_SIZE } from './transport/transport';
+export type { TpmTransport } from './transport/transport';
 export { StreamTransport, connectSwtpmUnix, connectSwtpmTcp } from './transport/stream';
-export type { StreamEndpoint } from './transport/stream';
 export { LinuxDeviceTransport, detectTpmDevice } from './transport/device';
-export { SwtpmControl, SwtpmControlError, SWTPM_CMD, PTM_INIT_FLAG_DELETE_VOLATILE } from './transport/swtpm-control';
-export type { ControlEndpoint } from './transport/swtpm-control';
+export { SwtpmControl } from './transport/swtpm-control';
 export { FakeTransport, responseFrame } from './transport/fake';
-export type { FakeResponse } from './transport/fake';
-export { verifySignature } from './verify';

@@ -145,11 +145,11 @@ export class Reader {
   /** Throws `trailing-bytes` unless everything was consumed. */
   expectEnd(): void {
     if (this.pos !== this.end) {
-      throw new TpmDecodeError('trailing-bytes', this.path, this.pos, `${this.end - this.pos} unexpected trailing byte(s)`);
+      throw new TpmDecodeError('trailing-bytes', this.path, this.pos, `${this.end - this.pos} unexpected trailing byte(s)`, this.end - this.pos);
     }
   }
-  fail(code: 'bad-selector' | 'bad-value' | 'bad-size', detail: string): never {
-    throw new TpmDecodeError(code, this.path, this.pos, detail);
+  fail(code: 'bad-selector' | 'bad-value' | 'bad-size', detail: string, value?: number, limit?: number): never {
+    throw new TpmDecodeError(code, this.path, this.pos, detail, value, limit);
   }
 }
 
@@ -234,7 +234,7 @@ export function tpm2b(name: string, maxSize = 0xffff): Codec<Uint8Array> {
     },
     read: (r) => {
       const n = r.u16();
-      if (n > maxSize) r.fail('bad-size', `${name}: size ${n} exceeds the maximum of ${maxSize}`);
+      if (n > maxSize) r.fail('bad-size', `${name}: size ${n} exceeds the maximum of ${maxSize}`, n, maxSize);
       return r.bytes(n);
     },
   };
@@ -398,7 +398,7 @@ export function tagged<K extends string, A extends Arms>(name: string, key: K, s
     read: (r) => {
       const s = withPath(r, key, () => selector.read(r));
       const arm = arms[s];
-      if (!arm) withPath(r, key, () => r.fail('bad-selector', `${name}: unsupported ${key} 0x${s.toString(16).padStart(4, '0')}`));
+      if (!arm) withPath(r, key, () => r.fail('bad-selector', `${name}: unsupported ${key} 0x${s.toString(16).padStart(4, '0')}`, s));
       const body = arm.read(r) as Record<string, unknown>;
       return { [key]: s, ...body } as TaggedOf<K, A>;
     },

@@ -2,7 +2,7 @@
 // nonce rolling and AES-CFB parameter encryption. `execute` drives these objects; call sites never compute HMACs.
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { TPMA_SESSION, TPM_RS_PW, hashInfo, HashAlgName } from './constants';
-import { kdfa } from './crypto/kdf';
+import { kdfa } from './kdf';
 import { TpmUsageError } from './errors';
 import { TpmsAuthCommand, TpmsAuthResponse } from './structures';
 

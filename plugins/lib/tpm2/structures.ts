@@ -245,7 +245,7 @@ export const TpmtHa: Codec<{ hashAlg: number; digest: Uint8Array }> = {
     const hashAlg = r.u16();
     if (hashAlg === TPM_ALG.NULL) return { hashAlg, digest: new Uint8Array(0) };
     const h = hashInfo(hashAlg);
-    if (!h) return r.fail('bad-selector', `TPMT_HA: unsupported hash 0x${hashAlg.toString(16)}`);
+    if (!h) return r.fail('bad-selector', `TPMT_HA: unsupported hash 0x${hashAlg.toString(16)}`, hashAlg);
     return { hashAlg, digest: r.bytes(h.size) };
   },
 };
@@ -309,25 +309,41 @@ const attestHead = struct('TPMS_ATTEST', {
   clockInfo: TpmsClockInfo,
   firmwareVersion: u64,
 });
+/** The TPMS_ATTEST fields before `attested`. */
+export type TpmsAttestHeader = TpmsAttestHead & { type: number };
+const isAttestType = (type: number): type is keyof AttestArms & number => type in attestArms;
+/** The header of a TPMS_ATTEST, for callers that do not need the `attested` body (decode with unmarshalPrefix). */
+export const TpmsAttestHeader: Codec<TpmsAttestHeader> = {
+  name: 'TPMS_ATTEST',
+  write: (w, v) => {
+    w.u32(v.magic);
+    w.u16(v.type);
+    attestHead.write(w, v);
+  },
+  read: (r) => {
+    const base = r.path;
+    r.path = `${base}.magic`;
+    const magic = r.u32();
+    if (magic !== TPM_GENERATED_VALUE) r.fail('bad-value', `TPMS_ATTEST magic 0x${magic.toString(16)} is not TPM_GENERATED_VALUE`, magic);
+    r.path = `${base}.type`;
+    const type = r.u16();
+    if (!isAttestType(type)) r.fail('bad-selector', `TPMS_ATTEST: unsupported type 0x${type.toString(16)}`, type);
+    r.path = base;
+    return { magic, type, ...attestHead.read(r) };
+  },
+};
 export const TpmsAttest: Codec<TpmsAttest> = {
   name: 'TPMS_ATTEST',
   write: (w, v) => {
     const arm = (attestArms as Record<number, Codec<unknown>>)[v.type];
     if (!arm) throw new RangeError(`TPMS_ATTEST: unsupported type 0x${v.type.toString(16)}`);
-    w.u32(v.magic);
-    w.u16(v.type);
-    attestHead.write(w, v);
+    TpmsAttestHeader.write(w, v);
     arm.write(w, v.attested);
   },
   read: (r) => {
-    const magic = r.u32();
-    if (magic !== TPM_GENERATED_VALUE) r.fail('bad-value', `TPMS_ATTEST magic 0x${magic.toString(16)} is not TPM_GENERATED_VALUE`);
-    const type = r.u16();
-    const arm = (attestArms as Record<number, Codec<unknown>>)[type];
-    if (!arm) r.fail('bad-selector', `TPMS_ATTEST: unsupported type 0x${type.toString(16)}`);
-    const head = attestHead.read(r);
-    const attested = arm.read(r);
-    return { magic, type, ...head, attested } as TpmsAttest;
+    const head = TpmsAttestHeader.read(r);
+    const attested = (attestArms as Record<number, Codec<unknown>>)[head.type]!.read(r);
+    return { ...head, attested } as TpmsAttest;
   },
 };
 /** TPM2B_ATTEST: keeps the exact TPMS_ATTEST bytes (signatures are over them). */

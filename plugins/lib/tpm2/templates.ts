@@ -1,9 +1,107 @@
-// Well-known key templates as typed TPMT_PUBLIC values. The bytes in crypto/templates.ts (TEMPLATE_HEX, brief §2.4)
-// are the single source of truth: each typed template is those bytes decoded, so the two can never drift apart
-// (test/unit/tpm2/marshal.test.ts pins the marshalled bytes to the brief's hex). crypto/ stays free of structures.
-import { EK_POLICY_A_SHA256_HEX, templateBytes, type TemplateName } from './crypto/templates';
+// Well-known key templates: the exact TPMT_PUBLIC bytes (no TPM2B size prefix), the typed TPMT_PUBLIC values decoded
+// from them (so the two can never drift apart), and the EK NV indices.
+//
+// Sources:
+//  - TCG EK Credential Profile for TPM Family 2.0, Level 0, Version 2.5, Annex B ("low range" L-1, L-2 and
+//    "high range" H-x templates) and §2.2.1.4 (NV indices).
+//  - go-tpm-tools v0.4.9 client/template.go: DefaultEKTemplateRSA (= L-1), DefaultEKTemplateECC (= L-2),
+//    AKTemplateRSA.
+//  - SPIRE pkg/agent/plugin/nodeattestor/tpmdevid/tpmutil: SRKTemplateHighRSA / SRKTemplateHighECC (go-tpm-tools SRK
+//    templates with an EMPTY unique); SPIRE test/tpmsimulator DevID templates.
+//  - swtpm 0.7.1 swtpm_setup: RSA-2048 EK = L-1 (persisted at 0x81010001); ECC EK = NIST P-384 high-range
+//    template H-3 (SHA-384, AES-256-CFB, PolicyB-SHA384, attrs 0x000300F2, EMPTY x/y unique), persisted at
+//    0x81010016 with its certificate at 0x01C00016.
+// Verified in test/integration/swtpm/templates.test.ts against swtpm: CreatePrimary with these bytes
+// reproduces the swtpm_setup EKs (L-1, H-3), tpm2_createek -G ecc (L-2), and the tpm2-tools H-1 SRK;
+// test/unit/tpm2/marshal.test.ts checks that every byte string is one exact TPMT_PUBLIC.
 import { unmarshal } from './marshal';
 import { TpmtPublic } from './structures';
+
+/** PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256: the authPolicy of the L-1/L-2 EKs. */
+export const EK_POLICY_A_SHA256_HEX = '837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa';
+/** PolicyB (SHA-384) of the high-range EK templates (TCG EK Credential Profile 2.5, Table B-x). */
+export const EK_POLICY_B_SHA384_HEX =
+  'b26e7d28d11a50bc53d882bcf5fd3a1a074148bb35d3b4e4cb1c0ad9bde419cacb47ba09699646150f9fc000f3f80e12';
+
+const Z32 = '00'.repeat(32);
+
+export type TemplateName =
+  | 'ek-rsa2048-l1'
+  | 'ek-ecc-p256-l2'
+  | 'ek-ecc-p384-h3'
+  | 'srk-rsa-h1'
+  | 'srk-ecc-h2'
+  | 'ak-rsa'
+  | 'ak-ecc-p256'
+  | 'devid-rsa'
+  | 'devid-ecc-p256';
+
+/** Hex of each TPMT_PUBLIC template. */
+export const TEMPLATE_HEX: Readonly<Record<TemplateName, string>> = Object.freeze({
+  // EK RSA-2048 "L-1": type RSA, nameAlg SHA-256, attrs 0x000300B2
+  // (fixedTPM|fixedParent|sensitiveDataOrigin|adminWithPolicy|restricted|decrypt), policy A,
+  // AES-128-CFB, scheme NULL, 2048 bits, exponent 0, unique = 256 zero bytes. 314 bytes.
+  'ek-rsa2048-l1':
+    '0001000b000300b20020' + EK_POLICY_A_SHA256_HEX + '00060080004300100800' + '00000000' + '0100' + '00'.repeat(256),
+  // EK ECC NIST P-256 "L-2": AES-128-CFB, scheme NULL, curve 0x0003, kdf NULL, unique x,y = 32 zero bytes. 122 bytes.
+  'ek-ecc-p256-l2':
+    '0023000b000300b20020' + EK_POLICY_A_SHA256_HEX + '0006008000430010' + '0003' + '0010' + '0020' + Z32 + '0020' + Z32,
+  // EK ECC NIST P-384 high range "H-3" as swtpm_setup 0.7.1 creates it: nameAlg SHA-384, attrs 0x000300F2
+  // (adds userWithAuth), PolicyB-SHA384, AES-256-CFB, scheme NULL, curve 0x0004, kdf NULL, empty unique. 74 bytes.
+  'ek-ecc-p384-h3':
+    '0023000c000300f20030' + EK_POLICY_B_SHA384_HEX + '0006010000430010' + '0004' + '0010' + '0000' + '0000',
+  // SRK RSA "H-1" as SPIRE uses it (SRKTemplateHighRSA): attrs 0x00030472
+  // (fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|noDA|restricted|decrypt), AES-128-CFB, 2048, empty unique.
+  'srk-rsa-h1': '0001000b000304720000' + '00060080004300100800' + '00000000' + '0000',
+  // SRK ECC "H-2" as SPIRE uses it (SRKTemplateHighECC): P-256, AES-128-CFB, kdf NULL, empty x/y.
+  'srk-ecc-h2': '0023000b000304720000' + '0006008000430010' + '0003' + '0010' + '0000' + '0000',
+  // AK RSA (go-tpm-tools AKTemplateRSA): attrs 0x00050072 (fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|
+  // restricted|sign), symmetric NULL, RSASSA-SHA256, 2048 bits, exponent 0, empty unique.
+  'ak-rsa': '0001000b000500720000' + '0010' + '0014000b' + '0800' + '00000000' + '0000',
+  // AK ECC P-256 (go-tpm-tools AKTemplateECC with an empty unique): attrs 0x00050072, symmetric NULL, ECDSA-SHA256,
+  // curve 0x0003, kdf NULL, empty x/y.
+  'ak-ecc-p256': '0023000b000500720000' + '0010' + '0018000b' + '0003' + '0010' + '0000' + '0000',
+  // DevID RSA (SPIRE test/tpmsimulator): AK attributes minus restricted = 0x00040072, RSASSA-SHA256.
+  'devid-rsa': '0001000b000400720000' + '0010' + '0014000b' + '0800' + '00000000' + '0000',
+  // DevID ECC P-256 (SPIRE test/tpmsimulator): attrs 0x00040072, ECDSA-SHA256, kdf NULL, x/y = 32 zero bytes.
+  'devid-ecc-p256': '0023000b000400720000' + '0010' + '0018000b' + '0003' + '0010' + '0020' + Z32 + '0020' + Z32,
+});
+
+/** A fresh copy of a template's TPMT_PUBLIC bytes. */
+export function templateBytes(name: TemplateName): Buffer {
+  return Buffer.from(TEMPLATE_HEX[name], 'hex');
+}
+
+/** EK certificate / nonce / template NV indices (TCG EK Credential Profile §2.2.1.4; swtpm_setup). */
+export const NV_INDEX = Object.freeze({
+  /** RSA-2048 EK certificate (L-1). The only one SPIRE reads. */
+  ekCertRsa2048: 0x01c00002,
+  ekNonceRsa2048: 0x01c00003,
+  ekTemplateRsa2048: 0x01c00004,
+  /** ECC NIST P-256 EK certificate (L-2). Not created by swtpm_setup 0.7.1. */
+  ekCertEccP256: 0x01c0000a,
+  ekNonceEccP256: 0x01c0000b,
+  ekTemplateEccP256: 0x01c0000c,
+  /** High range (H-x). */
+  ekCertRsa2048High: 0x01c00012,
+  ekCertEccP256High: 0x01c00014,
+  /** ECC NIST P-384 EK certificate (H-3); swtpm_setup writes it. */
+  ekCertEccP384High: 0x01c00016,
+  ekCertEccP521High: 0x01c00018,
+  ekCertEccSm2P256High: 0x01c0001a,
+  /** RSA-3072 EK certificate (H-6); swtpm_setup --rsa-keysize 3072. */
+  ekCertRsa3072High: 0x01c0001c,
+  ekCertRsa4096High: 0x01c0001e,
+  /** Platform certificate written by swtpm_setup --create-platform-cert. */
+  platformCertSwtpm: 0x01c08000,
+});
+
+/** Persistent handles by convention (TCG Provisioning Guidance); swtpm_setup uses ekRsa and 0x81010016 for P-384. */
+export const PERSISTENT_HANDLE = Object.freeze({
+  srk: 0x81000001,
+  ekRsa: 0x81010001,
+  ekEccP384Swtpm: 0x81010016,
+});
 
 /** PolicySecret(TPM_RH_ENDORSEMENT) digest: the authPolicy of the low-range EK templates (TCG EK Credential Profile). */
 export const EK_POLICY_SHA256 = Uint8Array.from(Buffer.from(EK_POLICY_A_SHA256_HEX, 'hex'));

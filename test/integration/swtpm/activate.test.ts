@@ -7,10 +7,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createSwtpm, RunningSwtpm, SwtpmInstance } from '../../../simulators/swtpm';
-import { makeCredential } from '../../../plugins/lib/tpm2/crypto/make-credential';
-import { objectName } from '../../../plugins/lib/tpm2/crypto/name';
-import { templateBytes, TemplateName } from '../../../plugins/lib/tpm2/crypto/templates';
-import { tools, ekDescription, toolsCredentialFile, createPrimaryRaw, flushRaw } from './helpers';
+import { TPM_ALG, makeCredential, objectName, templateBytes, TemplateName } from '../../../plugins/lib/tpm2';
+import { tools, ekPublic, toolsCredentialFile, createPrimaryRaw, flushRaw } from './helpers';
 
 let inst: SwtpmInstance;
 let run: RunningSwtpm;
@@ -45,7 +43,7 @@ async function makeAk(): Promise<{ ctx: string; name: Buffer }> {
 
 async function activate(ekHandleOrCtx: string, ekTpmt: Buffer, usePolicy: boolean, opts: { seedBytes?: number } = {}): Promise<void> {
   const ak = await makeAk();
-  const ek = ekDescription(ekTpmt);
+  const ek = ekPublic(ekTpmt);
   const credential = randomBytes(32);
   const { credentialBlob, secret } = makeCredential(ek, ak.name, credential, opts);
   const id = ++n;
@@ -101,7 +99,7 @@ test('ECC P-384 EK (swtpm_setup high range, 0x81010016, userWithAuth): activatio
   await t('tpm2_readpublic', '-c', '0x81010016', '-f', 'tpmt', '-o', 'ek384.tpmt');
   await t('tpm2_flushcontext', '-t');
   const tpmt = readFileSync(join(run.dir, 'ek384.tpmt'));
-  assert.equal(ekDescription(tpmt).nameAlg, 'sha384');
+  assert.equal(ekPublic(tpmt).nameAlg, TPM_ALG.SHA384);
   await activate('0x81010016', tpmt, false);
 });
 
@@ -109,7 +107,7 @@ test('a tampered credential blob is rejected by the TPM (integrity check)', asyn
   const ak = await makeAk();
   await t('tpm2_readpublic', '-c', '0x81010001', '-f', 'tpmt', '-o', 'ekrsa2.tpmt');
   await t('tpm2_flushcontext', '-t');
-  const ek = ekDescription(readFileSync(join(run.dir, 'ekrsa2.tpmt')));
+  const ek = ekPublic(readFileSync(join(run.dir, 'ekrsa2.tpmt')));
   const { credentialBlob, secret } = makeCredential(ek, ak.name, randomBytes(32));
   credentialBlob[credentialBlob.length - 1]! ^= 1;
   writeFileSync(join(run.dir, 'bad.bin'), toolsCredentialFile(credentialBlob, secret));

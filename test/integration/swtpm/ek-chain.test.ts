@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { createSwtpm } from '../../../simulators/swtpm';
 import { verifyChain, ChainError, parsePemCertificates, commonName, ekTpmInfo, spkiEqual, sha1Hex } from '../../../plugins/lib/x509';
-import { publicKeyFromTpm } from '../../../plugins/lib/tpm2/crypto/verify';
+import { TpmtPublic, publicKeyOf, unmarshal } from '../../../plugins/lib/tpm2';
 import { tools, parseTpmtPublic } from './helpers';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,7 +34,7 @@ test('swtpm EK certificates: valid against swtpm-localca (ek profile), untrusted
     }
     assert.deepEqual(ekTpmInfo(inst.ekCerts.rsa2048), { manufacturer: 'id:00001014', model: 'swtpm', version: 'id:20191023' });
 
-    // EK cert key == EK public from the TPM (RSA and P-384), via publicKeyFromTpm
+    // EK cert key == EK public from the TPM (RSA and P-384), via publicKeyOf
     const run = await inst.start();
     try {
       const t = tools(run.tcti, run.dir);
@@ -42,9 +42,12 @@ test('swtpm EK certificates: valid against swtpm-localca (ek profile), untrusted
       await t('tpm2_readpublic', '-c', '0x81010016', '-f', 'tpmt', '-o', 'ek384.tpmt');
       const rsa = parseTpmtPublic(readFileSync(join(run.dir, 'ekrsa.tpmt')));
       const ecc = parseTpmtPublic(readFileSync(join(run.dir, 'ek384.tpmt')));
-      assert.ok(spkiEqual(publicKeyFromTpm({ type: 'rsa', modulus: rsa.modulus!, exponent: rsa.exponent! }), inst.ekCerts.rsa2048));
-      assert.ok(spkiEqual(publicKeyFromTpm({ type: 'ecc', curve: 'P-384', x: ecc.x!, y: ecc.y! }), inst.ekCerts.eccP384));
-      assert.ok(!spkiEqual(publicKeyFromTpm({ type: 'rsa', modulus: rsa.modulus!, exponent: rsa.exponent! }), inst.ekCerts.eccP384));
+      const rsaKey = publicKeyOf(unmarshal(TpmtPublic, readFileSync(join(run.dir, 'ekrsa.tpmt'))));
+      const eccKey = publicKeyOf(unmarshal(TpmtPublic, readFileSync(join(run.dir, 'ek384.tpmt'))));
+      assert.ok(rsa.modulus && ecc.x && ecc.y);
+      assert.ok(spkiEqual(rsaKey, inst.ekCerts.rsa2048));
+      assert.ok(spkiEqual(eccKey, inst.ekCerts.eccP384));
+      assert.ok(!spkiEqual(rsaKey, inst.ekCerts.eccP384));
     } finally {
       await run.stop();
     }

@@ -1,7 +1,6 @@
 // Test-local helpers: tpm2-tools runner and a tiny TPMT_PUBLIC reader (the real marshalling lives elsewhere).
 import { execFile } from 'node:child_process';
-import { EkDescription } from '../../../plugins/lib/tpm2/crypto/make-credential';
-import { hashNameFromAlgId, TpmHashName } from '../../../plugins/lib/tpm2/crypto/kdf';
+import { TpmtPublic, unmarshal, hashInfo, type HashAlgName as TpmHashName } from '../../../plugins/lib/tpm2';
 
 /**
  * Runs tpm2-tools with TPM2TOOLS_TCTI=tcti in cwd. On a bare swtpm (no resource manager) tpm2-tools leaves
@@ -42,7 +41,7 @@ export function parseTpmtPublic(b: Buffer): ParsedPublic {
   const u32 = () => { const v = b.readUInt32BE(p); p += 4; return v; };
   const b2 = () => { const n = u16(); const v = b.subarray(p, p + n); p += n; return Buffer.from(v); };
   const type = u16();
-  const nameAlg = hashNameFromAlgId(u16())!;
+  const nameAlg = hashInfo(u16())!.name;
   const attributes = u32();
   b2();
   const symAlg = u16();
@@ -66,11 +65,9 @@ export function parseTpmtPublic(b: Buffer): ParsedPublic {
   return { type: 'ecc', nameAlg, attributes, symKeyBits, curveId, x, y };
 }
 
-export function ekDescription(tpmt: Buffer): EkDescription {
-  const p = parseTpmtPublic(tpmt);
-  const symmetric = { algorithm: 'aes' as const, keyBits: p.symKeyBits as 128 | 256, mode: 'cfb' as const };
-  if (p.type === 'rsa') return { type: 'rsa', nameAlg: p.nameAlg, symmetric, modulus: p.modulus!, exponent: p.exponent! };
-  return { type: 'ecc', nameAlg: p.nameAlg, symmetric, curve: p.curveId === 3 ? 'P-256' : 'P-384', x: p.x!, y: p.y! };
+/** The EK's TPMT_PUBLIC, as makeCredential takes it. */
+export function ekPublic(tpmt: Buffer): TpmtPublic {
+  return unmarshal(TpmtPublic, tpmt);
 }
 
 /** tpm2-tools credential file: 0xBADCC0DE, version 1, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET. */

@@ -2,9 +2,9 @@
 // pkg/server/plugin/nodeattestor/tpmdevid/devid.go and challenge.go), plus the DevIDPub ↔ certificate binding, using
 // only plugins/lib (no server plugin code).
 import { createHash, randomBytes, verify as nodeVerify, timingSafeEqual } from 'node:crypto';
-import { TPM_ALG, TPM_ST, TpmsAttest, TpmtPublic, TpmtSignature, publicKeyOf, unmarshal } from '../../../plugins/lib/tpm2';
-import { makeCredential } from '../../../plugins/lib/tpm2/crypto/make-credential';
-import { objectName } from '../../../plugins/lib/tpm2/crypto/name';
+import {
+  TPM_ALG, TPM_ST, TpmsAttest, TpmtPublic, TpmtSignature, publicKeyOf, unmarshal, makeCredential, objectName,
+} from '../../../plugins/lib/tpm2';
 import { certificatePublicKey, commonName, sha1Hex, spkiEqual, verifyChain } from '../../../plugins/lib/x509';
 import {
   decodeAttestationRequest, decodeChallengeResponse, encodeChallengeRequest, type AttestationRequest,
@@ -63,7 +63,7 @@ export function verifyPayload(cfg: VerifierConfig, payload: Buffer): { challenge
   const ekSym = ekPub.parameters.symmetric;
   check(ekSym.algorithm === TPM_ALG.AES, 'EK symmetric must be AES');
   const mc = makeCredential(
-    { type: 'rsa', nameAlg: 'sha256', symmetric: { algorithm: 'aes', keyBits: ekSym.keyBits as 128, mode: 'cfb' }, modulus: ekPub.unique, exponent: ekPub.parameters.exponent },
+    ekPub,
     objectName(req.akPub),
     nonce2,
     { seedBytes: 16 },

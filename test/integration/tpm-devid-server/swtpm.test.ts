@@ -14,8 +14,7 @@ import { serverNodeAttestor } from '../../../plugins/sdk';
 import { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
 import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/lib/devid/wire';
-import { publicKeyFromTpm } from '../../../plugins/lib/tpm2/crypto/verify';
-import { decodePublic } from '../../../plugins/tpm-devid-server/tpm';
+import { TPM_ALG, checkPublic, publicKeyOf } from '../../../plugins/lib/tpm2';
 import { tools, toolsCredentialFile } from '../swtpm/helpers';
 import { CA_KU, KU, genKey, issue, pem, type Cert } from '../../unit/tpm-devid-server/fixtures';
 import { runFlow } from '../../unit/tpm-devid-server/driver';
@@ -115,9 +114,9 @@ before(async () => {
   workDir = A.dir;
   pa = await provision(A, 'a');
   // DevID certificate for the TPM-resident key, from a test CA
-  const devIdPub = decodePublic(pa.devIdTpmt);
-  assert.ok(devIdPub.ok && devIdPub.value.type === 'rsa');
-  const key = publicKeyFromTpm({ type: 'rsa', modulus: devIdPub.value.modulus, exponent: devIdPub.value.exponent });
+  const devIdPub = checkPublic(pa.devIdTpmt).value;
+  assert.ok(devIdPub.type === TPM_ALG.RSA);
+  const key = publicKeyOf(devIdPub);
   devIdCa = await issue({ name: 'devid-test-ca', ca: true, keyUsage: CA_KU });
   devIdCert = await issue({ name: 'swtpm-device-a', issuer: devIdCa, key: genKey('rsa'), subjectPublicKey: key, keyUsage: KU.digitalSignature });
   writeFileSync(join(workDir, 'devid-ca.pem'), pem(devIdCa.der));

@@ -3,10 +3,9 @@
 // Responses are built with the library's own codecs; the cryptographic content is random (nothing verifies it).
 import { randomBytes } from 'node:crypto';
 import {
-  Reader, TPM_ALG, TPM_CC, TPM_ST, TpmsAttest, TpmsCapabilityData, TpmtPublic, TpmtSignature, Tpm2bCreationData, Tpm2bNvPublic,
-  Tpm2bAttest, Writer, marshal, unmarshal, type TpmTransport,
+  Reader, TPM_ALG, TPM_CC, TPM_ST, TpmsAttest, TpmsCapabilityData, TpmtPublic, TpmtSignature, Tpm2bCreationData,
+  Tpm2bNvPublic, Tpm2bAttest, Writer, marshal, unmarshal, type TpmTransport, objectName,
 } from '../../../plugins/lib/tpm2';
-import { objectName } from '../../../plugins/lib/tpm2/crypto/name';
 
 const HANDLES: Record<number, number> = {
   [TPM_CC.GetCapability]: 0,

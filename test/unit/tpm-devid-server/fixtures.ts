@@ -21,7 +21,7 @@ import {
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kdfa, kdfe } from '../../../plugins/lib/tpm2/crypto/kdf';
+import { kdfa, kdfe } from '../../../plugins/lib/tpm2';
 import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/lib/devid/wire';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);

@@ -3,7 +3,7 @@
 // sized buffers, and typed decode errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TEMPLATE_HEX, templateBytes, type TemplateName } from '../../../plugins/lib/tpm2/crypto/templates';
+import { TEMPLATE_HEX, templateBytes, type TemplateName } from '../../../plugins/lib/tpm2';
 import {
   encodeCommand, Startup, GetCapability, NV_ReadPublic, NV_Read, StartAuthSession, PolicySecret, ActivateCredential, FlushContext,
   TPM_SU, TPM_CAP, TPM_PT, TPM_RH, TPM_ALG, TPM_SE, TPM_ST, PolicySession, marshal, unmarshal, unmarshalPrefix, Sized, TpmtPublic,
@@ -83,7 +83,7 @@ test('template bytes from the brief §2.4, and their round trip', async (t) => {
   assert.equal(marshal(TpmtPublic, ekEccP256Template()).length, 122);
 });
 
-test('every template byte string (crypto/templates.ts, the typed templates\' source) is one exact TPMT_PUBLIC', () => {
+test('every template byte string (templates.ts, the typed templates\' source) is one exact TPMT_PUBLIC', () => {
   for (const name of Object.keys(TEMPLATE_HEX) as TemplateName[]) {
     const bytes = templateBytes(name);
     assert.equal(hex(marshal(TpmtPublic, unmarshal(TpmtPublic, bytes))), bytes.toString('hex'), name);

@@ -12,14 +12,14 @@ import {
   sign as nodeSign,
   KeyObject,
 } from 'node:crypto';
-import { kdfa, kdfe, TpmHashName, digestSize, hashNameFromAlgId } from '../../../plugins/lib/tpm2/crypto/kdf';
-import { objectName, nameAlgOfPublic, TpmNameError } from '../../../plugins/lib/tpm2/crypto/name';
-import { makeCredential, credentialBlobFromSeed, EkDescription } from '../../../plugins/lib/tpm2/crypto/make-credential';
-import { TpmCryptoError } from '../../../plugins/lib/tpm2/crypto/errors';
-import { publicKeyFromTpm, verifyTpmSignature, constantTimeEqual, ecdsaRsToDer } from '../../../plugins/lib/tpm2/crypto/verify';
-import { templateBytes, TEMPLATE_HEX, TemplateName, NV_INDEX } from '../../../plugins/lib/tpm2/crypto/templates';
+import {
+  TPM_ALG, TpmCryptoError, TpmDecodeError, hashByName, hashInfo, kdfa, kdfe, objectName,
+  type HashAlgName as TpmHashName, makeCredential, credentialBlobFromSeed, TPM_ECC, constantTimeEqual, ecdsaRsToDer,
+  publicKeyOf, verifySignature, type TpmtPublic, type TpmtSignature, templateBytes, TEMPLATE_HEX, TemplateName,
+  NV_INDEX,
+} from '../../../plugins/lib/tpm2';
 
-// dist/test/unit/tpm2-crypto → repo root
+// dist/test/unit/tpm2 → repo root
 const root = join(__dirname, '..', '..', '..', '..');
 interface Vectors {
   kdfa: { hash: TpmHashName; key: string; label: string; contextU: string; contextV: string; bits: number; out: string }[];
@@ -33,6 +33,20 @@ interface Vectors {
 }
 const V: Vectors = JSON.parse(readFileSync(join(root, 'test', 'vectors', 'tpm2-crypto-vectors.json'), 'utf8'));
 const hx = (s: string) => Buffer.from(s, 'hex');
+const head = { nameAlg: TPM_ALG.SHA256, objectAttributes: 0, authPolicy: new Uint8Array(0) };
+const none = { symmetric: { algorithm: TPM_ALG.NULL }, scheme: { scheme: TPM_ALG.NULL } } as const;
+/** An EK's TPMT_PUBLIC: nameAlg, AES-CFB symmetric of keyBits, and the key. */
+const aesCfb = (keyBits: number) => ({ algorithm: TPM_ALG.AES, keyBits, mode: TPM_ALG.CFB });
+const noScheme = { scheme: TPM_ALG.NULL } as const;
+const rsaEkPub = (nameAlg: TpmHashName, keyBits: number, n: Uint8Array, exponent: number): TpmtPublic =>
+  ({ type: TPM_ALG.RSA, nameAlg: hashByName(nameAlg).alg, objectAttributes: 0, authPolicy: new Uint8Array(0), parameters: { symmetric: aesCfb(keyBits), scheme: noScheme, keyBits: n.length * 8, exponent }, unique: n });
+const eccEkPub = (nameAlg: TpmHashName, keyBits: number, curve: 'P-256' | 'P-384', x: Uint8Array, y: Uint8Array): TpmtPublic => ({
+  type: TPM_ALG.ECC, nameAlg: hashByName(nameAlg).alg, objectAttributes: 0, authPolicy: new Uint8Array(0),
+  parameters: { symmetric: aesCfb(keyBits), scheme: noScheme, curveID: curve === 'P-256' ? TPM_ECC.NIST_P256 : TPM_ECC.NIST_P384, kdf: noScheme }, unique: { x, y },
+});
+const rsaPub = (n: Uint8Array, exponent: number): TpmtPublic => ({ type: TPM_ALG.RSA, ...head, parameters: { ...none, keyBits: n.length * 8, exponent }, unique: n });
+const eccPub = (x: Uint8Array, y: Uint8Array): TpmtPublic =>
+  ({ type: TPM_ALG.ECC, ...head, parameters: { ...none, curveID: TPM_ECC.NIST_P256, kdf: { scheme: TPM_ALG.NULL } }, unique: { x, y } });
 
 test('KDFa matches the independent Python vectors (incl. non-byte-multiple sizes)', () => {
   assert.ok(V.kdfa.length >= 6);
@@ -72,18 +86,18 @@ test('KDF label: a trailing NUL is not doubled; bad sizes are rejected', () => {
   assert.deepEqual(kdfa('sha256', k, 'STORAGE\0', Buffer.alloc(0), Buffer.alloc(0), 128), kdfa('sha256', k, 'STORAGE', Buffer.alloc(0), Buffer.alloc(0), 128));
   assert.throws(() => kdfa('sha256', k, 'X', Buffer.alloc(0), Buffer.alloc(0), 0), RangeError);
   assert.throws(() => kdfe('sha256', k, 'X', Buffer.alloc(0), Buffer.alloc(0), 1.5), RangeError);
-  assert.equal(digestSize('sha384'), 48);
-  assert.equal(hashNameFromAlgId(0x000b), 'sha256');
-  assert.equal(hashNameFromAlgId(0x0010), undefined);
+  assert.equal(hashByName('sha384').size, 48);
+  assert.equal(hashInfo(0x000b)?.name, 'sha256');
+  assert.equal(hashInfo(0x0010), undefined);
 });
 
 test('object Name = u16(nameAlg) ‖ H(TPMT_PUBLIC), against vectors and errors', () => {
   for (const v of V.name) assert.equal(objectName(hx(v.tpmtPublic)).toString('hex'), v.name);
   const ek = templateBytes('ek-rsa2048-l1');
-  assert.equal(nameAlgOfPublic(ek), 'sha256');
+  assert.equal(objectName(ek).readUInt16BE(0), TPM_ALG.SHA256); // nameAlg read from the TPMT_PUBLIC
   assert.equal(objectName(ek).length, 34);
-  assert.throws(() => objectName(Buffer.from('0001', 'hex')), (e: unknown) => e instanceof TpmNameError && e.code === 'short-public');
-  assert.throws(() => objectName(Buffer.from('00010010', 'hex')), (e: unknown) => e instanceof TpmNameError && e.code === 'unsupported-name-alg');
+  assert.throws(() => objectName(Buffer.from('0001', 'hex')), (e: unknown) => e instanceof TpmDecodeError && e.code === 'truncated');
+  assert.throws(() => objectName(Buffer.from('00010010', 'hex')), (e: unknown) => e instanceof TpmDecodeError && e.code === 'unsupported-name-alg');
 });
 
 test('credentialBlobFromSeed (TPMS_ID_OBJECT) matches the independent vectors', () => {
@@ -97,7 +111,7 @@ test('credentialBlobFromSeed (TPMS_ID_OBJECT) matches the independent vectors', 
 
 test('ECC MakeCredential with an injected ephemeral key matches the independent vectors (P-256, P-384)', () => {
   for (const v of V.eccMakeCredential) {
-    const ek: EkDescription = { type: 'ecc', nameAlg: v.nameAlg, symmetric: { algorithm: 'aes', keyBits: v.symKeyBits, mode: 'cfb' }, curve: v.curve, x: hx(v.ekX), y: hx(v.ekY) };
+    const ek = eccEkPub(v.nameAlg, v.symKeyBits, v.curve, hx(v.ekX), hx(v.ekY));
     const r = makeCredential(ek, hx(v.objectName), hx(v.credential), { ephemeralPrivateKey: hx(v.ephemeralPrivate) });
     assert.equal(r.credentialBlob.toString('hex'), v.credentialBlob, v.curve);
     assert.equal(r.secret.toString('hex'), v.secret, v.curve);
@@ -113,23 +127,24 @@ test('ECC MakeCredential with a random ephemeral key: the EK private key recover
     const ekY = pub.subarray(1 + size);
     const nameAlg: TpmHashName = curve === 'P-256' ? 'sha256' : 'sha384';
     const name = Buffer.concat([Buffer.from('000b', 'hex'), createHash('sha256').update('ak').digest()]);
-    const cred = Buffer.alloc(digestSize(nameAlg), 7);
-    const r = makeCredential({ type: 'ecc', nameAlg, symmetric: { algorithm: 'aes', keyBits: 128, mode: 'cfb' }, curve, x: ekX, y: ekY }, name, cred);
+    const cred = Buffer.alloc(hashByName(nameAlg).size, 7);
+    const r = makeCredential(eccEkPub(nameAlg, 128, curve, ekX, ekY), name, cred);
     assert.equal(r.secret.length, 4 + 2 * size);
     assert.equal(r.secret.readUInt16BE(0), size);
     const ephX = r.secret.subarray(2, 2 + size);
     const ephY = r.secret.subarray(4 + size);
     const z = ekEcdh.computeSecret(Buffer.concat([Buffer.from([4]), ephX, ephY]));
-    const seed = kdfe(nameAlg, z, 'IDENTITY', ephX, ekX, digestSize(nameAlg) * 8);
+    const seed = kdfe(nameAlg, z, 'IDENTITY', ephX, ekX, hashByName(nameAlg).size * 8);
     assert.deepEqual(r.credentialBlob, credentialBlobFromSeed(nameAlg, 128, seed, name, cred));
   }
 });
 
-function rsaEk(bits = 2048): { ek: EkDescription; priv: KeyObject } {
+function rsaEk(bits = 2048): { ek: TpmtPublic; n: Buffer; priv: KeyObject } {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: 65537 });
   const jwk = publicKey.export({ format: 'jwk' });
   return {
-    ek: { type: 'rsa', nameAlg: 'sha256', symmetric: { algorithm: 'aes', keyBits: 128, mode: 'cfb' }, modulus: Buffer.from(jwk.n!, 'base64url'), exponent: 0 },
+    ek: rsaEkPub('sha256', 128, Buffer.from(jwk.n!, 'base64url'), 0),
+    n: Buffer.from(jwk.n!, 'base64url'),
     priv: privateKey,
   };
 }
@@ -152,7 +167,7 @@ test('RSA MakeCredential: OAEP(SHA-256, "IDENTITY\\0") of the seed, blob from th
 });
 
 test('MakeCredential rejects bad inputs with typed codes', () => {
-  const { ek } = rsaEk();
+  const { ek, n } = rsaEk();
   const name = Buffer.concat([Buffer.from('000b', 'hex'), Buffer.alloc(32)]);
   const code = (c: string) => (e: unknown) => e instanceof TpmCryptoError && e.code === c;
   assert.throws(() => makeCredential(ek, name, Buffer.alloc(32), { seed: Buffer.alloc(48) }), code('bad-seed'));
@@ -160,31 +175,31 @@ test('MakeCredential rejects bad inputs with typed codes', () => {
   assert.throws(() => makeCredential(ek, name, Buffer.alloc(0)), code('bad-credential'));
   assert.throws(() => makeCredential(ek, name.subarray(0, 20), Buffer.alloc(32)), code('bad-object-name'));
   assert.throws(() => makeCredential(ek, Buffer.concat([Buffer.from('0010', 'hex'), Buffer.alloc(32)]), Buffer.alloc(32)), code('bad-object-name'));
-  assert.throws(() => makeCredential({ ...ek, symmetric: { algorithm: 'aes', keyBits: 64 as 128, mode: 'cfb' } }, name, Buffer.alloc(32)), code('unsupported-symmetric'));
-  assert.throws(() => makeCredential({ ...ek, modulus: Buffer.alloc(16, 1) } as EkDescription, name, Buffer.alloc(32)), code('bad-public-key'));
-  const offCurve: EkDescription = { type: 'ecc', nameAlg: 'sha256', symmetric: { algorithm: 'aes', keyBits: 128, mode: 'cfb' }, curve: 'P-256', x: Buffer.alloc(32, 1), y: Buffer.alloc(32, 2) };
+  assert.throws(() => makeCredential(rsaEkPub('sha256', 64, n, 0), name, Buffer.alloc(32)), code('unsupported-symmetric'));
+  assert.throws(() => makeCredential(rsaEkPub('sha256', 128, Buffer.alloc(16, 1), 0), name, Buffer.alloc(32)), code('bad-public-key'));
+  const offCurve = eccEkPub('sha256', 128, 'P-256', Buffer.alloc(32, 1), Buffer.alloc(32, 2));
   assert.throws(() => makeCredential(offCurve, name, Buffer.alloc(32)), code('bad-public-key'));
 });
 
-test('verifyTpmSignature: RSASSA, RSAPSS (max salt), ECDSA with short r/s, mismatches', () => {
+test('verifySignature: RSASSA, RSAPSS (max salt), ECDSA with short r/s, mismatches', () => {
   const data = Buffer.from('ff54434780170022000b' + '00'.repeat(60), 'hex');
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwk = rsa.publicKey.export({ format: 'jwk' });
-  const pub = publicKeyFromTpm({ type: 'rsa', modulus: Buffer.from(jwk.n!, 'base64url'), exponent: 0 });
+  const pub = rsaPub(Buffer.from(jwk.n!, 'base64url'), 0);
   const ssa = nodeSign('sha256', data, rsa.privateKey);
-  assert.equal(verifyTpmSignature(pub, data, { sigAlg: 'rsassa', hash: 'sha256', sig: ssa }), true);
-  assert.equal(verifyTpmSignature(pub, Buffer.concat([data, Buffer.from([0])]), { sigAlg: 'rsassa', hash: 'sha256', sig: ssa }), false);
-  assert.equal(verifyTpmSignature(pub, data, { sigAlg: 'rsassa', hash: 'sha384', sig: ssa }), false);
-  assert.equal(verifyTpmSignature(pub, data, { sigAlg: 'rsassa', hash: 'sha256', sig: ssa.subarray(1) }), false);
+  assert.equal(verifySignature(pub, data, { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256, sig: ssa }), true);
+  assert.equal(verifySignature(pub, Buffer.concat([data, Buffer.from([0])]), { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256, sig: ssa }), false);
+  assert.equal(verifySignature(pub, data, { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA384, sig: ssa }), false);
+  assert.equal(verifySignature(pub, data, { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256, sig: ssa.subarray(1) }), false);
   const pss = nodeSign('sha256', data, { key: rsa.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_MAX_SIGN });
-  assert.equal(verifyTpmSignature(pub, data, { sigAlg: 'rsapss', hash: 'sha256', sig: pss }), true);
+  assert.equal(verifySignature(pub, data, { sigAlg: TPM_ALG.RSAPSS, hash: TPM_ALG.SHA256, sig: pss }), true);
   const pss32 = nodeSign('sha256', data, { key: rsa.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
-  assert.equal(verifyTpmSignature(pub, data, { sigAlg: 'rsapss', hash: 'sha256', sig: pss32 }), true);
-  assert.equal(verifyTpmSignature(pub, data, { sigAlg: 'rsassa', hash: 'sha256', sig: pss }), false);
+  assert.equal(verifySignature(pub, data, { sigAlg: TPM_ALG.RSAPSS, hash: TPM_ALG.SHA256, sig: pss32 }), true);
+  assert.equal(verifySignature(pub, data, { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256, sig: pss }), false);
 
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const ej = ec.publicKey.export({ format: 'jwk' });
-  const epub = publicKeyFromTpm({ type: 'ecc', curve: 'P-256', x: Buffer.from(ej.x!, 'base64url'), y: Buffer.from(ej.y!, 'base64url') });
+  const epub = eccPub(Buffer.from(ej.x!, 'base64url'), Buffer.from(ej.y!, 'base64url'));
   // find a signature whose r starts with 0x00 to exercise left-padding (TPMs return minimal-length r/s)
   let shortSeen = false;
   for (let i = 0; i < 2000 && !shortSeen; i++) {
@@ -196,32 +211,32 @@ test('verifyTpmSignature: RSASSA, RSAPSS (max salt), ECDSA with short r/s, misma
       r = r.subarray(1);
       shortSeen = true;
     }
-    assert.equal(verifyTpmSignature(epub, d, { sigAlg: 'ecdsa', hash: 'sha256', r, s }), true);
+    assert.equal(verifySignature(epub, d, { sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, signatureR: r, signatureS: s }), true);
     if (i === 0) {
-      assert.equal(verifyTpmSignature(epub, data, { sigAlg: 'ecdsa', hash: 'sha256', r, s }), false);
+      assert.equal(verifySignature(epub, data, { sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, signatureR: r, signatureS: s }), false);
       // DER conversion agrees with Node's DER verifier
       assert.ok(require('node:crypto').verify('sha256', d, ec.publicKey, ecdsaRsToDer(r, s)));
     }
   }
   assert.ok(shortSeen, 'expected to hit a short r within 2000 signatures');
-  const code = (c: string) => (e: unknown) => e instanceof TpmCryptoError && e.code === c;
-  assert.throws(() => verifyTpmSignature(epub, data, { sigAlg: 'rsassa', hash: 'sha256', sig: ssa }), code('key-type-mismatch'));
-  assert.throws(() => verifyTpmSignature(pub, data, { sigAlg: 'ecdsa', hash: 'sha256', r: Buffer.alloc(32), s: Buffer.alloc(32) }), code('key-type-mismatch'));
-  assert.throws(() => verifyTpmSignature(pub, data, { sigAlg: 'rsassa', hash: 'sha256' }), code('bad-signature-encoding'));
-  assert.equal(verifyTpmSignature(epub, data, { sigAlg: 'ecdsa', hash: 'sha256', r: Buffer.alloc(33, 1), s: Buffer.alloc(32, 1) }), false);
+  // the one verify never throws: a key/signature type mismatch or a signature without bytes does not verify
+  assert.equal(verifySignature(epub, data, { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256, sig: ssa }), false);
+  assert.equal(verifySignature(pub, data, { sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, signatureR: Buffer.alloc(32), signatureS: Buffer.alloc(32) }), false);
+  assert.equal(verifySignature(pub, data, { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256 } as unknown as TpmtSignature), false);
+  assert.equal(verifySignature(epub, data, { sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, signatureR: Buffer.alloc(33, 1), signatureS: Buffer.alloc(32, 1) }), false);
 });
 
-test('publicKeyFromTpm: exponent 0 = 65537, explicit exponents, EC padding, bad points', () => {
+test('publicKeyOf: exponent 0 = 65537, explicit exponents, EC padding, bad points', () => {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const n = Buffer.from(rsa.publicKey.export({ format: 'jwk' }).n!, 'base64url');
-  const k0 = publicKeyFromTpm({ type: 'rsa', modulus: n, exponent: 0 });
+  const k0 = publicKeyOf(rsaPub(n, 0));
   assert.deepEqual(k0.export({ type: 'spki', format: 'der' }), rsa.publicKey.export({ type: 'spki', format: 'der' }));
-  const k3 = publicKeyFromTpm({ type: 'rsa', modulus: n, exponent: 3 });
+  const k3 = publicKeyOf(rsaPub(n, 3));
   assert.equal(k3.export({ format: 'jwk' }).e, 'Aw');
   const code = (c: string) => (e: unknown) => e instanceof TpmCryptoError && e.code === c;
-  assert.throws(() => publicKeyFromTpm({ type: 'rsa', modulus: n, exponent: 4 }), code('bad-public-key'));
-  assert.throws(() => publicKeyFromTpm({ type: 'ecc', curve: 'P-256', x: Buffer.alloc(32, 1), y: Buffer.alloc(32, 1) }), code('bad-public-key'));
-  assert.throws(() => publicKeyFromTpm({ type: 'ecc', curve: 'P-256', x: Buffer.alloc(33, 1), y: Buffer.alloc(32, 1) }), code('bad-public-key'));
+  assert.throws(() => publicKeyOf(rsaPub(n, 4)), code('bad-public-key'));
+  assert.throws(() => publicKeyOf(eccPub(Buffer.alloc(32, 1), Buffer.alloc(32, 1))), code('bad-public-key'));
+  assert.throws(() => publicKeyOf(eccPub(Buffer.alloc(33, 1), Buffer.alloc(32, 1))), code('bad-public-key'));
 });
 
 test('constantTimeEqual', () => {

@@ -2,44 +2,20 @@
 // The server uses it to bind a challenge to (EK, name(AK)); only the TPM holding the EK with the AK loaded
 // can recover the credential with TPM2_ActivateCredential.
 import { constants, createCipheriv, createECDH, createHmac, publicEncrypt, randomBytes } from 'node:crypto';
-import { TpmHashName, digestSize, kdfa, kdfe, hashNameFromAlgId } from './kdf';
+import { TPM_ALG, curveInfo, hashByName, hashInfo, type HashAlgName } from './constants';
 import { TpmCryptoError } from './errors';
-import { curveSize, leftPad, nodeCurveName, publicKeyFromTpm } from './verify';
-
-export interface EkSymmetric {
-  algorithm: 'aes';
-  keyBits: 128 | 192 | 256;
-  mode: 'cfb';
-}
-
-export interface RsaEkDescription {
-  type: 'rsa';
-  nameAlg: TpmHashName;
-  symmetric: EkSymmetric;
-  modulus: Buffer | Uint8Array;
-  /** 0 = 65537 */
-  exponent: number;
-}
-
-export interface EccEkDescription {
-  type: 'ecc';
-  nameAlg: TpmHashName;
-  symmetric: EkSymmetric;
-  curve: 'P-256' | 'P-384';
-  /** unique.ecc.x exactly as in the EK's TPMT_PUBLIC (used verbatim as partyVInfo) */
-  x: Buffer | Uint8Array;
-  y: Buffer | Uint8Array;
-}
-
-export type EkDescription = RsaEkDescription | EccEkDescription;
+import { publicKeyOf } from './helpers';
+import { kdfa, kdfe } from './kdf';
+import type { TpmtPublic, TpmtPublicEcc, TpmtPublicRsa } from './structures';
+import { leftPad } from './verify';
 
 export interface MakeCredentialOptions {
   /**
-   * RSA only: the seed to encrypt (known-answer tests). Must be 1..digestSize(nameAlg) bytes — a TPM rejects a
+   * RSA only: the seed to encrypt (known-answer tests). Must be 1..hashByName(nameAlg).size bytes — a TPM rejects a
    * longer seed with TPM_RC_VALUE (0x2C4). The OAEP encryption itself stays randomized.
    */
   seed?: Buffer | Uint8Array;
-  /** RSA only: length of a random seed. Default digestSize(nameAlg) (32 for SHA-256); SPIRE/go-attestation use 16. */
+  /** RSA only: length of a random seed. Default hashByName(nameAlg).size (32 for SHA-256); SPIRE/go-attestation use 16. */
   seedBytes?: number;
   /** ECC only: the ephemeral private scalar (known-answer tests), big-endian, ≤ curve size. */
   ephemeralPrivateKey?: Buffer | Uint8Array;
@@ -52,22 +28,25 @@ export interface MakeCredentialResult {
   secret: Buffer;
 }
 
+/** What MakeCredential takes from the EK's TPMT_PUBLIC: its nameAlg and the AES-CFB key size of its symmetric. */
+function ekParams(ek: TpmtPublic): { nameAlg: HashAlgName; symKeyBits: 128 | 192 | 256 } {
+  const h = hashInfo(ek.nameAlg);
+  if (!h) throw new TpmCryptoError('unsupported-hash', `unsupported EK nameAlg 0x${ek.nameAlg.toString(16)}`);
+  if (ek.type !== TPM_ALG.RSA && ek.type !== TPM_ALG.ECC) throw new TpmCryptoError('bad-public-key', `unsupported EK type 0x${ek.type.toString(16)}`);
+  const sym = ek.parameters.symmetric;
+  const bits = sym.algorithm === TPM_ALG.AES && sym.mode === TPM_ALG.CFB ? sym.keyBits : 0;
+  if (bits !== 128 && bits !== 192 && bits !== 256) throw new TpmCryptoError('unsupported-symmetric', 'EK symmetric must be AES-128/192/256 in CFB mode');
+  return { nameAlg: h.name, symKeyBits: bits };
+}
+
 function u16(n: number): Buffer {
   const b = Buffer.alloc(2);
   b.writeUInt16BE(n, 0);
   return b;
 }
 
-function checkCommon(ek: EkDescription, objectName: Buffer | Uint8Array, credential: Buffer | Uint8Array): void {
-  if (!(['sha1', 'sha256', 'sha384', 'sha512'] as const).includes(ek.nameAlg)) {
-    throw new TpmCryptoError('unsupported-hash', `unsupported EK nameAlg ${String(ek.nameAlg)}`);
-  }
-  const sym = ek.symmetric;
-  if (!sym || sym.algorithm !== 'aes' || sym.mode !== 'cfb' || ![128, 192, 256].includes(sym.keyBits)) {
-    throw new TpmCryptoError('unsupported-symmetric', 'EK symmetric must be AES-128/192/256 in CFB mode');
-  }
-  checkName(objectName);
-  const max = digestSize(ek.nameAlg);
+function checkCredential(nameAlg: HashAlgName, credential: Buffer | Uint8Array): void {
+  const max = hashByName(nameAlg).size;
   if (credential.length < 1 || credential.length > max) {
     // TPM2_MakeCredential: TPM_RC_SIZE when the credential is larger than the protector's nameAlg digest.
     throw new TpmCryptoError('bad-credential', `credential must be 1..${max} bytes, got ${credential.length}`);
@@ -77,8 +56,8 @@ function checkCommon(ek: EkDescription, objectName: Buffer | Uint8Array, credent
 function checkName(objectName: Buffer | Uint8Array): void {
   if (objectName.length < 2) throw new TpmCryptoError('bad-object-name', 'object name too short');
   const alg = (objectName[0]! << 8) | objectName[1]!;
-  const h = hashNameFromAlgId(alg);
-  if (!h || objectName.length !== 2 + digestSize(h)) {
+  const h = hashInfo(alg);
+  if (!h || objectName.length !== 2 + h.size) {
     throw new TpmCryptoError('bad-object-name', 'object name must be u16(nameAlg) ‖ digest (full TPM2B_NAME content)');
   }
 }
@@ -91,7 +70,7 @@ function checkName(objectName: Buffer | Uint8Array): void {
  *   integrityHMAC = HMAC_N(hmacKey, encIdentity ‖ objectName)
  */
 export function credentialBlobFromSeed(
-  nameAlg: TpmHashName,
+  nameAlg: HashAlgName,
   symKeyBits: 128 | 192 | 256,
   seed: Buffer | Uint8Array,
   objectName: Buffer | Uint8Array,
@@ -102,22 +81,22 @@ export function credentialBlobFromSeed(
   const symKey = kdfa(nameAlg, seed, 'STORAGE', objectName, empty, symKeyBits);
   const cipher = createCipheriv(`aes-${symKeyBits}-cfb`, symKey, Buffer.alloc(16));
   const encIdentity = Buffer.concat([cipher.update(Buffer.concat([u16(credential.length), credential])), cipher.final()]);
-  const hmacKey = kdfa(nameAlg, seed, 'INTEGRITY', empty, empty, digestSize(nameAlg) * 8);
+  const hmacKey = kdfa(nameAlg, seed, 'INTEGRITY', empty, empty, hashByName(nameAlg).size * 8);
   const integrity = createHmac(nameAlg, hmacKey).update(encIdentity).update(objectName).digest();
   return Buffer.concat([u16(integrity.length), integrity, encIdentity]);
 }
 
-function rsaSeed(ek: RsaEkDescription, opts: MakeCredentialOptions): { seed: Buffer; secret: Buffer } {
-  const max = digestSize(ek.nameAlg);
+function rsaSeed(ek: TpmtPublicRsa, nameAlg: HashAlgName, opts: MakeCredentialOptions): { seed: Buffer; secret: Buffer } {
+  const max = hashByName(nameAlg).size;
   const seed = opts.seed ? Buffer.from(opts.seed) : randomBytes(opts.seedBytes ?? max);
   if (seed.length < 1 || seed.length > max) {
     throw new TpmCryptoError('bad-seed', `RSA seed must be 1..${max} bytes (TPM rejects longer seeds), got ${seed.length}`);
   }
-  const key = publicKeyFromTpm({ type: 'rsa', modulus: ek.modulus, exponent: ek.exponent });
+  const key = publicKeyOf(ek);
   let secret: Buffer;
   try {
     secret = publicEncrypt(
-      { key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: ek.nameAlg, oaepLabel: Buffer.from('IDENTITY\0', 'latin1') },
+      { key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: nameAlg, oaepLabel: Buffer.from('IDENTITY\0', 'latin1') },
       seed,
     );
   } catch (e) {
@@ -126,17 +105,18 @@ function rsaSeed(ek: RsaEkDescription, opts: MakeCredentialOptions): { seed: Buf
   return { seed, secret };
 }
 
-function eccSeed(ek: EccEkDescription, opts: MakeCredentialOptions): { seed: Buffer; secret: Buffer } {
-  if (ek.curve !== 'P-256' && ek.curve !== 'P-384') {
-    throw new TpmCryptoError('unsupported-curve', `unsupported EK curve ${String(ek.curve)}`);
+function eccSeed(ek: TpmtPublicEcc, nameAlg: HashAlgName, opts: MakeCredentialOptions): { seed: Buffer; secret: Buffer } {
+  const curve = curveInfo(ek.parameters.curveID);
+  if (curve?.name !== 'P-256' && curve?.name !== 'P-384') {
+    throw new TpmCryptoError('unsupported-curve', `unsupported EK curve 0x${ek.parameters.curveID.toString(16)}`);
   }
-  const size = curveSize(ek.curve);
-  const ekX = leftPad(ek.x, size);
-  const ekY = leftPad(ek.y, size);
+  const size = curve.size;
+  const ekX = leftPad(ek.unique.x, size);
+  const ekY = leftPad(ek.unique.y, size);
   if (!ekX || !ekY) throw new TpmCryptoError('bad-public-key', 'EK coordinate longer than the curve size');
   // Validates that the point is on the curve (throws otherwise).
-  publicKeyFromTpm({ type: 'ecc', curve: ek.curve, x: ekX, y: ekY });
-  const ecdh = createECDH(nodeCurveName(ek.curve));
+  publicKeyOf(ek);
+  const ecdh = createECDH(curve.node);
   if (opts.ephemeralPrivateKey) {
     const d = leftPad(opts.ephemeralPrivateKey, size);
     if (!d) throw new TpmCryptoError('bad-seed', 'ephemeral private key longer than the curve size');
@@ -158,28 +138,26 @@ function eccSeed(ek: EccEkDescription, opts: MakeCredentialOptions): { seed: Buf
     throw new TpmCryptoError('bad-public-key', `ECDH failed: ${(e as Error).message}`);
   }
   // The TPM (CryptSecretDecrypt) uses the received ephemeral x and the EK public area's unique.ecc.x verbatim.
-  const seed = kdfe(ek.nameAlg, z, 'IDENTITY', ephX, ek.x, digestSize(ek.nameAlg) * 8);
+  const seed = kdfe(nameAlg, z, 'IDENTITY', ephX, ek.unique.x, hashByName(nameAlg).size * 8);
   const secret = Buffer.concat([u16(size), ephX, u16(size), ephY]);
   return { seed, secret };
 }
 
 /**
- * Software MakeCredential for an RSA or ECC (P-256/P-384) EK.
- * `objectName` is the full TPM2B_NAME content of the object to be activated (alg id ‖ digest), normally name(AK).
- * Throws TpmCryptoError (codes: unsupported-hash, unsupported-symmetric, unsupported-curve, bad-public-key,
+ * Software MakeCredential for an RSA or ECC (P-256/P-384) EK, given as its TPMT_PUBLIC (nameAlg, AES-CFB symmetric,
+ * key). `objectName` is the full TPM2B_NAME content of the object to be activated (alg id ‖ digest), normally
+ * name(AK). Throws TpmCryptoError (codes: unsupported-hash, unsupported-symmetric, unsupported-curve, bad-public-key,
  * bad-object-name, bad-credential, bad-seed).
  */
 export function makeCredential(
-  ek: EkDescription,
+  ek: TpmtPublic,
   objectName: Buffer | Uint8Array,
   credential: Buffer | Uint8Array,
   opts: MakeCredentialOptions = {},
 ): MakeCredentialResult {
-  checkCommon(ek, objectName, credential);
-  let seed: Buffer;
-  let secret: Buffer;
-  if (ek.type === 'rsa') ({ seed, secret } = rsaSeed(ek, opts));
-  else if (ek.type === 'ecc') ({ seed, secret } = eccSeed(ek, opts));
-  else throw new TpmCryptoError('bad-public-key', `unsupported EK type ${String((ek as { type: unknown }).type)}`);
-  return { credentialBlob: credentialBlobFromSeed(ek.nameAlg, ek.symmetric.keyBits, seed, objectName, credential), secret };
+  const { nameAlg, symKeyBits } = ekParams(ek);
+  checkName(objectName);
+  checkCredential(nameAlg, credential);
+  const { seed, secret } = ek.type === TPM_ALG.RSA ? rsaSeed(ek, nameAlg, opts) : eccSeed(ek as TpmtPublicEcc, nameAlg, opts);
+  return { credentialBlob: credentialBlobFromSeed(nameAlg, symKeyBits, seed, objectName, credential), secret };
 }

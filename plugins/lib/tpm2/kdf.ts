@@ -1,33 +1,7 @@
 // TPM 2.0 key derivation functions (TPM 2.0 Library Part 1, §11.4.10).
-// Pure software; no TPM needed. Used by MakeCredential (server side) and by the TPM core (session keys).
+// Pure software; no TPM needed. Used by MakeCredential (server side) and by sessions (session keys, salts).
 import { createHash, createHmac } from 'node:crypto';
-
-export type TpmHashName = 'sha1' | 'sha256' | 'sha384' | 'sha512';
-
-/** TPM_ALG_ID of each hash. */
-export const TPM_HASH_ALG_ID: Readonly<Record<TpmHashName, number>> = {
-  sha1: 0x0004,
-  sha256: 0x000b,
-  sha384: 0x000c,
-  sha512: 0x000d,
-};
-
-const DIGEST_SIZE: Readonly<Record<TpmHashName, number>> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
-
-export function digestSize(hashAlg: TpmHashName): number {
-  return DIGEST_SIZE[hashAlg];
-}
-
-/** TPM_ALG_ID → hash name, or undefined for anything that is not a supported hash. */
-export function hashNameFromAlgId(algId: number): TpmHashName | undefined {
-  switch (algId) {
-    case 0x0004: return 'sha1';
-    case 0x000b: return 'sha256';
-    case 0x000c: return 'sha384';
-    case 0x000d: return 'sha512';
-    default: return undefined;
-  }
-}
+import type { HashAlgName } from './constants';
 
 type Bytes = Buffer | Uint8Array;
 
@@ -60,7 +34,7 @@ function maskTop(out: Buffer, bits: number): Buffer {
  *   K_i = HMAC_hash(key, u32(i) ‖ label ‖ 00 ‖ contextU ‖ contextV ‖ u32(bits))
  * Output is ceil(bits/8) bytes; when bits is not a multiple of 8 the top byte is masked.
  */
-export function kdfa(hashAlg: TpmHashName, key: Bytes, label: string, contextU: Bytes, contextV: Bytes, bits: number): Buffer {
+export function kdfa(hashAlg: HashAlgName, key: Bytes, label: string, contextU: Bytes, contextV: Bytes, bits: number): Buffer {
   checkBits(bits);
   const bytes = Math.ceil(bits / 8);
   const lab = labelBytes(label);
@@ -86,7 +60,7 @@ export function kdfa(hashAlg: TpmHashName, key: Bytes, label: string, contextU: 
  *   K_i = H(u32(i) ‖ Z ‖ label ‖ 00 ‖ partyUInfo ‖ partyVInfo)
  * Output is ceil(bits/8) bytes (top byte masked when bits%8 ≠ 0).
  */
-export function kdfe(hashAlg: TpmHashName, z: Bytes, label: string, partyUInfo: Bytes, partyVInfo: Bytes, bits: number): Buffer {
+export function kdfe(hashAlg: HashAlgName, z: Bytes, label: string, partyUInfo: Bytes, partyVInfo: Bytes, bits: number): Buffer {
   checkBits(bits);
   const bytes = Math.ceil(bits / 8);
   const lab = labelBytes(label);
