@@ -2,7 +2,7 @@
 // "bench".
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnPlugin, type SpawnedPlugin } from '../../plugins/sdk/testing';
+import { spawnPlugin, type SpawnedPlugin } from '@spire-hw/sdk/testing';
 import type { SoftHsm } from '../../simulators/softhsm2';
 
 const MAIN = path.resolve(__dirname, '../../../dist/plugins/pkcs11-keymanager/main-server.js');

@@ -16,11 +16,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as pkcs11js from 'pkcs11js';
-import { KeyManagerClient, SignDataRequest, GetPublicKeyRequest } from '../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
+import { KeyManagerClient, SignDataRequest, GetPublicKeyRequest } from '@spire-hw/proto/spire/plugin/server/keymanager/v1/keymanager';
 import { runGoClient } from '../goclient';
 import { cpuSeconds, threadCpu } from '../proc';
 import { median } from '../stats';
-import { unary } from '../../plugins/sdk/testing';
+import { unary } from '@spire-hw/sdk/testing';
 import { spawnBenchKeyManager } from './plugin';
 import { createSoftHsm } from '../../simulators/softhsm2';
 

@@ -5,10 +5,9 @@
 // prints "ready".
 import '../../plugins/pkcs11-keymanager/uv-threadpool';
 import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { createLogger } from '../../plugins/sdk/log';
-import { PluginError, Code, toStatus } from '../../plugins/sdk/errors';
-import { serverKeyManager, type CallContext } from '../../plugins/sdk/plugin';
-import type { ConfigStatus } from '../../plugins/sdk/config/build';
+import { createLogger, serverKeyManager, type CallContext } from '@spire-hw/sdk';
+import { PluginError, Code, toStatus } from '@spire-hw/sdk/errors';
+import type { ConfigStatus } from '@spire-hw/sdk/config';
 import { Pkcs11KeyManager } from '../../plugins/pkcs11-keymanager/plugin';
 
 async function main(): Promise<void> {

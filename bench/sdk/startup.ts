@@ -4,7 +4,7 @@
 import { chmodSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { performance } from "node:perf_hooks";
-import { spawnPlugin } from "../../plugins/sdk/testing";
+import { spawnPlugin } from "@spire-hw/sdk/testing";
 
 const fixture = resolve(__dirname, "../../test/fixtures/sdk/echo-attestor.js");
 

@@ -11,11 +11,11 @@ import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { GetPublicKeyRequest, KeyManagerClient } from '../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
+import { GetPublicKeyRequest, KeyManagerClient } from '@spire-hw/proto/spire/plugin/server/keymanager/v1/keymanager';
 import { runGoClient } from '../goclient';
 import { cpuSeconds } from '../proc';
 import { median } from '../stats';
-import { unary } from '../../plugins/sdk/testing';
+import { unary } from '@spire-hw/sdk/testing';
 import { spawnBenchKeyManager, benchKeyManagerHcl } from '../pkcs11/plugin';
 import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
 

@@ -19,7 +19,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TPM_CC } from '../../plugins/lib/tpm2/constants';
+import { TPM_CC } from '@spire-hw/tpm2';
 import { SpireHarness, spireBinariesPresent, stopAllHarnesses, type SpireLogEntry } from '../../simulators/spire/harness';
 import {
   agentAttestor, agentHcl, agentIdOf, makeCa, provisionWithTool, serverAttestor, serverHcl, startDevice, type Devid, type Impl, type KeyType,

@@ -10,7 +10,7 @@ import {
   Tpm, connectSwtpmUnix, execute, encodeCommand, CreatePrimary, Create, Load, FlushContext, GetRandom, Sign, StartAuthSession,
   PolicySecret, ActivateCredential, MakeCredential, TPM_RH, TPM_SE, srkRsa2048Template, srkEccP256Template, akRsa2048Template,
   signingEccP256Template, signingRsa2048Template, ekRsa2048Template, authHandle, startPolicySession, PolicySession, TPM_ALG,
-} from '../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 import { median } from '../stats';
 
 /** Minimal raw client: one outstanding command, framing by the header's size. */

@@ -17,19 +17,19 @@
 //   FlushContext ×3 (DevID, AK, EK)
 // SPIRE's agent does 4 RSA CreatePrimary (3 SRKs + EK) and one Create; this does 2 (+1 for an ECC DevID) and one.
 import { randomBytes } from 'node:crypto';
-import { TPM_CC, TpmsIdObject, unmarshal, type Tpm } from '../lib/tpm2';
+import { TPM_CC, TpmsIdObject, unmarshal, type Tpm } from '@spire-hw/tpm2';
 import {
   decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest,
-} from '../lib/devid/wire';
-import type { DevidFiles } from '../lib/devid/blobs';
+} from '@spire-hw/devid';
+import type { DevidFiles } from '@spire-hw/devid';
 import {
   AttestationAborted, type LoadedEk, type LoadedObject, activateCredential, certify, checkAborted, createEk, createKey,
   createSrk, loadKey, probeTpm, readEkCertificate, signSha256,
-} from '../lib/devid/devid-tpm';
-import { TpmScope } from '../lib/tpm2';
-import { templateBytes } from '../lib/tpm2';
-import { describeTpmFailure } from '../lib/devid/tpm-errors';
-import { Code, PluginError } from '../sdk/errors';
+} from '@spire-hw/devid';
+import { TpmScope } from '@spire-hw/tpm2';
+import { templateBytes } from '@spire-hw/tpm2';
+import { describeTpmFailure } from '@spire-hw/devid';
+import { Code, PluginError } from '@spire-hw/sdk/errors';
 
 export interface Passwords {
   owner: Uint8Array;

@@ -5,19 +5,21 @@
 // size limits, trailing bytes, key limits). TPM structures are decoded by lib/tpm2 (checkPublic/checkAttest/
 // checkSignature); tpmText() turns their error codes into the messages, in one place.
 import { constants, randomBytes, timingSafeEqual, verify as nodeVerify, type KeyObject } from 'node:crypto';
-import { PluginError, Code } from '../sdk';
+import { PluginError, Code } from '@spire-hw/sdk';
 import {
   PLUGIN_NAME,
   decodeAttestationRequest,
   decodeChallengeResponse,
   encodeChallengeRequest,
-} from '../lib/devid/wire';
-import { ChainError, commonName, goQuote, hintErrorText, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
-import { KEY_USAGE_DIGITAL_SIGNATURE, basicConstraints, keyUsageBits, parseCertificate, type ParsedCertificate } from '../lib/x509/certificate';
+} from '@spire-hw/devid';
+import {
+  ChainError, commonName, goQuote, hintErrorText, sha1Hex, spkiEqual, verifyChain, KEY_USAGE_DIGITAL_SIGNATURE,
+  basicConstraints, keyUsageBits, parseCertificate, type ParsedCertificate,
+} from '@spire-hw/x509';
 import {
   TPMA_OBJECT, TPM_ALG, TPM_ST, TpmCryptoError, TpmDecodeError, checkAttest, checkPublic, checkSignature, curveInfo,
   hashInfo, makeCredential, objectName, publicKeyOf, verifySignature, type Sized, type TpmtPublicKey,
-} from '../lib/tpm2';
+} from '@spire-hw/tpm2';
 import type { ServerConfig } from './config';
 
 /** Size of the proof-of-possession nonce (as SPIRE). */

@@ -1,10 +1,9 @@
 // Configuration of the tpm_devid server plugin: the built-in's two keys, bundles loaded (and re-read) at every
 // Configure/Validate, with SPIRE's messages.
 import { readFileSync } from 'node:fs';
-import { coreTrustDomain, decodeConfig, field, type ConfigStatus } from '../sdk/config';
-import type { ConfigInput } from '../sdk';
-import { parsePemCertificates } from '../lib/x509';
-import { CertificateParseError, parseCertificate } from '../lib/x509/certificate';
+import { coreTrustDomain, decodeConfig, field, type ConfigStatus } from '@spire-hw/sdk/config';
+import type { ConfigInput } from '@spire-hw/sdk';
+import { CertificateParseError, parseCertificate, parsePemCertificates } from '@spire-hw/x509';
 
 export const CONFIG_SCHEMA = {
   devid_ca_path: field.string({ description: 'PEM bundle of DevID (provisioning) CA certificates; each one is a trust anchor' }),

@@ -191,7 +191,7 @@ class Demo {
         missing.push(`${b} (run simulators/spire/ensure-spire.sh, or npm run demo which does)`);
       }
     }
-    const plugins = ['pkcs11-keymanager/main-server.js', 'tpm-devid-server/main.js', 'tpm-devid-agent/main.js', 'unix-workloadattestor/main.js', 'tools/tpm-devid.js'];
+    const plugins = ['pkcs11-keymanager/main-server.js', 'tpm-devid-server/main.js', 'tpm-devid-agent/main.js', 'unix-workloadattestor/main.js', 'tools/tpm-devid/main.js'];
     for (const p of plugins) {
       try {
         fs.accessSync(path.join(this.pluginDir, p), fs.constants.X_OK);
@@ -221,7 +221,7 @@ class Demo {
     this.swtpm = await inst.start({ transport: 'unix', detached: true });
     this.record('swtpm', this.swtpm.pid, 'software TPM 2.0');
     // Read the EK and its certificate back through our tool, checking the chain the server will check.
-    const ek = await run(process.execPath, [path.join(this.pluginDir, 'tools', 'tpm-devid.js'), 'ek', '--tpm', this.swtpm.socketPath!, '--endorsement-ca', inst.ca.issuerCertPath], { env: childEnv() });
+    const ek = await run(process.execPath, [path.join(this.pluginDir, 'tools', 'tpm-devid', 'main.js'), 'ek', '--tpm', this.swtpm.socketPath!, '--endorsement-ca', inst.ca.issuerCertPath], { env: childEnv() });
     if (ek.code !== 0) throw new StepFailure(`spire-tpm-devid ek failed (exit ${ek.code}): ${ek.stderr.trim() || ek.stdout.trim()}`);
     const ekLines = ek.stdout.split('\n').filter((l) => /^(EK public key SHA-256|EK certificate|  (subject CN|TPM:|public key matches|chain:))/.test(l));
     if (!ekLines.some((l) => l.includes('chain: valid'))) throw new StepFailure(`the EK certificate does not chain to ${inst.ca.issuerCertPath}:\n${ek.stdout}`);
@@ -250,7 +250,7 @@ class Demo {
 
   async provisionDevid(): Promise<string[]> {
     this.devidDir = path.join(this.tmp, 'devid');
-    const tool = path.join(this.pluginDir, 'tools', 'tpm-devid.js');
+    const tool = path.join(this.pluginDir, 'tools', 'tpm-devid', 'main.js');
     const args = ['provision', '--tpm', this.swtpm!.socketPath!, '--key-type', 'rsa', '--subject-cn', NODE_CN, '--ca-cert', this.devidCa!.certPath, '--ca-key', this.devidCa!.keyPath, '--days', '30', '--out-dir', this.devidDir];
     const r = await run(process.execPath, [tool, ...args], { env: childEnv(), timeoutMs: 120_000 });
     if (r.code !== 0) throw new StepFailure(`spire-tpm-devid provision exited with ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);

@@ -113,7 +113,7 @@ test('a package imports only what its package.json declares, and only through ex
       if (spec.startsWith('.') || spec.startsWith('node:') || builtins.has(spec)) continue;
       const [name, sub] = splitSpecifier(spec);
       const ws = byName.get(name);
-      if (ws === pkg) {
+      if (ws !== undefined && ws === pkg) {
         bad.push(`${f} imports its own package by name (${spec})`);
         continue;
       }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseConfigText, decodeConfig, type ConfigObject, type ConfigStatus } from '../../plugins/sdk/config';
+import { parseConfigText, decodeConfig, type ConfigObject, type ConfigStatus } from '@spire-hw/sdk/config';
 import { UnixAttestor } from '../../plugins/unix-workloadattestor/plugin';
 import { Pkcs11KeyManager } from '../../plugins/pkcs11-keymanager/plugin';
 import { buildConfig as buildAgentConfig } from '../../plugins/tpm-devid-agent/config';

@@ -3,8 +3,8 @@
 // first u16 equals fileLength-2 and (for the public blob) that value is not a valid object type.
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { TPM_ALG, TpmDecodeError, unmarshal, TpmtPublic } from '../tpm2';
-import { ChainError, parsePemCertificates } from '../x509';
+import { TPM_ALG, TpmDecodeError, unmarshal, TpmtPublic } from '@spire-hw/tpm2';
+import { ChainError, parsePemCertificates } from '@spire-hw/x509';
 
 export type BlobForm = 'raw' | 'tpm2b';
 

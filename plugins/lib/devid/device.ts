@@ -4,7 +4,7 @@
 //   "unix:/path" or a path   -> stat(): character device -> kernel device; unix socket -> swtpm data channel
 //                               (go-tpm's OpenTPM also chooses by file type); anything else is an error.
 import { promises as fsp } from 'node:fs';
-import { TpmTransportError, LinuxDeviceTransport, detectTpmDevice, StreamTransport, type TpmTransport } from '../tpm2';
+import { TpmTransportError, LinuxDeviceTransport, detectTpmDevice, StreamTransport, type TpmTransport } from '@spire-hw/tpm2';
 
 /** Per-command timeout: RSA key generation on discrete TPMs can take tens of seconds. */
 export const TPM_COMMAND_TIMEOUT_MS = 180_000;

@@ -10,7 +10,7 @@ import {
   Sized, TPM_ALG, TPM_CAP, TPM_PT, TPM_RH, TPMA_NV, Tpm, TpmDecodeError, TpmError, TpmScope, TpmUsageError,
   TpmsIdObject, TpmtPublic, TpmtSignature, execute, marshal, startPolicySession, type TpmTransport, templateBytes,
   NV_INDEX, ecdsaRsToDer, leftPad,
-} from '../tpm2';
+} from '@spire-hw/tpm2';
 import type { DevidKeyType } from './blobs';
 
 export const EK_CERT_NV_INDEX = NV_INDEX.ekCertRsa2048;

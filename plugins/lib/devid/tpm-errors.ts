@@ -3,7 +3,7 @@
 import {
   TPM_CC, TpmCryptoError, TpmDecodeError, TpmError, TpmLibError, TpmResponseAuthError, TpmTransportError,
   TpmUsageError, formatRc,
-} from '../tpm2';
+} from '@spire-hw/tpm2';
 
 /** What the object handles of a step are, to word hints ("the DevID key", "the owner hierarchy"). */
 export interface ErrorContext {

@@ -19,3 +19,13 @@ export {
   ekProblemText,
   EkCertificateProblem,
 } from './chain';
+export {
+  CertificateParseError,
+  type CertificateParseErrorReason,
+  parseCertificate,
+  type ParsedCertificate,
+  basicConstraints,
+  type BasicConstraints,
+  keyUsageBits,
+  KEY_USAGE_DIGITAL_SIGNATURE,
+} from './certificate';

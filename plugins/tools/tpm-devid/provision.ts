@@ -1,8 +1,8 @@
 // TPM operations of spire-tpm-devid: create a DevID key under the agent's SRK and sign its CSR, check that blobs
 // load, read the EK. Same SRK templates, same 3-slot discipline and flush-on-every-path as the agent.
-import { TpmScope, TpmError, TpmtPublic, publicKeyOf, unmarshal, type Tpm, templateBytes } from '../../lib/tpm2';
-import type { DevidKeyType, PrivateBlob, PublicBlob } from '../../lib/devid/blobs';
-import { createEk, createKey, createSrk, loadKey, probeTpm, readEkCertificate, signSha256 } from '../../lib/devid/devid-tpm';
+import { TpmScope, TpmError, TpmtPublic, publicKeyOf, unmarshal, type Tpm, templateBytes } from '@spire-hw/tpm2';
+import type { DevidKeyType, PrivateBlob, PublicBlob } from '@spire-hw/devid';
+import { createEk, createKey, createSrk, loadKey, probeTpm, readEkCertificate, signSha256 } from '@spire-hw/devid';
 import { buildCsr } from './pki';
 
 export interface ProvisionOptions {

@@ -5,8 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import assert from 'node:assert/strict';
-import { KeyManagerClient } from '../../../proto/gen/spire/plugin/agent/keymanager/v1/keymanager';
-import { spawnPlugin } from '../../../plugins/sdk/testing';
+import { KeyManagerClient } from '@spire-hw/proto/spire/plugin/agent/keymanager/v1/keymanager';
+import { spawnPlugin } from '@spire-hw/sdk/testing';
 import { createSoftHsm } from '../../../simulators/softhsm2';
 import { kmClient, runKeyManagerContract } from './suite';
 

@@ -1,7 +1,7 @@
 /** The PKCS#11 KeyManager (server service) passes the KeyManager contract on SoftHSM2, through gRPC in-process. */
-import { KeyManagerClient } from '../../../proto/gen/spire/plugin/server/keymanager/v1/keymanager';
-import { serverKeyManager } from '../../../plugins/sdk';
-import { startInProcess } from '../../../plugins/sdk/testing';
+import { KeyManagerClient } from '@spire-hw/proto/spire/plugin/server/keymanager/v1/keymanager';
+import { serverKeyManager } from '@spire-hw/sdk';
+import { startInProcess } from '@spire-hw/sdk/testing';
 import { Pkcs11KeyManager } from '../../../plugins/pkcs11-keymanager/plugin';
 import { createSoftHsm } from '../../../simulators/softhsm2';
 import { kmClient, runKeyManagerContract } from './suite';

@@ -7,7 +7,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import { status as Code, type Client } from '@grpc/grpc-js';
-import { unary } from '../../../plugins/sdk/testing';
+import { unary } from '@spire-hw/sdk/testing';
 
 export interface PublicKeyLike {
   id: string;

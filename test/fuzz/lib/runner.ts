@@ -24,7 +24,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { status as Code, type ServiceError } from '@grpc/grpc-js';
-import type { SpawnedPlugin } from '../../../plugins/sdk/testing';
+import type { SpawnedPlugin } from '@spire-hw/sdk/testing';
 import { Rng, caseSeed } from './rng';
 
 export const DEFAULT_SEED = 20261202;

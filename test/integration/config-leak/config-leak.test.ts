@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmodSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
-import { spawnPlugin, type SpawnedPlugin } from '../../../plugins/sdk/testing';
+import { spawnPlugin, type SpawnedPlugin } from '@spire-hw/sdk/testing';
 import { agentCorpus, leakedFragments, pkcs11Corpus, type LeakCase } from '../../fixtures/config-leak/corpus';
 
 const PKCS11_MAIN = resolve(__dirname, '../../../plugins/pkcs11-keymanager/main-server.js');

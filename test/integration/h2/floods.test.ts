@@ -8,8 +8,8 @@ import * as net from "node:net";
 import { chmodSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { credentials } from "@grpc/grpc-js";
-import { spawnPlugin, unary, type SpawnedPlugin } from "../../../plugins/sdk/testing";
-import { WorkloadAttestorClient } from "../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
+import { spawnPlugin, unary, type SpawnedPlugin } from "@spire-hw/sdk/testing";
+import { WorkloadAttestorClient } from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
 import { encodeHeaders, HpackDecoder } from "../../../plugins/sdk/h2/hpack";
 import { H2_PREFACE, h2Frame, parseH2Frames } from "../../fixtures/h2-frames";
 

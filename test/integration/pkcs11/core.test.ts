@@ -6,7 +6,7 @@ import * as pkcs11js from 'pkcs11js';
 import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
 import { buildConfig, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { newCkaId } from '../../../plugins/pkcs11-keymanager/naming';
-import { Pkcs11Client } from '../../../plugins/lib/pkcs11';
+import { Pkcs11Client } from '@spire-hw/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { recordingLogger, softhsmForThisProcess } from './helpers';
 

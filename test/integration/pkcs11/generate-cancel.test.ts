@@ -4,9 +4,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
-import { Code, PluginError } from '../../../plugins/sdk/errors';
+import { Code, PluginError } from '@spire-hw/sdk/errors';
 import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
-import { createLogger } from '../../../plugins/sdk';
+import { createLogger } from '@spire-hw/sdk';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { softhsmForThisProcess } from './helpers';
 

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSoftHsm, type SoftHsm, type SoftHsmOptions } from '../../../simulators/softhsm2';
-import type { LogFields, Logger } from '../../../plugins/sdk';
+import type { LogFields, Logger } from '@spire-hw/sdk';
 
 export function softhsmForThisProcess(opts: SoftHsmOptions = {}): SoftHsm {
   const hsm = createSoftHsm(opts);

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as pkcs11js from 'pkcs11js';
 import { defaultAddonPath, openNativeSigner, type NativeSigner } from '../../../plugins/lib/pkcs11/native-sign';
-import { Pkcs11Error } from '../../../plugins/lib/pkcs11';
+import { Pkcs11Error } from '@spire-hw/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { softhsmForThisProcess } from './helpers';
 

@@ -1,8 +1,8 @@
 /** What an attacker with the user PIN can put on the token: objects under a server's labels (test helper). */
 import * as crypto from 'node:crypto';
 import * as pkcs11js from 'pkcs11js';
-import { Pkcs11Client } from '../../../plugins/lib/pkcs11';
-import { createLogger } from '../../../plugins/sdk';
+import { Pkcs11Client } from '@spire-hw/pkcs11';
+import { createLogger } from '@spire-hw/sdk';
 
 const P256_OID = Buffer.from('06082a8648ce3d030107', 'hex');
 

@@ -17,7 +17,7 @@ import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymana
 import { MAX_PROOFS_PER_KEY } from '../../../plugins/pkcs11-keymanager/backend';
 import { buildConfig, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { newCkaId } from '../../../plugins/pkcs11-keymanager/naming';
-import type { Pkcs11Client } from '../../../plugins/lib/pkcs11';
+import type { Pkcs11Client } from '@spire-hw/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { recordingLogger, softhsmForThisProcess } from './helpers';
 import { plantImportedEcKey, plantLocalEcKey, plantNameObject, plantPublicKey, withTokenClient } from './plant';

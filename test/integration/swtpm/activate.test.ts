@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createSwtpm, RunningSwtpm, SwtpmInstance } from '../../../simulators/swtpm';
-import { TPM_ALG, makeCredential, objectName, templateBytes, TemplateName } from '../../../plugins/lib/tpm2';
+import { TPM_ALG, makeCredential, objectName, templateBytes, TemplateName } from '@spire-hw/tpm2';
 import { tools, ekPublic, toolsCredentialFile, createPrimaryRaw, flushRaw } from './helpers';
 
 let inst: SwtpmInstance;

@@ -1,6 +1,6 @@
 // Test-local helpers: tpm2-tools runner and a tiny TPMT_PUBLIC reader (the real marshalling lives elsewhere).
 import { execFile } from 'node:child_process';
-import { TpmtPublic, unmarshal, hashInfo, type HashAlgName as TpmHashName } from '../../../plugins/lib/tpm2';
+import { TpmtPublic, unmarshal, hashInfo, type HashAlgName as TpmHashName } from '@spire-hw/tpm2';
 
 /**
  * Runs tpm2-tools with TPM2TOOLS_TCTI=tcti in cwd. On a bare swtpm (no resource manager) tpm2-tools leaves

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { createSwtpm, SwtpmError } from '../../../simulators/swtpm';
 import { tools, createPrimaryRaw } from './helpers';
-import { templateBytes } from '../../../plugins/lib/tpm2';
+import { templateBytes } from '@spire-hw/tpm2';
 
 function alive(pid: number): boolean {
   try {

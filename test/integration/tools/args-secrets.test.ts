@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main, type ToolIo } from '../../../plugins/tools/tpm-devid';
+import { main, type ToolIo } from '../../../plugins/tools/tpm-devid/cli';
 
 const SECRET = 'S3cretOwnerPW';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tool-args-'));

@@ -6,11 +6,11 @@ import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSwtpm, type RunningSwtpm, type SwtpmInstance } from '../../../simulators/swtpm';
-import { TpmtPublic, publicKeyOf, unmarshal } from '../../../plugins/lib/tpm2';
+import { TpmtPublic, publicKeyOf, unmarshal } from '@spire-hw/tpm2';
 import { makeLabCa, run, tempDir, tool, tpmLoaded } from '../tpm-devid-agent/helpers';
 
-// dist/test/integration/tools -> dist/plugins/tools/tpm-devid.js
-const BIN = join(__dirname, '..', '..', '..', 'plugins', 'tools', 'tpm-devid.js');
+// dist/test/integration/tools -> dist/plugins/tools/tpm-devid/main.js
+const BIN = join(__dirname, '..', '..', '..', 'plugins', 'tools', 'tpm-devid', 'main.js');
 
 function spawnTool(args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {

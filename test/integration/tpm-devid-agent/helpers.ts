@@ -4,14 +4,14 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { agentNodeAttestor } from '../../../plugins/sdk';
-import { startInProcess } from '../../../plugins/sdk/testing';
-import { NodeAttestorClient, type PayloadOrChallengeResponse } from '../../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import { agentNodeAttestor } from '@spire-hw/sdk';
+import { startInProcess } from '@spire-hw/sdk/testing';
+import { NodeAttestorClient, type PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { TpmDevidAgent, type AgentOverrides } from '../../../plugins/tpm-devid-agent/plugin';
-import { main as toolMain } from '../../../plugins/tools/tpm-devid';
-import { Tpm, loadedHandles } from '../../../plugins/lib/tpm2';
-import { openTransport, resolveTpmLocation } from '../../../plugins/lib/devid/device';
-import { parsePemCertificates } from '../../../plugins/lib/x509';
+import { main as toolMain } from '../../../plugins/tools/tpm-devid/cli';
+import { Tpm, loadedHandles } from '@spire-hw/tpm2';
+import { openTransport, resolveTpmLocation } from '@spire-hw/devid';
+import { parsePemCertificates } from '@spire-hw/x509';
 import { verifyPayload, type VerifierConfig, type VerifierResult } from './verifier';
 
 export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd?: string): Promise<string> {

@@ -6,13 +6,13 @@ import { createHash } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSwtpm, type RunningSwtpm, type SwtpmInstance } from '../../../simulators/swtpm';
-import { serverNodeAttestor } from '../../../plugins/sdk';
-import { startInProcess } from '../../../plugins/sdk/testing';
+import { serverNodeAttestor } from '@spire-hw/sdk';
+import { startInProcess } from '@spire-hw/sdk/testing';
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
 import {
   NodeAttestorClient as ServerNAClient, type AttestResponse,
-} from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
-import type { PayloadOrChallengeResponse } from '../../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+} from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import type { PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { hclFor, makeLabCa, pemCerts, startAgent, tempDir, tool, tpmLoaded } from './helpers';
 
 let inst: SwtpmInstance;

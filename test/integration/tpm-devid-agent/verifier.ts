@@ -4,11 +4,11 @@
 import { createHash, randomBytes, verify as nodeVerify, timingSafeEqual } from 'node:crypto';
 import {
   TPM_ALG, TPM_ST, TpmsAttest, TpmtPublic, TpmtSignature, publicKeyOf, unmarshal, makeCredential, objectName,
-} from '../../../plugins/lib/tpm2';
-import { certificatePublicKey, commonName, sha1Hex, spkiEqual, verifyChain } from '../../../plugins/lib/x509';
+} from '@spire-hw/tpm2';
+import { certificatePublicKey, commonName, sha1Hex, spkiEqual, verifyChain } from '@spire-hw/x509';
 import {
   decodeAttestationRequest, decodeChallengeResponse, encodeChallengeRequest, type AttestationRequest,
-} from '../../../plugins/lib/devid/wire';
+} from '@spire-hw/devid';
 
 export interface VerifierConfig {
   devidRoots: Buffer[];

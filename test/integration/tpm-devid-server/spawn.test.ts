@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { status as Code } from '@grpc/grpc-js';
-import type { SpawnedPlugin } from '../../../plugins/sdk/testing';
-import type { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import type { SpawnedPlugin } from '@spire-hw/sdk/testing';
+import type { NodeAttestorClient } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { SoftTpm, makeWorld, type World } from '../../unit/tpm-devid-server/fixtures';
 import { runFlow, spawnServer } from '../../unit/tpm-devid-server/driver';
 

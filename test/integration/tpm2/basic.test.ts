@@ -8,7 +8,7 @@ import {
   execute, Startup, Shutdown, GetCapability, GetRandom, PCR_Read, PCR_Extend, Hash, ContextSave, ContextLoad, FlushContext,
   CreatePrimary, TPM_CAP, TPM_PT, TPM_SU, TPM_ALG, TPM_RH, TpmError, getTpmProperty, getHandles, pcrSelection, selectedPcrs,
   srkEccP256Template, loadedHandles, Tpm, connectSwtpmTcp, TpmTransportError, TPM_CC,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 test('tpm2 basics against swtpm (unix socket)', async (t) => {
   const env = await startEnv();

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { createSwtpm, RunningSwtpm, SwtpmInstance } from '../../../simulators/swtpm/index';
 import {
   Tpm, connectSwtpmUnix, connectSwtpmTcp, SwtpmControl, TpmTransport, TPM_RH, Startup, TPM_SU, TpmError, execute, flushAllTransient,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 export interface TpmEnv {
   inst: SwtpmInstance;

@@ -9,7 +9,7 @@ import {
   PCR_Read, TPM_ALG, TPM_RH, TPM_ST, TPMA_OBJECT, TpmError, objectName, named, authHandle, verifySignature, withScope, withTransient,
   srkRsa2048Template, srkEccP256Template, akRsa2048Template, akEccP256Template, signingRsa2048Template, signingEccP256Template,
   pcrSelection, loadedHandles, TpmtPublic, marshal, TpmtPublic as TpmtPublicCodec, Sized, Tpm,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 const variants = [
   { alg: 'RSA', srk: srkRsa2048Template, ak: akRsa2048Template, key: signingRsa2048Template, sig: TPM_ALG.RSASSA },

@@ -8,7 +8,7 @@ import {
   execute, CreatePrimary, Create, Load, Sign, Certify, GetRandom, PolicySecret, NV_ReadPublic, TPM_RH, TPMA_OBJECT, TpmError,
   authHandle, named, withScope, withTransient, startHmacSession, startPolicySession, loadedHandles, srkEccP256Template,
   signingEccP256Template, akEccP256Template, TpmtPublic, Tpm, getHandles,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 function noDA(t: TpmtPublic): TpmtPublic {
   return { ...t, objectAttributes: t.objectAttributes | TPMA_OBJECT.noDA };

@@ -9,7 +9,7 @@ import {
   execute, NV_DefineSpace, NV_Write, NV_Read, NV_ReadPublic, NV_UndefineSpace, TPM_ALG, TPM_RH, TPMA_NV, EK_NV_INDEX, TpmError,
   readNvIndex, readNvPublic, nvIndexName, startHmacSession, authHandle, named, withScope, CreatePrimary, ekRsa2048Template,
   publicKeyOf, FlushContext,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 test('tpm2 NV against swtpm', async (t) => {
   const env = await startEnv();

@@ -11,8 +11,8 @@ import {
   verifySignature, withScope, startHmacSession, startPolicySession, loadedHandles, srkRsa2048Template, srkEccP256Template,
   akRsa2048Template, signingEccP256Template, signingRsa2048Template, ekRsa2048Template, ekEccP256Template, EK_POLICY_SHA256, Tpm,
   TpmTransport, HmacSession, TpmtPublic, Sized, TpmsIdObject, TPMA_OBJECT,
-} from '../../../plugins/lib/tpm2/index';
-import { makeCredential } from '../../../plugins/lib/tpm2';
+} from '@spire-hw/tpm2';
+import { makeCredential } from '@spire-hw/tpm2';
 
 type SaltKind = 'unsalted' | 'RSA-salted' | 'ECC-salted';
 

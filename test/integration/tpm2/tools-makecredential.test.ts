@@ -12,7 +12,7 @@ import { startEnv, hex } from './env';
 import {
   execute, CreatePrimary, Create, Load, ActivateCredential, PolicySecret, TPM_RH, withScope, startPolicySession, authHandle, named,
   srkRsa2048Template, akRsa2048Template, ekRsa2048Template, ekEccP256Template, marshal, Tpm2bPublic, Sized, TpmsIdObject, loadedHandles,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 function run(cmd: string, args: string[], cwd: string): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -13,7 +13,7 @@ import {
   execute, CreatePrimary, Create, Load, ReadPublic, EvictControl, Quote, Certify, TPM_ALG, TPM_RH, TPM_ST, objectName, named,
   withScope, srkRsa2048Template, akRsa2048Template, akEccP256Template, signingRsa2048Template, pcrSelection, publicKeyOf,
   verifySignature, unmarshal, TpmsAttest, TpmtSignature, Tpm2bPublic, marshal, Tpm,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 function run(cmd: string, args: string[], cwd: string): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
 // Helper run by realproc.test.ts under another uid: attests argv[2] with the real /proc and /etc and prints
 // `OK <selectors,...>` or `ERR <code> <message>`. Not a test file.
 import { buildConfig } from '../../../plugins/unix-workloadattestor/config';
-import { PluginError } from '../../../plugins/sdk/errors';
+import { PluginError } from '@spire-hw/sdk/errors';
 import { createCore } from '../../../plugins/unix-workloadattestor/runtime';
 
 async function main(): Promise<void> {

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildConfig, type RawUnixConfig } from '../../../plugins/unix-workloadattestor/config';
-import { Code } from '../../../plugins/sdk/errors';
+import { Code } from '@spire-hw/sdk/errors';
 import { createCore } from '../../../plugins/unix-workloadattestor/runtime';
 import type { UnixAttestorCore } from '../../../plugins/unix-workloadattestor/attestor';
 import { rejectsWith, tmpDir } from '../../unit/unix/helpers';

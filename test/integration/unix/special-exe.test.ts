@@ -9,8 +9,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { spawnPlugin, unary, type SpawnedPlugin } from '../../../plugins/sdk/testing';
-import { WorkloadAttestorClient, type AttestResponse } from '../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor';
+import { spawnPlugin, unary, type SpawnedPlugin } from '@spire-hw/sdk/testing';
+import { WorkloadAttestorClient, type AttestResponse } from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
 import { DATA_SHA256, FakeProcTree, statusText, tmpDir, writeEtc } from '../../unit/unix/helpers';
 
 const MAIN = path.resolve(__dirname, '../../../plugins/unix-workloadattestor/main.js');

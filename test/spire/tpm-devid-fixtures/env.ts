@@ -12,7 +12,7 @@ import { CA_KU, KU, genKey, issue, pem, type Cert } from '../../unit/tpm-devid-s
 const DIST = resolve(__dirname, '../../..');
 export const OUR_SERVER_MAIN = join(DIST, 'plugins/tpm-devid-server/main.js');
 export const OUR_AGENT_MAIN = join(DIST, 'plugins/tpm-devid-agent/main.js');
-export const TOOL_MAIN = join(DIST, 'plugins/tools/tpm-devid.js');
+export const TOOL_MAIN = join(DIST, 'plugins/tools/tpm-devid/main.js');
 export const TAMPER_AGENT_MAIN = join(DIST, 'test/spire/tpm-devid-fixtures/tamper-agent.js');
 
 export type KeyType = 'rsa' | 'ecc';

@@ -23,17 +23,17 @@
 //                             numbers into []byte; see the reject test)
 import { createPrivateKey, randomBytes, sign as cryptoSign } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { PluginError, Code, serve, agentNodeAttestor, type AgentNodeAttestor, type CallContext, type DuplexStream } from '../../../plugins/sdk';
-import type { Challenge, PayloadOrChallengeResponse } from '../../../proto/gen/spire/plugin/agent/nodeattestor/v1/nodeattestor';
-import { TpmScope, type Tpm, templateBytes } from '../../../plugins/lib/tpm2';
-import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/lib/devid/wire';
+import { PluginError, Code, serve, agentNodeAttestor, type AgentNodeAttestor, type CallContext, type DuplexStream } from '@spire-hw/sdk';
+import type { Challenge, PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import { TpmScope, type Tpm, templateBytes } from '@spire-hw/tpm2';
+import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '@spire-hw/devid';
 import { buildConfig, type AgentConfig } from '../../../plugins/tpm-devid-agent/config';
-import { loadDevidFiles, type DevidFiles } from '../../../plugins/lib/devid/blobs';
-import { openTransport, resolveTpmLocation, type TpmLocation } from '../../../plugins/lib/devid/device';
+import { loadDevidFiles, type DevidFiles } from '@spire-hw/devid';
+import { openTransport, resolveTpmLocation, type TpmLocation } from '@spire-hw/devid';
 import {
   activateCredential, certify, createEk, createKey, createSrk, loadKey, newTpm, probeTpm, readEkCertificate, signSha256,
-} from '../../../plugins/lib/devid/devid-tpm';
-import { describeTpmFailure } from '../../../plugins/lib/devid/tpm-errors';
+} from '@spire-hw/devid';
+import { describeTpmFailure } from '@spire-hw/devid';
 
 export type TamperMode =
   | 'honest' | 'swap-devid-pub' | 'unrestricted-ak' | 'wrong-nonce' | 'record' | 'replay' | 'other-ek'

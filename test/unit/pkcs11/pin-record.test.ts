@@ -8,7 +8,7 @@ import * as child from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { MAX_PIN_FILE_BYTES, PinSourceError, readPin } from '../../../plugins/lib/pkcs11';
+import { MAX_PIN_FILE_BYTES, PinSourceError, readPin } from '@spire-hw/pkcs11';
 import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
 
 import { KeyRecord, KeyRecordError } from '../../../plugins/pkcs11-keymanager/record';

@@ -12,7 +12,7 @@ import {
   type ConfigStatus,
   type Infer,
   type Schema,
-} from '../../../plugins/sdk/config';
+} from '@spire-hw/sdk/config';
 
 function st(): ConfigStatus {
   return { errors: [], notes: [] };

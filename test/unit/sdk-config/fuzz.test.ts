@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HclSyntaxError, parseConfigText, decodeConfig, field, type ConfigStatus } from '../../../plugins/sdk/config';
+import { HclSyntaxError, parseConfigText, decodeConfig, field, type ConfigStatus } from '@spire-hw/sdk/config';
 import { seededRandom } from '../../fixtures/prng';
 
 

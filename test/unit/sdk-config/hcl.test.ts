@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { HclSyntaxError, type HclErrorReason, parseConfigText, positionOf, numberSourceText, isRepeated, type ConfigObject } from '../../../plugins/sdk/config';
+import { HclSyntaxError, type HclErrorReason, parseConfigText, positionOf, numberSourceText, isRepeated, type ConfigObject } from '@spire-hw/sdk/config';
 
 function syntaxError(text: string): HclSyntaxError {
   try {

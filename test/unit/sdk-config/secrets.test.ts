@@ -14,7 +14,7 @@ import {
   registerConfigSecrets,
   scanSecretValues,
   type ConfigStatus,
-} from '../../../plugins/sdk/config';
+} from '@spire-hw/sdk/config';
 import { MAX_SCANNED_SECRETS, redactString, registerScannedSecrets, registerSecret } from '../../../plugins/sdk/log';
 import { agentCorpus, leakedFragments, pkcs11Corpus } from '../../fixtures/config-leak/corpus';
 import { seededRandom } from '../../fixtures/prng';

@@ -5,10 +5,10 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import type { ServiceError } from "@grpc/grpc-js";
-import { startInProcess, unary } from "../../../plugins/sdk/testing";
-import { workloadAttestor, type ConfigInput } from "../../../plugins/sdk";
-import type { ConfigStatus } from "../../../plugins/sdk/config";
-import { WorkloadAttestorClient } from "../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
+import { startInProcess, unary } from "@spire-hw/sdk/testing";
+import { workloadAttestor, type ConfigInput } from "@spire-hw/sdk";
+import type { ConfigStatus } from "@spire-hw/sdk/config";
+import { WorkloadAttestorClient } from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
 
 /** A careless plugin: it quotes the raw configuration in its errors, notes and handler failures. */
 class Careless {

@@ -3,10 +3,10 @@
 // (which also aborts the call's signal) may not be armed for it (issue 12, finding 6).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { startInProcess, unary } from "../../../plugins/sdk/testing";
-import { workloadAttestor, type CallContext, type WorkloadAttestor, type ConfigInput } from "../../../plugins/sdk";
+import { startInProcess, unary } from "@spire-hw/sdk/testing";
+import { workloadAttestor, type CallContext, type WorkloadAttestor, type ConfigInput } from "@spire-hw/sdk";
 import { parseGrpcTimeout, MAX_TIMER_MS } from "../../../plugins/sdk/h2/server";
-import { WorkloadAttestorClient, type AttestRequest, type AttestResponse } from "../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
+import { WorkloadAttestorClient, type AttestRequest, type AttestResponse } from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
 
 test("grpc-timeout parses the largest values without clamping; the limit is Node's", () => {
   assert.equal(parseGrpcTimeout("99999999H"), 99_999_999 * 3_600_000);

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, credentials, Metadata, status, type ServiceError, type ServiceDefinition } from "@grpc/grpc-js";
 import { H2GrpcServer, percentEncode, parseGrpcTimeout } from "../../../plugins/sdk/h2/server";
-import { PluginError } from "../../../plugins/sdk/errors";
+import { PluginError } from "@spire-hw/sdk/errors";
 import { createLogger } from "../../../plugins/sdk/log";
 import type { CallContext, DuplexStream, ResponseStream } from "../../../plugins/sdk/plugin";
 import { encodeHeaders, HpackDecoder } from "../../../plugins/sdk/h2/hpack";

@@ -1,10 +1,10 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { status as Code, type ServiceError } from "@grpc/grpc-js";
-import { startInProcess, unary } from "../../../plugins/sdk/testing";
-import { serverNodeAttestor, workloadAttestor, type InitContext, type CallContext } from "../../../plugins/sdk";
-import type { AttestRequest, AttestResponse } from "../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
-import { WorkloadAttestorClient } from "../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
+import { startInProcess, unary } from "@spire-hw/sdk/testing";
+import { serverNodeAttestor, workloadAttestor, type InitContext, type CallContext } from "@spire-hw/sdk";
+import type { AttestRequest, AttestResponse } from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
+import { WorkloadAttestorClient } from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 
 test("server plugins reach Metrics, AgentStore and IdentityProvider through the broker", async () => {

@@ -1,10 +1,10 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { status as Code, type ServiceError } from "@grpc/grpc-js";
-import { startInProcess, unary } from "../../../plugins/sdk/testing";
-import { workloadAttestor, CONFIG_SERVICE_NAME, serverNodeAttestor, PluginError, type DuplexStream } from "../../../plugins/sdk";
-import { WorkloadAttestorClient } from "../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
-import { NodeAttestorClient, type AttestRequest, type AttestResponse } from "../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor";
+import { startInProcess, unary } from "@spire-hw/sdk/testing";
+import { workloadAttestor, CONFIG_SERVICE_NAME, serverNodeAttestor, PluginError, type DuplexStream } from "@spire-hw/sdk";
+import { WorkloadAttestorClient } from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
+import { NodeAttestorClient, type AttestRequest, type AttestResponse } from "@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor";
 import { EchoAttestor } from "../../fixtures/sdk/echo-attestor-impl";
 
 const asErr = (e: unknown) => e as ServiceError;

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createLogger, formatLine, hclogTimestamp, registerSecret } from "../../../plugins/sdk/log";
-import { checkHclogLine } from "../../../plugins/sdk/testing";
+import { checkHclogLine } from "@spire-hw/sdk/testing";
 
 test("timestamps have exactly six fractional digits and parse as the epoch they came from", () => {
   const t = 1787420917123.456;

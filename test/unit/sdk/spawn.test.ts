@@ -7,8 +7,8 @@ import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { makeGenericClientConstructor, credentials, status as Code, type ServiceError, type Client } from "@grpc/grpc-js";
-import { spawnPlugin, unary, checkHclogLine, type SpawnedPlugin } from "../../../plugins/sdk/testing";
-import { WorkloadAttestorClient } from "../../../proto/gen/spire/plugin/agent/workloadattestor/v1/workloadattestor";
+import { spawnPlugin, unary, checkHclogLine, type SpawnedPlugin } from "@spire-hw/sdk/testing";
+import { WorkloadAttestorClient } from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
 
 const fixture = resolve(__dirname, "../../fixtures/sdk/echo-attestor.js");
 chmodSync(fixture, 0o755);

@@ -3,11 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { TPM_CC, Tpm, type TpmTransport } from '../../../plugins/lib/tpm2';
-import { encodeChallengeRequest } from '../../../plugins/lib/devid/wire';
+import { TPM_CC, Tpm, type TpmTransport } from '@spire-hw/tpm2';
+import { encodeChallengeRequest } from '@spire-hw/devid';
 import { AttestError, runAttestation, type AttestationIo, type AttestStats, type Passwords } from '../../../plugins/tpm-devid-agent/attest';
-import { parsePrivateBlob, parsePublicBlob, type DevidFiles } from '../../../plugins/lib/devid/blobs';
-import { AttestationAborted, CountingTransport } from '../../../plugins/lib/devid/devid-tpm';
+import { parsePrivateBlob, parsePublicBlob, type DevidFiles } from '@spire-hw/devid';
+import { AttestationAborted, CountingTransport } from '@spire-hw/devid';
 import { FakeTpm, fakeDevidBlobs, frame } from './fake-tpm';
 
 const CC = TPM_CC;

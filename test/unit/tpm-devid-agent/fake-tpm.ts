@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import {
   Reader, TPM_ALG, TPM_CC, TPM_ST, TpmsAttest, TpmsCapabilityData, TpmtPublic, TpmtSignature, Tpm2bCreationData,
   Tpm2bNvPublic, Tpm2bAttest, Writer, marshal, unmarshal, type TpmTransport, objectName,
-} from '../../../plugins/lib/tpm2';
+} from '@spire-hw/tpm2';
 
 const HANDLES: Record<number, number> = {
   [TPM_CC.GetCapability]: 0,

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BlobError, loadDevidFiles, readBounded, MAX_BLOB_FILE_BYTES, MAX_CERT_FILE_BYTES } from '../../../plugins/lib/devid/blobs';
+import { BlobError, loadDevidFiles, readBounded, MAX_BLOB_FILE_BYTES, MAX_CERT_FILE_BYTES } from '@spire-hw/devid';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devid-files-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -2,8 +2,8 @@
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import { chmodSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { NodeAttestorClient, type AgentAttributes, type AttestRequest, type AttestResponse } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
-import { spawnPlugin, type SpawnedPlugin } from '../../../plugins/sdk/testing';
+import { NodeAttestorClient, type AgentAttributes, type AttestRequest, type AttestResponse } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import { spawnPlugin, type SpawnedPlugin } from '@spire-hw/sdk/testing';
 
 export type Step = { kind: 'msg'; msg: AttestResponse } | { kind: 'error'; code: number; details: string } | { kind: 'end' };
 

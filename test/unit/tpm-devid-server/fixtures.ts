@@ -21,8 +21,8 @@ import {
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kdfa, kdfe } from '../../../plugins/lib/tpm2';
-import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '../../../plugins/lib/devid/wire';
+import { kdfa, kdfe } from '@spire-hw/tpm2';
+import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '@spire-hw/devid';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 

@@ -6,11 +6,11 @@ import { createHash } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status as Code } from '@grpc/grpc-js';
-import { startInProcess, type InProcessPlugin } from '../../../plugins/sdk/testing';
-import { serverNodeAttestor } from '../../../plugins/sdk';
-import { NodeAttestorClient } from '../../../proto/gen/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import { startInProcess, type InProcessPlugin } from '@spire-hw/sdk/testing';
+import { serverNodeAttestor } from '@spire-hw/sdk';
+import { NodeAttestorClient } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
-import { encodeAttestationRequest, encodeChallengeResponse, decodeChallengeRequest } from '../../../plugins/lib/devid/wire';
+import { encodeAttestationRequest, encodeChallengeResponse, decodeChallengeRequest } from '@spire-hw/devid';
 import {
   AK_ATTRS,
   A,
@@ -35,7 +35,7 @@ import {
 } from './fixtures';
 import { runFlow, AttestStream } from './driver';
 import { x509Message } from '../../../plugins/tpm-devid-server/attest';
-import { ChainError, verifyChain } from '../../../plugins/lib/x509';
+import { ChainError, verifyChain } from '@spire-hw/x509';
 
 const TD = 'example.org';
 let world: World;

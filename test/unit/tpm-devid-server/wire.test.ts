@@ -11,7 +11,7 @@ import {
   encodeChallengeRequest,
   encodeChallengeResponse,
   WireError,
-} from '../../../plugins/lib/devid/wire';
+} from '@spire-hw/devid';
 
 const B = (s: string) => Buffer.from(s, 'hex');
 

@@ -17,7 +17,7 @@ import {
   type HashAlgName as TpmHashName, makeCredential, credentialBlobFromSeed, TPM_ECC, constantTimeEqual, ecdsaRsToDer,
   publicKeyOf, verifySignature, type TpmtPublic, type TpmtSignature, templateBytes, TEMPLATE_HEX, TemplateName,
   NV_INDEX,
-} from '../../../plugins/lib/tpm2';
+} from '@spire-hw/tpm2';
 
 // dist/test/unit/tpm2 → repo root
 const root = join(__dirname, '..', '..', '..', '..');

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   decodeRc, formatRc, TpmError, Tpm, FakeTransport, responseFrame, execute, GetRandom, Sign, TPM_CC, TPM_RC, commandCodeName,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 test('RC decoding table', () => {
   const cases: [number, string, { handle?: number; parameter?: number; session?: number; retryable?: boolean; format: 0 | 1; warning?: boolean }][] = [

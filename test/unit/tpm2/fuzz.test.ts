@@ -8,7 +8,7 @@ import {
   Tpm, FakeTransport, execute, TpmLibError, TpmError, TpmDecodeError, marshal, GetCapability, ReadPublic, CreatePrimary, Certify,
   NV_ReadPublic, Quote, PCR_Read, StartAuthSession, TpmsCapabilityData, Tpm2bPublic, TpmsAttest, TpmtSignature, TpmsNvPublic,
   akRsa2048Template, signingEccP256Template, TPM_ALG, TPM_CAP, TPM_RH, TPM_ST, Writer, Command, CommandDef, pcrSelection,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 function frame(tag: number, body: Uint8Array, rc = 0): Uint8Array {
   const w = new Writer();

@@ -3,7 +3,7 @@
 // sized buffers, and typed decode errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TEMPLATE_HEX, templateBytes, type TemplateName } from '../../../plugins/lib/tpm2';
+import { TEMPLATE_HEX, templateBytes, type TemplateName } from '@spire-hw/tpm2';
 import {
   encodeCommand, Startup, GetCapability, NV_ReadPublic, NV_Read, StartAuthSession, PolicySecret, ActivateCredential, FlushContext,
   TPM_SU, TPM_CAP, TPM_PT, TPM_RH, TPM_ALG, TPM_SE, TPM_ST, PolicySession, marshal, unmarshal, unmarshalPrefix, Sized, TpmtPublic,
@@ -11,7 +11,7 @@ import {
   ekRsa2048Template, ekEccP256Template, srkRsa2048Template, srkEccP256Template, akRsa2048Template, akEccP256Template, signingRsa2048Template,
   signingEccP256Template, Tpm2bSensitiveCreate, TpmlPcrSelection, pcrSelection, selectedPcrs, TpmsNvPublic, TpmsContext, TpmsIdObject,
   objectName,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 const h = (s: string): string => s.replace(/\s+/g, '').toLowerCase();
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   encodeCommand, PolicySecret, ActivateCredential, PolicySession, Sized, TpmsIdObject, TPM_RH, TPM_ALG, TpmUsageError, Writer,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 function expectUsage(f: () => unknown): void {
   let err: unknown;

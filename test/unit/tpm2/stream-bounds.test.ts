@@ -7,8 +7,8 @@ import { createServer, Server, Socket } from 'node:net';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { StreamTransport, TpmTransportError } from '../../../plugins/lib/tpm2/index';
-import { MAX_RESPONSE_SIZE } from '../../../plugins/lib/tpm2';
+import { StreamTransport, TpmTransportError } from '@spire-hw/tpm2';
+import { MAX_RESPONSE_SIZE } from '@spire-hw/tpm2';
 
 async function server(onCommand: (s: Socket) => void): Promise<{ path: string; close(): Promise<void> }> {
   const dir = await fsp.mkdtemp(join(tmpdir(), 'tpm2-bounds-'));

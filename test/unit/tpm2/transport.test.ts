@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   StreamTransport, TpmTransportError, detectTpmDevice, LinuxDeviceTransport, responseFrame, FakeTransport, Tpm, execute, GetRandom,
-} from '../../../plugins/lib/tpm2/index';
+} from '@spire-hw/tpm2';
 
 type Handler = (sock: Socket, cmd: Buffer) => void;
 

@@ -2,7 +2,7 @@
 // parameters are required unless defaulted. (tsc fails the build if an @ts-expect-error line type-checks.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Certify, CreatePrimary, GetCapability, Sign, TPM_ALG, TPM_CAP, TPM_RH, Tpm, TpmtPublic, execute } from '../../../plugins/lib/tpm2/index';
+import { Certify, CreatePrimary, GetCapability, Sign, TPM_ALG, TPM_CAP, TPM_RH, Tpm, TpmtPublic, execute } from '@spire-hw/tpm2';
 
 async function typed(tpm: Tpm): Promise<void> {
   const r = await execute(tpm, CreatePrimary({ primaryHandle: TPM_RH.OWNER, inPublic: null as unknown as TpmtPublic }));

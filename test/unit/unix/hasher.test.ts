@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UnixAttestorCore } from '../../../plugins/unix-workloadattestor/attestor';
-import { Code } from '../../../plugins/sdk/errors';
+import { Code } from '@spire-hw/sdk/errors';
 import { ExeHasher, LruCache } from '../../../plugins/unix-workloadattestor/hasher';
 import type { NameLookup, NameResolver } from '../../../plugins/unix-workloadattestor/names';
 import { FsProcSource } from '../../../plugins/unix-workloadattestor/procfs';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UnixAttestorCore, type AttestorSettings } from '../../../plugins/unix-workloadattestor/attestor';
-import { Code } from '../../../plugins/sdk/errors';
+import { Code } from '@spire-hw/sdk/errors';
 import { ExeHasher } from '../../../plugins/unix-workloadattestor/hasher';
 import { FilesNameResolver } from '../../../plugins/unix-workloadattestor/names';
 import { FsProcSource } from '../../../plugins/unix-workloadattestor/procfs';

@@ -5,7 +5,7 @@
 // and keys outside the limits refused before any signature is checked with them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChainError, verifyChain } from '../../../plugins/lib/x509';
+import { ChainError, verifyChain } from '@spire-hw/x509';
 import { countSignatureChecks, craftCert, craftKey, loopChain, type CraftKey } from './crafted';
 
 const MAX_SIGNATURE_CHECKS = 100;

@@ -15,7 +15,7 @@ import {
   ekTpmInfo,
   goQuote,
   hintErrorText,
-} from '../../../plugins/lib/x509';
+} from '@spire-hw/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 type CryptoKeyPair = webcrypto.CryptoKeyPair;

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { ChainError, MAX_CHAIN_SIGNATURE_CHECKS, verifyChain, type ChainErrorReason } from '../../../plugins/lib/x509';
+import { ChainError, MAX_CHAIN_SIGNATURE_CHECKS, verifyChain, type ChainErrorReason } from '@spire-hw/x509';
 import { CertificateParseError, keyUsageBits, parseCertificate } from '../../../plugins/lib/x509/certificate';
 import { countSignatureChecks, craftCert, craftKey, oid, rsaSpki, seq, tlv, name, set } from './crafted';
 

@@ -1,20 +1,19 @@
-#!/usr/bin/env node
 // spire-tpm-devid: provision TPM DevID keys for SPIRE's tpm_devid node attestor (ours and the built-in).
 import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createHash, createPublicKey } from 'node:crypto';
-import { TpmError, publicKeyOf, type Tpm } from '../lib/tpm2';
-import { ChainError, commonName, ekTpmInfo, parsePemCertificates, sha1Hex, spkiEqual, verifyChain } from '../lib/x509';
+import { TpmError, publicKeyOf, type Tpm } from '@spire-hw/tpm2';
+import { ChainError, commonName, ekTpmInfo, parsePemCertificates, sha1Hex, spkiEqual, verifyChain } from '@spire-hw/x509';
 import {
   BlobError, MAX_BLOB_FILE_BYTES, MAX_CERT_FILE_BYTES, parsePrivateBlob, parsePublicBlob, readBounded, type DevidKeyType,
-} from '../lib/devid/blobs';
-import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation } from '../lib/devid/device';
-import { EK_CERT_NV_INDEX, newTpm } from '../lib/devid/devid-tpm';
-import { describeTpmFailure } from '../lib/devid/tpm-errors';
-import { PkiError, issueDevidCertificate, loadCa, pem, verifyCsr } from './tpm-devid/pki';
-import { checkBlobsLoad, provisionDevid, readEk } from './tpm-devid/provision';
+} from '@spire-hw/devid';
+import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation } from '@spire-hw/devid';
+import { EK_CERT_NV_INDEX, newTpm } from '@spire-hw/devid';
+import { describeTpmFailure } from '@spire-hw/devid';
+import { PkiError, issueDevidCertificate, loadCa, pem, verifyCsr } from './pki';
+import { checkBlobsLoad, provisionDevid, readEk } from './provision';
 
 export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
@@ -397,7 +396,8 @@ export async function main(argv: readonly string[], io: ToolIo): Promise<number>
   }
 }
 
-if (require.main === module) {
+/** Runs the tool on this process's arguments and streams, and sets the exit code. */
+export function runFromProcess(): void {
   void main(process.argv.slice(2), {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
