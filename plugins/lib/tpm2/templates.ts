@@ -11,9 +11,9 @@
 //  - swtpm 0.7.1 swtpm_setup: RSA-2048 EK = L-1 (persisted at 0x81010001); ECC EK = NIST P-384 high-range
 //    template H-3 (SHA-384, AES-256-CFB, PolicyB-SHA384, attrs 0x000300F2, EMPTY x/y unique), persisted at
 //    0x81010016 with its certificate at 0x01C00016.
-// Verified in test/integration/swtpm/templates.test.ts against swtpm: CreatePrimary with these bytes
+// Verified in test/integration/lib/tpm2/swtpm/swtpm.test.ts against swtpm: CreatePrimary with these bytes
 // reproduces the swtpm_setup EKs (L-1, H-3), tpm2_createek -G ecc (L-2), and the tpm2-tools H-1 SRK;
-// test/unit/tpm2/marshal.test.ts checks that every byte string is one exact TPMT_PUBLIC.
+// test/unit/lib/tpm2/marshal.test.ts checks that every byte string is one exact TPMT_PUBLIC.
 import { unmarshal } from './marshal';
 import { TpmtPublic } from './structures';
 

@@ -12,7 +12,7 @@
 // server push, no HTTP/1.
 //
 // Limits (the defences nghttp2 has, CVE-2019-9511..9518, CVE-2023-44487, CVE-2024-27316; each has an attack test in
-// test/integration/h2/floods.test.ts): a header block is at most MAX_CONTINUATIONS CONTINUATION frames and
+// test/integration/sdk/h2/floods.test.ts): a header block is at most MAX_CONTINUATIONS CONTINUATION frames and
 // MAX_HEADER_BLOCK bytes counting frame headers, and its fragments are copied, never held as views of the read
 // buffer; reading stops while more than OUT_HIGH_WATER bytes wait in the socket for a peer that does not read, and a
 // peer that makes us owe it more than MAX_OWED_CONTROL control frames (PING/SETTINGS acks, RST_STREAMs) meanwhile, sends

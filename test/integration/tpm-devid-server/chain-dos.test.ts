@@ -11,7 +11,7 @@ import type { SpawnedPlugin } from '@spire-hw/sdk/testing';
 import type { NodeAttestorClient } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { SoftTpm, makeWorld, type World } from '../../unit/tpm-devid-server/fixtures';
 import { runFlow, spawnServer } from '../../unit/tpm-devid-server/driver';
-import { craftCert, craftKey, loopChain, oid, seq, tlv } from '../../unit/x509/crafted';
+import { craftCert, craftKey, loopChain, oid, seq, tlv } from '../../unit/lib/x509/crafted';
 
 /** Largest RSA loop chain sent (env CHAIN_DOS_RSA_MAX, to measure the unfixed code in bounded time). */
 const RSA_MAX = Number(process.env.CHAIN_DOS_RSA_MAX ?? 7);

@@ -15,7 +15,7 @@ import { NodeAttestorClient } from '@spire-hw/proto/spire/plugin/server/nodeatte
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
 import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '@spire-hw/devid';
 import { TPM_ALG, checkPublic, publicKeyOf } from '@spire-hw/tpm2';
-import { tools, toolsCredentialFile } from '../swtpm/helpers';
+import { tools, toolsCredentialFile } from '../lib/tpm2/swtpm/helpers';
 import { CA_KU, KU, genKey, issue, pem, type Cert } from '../../unit/tpm-devid-server/fixtures';
 import { runFlow } from '../../unit/tpm-devid-server/driver';
 

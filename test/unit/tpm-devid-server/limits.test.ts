@@ -11,7 +11,7 @@ import { NodeAttestorClient } from '@spire-hw/proto/spire/plugin/server/nodeatte
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
 import { AK_ATTRS, KU, SoftTpm, genKey, issue, makeWorld, tcgSanExtension, tpmtPublic, type World } from './fixtures';
 import { runFlow } from './driver';
-import { craftCert, craftKey, loopChain, rsaSpki } from '../x509/crafted';
+import { craftCert, craftKey, loopChain, rsaSpki } from '../lib/x509/crafted';
 import { buildConfig } from '../../../plugins/tpm-devid-server/config';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
