@@ -7,5 +7,8 @@ const BENCH = path.resolve(__dirname, '../../bench');
 
 /** `dir` relative to bench/, e.g. "pkcs11/go-disk". */
 export function buildGoExternal(dir: string): string {
-  return execFileSync('bash', [path.join(BENCH, 'build-go-external.sh'), path.join(BENCH, dir)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  return execFileSync('bash', [path.join(BENCH, 'build-go-external.sh'), path.join(BENCH, dir)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
 }

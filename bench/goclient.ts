@@ -28,16 +28,40 @@ export function goClientBinary(): string {
   if (fs.existsSync(bin)) return bin;
   fs.mkdirSync(dir, { recursive: true });
   process.stderr.write(`[bench] building the grpc-go bench client (go build in bench/goclient) -> ${bin}\n`);
-  execFileSync('go', ['build', '-o', bin + '.tmp', '.'], { cwd: SRC, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, GOFLAGS: '-mod=mod' } });
+  execFileSync('go', ['build', '-o', bin + '.tmp', '.'], {
+    cwd: SRC,
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, GOFLAGS: '-mod=mod' },
+  });
   fs.renameSync(bin + '.tmp', bin);
   return bin;
 }
 
 /** Calls `method` with the encoded request at concurrency `c` for `seconds`. */
-export function runGoClient(o: { socket: string; method: string; req: Uint8Array; c: number; seconds: number; warm?: number }): GoClientResult {
+export function runGoClient(o: {
+  socket: string;
+  method: string;
+  req: Uint8Array;
+  c: number;
+  seconds: number;
+  warm?: number;
+}): GoClientResult {
   const out = execFileSync(
     goClientBinary(),
-    ['-socket', o.socket, '-method', o.method, '-req', Buffer.from(o.req).toString('hex'), '-c', String(o.c), '-seconds', String(o.seconds), '-warm', String(o.warm ?? 200)],
+    [
+      '-socket',
+      o.socket,
+      '-method',
+      o.method,
+      '-req',
+      Buffer.from(o.req).toString('hex'),
+      '-c',
+      String(o.c),
+      '-seconds',
+      String(o.seconds),
+      '-warm',
+      String(o.warm ?? 200),
+    ],
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
   );
   return JSON.parse(out.trim().split('\n').pop()!) as GoClientResult;

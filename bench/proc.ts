@@ -8,7 +8,10 @@ const TICKS_PER_SECOND = 100; // USER_HZ
 function parseStat(stat: string): { comm: string; seconds: number } {
   const close = stat.lastIndexOf(')');
   const rest = stat.slice(close + 2).split(' ');
-  return { comm: stat.slice(stat.indexOf('(') + 1, close), seconds: (Number(rest[11]) + Number(rest[12])) / TICKS_PER_SECOND };
+  return {
+    comm: stat.slice(stat.indexOf('(') + 1, close),
+    seconds: (Number(rest[11]) + Number(rest[12])) / TICKS_PER_SECOND,
+  };
 }
 
 /** utime+stime of a process in seconds; NaN when it is unknown or gone. */
@@ -25,7 +28,10 @@ export function cpuSeconds(pid: number | undefined): number {
  * CPU seconds of a process's threads, summed per `group(isMainThread, comm)`. Threads that exit while being read are
  * skipped; an unknown or gone process gives an empty map.
  */
-export function threadCpu(pid: number | undefined, group: (isMain: boolean, comm: string) => string): Map<string, number> {
+export function threadCpu(
+  pid: number | undefined,
+  group: (isMain: boolean, comm: string) => string,
+): Map<string, number> {
   const out = new Map<string, number>();
   if (pid === undefined) return out;
   let tids: string[];

@@ -5,22 +5,22 @@
 //    `./x.ts` for tsc), and dist/node_modules/@spire-hw/<name> links to it. Node resolving `@spire-hw/sdk` from
 //    anywhere under dist/ finds the compiled package first; tsc, reading the sources, finds the source package through
 //    the workspace link npm made in node_modules/. Either way only what `exports` names can be imported.
-import { readFileSync, chmodSync, existsSync, copyFileSync, mkdirSync, rmSync, symlinkSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+import { readFileSync, chmodSync, existsSync, copyFileSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 for (const rel of Object.values(pkg.bin ?? {})) {
   const p = join(root, rel);
   if (existsSync(p)) chmodSync(p, 0o755);
 }
 for (const ws of pkg.workspaces ?? []) {
-  const wpkg = JSON.parse(readFileSync(join(root, ws, "package.json"), "utf8"));
-  const out = join(root, "dist", ws);
+  const wpkg = JSON.parse(readFileSync(join(root, ws, 'package.json'), 'utf8'));
+  const out = join(root, 'dist', ws);
   mkdirSync(out, { recursive: true });
-  copyFileSync(join(root, ws, "package.json"), join(out, "package.json"));
-  const link = join(root, "dist", "node_modules", ...wpkg.name.split("/"));
+  copyFileSync(join(root, ws, 'package.json'), join(out, 'package.json'));
+  const link = join(root, 'dist', 'node_modules', ...wpkg.name.split('/'));
   mkdirSync(dirname(link), { recursive: true });
   rmSync(link, { force: true, recursive: true });
-  symlinkSync(relative(dirname(link), out), link, "dir");
+  symlinkSync(relative(dirname(link), out), link, 'dir');
 }

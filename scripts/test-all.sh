@@ -8,6 +8,8 @@ cd "$here"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 bash scripts/ensure-deps.sh
 export SPIRE_BIN_DIR="$(bash simulators/spire/ensure-spire.sh 2>/dev/null)"
+say "checking the formatting (prettier --check; npm run format fixes it)"
+npx --no-install prettier --check --log-level=warn .
 say "building TypeScript (tsc)"
 npm run --silent build
 shopt -s globstar nullglob

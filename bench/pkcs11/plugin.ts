@@ -13,7 +13,11 @@ export function benchKeyManagerHcl(hsm: SoftHsm, serverId: string): string {
 }
 
 /** `env` is added to the token's environment. */
-export async function spawnBenchKeyManager(hsm: SoftHsm, serverId: string, env: NodeJS.ProcessEnv = {}): Promise<SpawnedPlugin> {
+export async function spawnBenchKeyManager(
+  hsm: SoftHsm,
+  serverId: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<SpawnedPlugin> {
   fs.chmodSync(MAIN, 0o755);
   return spawnPlugin({
     command: MAIN,

@@ -16,7 +16,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as pkcs11js from 'pkcs11js';
-import { KeyManagerClient, SignDataRequest, GetPublicKeyRequest } from '@spire-hw/proto/spire/plugin/server/keymanager/v1/keymanager';
+import {
+  KeyManagerClient,
+  SignDataRequest,
+  GetPublicKeyRequest,
+} from '@spire-hw/proto/spire/plugin/server/keymanager/v1/keymanager';
 import { runGoClient } from '../goclient';
 import { cpuSeconds, threadCpu } from '../proc';
 import { median } from '../stats';
@@ -118,14 +122,30 @@ async function main(): Promise<void> {
       const socket = plugin.handshake.address;
       const signBytes = SignDataRequest.encode(SignDataRequest.fromPartial(req as SignDataRequest)).finish();
       {
-        const r = runGoClient({ socket, method: '/spire.plugin.server.keymanager.v1.KeyManager/SignData', req: signBytes, c: 1, seconds: SECONDS });
+        const r = runGoClient({
+          socket,
+          method: '/spire.plugin.server.keymanager.v1.KeyManager/SignData',
+          req: signBytes,
+          c: 1,
+          seconds: SECONDS,
+        });
         if (r.errors) throw new Error(`grpc-go SignData errors: ${r.errors} (${r.first_error})`);
-        rows.push({ layer: 'plugin over gRPC, grpc-go client', config: `concurrency 1 (p50 ${r.p50_us.toFixed(0)} µs)`, opsPerSec: r.ops_per_sec });
+        rows.push({
+          layer: 'plugin over gRPC, grpc-go client',
+          config: `concurrency 1 (p50 ${r.p50_us.toFixed(0)} µs)`,
+          opsPerSec: r.ops_per_sec,
+        });
       }
       // The goal figure: interleaved rounds of plugin (c=32) and raw C (2 threads), median ratio.
       for (let i = 0; i < ROUNDS; i++) {
         const t0 = pluginThreadCpu(plugin.pid);
-        const r = runGoClient({ socket, method: '/spire.plugin.server.keymanager.v1.KeyManager/SignData', req: signBytes, c: 32, seconds: SECONDS });
+        const r = runGoClient({
+          socket,
+          method: '/spire.plugin.server.keymanager.v1.KeyManager/SignData',
+          req: signBytes,
+          c: 32,
+          seconds: SECONDS,
+        });
         const t1 = pluginThreadCpu(plugin.pid);
         if (r.errors) throw new Error(`grpc-go SignData errors: ${r.errors} (${r.first_error})`);
         const per = (a: number, b: number) => ((b - a) / r.calls) * 1e6;
@@ -134,21 +154,44 @@ async function main(): Promise<void> {
           plugin: r.ops_per_sec,
           rawC2,
           ratio: r.ops_per_sec / rawC2,
-          cpu: { main: per(t0.main, t1.main), signing: per(t0.signing, t1.signing), other: per(t0.other, t1.other), client: r.cpu_us_per_call },
+          cpu: {
+            main: per(t0.main, t1.main),
+            signing: per(t0.signing, t1.signing),
+            other: per(t0.other, t1.other),
+            client: r.cpu_us_per_call,
+          },
         });
       }
       const pluginMedian = median(rounds.map((x) => x.plugin));
-      rows.push({ layer: 'plugin over gRPC, grpc-go client', config: `concurrency 32 (median of ${ROUNDS})`, opsPerSec: pluginMedian });
+      rows.push({
+        layer: 'plugin over gRPC, grpc-go client',
+        config: `concurrency 32 (median of ${ROUNDS})`,
+        opsPerSec: pluginMedian,
+      });
       goPluginCpuPerOpUs = median(rounds.map((x) => x.cpu.main + x.cpu.signing + x.cpu.other));
-      const gpk = runGoClient({ socket, method: '/spire.plugin.server.keymanager.v1.KeyManager/GetPublicKey', req: GetPublicKeyRequest.encode({ keyId: KEY_ID }).finish(), c: 32, seconds: SECONDS });
-      rows.push({ layer: 'plugin over gRPC, grpc-go client', config: 'GetPublicKey (no PKCS#11), concurrency 32', opsPerSec: gpk.ops_per_sec });
+      const gpk = runGoClient({
+        socket,
+        method: '/spire.plugin.server.keymanager.v1.KeyManager/GetPublicKey',
+        req: GetPublicKeyRequest.encode({ keyId: KEY_ID }).finish(),
+        c: 32,
+        seconds: SECONDS,
+      });
+      rows.push({
+        layer: 'plugin over gRPC, grpc-go client',
+        config: 'GetPublicKey (no PKCS#11), concurrency 32',
+        opsPerSec: gpk.ops_per_sec,
+      });
     } finally {
       await plugin.unload();
     }
 
     // ---- 2. raw C ---------------------------------------------------------------------------------------------------
     rows.push({ layer: 'raw C (sign-loop.c)', config: '1 thread', opsPerSec: runRawC(1) });
-    rows.push({ layer: 'raw C (sign-loop.c)', config: `2 threads (median of ${ROUNDS}, interleaved)`, opsPerSec: median(rounds.map((x) => x.rawC2)) });
+    rows.push({
+      layer: 'raw C (sign-loop.c)',
+      config: `2 threads (median of ${ROUNDS}, interleaved)`,
+      opsPerSec: median(rounds.map((x) => x.rawC2)),
+    });
 
     // ---- 3. pkcs11js alone -------------------------------------------------------------------------------------------
     process.env['SOFTHSM2_CONF'] = hsm.conf;
@@ -177,7 +220,11 @@ async function main(): Promise<void> {
           p.C_Sign(s, digest, Buffer.alloc(64));
           n++;
         }
-        rows.push({ layer: 'pkcs11js alone', config: 'sync, main thread', opsPerSec: n / (Number(process.hrtime.bigint() - t0) / 1e9) });
+        rows.push({
+          layer: 'pkcs11js alone',
+          config: 'sync, main thread',
+          opsPerSec: n / (Number(process.hrtime.bigint() - t0) / 1e9),
+        });
         p.C_CloseSession(s);
       }
       {
@@ -208,8 +255,11 @@ async function main(): Promise<void> {
   }
 
   const w = Math.max(...rows.map((r) => r.layer.length + r.config.length + 3));
-  console.log(`\nECDSA P-256 SignData on SoftHSM2, ${SECONDS}s per row, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'})`);
-  for (const r of rows) console.log(`${`${r.layer} — ${r.config}`.padEnd(w + 2)} ${r.opsPerSec.toFixed(0).padStart(8)} ops/s`);
+  console.log(
+    `\nECDSA P-256 SignData on SoftHSM2, ${SECONDS}s per row, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'})`,
+  );
+  for (const r of rows)
+    console.log(`${`${r.layer} — ${r.config}`.padEnd(w + 2)} ${r.opsPerSec.toFixed(0).padStart(8)} ops/s`);
   const plugin32 = rows.find((r) => r.layer === 'plugin over gRPC' && r.config.endsWith('32'))!.opsPerSec;
   const c2 = median(rounds.map((x) => x.rawC2));
   const c1 = rows.find((r) => r.layer.startsWith('raw C') && r.config.startsWith('1'))!.opsPerSec;
@@ -223,11 +273,18 @@ async function main(): Promise<void> {
     );
   }
   console.log(`ratio plugin(c=32, grpc-js client) / raw C (2 threads) = ${(ratio * 100).toFixed(1)}%`);
-  console.log(`ratio plugin(c=32, grpc-go client) / raw C (2 threads) = ${(goRatio * 100).toFixed(1)}% median of ${ROUNDS} interleaved rounds (goal ≥ 50%); / raw C (1 thread) = ${((median(rounds.map((x) => x.plugin)) / c1) * 100).toFixed(1)}%`);
+  console.log(
+    `ratio plugin(c=32, grpc-go client) / raw C (2 threads) = ${(goRatio * 100).toFixed(1)}% median of ${ROUNDS} interleaved rounds (goal ≥ 50%); / raw C (1 thread) = ${((median(rounds.map((x) => x.plugin)) / c1) * 100).toFixed(1)}%`,
+  );
   console.log(
     `plugin process CPU per SignData (c=32): ${pluginCpuPerOpUs.toFixed(0)} µs with the grpc-js client, ${goPluginCpuPerOpUs.toFixed(0)} µs with the grpc-go client (gRPC + JS + the signature on the signing threads); raw C spends ${(2e6 / c2).toFixed(0)} µs of CPU per signature`,
   );
-  console.log(`load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(
+    `load average at end: ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
   console.log(JSON.stringify({ rows, rounds, ratio, goRatio, pluginCpuPerOpUs, goPluginCpuPerOpUs }));
 }
 

@@ -207,7 +207,10 @@ async function main(): Promise<void> {
   fs.writeFileSync(pinFile, '10293847\n', { mode: 0o600 });
   const variants: Variant[] = [];
   const withGo = process.env['BENCH_GO_EXTERNAL'] === '1';
-  const goBin = { disk_go: withGo ? buildGoExternal('pkcs11/go-disk') : '', pkcs11_go: withGo ? buildGoExternal('pkcs11/go-pkcs11') : '' };
+  const goBin = {
+    disk_go: withGo ? buildGoExternal('pkcs11/go-disk') : '',
+    pkcs11_go: withGo ? buildGoExternal('pkcs11/go-pkcs11') : '',
+  };
   try {
     for (const name of withGo ? (['disk', 'pkcs11', 'disk_go', 'pkcs11_go'] as const) : (['disk', 'pkcs11'] as const)) {
       const spire = await SpireHarness.create();
@@ -239,20 +242,29 @@ async function main(): Promise<void> {
     const csr = await makeCsr(spiffeId);
     const x509Req = lenField(1, csr);
     // MintJWTSVIDRequest { SPIFFEID id = 1 {trust_domain=1, path=2}; repeated string audience = 2; }
-    const jwtReq = Buffer.concat([lenField(1, Buffer.concat([lenField(1, Buffer.from(TD)), lenField(2, Buffer.from('/bench/jwt'))])), lenField(2, Buffer.from('bench'))]);
+    const jwtReq = Buffer.concat([
+      lenField(1, Buffer.concat([lenField(1, Buffer.from(TD)), lenField(2, Buffer.from('/bench/jwt'))])),
+      lenField(2, Buffer.from('bench')),
+    ]);
 
     // Correctness check once per variant: the SVID chains to the bundle.
     for (const v of variants) {
       const res = await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintX509SVID', x509Req);
       const svid = fields(res).find((f) => f.field === 1)!.value;
-      const chain = fields(svid).filter((f) => f.field === 1) // types.X509SVID: cert_chain = 1, id = 2
-       .map((f) => new crypto.X509Certificate(f.value));
+      const chain = fields(svid)
+        .filter((f) => f.field === 1) // types.X509SVID: cert_chain = 1, id = 2
+        .map((f) => new crypto.X509Certificate(f.value));
       const roots = await v.spire.bundleCerts();
       const leaf = chain[0]!;
-      const ok = roots.some((r) => leaf.verify(r.publicKey)) || (chain[1] !== undefined && leaf.verify(chain[1].publicKey));
+      const ok =
+        roots.some((r) => leaf.verify(r.publicKey)) || (chain[1] !== undefined && leaf.verify(chain[1].publicKey));
       if (!ok) throw new Error(`${v.name}: minted SVID does not verify`);
       // warm-up
-      await runFor(8, 1, async () => void (await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintX509SVID', x509Req)));
+      await runFor(
+        8,
+        1,
+        async () => void (await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintX509SVID', x509Req)),
+      );
     }
 
     type Key = string;
@@ -267,14 +279,23 @@ async function main(): Promise<void> {
     };
     const scenarios: Array<{ label: string; p: number; op: (v: Variant) => Promise<void> }> = [];
     for (const p of PARALLEL) {
-      scenarios.push({ label: `x509 grpc P=${p}`, p, op: async (v) => void (await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintX509SVID', x509Req)) });
+      scenarios.push({
+        label: `x509 grpc P=${p}`,
+        p,
+        op: async (v) => void (await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintX509SVID', x509Req)),
+      });
     }
-    scenarios.push({ label: `jwt  grpc P=${PARALLEL[PARALLEL.length - 1]}`, p: PARALLEL[PARALLEL.length - 1]!, op: async (v) => void (await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintJWTSVID', jwtReq)) });
+    scenarios.push({
+      label: `jwt  grpc P=${PARALLEL[PARALLEL.length - 1]}`,
+      p: PARALLEL[PARALLEL.length - 1]!,
+      op: async (v) => void (await unaryCall(v.client, '/spire.api.server.svid.v1.SVID/MintJWTSVID', jwtReq)),
+    });
     if (WITH_CLI) {
       scenarios.push({
         label: 'x509 cli  P=4',
         p: 4,
-        op: (v) => runCli(v.spire.serverBin, ['x509', 'mint', '-spiffeID', spiffeId, '-socketPath', v.spire.serverSocket]),
+        op: (v) =>
+          runCli(v.spire.serverBin, ['x509', 'mint', '-spiffeID', spiffeId, '-socketPath', v.spire.serverSocket]),
       });
     }
     const threadBreakdown = new Map<string, string[]>();
@@ -294,15 +315,24 @@ async function main(): Promise<void> {
             threadBreakdown.set(s.label, [...(threadBreakdown.get(s.label) ?? []), parts.join(', ')]);
           }
           if (r.errors) console.error(`${v.name} ${s.label}: ${r.errors} errors, first: ${r.firstError}`);
-          add(`${s.label}|${v.name}`, r.ops / r.seconds, ((cpuSeconds(v.spire.serverPid) - s0) / r.ops) * 1e6, ((cpuSeconds(v.pluginPid) - p0) / r.ops) * 1e6);
+          add(
+            `${s.label}|${v.name}`,
+            r.ops / r.seconds,
+            ((cpuSeconds(v.spire.serverPid) - s0) / r.ops) * 1e6,
+            ((cpuSeconds(v.pluginPid) - p0) / r.ops) * 1e6,
+          );
           process.stderr.write(`round ${round + 1} ${s.label} ${v.name}: ${(r.ops / r.seconds).toFixed(0)}/s\n`);
         }
       }
     }
 
-    console.log(`\nspire-server v1.15.3 minting, ${SECONDS}s × ${ROUNDS} rounds per cell, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}); ca_key_type ec-p256`);
+    console.log(
+      `\nspire-server v1.15.3 minting, ${SECONDS}s × ${ROUNDS} rounds per cell, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}); ca_key_type ec-p256`,
+    );
     const others = variants.filter((v) => v.name !== 'disk').map((v) => v.name);
-    console.log(`scenario             disk/s ${others.map((n) => `${n}/s (ratio)`.padStart(24)).join('')}   server µs CPU/op (${variants.map((v) => v.name).join(', ')})   plugin µs CPU/op (${others.join(', ')})`);
+    console.log(
+      `scenario             disk/s ${others.map((n) => `${n}/s (ratio)`.padStart(24)).join('')}   server µs CPU/op (${variants.map((v) => v.name).join(', ')})   plugin µs CPU/op (${others.join(', ')})`,
+    );
     const summary: Array<Record<string, number | string>> = [];
     for (const s of scenarios) {
       const d = median(results.get(`${s.label}|disk`)!);
@@ -314,8 +344,14 @@ async function main(): Promise<void> {
         row[`ratio_${n}`] = k / d;
         line += `${k.toFixed(0).padStart(15)} (${(k / d).toFixed(2)}x)`;
       }
-      line += `   ${variants.map((v) => median(cpu.get(`${s.label}|${v.name}`)!.server).toFixed(0)).join(' / ').padStart(20)}`;
-      line += `   ${others.map((n) => median(cpu.get(`${s.label}|${n}`)!.plugin).toFixed(0)).join(' / ').padStart(16)}`;
+      line += `   ${variants
+        .map((v) => median(cpu.get(`${s.label}|${v.name}`)!.server).toFixed(0))
+        .join(' / ')
+        .padStart(20)}`;
+      line += `   ${others
+        .map((n) => median(cpu.get(`${s.label}|${n}`)!.plugin).toFixed(0))
+        .join(' / ')
+        .padStart(16)}`;
       for (const v of variants) row[`serverCpuUs_${v.name}`] = median(cpu.get(`${s.label}|${v.name}`)!.server);
       for (const n of others) row[`pluginCpuUs_${n}`] = median(cpu.get(`${s.label}|${n}`)!.plugin);
       console.log(line);
@@ -323,7 +359,12 @@ async function main(): Promise<void> {
     }
     console.log('plugin CPU µs per mint by thread (pkcs11 variant, each round):');
     for (const [label, rounds] of threadBreakdown) console.log(`  ${label.padEnd(18)} ${rounds.join('  |  ')}`);
-    console.log(`load average at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    console.log(
+      `load average at end: ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    );
     console.log(JSON.stringify({ seconds: SECONDS, rounds: ROUNDS, summary }));
   } finally {
     for (const v of variants) v.client.close();

@@ -4,7 +4,13 @@
 // Init: the process configures the plugin itself (BENCH_HCL), creates the benchmark key, listens on BENCH_SOCKET and
 // prints "ready".
 import '../../plugins/pkcs11-keymanager/uv-threadpool';
-import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  type ServerUnaryCall,
+  type sendUnaryData,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { createLogger, serverKeyManager, type CallContext } from '@spire-hw/sdk';
 import { PluginError, Code, toStatus } from '@spire-hw/sdk/errors';
 import type { ConfigStatus } from '@spire-hw/sdk/config';
@@ -15,7 +21,10 @@ async function main(): Promise<void> {
   const km = new Pkcs11KeyManager();
   const def = serverKeyManager(km);
   const status: ConfigStatus = { errors: [], notes: [] };
-  const cfg = km.buildConfig({ trustDomain: 'example.org', hclText: process.env['BENCH_HCL'] ?? '', coreConfigurationPresent: true }, status);
+  const cfg = km.buildConfig(
+    { trustDomain: 'example.org', hclText: process.env['BENCH_HCL'] ?? '', coreConfigurationPresent: true },
+    status,
+  );
   if (!cfg || status.errors.length) throw new Error(`configuration: ${status.errors.join('; ')}`);
   await km.applyConfig(cfg);
 
@@ -54,7 +63,9 @@ async function main(): Promise<void> {
   const server = new Server({ 'grpc.max_send_message_length': -1 });
   server.addService(def.service, impl);
   await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix://${process.env['BENCH_SOCKET']}`, ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
+    server.bindAsync(`unix://${process.env['BENCH_SOCKET']}`, ServerCredentials.createInsecure(), (e) =>
+      e ? reject(e) : resolve(),
+    ),
   );
   process.stdout.write('ready\n');
   process.on('SIGTERM', () => {

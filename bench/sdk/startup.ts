@@ -1,15 +1,15 @@
 // Benchmark (not a test): plugin exec-to-handshake time and RSS at idle for an SDK-built plugin, spawned as SPIRE
 // does. Targets from the plugin-runtime issue: handshake ≤ 250 ms, idle RSS ≤ 70 MB on the project machine.
 // Run: node dist/bench/sdk/startup.js [rounds]
-import { chmodSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
-import { performance } from "node:perf_hooks";
-import { spawnPlugin } from "@spire-hw/sdk/testing";
+import { chmodSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { spawnPlugin } from '@spire-hw/sdk/testing';
 
-const fixture = resolve(__dirname, "../../test/fixtures/sdk/echo-attestor.js");
+const fixture = resolve(__dirname, '../../test/fixtures/sdk/echo-attestor.js');
 
 function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
@@ -26,7 +26,7 @@ async function main() {
   const rss: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const t0 = performance.now();
-    const p = await spawnPlugin({ command: fixture, type: "WorkloadAttestor", side: "agent", hcl: 'label = "bench"' });
+    const p = await spawnPlugin({ command: fixture, type: 'WorkloadAttestor', side: 'agent', hcl: 'label = "bench"' });
     // spawnPlugin resolves after handshake + Init + Configure; measure handshake alone from the child's view:
     const t1 = performance.now();
     handshake.push(p.handshakeMs);
@@ -36,11 +36,17 @@ async function main() {
     await p.unload();
   }
   const row = (name: string, xs: number[], unit: string, target: string) =>
-    console.log(`${name.padEnd(34)} p50 ${pct(xs, 50).toFixed(1).padStart(7)} ${unit}  p90 ${pct(xs, 90).toFixed(1).padStart(7)} ${unit}  max ${Math.max(...xs).toFixed(1).padStart(7)} ${unit}  target ${target}`);
+    console.log(
+      `${name.padEnd(34)} p50 ${pct(xs, 50).toFixed(1).padStart(7)} ${unit}  p90 ${pct(xs, 90).toFixed(1).padStart(7)} ${unit}  max ${Math.max(
+        ...xs,
+      )
+        .toFixed(1)
+        .padStart(7)} ${unit}  target ${target}`,
+    );
   console.log(`SDK plugin startup, ${rounds} rounds, node ${process.version}`);
-  row("exec → handshake line", handshake, "ms", "≤ 250 ms");
-  row("exec → handshake+Init+Configure", loaded, "ms", "(info)");
-  row("RSS at idle (1.5 s after Configure)", rss, "MiB", "≤ 70 MiB");
+  row('exec → handshake line', handshake, 'ms', '≤ 250 ms');
+  row('exec → handshake+Init+Configure', loaded, 'ms', '(info)');
+  row('RSS at idle (1.5 s after Configure)', rss, 'MiB', '≤ 70 MiB');
 }
 
 main().catch((e) => {

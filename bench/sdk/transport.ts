@@ -56,7 +56,11 @@ async function spawnGrpcJs(hsm: SoftHsm): Promise<Served> {
     child.once('exit', (code) => reject(new Error(`grpc-js reference server exited (${code})`)));
   });
   const exited = new Promise((r) => child.once('exit', r));
-  return { pid: child.pid!, socket, stop: () => (child.kill('SIGTERM'), exited.finally(() => fs.rmSync(dir, { recursive: true, force: true }))) };
+  return {
+    pid: child.pid!,
+    socket,
+    stop: () => (child.kill('SIGTERM'), exited.finally(() => fs.rmSync(dir, { recursive: true, force: true }))),
+  };
 }
 
 async function main(): Promise<void> {
@@ -77,14 +81,23 @@ async function main(): Promise<void> {
           if (r.errors) throw new Error(`${t}: ${r.errors} failed calls (${r.first_error})`);
           const key = `${t} c=${c}`;
           const list = samples.get(key) ?? [];
-          list.push({ opsPerSec: r.ops_per_sec, p50Us: r.p50_us, pluginCpuUs: ((cpu1 - cpu0) / r.calls) * 1e6, clientCpuUs: r.cpu_us_per_call });
+          list.push({
+            opsPerSec: r.ops_per_sec,
+            p50Us: r.p50_us,
+            pluginCpuUs: ((cpu1 - cpu0) / r.calls) * 1e6,
+            clientCpuUs: r.cpu_us_per_call,
+          });
           samples.set(key, list);
         }
       }
     }
     const cpus = os.cpus();
-    console.log(`\nSDK gRPC transports, GetPublicKey from a grpc-go client, ${SECONDS}s per run, median of ${ROUNDS} interleaved rounds, ${cpus.length} CPUs (${cpus[0]?.model.trim() ?? '?'})`);
-    console.log(`${'transport'.padEnd(16)}${'ops/s'.padStart(10)}${'p50 µs'.padStart(10)}${'plugin CPU µs/call'.padStart(22)}${'client CPU µs/call'.padStart(22)}`);
+    console.log(
+      `\nSDK gRPC transports, GetPublicKey from a grpc-go client, ${SECONDS}s per run, median of ${ROUNDS} interleaved rounds, ${cpus.length} CPUs (${cpus[0]?.model.trim() ?? '?'})`,
+    );
+    console.log(
+      `${'transport'.padEnd(16)}${'ops/s'.padStart(10)}${'p50 µs'.padStart(10)}${'plugin CPU µs/call'.padStart(22)}${'client CPU µs/call'.padStart(22)}`,
+    );
     const out: Array<{ config: string } & Sample> = [];
     for (const [config, list] of samples) {
       const m: Sample = {
@@ -94,11 +107,15 @@ async function main(): Promise<void> {
         clientCpuUs: median(list.map((s) => s.clientCpuUs)),
       };
       out.push({ config, ...m });
-      console.log(`${config.padEnd(16)}${m.opsPerSec.toFixed(0).padStart(10)}${m.p50Us.toFixed(0).padStart(10)}${m.pluginCpuUs.toFixed(1).padStart(22)}${m.clientCpuUs.toFixed(1).padStart(22)}`);
+      console.log(
+        `${config.padEnd(16)}${m.opsPerSec.toFixed(0).padStart(10)}${m.p50Us.toFixed(0).padStart(10)}${m.pluginCpuUs.toFixed(1).padStart(22)}${m.clientCpuUs.toFixed(1).padStart(22)}`,
+      );
     }
     const at = (t: Transport, c: number) => out.find((o) => o.config === `${t} c=${c}`)!;
     for (const c of [1, 32]) {
-      console.log(`c=${c}: h2 / grpc-js throughput ${(at('h2', c).opsPerSec / at('grpc-js', c).opsPerSec).toFixed(2)}x, plugin CPU per call ${(at('h2', c).pluginCpuUs / at('grpc-js', c).pluginCpuUs).toFixed(2)}x`);
+      console.log(
+        `c=${c}: h2 / grpc-js throughput ${(at('h2', c).opsPerSec / at('grpc-js', c).opsPerSec).toFixed(2)}x, plugin CPU per call ${(at('h2', c).pluginCpuUs / at('grpc-js', c).pluginCpuUs).toFixed(2)}x`,
+      );
     }
     console.log(JSON.stringify({ rows: out }));
   } finally {

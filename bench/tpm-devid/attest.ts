@@ -20,9 +20,24 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TPM_CC } from '@spire-hw/tpm2';
-import { SpireHarness, spireBinariesPresent, stopAllHarnesses, type SpireLogEntry } from '../../simulators/spire/harness';
 import {
-  agentAttestor, agentHcl, agentIdOf, makeCa, provisionWithTool, serverAttestor, serverHcl, startDevice, type Devid, type Impl, type KeyType,
+  SpireHarness,
+  spireBinariesPresent,
+  stopAllHarnesses,
+  type SpireLogEntry,
+} from '../../simulators/spire/harness';
+import {
+  agentAttestor,
+  agentHcl,
+  agentIdOf,
+  makeCa,
+  provisionWithTool,
+  serverAttestor,
+  serverHcl,
+  startDevice,
+  type Devid,
+  type Impl,
+  type KeyType,
 } from '../../test/spire/tpm-devid-fixtures/env';
 
 const CC_NAME = new Map<number, string>(Object.entries(TPM_CC).map(([k, v]) => [v, k]));
@@ -46,7 +61,10 @@ class CountingProxy {
   private server: Server | undefined;
   commands: Array<{ cc: number; ms: number }> = [];
   connections = 0;
-  constructor(readonly path: string, private readonly target: string) {}
+  constructor(
+    readonly path: string,
+    private readonly target: string,
+  ) {}
 
   start(): Promise<void> {
     this.server = createServer((client) => this.handle(client));
@@ -102,7 +120,12 @@ class CountingProxy {
       const name = CC_NAME.get(c.cc) ?? `0x${c.cc.toString(16)}`;
       byName.set(name, (byName.get(name) ?? 0) + 1);
     }
-    return { commands: this.commands.length, connections: this.connections, tpmBusyMs: this.commands.reduce((a, c) => a + c.ms, 0), byName };
+    return {
+      commands: this.commands.length,
+      connections: this.connections,
+      tpmBusyMs: this.commands.reduce((a, c) => a + c.ms, 0),
+      byName,
+    };
   }
 
   stop(): Promise<void> {
@@ -125,8 +148,13 @@ async function attestOnce(spire: SpireHarness, impl: Impl, devid: Devid, tpmPath
   const mark = spire.logMark();
   await spire.startAgent({ nodeAttestor: agentAttestor(spire, impl, agentHcl(devid, tpmPath)), waitHealthy: false });
   try {
-    const ok = await spire.waitForLog((l) => l.source === 'agent' && l.msg === 'Node attestation was successful', 120_000, mark);
-    if (ok.fields['spiffe_id'] !== agentIdOf(spire.trustDomain, devid)) throw new Error(`unexpected agent ID ${String(ok.fields['spiffe_id'])}`);
+    const ok = await spire.waitForLog(
+      (l) => l.source === 'agent' && l.msg === 'Node attestation was successful',
+      120_000,
+      mark,
+    );
+    if (ok.fields['spiffe_id'] !== agentIdOf(spire.trustDomain, devid))
+      throw new Error(`unexpected agent ID ${String(ok.fields['spiffe_id'])}`);
     const lines = spire.agentLogEntries().slice(mark.agent);
     const marker = lines.find((l) => l.raw.startsWith('harness: starting spire-agent at '));
     if (!marker) throw new Error('no harness start marker');
@@ -142,12 +170,22 @@ async function attestOnce(spire: SpireHarness, impl: Impl, devid: Devid, tpmPath
 }
 
 /** Runs one agent until it has re-attested `n` times; returns each re-attestation's duration from the agent log. */
-async function reattestTimes(spire: SpireHarness, impl: Impl, devid: Devid, tpmPath: string, n: number): Promise<number[]> {
+async function reattestTimes(
+  spire: SpireHarness,
+  impl: Impl,
+  devid: Devid,
+  tpmPath: string,
+  n: number,
+): Promise<number[]> {
   rmSync(join(spire.dir, 'agent-data'), { recursive: true, force: true });
   const mark = spire.logMark();
   await spire.startAgent({ nodeAttestor: agentAttestor(spire, impl, agentHcl(devid, tpmPath)), waitHealthy: false });
   try {
-    const done = (): SpireLogEntry[] => spire.agentLogEntries().slice(mark.agent).filter((l) => l.msg === 'Successfully reattested node');
+    const done = (): SpireLogEntry[] =>
+      spire
+        .agentLogEntries()
+        .slice(mark.agent)
+        .filter((l) => l.msg === 'Successfully reattested node');
     await spire.waitForLog(() => done().length >= n, 60_000 + n * 30_000, mark);
     const lines = spire.agentLogEntries().slice(mark.agent);
     const out: number[] = [];
@@ -195,14 +233,18 @@ async function main(): Promise<void> {
       pairs.set(impl, spire);
     }
     const order: Impl[] = ['ours', 'builtin'];
-    process.stdout.write(`tpm_devid node attestation, SPIRE v1.15.3, swtpm unix socket, ${keyType.toUpperCase()} DevID, ${rounds} rounds per pair (+1 warm-up)\n`);
+    process.stdout.write(
+      `tpm_devid node attestation, SPIRE v1.15.3, swtpm unix socket, ${keyType.toUpperCase()} DevID, ${rounds} rounds per pair (+1 warm-up)\n`,
+    );
     for (const impl of order) await attestOnce(pairs.get(impl)!, impl, devid, dev.socket); // warm-up
     const samples: Sample[] = [];
     for (let r = 0; r < rounds; r++) {
       for (const impl of r % 2 ? [...order].reverse() : order) {
         const s = await attestOnce(pairs.get(impl)!, impl, devid, dev.socket);
         samples.push(s);
-        process.stdout.write(`  round ${r + 1} ${impl.padEnd(7)} total ${f(s.totalMs)} ms  (start ${f(s.startupMs)} + attest ${f(s.attestMs)})\n`);
+        process.stdout.write(
+          `  round ${r + 1} ${impl.padEnd(7)} total ${f(s.totalMs)} ms  (start ${f(s.startupMs)} + attest ${f(s.attestMs)})\n`,
+        );
       }
     }
     // TPM command counts through the proxy (untimed).
@@ -215,39 +257,64 @@ async function main(): Promise<void> {
     }
 
     process.stdout.write('\n                      p50 ms  mean ms   min ms   max ms\n');
-    const summary = new Map<Impl, { total: ReturnType<typeof stats>; attest: ReturnType<typeof stats>; start: ReturnType<typeof stats> }>();
+    const summary = new Map<
+      Impl,
+      { total: ReturnType<typeof stats>; attest: ReturnType<typeof stats>; start: ReturnType<typeof stats> }
+    >();
     for (const impl of order) {
       const mine = samples.filter((s) => s.impl === impl);
       const total = stats(mine.map((s) => s.totalMs));
       const attest = stats(mine.map((s) => s.attestMs));
       const start = stats(mine.map((s) => s.startupMs));
       summary.set(impl, { total, attest, start });
-      for (const [label, st] of [['total', total], ['  start', start], ['  attest', attest]] as const) {
-        process.stdout.write(`${`${impl} ${label}`.padEnd(20)}${f(st.p50)}   ${f(st.mean)}   ${f(st.min)}   ${f(st.max)}\n`);
+      for (const [label, st] of [
+        ['total', total],
+        ['  start', start],
+        ['  attest', attest],
+      ] as const) {
+        process.stdout.write(
+          `${`${impl} ${label}`.padEnd(20)}${f(st.p50)}   ${f(st.mean)}   ${f(st.min)}   ${f(st.max)}\n`,
+        );
       }
     }
     const o = summary.get('ours')!;
     const b = summary.get('builtin')!;
-    process.stdout.write(`\nratio ours/built-in, agent start -> agent SVID: p50 ${(o.total.p50 / b.total.p50).toFixed(2)}x, mean ${(o.total.mean / b.total.mean).toFixed(2)}x\n`);
-    process.stdout.write(`ratio ours/built-in, attestation exchange only:  p50 ${(o.attest.p50 / b.attest.p50).toFixed(2)}x, mean ${(o.attest.mean / b.attest.mean).toFixed(2)}x\n`);
+    process.stdout.write(
+      `\nratio ours/built-in, agent start -> agent SVID: p50 ${(o.total.p50 / b.total.p50).toFixed(2)}x, mean ${(o.total.mean / b.total.mean).toFixed(2)}x\n`,
+    );
+    process.stdout.write(
+      `ratio ours/built-in, attestation exchange only:  p50 ${(o.attest.p50 / b.attest.p50).toFixed(2)}x, mean ${(o.attest.mean / b.attest.mean).toFixed(2)}x\n`,
+    );
     if (reattests > 0) {
       process.stdout.write(`\nre-attestation at SVID rotation (agent_ttl 20s), ${reattests} per pair:\n`);
       const re = new Map<Impl, number[]>();
       for (const impl of order) re.set(impl, await reattestTimes(pairs.get(impl)!, impl, devid, dev.socket, reattests));
       for (const impl of order) {
         const st = stats(re.get(impl)!);
-        process.stdout.write(`  ${impl.padEnd(7)} p50 ${f(st.p50)} ms  mean ${f(st.mean)} ms  (${re.get(impl)!.map((x) => x.toFixed(0)).join(', ')})\n`);
+        process.stdout.write(
+          `  ${impl.padEnd(7)} p50 ${f(st.p50)} ms  mean ${f(st.mean)} ms  (${re
+            .get(impl)!
+            .map((x) => x.toFixed(0))
+            .join(', ')})\n`,
+        );
       }
       const ro = stats(re.get('ours')!);
       const rb = stats(re.get('builtin')!);
-      process.stdout.write(`ratio ours/built-in, re-attestation: p50 ${(ro.p50 / rb.p50).toFixed(2)}x, mean ${(ro.mean / rb.mean).toFixed(2)}x\n`);
+      process.stdout.write(
+        `ratio ours/built-in, re-attestation: p50 ${(ro.p50 / rb.p50).toFixed(2)}x, mean ${(ro.mean / rb.mean).toFixed(2)}x\n`,
+      );
     }
     process.stdout.write('\nTPM commands per attestation (counting proxy, one attestation each):\n');
     for (const impl of order) {
       const c = counts.get(impl)!;
       const kg = (c.byName.get('CreatePrimary') ?? 0) + (c.byName.get('Create') ?? 0);
-      const detail = [...c.byName.entries()].sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k}×${v}`).join(' ');
-      process.stdout.write(`  ${impl.padEnd(7)} ${c.commands} commands over ${c.connections} connection(s), ${kg} key generations, swtpm busy ${c.tpmBusyMs.toFixed(0)} ms\n    ${detail}\n`);
+      const detail = [...c.byName.entries()]
+        .sort((x, y) => y[1] - x[1])
+        .map(([k, v]) => `${k}×${v}`)
+        .join(' ');
+      process.stdout.write(
+        `  ${impl.padEnd(7)} ${c.commands} commands over ${c.connections} connection(s), ${kg} key generations, swtpm busy ${c.tpmBusyMs.toFixed(0)} ms\n    ${detail}\n`,
+      );
     }
   } finally {
     await proxy.stop().catch(() => undefined);
@@ -261,7 +328,7 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (e: unknown) => {
-    process.stderr.write(`${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exit(1);
   },
 );

@@ -7,9 +7,32 @@ import { connect, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { createSwtpm } from '../../simulators/swtpm/index';
 import {
-  Tpm, connectSwtpmUnix, execute, encodeCommand, CreatePrimary, Create, Load, FlushContext, GetRandom, Sign, StartAuthSession,
-  PolicySecret, ActivateCredential, MakeCredential, TPM_RH, TPM_SE, srkRsa2048Template, srkEccP256Template, akRsa2048Template,
-  signingEccP256Template, signingRsa2048Template, ekRsa2048Template, authHandle, startPolicySession, PolicySession, TPM_ALG,
+  Tpm,
+  connectSwtpmUnix,
+  execute,
+  encodeCommand,
+  CreatePrimary,
+  Create,
+  Load,
+  FlushContext,
+  GetRandom,
+  Sign,
+  StartAuthSession,
+  PolicySecret,
+  ActivateCredential,
+  MakeCredential,
+  TPM_RH,
+  TPM_SE,
+  srkRsa2048Template,
+  srkEccP256Template,
+  akRsa2048Template,
+  signingEccP256Template,
+  signingRsa2048Template,
+  ekRsa2048Template,
+  authHandle,
+  startPolicySession,
+  PolicySession,
+  TPM_ALG,
 } from '@spire-hw/tpm2';
 import { median } from '../stats';
 
@@ -104,10 +127,32 @@ async function main(): Promise<void> {
     const flushCmd = encodeCommand(FlushContext({ flushHandle: 0 })).bytes;
     const getRandom = encodeCommand(GetRandom({ bytesRequested: 32 })).bytes;
     const signEcc = encodeCommand(Sign({ keyHandle: eccKey.objectHandle, digest })).bytes;
-    const sas = encodeCommand(StartAuthSession({ tpmKey: TPM_RH.NULL, bind: TPM_RH.NULL, nonceCaller: randomBytes(32), sessionType: TPM_SE.POLICY })).bytes;
+    const sas = encodeCommand(
+      StartAuthSession({
+        tpmKey: TPM_RH.NULL,
+        bind: TPM_RH.NULL,
+        nonceCaller: randomBytes(32),
+        sessionType: TPM_SE.POLICY,
+      }),
+    ).bytes;
     const psec = encodeCommand(PolicySecret({ authHandle: TPM_RH.ENDORSEMENT, policySession: 0x03000000 })).bytes;
-    const fakePs = new PolicySession(0x03000000, TPM_ALG.SHA256, new Uint8Array(0), new Uint8Array(32), new Uint8Array(32), { continueSession: false }, false);
-    const act = encodeCommand(ActivateCredential({ activateHandle: ak.objectHandle, keyHandle: { handle: ek.objectHandle, session: fakePs }, credentialBlob: mc.credentialBlob, secret: mc.secret })).bytes;
+    const fakePs = new PolicySession(
+      0x03000000,
+      TPM_ALG.SHA256,
+      new Uint8Array(0),
+      new Uint8Array(32),
+      new Uint8Array(32),
+      { continueSession: false },
+      false,
+    );
+    const act = encodeCommand(
+      ActivateCredential({
+        activateHandle: ak.objectHandle,
+        keyHandle: { handle: ek.objectHandle, session: fakePs },
+        credentialBlob: mc.credentialBlob,
+        secret: mc.secret,
+      }),
+    ).bytes;
     // session handle positions: PolicySecret handle area [14..18); ActivateCredential auth area: 2nd session handle
     const actSessionAt = 10 + 8 + 4 + 9; // header, 2 handles, authSize, first (password) auth of 9 bytes
 
@@ -119,12 +164,14 @@ async function main(): Promise<void> {
 
     const ops: Op[] = [
       {
-        name: 'GetRandom(32)', iterations: 400 * scale,
+        name: 'GetRandom(32)',
+        iterations: 400 * scale,
         lib: async (t) => void (await execute(t, GetRandom({ bytesRequested: 32 }))),
         bare: async (raw) => void check(await raw.send(getRandom), 'GetRandom'),
       },
       {
-        name: 'CreatePrimary RSA-2048 + Flush', iterations: Math.max(3, 5 * scale),
+        name: 'CreatePrimary RSA-2048 + Flush',
+        iterations: Math.max(3, 5 * scale),
         lib: async (t) => {
           // two slots are free only after flushing one long-lived object; keep 3-slot discipline: reuse slot of ecc key? no: ek
           const r = await execute(t, CreatePrimary({ primaryHandle: TPM_RH.OWNER, inPublic: srkRsa2048Template() }));
@@ -136,7 +183,8 @@ async function main(): Promise<void> {
         },
       },
       {
-        name: 'CreatePrimary ECC P-256 + Flush', iterations: 100 * scale,
+        name: 'CreatePrimary ECC P-256 + Flush',
+        iterations: 100 * scale,
         lib: async (t) => {
           const r = await execute(t, CreatePrimary({ primaryHandle: TPM_RH.OWNER, inPublic: srkEccP256Template() }));
           await execute(t, FlushContext({ flushHandle: r.objectHandle }));
@@ -147,17 +195,27 @@ async function main(): Promise<void> {
         },
       },
       {
-        name: 'Sign ECDSA P-256', iterations: 200 * scale,
+        name: 'Sign ECDSA P-256',
+        iterations: 200 * scale,
         lib: async (t) => void (await execute(t, Sign({ keyHandle: eccKey.objectHandle, digest }))),
         bare: async (raw) => void check(await raw.send(signEcc), 'Sign'),
       },
       {
-        name: 'ActivateCredential (+StartAuthSession, PolicySecret)', iterations: 60 * scale,
+        name: 'ActivateCredential (+StartAuthSession, PolicySecret)',
+        iterations: 60 * scale,
         lib: async (t) => {
           const ps = await startPolicySession(t);
           await execute(t, PolicySecret({ authHandle: TPM_RH.ENDORSEMENT, policySession: ps.handle }));
           ps.continueSession = false;
-          const r = await execute(t, ActivateCredential({ activateHandle: ak.objectHandle, keyHandle: { handle: ek.objectHandle, session: ps }, credentialBlob: mc.credentialBlob, secret: mc.secret }));
+          const r = await execute(
+            t,
+            ActivateCredential({
+              activateHandle: ak.objectHandle,
+              keyHandle: { handle: ek.objectHandle, session: ps },
+              credentialBlob: mc.credentialBlob,
+              secret: mc.secret,
+            }),
+          );
           if (r.certInfo.length !== 32) throw new Error('bad certInfo');
         },
         bare: async (raw) => {
@@ -221,21 +279,46 @@ async function main(): Promise<void> {
         for (let i = 0; i < Math.min(20, op.iterations); i++) await op.bare(viaTransport);
       }
       if (needsSlot) {
-        const again = await execute(tpm, CreatePrimary({ primaryHandle: TPM_RH.ENDORSEMENT, inPublic: ekRsa2048Template() }));
+        const again = await execute(
+          tpm,
+          CreatePrimary({ primaryHandle: TPM_RH.ENDORSEMENT, inPublic: ekRsa2048Template() }),
+        );
         (ek as { objectHandle: number }).objectHandle = again.objectHandle;
       }
       const trM = median(trT);
       const rawM = median(rawT);
       const pct = (a: number, b: number) => `${(((a - b) / b) * 100).toFixed(1)}%`;
-      rows.push([op.name, String(n), lib.toFixed(3), tr.toFixed(3), (lib / tr).toFixed(3), pct(lib, tr), trM.toFixed(3), rawM.toFixed(3), pct(trM, rawM)]);
+      rows.push([
+        op.name,
+        String(n),
+        lib.toFixed(3),
+        tr.toFixed(3),
+        (lib / tr).toFixed(3),
+        pct(lib, tr),
+        trM.toFixed(3),
+        rawM.toFixed(3),
+        pct(trM, rawM),
+      ]);
     }
     void signingRsa2048Template;
     void authHandle;
 
-    const head = ['operation', 'n', 'A: library ms/op', 'A: bare bytes ms/op', 'A: ratio', 'A: overhead', 'B: transport ms/op', 'B: raw socket ms/op', 'B: overhead'];
+    const head = [
+      'operation',
+      'n',
+      'A: library ms/op',
+      'A: bare bytes ms/op',
+      'A: ratio',
+      'A: overhead',
+      'B: transport ms/op',
+      'B: raw socket ms/op',
+      'B: overhead',
+    ];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-    console.log(`swtpm 0.7.1 over a unix socket, node ${process.version}; A = interleaved per iteration on one connection, B = median of ${ROUNDS} alternating rounds`);
+    console.log(
+      `swtpm 0.7.1 over a unix socket, node ${process.version}; A = interleaved per iteration on one connection, B = median of ${ROUNDS} alternating rounds`,
+    );
     console.log(line(head));
     console.log(widths.map((w) => '-'.repeat(w)).join('  '));
     for (const r of rows) console.log(line(r));

@@ -147,7 +147,11 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * Runs the workload again and again until it receives SVIDs for all of `wantIds` (entries reach the agent with a
  * delay) or the deadline passes. Returns the successful run (its PID is the one SPIRE attested).
  */
-export async function fetchUntil(w: WorkloadSpec, wantIds: string[], timeoutMs = 60_000): Promise<WorkloadResult & { ids: string[] }> {
+export async function fetchUntil(
+  w: WorkloadSpec,
+  wantIds: string[],
+  timeoutMs = 60_000,
+): Promise<WorkloadResult & { ids: string[] }> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
@@ -155,13 +159,21 @@ export async function fetchUntil(w: WorkloadSpec, wantIds: string[], timeoutMs =
     const ids = spiffeIdsFromFetch(r.stdout);
     if (r.code === 0 && wantIds.every((id) => ids.includes(id))) return { ...r, ids };
     last = `exit ${r.code}${r.signal ? `/${r.signal}` : ''}, ids [${ids.join(', ')}], stderr: ${r.stderr.trim().slice(0, 500)}`;
-    if (Date.now() > deadline) throw new Error(`workload ${workloadArgv(w).join(' ')} never got [${wantIds.join(', ')}] within ${timeoutMs} ms; last: ${last}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `workload ${workloadArgv(w).join(' ')} never got [${wantIds.join(', ')}] within ${timeoutMs} ms; last: ${last}`,
+      );
     await sleep(500);
   }
 }
 
 function isSelector(v: unknown): v is Selector {
-  return typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)['type'] === 'string' && typeof (v as Record<string, unknown>)['value'] === 'string';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as Record<string, unknown>)['type'] === 'string' &&
+    typeof (v as Record<string, unknown>)['value'] === 'string'
+  );
 }
 
 /** The agent's DEBUG line "PID attested to have selectors" (pkg/agent/attestor/workload) for `pid`, if present. */
@@ -224,7 +236,10 @@ export class StatsdListener {
   /** Per-attestor elapsed times (ms) recorded since `from` (an index into samples), successful calls only. */
   attestorTimes(attestor: string, from = 0): number[] {
     const re = new RegExp(`\\.workload_api\\.workload_attestor\\.elapsed_time\\.${attestor}\\.OK(\\.|$)`);
-    return this.samples.slice(from).filter((s) => re.test(s.key)).map((s) => s.ms);
+    return this.samples
+      .slice(from)
+      .filter((s) => re.test(s.key))
+      .map((s) => s.ms);
   }
   close(): void {
     this.sock.close();
@@ -245,7 +260,11 @@ export function percentile(values: number[], p: number): number {
  * is one attestation of the calling process; the time is until the first X509SVIDResponse (the stream is then
  * cancelled). `beforeEach` runs outside the timed section. Failed calls are counted, not timed.
  */
-export async function timeFetchX509(socketPath: string, count: number, beforeEach?: (i: number) => void): Promise<{ ms: number[]; errors: string[] }> {
+export async function timeFetchX509(
+  socketPath: string,
+  count: number,
+  beforeEach?: (i: number) => void,
+): Promise<{ ms: number[]; errors: string[] }> {
   const client = workloadApiClient(socketPath);
   const ms: number[] = [];
   const errors: string[] = [];

@@ -23,7 +23,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildGoExternal } from '../go-external';
-import { SpireHarness, renderConfig, spireChildEnv, spireHealthy, type PluginDecl } from '../../simulators/spire/harness';
+import {
+  SpireHarness,
+  renderConfig,
+  spireChildEnv,
+  spireHealthy,
+  type PluginDecl,
+} from '../../simulators/spire/harness';
 import { renderSettings } from '../../simulators/spire/config';
 import { runCommand, spawnLogged, stopProcess, type ManagedProcess } from '../../simulators/spire/procs';
 import { PLUGIN_MAIN, StatsdListener, copyExecutable, percentile, publicTmpDir, timeFetchX509 } from './lib';
@@ -44,7 +50,12 @@ interface Stats {
   mean: number;
 }
 function stats(v: number[]): Stats {
-  return { n: v.length, p50: percentile(v, 50), p99: percentile(v, 99), mean: v.reduce((a, b) => a + b, 0) / Math.max(1, v.length) };
+  return {
+    n: v.length,
+    p50: percentile(v, 50),
+    p99: percentile(v, 99),
+    mean: v.reduce((a, b) => a + b, 0) / Math.max(1, v.length),
+  };
 }
 
 /** A second spire-agent against the harness' server (the harness runs one agent; this is a local helper). */
@@ -54,7 +65,12 @@ interface ExtraAgent {
   spiffeId: string;
 }
 
-async function startExtraAgent(spire: SpireHarness, name: string, plugins: PluginDecl[], topLevel: string): Promise<ExtraAgent> {
+async function startExtraAgent(
+  spire: SpireHarness,
+  name: string,
+  plugins: PluginDecl[],
+  topLevel: string,
+): Promise<ExtraAgent> {
   const dir = path.join(spire.dir, name);
   fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
   const token = await spire.generateJoinToken();
@@ -79,10 +95,18 @@ async function startExtraAgent(spire: SpireHarness, name: string, plugins: Plugi
   ];
   const conf = path.join(dir, 'agent.conf');
   fs.writeFileSync(conf, renderConfig('agent', settings, 'experimental {\n  sync_interval = "1s"\n}', all, topLevel));
-  const proc = spawnLogged({ name, cmd: spire.agentBin, args: ['run', '-config', conf], logFile: path.join(dir, 'agent.log'), cwd: dir, env: spireChildEnv() });
+  const proc = spawnLogged({
+    name,
+    cmd: spire.agentBin,
+    args: ['run', '-config', conf],
+    logFile: path.join(dir, 'agent.log'),
+    cwd: dir,
+    env: spireChildEnv(),
+  });
   const deadline = Date.now() + 90_000;
   for (;;) {
-    if (proc.exitInfo) throw new Error(`${name} exited: ${fs.readFileSync(path.join(dir, 'agent.log'), 'utf8').slice(-3000)}`);
+    if (proc.exitInfo)
+      throw new Error(`${name} exited: ${fs.readFileSync(path.join(dir, 'agent.log'), 'utf8').slice(-3000)}`);
     if (await spireHealthy(spire.agentBin, socket)) break;
     if (Date.now() > deadline) throw new Error(`${name} not healthy within 90 s`);
     await sleep(300);
@@ -102,7 +126,12 @@ async function waitForSvid(socket: string): Promise<void> {
 }
 
 /** Runs the padded-node workload; returns its client-side timings. */
-async function runBigWorkload(exe: string, socket: string, count: number, mode: 'warm' | 'cold'): Promise<{ ms: number[]; errors: string[] }> {
+async function runBigWorkload(
+  exe: string,
+  socket: string,
+  count: number,
+  mode: 'warm' | 'cold',
+): Promise<{ ms: number[]; errors: string[] }> {
   const r = await runCommand(exe, [WORKLOAD_JS, socket, String(count), mode], { timeoutMs: 600_000 });
   if (r.code !== 0) throw new Error(`workload exited ${r.code}: ${r.stderr}`);
   const v = JSON.parse(r.stdout) as { exe: string; ms: number[]; errors: string[] };
@@ -128,7 +157,8 @@ async function main(): Promise<void> {
   let extra: ExtraAgent | undefined;
   const rows: Row[] = [];
   const notes: string[] = [];
-  const ts = (name: string, data: string): PluginDecl => spire.nodePlugin({ type: 'WorkloadAttestor', name, script: PLUGIN_MAIN, pluginData: data });
+  const ts = (name: string, data: string): PluginDecl =>
+    spire.nodePlugin({ type: 'WorkloadAttestor', name, script: PLUGIN_MAIN, pluginData: data });
   const builtin = (data: string): PluginDecl => ({ type: 'WorkloadAttestor', name: 'unix', pluginData: data });
   const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
   try {
@@ -139,7 +169,11 @@ async function main(): Promise<void> {
     await spire.startAgent({ logLevel: 'INFO', extraTopLevel: telemetry }); // harness default: built-in unix, plugin_data {}
     await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/a-builtin`, selectors: ['unix:uid:0'] });
     extra = await startExtraAgent(spire, 'agent-ts', [ts('unix_ts', '')], telemetry);
-    await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/a-ts`, parentId: extra.spiffeId, selectors: ['unix_ts:uid:0'] });
+    await spire.createEntry({
+      spiffeId: `spiffe://${spire.trustDomain}/bench/a-ts`,
+      parentId: extra.spiffeId,
+      selectors: ['unix_ts:uid:0'],
+    });
     await waitForSvid(spire.agentSocket);
     await waitForSvid(extra.socket);
     await timeFetchX509(spire.agentSocket, BLOCK);
@@ -152,8 +186,18 @@ async function main(): Promise<void> {
       e2eT.push(...(await timeFetchX509(extra.socket, BLOCK)).ms);
     }
     await sleep(1_000); // StatsD flushes every 100 ms
-    rows.push({ phase: 'A two agents', what: 'FetchX509SVID end-to-end (client)', builtin: stats(e2eB), ours: stats(e2eT) });
-    rows.push({ phase: 'A two agents', what: 'attestor elapsed (agent telemetry)', builtin: stats(statsd.attestorTimes('unix', from)), ours: stats(statsd.attestorTimes('unix_ts', from)) });
+    rows.push({
+      phase: 'A two agents',
+      what: 'FetchX509SVID end-to-end (client)',
+      builtin: stats(e2eB),
+      ours: stats(e2eT),
+    });
+    rows.push({
+      phase: 'A two agents',
+      what: 'attestor elapsed (agent telemetry)',
+      builtin: stats(statsd.attestorTimes('unix', from)),
+      ours: stats(statsd.attestorTimes('unix_ts', from)),
+    });
     await stopProcess(extra.proc, 15_000);
     extra = undefined;
 
@@ -161,17 +205,27 @@ async function main(): Promise<void> {
     // external Go plugin (BENCH_GO_EXTERNAL=1 builds bench/unix/go-external; or a path to such a binary), alternating
     // with the built-in and ours.
     const goEnv = process.env['BENCH_GO_EXTERNAL'];
-    const goExternal =
-      goEnv === '1'
-        ? buildGoExternal('unix/go-external')
-        : goEnv;
+    const goExternal = goEnv === '1' ? buildGoExternal('unix/go-external') : goEnv;
     if (goExternal) {
       log('phase A2: built-in vs the same attestor as an external Go plugin vs ours, three agents, alternating blocks');
       extra = await startExtraAgent(spire, 'agent-ts2', [ts('unix_ts', '')], telemetry);
-      const goAgent = await startExtraAgent(spire, 'agent-go', [{ type: 'WorkloadAttestor', name: 'unix_go', pluginCmd: goExternal, pluginData: '' }], telemetry);
+      const goAgent = await startExtraAgent(
+        spire,
+        'agent-go',
+        [{ type: 'WorkloadAttestor', name: 'unix_go', pluginCmd: goExternal, pluginData: '' }],
+        telemetry,
+      );
       try {
-        await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/a2-ts`, parentId: extra.spiffeId, selectors: ['unix_ts:uid:0'] });
-        await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/a2-go`, parentId: goAgent.spiffeId, selectors: ['unix_go:uid:0'] });
+        await spire.createEntry({
+          spiffeId: `spiffe://${spire.trustDomain}/bench/a2-ts`,
+          parentId: extra.spiffeId,
+          selectors: ['unix_ts:uid:0'],
+        });
+        await spire.createEntry({
+          spiffeId: `spiffe://${spire.trustDomain}/bench/a2-go`,
+          parentId: goAgent.spiffeId,
+          selectors: ['unix_go:uid:0'],
+        });
         await waitForSvid(extra.socket);
         await waitForSvid(goAgent.socket);
         await timeFetchX509(goAgent.socket, BLOCK);
@@ -186,10 +240,30 @@ async function main(): Promise<void> {
           t2.push(...(await timeFetchX509(extra.socket, BLOCK)).ms);
         }
         await sleep(1_000);
-        rows.push({ phase: 'A2 three agents', what: 'FetchX509SVID e2e: built-in vs ours', builtin: stats(b2), ours: stats(t2) });
-        rows.push({ phase: 'A2 three agents', what: 'FetchX509SVID e2e: built-in vs same code as external Go plugin', builtin: stats(b2), ours: stats(g2) });
-        rows.push({ phase: 'A2 three agents', what: 'FetchX509SVID e2e: external Go plugin vs ours', builtin: stats(g2), ours: stats(t2) });
-        rows.push({ phase: 'A2 three agents', what: 'attestor elapsed: external Go plugin vs ours', builtin: stats(statsd.attestorTimes('unix_go', from2)), ours: stats(statsd.attestorTimes('unix_ts', from2)) });
+        rows.push({
+          phase: 'A2 three agents',
+          what: 'FetchX509SVID e2e: built-in vs ours',
+          builtin: stats(b2),
+          ours: stats(t2),
+        });
+        rows.push({
+          phase: 'A2 three agents',
+          what: 'FetchX509SVID e2e: built-in vs same code as external Go plugin',
+          builtin: stats(b2),
+          ours: stats(g2),
+        });
+        rows.push({
+          phase: 'A2 three agents',
+          what: 'FetchX509SVID e2e: external Go plugin vs ours',
+          builtin: stats(g2),
+          ours: stats(t2),
+        });
+        rows.push({
+          phase: 'A2 three agents',
+          what: 'attestor elapsed: external Go plugin vs ours',
+          builtin: stats(statsd.attestorTimes('unix_go', from2)),
+          ours: stats(statsd.attestorTimes('unix_ts', from2)),
+        });
       } finally {
         await stopProcess(goAgent.proc, 15_000);
         await stopProcess(extra.proc, 15_000);
@@ -200,15 +274,30 @@ async function main(): Promise<void> {
     // ---------------- B. one agent with both, no hashing
     log('phase B: one agent with built-in unix + unix_ts (no hashing)');
     await spire.stopAgent();
-    await spire.startAgent({ logLevel: 'INFO', extraTopLevel: telemetry, unixWorkloadAttestor: false, plugins: [builtin(''), ts('unix_ts', '')] });
-    await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/b`, selectors: ['unix:uid:0', 'unix_ts:uid:0'] });
+    await spire.startAgent({
+      logLevel: 'INFO',
+      extraTopLevel: telemetry,
+      unixWorkloadAttestor: false,
+      plugins: [builtin(''), ts('unix_ts', '')],
+    });
+    await spire.createEntry({
+      spiffeId: `spiffe://${spire.trustDomain}/bench/b`,
+      selectors: ['unix:uid:0', 'unix_ts:uid:0'],
+    });
     await waitForSvid(spire.agentSocket);
     await timeFetchX509(spire.agentSocket, BLOCK);
     from = statsd.samples.length;
     const e2eBoth = (await timeFetchX509(spire.agentSocket, N)).ms;
     await sleep(1_000);
-    rows.push({ phase: 'B one agent, both', what: 'attestor elapsed (agent telemetry)', builtin: stats(statsd.attestorTimes('unix', from)), ours: stats(statsd.attestorTimes('unix_ts', from)) });
-    notes.push(`B: FetchX509SVID end-to-end with both attestors (the slower one bounds it): p50 ${f(percentile(e2eBoth, 50))} ms, p99 ${f(percentile(e2eBoth, 99))} ms`);
+    rows.push({
+      phase: 'B one agent, both',
+      what: 'attestor elapsed (agent telemetry)',
+      builtin: stats(statsd.attestorTimes('unix', from)),
+      ours: stats(statsd.attestorTimes('unix_ts', from)),
+    });
+    notes.push(
+      `B: FetchX509SVID end-to-end with both attestors (the slower one bounds it): p50 ${f(percentile(e2eBoth, 50))} ms, p99 ${f(percentile(e2eBoth, 99))} ms`,
+    );
 
     // ---------------- C. one agent with both, path discovery + sha256 of a 100 MiB binary
     log('phase C: one agent with both, discover_workload_path = true, 100 MiB workload binary');
@@ -216,30 +305,63 @@ async function main(): Promise<void> {
     copyExecutable(process.execPath, big, BIG);
     await spire.stopAgent();
     const opt = 'discover_workload_path = true';
-    await spire.startAgent({ logLevel: 'INFO', extraTopLevel: telemetry, unixWorkloadAttestor: false, plugins: [builtin(opt), ts('unix_ts', opt)] });
-    await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/c`, selectors: ['unix:uid:0', 'unix_ts:uid:0'] });
+    await spire.startAgent({
+      logLevel: 'INFO',
+      extraTopLevel: telemetry,
+      unixWorkloadAttestor: false,
+      plugins: [builtin(opt), ts('unix_ts', opt)],
+    });
+    await spire.createEntry({
+      spiffeId: `spiffe://${spire.trustDomain}/bench/c`,
+      selectors: ['unix:uid:0', 'unix_ts:uid:0'],
+    });
     await waitForSvid(spire.agentSocket);
     const pre = await runBigWorkload(big, spire.agentSocket, 3, 'warm'); // first call fills our digest cache
     if (pre.errors.length) throw new Error(`warm-up: ${pre.errors.join('; ')}`);
     from = statsd.samples.length;
     const warm = await runBigWorkload(big, spire.agentSocket, N_WARM, 'warm');
     await sleep(1_000);
-    rows.push({ phase: 'C sha256 100 MiB', what: 'warm: attestor elapsed (telemetry)', builtin: stats(statsd.attestorTimes('unix', from)), ours: stats(statsd.attestorTimes('unix_ts', from)) });
-    notes.push(`C warm: FetchX509SVID end-to-end with both: p50 ${f(percentile(warm.ms, 50))} ms (bounded by the built-in's hash); errors ${warm.errors.length}`);
+    rows.push({
+      phase: 'C sha256 100 MiB',
+      what: 'warm: attestor elapsed (telemetry)',
+      builtin: stats(statsd.attestorTimes('unix', from)),
+      ours: stats(statsd.attestorTimes('unix_ts', from)),
+    });
+    notes.push(
+      `C warm: FetchX509SVID end-to-end with both: p50 ${f(percentile(warm.ms, 50))} ms (bounded by the built-in's hash); errors ${warm.errors.length}`,
+    );
     from = statsd.samples.length;
     const cold = await runBigWorkload(big, spire.agentSocket, N_COLD, 'cold');
     await sleep(1_000);
-    rows.push({ phase: 'C sha256 100 MiB', what: 'cold: attestor elapsed (telemetry)', builtin: stats(statsd.attestorTimes('unix', from)), ours: stats(statsd.attestorTimes('unix_ts', from)) });
-    notes.push(`C cold: FetchX509SVID end-to-end with both: p50 ${f(percentile(cold.ms, 50))} ms; errors ${cold.errors.length}; both attestors hash concurrently (2 vCPU)`);
-    notes.push('the agent also self-attests every 60 s (health check); at most one such sample per minute falls into a window');
+    rows.push({
+      phase: 'C sha256 100 MiB',
+      what: 'cold: attestor elapsed (telemetry)',
+      builtin: stats(statsd.attestorTimes('unix', from)),
+      ours: stats(statsd.attestorTimes('unix_ts', from)),
+    });
+    notes.push(
+      `C cold: FetchX509SVID end-to-end with both: p50 ${f(percentile(cold.ms, 50))} ms; errors ${cold.errors.length}; both attestors hash concurrently (2 vCPU)`,
+    );
+    notes.push(
+      'the agent also self-attests every 60 s (health check); at most one such sample per minute falls into a window',
+    );
     // ---------------- D. two agents again, with hashing: each attestor measured without the other hashing at the
     // same time (in C the built-in's 100 MiB hash occupies a core during every call we time).
     log('phase D: agent 1 = built-in unix only, agent 2 = unix_ts only, discover_workload_path = true, alternating');
     await spire.stopAgent();
-    await spire.startAgent({ logLevel: 'INFO', extraTopLevel: telemetry, unixWorkloadAttestor: false, plugins: [builtin(opt)] });
+    await spire.startAgent({
+      logLevel: 'INFO',
+      extraTopLevel: telemetry,
+      unixWorkloadAttestor: false,
+      plugins: [builtin(opt)],
+    });
     await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/d-builtin`, selectors: ['unix:uid:0'] });
     extra = await startExtraAgent(spire, 'agent-ts-hash', [ts('unix_ts', opt)], telemetry);
-    await spire.createEntry({ spiffeId: `spiffe://${spire.trustDomain}/bench/d-ts`, parentId: extra.spiffeId, selectors: ['unix_ts:uid:0'] });
+    await spire.createEntry({
+      spiffeId: `spiffe://${spire.trustDomain}/bench/d-ts`,
+      parentId: extra.spiffeId,
+      selectors: ['unix_ts:uid:0'],
+    });
     await waitForSvid(spire.agentSocket);
     await waitForSvid(extra.socket);
     await runBigWorkload(big, extra.socket, 2, 'warm');
@@ -268,14 +390,33 @@ async function main(): Promise<void> {
         dCold.push(...statsd.attestorTimes('unix_ts', i));
       }
     }
-    rows.push({ phase: 'D two agents, sha256 100 MiB', what: 'warm: attestor elapsed (telemetry)', builtin: stats(dB), ours: stats(dWarm) });
-    rows.push({ phase: 'D two agents, sha256 100 MiB', what: 'cold: attestor elapsed (telemetry)', builtin: stats(dB), ours: stats(dCold) });
-    rows.push({ phase: 'D two agents, sha256 100 MiB', what: 'warm: FetchX509SVID end-to-end (client)', builtin: stats(e2eDB), ours: stats(e2eDW) });
-    rows.push({ phase: 'D two agents, sha256 100 MiB', what: 'cold: FetchX509SVID end-to-end (client)', builtin: stats(e2eDB), ours: stats(e2eDC) });
+    rows.push({
+      phase: 'D two agents, sha256 100 MiB',
+      what: 'warm: attestor elapsed (telemetry)',
+      builtin: stats(dB),
+      ours: stats(dWarm),
+    });
+    rows.push({
+      phase: 'D two agents, sha256 100 MiB',
+      what: 'cold: attestor elapsed (telemetry)',
+      builtin: stats(dB),
+      ours: stats(dCold),
+    });
+    rows.push({
+      phase: 'D two agents, sha256 100 MiB',
+      what: 'warm: FetchX509SVID end-to-end (client)',
+      builtin: stats(e2eDB),
+      ours: stats(e2eDW),
+    });
+    rows.push({
+      phase: 'D two agents, sha256 100 MiB',
+      what: 'cold: FetchX509SVID end-to-end (client)',
+      builtin: stats(e2eDB),
+      ours: stats(e2eDC),
+    });
     notes.push('D: the built-in has no cache, so its warm and cold figures are the same calls');
     await stopProcess(extra.proc, 15_000);
     extra = undefined;
-
   } finally {
     if (extra) await stopProcess(extra.proc, 15_000).catch(() => undefined);
     await spire.stop();

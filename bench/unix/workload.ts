@@ -14,7 +14,11 @@ async function main(): Promise<void> {
   }
   const exe = fs.readlinkSync('/proc/self/exe');
   const base = Date.now() / 1000;
-  const r = await timeFetchX509(socket, Number(countText), mode === 'cold' ? (i) => fs.utimesSync(exe, base, base - 86_400 + i) : undefined);
+  const r = await timeFetchX509(
+    socket,
+    Number(countText),
+    mode === 'cold' ? (i) => fs.utimesSync(exe, base, base - 86_400 + i) : undefined,
+  );
   process.stdout.write(`${JSON.stringify({ exe, ...r })}\n`);
 }
 

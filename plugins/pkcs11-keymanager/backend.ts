@@ -23,7 +23,18 @@ import {
   serverScope,
 } from './naming';
 import { KeyRecord, KeyRecordError } from './record';
-import { CURVES, type Curve, HASHES, KeyTypeNum, digestInfoPrefix, ecPointFromAttribute, ecSpki, ecdsaRawToDer, fingerprint, rsaSpki } from './sigutil';
+import {
+  CURVES,
+  type Curve,
+  HASHES,
+  KeyTypeNum,
+  digestInfoPrefix,
+  ecPointFromAttribute,
+  ecSpki,
+  ecdsaRawToDer,
+  fingerprint,
+  rsaSpki,
+} from './sigutil';
 
 /** CKA_IDs dated later than now + this are refused when there is no key record (a planted "newest" instance). */
 export const FUTURE_SKEW_MS = 10 * 60_000;
@@ -69,7 +80,8 @@ interface Heartbeat {
   updatedAt: number;
 }
 
-const U = (b: Buffer | undefined): number => (b && b.length >= 1 ? Number(b.length >= 8 ? b.readBigUInt64LE(0) : b.readUInt32LE(0)) : -1);
+const U = (b: Buffer | undefined): number =>
+  b && b.length >= 1 ? Number(b.length >= 8 ? b.readBigUInt64LE(0) : b.readUInt32LE(0)) : -1;
 const B = (b: Buffer | undefined): boolean | undefined => (b && b.length >= 1 ? b[0] !== 0 : undefined);
 
 export class DuplicateServerError extends Error {}
@@ -96,7 +108,12 @@ export class KeyBackend {
     private readonly nonce: string,
     private readonly log: Logger,
   ) {
-    this.naming = { prefix: cfg.labelPrefix, trustDomain: cfg.trustDomain, serverId, maxLabelLength: cfg.maxLabelLength };
+    this.naming = {
+      prefix: cfg.labelPrefix,
+      trustDomain: cfg.trustDomain,
+      serverId,
+      maxLabelLength: cfg.maxLabelLength,
+    };
   }
 
   static async open(cfg: Pkcs11KeyManagerConfig, serverId: string, nonce: string, log: Logger): Promise<KeyBackend> {
@@ -139,11 +156,17 @@ export class KeyBackend {
     } catch (e) {
       if (!(e instanceof KeyRecordError) || e.reason !== 'other_server' || !cfg.keyRecordFileDefaulted) throw e;
       const aside = `${file}.${Date.now()}.old`;
-      log.warn('the key record next to key_identifier_file belongs to another identifier; moving it aside and starting a new one', { path: file, moved_to: aside });
+      log.warn(
+        'the key record next to key_identifier_file belongs to another identifier; moving it aside and starting a new one',
+        { path: file, moved_to: aside },
+      );
       try {
         fs.renameSync(file, aside);
       } catch (re) {
-        throw new KeyRecordError('unwritable', `cannot move key_record_file "${file}" aside: ${(re as NodeJS.ErrnoException).code ?? 'error'}`);
+        throw new KeyRecordError(
+          'unwritable',
+          `cannot move key_record_file "${file}" aside: ${(re as NodeJS.ErrnoException).code ?? 'error'}`,
+        );
       }
       return KeyRecord.load(file, scope);
     }
@@ -159,18 +182,29 @@ export class KeyBackend {
       [pkcs11js.CKM_RSA_PKCS_PSS, 'CKM_RSA_PKCS_PSS', pkcs11js.CKF_SIGN],
     ];
     const missing = need.filter(([m, , f]) => !mechs.has(m) || (mechs.get(m)!.flags & f) === 0).map(([, n]) => n);
-    if (missing.length > 0) this.log.warn('token lacks mechanisms; the key types using them will fail', { missing: missing.join(',') });
+    if (missing.length > 0)
+      this.log.warn('token lacks mechanisms; the key types using them will fail', { missing: missing.join(',') });
     this.log.info('PKCS#11 mechanisms', { count: mechs.size, missing: missing.join(',') || 'none' });
   }
 
   // ---------------------------------------------------------------- objects ------------------------------------------
 
-  private listObjects(cls: number, extra: Attr[] = []): Promise<Array<{ handle: Buffer; label: string; ckaId: Buffer }>> {
+  private listObjects(
+    cls: number,
+    extra: Attr[] = [],
+  ): Promise<Array<{ handle: Buffer; label: string; ckaId: Buffer }>> {
     return this.client.withAnchor('list objects', () => {
-      const hs = this.client.findSync([{ type: pkcs11js.CKA_CLASS, value: cls }, { type: pkcs11js.CKA_TOKEN, value: true }, ...extra], LIST_LIMIT);
+      const hs = this.client.findSync(
+        [{ type: pkcs11js.CKA_CLASS, value: cls }, { type: pkcs11js.CKA_TOKEN, value: true }, ...extra],
+        LIST_LIMIT,
+      );
       return hs.map((h) => {
         const a = this.client.getAttributesSync(h, [pkcs11js.CKA_LABEL, pkcs11js.CKA_ID]);
-        return { handle: h, label: (a.get(pkcs11js.CKA_LABEL) ?? Buffer.alloc(0)).toString('utf8'), ckaId: a.get(pkcs11js.CKA_ID) ?? Buffer.alloc(0) };
+        return {
+          handle: h,
+          label: (a.get(pkcs11js.CKA_LABEL) ?? Buffer.alloc(0)).toString('utf8'),
+          ckaId: a.get(pkcs11js.CKA_ID) ?? Buffer.alloc(0),
+        };
       });
     });
   }
@@ -178,14 +212,21 @@ export class KeyBackend {
   /** ckaId hex → full readable names claimed by name objects with that CKA_OBJECT_ID (anyone can add one). */
   private async nameObjects(): Promise<Map<string, Array<{ name: string; handle: Buffer }>>> {
     const objs = await this.client.withAnchor('list name objects', () => {
-      const hs = this.client.findSync([
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
-        { type: pkcs11js.CKA_APPLICATION, value: NAME_APPLICATION },
-      ], LIST_LIMIT);
+      const hs = this.client.findSync(
+        [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+          { type: pkcs11js.CKA_APPLICATION, value: NAME_APPLICATION },
+        ],
+        LIST_LIMIT,
+      );
       return hs.map((h) => {
         const a = this.client.getAttributesSync(h, [pkcs11js.CKA_VALUE, pkcs11js.CKA_OBJECT_ID]);
         // CKO_DATA has no CKA_ID; we keep the instance id in CKA_OBJECT_ID (DER-free raw bytes)
-        return { handle: h, name: (a.get(pkcs11js.CKA_VALUE) ?? Buffer.alloc(0)).toString('utf8'), ckaId: a.get(pkcs11js.CKA_OBJECT_ID) ?? Buffer.alloc(0) };
+        return {
+          handle: h,
+          name: (a.get(pkcs11js.CKA_VALUE) ?? Buffer.alloc(0)).toString('utf8'),
+          ckaId: a.get(pkcs11js.CKA_OBJECT_ID) ?? Buffer.alloc(0),
+        };
       });
     });
     const m = new Map<string, Array<{ name: string; handle: Buffer }>>();
@@ -208,7 +249,15 @@ export class KeyBackend {
     if (parseFullName(prefix, label)) return label;
     for (const n of names.get(ckaId.toString('hex')) ?? []) {
       const p = parseFullName(prefix, n.name);
-      if (p && hashedLabelMatches({ prefix, trustDomain: p.trustDomain, serverId: p.serverId, maxLabelLength: 0 }, p.keyId, label)) return n.name;
+      if (
+        p &&
+        hashedLabelMatches(
+          { prefix, trustDomain: p.trustDomain, serverId: p.serverId, maxLabelLength: 0 },
+          p.keyId,
+          label,
+        )
+      )
+        return n.name;
     }
     return undefined;
   }
@@ -233,7 +282,10 @@ export class KeyBackend {
   ): Promise<KeyEntry | undefined> {
     const where = { key_id: id, label, cka_id: ckaId.toString('hex') };
     const refuse = (reason: string, msg: string, extra: Record<string, unknown> = {}): undefined => {
-      this.log.warn(`refusing key object "${label}" (CKA_ID ${ckaId.toString('hex')}): ${msg}; it is left untouched on the token`, { ...where, reason, ...extra });
+      this.log.warn(
+        `refusing key object "${label}" (CKA_ID ${ckaId.toString('hex')}): ${msg}; it is left untouched on the token`,
+        { ...where, reason, ...extra },
+      );
       return undefined;
     };
     type Candidate = { handle: Buffer; type: KeyTypeNum; pkix: Buffer; curve?: Curve; modBits?: number };
@@ -259,20 +311,30 @@ export class KeyBackend {
           local: B(pa.get(pkcs11js.CKA_LOCAL)),
           sign: B(pa.get(pkcs11js.CKA_SIGN)),
         };
-        if (U(pa.get(pkcs11js.CKA_CLASS)) !== pkcs11js.CKO_PRIVATE_KEY) return refuse('class', 'not a private key object');
+        if (U(pa.get(pkcs11js.CKA_CLASS)) !== pkcs11js.CKO_PRIVATE_KEY)
+          return refuse('class', 'not a private key object');
         if (attrs.sensitive !== true || attrs.extractable !== false) {
           const msg = `not protected: sensitive=${attrs.sensitive} extractable=${attrs.extractable}`;
-          if (!this.cfg.allowInsecureKeys) return refuse('insecure', `${msg} (set allow_insecure_keys = true to override)`, attrs);
-          this.log.warn(`key "${id}" (CKA_ID ${ckaId.toString('hex')}) is ${msg}; USING IT because allow_insecure_keys = true`, where);
+          if (!this.cfg.allowInsecureKeys)
+            return refuse('insecure', `${msg} (set allow_insecure_keys = true to override)`, attrs);
+          this.log.warn(
+            `key "${id}" (CKA_ID ${ckaId.toString('hex')}) is ${msg}; USING IT because allow_insecure_keys = true`,
+            where,
+          );
         }
         if (attrs.local !== true || attrs.always_sensitive !== true || attrs.never_extractable !== true) {
           const msg = `imported or once exposed (local=${attrs.local} always_sensitive=${attrs.always_sensitive} never_extractable=${attrs.never_extractable}): its value may exist outside the token`;
-          if (!this.cfg.allowImportedKeys) return refuse('imported', `${msg} (set allow_imported_keys = true to override)`, attrs);
-          this.log.warn(`key "${id}" (CKA_ID ${ckaId.toString('hex')}) is ${msg}; USING IT because allow_imported_keys = true`, where);
+          if (!this.cfg.allowImportedKeys)
+            return refuse('imported', `${msg} (set allow_imported_keys = true to override)`, attrs);
+          this.log.warn(
+            `key "${id}" (CKA_ID ${ckaId.toString('hex')}) is ${msg}; USING IT because allow_imported_keys = true`,
+            where,
+          );
         }
         if (attrs.sign !== true) return refuse('no_sign', `CKA_SIGN is ${attrs.sign}`);
         const kt = U(pa.get(pkcs11js.CKA_KEY_TYPE));
-        if (kt !== pkcs11js.CKK_EC && kt !== pkcs11js.CKK_RSA) return refuse('key_type', `unsupported CKA_KEY_TYPE ${kt}`);
+        if (kt !== pkcs11js.CKK_EC && kt !== pkcs11js.CKK_RSA)
+          return refuse('key_type', `unsupported CKA_KEY_TYPE ${kt}`);
         // the public key is bound to the private key by class, label AND CKA_ID (a CKA_ID-only search finds any label's)
         const pubHandles = opts.pubHandle
           ? [opts.pubHandle]
@@ -296,17 +358,30 @@ export class KeyBackend {
             if (kt === pkcs11js.CKK_EC) {
               const a = c.getAttributesSync(h, [pkcs11js.CKA_EC_PARAMS, pkcs11js.CKA_EC_POINT]);
               const params = a.get(pkcs11js.CKA_EC_PARAMS) ?? Buffer.alloc(0);
-              const t = params.equals(CURVES[1].oidDer) ? KeyTypeNum.EC_P256 : params.equals(CURVES[2].oidDer) ? KeyTypeNum.EC_P384 : undefined;
+              const t = params.equals(CURVES[1].oidDer)
+                ? KeyTypeNum.EC_P256
+                : params.equals(CURVES[2].oidDer)
+                  ? KeyTypeNum.EC_P384
+                  : undefined;
               if (t === undefined) {
                 skipped++;
                 continue;
               }
               const curve = CURVES[t];
-              cands.push({ handle: h, type: t, pkix: ecSpki(ecPointFromAttribute(a.get(pkcs11js.CKA_EC_POINT) ?? Buffer.alloc(0), curve), curve), curve });
+              cands.push({
+                handle: h,
+                type: t,
+                pkix: ecSpki(ecPointFromAttribute(a.get(pkcs11js.CKA_EC_POINT) ?? Buffer.alloc(0), curve), curve),
+                curve,
+              });
             } else {
               const a = c.getAttributesSync(h, [pkcs11js.CKA_MODULUS, pkcs11js.CKA_PUBLIC_EXPONENT]);
-              const pkix = rsaSpki(a.get(pkcs11js.CKA_MODULUS) ?? Buffer.alloc(0), a.get(pkcs11js.CKA_PUBLIC_EXPONENT) ?? Buffer.alloc(0));
-              const bits = crypto.createPublicKey({ key: pkix, format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength;
+              const pkix = rsaSpki(
+                a.get(pkcs11js.CKA_MODULUS) ?? Buffer.alloc(0),
+                a.get(pkcs11js.CKA_PUBLIC_EXPONENT) ?? Buffer.alloc(0),
+              );
+              const bits = crypto.createPublicKey({ key: pkix, format: 'der', type: 'spki' }).asymmetricKeyDetails
+                ?.modulusLength;
               const t = bits === 2048 ? KeyTypeNum.RSA_2048 : bits === 4096 ? KeyTypeNum.RSA_4096 : undefined;
               if (t === undefined || bits === undefined) {
                 skipped++;
@@ -327,7 +402,10 @@ export class KeyBackend {
       return refuse('unreadable', `its attributes cannot be read (${(e as Error).message})`);
     }
     if (!checked) return undefined;
-    if (checked.cands.length === 0) return refuse('no_public', 'no usable public key object (supported type, same label and CKA_ID)', { skipped: checked.skipped });
+    if (checked.cands.length === 0)
+      return refuse('no_public', 'no usable public key object (supported type, same label and CKA_ID)', {
+        skipped: checked.skipped,
+      });
     const priv: ObjectRef = { cls: pkcs11js.CKO_PRIVATE_KEY, ckaId, label };
     this.client.bind(priv, privHandle);
     let chosen: Candidate | undefined;
@@ -339,12 +417,20 @@ export class KeyBackend {
           break;
         }
       }
-      if (!chosen) return refuse('pair_mismatch', 'no public key object under its label and CKA_ID verifies a test signature by it', { candidates: checked.cands.length });
+      if (!chosen)
+        return refuse(
+          'pair_mismatch',
+          'no public key object under its label and CKA_ID verifies a test signature by it',
+          { candidates: checked.cands.length },
+        );
     }
     const pkix = chosen!.pkix;
     const fp = fingerprint(pkix);
     if (opts.fingerprint !== undefined && opts.fingerprint !== fp) {
-      return refuse('fingerprint', 'its public key is not the one recorded in key_record_file', { fingerprint: fp, recorded: opts.fingerprint });
+      return refuse('fingerprint', 'its public key is not the one recorded in key_record_file', {
+        fingerprint: fp,
+        recorded: opts.fingerprint,
+      });
     }
     const pub: ObjectRef = { cls: pkcs11js.CKO_PUBLIC_KEY, ckaId, label };
     this.client.bind(pub, chosen!.handle);
@@ -356,7 +442,10 @@ export class KeyBackend {
   }
 
   /** Signs a random digest with `priv` and verifies it with the candidate public key. */
-  private async provePair(priv: ObjectRef, cand: { type: KeyTypeNum; pkix: Buffer; curve?: Curve; modBits?: number }): Promise<boolean> {
+  private async provePair(
+    priv: ObjectRef,
+    cand: { type: KeyTypeNum; pkix: Buffer; curve?: Curve; modBits?: number },
+  ): Promise<boolean> {
     const msg = crypto.randomBytes(32);
     const hash = HASHES.get(cand.type === KeyTypeNum.EC_P384 ? 6 : 5)!;
     const digest = crypto.createHash(hash.nodeName).update(msg).digest();
@@ -367,7 +456,12 @@ export class KeyBackend {
         this.proofCount++;
         return crypto.verify(hash.nodeName, msg, { key, dsaEncoding: 'der' }, ecdsaRawToDer(raw));
       }
-      const sig = await this.client.sign(priv, { mechanism: pkcs11js.CKM_RSA_PKCS }, Buffer.concat([digestInfoPrefix(hash), digest]), cand.modBits! / 8);
+      const sig = await this.client.sign(
+        priv,
+        { mechanism: pkcs11js.CKM_RSA_PKCS },
+        Buffer.concat([digestInfoPrefix(hash), digest]),
+        cand.modBits! / 8,
+      );
       this.proofCount++;
       return crypto.verify(hash.nodeName, msg, { key, padding: crypto.constants.RSA_PKCS1_PADDING }, sig);
     } catch (e) {
@@ -379,13 +473,25 @@ export class KeyBackend {
 
   /** Why an instance found under our label must not even be looked at (undefined: go on with {@link readKey}). */
   private precheck(keyId: string, ckaId: Buffer): { reason: string; msg: string } | undefined {
-    if (ckaId.length !== CKA_ID_BYTES) return { reason: 'cka_id_format', msg: `its CKA_ID is ${ckaId.length} bytes, not the ${CKA_ID_BYTES} this plugin writes` };
+    if (ckaId.length !== CKA_ID_BYTES)
+      return {
+        reason: 'cka_id_format',
+        msg: `its CKA_ID is ${ckaId.length} bytes, not the ${CKA_ID_BYTES} this plugin writes`,
+      };
     if (this.record?.existed) {
-      if (!this.record.has(keyId, ckaId)) return { reason: 'not_recorded', msg: `not created by this server (not in key_record_file "${this.record.file}")` };
+      if (!this.record.has(keyId, ckaId))
+        return {
+          reason: 'not_recorded',
+          msg: `not created by this server (not in key_record_file "${this.record.file}")`,
+        };
       return undefined; // recorded: created here, whatever its date says (the clock may have been stepped back)
     }
     const t = ckaIdTime(ckaId);
-    if (t > Date.now() + FUTURE_SKEW_MS) return { reason: 'future', msg: `its CKA_ID is dated ${new Date(Math.min(t, 8.64e15)).toISOString()}, in the future` };
+    if (t > Date.now() + FUTURE_SKEW_MS)
+      return {
+        reason: 'future',
+        msg: `its CKA_ID is dated ${new Date(Math.min(t, 8.64e15)).toISOString()}, in the future`,
+      };
     return undefined;
   }
 
@@ -396,9 +502,12 @@ export class KeyBackend {
    */
   async loadKeys(): Promise<void> {
     if (this.cfg.allowImportedKeys) {
-      this.log.warn('allow_imported_keys = true: keys that were imported into the token (their value may exist elsewhere) are accepted as this server\'s keys');
+      this.log.warn(
+        "allow_imported_keys = true: keys that were imported into the token (their value may exist elsewhere) are accepted as this server's keys",
+      );
     }
-    if (this.cfg.allowInsecureKeys) this.log.warn('allow_insecure_keys = true: extractable or non-sensitive keys are accepted as this server\'s keys');
+    if (this.cfg.allowInsecureKeys)
+      this.log.warn("allow_insecure_keys = true: extractable or non-sensitive keys are accepted as this server's keys");
     if (!this.record) {
       this.log.warn(
         'no key_record_file: key instances found on the token at start are never destroyed (instances replaced after a restart stay on the token); set key_record_file',
@@ -431,20 +540,26 @@ export class KeyBackend {
         }
         const pre = this.precheck(keyId, cand.ckaId);
         if (pre) {
-          this.log.warn(`refusing key object "${cand.label}" (CKA_ID ${cand.ckaId.toString('hex')}): ${pre.msg}; it is left untouched on the token`, {
-            key_id: keyId,
-            label: cand.label,
-            cka_id: cand.ckaId.toString('hex'),
-            reason: pre.reason,
-          });
+          this.log.warn(
+            `refusing key object "${cand.label}" (CKA_ID ${cand.ckaId.toString('hex')}): ${pre.msg}; it is left untouched on the token`,
+            {
+              key_id: keyId,
+              label: cand.label,
+              cka_id: cand.ckaId.toString('hex'),
+              reason: pre.reason,
+            },
+          );
           continue;
         }
         if (this.proofCount - proofsAtStart >= MAX_PROOFS_PER_KEY) {
-          this.log.warn(`${MAX_PROOFS_PER_KEY} test signatures spent on instances of "${keyId}" without a usable one; refusing the rest unproven`, {
-            key_id: keyId,
-            cka_id: cand.ckaId.toString('hex'),
-            reason: 'too_many',
-          });
+          this.log.warn(
+            `${MAX_PROOFS_PER_KEY} test signatures spent on instances of "${keyId}" without a usable one; refusing the rest unproven`,
+            {
+              key_id: keyId,
+              cka_id: cand.ckaId.toString('hex'),
+              reason: 'too_many',
+            },
+          );
           continue;
         }
         const rec = this.record?.get(cand.ckaId);
@@ -456,33 +571,53 @@ export class KeyBackend {
       }
       if (winner) {
         if (winner.label !== fullName(this.naming, keyId)) {
-          winner.nameObj = { cls: pkcs11js.CKO_DATA, ckaId: winner.ckaId, idAttr: pkcs11js.CKA_OBJECT_ID, label: winner.label };
+          winner.nameObj = {
+            cls: pkcs11js.CKO_DATA,
+            ckaId: winner.ckaId,
+            idAttr: pkcs11js.CKA_OBJECT_ID,
+            label: winner.label,
+          };
         }
         if (this.record) {
-          if (!this.record.existed) this.record.add(keyId, winner.ckaId, winner.fingerprint); // first start with a record
-          else if (this.record.get(winner.ckaId)?.fingerprint === undefined) this.record.add(keyId, winner.ckaId, winner.fingerprint);
+          if (!this.record.existed)
+            this.record.add(keyId, winner.ckaId, winner.fingerprint); // first start with a record
+          else if (this.record.get(winner.ckaId)?.fingerprint === undefined)
+            this.record.add(keyId, winner.ckaId, winner.fingerprint);
           winner.ours = true;
         }
         this.keys.set(keyId, winner);
         for (const l of losers) {
           const hex = l.ckaId.toString('hex');
           if (this.record?.existed && this.record.has(keyId, l.ckaId)) {
-            this.log.warn('older instance of a key found (crash during replacement?); destroying it', { key_id: keyId, kept: winner.ckaId.toString('hex'), destroyed: hex });
-            this.queueDestroy(`stale instance of ${keyId}`, this.instanceRefs(l.ckaId, l.label, names.has(hex)), l.ckaId);
-          } else {
-            this.log.warn('older instance of a key found; not destroying it: this server has no record of creating it', {
+            this.log.warn('older instance of a key found (crash during replacement?); destroying it', {
               key_id: keyId,
-              label: l.label,
               kept: winner.ckaId.toString('hex'),
-              cka_id: hex,
+              destroyed: hex,
             });
+            this.queueDestroy(
+              `stale instance of ${keyId}`,
+              this.instanceRefs(l.ckaId, l.label, names.has(hex)),
+              l.ckaId,
+            );
+          } else {
+            this.log.warn(
+              'older instance of a key found; not destroying it: this server has no record of creating it',
+              {
+                key_id: keyId,
+                label: l.label,
+                kept: winner.ckaId.toString('hex'),
+                cka_id: hex,
+              },
+            );
           }
         }
       }
     }
     if (this.record) {
       // forget recorded instances that are no longer on the token (a generation that failed, a key deleted by hand)
-      if (privs.length < LIST_LIMIT) for (const i of this.record.instances()) if (!seen.has(i.ckaId)) this.record.remove(Buffer.from(i.ckaId, 'hex'));
+      if (privs.length < LIST_LIMIT)
+        for (const i of this.record.instances())
+          if (!seen.has(i.ckaId)) this.record.remove(Buffer.from(i.ckaId, 'hex'));
       if (!this.record.existed) this.record.save();
     }
     await this.processDestroyQueue(true);
@@ -517,7 +652,11 @@ export class KeyBackend {
    */
   generate(id: string, type: KeyTypeNum, signal?: AbortSignal): Promise<KeyEntry> {
     return this.withKeyLock(id, async () => {
-      if (signal?.aborted) throw new Pkcs11LibError('unavailable', `GenerateKey "${id}" was cancelled while it waited for an earlier GenerateKey of the same key; nothing was generated`);
+      if (signal?.aborted)
+        throw new Pkcs11LibError(
+          'unavailable',
+          `GenerateKey "${id}" was cancelled while it waited for an earlier GenerateKey of the same key; nothing was generated`,
+        );
       const ckaId = newCkaId();
       const { label, hashed } = labelFor(this.naming, id);
       const c = this.client;
@@ -545,7 +684,11 @@ export class KeyBackend {
         { type: pkcs11js.CKA_ID, value: ckaId },
         { type: pkcs11js.CKA_LABEL, value: label },
       ];
-      const pubT: Attr[] = [...common, { type: pkcs11js.CKA_PRIVATE, value: false }, { type: pkcs11js.CKA_VERIFY, value: true }];
+      const pubT: Attr[] = [
+        ...common,
+        { type: pkcs11js.CKA_PRIVATE, value: false },
+        { type: pkcs11js.CKA_VERIFY, value: true },
+      ];
       const privT: Attr[] = [
         ...common,
         { type: pkcs11js.CKA_PRIVATE, value: true },
@@ -561,13 +704,17 @@ export class KeyBackend {
       if (type === KeyTypeNum.EC_P256 || type === KeyTypeNum.EC_P384) {
         mech = pkcs11js.CKM_EC_KEY_PAIR_GEN;
         pubT.push({ type: pkcs11js.CKA_EC_PARAMS, value: CURVES[type].oidDer });
-        if (this.cfg.useAllowedMechanisms) privT.push({ type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: u64s([pkcs11js.CKM_ECDSA]) });
+        if (this.cfg.useAllowedMechanisms)
+          privT.push({ type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: u64s([pkcs11js.CKM_ECDSA]) });
       } else {
         mech = pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN;
         pubT.push({ type: pkcs11js.CKA_MODULUS_BITS, value: type === KeyTypeNum.RSA_2048 ? 2048 : 4096 });
         pubT.push({ type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) });
         if (this.cfg.useAllowedMechanisms) {
-          privT.push({ type: pkcs11js.CKA_ALLOWED_MECHANISMS, value: u64s([pkcs11js.CKM_RSA_PKCS, pkcs11js.CKM_RSA_PKCS_PSS]) });
+          privT.push({
+            type: pkcs11js.CKA_ALLOWED_MECHANISMS,
+            value: u64s([pkcs11js.CKM_RSA_PKCS, pkcs11js.CKM_RSA_PKCS_PSS]),
+          });
         }
       }
       let kp: { publicKey: Buffer; privateKey: Buffer };
@@ -581,7 +728,10 @@ export class KeyBackend {
       const entry = await this.readKey(id, ckaId, label, kp.privateKey, { prove: false, pubHandle: kp.publicKey });
       if (!entry) {
         // ours, just created, unusable: remove it rather than leave an instance no start will adopt or destroy
-        const refs: ObjectRef[] = [{ cls: pkcs11js.CKO_PRIVATE_KEY, ckaId, label }, { cls: pkcs11js.CKO_PUBLIC_KEY, ckaId, label }];
+        const refs: ObjectRef[] = [
+          { cls: pkcs11js.CKO_PRIVATE_KEY, ckaId, label },
+          { cls: pkcs11js.CKO_PUBLIC_KEY, ckaId, label },
+        ];
         this.client.bind(refs[0]!, kp.privateKey);
         this.client.bind(refs[1]!, kp.publicKey);
         await this.destroyNow(`unusable new instance of ${id}`, nameObj ? [...refs, nameObj] : refs, ckaId);
@@ -592,7 +742,10 @@ export class KeyBackend {
       try {
         this.record?.add(id, ckaId, entry.fingerprint);
       } catch (e) {
-        this.log.warn('could not add the fingerprint of a new key to key_record_file (its CKA_ID is recorded)', { key_id: id, error: (e as Error).message });
+        this.log.warn('could not add the fingerprint of a new key to key_record_file (its CKA_ID is recorded)', {
+          key_id: id,
+          error: (e as Error).message,
+        });
       }
       const old = this.keys.get(id);
       this.keys.set(id, entry);
@@ -602,11 +755,14 @@ export class KeyBackend {
           // best effort: never fail GenerateKey because the old instance could not be destroyed
           await this.destroyNow(`replaced instance of ${id}`, refs, old.ckaId);
         } else {
-          this.log.warn('replaced instance not destroyed: this server has no record of creating it (set key_record_file)', {
-            key_id: id,
-            label: old.label,
-            cka_id: old.ckaId.toString('hex'),
-          });
+          this.log.warn(
+            'replaced instance not destroyed: this server has no record of creating it (set key_record_file)',
+            {
+              key_id: id,
+              label: old.label,
+              cka_id: old.ckaId.toString('hex'),
+            },
+          );
         }
       }
       return entry;
@@ -664,7 +820,10 @@ export class KeyBackend {
           });
         } catch (e) {
           remaining.push(ref);
-          this.log.warn('destroying an old key object failed; will retry', { what: item.what, error: (e as Error).message });
+          this.log.warn('destroying an old key object failed; will retry', {
+            what: item.what,
+            error: (e as Error).message,
+          });
         }
       }
       item.refs = remaining;
@@ -732,10 +891,13 @@ export class KeyBackend {
   private async acquireLease(): Promise<void> {
     const ttl = 3 * this.cfg.heartbeatIntervalMs;
     const first = await this.readHeartbeat();
-    const foreign = first?.hb && first.hb.nonce !== '' && first.hb.nonce !== this.nonce && Date.now() - first.hb.updatedAt < ttl;
+    const foreign =
+      first?.hb && first.hb.nonce !== '' && first.hb.nonce !== this.nonce && Date.now() - first.hb.updatedAt < ttl;
     if (foreign) {
       const seen = first!.hb!;
-      this.log.warn('another instance recently held this server identifier; checking whether it is alive', { server_id: this.serverId });
+      this.log.warn('another instance recently held this server identifier; checking whether it is alive', {
+        server_id: this.serverId,
+      });
       const until = Date.now() + 2 * this.cfg.heartbeatIntervalMs + 200;
       while (Date.now() < until) {
         await new Promise((r) => setTimeout(r, Math.min(500, this.cfg.heartbeatIntervalMs / 2)));
@@ -756,9 +918,12 @@ export class KeyBackend {
     const cur = await this.readHeartbeat();
     if (cur?.hb && cur.hb.nonce !== this.nonce && cur.hb.nonce !== '') {
       if (!this.duplicateDetected) {
-        this.log.error('two live SPIRE servers share this key identifier: the lease object was overwritten by another instance', {
-          server_id: this.serverId,
-        });
+        this.log.error(
+          'two live SPIRE servers share this key identifier: the lease object was overwritten by another instance',
+          {
+            server_id: this.serverId,
+          },
+        );
       }
       this.duplicateDetected = true;
     }
@@ -783,13 +948,18 @@ export class KeyBackend {
         ]);
         return hs.map((h) => {
           const a = this.client.getAttributesSync(h, [pkcs11js.CKA_LABEL, pkcs11js.CKA_VALUE]);
-          return { handle: h, label: a.get(pkcs11js.CKA_LABEL)!.toString('utf8'), hb: parseHeartbeat(a.get(pkcs11js.CKA_VALUE)) };
+          return {
+            handle: h,
+            label: a.get(pkcs11js.CKA_LABEL)!.toString('utf8'),
+            hb: parseHeartbeat(a.get(pkcs11js.CKA_VALUE)),
+          };
         });
       });
       const byServer = new Map<string, { newest: number; handles: Buffer[]; label: string }>();
       for (const h of hbs) {
         const p = parseFullName(this.cfg.labelPrefix, h.label);
-        if (!p || p.trustDomain !== this.cfg.trustDomain || p.keyId !== HEARTBEAT_KEY || p.serverId === this.serverId) continue;
+        if (!p || p.trustDomain !== this.cfg.trustDomain || p.keyId !== HEARTBEAT_KEY || p.serverId === this.serverId)
+          continue;
         if (!h.hb) throw new Error(`unreadable heartbeat object "${h.label}"`);
         const g = byServer.get(p.serverId) ?? { newest: 0, handles: [], label: h.label };
         g.newest = Math.max(g.newest, h.hb.updatedAt);
@@ -807,7 +977,10 @@ export class KeyBackend {
         for (const s of stale) {
           const scope = `${this.cfg.labelPrefix}${this.cfg.trustDomain}/${s.server}/`;
           const refs: ObjectRef[] = [];
-          for (const o of [...privs.map((x) => ({ ...x, cls: pkcs11js.CKO_PRIVATE_KEY })), ...pubs.map((x) => ({ ...x, cls: pkcs11js.CKO_PUBLIC_KEY }))]) {
+          for (const o of [
+            ...privs.map((x) => ({ ...x, cls: pkcs11js.CKO_PRIVATE_KEY })),
+            ...pubs.map((x) => ({ ...x, cls: pkcs11js.CKO_PUBLIC_KEY })),
+          ]) {
             const name = this.resolveName(o.label, o.ckaId, names);
             if (!name?.startsWith(scope)) continue;
             const ref: ObjectRef = { cls: o.cls, ckaId: o.ckaId, label: o.label };
@@ -816,7 +989,11 @@ export class KeyBackend {
           }
           for (const [idHex, n] of [...names].flatMap(([k, l]) => l.map((x) => [k, x] as const))) {
             if (!n.name.startsWith(scope)) continue;
-            const ref: ObjectRef = { cls: pkcs11js.CKO_DATA, ckaId: Buffer.from(idHex, 'hex'), idAttr: pkcs11js.CKA_OBJECT_ID };
+            const ref: ObjectRef = {
+              cls: pkcs11js.CKO_DATA,
+              ckaId: Buffer.from(idHex, 'hex'),
+              idAttr: pkcs11js.CKA_OBJECT_ID,
+            };
             this.client.bind(ref, n.handle);
             refs.push(ref);
           }
@@ -830,7 +1007,9 @@ export class KeyBackend {
       }
     } catch (e) {
       this.lastSweep = { at: Date.now(), disposed: 0, aborted: true, reason: (e as Error).message };
-      this.log.error('stale-key sweep aborted: a lookup failed, deleting nothing in this sweep', { error: (e as Error).message });
+      this.log.error('stale-key sweep aborted: a lookup failed, deleting nothing in this sweep', {
+        error: (e as Error).message,
+      });
       return;
     }
     let disposed = 0;
@@ -862,7 +1041,11 @@ export class KeyBackend {
     every(this.cfg.heartbeatIntervalMs, () => this.heartbeatTick(), 'heartbeat');
     every(60_000, () => this.processDestroyQueue(false), 'destroy retry');
     if (this.cfg.disposeStaleKeysAfterMs !== undefined) {
-      every(Math.min(6 * 3_600_000, Math.max(this.cfg.heartbeatIntervalMs, this.cfg.disposeStaleKeysAfterMs / 4)), () => this.sweepStale(), 'stale sweep');
+      every(
+        Math.min(6 * 3_600_000, Math.max(this.cfg.heartbeatIntervalMs, this.cfg.disposeStaleKeysAfterMs / 4)),
+        () => this.sweepStale(),
+        'stale sweep',
+      );
     }
   }
 
@@ -888,7 +1071,8 @@ function parseHeartbeat(v: Buffer | undefined): Heartbeat | undefined {
   if (!v) return undefined;
   try {
     const j = JSON.parse(v.toString('utf8')) as { nonce?: unknown; updatedAt?: unknown };
-    if (typeof j.nonce === 'string' && typeof j.updatedAt === 'number') return { nonce: j.nonce, updatedAt: j.updatedAt };
+    if (typeof j.nonce === 'string' && typeof j.updatedAt === 'number')
+      return { nonce: j.nonce, updatedAt: j.updatedAt };
   } catch {
     /* fallthrough */
   }

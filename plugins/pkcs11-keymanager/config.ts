@@ -107,45 +107,69 @@ export function buildConfig(input: ConfigInput, status: ConfigStatus): Pkcs11Key
     else err('slot_id must be a non-negative integer');
   }
   if (uri) {
-    const hasTokenAttr = ['token', 'serial', 'manufacturer', 'model', 'slot-id', 'slot-description'].some((a) => a in uri!.path);
+    const hasTokenAttr = ['token', 'serial', 'manufacturer', 'model', 'slot-id', 'slot-description'].some(
+      (a) => a in uri!.path,
+    );
     if (!hasTokenAttr) err('pkcs11_uri must name a token (token=, serial= or slot-id=)');
     selectors.push({ kind: 'uri', uri });
   }
   if (selectors.length !== 1) {
-    err(`exactly one of token_label, token_serial, slot_id or pkcs11_uri is required (got ${selectors.length}); token_label or token_serial is recommended (SoftHSM slot ids change)`);
+    err(
+      `exactly one of token_label, token_serial, slot_id or pkcs11_uri is required (got ${selectors.length}); token_label or token_serial is recommended (SoftHSM slot ids change)`,
+    );
   }
 
   const pins: PinSource[] = [];
   const allowInsecurePinFile = raw.allow_insecure_pin_file;
-  const fileSource = (p: string): PinSource => (allowInsecurePinFile ? { kind: 'file', path: p, allowInsecure: true } : { kind: 'file', path: p });
+  const fileSource = (p: string): PinSource =>
+    allowInsecurePinFile ? { kind: 'file', path: p, allowInsecure: true } : { kind: 'file', path: p };
   if (raw.pin_file !== undefined) pins.push(fileSource(raw.pin_file));
   if (raw.pin_env !== undefined) pins.push({ kind: 'env', name: raw.pin_env });
   if (raw.pin !== undefined) pins.push({ kind: 'inline', value: raw.pin });
   if (uri?.pinSource !== undefined) pins.push(fileSource(uri.pinSource.replace(/^file:(\/\/)?/, '')));
   if (uri?.pinValue !== undefined) pins.push({ kind: 'inline', value: uri.pinValue });
-  if (pins.length !== 1) err(`exactly one PIN source is required: pin_file, pin_env or pin (or pin-source/pin-value in pkcs11_uri); got ${pins.length}`);
-  else if (pins[0]!.kind === 'inline') status.notes.push('the PIN is inline in the configuration; prefer pin_file (mode 0600) or pin_env');
-  if (allowInsecurePinFile && pins[0]?.kind !== 'file') err('allow_insecure_pin_file only applies to pin_file (or pin-source in pkcs11_uri)');
+  if (pins.length !== 1)
+    err(
+      `exactly one PIN source is required: pin_file, pin_env or pin (or pin-source/pin-value in pkcs11_uri); got ${pins.length}`,
+    );
+  else if (pins[0]!.kind === 'inline')
+    status.notes.push('the PIN is inline in the configuration; prefer pin_file (mode 0600) or pin_env');
+  if (allowInsecurePinFile && pins[0]?.kind !== 'file')
+    err('allow_insecure_pin_file only applies to pin_file (or pin-source in pkcs11_uri)');
 
   const idFile = raw.key_identifier_file;
   const idValue = raw.key_identifier_value;
   let serverId: Pkcs11KeyManagerConfig['serverId'] | undefined;
   if ((idFile === undefined) === (idValue === undefined)) {
-    err('exactly one of key_identifier_file or key_identifier_value is required (it namespaces this server\'s keys on the token)');
+    err(
+      "exactly one of key_identifier_file or key_identifier_value is required (it namespaces this server's keys on the token)",
+    );
   } else if (idValue !== undefined) {
-    if (!SERVER_ID_RE.test(idValue)) err('key_identifier_value may only contain letters, digits, ".", "_" and "-" (1-128 chars)');
+    if (!SERVER_ID_RE.test(idValue))
+      err('key_identifier_value may only contain letters, digits, ".", "_" and "-" (1-128 chars)');
     else serverId = { kind: 'value', value: idValue };
   } else serverId = { kind: 'file', path: idFile! };
 
-  const { label_prefix: labelPrefix, max_sessions: maxSessions, signing_threads: signingThreads, max_label_length: maxLabelLength } = raw;
+  const {
+    label_prefix: labelPrefix,
+    max_sessions: maxSessions,
+    signing_threads: signingThreads,
+    max_label_length: maxLabelLength,
+  } = raw;
   if (maxSessions < 1 || maxSessions > 1024) err('max_sessions must be between 1 and 1024');
-  if (signingThreads !== undefined && (signingThreads < 1 || signingThreads > 256)) err('signing_threads must be between 1 and 256');
+  if (signingThreads !== undefined && (signingThreads < 1 || signingThreads > 256))
+    err('signing_threads must be between 1 and 256');
   else if (signingThreads !== undefined && signingThreads > maxSessions) {
-    err(`signing_threads ${signingThreads} exceeds max_sessions ${maxSessions} (each signature holds a session, extra threads would idle)`);
+    err(
+      `signing_threads ${signingThreads} exceeds max_sessions ${maxSessions} (each signature holds a session, extra threads would idle)`,
+    );
   }
-  if (raw.session_wait_timeout >= 30_000) status.notes.push('session_wait_timeout should stay below SPIRE\'s 30s KeyManager RPC deadline');
+  if (raw.session_wait_timeout >= 30_000)
+    status.notes.push("session_wait_timeout should stay below SPIRE's 30s KeyManager RPC deadline");
   if (maxLabelLength < minLabelLength({ prefix: labelPrefix })) {
-    err(`max_label_length ${maxLabelLength} is too short for label_prefix "${labelPrefix}" (minimum ${minLabelLength({ prefix: labelPrefix })})`);
+    err(
+      `max_label_length ${maxLabelLength} is too short for label_prefix "${labelPrefix}" (minimum ${minLabelLength({ prefix: labelPrefix })})`,
+    );
   }
   const disposeStaleKeysAfterMs = raw.dispose_stale_keys_after;
   const heartbeatIntervalMs = raw.heartbeat_interval;
@@ -157,7 +181,8 @@ export function buildConfig(input: ConfigInput, status: ConfigStatus): Pkcs11Key
   if (keyRecordFile === '') err('key_record_file must not be empty');
   if (keyRecordFile === undefined && idFile !== undefined) keyRecordFile = `${idFile}.keys.json`;
 
-  if (status.errors.length > before || !modulePath || !serverId || selectors.length !== 1 || pins.length !== 1) return undefined;
+  if (status.errors.length > before || !modulePath || !serverId || selectors.length !== 1 || pins.length !== 1)
+    return undefined;
   if (maxSessions > uvThreadpoolSize()) {
     status.notes.push(
       `max_sessions ${maxSessions} exceeds the libuv thread pool (UV_THREADPOOL_SIZE=${uvThreadpoolSize()}), which runs key generation and, without the native signing addon, signatures; set UV_THREADPOOL_SIZE in the plugin's environment`,

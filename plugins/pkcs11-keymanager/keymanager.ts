@@ -71,11 +71,15 @@ export function toPluginError(e: unknown): Error {
   }
   if (e instanceof Pkcs11Error) {
     const t = e.tier;
-    const code = t === 'pin' ? Code.FAILED_PRECONDITION : t === 'capacity' || t === 'device' ? Code.UNAVAILABLE : Code.INTERNAL;
+    const code =
+      t === 'pin' ? Code.FAILED_PRECONDITION : t === 'capacity' || t === 'device' ? Code.UNAVAILABLE : Code.INTERNAL;
     return new PluginError(code, `PKCS#11 error: ${e.message}`, { cause: e });
   }
   if (e instanceof DuplicateServerError || e instanceof PinSourceError) return failedPrecondition(e.message, e);
-  if (e instanceof KeyRecordError) return new PluginError(e.reason === 'unwritable' ? Code.UNAVAILABLE : Code.FAILED_PRECONDITION, e.message, { cause: e });
+  if (e instanceof KeyRecordError)
+    return new PluginError(e.reason === 'unwritable' ? Code.UNAVAILABLE : Code.FAILED_PRECONDITION, e.message, {
+      cause: e,
+    });
   return e instanceof Error ? e : new Error(String(e));
 }
 
@@ -84,7 +88,8 @@ export function loadServerId(src: Pkcs11KeyManagerConfig['serverId'], log: Logge
   if (src.kind === 'value') return src.value;
   try {
     const id = fs.readFileSync(src.path, 'utf8').trim();
-    if (!/^[A-Za-z0-9._-]{1,128}$/.test(id)) throw invalidArgument(`key_identifier_file "${src.path}" does not hold a valid identifier`);
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(id))
+      throw invalidArgument(`key_identifier_file "${src.path}" does not hold a valid identifier`);
     return id;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -148,7 +153,9 @@ export class Pkcs11KeyManagerCore {
         status.errors.push((e as Error).message);
         return;
       }
-      status.notes.push(`token found: label "${t.label}", serial "${t.serial}", model "${t.model}" (${describeSelector(cfg.token)})`);
+      status.notes.push(
+        `token found: label "${t.label}", serial "${t.serial}", model "${t.model}" (${describeSelector(cfg.token)})`,
+      );
       if (cfg.pin.kind === 'file') {
         try {
           readPin(cfg.pin, { warn: (m) => status.notes.push(m) }); // permissions and owner; the PIN itself is not used here
@@ -157,8 +164,10 @@ export class Pkcs11KeyManagerCore {
         }
       }
       if (t.flags & pkcs11js.CKF_USER_PIN_LOCKED) status.errors.push(`the user PIN of token "${t.label}" is locked`);
-      else if (t.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) status.errors.push(`token "${t.label}" is at its final PIN try; the plugin will refuse to log in`);
-      else if (t.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW) status.notes.push(`token "${t.label}" reports a recent wrong PIN (CKF_USER_PIN_COUNT_LOW)`);
+      else if (t.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY)
+        status.errors.push(`token "${t.label}" is at its final PIN try; the plugin will refuse to log in`);
+      else if (t.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW)
+        status.notes.push(`token "${t.label}" reports a recent wrong PIN (CKF_USER_PIN_COUNT_LOW)`);
       const mechs = new Set(m.pkcs11.C_GetMechanismList(t.slot));
       for (const [mech, name] of [
         [pkcs11js.CKM_EC_KEY_PAIR_GEN, 'CKM_EC_KEY_PAIR_GEN (ec-p256/ec-p384 keys)'],
@@ -170,14 +179,20 @@ export class Pkcs11KeyManagerCore {
         if (!mechs.has(mech)) status.notes.push(`mechanism unsupported by the token: ${name}`);
       }
       const sid = cfg.serverId.kind === 'value' ? cfg.serverId.value : '00000000-0000-0000-0000-000000000000';
-      const naming = { prefix: cfg.labelPrefix, trustDomain: cfg.trustDomain, serverId: sid, maxLabelLength: cfg.maxLabelLength };
+      const naming = {
+        prefix: cfg.labelPrefix,
+        trustDomain: cfg.trustDomain,
+        serverId: sid,
+        maxLabelLength: cfg.maxLabelLength,
+      };
       const longest = labelFor(naming, 'bundle-acme-acme_account+key');
       const ca = labelFor(naming, 'x509-CA-A');
       if (ca.hashed) {
         status.notes.push(
           `labels like "${cfg.labelPrefix}${cfg.trustDomain}/${sid}/x509-CA-A" exceed max_label_length ${cfg.maxLabelLength}; hashed labels with a name object will be used`,
         );
-      } else if (longest.hashed) status.notes.push(`long key ids (ACME) will use hashed labels (max_label_length ${cfg.maxLabelLength})`);
+      } else if (longest.hashed)
+        status.notes.push(`long key ids (ACME) will use hashed labels (max_label_length ${cfg.maxLabelLength})`);
     } catch (e) {
       status.errors.push(`PKCS#11 check failed: ${(e as Error).message}`);
     } finally {
@@ -201,12 +216,18 @@ export class Pkcs11KeyManagerCore {
   async generateKey(req: GenerateKeyReq, signal?: AbortSignal): Promise<PublicKeyMsg> {
     if (!req.keyId) throw invalidArgument('key id is required');
     if (!req.keyType) throw invalidArgument('key type is required');
-    if (!KEY_TYPES.has(req.keyType)) throw invalidArgument(`unable to generate key "${req.keyId}" for unknown key type "${req.keyType}"`);
+    if (!KEY_TYPES.has(req.keyType))
+      throw invalidArgument(`unable to generate key "${req.keyId}" for unknown key type "${req.keyType}"`);
     const b = this.live();
     try {
       const started = Date.now();
       const e = await b.generate(req.keyId, req.keyType as KeyTypeNum, signal);
-      this.log.info('key generated on token', { key_id: req.keyId, cka_id: e.ckaId.toString('hex'), fingerprint: e.fingerprint, ms: Date.now() - started });
+      this.log.info('key generated on token', {
+        key_id: req.keyId,
+        cka_id: e.ckaId.toString('hex'),
+        fingerprint: e.fingerprint,
+        ms: Date.now() - started,
+      });
       return Pkcs11KeyManagerCore.toPublicKey(e);
     } catch (err) {
       throw toPluginError(err);
@@ -220,7 +241,9 @@ export class Pkcs11KeyManagerCore {
   }
 
   getPublicKeys(): PublicKeyMsg[] {
-    return [...this.live().keys.values()].sort((a, b) => a.id.localeCompare(b.id)).map(Pkcs11KeyManagerCore.toPublicKey);
+    return [...this.live().keys.values()]
+      .sort((a, b) => a.id.localeCompare(b.id))
+      .map(Pkcs11KeyManagerCore.toPublicKey);
   }
 
   async signData(req: SignDataReq): Promise<{ signature: Buffer; keyFingerprint: string }> {
@@ -260,7 +283,12 @@ export class Pkcs11KeyManagerCore {
         if (typeof salt === 'string') throw invalidArgument(salt);
         mech = {
           mechanism: pkcs11js.CKM_RSA_PKCS_PSS,
-          parameter: { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: hash.ckm, mgf: hash.mgf, saltLen: salt } as pkcs11js.RsaPSS,
+          parameter: {
+            type: pkcs11js.CK_PARAMS_RSA_PSS,
+            hashAlg: hash.ckm,
+            mgf: hash.mgf,
+            saltLen: salt,
+          } as pkcs11js.RsaPSS,
         };
         input = Buffer.from(data);
       } else {

@@ -71,7 +71,10 @@ export function hashedLabelMatches(n: Naming, keyId: string, label: string): boo
 }
 
 /** Splits a full name `<prefix><td>/<serverID>/<keyID>` (keyID may contain '/'). */
-export function parseFullName(prefix: string, name: string): { trustDomain: string; serverId: string; keyId: string } | undefined {
+export function parseFullName(
+  prefix: string,
+  name: string,
+): { trustDomain: string; serverId: string; keyId: string } | undefined {
   if (!name.startsWith(prefix)) return undefined;
   const rest = name.slice(prefix.length);
   const a = rest.indexOf('/');

@@ -57,12 +57,16 @@ export class KeyRecord {
     let text: string;
     try {
       const st = fs.statSync(file);
-      if (st.size > MAX_RECORD_BYTES) throw new KeyRecordError('too_large', `key_record_file "${file}" is larger than ${MAX_RECORD_BYTES} bytes`);
+      if (st.size > MAX_RECORD_BYTES)
+        throw new KeyRecordError('too_large', `key_record_file "${file}" is larger than ${MAX_RECORD_BYTES} bytes`);
       text = fs.readFileSync(file, 'utf8');
     } catch (e) {
       if (e instanceof KeyRecordError) throw e;
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new KeyRecord(file, scope, false);
-      throw new KeyRecordError('unreadable', `cannot read key_record_file "${file}": ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new KeyRecordError(
+        'unreadable',
+        `cannot read key_record_file "${file}": ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     }
     let j: unknown;
     try {
@@ -70,25 +74,49 @@ export class KeyRecord {
     } catch {
       throw new KeyRecordError('malformed', `key_record_file "${file}" is not valid JSON`);
     }
-    const o = j as { version?: unknown; trust_domain?: unknown; server_id?: unknown; label_prefix?: unknown; instances?: unknown };
+    const o = j as {
+      version?: unknown;
+      trust_domain?: unknown;
+      server_id?: unknown;
+      label_prefix?: unknown;
+      instances?: unknown;
+    };
     if (typeof o !== 'object' || o === null || o.version !== 1 || !Array.isArray(o.instances)) {
       throw new KeyRecordError('malformed', `key_record_file "${file}" is not a version 1 key record`);
     }
-    if (o.trust_domain !== scope.trustDomain || o.server_id !== scope.serverId || o.label_prefix !== scope.labelPrefix) {
+    if (
+      o.trust_domain !== scope.trustDomain ||
+      o.server_id !== scope.serverId ||
+      o.label_prefix !== scope.labelPrefix
+    ) {
       throw new KeyRecordError(
         'other_server',
         `key_record_file "${file}" belongs to trust domain "${String(o.trust_domain)}", server "${String(o.server_id)}", label prefix "${String(o.label_prefix)}", ` +
           `not to "${scope.trustDomain}", "${scope.serverId}", "${scope.labelPrefix}"; give every server its own key_record_file`,
       );
     }
-    if (o.instances.length > MAX_RECORDED_INSTANCES) throw new KeyRecordError('too_large', `key_record_file "${file}" lists more than ${MAX_RECORDED_INSTANCES} instances`);
+    if (o.instances.length > MAX_RECORDED_INSTANCES)
+      throw new KeyRecordError(
+        'too_large',
+        `key_record_file "${file}" lists more than ${MAX_RECORDED_INSTANCES} instances`,
+      );
     const r = new KeyRecord(file, scope, true);
     for (const x of o.instances as unknown[]) {
       const i = x as { key_id?: unknown; cka_id?: unknown; fingerprint?: unknown; created_at?: unknown };
-      if (typeof i !== 'object' || i === null || typeof i.key_id !== 'string' || typeof i.cka_id !== 'string' || !HEX_RE.test(i.cka_id)) {
+      if (
+        typeof i !== 'object' ||
+        i === null ||
+        typeof i.key_id !== 'string' ||
+        typeof i.cka_id !== 'string' ||
+        !HEX_RE.test(i.cka_id)
+      ) {
         throw new KeyRecordError('malformed', `key_record_file "${file}" has a malformed instance entry`);
       }
-      const inst: RecordedInstance = { keyId: i.key_id, ckaId: i.cka_id, createdAt: typeof i.created_at === 'string' ? i.created_at : '' };
+      const inst: RecordedInstance = {
+        keyId: i.key_id,
+        ckaId: i.cka_id,
+        createdAt: typeof i.created_at === 'string' ? i.created_at : '',
+      };
       if (typeof i.fingerprint === 'string') inst.fingerprint = i.fingerprint;
       r.byCkaId.set(inst.ckaId, inst);
     }
@@ -117,7 +145,10 @@ export class KeyRecord {
     const hex = ckaId.toString('hex');
     const prev = this.byCkaId.get(hex);
     if (!prev && this.byCkaId.size >= MAX_RECORDED_INSTANCES) {
-      throw new KeyRecordError('too_large', `key_record_file "${this.file}" already lists ${MAX_RECORDED_INSTANCES} instances`);
+      throw new KeyRecordError(
+        'too_large',
+        `key_record_file "${this.file}" already lists ${MAX_RECORDED_INSTANCES} instances`,
+      );
     }
     const inst: RecordedInstance = { keyId, ckaId: hex, createdAt: prev?.createdAt ?? new Date().toISOString() };
     if (fingerprint !== undefined) inst.fingerprint = fingerprint;
@@ -176,7 +207,10 @@ export class KeyRecord {
       } catch {
         /* ignore */
       }
-      throw new KeyRecordError('unwritable', `cannot write key_record_file "${this.file}": ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new KeyRecordError(
+        'unwritable',
+        `cannot write key_record_file "${this.file}": ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     }
   }
 }

@@ -119,7 +119,10 @@ export function ecSpki(point: Buffer, curve: Curve): Buffer {
   const x = point.subarray(1, 1 + curve.orderBytes);
   const y = point.subarray(1 + curve.orderBytes);
   return crypto
-    .createPublicKey({ key: { kty: 'EC', crv: curve.name, x: x.toString('base64url'), y: y.toString('base64url') }, format: 'jwk' })
+    .createPublicKey({
+      key: { kty: 'EC', crv: curve.name, x: x.toString('base64url'), y: y.toString('base64url') },
+      format: 'jwk',
+    })
     .export({ type: 'spki', format: 'der' });
 }
 
@@ -130,7 +133,10 @@ export function rsaSpki(modulus: Buffer, exponent: Buffer): Buffer {
     return b.subarray(i);
   };
   return crypto
-    .createPublicKey({ key: { kty: 'RSA', n: strip(modulus).toString('base64url'), e: strip(exponent).toString('base64url') }, format: 'jwk' })
+    .createPublicKey({
+      key: { kty: 'RSA', n: strip(modulus).toString('base64url'), e: strip(exponent).toString('base64url') },
+      format: 'jwk',
+    })
     .export({ type: 'spki', format: 'der' });
 }
 
@@ -148,6 +154,7 @@ export function pssSaltLength(salt: number, hLen: number, modBits: number): numb
   if (!Number.isInteger(salt) || salt < -1) return `invalid PSS salt length ${salt}`;
   const emLen = Math.ceil((modBits - 1) / 8);
   const max = emLen - hLen - 2;
-  if (salt > max) return `PSS salt length ${salt} too large for a ${modBits}-bit key with a ${hLen}-byte hash (max ${max})`;
+  if (salt > max)
+    return `PSS salt length ${salt} too large for a ${modBits}-bit key with a ${hLen}-byte hash (max ${max})`;
   return salt;
 }

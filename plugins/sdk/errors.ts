@@ -1,7 +1,7 @@
 // Errors as data: a PluginError carries the gRPC status code SPIRE will see. Anything else thrown by a plugin is
 // answered as Internal (and logged), never a crash. A leaf module (no grpc-js): plugin cores throw PluginError
 // without loading the transport.
-import { redactString } from "./log";
+import { redactString } from './log';
 
 /** gRPC status codes (values fixed by the gRPC spec, doc/statuscodes.md). */
 export const Code = {
@@ -26,7 +26,7 @@ export const Code = {
 export type Code = (typeof Code)[keyof typeof Code];
 
 export class PluginError extends Error {
-  override readonly name: string = "PluginError";
+  override readonly name: string = 'PluginError';
   constructor(
     readonly code: Code,
     message: string,
@@ -37,20 +37,24 @@ export class PluginError extends Error {
 }
 
 export const invalidArgument = (msg: string, cause?: unknown) => new PluginError(Code.INVALID_ARGUMENT, msg, { cause });
-export const failedPrecondition = (msg: string, cause?: unknown) => new PluginError(Code.FAILED_PRECONDITION, msg, { cause });
+export const failedPrecondition = (msg: string, cause?: unknown) =>
+  new PluginError(Code.FAILED_PRECONDITION, msg, { cause });
 export const notFound = (msg: string, cause?: unknown) => new PluginError(Code.NOT_FOUND, msg, { cause });
 export const internal = (msg: string, cause?: unknown) => new PluginError(Code.INTERNAL, msg, { cause });
 export const unavailable = (msg: string, cause?: unknown) => new PluginError(Code.UNAVAILABLE, msg, { cause });
-export const permissionDenied = (msg: string, cause?: unknown) => new PluginError(Code.PERMISSION_DENIED, msg, { cause });
+export const permissionDenied = (msg: string, cause?: unknown) =>
+  new PluginError(Code.PERMISSION_DENIED, msg, { cause });
 export const unimplemented = (msg: string) => new PluginError(Code.UNIMPLEMENTED, msg);
 export const alreadyExists = (msg: string, cause?: unknown) => new PluginError(Code.ALREADY_EXISTS, msg, { cause });
-export const resourceExhausted = (msg: string, cause?: unknown) => new PluginError(Code.RESOURCE_EXHAUSTED, msg, { cause });
-export const deadlineExceeded = (msg: string, cause?: unknown) => new PluginError(Code.DEADLINE_EXCEEDED, msg, { cause });
+export const resourceExhausted = (msg: string, cause?: unknown) =>
+  new PluginError(Code.RESOURCE_EXHAUSTED, msg, { cause });
+export const deadlineExceeded = (msg: string, cause?: unknown) =>
+  new PluginError(Code.DEADLINE_EXCEEDED, msg, { cause });
 
 /** The message of any thrown value, for logs and Internal statuses. */
 export function errorMessage(e: unknown): string {
   if (e instanceof Error) return e.message;
-  if (typeof e === "string") return e;
+  if (typeof e === 'string') return e;
   try {
     return JSON.stringify(e) ?? String(e);
   } catch {
@@ -71,9 +75,9 @@ export interface Status {
  */
 export function toStatus(e: unknown, internalSeen?: (e: unknown) => void): Status {
   if (e instanceof PluginError) return { code: e.code, details: redactString(e.message) };
-  if (typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "number" && "details" in e) {
+  if (typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number' && 'details' in e) {
     const s = e as { code: Code; details?: string };
-    return { code: s.code, details: redactString(s.details ?? "") };
+    return { code: s.code, details: redactString(s.details ?? '') };
   }
   internalSeen?.(e);
   return { code: Code.INTERNAL, details: redactString(errorMessage(e)) };

@@ -1,31 +1,31 @@
 // Typed, promise-based clients for SPIRE's host services, reached by dialing back the address SPIRE sends on the
 // go-plugin broker stream (ConnInfo{service_id: 1}). A service is only offered when SPIRE listed it in Init.
-import { credentials, Client, type ServiceError, type Metadata } from "@grpc/grpc-js";
-import { MetricsClient } from "@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics";
+import { credentials, Client, type ServiceError, type Metadata } from '@grpc/grpc-js';
+import { MetricsClient } from '@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics';
 import type {
   AddSampleRequest,
   EmitKeyRequest,
   IncrCounterRequest,
   MeasureSinceRequest,
   SetGaugeRequest,
-} from "@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics";
+} from '@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics';
 import {
   AgentStoreClient,
   type GetAgentInfoRequest,
   type GetAgentInfoResponse,
-} from "@spire-hw/proto/spire/hostservice/server/agentstore/v1/agentstore";
+} from '@spire-hw/proto/spire/hostservice/server/agentstore/v1/agentstore';
 import {
   IdentityProviderClient,
   type FetchX509IdentityRequest,
   type FetchX509IdentityResponse,
-} from "@spire-hw/proto/spire/hostservice/server/identityprovider/v1/identityprovider";
-import type { ConnInfo } from "@spire-hw/proto/goplugin/grpc_broker";
-import { unavailable } from "./errors";
+} from '@spire-hw/proto/spire/hostservice/server/identityprovider/v1/identityprovider';
+import type { ConnInfo } from '@spire-hw/proto/goplugin/grpc_broker';
+import { unavailable } from './errors';
 
 export const HOST_SERVICE_PROVIDER_ID = 1;
-export const METRICS_SERVICE = "spire.hostservice.common.metrics.v1.Metrics";
-export const AGENT_STORE_SERVICE = "spire.hostservice.server.agentstore.v1.AgentStore";
-export const IDENTITY_PROVIDER_SERVICE = "spire.hostservice.server.identityprovider.v1.IdentityProvider";
+export const METRICS_SERVICE = 'spire.hostservice.common.metrics.v1.Metrics';
+export const AGENT_STORE_SERVICE = 'spire.hostservice.server.agentstore.v1.AgentStore';
+export const IDENTITY_PROVIDER_SERVICE = 'spire.hostservice.server.identityprovider.v1.IdentityProvider';
 
 export interface Metrics {
   setGauge(req: SetGaugeRequest): Promise<void>;
@@ -56,8 +56,11 @@ export type UnaryFn<Req, Res> = (req: Req, metadata: Metadata | Cb<Res>, cb?: Cb
 export function callUnary<Req, Res>(client: Client, fn: UnaryFn<Req, Res>, req: Req, timeoutMs = 30_000): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
     const deadline = new Date(Date.now() + timeoutMs);
-    (fn as unknown as (this: Client, r: Req, o: object, cb: Cb<Res>) => void).call(client, req, { deadline }, (err, res) =>
-      err ? reject(err) : resolve(res),
+    (fn as unknown as (this: Client, r: Req, o: object, cb: Cb<Res>) => void).call(
+      client,
+      req,
+      { deadline },
+      (err, res) => (err ? reject(err) : resolve(res)),
     );
   });
 }
@@ -89,7 +92,10 @@ export class Broker {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         const ws = this.waiters.get(serviceId) ?? [];
-        this.waiters.set(serviceId, ws.filter((w) => w !== done));
+        this.waiters.set(
+          serviceId,
+          ws.filter((w) => w !== done),
+        );
         reject(unavailable(`host did not send broker connection info for service ${serviceId} within ${timeoutMs} ms`));
       }, timeoutMs);
       const done = (c: ConnInfo) => {
@@ -104,7 +110,7 @@ export class Broker {
 }
 
 export function brokerTarget(info: ConnInfo): string {
-  return info.network === "unix" ? `unix:${info.address}` : info.address;
+  return info.network === 'unix' ? `unix:${info.address}` : info.address;
 }
 
 export class BrokeredHostServices implements HostServices {
@@ -120,7 +126,10 @@ export class BrokeredHostServices implements HostServices {
     return this.names.includes(serviceName);
   }
 
-  private async dial<T extends Client>(name: string, Ctor: new (addr: string, creds: ReturnType<typeof credentials.createInsecure>) => T): Promise<T | undefined> {
+  private async dial<T extends Client>(
+    name: string,
+    Ctor: new (addr: string, creds: ReturnType<typeof credentials.createInsecure>) => T,
+  ): Promise<T | undefined> {
     if (!this.has(name)) return undefined;
     const info = await this.broker.wait(HOST_SERVICE_PROVIDER_ID, this.waitMs);
     const c = new Ctor(brokerTarget(info), credentials.createInsecure());
@@ -139,7 +148,7 @@ export class BrokeredHostServices implements HostServices {
   }
 
   metrics(): Promise<Metrics | undefined> {
-    return this.memo("metrics", async () => {
+    return this.memo('metrics', async () => {
       const c = await this.dial(METRICS_SERVICE, MetricsClient);
       if (!c) return undefined;
       const v = <Req>(fn: UnaryFn<Req, unknown>) => {
@@ -157,7 +166,7 @@ export class BrokeredHostServices implements HostServices {
   }
 
   agentStore(): Promise<AgentStore | undefined> {
-    return this.memo("agentStore", async () => {
+    return this.memo('agentStore', async () => {
       const c = await this.dial(AGENT_STORE_SERVICE, AgentStoreClient);
       if (!c) return undefined;
       return { getAgentInfo: promisify(c, c.getAgentInfo as UnaryFn<GetAgentInfoRequest, GetAgentInfoResponse>) };
@@ -165,11 +174,14 @@ export class BrokeredHostServices implements HostServices {
   }
 
   identityProvider(): Promise<IdentityProvider | undefined> {
-    return this.memo("identityProvider", async () => {
+    return this.memo('identityProvider', async () => {
       const c = await this.dial(IDENTITY_PROVIDER_SERVICE, IdentityProviderClient);
       if (!c) return undefined;
       return {
-        fetchX509Identity: promisify(c, c.fetchX509Identity as UnaryFn<FetchX509IdentityRequest, FetchX509IdentityResponse>),
+        fetchX509Identity: promisify(
+          c,
+          c.fetchX509Identity as UnaryFn<FetchX509IdentityRequest, FetchX509IdentityResponse>,
+        ),
       };
     });
   }

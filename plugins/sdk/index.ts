@@ -1,7 +1,7 @@
 // spire-hardware-plugins SDK: write SPIRE plugins in TypeScript.
 //   serve(workloadAttestor(new MyAttestor()));
-import "./boot"; // first: start-up failures become hclog JSON errors (see boot.ts)
-export { serve, handshakeLine, notAPluginMessage, routeGrpcLogging, type ServeOptions } from "./serve";
+import './boot'; // first: start-up failures become hclog JSON errors (see boot.ts)
+export { serve, handshakeLine, notAPluginMessage, routeGrpcLogging, type ServeOptions } from './serve';
 export {
   serverKeyManager,
   agentKeyManager,
@@ -28,7 +28,7 @@ export {
   type AgentNodeAttestor,
   type WorkloadAttestor,
   type UpstreamAuthority,
-} from "./plugin";
+} from './plugin';
 export {
   PluginError,
   Code,
@@ -44,7 +44,15 @@ export {
   deadlineExceeded,
   errorMessage,
   toStatus,
-} from "./errors";
-export { createLogger, registerSecret, redactString, hclogTimestamp, type Logger, type LogLevel, type LogFields } from "./log";
-export type { HostServices, Metrics, AgentStore, IdentityProvider } from "./hostservices";
-export type { ConfigStatus } from "./config/build";
+} from './errors';
+export {
+  createLogger,
+  registerSecret,
+  redactString,
+  hclogTimestamp,
+  type Logger,
+  type LogLevel,
+  type LogFields,
+} from './log';
+export type { HostServices, Metrics, AgentStore, IdentityProvider } from './hostservices';
+export type { ConfigStatus } from './config/build';

@@ -3,10 +3,10 @@
 // @level/@message/@timestamp are always JSON strings (a non-string crashes the SPIRE host), the timestamp has exactly
 // six fractional digits (otherwise SPIRE logs the whole line as raw DEBUG text), lines stay below 64 KiB, and secrets
 // are redacted: fields whose key names a secret, and any registered secret value wherever it appears.
-import { writeSync } from "node:fs";
-import { performance } from "node:perf_hooks";
+import { writeSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 
-export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<LogLevel, number> = { trace: 0, debug: 1, info: 2, warn: 3, error: 4 };
 export type LogFields = Record<string, unknown>;
 
@@ -25,16 +25,17 @@ export interface Logger {
  * The words that make a key name a secret's (log fields here; configuration keys in config/secrets.ts): one list, so
  * a word added for one is known to both.
  */
-export const SECRET_NAME_WORDS = "pin|pins|password|passwd|passphrase|secret|token|private[_-]?key|so[_-]?pin|auth[_-]?value|api[_-]?key|credentials?";
+export const SECRET_NAME_WORDS =
+  'pin|pins|password|passwd|passphrase|secret|token|private[_-]?key|so[_-]?pin|auth[_-]?value|api[_-]?key|credentials?';
 /** A log field whose name contains a secret word between separators (`pin`, `pin_file`, `devid_password`) is redacted. */
-const SECRET_KEY = new RegExp(`(^|[_\\-.])(${SECRET_NAME_WORDS})($|[_\\-.])`, "i");
+const SECRET_KEY = new RegExp(`(^|[_\\-.])(${SECRET_NAME_WORDS})($|[_\\-.])`, 'i');
 const MAX_LINE = 60 * 1024;
 const secretValues = new Set<string>();
 
 /** Registers a secret value (PIN, password) so it is replaced by "[REDACTED]" anywhere in log output. */
 export function registerSecret(value: string | Buffer | undefined): void {
   if (value === undefined) return;
-  const s = typeof value === "string" ? value : value.toString("utf8");
+  const s = typeof value === 'string' ? value : value.toString('utf8');
   if (s.length >= 3 && !secretValues.has(s)) {
     secretValues.add(s);
     longestFirst = undefined;
@@ -75,7 +76,7 @@ let longestFirst: string[] | undefined;
 export function redactString(s: string): string {
   longestFirst ??= [...new Set([...secretValues, ...scannedValues])].sort((a, b) => b.length - a.length);
   let out = s;
-  for (const v of longestFirst) if (out.includes(v)) out = out.split(v).join("[REDACTED]");
+  for (const v of longestFirst) if (out.includes(v)) out = out.split(v).join('[REDACTED]');
   return out;
 }
 
@@ -84,22 +85,22 @@ export function hclogTimestamp(epochMs: number = performance.timeOrigin + perfor
   const ms = Math.floor(epochMs);
   const micros = Math.floor((epochMs - ms) * 1000);
   const iso = new Date(ms).toISOString(); // 2026-08-22T19:28:37.123Z
-  return `${iso.slice(0, 23)}${String(micros).padStart(3, "0")}Z`;
+  return `${iso.slice(0, 23)}${String(micros).padStart(3, '0')}Z`;
 }
 
 function sanitize(value: unknown, depth = 0): unknown {
-  if (depth > 6) return "[…]";
+  if (depth > 6) return '[…]';
   if (value === null || value === undefined) return value ?? null;
-  if (typeof value === "string") return redactString(value);
-  if (typeof value === "number" || typeof value === "boolean") return value;
-  if (typeof value === "bigint") return value.toString();
+  if (typeof value === 'string') return redactString(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return value;
+  if (typeof value === 'bigint') return value.toString();
   if (value instanceof Error) return redactString(value.message);
-  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return Buffer.from(value).toString("hex");
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return Buffer.from(value).toString('hex');
   if (Array.isArray(value)) return value.slice(0, 100).map((v) => sanitize(v, depth + 1));
-  if (typeof value === "object") {
+  if (typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      out[k] = SECRET_KEY.test(k) ? "[REDACTED]" : sanitize(v, depth + 1);
+      out[k] = SECRET_KEY.test(k) ? '[REDACTED]' : sanitize(v, depth + 1);
     }
     return out;
   }
@@ -118,34 +119,34 @@ export const stderrSink: LogSink = (line) => {
 };
 
 export function parseLevel(s: string | undefined, fallback: LogLevel): LogLevel {
-  const l = (s ?? "").trim().toLowerCase();
+  const l = (s ?? '').trim().toLowerCase();
   return l in ORDER ? (l as LogLevel) : fallback;
 }
 
 export function formatLine(level: LogLevel, message: string, fields: LogFields): string {
   const rec: Record<string, unknown> = {
-    "@level": level,
-    "@message": redactString(message),
-    "@timestamp": hclogTimestamp(),
+    '@level': level,
+    '@message': redactString(message),
+    '@timestamp': hclogTimestamp(),
   };
   for (const [k, v] of Object.entries(fields)) {
-    if (k.startsWith("@")) continue; // never let a field shadow the three hclog keys
-    rec[k] = SECRET_KEY.test(k) ? "[REDACTED]" : sanitize(v);
+    if (k.startsWith('@')) continue; // never let a field shadow the three hclog keys
+    rec[k] = SECRET_KEY.test(k) ? '[REDACTED]' : sanitize(v);
   }
   let line = JSON.stringify(rec);
   if (line.length > MAX_LINE) {
     line = JSON.stringify({
-      "@level": level,
-      "@message": redactString(message).slice(0, 4096),
-      "@timestamp": rec["@timestamp"],
+      '@level': level,
+      '@message': redactString(message).slice(0, 4096),
+      '@timestamp': rec['@timestamp'],
       truncated: true,
     });
   }
-  return line + "\n";
+  return line + '\n';
 }
 
 export function createLogger(opts: { level?: LogLevel; sink?: LogSink; fields?: LogFields } = {}): Logger {
-  const level = opts.level ?? parseLevel(process.env.SPIRE_PLUGIN_LOG_LEVEL, "debug");
+  const level = opts.level ?? parseLevel(process.env.SPIRE_PLUGIN_LOG_LEVEL, 'debug');
   const sink = opts.sink ?? stderrSink;
   const base = opts.fields ?? {};
   const emit = (l: LogLevel, message: string, fields?: LogFields) => {
@@ -154,11 +155,11 @@ export function createLogger(opts: { level?: LogLevel; sink?: LogSink; fields?: 
   };
   return {
     level,
-    trace: (m, f) => emit("trace", m, f),
-    debug: (m, f) => emit("debug", m, f),
-    info: (m, f) => emit("info", m, f),
-    warn: (m, f) => emit("warn", m, f),
-    error: (m, f) => emit("error", m, f),
+    trace: (m, f) => emit('trace', m, f),
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
     with: (f) => createLogger({ level, sink, fields: { ...base, ...f } }),
   };
 }

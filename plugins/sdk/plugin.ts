@@ -7,22 +7,22 @@ import type {
   handleUnaryCall,
   ServiceDefinition,
   UntypedServiceImplementation,
-} from "@grpc/grpc-js";
-import * as serverKM from "@spire-hw/proto/spire/plugin/server/keymanager/v1/keymanager";
-import * as agentKM from "@spire-hw/proto/spire/plugin/agent/keymanager/v1/keymanager";
-import * as serverNA from "@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor";
-import * as agentNA from "@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor";
-import * as agentWA from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
-import * as serverUA from "@spire-hw/proto/spire/plugin/server/upstreamauthority/v1/upstreamauthority";
-import type { ConfigStatus } from "./config/build";
-import type { Logger } from "./log";
-import type { HostServices } from "./hostservices";
+} from '@grpc/grpc-js';
+import * as serverKM from '@spire-hw/proto/spire/plugin/server/keymanager/v1/keymanager';
+import * as agentKM from '@spire-hw/proto/spire/plugin/agent/keymanager/v1/keymanager';
+import * as serverNA from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import * as agentNA from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import * as agentWA from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
+import * as serverUA from '@spire-hw/proto/spire/plugin/server/upstreamauthority/v1/upstreamauthority';
+import type { ConfigStatus } from './config/build';
+import type { Logger } from './log';
+import type { HostServices } from './hostservices';
 
 /** go-plugin magic cookie = the SPIRE plugin type string from the config (`KeyManager=KeyManager`). */
-export type PluginType = "KeyManager" | "NodeAttestor" | "WorkloadAttestor" | "UpstreamAuthority";
-export type Side = "server" | "agent";
+export type PluginType = 'KeyManager' | 'NodeAttestor' | 'WorkloadAttestor' | 'UpstreamAuthority';
+export type Side = 'server' | 'agent';
 
-export const CONFIG_SERVICE_NAME = "spire.service.common.config.v1.Config";
+export const CONFIG_SERVICE_NAME = 'spire.service.common.config.v1.Config';
 
 export interface CallContext {
   /** Aborted when SPIRE cancels the call or its deadline passes. */
@@ -84,7 +84,11 @@ export interface ResponseStream<Res> {
 }
 
 export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
-export type ServerStreamHandler<Req, Res> = (request: Req, stream: ResponseStream<Res>, ctx: CallContext) => Promise<void>;
+export type ServerStreamHandler<Req, Res> = (
+  request: Req,
+  stream: ResponseStream<Res>,
+  ctx: CallContext,
+) => Promise<void>;
 export type BidiHandler<Req, Res> = (stream: DuplexStream<Req, Res>, ctx: CallContext) => Promise<void>;
 
 type HandlerFor<H> =
@@ -125,22 +129,61 @@ export type ServerKeyManager<C = unknown> = Handlers<serverKM.KeyManagerServer> 
 export type AgentKeyManager<C = unknown> = Handlers<agentKM.KeyManagerServer> & PluginLifecycle<C>;
 export type ServerNodeAttestor<C = unknown> = Handlers<serverNA.NodeAttestorServer> & PluginLifecycle<C>;
 export type AgentNodeAttestor<C = unknown> = Handlers<agentNA.NodeAttestorServer> & PluginLifecycle<C>;
-export type WorkloadAttestor<C = unknown> = Omit<Handlers<agentWA.WorkloadAttestorServer>, "attestReference"> &
-  Partial<Pick<Handlers<agentWA.WorkloadAttestorServer>, "attestReference">> &
+export type WorkloadAttestor<C = unknown> = Omit<Handlers<agentWA.WorkloadAttestorServer>, 'attestReference'> &
+  Partial<Pick<Handlers<agentWA.WorkloadAttestorServer>, 'attestReference'>> &
   PluginLifecycle<C>;
-export type UpstreamAuthority<C = unknown> = Pick<Handlers<serverUA.UpstreamAuthorityServer>, "mintX509CaAndSubscribe"> &
-  Partial<Omit<Handlers<serverUA.UpstreamAuthorityServer>, "mintX509CaAndSubscribe">> &
+export type UpstreamAuthority<C = unknown> = Pick<
+  Handlers<serverUA.UpstreamAuthorityServer>,
+  'mintX509CaAndSubscribe'
+> &
+  Partial<Omit<Handlers<serverUA.UpstreamAuthorityServer>, 'mintX509CaAndSubscribe'>> &
   PluginLifecycle<C>;
 
 export const serverKeyManager = <C>(impl: ServerKeyManager<C>) =>
-  define<serverKM.KeyManagerServer>("KeyManager", "server", "spire.plugin.server.keymanager.v1.KeyManager", serverKM.KeyManagerService, impl);
+  define<serverKM.KeyManagerServer>(
+    'KeyManager',
+    'server',
+    'spire.plugin.server.keymanager.v1.KeyManager',
+    serverKM.KeyManagerService,
+    impl,
+  );
 export const agentKeyManager = <C>(impl: AgentKeyManager<C>) =>
-  define<agentKM.KeyManagerServer>("KeyManager", "agent", "spire.plugin.agent.keymanager.v1.KeyManager", agentKM.KeyManagerService, impl);
+  define<agentKM.KeyManagerServer>(
+    'KeyManager',
+    'agent',
+    'spire.plugin.agent.keymanager.v1.KeyManager',
+    agentKM.KeyManagerService,
+    impl,
+  );
 export const serverNodeAttestor = <C>(impl: ServerNodeAttestor<C>) =>
-  define<serverNA.NodeAttestorServer>("NodeAttestor", "server", "spire.plugin.server.nodeattestor.v1.NodeAttestor", serverNA.NodeAttestorService, impl);
+  define<serverNA.NodeAttestorServer>(
+    'NodeAttestor',
+    'server',
+    'spire.plugin.server.nodeattestor.v1.NodeAttestor',
+    serverNA.NodeAttestorService,
+    impl,
+  );
 export const agentNodeAttestor = <C>(impl: AgentNodeAttestor<C>) =>
-  define<agentNA.NodeAttestorServer>("NodeAttestor", "agent", "spire.plugin.agent.nodeattestor.v1.NodeAttestor", agentNA.NodeAttestorService, impl);
+  define<agentNA.NodeAttestorServer>(
+    'NodeAttestor',
+    'agent',
+    'spire.plugin.agent.nodeattestor.v1.NodeAttestor',
+    agentNA.NodeAttestorService,
+    impl,
+  );
 export const workloadAttestor = <C>(impl: WorkloadAttestor<C>) =>
-  define<agentWA.WorkloadAttestorServer>("WorkloadAttestor", "agent", "spire.plugin.agent.workloadattestor.v1.WorkloadAttestor", agentWA.WorkloadAttestorService, impl);
+  define<agentWA.WorkloadAttestorServer>(
+    'WorkloadAttestor',
+    'agent',
+    'spire.plugin.agent.workloadattestor.v1.WorkloadAttestor',
+    agentWA.WorkloadAttestorService,
+    impl,
+  );
 export const upstreamAuthority = <C>(impl: UpstreamAuthority<C>) =>
-  define<serverUA.UpstreamAuthorityServer>("UpstreamAuthority", "server", "spire.plugin.server.upstreamauthority.v1.UpstreamAuthority", serverUA.UpstreamAuthorityService, impl);
+  define<serverUA.UpstreamAuthorityServer>(
+    'UpstreamAuthority',
+    'server',
+    'spire.plugin.server.upstreamauthority.v1.UpstreamAuthority',
+    serverUA.UpstreamAuthorityService,
+    impl,
+  );

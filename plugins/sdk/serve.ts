@@ -1,15 +1,15 @@
 // serve(): the whole process side of go-plugin for one SPIRE plugin. A plugin's main is one line:
 //   serve(workloadAttestor(new MyAttestor()));
-import { mkdtempSync, rmSync, chmodSync, chownSync, readFileSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { format } from "node:util";
-import * as grpc from "@grpc/grpc-js";
-import { createLogger, type Logger } from "./log";
-import { errorMessage } from "./errors";
-import { createPluginServer } from "./server";
-import { isServing, markServing } from "./boot";
-import type { PluginDefinition } from "./plugin";
+import { mkdtempSync, rmSync, chmodSync, chownSync, readFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { format } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { createLogger, type Logger } from './log';
+import { errorMessage } from './errors';
+import { createPluginServer } from './server';
+import { isServing, markServing } from './boot';
+import type { PluginDefinition } from './plugin';
 
 export const CORE_PROTOCOL_VERSION = 1;
 export const APP_PROTOCOL_VERSION = 1;
@@ -20,32 +20,32 @@ export interface ServeOptions {
 }
 
 /** The go-plugin handshake line: CORE|APP|NETWORK|ADDRESS|PROTOCOL|SERVERCERT (cert empty: SPIRE has no TLS). */
-export function handshakeLine(network: "unix" | "tcp", address: string): string {
-  if (address.includes("|")) throw new Error(`plugin address must not contain '|': ${address}`);
+export function handshakeLine(network: 'unix' | 'tcp', address: string): string {
+  if (address.includes('|')) throw new Error(`plugin address must not contain '|': ${address}`);
   return `${CORE_PROTOCOL_VERSION}|${APP_PROTOCOL_VERSION}|${network}|${address}|grpc|\n`;
 }
 
 export function notAPluginMessage(def: PluginDefinition): string {
   return [
     `This binary is a SPIRE ${def.side} ${def.type} plugin (${def.serviceName}).`,
-    "It is not meant to be run by hand: SPIRE starts it. Declare it in the SPIRE " + def.side + " configuration, e.g.:",
-    "",
-    "  plugins {",
+    'It is not meant to be run by hand: SPIRE starts it. Declare it in the SPIRE ' + def.side + ' configuration, e.g.:',
+    '',
+    '  plugins {',
     `    ${def.type} "<name>" {`,
-    `      plugin_cmd      = "${process.argv[1] ?? "/path/to/plugin"}"`,
+    `      plugin_cmd      = "${process.argv[1] ?? '/path/to/plugin'}"`,
     `      plugin_checksum = "<sha256 of the plugin_cmd file>"`,
-    "      plugin_data { ... }",
-    "    }",
-    "  }",
-    "",
-  ].join("\n");
+    '      plugin_data { ... }',
+    '    }',
+    '  }',
+    '',
+  ].join('\n');
 }
 
 function resolveGroup(group: string): number | undefined {
   if (/^\d+$/.test(group)) return Number(group);
   try {
-    for (const line of readFileSync("/etc/group", "utf8").split("\n")) {
-      const f = line.split(":");
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const f = line.split(':');
       if (f[0] === group && f[2] !== undefined && /^\d+$/.test(f[2])) return Number(f[2]);
     }
   } catch {
@@ -56,18 +56,21 @@ function resolveGroup(group: string): number | undefined {
 
 /** Replaces console output and process.stdout with the stderr logger so nothing but the handshake reaches stdout. */
 function guardStdout(log: Logger): void {
-  const toLog = (level: "debug" | "info" | "warn" | "error") => (...args: unknown[]) => log[level](format(...args));
-  console.log = toLog("info");
-  console.info = toLog("info");
-  console.debug = toLog("debug");
-  console.warn = toLog("warn");
-  console.error = toLog("error");
-  console.trace = toLog("debug");
+  const toLog =
+    (level: 'debug' | 'info' | 'warn' | 'error') =>
+    (...args: unknown[]) =>
+      log[level](format(...args));
+  console.log = toLog('info');
+  console.info = toLog('info');
+  console.debug = toLog('debug');
+  console.warn = toLog('warn');
+  console.error = toLog('error');
+  console.trace = toLog('debug');
   const w = ((chunk: unknown, encoding?: unknown, cb?: unknown) => {
-    const text = typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8");
-    for (const line of text.split("\n")) if (line.trim()) log.debug(line, { source: "stdout" });
-    const done = typeof encoding === "function" ? encoding : cb;
-    if (typeof done === "function") (done as () => void)();
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8');
+    for (const line of text.split('\n')) if (line.trim()) log.debug(line, { source: 'stdout' });
+    const done = typeof encoding === 'function' ? encoding : cb;
+    if (typeof done === 'function') (done as () => void)();
     return true;
   }) as typeof process.stdout.write;
   process.stdout.write = w;
@@ -76,9 +79,9 @@ function guardStdout(log: Logger): void {
 /** Routes grpc-js's own logging through the hclog JSON logger. */
 export function routeGrpcLogging(log: Logger): void {
   grpc.setLogger({
-    error: (...a: unknown[]) => log.warn(format(...a), { source: "grpc-js" }),
-    info: (...a: unknown[]) => log.debug(format(...a), { source: "grpc-js" }),
-    debug: (...a: unknown[]) => log.trace(format(...a), { source: "grpc-js" }),
+    error: (...a: unknown[]) => log.warn(format(...a), { source: 'grpc-js' }),
+    info: (...a: unknown[]) => log.debug(format(...a), { source: 'grpc-js' }),
+    debug: (...a: unknown[]) => log.trace(format(...a), { source: 'grpc-js' }),
   } as unknown as Console);
   if (!process.env.GRPC_VERBOSITY) grpc.setLogVerbosity(grpc.logVerbosity.ERROR);
 }
@@ -93,9 +96,12 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
     writeSync(2, notAPluginMessage(def));
     process.exit(1);
   }
-  const protocols = (env.PLUGIN_PROTOCOL_VERSIONS ?? String(APP_PROTOCOL_VERSION)).split(",").map((s) => s.trim());
+  const protocols = (env.PLUGIN_PROTOCOL_VERSIONS ?? String(APP_PROTOCOL_VERSION)).split(',').map((s) => s.trim());
   if (!protocols.includes(String(APP_PROTOCOL_VERSION))) {
-    log.error("host does not support this plugin's protocol version", { host_versions: protocols.join(","), plugin_version: APP_PROTOCOL_VERSION });
+    log.error("host does not support this plugin's protocol version", {
+      host_versions: protocols.join(','),
+      plugin_version: APP_PROTOCOL_VERSION,
+    });
     process.exit(1);
   }
 
@@ -104,11 +110,14 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
   // access control: any local user could call the plugin (SignData on a KeyManager, for one). So TCP is used on
   // Windows only; elsewhere SPIRE_PLUGIN_NETWORK=tcp (once a way to force it) is refused, before anything listens.
   const requested = env.SPIRE_PLUGIN_NETWORK;
-  if (process.platform !== "win32" && requested !== undefined && requested !== "" && requested !== "unix") {
-    log.error("SPIRE_PLUGIN_NETWORK is not supported on this platform: the plugin serves on a private unix socket only (TCP on loopback has no authentication)", {
-      requested,
-      platform: process.platform,
-    });
+  if (process.platform !== 'win32' && requested !== undefined && requested !== '' && requested !== 'unix') {
+    log.error(
+      'SPIRE_PLUGIN_NETWORK is not supported on this platform: the plugin serves on a private unix socket only (TCP on loopback has no authentication)',
+      {
+        requested,
+        platform: process.platform,
+      },
+    );
     process.exit(1);
   }
 
@@ -117,7 +126,7 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
   const exit = (code: number, reason: string) => {
     if (exiting) return;
     exiting = true;
-    log.debug("plugin exiting", { reason });
+    log.debug('plugin exiting', { reason });
     const hardStop = setTimeout(() => finish(), 1_500);
     hardStop.unref();
     runtime
@@ -136,70 +145,81 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
   };
 
   // Before the handshake, boot.ts reports and exits; after it, the plugin stays up and the error is logged.
-  process.on("uncaughtException", (e) => {
-    if (isServing()) log.error("uncaught exception (process kept alive)", { error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined });
+  process.on('uncaughtException', (e) => {
+    if (isServing())
+      log.error('uncaught exception (process kept alive)', {
+        error: errorMessage(e),
+        stack: e instanceof Error ? e.stack : undefined,
+      });
   });
-  process.on("unhandledRejection", (e) => {
-    if (isServing()) log.error("unhandled promise rejection (process kept alive)", { error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined });
+  process.on('unhandledRejection', (e) => {
+    if (isServing())
+      log.error('unhandled promise rejection (process kept alive)', {
+        error: errorMessage(e),
+        stack: e instanceof Error ? e.stack : undefined,
+      });
   });
-  process.on("SIGINT", () => undefined); // like go-plugin servers: SPIRE, not a terminal Ctrl-C, unloads plugins
-  process.on("SIGTERM", () => exit(0, "SIGTERM"));
-  process.on("SIGHUP", () => exit(0, "SIGHUP"));
+  process.on('SIGINT', () => undefined); // like go-plugin servers: SPIRE, not a terminal Ctrl-C, unloads plugins
+  process.on('SIGTERM', () => exit(0, 'SIGTERM'));
+  process.on('SIGHUP', () => exit(0, 'SIGHUP'));
 
-  const runtime = createPluginServer(def, { log, onShutdown: () => exit(0, "Shutdown requested by host") });
+  const runtime = createPluginServer(def, { log, onShutdown: () => exit(0, 'Shutdown requested by host') });
 
   // When the host goes away without unloading us (crash, SIGKILL on a platform without Pdeathsig), we are reparented.
   const parent = process.ppid;
   const watch = setInterval(() => {
-    if (process.ppid !== parent) exit(0, "host process went away");
+    if (process.ppid !== parent) exit(0, 'host process went away');
   }, 1_000);
   watch.unref();
 
-  const useTcp = process.platform === "win32"; // loopback only, see above
+  const useTcp = process.platform === 'win32'; // loopback only, see above
   if (!useTcp) {
-    socketDir = mkdtempSync(join(env.PLUGIN_UNIX_SOCKET_DIR || tmpdir(), "plugin"));
-    const sock = join(socketDir, "plugin.sock");
-    runtime.server.listen(`unix://${sock}`).then(() => {
-      const group = env.PLUGIN_UNIX_SOCKET_GROUP;
-      if (group) {
-        const gid = resolveGroup(group);
-        if (gid === undefined) {
-          log.error("PLUGIN_UNIX_SOCKET_GROUP names an unknown group", { group });
-          exit(1, "bad socket group");
-          return;
+    socketDir = mkdtempSync(join(env.PLUGIN_UNIX_SOCKET_DIR || tmpdir(), 'plugin'));
+    const sock = join(socketDir, 'plugin.sock');
+    runtime.server.listen(`unix://${sock}`).then(
+      () => {
+        const group = env.PLUGIN_UNIX_SOCKET_GROUP;
+        if (group) {
+          const gid = resolveGroup(group);
+          if (gid === undefined) {
+            log.error('PLUGIN_UNIX_SOCKET_GROUP names an unknown group', { group });
+            exit(1, 'bad socket group');
+            return;
+          }
+          try {
+            chownSync(socketDir!, -1, gid);
+            chmodSync(socketDir!, 0o750);
+            chownSync(sock, -1, gid);
+            chmodSync(sock, 0o660);
+          } catch (e) {
+            log.error('failed to set socket group', { group, error: errorMessage(e) });
+            exit(1, 'chown failed');
+            return;
+          }
         }
-        try {
-          chownSync(socketDir!, -1, gid);
-          chmodSync(socketDir!, 0o750);
-          chownSync(sock, -1, gid);
-          chmodSync(sock, 0o660);
-        } catch (e) {
-          log.error("failed to set socket group", { group, error: errorMessage(e) });
-          exit(1, "chown failed");
-          return;
-        }
-      }
-      writeSync(1, handshakeLine("unix", sock));
-      markServing();
-      log.debug("plugin serving", { network: "unix", address: sock });
-    }, (err: unknown) => {
-      log.error("failed to listen on unix socket", { path: sock, error: errorMessage(err) });
-      exit(1, "bind failed");
-    });
+        writeSync(1, handshakeLine('unix', sock));
+        markServing();
+        log.debug('plugin serving', { network: 'unix', address: sock });
+      },
+      (err: unknown) => {
+        log.error('failed to listen on unix socket', { path: sock, error: errorMessage(err) });
+        exit(1, 'bind failed');
+      },
+    );
   } else {
     const min = Number(env.PLUGIN_MIN_PORT ?? 10000);
     const max = Number(env.PLUGIN_MAX_PORT ?? 25000);
     const tryPort = (port: number) => {
       if (!Number.isInteger(port) || port > max) {
-        log.error("no free TCP port for the plugin", { min, max });
-        exit(1, "no port");
+        log.error('no free TCP port for the plugin', { min, max });
+        exit(1, 'no port');
         return;
       }
       runtime.server.listen(`127.0.0.1:${port}`).then(
         (bound) => {
-          writeSync(1, handshakeLine("tcp", `127.0.0.1:${bound}`));
+          writeSync(1, handshakeLine('tcp', `127.0.0.1:${bound}`));
           markServing();
-          log.debug("plugin serving", { network: "tcp", address: `127.0.0.1:${bound}` });
+          log.debug('plugin serving', { network: 'tcp', address: `127.0.0.1:${bound}` });
         },
         () => tryPort(port + 1),
       );

@@ -2,19 +2,37 @@
 // services, SPIRE's private Init service, the Config service, and the plugin-type service, all as the SDK's
 // promise-based handlers on the SDK's HTTP/2 server (h2/server.ts maps errors to statuses and cancellation to the
 // call's AbortSignal; nothing ever crashes).
-import { H2GrpcServer, type Handler } from "./h2/server";
-import { GRPCBrokerService, type ConnInfo } from "@spire-hw/proto/goplugin/grpc_broker";
-import { GRPCControllerService } from "@spire-hw/proto/goplugin/grpc_controller";
-import { GRPCStdioService } from "@spire-hw/proto/goplugin/grpc_stdio";
-import { HealthService, HealthCheckResponse_ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from "@spire-hw/proto/grpc/health/v1/health";
-import { InitService, type InitRequest } from "@spire-hw/proto/spire/service/private/init/v1/init";
-import { ConfigService, type ConfigureRequest, type ValidateRequest, type ValidateResponse } from "@spire-hw/proto/spire/service/common/config/v1/config";
-import { errorMessage, invalidArgument, notFound, toStatus, unimplemented } from "./errors";
-import { redactString, type Logger } from "./log";
-import { registerConfigSecrets } from "./config/secrets";
-import { Broker, BrokeredHostServices } from "./hostservices";
-import { CONFIG_SERVICE_NAME, type CallContext, type ConfigInput, type DuplexStream, type InitContext, type PluginDefinition, type ResponseStream } from "./plugin";
-import type { ConfigStatus } from "./config/build";
+import { H2GrpcServer, type Handler } from './h2/server';
+import { GRPCBrokerService, type ConnInfo } from '@spire-hw/proto/goplugin/grpc_broker';
+import { GRPCControllerService } from '@spire-hw/proto/goplugin/grpc_controller';
+import { GRPCStdioService } from '@spire-hw/proto/goplugin/grpc_stdio';
+import {
+  HealthService,
+  HealthCheckResponse_ServingStatus,
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+} from '@spire-hw/proto/grpc/health/v1/health';
+import { InitService, type InitRequest } from '@spire-hw/proto/spire/service/private/init/v1/init';
+import {
+  ConfigService,
+  type ConfigureRequest,
+  type ValidateRequest,
+  type ValidateResponse,
+} from '@spire-hw/proto/spire/service/common/config/v1/config';
+import { errorMessage, invalidArgument, notFound, toStatus, unimplemented } from './errors';
+import { redactString, type Logger } from './log';
+import { registerConfigSecrets } from './config/secrets';
+import { Broker, BrokeredHostServices } from './hostservices';
+import {
+  CONFIG_SERVICE_NAME,
+  type CallContext,
+  type ConfigInput,
+  type DuplexStream,
+  type InitContext,
+  type PluginDefinition,
+  type ResponseStream,
+} from './plugin';
+import type { ConfigStatus } from './config/build';
 
 export interface PluginServerOptions {
   log: Logger;
@@ -34,13 +52,14 @@ export interface PluginRuntime {
 }
 
 /** Resolves when the call's signal aborts (the host cancelled the stream or went away). */
-const untilCancelled = (ctx: CallContext) => new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
+const untilCancelled = (ctx: CallContext) =>
+  new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
 
 export function createPluginServer(def: PluginDefinition, opts: PluginServerOptions): PluginRuntime {
   const log = opts.log;
   const broker = new Broker();
   const impl = def.impl;
-  const hasConfig = typeof impl.buildConfig === "function";
+  const hasConfig = typeof impl.buildConfig === 'function';
   let hostServiceNames: string[] = [];
   let hostServices = new BrokeredHostServices(broker, hostServiceNames, opts.brokerWaitMs);
   let initCtx: InitContext = { log, hostServiceNames, hostServices, type: def.type, side: def.side };
@@ -56,7 +75,7 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
   server.addService(GRPCBrokerService, {
     startStream: async (stream: DuplexStream<ConnInfo, ConnInfo>) => {
       for (let info = await stream.recv(); info !== undefined; info = await stream.recv()) {
-        log.trace("broker connection info", { service_id: info.serviceId, network: info.network });
+        log.trace('broker connection info', { service_id: info.serviceId, network: info.network });
         broker.accept(info);
       }
     },
@@ -69,15 +88,23 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
     },
   });
   // SPIRE discards stdio data; the stream stays open (nothing sent) until the host cancels it.
-  server.addService(GRPCStdioService, { streamStdio: (_req: unknown, _stream: unknown, ctx: CallContext) => untilCancelled(ctx) });
-  const healthy = (service: string) => service === "" || service === "plugin";
+  server.addService(GRPCStdioService, {
+    streamStdio: (_req: unknown, _stream: unknown, ctx: CallContext) => untilCancelled(ctx),
+  });
+  const healthy = (service: string) => service === '' || service === 'plugin';
   server.addService(HealthService, {
     check: async (req: HealthCheckRequest) => {
       if (!healthy(req.service)) throw notFound(`unknown service ${req.service}`);
       return { status: HealthCheckResponse_ServingStatus.SERVING };
     },
     watch: (req: HealthCheckRequest, stream: ResponseStream<HealthCheckResponse>, ctx: CallContext) => {
-      void stream.send({ status: healthy(req.service) ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN }).catch(() => undefined);
+      void stream
+        .send({
+          status: healthy(req.service)
+            ? HealthCheckResponse_ServingStatus.SERVING
+            : HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN,
+        })
+        .catch(() => undefined);
       return untilCancelled(ctx);
     },
   });
@@ -87,10 +114,10 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
       try {
         await Promise.race([
           Promise.resolve(impl.deinit?.()),
-          new Promise((_, rej) => setTimeout(() => rej(new Error("deinit did not finish within 9 s")), 9_000).unref()),
+          new Promise((_, rej) => setTimeout(() => rej(new Error('deinit did not finish within 9 s')), 9_000).unref()),
         ]);
       } catch (e) {
-        log.warn("plugin deinit failed", { error: errorMessage(e) });
+        log.warn('plugin deinit failed', { error: errorMessage(e) });
       } finally {
         hostServices.close();
       }
@@ -106,7 +133,7 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
         hostServices.close();
         hostServices = new BrokeredHostServices(broker, hostServiceNames, opts.brokerWaitMs);
         initCtx = { log, hostServiceNames, hostServices, type: def.type, side: def.side };
-        log.debug("init", { host_services: hostServiceNames });
+        log.debug('init', { host_services: hostServiceNames });
         await impl.init?.(initCtx);
         return { pluginServiceNames: hasConfig ? [def.serviceName, CONFIG_SERVICE_NAME] : [def.serviceName] };
       },
@@ -115,16 +142,21 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
         return {};
       },
     },
-    (err) => log.error("plugin init failed", { error: errorMessage(err) }),
+    (err) => log.error('plugin init failed', { error: errorMessage(err) }),
   );
 
-  const build = (req: { coreConfiguration?: { trustDomain: string }; hclConfiguration: string }, status: ConfigStatus) => {
+  const build = (
+    req: { coreConfiguration?: { trustDomain: string }; hclConfiguration: string },
+    status: ConfigStatus,
+  ) => {
     // First, whatever the plugin does with the text and whether or not it parses: values under secret keys are
     // redacted from every log line and from the status and notes sent back to SPIRE (issue 12, finding 3).
-    registerConfigSecrets(req.hclConfiguration ?? "", { extraKeys: Array.isArray(impl.secretConfigKeys) ? (impl.secretConfigKeys as readonly string[]) : [] });
+    registerConfigSecrets(req.hclConfiguration ?? '', {
+      extraKeys: Array.isArray(impl.secretConfigKeys) ? (impl.secretConfigKeys as readonly string[]) : [],
+    });
     const input: ConfigInput = {
-      trustDomain: req.coreConfiguration?.trustDomain ?? "",
-      hclText: req.hclConfiguration ?? "",
+      trustDomain: req.coreConfiguration?.trustDomain ?? '',
+      hclText: req.hclConfiguration ?? '',
       coreConfigurationPresent: req.coreConfiguration !== undefined,
     };
     const build = impl.buildConfig as NonNullable<typeof impl.buildConfig>;
@@ -142,15 +174,15 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
               const status: ConfigStatus = { errors: [], notes: [] };
               const cfg = build(req, status);
               if (status.errors.length > 0 || cfg === undefined) {
-                throw invalidArgument(status.errors.length ? status.errors.join("; ") : "invalid configuration");
+                throw invalidArgument(status.errors.length ? status.errors.join('; ') : 'invalid configuration');
               }
               for (const n of status.notes) log.warn(n); // (the logger redacts)
               await impl.applyConfig?.(cfg, initCtx);
               configured = true;
-              log.debug("configured");
+              log.debug('configured');
               return {};
             } catch (e) {
-              log.error("configuration rejected", { error: toStatus(e).details }); // the status SPIRE gets, redacted
+              log.error('configuration rejected', { error: toStatus(e).details }); // the status SPIRE gets, redacted
               throw e;
             }
           });
@@ -168,7 +200,7 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
           return { valid: status.errors.length === 0, notes: [...status.errors, ...status.notes].map(redactString) };
         },
       },
-      (err) => log.error("configure failed", { error: errorMessage(err) }),
+      (err) => log.error('configure failed', { error: errorMessage(err) }),
     );
   }
 
@@ -177,9 +209,12 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
   for (const [method, m] of Object.entries(def.service)) {
     const fn = impl[method];
     handlers[method] =
-      typeof fn === "function"
+      typeof fn === 'function'
         ? (fn as Handler).bind(impl)
-        : () => Promise.reject(unimplemented(`${def.serviceName}/${m.originalName ?? method} is not implemented by this plugin`));
+        : () =>
+            Promise.reject(
+              unimplemented(`${def.serviceName}/${m.originalName ?? method} is not implemented by this plugin`),
+            );
   }
   server.addService(def.service, handlers);
 

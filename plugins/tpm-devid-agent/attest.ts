@@ -19,12 +19,26 @@
 import { randomBytes } from 'node:crypto';
 import { TPM_CC, TpmsIdObject, unmarshal, type Tpm } from '@spire-hw/tpm2';
 import {
-  decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest,
+  decodeChallengeRequest,
+  encodeAttestationRequest,
+  encodeChallengeResponse,
+  type AttestationRequest,
 } from '@spire-hw/devid';
 import type { DevidFiles } from '@spire-hw/devid';
 import {
-  AttestationAborted, type LoadedEk, type LoadedObject, activateCredential, certify, checkAborted, createEk, createKey,
-  createSrk, loadKey, probeTpm, readEkCertificate, signSha256,
+  AttestationAborted,
+  type LoadedEk,
+  type LoadedObject,
+  activateCredential,
+  certify,
+  checkAborted,
+  createEk,
+  createKey,
+  createSrk,
+  loadKey,
+  probeTpm,
+  readEkCertificate,
+  signSha256,
 } from '@spire-hw/devid';
 import { TpmScope } from '@spire-hw/tpm2';
 import { templateBytes } from '@spire-hw/tpm2';
@@ -116,19 +130,29 @@ export async function runAttestation(
     const keyType = files.pub.keyType;
 
     // DevID under its SRK; the AK under the RSA SRK. One SRK when both are RSA.
-    let srk: LoadedObject = await step('unable to create storage root key', signal, () => createSrk(scope, keyType, pw.owner));
-    const devid = await step('unable to load DevID', signal, () => loadKey(scope, srk, files.priv.bytes, files.pub.bytes, pw.devid));
+    let srk: LoadedObject = await step('unable to create storage root key', signal, () =>
+      createSrk(scope, keyType, pw.owner),
+    );
+    const devid = await step('unable to load DevID', signal, () =>
+      loadKey(scope, srk, files.priv.bytes, files.pub.bytes, pw.devid),
+    );
     if (keyType !== 'rsa') {
       await step('unable to flush storage root key', signal, () => releaseKeeping(scope, srk.handle));
       srk = await step('unable to create storage root key', signal, () => createSrk(scope, 'rsa', pw.owner));
     }
     const akAuth = randomBytes(32);
-    const akBlob = await step('unable to create attestation key', signal, () => createKey(scope, srk, templateBytes('ak-rsa'), akAuth));
-    const ak = await step('unable to load attestation key', signal, () => loadKey(scope, srk, akBlob.priv, akBlob.pub, akAuth));
+    const akBlob = await step('unable to create attestation key', signal, () =>
+      createKey(scope, srk, templateBytes('ak-rsa'), akAuth),
+    );
+    const ak = await step('unable to load attestation key', signal, () =>
+      loadKey(scope, srk, akBlob.priv, akBlob.pub, akAuth),
+    );
     await step('unable to flush storage root key', signal, () => releaseKeeping(scope, srk.handle));
 
     const ek: LoadedEk = await step('unable to create endorsement key', signal, () => createEk(scope, pw.endorsement));
-    const ekCert = await step('unable to get endorsement certificate', signal, () => readEkCertificate(tpm, info.nvBufferMax, pw.owner));
+    const ekCert = await step('unable to get endorsement certificate', signal, () =>
+      readEkCertificate(tpm, info.nvBufferMax, pw.owner),
+    );
     const cert = await step('unable to certify DevID', signal, () => certify(tpm, devid, ak));
 
     const payload: AttestationRequest = {
@@ -148,7 +172,13 @@ export async function runAttestation(
       return;
     }
     const decoded = decodeChallengeRequest(challengeBytes);
-    if (!decoded.ok) throw new AttestError('bad-challenge', 'challenge', `unable to unmarshall challenges: ${decoded.error.message}`, decoded.error);
+    if (!decoded.ok)
+      throw new AttestError(
+        'bad-challenge',
+        'challenge',
+        `unable to unmarshall challenges: ${decoded.error.message}`,
+        decoded.error,
+      );
     const ch = decoded.value;
     if (ch.devId.length === 0) throw new AttestError('bad-challenge', 'challenge', 'challenge has no DevID nonce');
     if (ch.credActivation.credential.length === 0 || ch.credActivation.secret.length === 0) {
@@ -157,15 +187,22 @@ export async function runAttestation(
     try {
       unmarshal(TpmsIdObject, ch.credActivation.credential); // before the DevID signs anything
     } catch (e) {
-      throw new AttestError('bad-challenge', 'challenge', `unable to solve credential activation challenge: malformed TPM data: ${(e as Error).message}`, e);
+      throw new AttestError(
+        'bad-challenge',
+        'challenge',
+        `unable to solve credential activation challenge: malformed TPM data: ${(e as Error).message}`,
+        e,
+      );
     }
 
     const pop = await step('unable to sign DevID challenge', signal, () => signSha256(tpm, devid, ch.devId));
     const nonce2 = await step('unable to solve credential activation challenge', signal, () =>
-      activateCredential(scope, ak, ek, pw.endorsement, ch.credActivation.credential, ch.credActivation.secret));
+      activateCredential(scope, ak, ek, pw.endorsement, ch.credActivation.credential, ch.credActivation.secret),
+    );
     checkAborted(signal);
     await streamStep('unable to send challenge response', () =>
-      io.sendResponse(encodeChallengeResponse({ devId: pop.signature, credActivation: nonce2 })));
+      io.sendResponse(encodeChallengeResponse({ devId: pop.signature, credActivation: nonce2 })),
+    );
   }
 }
 

@@ -4,11 +4,16 @@ import { decodeConfig, field, type ConfigStatus } from '@spire-hw/sdk/config';
 
 export const CONFIG_SCHEMA = {
   tpm_device_path: field.string({
-    description: 'TPM device (/dev/tpmrm0), swtpm unix socket path, or tcp://host:port; autodetected under /dev when unset',
+    description:
+      'TPM device (/dev/tpmrm0), swtpm unix socket path, or tcp://host:port; autodetected under /dev when unset',
   }),
   devid_cert_path: field.string({ description: 'PEM: DevID leaf certificate, then intermediates' }),
-  devid_priv_path: field.string({ description: 'DevID private blob (TPM2B_PRIVATE content; a tpm2-tools size prefix is accepted)' }),
-  devid_pub_path: field.string({ description: 'DevID public blob (TPMT_PUBLIC; a tpm2-tools size prefix is accepted)' }),
+  devid_priv_path: field.string({
+    description: 'DevID private blob (TPM2B_PRIVATE content; a tpm2-tools size prefix is accepted)',
+  }),
+  devid_pub_path: field.string({
+    description: 'DevID public blob (TPMT_PUBLIC; a tpm2-tools size prefix is accepted)',
+  }),
   endorsement_hierarchy_password: field.string({ secret: true, description: 'endorsement hierarchy authValue' }),
   owner_hierarchy_password: field.string({ secret: true, description: 'owner hierarchy authValue' }),
   devid_password: field.string({ secret: true, description: 'DevID key userAuth' }),
@@ -26,7 +31,11 @@ export interface AgentConfig {
 }
 
 /** Decodes and checks the HCL; errors go to `status` with the built-in's messages. */
-export function buildConfig(input: ConfigInput, status: ConfigStatus, platform: NodeJS.Platform = process.platform): AgentConfig | undefined {
+export function buildConfig(
+  input: ConfigInput,
+  status: ConfigStatus,
+  platform: NodeJS.Platform = process.platform,
+): AgentConfig | undefined {
   const raw = decodeConfig(input.hclText, CONFIG_SCHEMA, status);
   if (raw === undefined || status.errors.length > 0) {
     if (raw === undefined && status.errors.length === 0) status.errors.push('unable to decode configuration');

@@ -1,12 +1,30 @@
 // SDK adapter: the agent side of `tpm_devid` as an external NodeAttestor plugin.
-import { PluginError, Code, registerSecret, type AgentNodeAttestor, type CallContext, type DuplexStream, type InitContext, type Logger } from '@spire-hw/sdk';
-import type { Challenge, PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import {
+  PluginError,
+  Code,
+  registerSecret,
+  type AgentNodeAttestor,
+  type CallContext,
+  type DuplexStream,
+  type InitContext,
+  type Logger,
+} from '@spire-hw/sdk';
+import type {
+  Challenge,
+  PayloadOrChallengeResponse,
+} from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import type { TpmTransport } from '@spire-hw/tpm2';
 import { AttestError, runAttestation, type AttestStats, type Passwords } from './attest';
 import { BlobError, loadDevidFiles, type DevidFiles } from '@spire-hw/devid';
 import { buildConfig, type AgentConfig } from './config';
 import { AttestationAborted, CountingTransport, newTpm } from '@spire-hw/devid';
-import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation, type TpmLocation } from '@spire-hw/devid';
+import {
+  TpmLocationError,
+  describeLocation,
+  openTransport,
+  resolveTpmLocation,
+  type TpmLocation,
+} from '@spire-hw/devid';
 import { describeTpmFailure } from '@spire-hw/devid';
 
 interface Live {
@@ -48,14 +66,18 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
     try {
       location = await resolveTpmLocation(cfg.tpmDevicePath, this.overrides.devDir);
     } catch (e) {
-      if (e instanceof TpmLocationError && e.code === 'autodetect') throw new PluginError(Code.INTERNAL, `tpm autodetection failed: ${e.message}`);
+      if (e instanceof TpmLocationError && e.code === 'autodetect')
+        throw new PluginError(Code.INTERNAL, `tpm autodetection failed: ${e.message}`);
       throw new PluginError(Code.INTERNAL, `unable to open TPM: ${(e as Error).message}`);
     }
     let files: DevidFiles;
     try {
       files = await loadDevidFiles({ cert: cfg.devidCertPath, priv: cfg.devidPrivPath, pub: cfg.devidPubPath });
     } catch (e) {
-      throw new PluginError(Code.INTERNAL, `unable to load DevID files: ${e instanceof BlobError ? e.message : String(e)}`);
+      throw new PluginError(
+        Code.INTERNAL,
+        `unable to load DevID files: ${e instanceof BlobError ? e.message : String(e)}`,
+      );
     }
     const passwords: Passwords = {
       owner: utf8(cfg.ownerHierarchyPassword),
@@ -81,15 +103,25 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
     try {
       transport = new CountingTransport(await (this.overrides.open ?? openTransport)(live.location));
     } catch (e) {
-      throw new PluginError(Code.INTERNAL, `unable to open TPM at ${describeLocation(live.location)}: ${describeTpmFailure(e)}`);
+      throw new PluginError(
+        Code.INTERNAL,
+        `unable to open TPM at ${describeLocation(live.location)}: ${describeTpmFailure(e)}`,
+      );
     }
     const tpm = newTpm(transport);
     try {
-      const stats = await runAttestation(tpm, live.files, live.passwords, {
-        sendPayload: (payload) => stream.send({ data: { $case: 'payload', payload } }),
-        recvChallenge: async () => (await stream.recv())?.challenge,
-        sendResponse: (challengeResponse) => stream.send({ data: { $case: 'challengeResponse', challengeResponse } }),
-      }, ctx.signal, transport.codes);
+      const stats = await runAttestation(
+        tpm,
+        live.files,
+        live.passwords,
+        {
+          sendPayload: (payload) => stream.send({ data: { $case: 'payload', payload } }),
+          recvChallenge: async () => (await stream.recv())?.challenge,
+          sendResponse: (challengeResponse) => stream.send({ data: { $case: 'challengeResponse', challengeResponse } }),
+        },
+        ctx.signal,
+        transport.codes,
+      );
       log.debug('tpm_devid attestation finished', {
         tpm_commands: stats.commands.length,
         key_generations: stats.keyGenerations,
@@ -102,7 +134,12 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
     } catch (e) {
       if (e instanceof AttestationAborted) throw new PluginError(Code.CANCELLED, 'attestation cancelled');
       if (e instanceof AttestError) {
-        log.debug('tpm_devid attestation failed', { step: e.step, kind: e.kind, error: e.message, tpm_commands: transport.codes.length });
+        log.debug('tpm_devid attestation failed', {
+          step: e.step,
+          kind: e.kind,
+          error: e.message,
+          tpm_commands: transport.codes.length,
+        });
       }
       throw e;
     } finally {

@@ -13,12 +13,36 @@ import {
   encodeChallengeRequest,
 } from '@spire-hw/devid';
 import {
-  ChainError, commonName, goQuote, hintErrorText, sha1Hex, spkiEqual, verifyChain, KEY_USAGE_DIGITAL_SIGNATURE,
-  basicConstraints, keyUsageBits, parseCertificate, type ParsedCertificate,
+  ChainError,
+  commonName,
+  goQuote,
+  hintErrorText,
+  sha1Hex,
+  spkiEqual,
+  verifyChain,
+  KEY_USAGE_DIGITAL_SIGNATURE,
+  basicConstraints,
+  keyUsageBits,
+  parseCertificate,
+  type ParsedCertificate,
 } from '@spire-hw/x509';
 import {
-  TPMA_OBJECT, TPM_ALG, TPM_ST, TpmCryptoError, TpmDecodeError, checkAttest, checkPublic, checkSignature, curveInfo,
-  hashInfo, makeCredential, objectName, publicKeyOf, verifySignature, type Sized, type TpmtPublicKey,
+  TPMA_OBJECT,
+  TPM_ALG,
+  TPM_ST,
+  TpmCryptoError,
+  TpmDecodeError,
+  checkAttest,
+  checkPublic,
+  checkSignature,
+  curveInfo,
+  hashInfo,
+  makeCredential,
+  objectName,
+  publicKeyOf,
+  verifySignature,
+  type Sized,
+  type TpmtPublicKey,
 } from '@spire-hw/tpm2';
 import type { ServerConfig } from './config';
 
@@ -27,7 +51,13 @@ export const DEVID_NONCE_SIZE = 32;
 
 type AttrName = Exclude<keyof typeof TPMA_OBJECT, 'x509sign'>;
 /** Attributes the AK must have (go-attestation's AK rule) and must not have. */
-export const AK_REQUIRED: readonly AttrName[] = ['restricted', 'fixedTPM', 'fixedParent', 'sensitiveDataOrigin', 'sign'];
+export const AK_REQUIRED: readonly AttrName[] = [
+  'restricted',
+  'fixedTPM',
+  'fixedParent',
+  'sensitiveDataOrigin',
+  'sign',
+];
 export const AK_FORBIDDEN: readonly AttrName[] = ['decrypt'];
 /** Attributes the DevID key must have and must not have. */
 export const DEVID_REQUIRED: readonly AttrName[] = ['fixedTPM', 'fixedParent', 'sign'];
@@ -60,16 +90,43 @@ function msgOf(e: unknown): string {
 const hex16 = (v: number): string => `0x${v.toString(16).padStart(4, '0')}`;
 // Messages name only these algorithms (anything else is printed in hex), as they always have.
 const NAMED_ALGS = [
-  'RSA', 'SHA1', 'HMAC', 'AES', 'MGF1', 'KEYEDHASH', 'SHA256', 'SHA384', 'SHA512', 'NULL', 'RSASSA', 'RSAES', 'RSAPSS',
-  'OAEP', 'ECDSA', 'ECDH', 'ECDAA', 'SM2', 'ECSCHNORR', 'ECMQV', 'KDF1_SP800_56A', 'KDF2', 'KDF1_SP800_108', 'ECC',
-  'SYMCIPHER', 'CFB',
+  'RSA',
+  'SHA1',
+  'HMAC',
+  'AES',
+  'MGF1',
+  'KEYEDHASH',
+  'SHA256',
+  'SHA384',
+  'SHA512',
+  'NULL',
+  'RSASSA',
+  'RSAES',
+  'RSAPSS',
+  'OAEP',
+  'ECDSA',
+  'ECDH',
+  'ECDAA',
+  'SM2',
+  'ECSCHNORR',
+  'ECMQV',
+  'KDF1_SP800_56A',
+  'KDF2',
+  'KDF1_SP800_108',
+  'ECC',
+  'SYMCIPHER',
+  'CFB',
 ] as const satisfies readonly (keyof typeof TPM_ALG)[];
 const algName = (id: number): string => NAMED_ALGS.find((k) => TPM_ALG[k] === id) ?? hex16(id);
 
 /** Field names of the messages, where they differ from lib/tpm2's structure paths. */
 const FIELD: Readonly<Record<string, string>> = {
-  unique: 'unique.rsa', 'unique.x': 'unique.ecc.x', 'unique.y': 'unique.ecc.y', 'scheme.scheme': 'scheme',
-  name: 'attested.certify.name', qualifiedName: 'attested.certify.qualifiedName',
+  unique: 'unique.rsa',
+  'unique.x': 'unique.ecc.x',
+  'unique.y': 'unique.ecc.y',
+  'scheme.scheme': 'scheme',
+  name: 'attested.certify.name',
+  qualifiedName: 'attested.certify.qualifiedName',
 };
 
 /** The message of a TPM structure lib/tpm2 rejected: the one place its error codes become text. */
@@ -79,26 +136,46 @@ export function tpmText(e: TpmDecodeError): string {
   const f = FIELD[path] ?? (root === 'TPMT_SIGNATURE' && path !== 'sigAlg' ? `signature.${path}` : path);
   const v = e.value ?? 0;
   switch (e.code) {
-    case 'truncated': return `${f}: unexpected end of data`;
-    case 'bad-size': return `${f}: size ${v} exceeds maximum ${e.limit ?? 0}`;
-    case 'trailing-bytes': return `${root}: ${v} trailing bytes`;
-    case 'bad-value': return `${f} is not a TPMI_YES_NO`;
-    case 'bad-magic': return 'incorrect magic value';
-    case 'unsupported-type': return `unsupported type in TPMT_PUBLIC: ${hex16(v)}`;
-    case 'unsupported-name-alg': return `unsupported nameAlg ${hex16(v)}`;
-    case 'unsupported-hash': return `${f}: unsupported hash algorithm ${hex16(v)}`;
-    case 'unsupported-symmetric': return `unsupported symmetric algorithm ${hex16(v)}`;
-    case 'unsupported-rsa-scheme': return `unsupported RSA scheme ${hex16(v)}`;
-    case 'unsupported-ecc-scheme': return `unsupported ECC scheme ${hex16(v)}`;
-    case 'unsupported-kdf': return `unsupported KDF scheme ${hex16(v)}`;
-    case 'unsupported-sig-alg': return `unsupported signature algorithm ${hex16(v)}`;
-    case 'unsupported-attest-type': return `unsupported attestation type ${hex16(v)}`;
-    case 'bad-rsa-key-size': return `unsupported RSA key size ${v}`;
-    case 'bad-rsa-modulus': return `RSA modulus is ${v} bytes, keyBits says ${e.limit ?? 0}`;
-    case 'bad-rsa-exponent': return `unsupported RSA exponent ${v}`;
-    case 'unsupported-curve': return `unsupported curve ${hex16(v)}`;
-    case 'bad-ecc-point': return `ECC point coordinates longer than the ${curveInfo(v)?.name ?? hex16(v)} field`;
-    default: return e.detail;
+    case 'truncated':
+      return `${f}: unexpected end of data`;
+    case 'bad-size':
+      return `${f}: size ${v} exceeds maximum ${e.limit ?? 0}`;
+    case 'trailing-bytes':
+      return `${root}: ${v} trailing bytes`;
+    case 'bad-value':
+      return `${f} is not a TPMI_YES_NO`;
+    case 'bad-magic':
+      return 'incorrect magic value';
+    case 'unsupported-type':
+      return `unsupported type in TPMT_PUBLIC: ${hex16(v)}`;
+    case 'unsupported-name-alg':
+      return `unsupported nameAlg ${hex16(v)}`;
+    case 'unsupported-hash':
+      return `${f}: unsupported hash algorithm ${hex16(v)}`;
+    case 'unsupported-symmetric':
+      return `unsupported symmetric algorithm ${hex16(v)}`;
+    case 'unsupported-rsa-scheme':
+      return `unsupported RSA scheme ${hex16(v)}`;
+    case 'unsupported-ecc-scheme':
+      return `unsupported ECC scheme ${hex16(v)}`;
+    case 'unsupported-kdf':
+      return `unsupported KDF scheme ${hex16(v)}`;
+    case 'unsupported-sig-alg':
+      return `unsupported signature algorithm ${hex16(v)}`;
+    case 'unsupported-attest-type':
+      return `unsupported attestation type ${hex16(v)}`;
+    case 'bad-rsa-key-size':
+      return `unsupported RSA key size ${v}`;
+    case 'bad-rsa-modulus':
+      return `RSA modulus is ${v} bytes, keyBits says ${e.limit ?? 0}`;
+    case 'bad-rsa-exponent':
+      return `unsupported RSA exponent ${v}`;
+    case 'unsupported-curve':
+      return `unsupported curve ${hex16(v)}`;
+    case 'bad-ecc-point':
+      return `ECC point coordinates longer than the ${curveInfo(v)?.name ?? hex16(v)} field`;
+    default:
+      return e.detail;
   }
 }
 
@@ -137,7 +214,9 @@ function missingAttrs(attrs: number, required: readonly AttrName[], forbidden: r
 }
 
 function attrsText(attrs: number): string {
-  const names = (Object.keys(TPMA_OBJECT) as (keyof typeof TPMA_OBJECT)[]).filter((k) => k !== 'x509sign' && (attrs & TPMA_OBJECT[k]) !== 0);
+  const names = (Object.keys(TPMA_OBJECT) as (keyof typeof TPMA_OBJECT)[]).filter(
+    (k) => k !== 'x509sign' && (attrs & TPMA_OBJECT[k]) !== 0,
+  );
   return `0x${attrs.toString(16).padStart(8, '0')} (${names.join('|') || 'none'})`;
 }
 
@@ -178,7 +257,8 @@ function certifySignatureProblem(akPub: TpmtPublicKey, attest: Buffer, sigBytes:
   const scheme = akPub.parameters.scheme;
   // SPIRE (Go) dereferences a nil scheme here and panics.
   if (scheme.scheme === TPM_ALG.NULL) return 'the attestation key has no signing scheme (TPM_ALG_NULL)';
-  if (scheme.scheme !== TPM_ALG.RSASSA && scheme.scheme !== TPM_ALG.RSAPSS) return `unsupported attestation key scheme ${algName(scheme.scheme)}`;
+  if (scheme.scheme !== TPM_ALG.RSASSA && scheme.scheme !== TPM_ALG.RSAPSS)
+    return `unsupported attestation key scheme ${algName(scheme.scheme)}`;
   if (!hashInfo(scheme.hashAlg)) return `unsupported hash algorithm ${hex16(scheme.hashAlg)}`;
   const sig = tpmDecode(() => checkSignature(sigBytes));
   if (sig.error !== undefined) return `decode error: ${sig.error}`;
@@ -223,7 +303,8 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   try {
     chains = verifyChain({ leaf: leaf.der, intermediates, roots: cfg.devIdRoots, now, profile: 'devid' });
   } catch (e) {
-    if (e instanceof ChainError) throw invalid(`unable to verify DevID signature: verification failed: ${x509Message(e)}`);
+    if (e instanceof ChainError)
+      throw invalid(`unable to verify DevID signature: verification failed: ${x509Message(e)}`);
     throw e;
   }
 
@@ -262,15 +343,25 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
 
   // 11. EK certificate key == EKPub
   const mismatch = ekKeysMismatch(ekCert, ekPub);
-  if (mismatch) throw invalid(`public key in EK certificate differs from public key created via EK template: ${mismatch}`);
+  if (mismatch)
+    throw invalid(`public key in EK certificate differs from public key created via EK template: ${mismatch}`);
 
   // 12. EK chain: anchors only, TCG EK profile (critical directoryName SAN, TCG EKU, Subject Directory Attributes);
   // once the chain verifies, the certificate must be a TCG EK certificate (not in the built-in; see README)
   try {
-    verifyChain({ leaf: ekCert.der, intermediates: [], roots: cfg.ekRoots, now, profile: 'ek', allowNonTcgEk: cfg.allowNonTcgEkCertificates });
+    verifyChain({
+      leaf: ekCert.der,
+      intermediates: [],
+      roots: cfg.ekRoots,
+      now,
+      profile: 'ek',
+      allowNonTcgEk: cfg.allowNonTcgEkCertificates,
+    });
   } catch (e) {
     if (e instanceof ChainError && e.reason === 'not-ek-certificate') {
-      throw invalid(`endorsement certificate rejected: ${e.message} (allow_non_tcg_ek_certificates = true accepts such certificates)`);
+      throw invalid(
+        `endorsement certificate rejected: ${e.message} (allow_non_tcg_ek_certificates = true accepts such certificates)`,
+      );
     }
     if (e instanceof ChainError) {
       throw invalid(`cannot verify EK signature: endorsement certificate verification failed: ${x509Message(e)}`);
@@ -286,7 +377,8 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   // 14. TPMS_ATTEST: certify of the DevID (full Name comparison, algorithm included)
   const att = tpmDecode(() => checkAttest(req.certifiedDevId));
   if (att.error !== undefined) throw invalid(residency + att.error);
-  if (!('attested' in att.value) || att.value.type !== TPM_ST.ATTEST_CERTIFY) throw invalid(residency + 'missing certify info');
+  if (!('attested' in att.value) || att.value.type !== TPM_ST.ATTEST_CERTIFY)
+    throw invalid(residency + 'missing certify info');
   if (!Buffer.from(att.value.attested.name).equals(objectName(devIdBlob))) throw invalid(residency + 'certify failed');
 
   // ---- additional checks (not in the built-in) ----
@@ -299,7 +391,8 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   } catch (e) {
     throw invalid(`DevID certificate has malformed extensions: ${msgOf(e)}`);
   }
-  if (ku !== undefined && (ku & KEY_USAGE_DIGITAL_SIGNATURE) === 0) throw invalid('DevID certificate key usage does not include digitalSignature');
+  if (ku !== undefined && (ku & KEY_USAGE_DIGITAL_SIGNATURE) === 0)
+    throw invalid('DevID certificate key usage does not include digitalSignature');
   if (bc?.ca) throw invalid('DevID certificate is a CA certificate');
   // B. DevIDPub is the certificate's key (SPIRE verifies PoP with the certificate key but residency with DevIDPub)
   let devIdKey: KeyObject;
@@ -317,18 +410,31 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   if (!same) throw invalid('DevID key public blob does not match the public key of the DevID certificate');
   // C. DevID key attributes
   const devIdBad = missingAttrs(devIdPub.objectAttributes, DEVID_REQUIRED, DEVID_FORBIDDEN);
-  if (devIdBad.length) throw invalid(`DevID key attributes ${attrsText(devIdPub.objectAttributes)} are not acceptable: ${devIdBad.join(', ')}`);
+  if (devIdBad.length)
+    throw invalid(
+      `DevID key attributes ${attrsText(devIdPub.objectAttributes)} are not acceptable: ${devIdBad.join(', ')}`,
+    );
   // D. AK attributes: a TPM-resident restricted signing key (cannot sign forged TPMS_ATTEST; LoadExternal can't set fixedTPM)
   const akBad = missingAttrs(akPub.objectAttributes, AK_REQUIRED, AK_FORBIDDEN);
-  if (akBad.length) throw invalid(`attestation key attributes ${attrsText(akPub.objectAttributes)} are not acceptable: ${akBad.join(', ')}`);
+  if (akBad.length)
+    throw invalid(
+      `attestation key attributes ${attrsText(akPub.objectAttributes)} are not acceptable: ${akBad.join(', ')}`,
+    );
 
   // 15. credential activation challenge: MakeCredential(EK, name(AK)) with the EK's nameAlg and symmetric
   const genErr = 'cannot generate credential activation challenge: ';
   const akName = objectName(akPubR.value);
   const sym = ekPub.parameters.symmetric;
   const keyBits = 'keyBits' in sym ? sym.keyBits : 0;
-  if (sym.algorithm !== TPM_ALG.AES || sym.mode !== TPM_ALG.CFB || (keyBits !== 128 && keyBits !== 192 && keyBits !== 256)) {
-    const got = sym.algorithm === TPM_ALG.NULL ? 'TPM_ALG_NULL' : `${algName(sym.algorithm)}-${keyBits}-${'mode' in sym ? algName(sym.mode) : ''}`;
+  if (
+    sym.algorithm !== TPM_ALG.AES ||
+    sym.mode !== TPM_ALG.CFB ||
+    (keyBits !== 128 && keyBits !== 192 && keyBits !== 256)
+  ) {
+    const got =
+      sym.algorithm === TPM_ALG.NULL
+        ? 'TPM_ALG_NULL'
+        : `${algName(sym.algorithm)}-${keyBits}-${'mode' in sym ? algName(sym.mode) : ''}`;
     throw invalid(`${genErr}the endorsement key's symmetric algorithm must be AES-128/192/256-CFB, got ${got}`);
   }
   const curve = ekPub.type === TPM_ALG.ECC ? curveInfo(ekPub.parameters.curveID)?.name : 'P-256';
@@ -340,7 +446,8 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   try {
     blob = makeCredential(ekPub, akName, credential);
   } catch (e) {
-    if (e instanceof TpmCryptoError && e.code !== 'bad-seed' && e.code !== 'bad-credential') throw invalid(genErr + e.message);
+    if (e instanceof TpmCryptoError && e.code !== 'bad-seed' && e.code !== 'bad-credential')
+      throw invalid(genErr + e.message);
     throw internal(genErr + msgOf(e));
   }
 
@@ -385,7 +492,8 @@ export function verifyResponse(pending: PendingChallenge, response: Buffer): Age
   if (pop) throw invalid(`devID challenge verification failed: ${pop}`);
   // 19. (constant time)
   const answer = dec.value.credActivation;
-  if (answer.length !== pending.credential.length || !timingSafeEqual(pending.credential, answer)) throw invalid('credential activation failed: nonces are different');
+  if (answer.length !== pending.credential.length || !timingSafeEqual(pending.credential, answer))
+    throw invalid('credential activation failed: nonces are different');
   // 20.
   const fingerprint = sha1Hex(pending.leaf.der);
   const spiffeId = `spiffe://${pending.trustDomain}/spire/agent/${PLUGIN_NAME}/${fingerprint}`;

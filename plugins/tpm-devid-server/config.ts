@@ -6,10 +6,15 @@ import type { ConfigInput } from '@spire-hw/sdk';
 import { CertificateParseError, parseCertificate, parsePemCertificates } from '@spire-hw/x509';
 
 export const CONFIG_SCHEMA = {
-  devid_ca_path: field.string({ description: 'PEM bundle of DevID (provisioning) CA certificates; each one is a trust anchor' }),
-  endorsement_ca_path: field.string({ description: 'PEM bundle of TPM manufacturer (EK-issuing) CA certificates; each one is a trust anchor' }),
+  devid_ca_path: field.string({
+    description: 'PEM bundle of DevID (provisioning) CA certificates; each one is a trust anchor',
+  }),
+  endorsement_ca_path: field.string({
+    description: 'PEM bundle of TPM manufacturer (EK-issuing) CA certificates; each one is a trust anchor',
+  }),
   allow_non_tcg_ek_certificates: field.bool({
-    description: 'accept EK certificates without the TCG EK EKU or TCG TPM SAN, or without an EK key usage (keyEncipherment/keyAgreement)',
+    description:
+      'accept EK certificates without the TCG EK EKU or TCG TPM SAN, or without an EK key usage (keyEncipherment/keyAgreement)',
   }),
 };
 
@@ -57,7 +62,8 @@ export function loadBundle(path: string): { ok: true; certs: Buffer[] } | { ok: 
     try {
       parseCertificate(ders[i]!);
     } catch (e) {
-      if (e instanceof CertificateParseError && e.reason === 'unsupported-key') return { ok: false, error: `x509: certificate ${i}: ${e.message}` };
+      if (e instanceof CertificateParseError && e.reason === 'unsupported-key')
+        return { ok: false, error: `x509: certificate ${i}: ${e.message}` };
       return { ok: false, error: `x509: malformed certificate ${i}: ${e instanceof Error ? e.message : String(e)}` };
     }
   }
@@ -96,7 +102,9 @@ export function buildConfig(input: ConfigInput, status: ConfigStatus): ServerCon
   if (status.errors.length > before || td === undefined) return undefined;
   const allowNonTcgEkCertificates = raw.allow_non_tcg_ek_certificates ?? false;
   if (allowNonTcgEkCertificates) {
-    status.notes.push('allow_non_tcg_ek_certificates is set: any certificate issued by an endorsement CA is accepted as an EK certificate; the endorsement CAs must issue nothing but EK certificates');
+    status.notes.push(
+      'allow_non_tcg_ek_certificates is set: any certificate issued by an endorsement CA is accepted as an EK certificate; the endorsement CAs must issue nothing but EK certificates',
+    );
   }
   return { trustDomain: td, devIdCaPath, endorsementCaPath, devIdRoots, ekRoots, allowNonTcgEkCertificates };
 }

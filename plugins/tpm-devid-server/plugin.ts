@@ -1,7 +1,15 @@
 // SDK adapter: the `tpm_devid` server NodeAttestor. The verification lives in attest.ts; this file owns the
 // configuration swap and the one-round challenge/response on a single Attest stream. The challenge state (nonces)
 // exists only in the closure of one attest() call: a response can only answer the challenge of its own stream.
-import { PluginError, Code, type CallContext, type DuplexStream, type InitContext, type Logger, type ServerNodeAttestor } from '@spire-hw/sdk';
+import {
+  PluginError,
+  Code,
+  type CallContext,
+  type DuplexStream,
+  type InitContext,
+  type Logger,
+  type ServerNodeAttestor,
+} from '@spire-hw/sdk';
 import type { AttestRequest, AttestResponse } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { buildConfig, type ServerConfig } from './config';
 import { verifyPayload, verifyResponse } from './attest';

@@ -69,12 +69,7 @@ export class UnixAttestorCore {
     }
 
     // Name lookups (possibly async with nss) and hashing run concurrently.
-    const [userName, groupName, sgroupNames, sha] = await Promise.all([
-      user,
-      group,
-      Promise.all(sgroups),
-      digest,
-    ]);
+    const [userName, groupName, sgroupNames, sha] = await Promise.all([user, group, Promise.all(sgroups), digest]);
     if (signal?.aborted) throw cancelledError();
 
     const out: string[] = [`uid:${uid}`];

@@ -32,12 +32,24 @@ export const MAX_HASH_CONCURRENCY = 64;
 export const CONFIG_SCHEMA = {
   // The built-in's keys.
   discover_workload_path: field.bool({ default: false, description: 'also emit path and sha256 selectors' }),
-  workload_size_limit: field.int({ default: 0, description: '0 = hash without limit, > 0 = max bytes, < 0 = never hash' }),
+  workload_size_limit: field.int({
+    default: 0,
+    description: '0 = hash without limit, > 0 = max bytes, < 0 = never hash',
+  }),
   // Ours.
-  name_source: field.string({ default: 'files', oneOf: ['files', 'nss'], description: 'where user/group names come from' }),
+  name_source: field.string({
+    default: 'files',
+    oneOf: ['files', 'nss'],
+    description: 'where user/group names come from',
+  }),
   hash_cache: field.bool({ default: true, description: 'cache digests by file identity' }),
   hash_cache_size: field.int({ default: 1024, min: 1, max: MAX_HASH_CACHE_SIZE, description: 'digest cache entries' }),
-  hash_concurrency: field.int({ default: 2, min: 1, max: MAX_HASH_CONCURRENCY, description: 'hash jobs reading at once' }),
+  hash_concurrency: field.int({
+    default: 2,
+    min: 1,
+    max: MAX_HASH_CONCURRENCY,
+    description: 'hash jobs reading at once',
+  }),
   proc_root: field.string({ description: 'procfs root (default $HOST_PROC or /proc)' }),
   etc_root: field.string({ default: '/etc', description: 'directory with passwd and group (files name source)' }),
   nss_timeout_ms: field.int({ default: 1000, min: 1, max: 60_000, description: 'timeout of one NSS lookup' }),
@@ -47,7 +59,11 @@ export const CONFIG_SCHEMA = {
 export type RawUnixConfig = Infer<typeof CONFIG_SCHEMA>;
 
 /** Decodes and checks the HCL; `env` supplies HOST_PROC. Returns undefined when an error was reported. */
-export function buildConfig(input: ConfigInput, status: ConfigStatus, env: Readonly<Record<string, string | undefined>> = process.env): UnixConfig | undefined {
+export function buildConfig(
+  input: ConfigInput,
+  status: ConfigStatus,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): UnixConfig | undefined {
   coreTrustDomain(input.coreConfigurationPresent ? { trustDomain: input.trustDomain } : undefined, status);
   const raw = decodeConfig(input.hclText, CONFIG_SCHEMA, status);
   if (raw === undefined || status.errors.length > 0) return undefined;

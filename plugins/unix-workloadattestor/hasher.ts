@@ -165,7 +165,16 @@ export class ExeHasher {
   private readonly sem: Semaphore;
   private readonly buffers: Buffer[] = [];
   private readonly bufferSize: number;
-  readonly stats: HasherStats = { hits: 0, misses: 0, joined: 0, hashed: 0, bytesHashed: 0, uncacheable: 0, evictions: 0, peakJobs: 0 };
+  readonly stats: HasherStats = {
+    hits: 0,
+    misses: 0,
+    joined: 0,
+    hashed: 0,
+    bytesHashed: 0,
+    uncacheable: 0,
+    evictions: 0,
+    peakJobs: 0,
+  };
 
   constructor(readonly options: HasherOptions) {
     this.lru = new LruCache<string>(Math.max(1, options.cacheSize));
@@ -225,7 +234,13 @@ export class ExeHasher {
   }
 
   /** Starts a job that owns `fd` (closes it when done). */
-  private runJob(fd: number, path: string, key: string | undefined, limit: bigint, signal: AbortSignal | undefined): Promise<string> {
+  private runJob(
+    fd: number,
+    path: string,
+    key: string | undefined,
+    limit: bigint,
+    signal: AbortSignal | undefined,
+  ): Promise<string> {
     const abort = new AbortController();
     const job: Job = {
       abort,
@@ -281,7 +296,13 @@ export class ExeHasher {
     });
   }
 
-  private async hashFd(fd: number, path: string, key: string | undefined, limit: bigint, signal: AbortSignal): Promise<string> {
+  private async hashFd(
+    fd: number,
+    path: string,
+    key: string | undefined,
+    limit: bigint,
+    signal: AbortSignal,
+  ): Promise<string> {
     await this.sem.acquire(signal);
     if (this.sem.active > this.stats.peakJobs) this.stats.peakJobs = this.sem.active;
     const buf = this.buffers.pop() ?? Buffer.allocUnsafe(this.bufferSize);

@@ -32,7 +32,9 @@ let loaded: { path: string; addon: NssAddon } | undefined;
 export function loadNssAddon(file: string = process.env.UNIX_ATTESTOR_NSS_ADDON || defaultAddonPath()): NssAddon {
   if (loaded && loaded.path === file) return loaded.addon;
   if (!fs.existsSync(file)) {
-    throw new Error(`name_source "nss" needs the NSS addon, which is not built: ${file} is missing (run native/nss/build.sh)`);
+    throw new Error(
+      `name_source "nss" needs the NSS addon, which is not built: ${file} is missing (run native/nss/build.sh)`,
+    );
   }
   let mod: unknown;
   try {
@@ -60,7 +62,13 @@ export interface NssOptions {
   now?: () => number;
 }
 
-export const NSS_DEFAULTS: NssOptions = { timeoutMs: 1000, positiveTtlMs: 60_000, negativeTtlMs: 10_000, maxInFlight: 4, maxCacheEntries: 10_000 };
+export const NSS_DEFAULTS: NssOptions = {
+  timeoutMs: 1000,
+  positiveTtlMs: 60_000,
+  negativeTtlMs: 10_000,
+  maxInFlight: 4,
+  maxCacheEntries: 10_000,
+};
 
 interface Entry {
   name: string | undefined;

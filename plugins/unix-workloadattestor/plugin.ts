@@ -1,6 +1,13 @@
 // SDK adapter: the `unix` WorkloadAttestor plugin. All logic lives in the core (attestor.ts and friends),
 // which needs nothing of the SDK but its PluginError.
-import { PluginError, Code, type CallContext, type InitContext, type Logger, type WorkloadAttestor } from '@spire-hw/sdk';
+import {
+  PluginError,
+  Code,
+  type CallContext,
+  type InitContext,
+  type Logger,
+  type WorkloadAttestor,
+} from '@spire-hw/sdk';
 import type { ConfigStatus } from '@spire-hw/sdk/config';
 import type {
   AttestReferenceRequest,
@@ -33,7 +40,7 @@ export class UnixAttestor implements WorkloadAttestor<UnixConfig> {
       }
     }
     if (cfg.discoverWorkloadPath && cfg.workloadSizeLimit > 0n) {
-      status.notes.push('workload_size_limit also applies to the agent\'s own binary (health check self-attestation)');
+      status.notes.push("workload_size_limit also applies to the agent's own binary (health check self-attestation)");
     }
   }
 
@@ -71,4 +78,3 @@ export class UnixAttestor implements WorkloadAttestor<UnixConfig> {
     return this.core;
   }
 }
-

@@ -14,11 +14,19 @@ export interface CoreOverrides {
 }
 
 function sameHashSettings(h: ExeHasher, cfg: UnixConfig): boolean {
-  return h.options.cache === cfg.hashCache && h.options.cacheSize === cfg.hashCacheSize && h.options.concurrency === cfg.hashConcurrency;
+  return (
+    h.options.cache === cfg.hashCache &&
+    h.options.cacheSize === cfg.hashCacheSize &&
+    h.options.concurrency === cfg.hashConcurrency
+  );
 }
 
 /** Throws an Error with a clear message if name_source = "nss" and the addon is not available. */
-export function createCore(cfg: UnixConfig, previous?: UnixAttestorCore, overrides: CoreOverrides = {}): UnixAttestorCore {
+export function createCore(
+  cfg: UnixConfig,
+  previous?: UnixAttestorCore,
+  overrides: CoreOverrides = {},
+): UnixAttestorCore {
   let names: NameResolver;
   if (overrides.names) {
     names = overrides.names;

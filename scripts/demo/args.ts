@@ -56,5 +56,10 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions {
   if (br !== undefined && !(BREAKABLE as readonly string[]).includes(br)) {
     throw new UsageError(`--break: expected one of ${BREAKABLE.join(', ')}, got ${JSON.stringify(br)}`);
   }
-  return { keep: v.keep === true, break: br as Breakable | undefined, reportJson: v['report-json'], help: v.help === true };
+  return {
+    keep: v.keep === true,
+    break: br as Breakable | undefined,
+    reportJson: v['report-json'],
+    help: v.help === true,
+  };
 }

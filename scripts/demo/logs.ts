@@ -20,7 +20,12 @@ export function parseLine(raw: string): LogLine {
       if (isRecord(v)) {
         const fields: Record<string, unknown> = {};
         for (const [k, val] of Object.entries(v)) if (k !== 'level' && k !== 'msg' && k !== 'time') fields[k] = val;
-        return { raw, level: typeof v['level'] === 'string' ? v['level'] : '', msg: typeof v['msg'] === 'string' ? v['msg'] : '', fields };
+        return {
+          raw,
+          level: typeof v['level'] === 'string' ? v['level'] : '',
+          msg: typeof v['msg'] === 'string' ? v['msg'] : '',
+          fields,
+        };
       }
     } catch {
       /* not JSON: a panic trace or plugin stderr SPIRE did not wrap */
@@ -38,7 +43,10 @@ export function readLog(file: string, from = 0): LogLine[] {
   } catch {
     return [];
   }
-  return text.split('\n').filter((l) => l.trim() !== '').map(parseLine);
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map(parseLine);
 }
 
 export function logSize(file: string): number {
@@ -50,14 +58,21 @@ export function logSize(file: string): number {
 }
 
 /** Start-up warnings that say nothing about a failure (experimental flags, umask, unpinned plugin checksums). */
-const NOISE = [/^Experimental features have been enabled/, /^Current umask .* is too permissive/, /^Plugin checksum not configured/];
+const NOISE = [
+  /^Experimental features have been enabled/,
+  /^Current umask .* is too permissive/,
+  /^Plugin checksum not configured/,
+];
 
 const BAD = new Set(['error', 'warning', 'fatal', 'panic']);
 
 /** One readable line: `level  msg  (plugin_type "plugin_name")  error: …`. */
 export function formatLine(l: LogLine): string {
   if (!l.level) return l.raw.length > 400 ? `${l.raw.slice(0, 400)}…` : l.raw;
-  const plugin = typeof l.fields['plugin_name'] === 'string' ? ` [${String(l.fields['plugin_type'] ?? '')} "${String(l.fields['plugin_name'])}"]` : '';
+  const plugin =
+    typeof l.fields['plugin_name'] === 'string'
+      ? ` [${String(l.fields['plugin_type'] ?? '')} "${String(l.fields['plugin_name'])}"]`
+      : '';
   const err = l.fields['error'] !== undefined ? `: ${String(l.fields['error'])}` : '';
   const text = `${l.level.padEnd(7)} ${l.msg}${plugin}${err}`;
   return text.length > 600 ? `${text.slice(0, 600)}…` : text;
@@ -68,7 +83,9 @@ export function formatLine(l: LogLine): string {
  * "pkcs11"); falls back to all error/warning lines, then to the last lines of the log. At most `max` lines, newest last.
  */
 export function relevantLines(lines: LogLine[], keywords: readonly string[], max = 12): string[] {
-  const bad = lines.filter((l) => (BAD.has(l.level) || (!l.level && /panic|fatal|error/i.test(l.raw))) && !NOISE.some((re) => re.test(l.msg)));
+  const bad = lines.filter(
+    (l) => (BAD.has(l.level) || (!l.level && /panic|fatal|error/i.test(l.raw))) && !NOISE.some((re) => re.test(l.msg)),
+  );
   const mentioning = bad.filter((l) => keywords.some((k) => l.raw.includes(k)));
   const pick = mentioning.length ? mentioning : bad.length ? bad : lines.slice(-max);
   // Collapse repeats (the agent retries attestation with the same error) keeping the last occurrence.

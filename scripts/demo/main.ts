@@ -13,9 +13,26 @@ import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
 import { createSwtpm, type RunningSwtpm } from '../../simulators/swtpm';
 import { parseDemoArgs, USAGE, UsageError, type DemoOptions } from './args';
 import { logSize, readLog, relevantLines, type LogLine } from './logs';
-import { freePort, SPIRE_VERSION, spireBinDir, spireChildEnv as childEnv, spireHealthy, spiffeIdsFromFetch, splitPem } from '../../simulators/spire/harness';
+import {
+  freePort,
+  SPIRE_VERSION,
+  spireBinDir,
+  spireChildEnv as childEnv,
+  spireHealthy,
+  spiffeIdsFromFetch,
+  splitPem,
+} from '../../simulators/spire/harness';
 import { createLocalCa, ecPoint, verifySvidChain, type ChainLink, type LocalCa } from './pki';
-import { childrenOf, isAlive, runCommand, spawnLogged, stopPid, stopProcess, type ManagedProcess, type RunResult } from '../../simulators/spire/procs';
+import {
+  childrenOf,
+  isAlive,
+  runCommand,
+  spawnLogged,
+  stopPid,
+  stopProcess,
+  type ManagedProcess,
+  type RunResult,
+} from '../../simulators/spire/procs';
 import { renderAgentConfig, renderServerConfig, repoRoot, templatePath } from './template';
 
 export { SPIRE_VERSION };
@@ -70,7 +87,11 @@ class StepFailure extends Error {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** A short-lived command (the harness' runCommand; the demo's default timeout is 60 s). Never rejects for a non-zero exit. */
-const run = (cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> => runCommand(cmd, args, { timeoutMs: 60_000, ...opts });
+const run = (
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<RunResult> => runCommand(cmd, args, { timeoutMs: 60_000, ...opts });
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const detail = (s: string) => out(`       ${s}`);
 const fmtSecs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -191,7 +212,13 @@ class Demo {
         missing.push(`${b} (run simulators/spire/ensure-spire.sh, or npm run demo which does)`);
       }
     }
-    const plugins = ['pkcs11-keymanager/main-server.js', 'tpm-devid-server/main.js', 'tpm-devid-agent/main.js', 'unix-workloadattestor/main.js', 'tools/tpm-devid/main.js'];
+    const plugins = [
+      'pkcs11-keymanager/main-server.js',
+      'tpm-devid-server/main.js',
+      'tpm-devid-agent/main.js',
+      'unix-workloadattestor/main.js',
+      'tools/tpm-devid/main.js',
+    ];
     for (const p of plugins) {
       try {
         fs.accessSync(path.join(this.pluginDir, p), fs.constants.X_OK);
@@ -201,7 +228,8 @@ class Demo {
     }
     for (const tool of ['swtpm', 'swtpm_setup', 'softhsm2-util', 'pkcs11-tool']) {
       const r = await run('sh', ['-c', `command -v ${tool}`]).catch(() => undefined);
-      if (!r || r.code !== 0) missing.push(`${tool} (apt-get install swtpm swtpm-tools softhsm2 opensc; scripts/ensure-deps.sh does it)`);
+      if (!r || r.code !== 0)
+        missing.push(`${tool} (apt-get install swtpm swtpm-tools softhsm2 opensc; scripts/ensure-deps.sh does it)`);
     }
     for (const t of ['server', 'agent'] as const) {
       if (!fs.existsSync(templatePath(t, this.root))) missing.push(templatePath(t, this.root));
@@ -209,7 +237,8 @@ class Demo {
     if (missing.length) throw new StepFailure(`missing:\n  ${missing.join('\n  ')}`);
     const v = await run(this.serverBin, ['--version']);
     const version = (v.stdout + v.stderr).trim();
-    if (!version.startsWith(SPIRE_VERSION.slice(1))) throw new StepFailure(`${this.serverBin} is version ${version}, the demo is tested with ${SPIRE_VERSION}`);
+    if (!version.startsWith(SPIRE_VERSION.slice(1)))
+      throw new StepFailure(`${this.serverBin} is version ${version}, the demo is tested with ${SPIRE_VERSION}`);
     return [`SPIRE ${version} in ${this.binDir}`, `plugins in ${this.pluginDir}`, `working directory ${this.tmp}`];
   }
 
@@ -221,10 +250,25 @@ class Demo {
     this.swtpm = await inst.start({ transport: 'unix', detached: true });
     this.record('swtpm', this.swtpm.pid, 'software TPM 2.0');
     // Read the EK and its certificate back through our tool, checking the chain the server will check.
-    const ek = await run(process.execPath, [path.join(this.pluginDir, 'tools', 'tpm-devid', 'main.js'), 'ek', '--tpm', this.swtpm.socketPath!, '--endorsement-ca', inst.ca.issuerCertPath], { env: childEnv() });
-    if (ek.code !== 0) throw new StepFailure(`spire-tpm-devid ek failed (exit ${ek.code}): ${ek.stderr.trim() || ek.stdout.trim()}`);
-    const ekLines = ek.stdout.split('\n').filter((l) => /^(EK public key SHA-256|EK certificate|  (subject CN|TPM:|public key matches|chain:))/.test(l));
-    if (!ekLines.some((l) => l.includes('chain: valid'))) throw new StepFailure(`the EK certificate does not chain to ${inst.ca.issuerCertPath}:\n${ek.stdout}`);
+    const ek = await run(
+      process.execPath,
+      [
+        path.join(this.pluginDir, 'tools', 'tpm-devid', 'main.js'),
+        'ek',
+        '--tpm',
+        this.swtpm.socketPath!,
+        '--endorsement-ca',
+        inst.ca.issuerCertPath,
+      ],
+      { env: childEnv() },
+    );
+    if (ek.code !== 0)
+      throw new StepFailure(`spire-tpm-devid ek failed (exit ${ek.code}): ${ek.stderr.trim() || ek.stdout.trim()}`);
+    const ekLines = ek.stdout
+      .split('\n')
+      .filter((l) => /^(EK public key SHA-256|EK certificate|  (subject CN|TPM:|public key matches|chain:))/.test(l));
+    if (!ekLines.some((l) => l.includes('chain: valid')))
+      throw new StepFailure(`the EK certificate does not chain to ${inst.ca.issuerCertPath}:\n${ek.stdout}`);
     return [
       `swtpm pid ${this.swtpm.pid}, socket ${this.swtpm.socketPath} (state ${inst.stateDir}${cached ? `, copied from the cache ${path.dirname(cacheMarker)}` : `, now cached in ${path.dirname(cacheMarker)}`})`,
       `manufacturer CA (swtpm-localca): ${inst.ca.issuerCertPath}`,
@@ -238,7 +282,11 @@ class Demo {
     this.devidCa = await createLocalCa('Demo DevID CA', path.join(dir, 'ca.pem'), path.join(dir, 'ca.key'));
     const lines = [`${this.devidCa.subject}: ${this.devidCa.certPath} (key ${this.devidCa.keyPath}, mode 0600)`];
     if (this.opts.break === 'devid-ca') {
-      const rogue = await createLocalCa('Some Other DevID CA', path.join(dir, 'other-ca.pem'), path.join(dir, 'other-ca.key'));
+      const rogue = await createLocalCa(
+        'Some Other DevID CA',
+        path.join(dir, 'other-ca.pem'),
+        path.join(dir, 'other-ca.key'),
+      );
       lines.push(`--break devid-ca: the server will trust ${rogue.subject} (${rogue.certPath}) instead`);
     }
     return lines;
@@ -251,11 +299,29 @@ class Demo {
   async provisionDevid(): Promise<string[]> {
     this.devidDir = path.join(this.tmp, 'devid');
     const tool = path.join(this.pluginDir, 'tools', 'tpm-devid', 'main.js');
-    const args = ['provision', '--tpm', this.swtpm!.socketPath!, '--key-type', 'rsa', '--subject-cn', NODE_CN, '--ca-cert', this.devidCa!.certPath, '--ca-key', this.devidCa!.keyPath, '--days', '30', '--out-dir', this.devidDir];
+    const args = [
+      'provision',
+      '--tpm',
+      this.swtpm!.socketPath!,
+      '--key-type',
+      'rsa',
+      '--subject-cn',
+      NODE_CN,
+      '--ca-cert',
+      this.devidCa!.certPath,
+      '--ca-key',
+      this.devidCa!.keyPath,
+      '--days',
+      '30',
+      '--out-dir',
+      this.devidDir,
+    ];
     const r = await run(process.execPath, [tool, ...args], { env: childEnv(), timeoutMs: 120_000 });
-    if (r.code !== 0) throw new StepFailure(`spire-tpm-devid provision exited with ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+    if (r.code !== 0)
+      throw new StepFailure(`spire-tpm-devid provision exited with ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
     for (const f of ['devid.crt.pem', 'devid.priv.blob', 'devid.pub.blob']) {
-      if (!fs.existsSync(path.join(this.devidDir, f))) throw new StepFailure(`spire-tpm-devid provision did not write ${path.join(this.devidDir, f)}`);
+      if (!fs.existsSync(path.join(this.devidDir, f)))
+        throw new StepFailure(`spire-tpm-devid provision did not write ${path.join(this.devidDir, f)}`);
     }
     this.report.keys.devid = {
       where: `TPM (swtpm pid ${this.swtpm!.pid}): the private key never leaves it; the blobs are wrapped by the TPM's storage key and load only in this TPM`,
@@ -263,7 +329,13 @@ class Demo {
       pubBlob: path.join(this.devidDir, 'devid.pub.blob'),
       cert: path.join(this.devidDir, 'devid.crt.pem'),
     };
-    return [`spire-tpm-devid ${args.join(' ')}`, ...r.stdout.trim().split('\n').map((l) => `  ${l}`)];
+    return [
+      `spire-tpm-devid ${args.join(' ')}`,
+      ...r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => `  ${l}`),
+    ];
   }
 
   async initHsm(): Promise<string[]> {
@@ -283,22 +355,45 @@ class Demo {
   }
 
   private serverLines(keywords: readonly string[], since = 0): Array<{ title: string; lines: string[] }> {
-    return [{ title: `spire-server log ${this.serverLog}`, lines: relevantLines(readLog(this.serverLog, since), keywords) }];
+    return [
+      { title: `spire-server log ${this.serverLog}`, lines: relevantLines(readLog(this.serverLog, since), keywords) },
+    ];
   }
 
   private agentLines(keywords: readonly string[], since = 0): Array<{ title: string; lines: string[] }> {
-    return [{ title: `spire-agent log ${this.agentLog}`, lines: relevantLines(readLog(this.agentLog, since), keywords) }];
+    return [
+      { title: `spire-agent log ${this.agentLog}`, lines: relevantLines(readLog(this.agentLog, since), keywords) },
+    ];
   }
 
   /** spire-server / spire-agent `run -config <conf>` in its own process group, logging to `logFile`; not killed when
    * the demo exits (so `--keep` can leave it running): doCleanup() stops it by PID. */
-  private startDaemon(name: string, bin: string, confPath: string, logFile: string, env: NodeJS.ProcessEnv): ManagedProcess {
-    return spawnLogged({ name, cmd: bin, args: ['run', '-config', confPath], logFile, cwd: this.tmp, env, killOnExit: false });
+  private startDaemon(
+    name: string,
+    bin: string,
+    confPath: string,
+    logFile: string,
+    env: NodeJS.ProcessEnv,
+  ): ManagedProcess {
+    return spawnLogged({
+      name,
+      cmd: bin,
+      args: ['run', '-config', confPath],
+      logFile,
+      cwd: this.tmp,
+      env,
+      killOnExit: false,
+    });
   }
 
   private recordPlugins(d: ManagedProcess): string[] {
     const kids = childrenOf(d.pid);
-    for (const k of kids) this.record(path.relative(this.pluginDir, k.cmd.split(' ').find((a) => a.endsWith('.js')) ?? k.cmd), k.pid, `plugin of ${d.name}`);
+    for (const k of kids)
+      this.record(
+        path.relative(this.pluginDir, k.cmd.split(' ').find((a) => a.endsWith('.js')) ?? k.cmd),
+        k.pid,
+        `plugin of ${d.name}`,
+      );
     return kids.map((k) => `  plugin pid ${k.pid}: ${k.cmd.replace(`${this.pluginDir}/`, '')}`);
   }
 
@@ -328,17 +423,28 @@ class Demo {
       if (this.server.exitInfo) {
         const fatal = readLog(this.serverLog).filter((l) => l.msg === 'Fatal run error' || l.msg === 'Server crashed');
         const why = fatal.length ? String(fatal[fatal.length - 1]!.fields['error'] ?? '') : 'see the log lines below';
-        throw new StepFailure(`spire-server exited (code ${this.server.exitInfo.code}${this.server.exitInfo.signal ? `, signal ${this.server.exitInfo.signal}` : ''}) while starting: ${why}`, this.serverLines(['pkcs11', 'tpm_devid']));
+        throw new StepFailure(
+          `spire-server exited (code ${this.server.exitInfo.code}${this.server.exitInfo.signal ? `, signal ${this.server.exitInfo.signal}` : ''}) while starting: ${why}`,
+          this.serverLines(['pkcs11', 'tpm_devid']),
+        );
       }
       plugins = this.recordPlugins(this.server);
       if ((await spireHealthy(this.serverBin, this.serverSocket)) && !this.server.exitInfo) break;
-      if (Date.now() > deadline) throw new StepFailure('spire-server did not become healthy within 90 s', this.serverLines(['pkcs11', 'tpm_devid']));
+      if (Date.now() > deadline)
+        throw new StepFailure(
+          'spire-server did not become healthy within 90 s',
+          this.serverLines(['pkcs11', 'tpm_devid']),
+        );
       await Promise.race([sleep(250), this.server.exited]);
     }
     plugins = this.recordPlugins(this.server);
     // What the KeyManager reported: the token it opened and the keys it generated there.
     const kmLines = readLog(this.serverLog)
-      .filter((l) => l.fields['plugin_name'] === 'pkcs11' && (l.msg === 'PKCS#11 token opened' || l.msg === 'key generated on token'))
+      .filter(
+        (l) =>
+          l.fields['plugin_name'] === 'pkcs11' &&
+          (l.msg === 'PKCS#11 token opened' || l.msg === 'key generated on token'),
+      )
       .map((l) =>
         l.msg === 'PKCS#11 token opened'
           ? `pkcs11 KeyManager: opened token "${String(l.fields['label'] ?? '')}" (${String(l.fields['model'] ?? '')}, ${String(l.fields['manufacturer'] ?? '')})`
@@ -355,7 +461,11 @@ class Demo {
   async serverCli(args: string[]): Promise<string> {
     const full = [...args, '-socketPath', this.serverSocket];
     const r: RunResult = await run(this.serverBin, full, { timeoutMs: 30_000, env: childEnv() });
-    if (r.code !== 0) throw new StepFailure(`spire-server ${args.join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`, this.serverLines(['error']));
+    if (r.code !== 0)
+      throw new StepFailure(
+        `spire-server ${args.join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`,
+        this.serverLines(['error']),
+      );
     return r.stdout;
   }
 
@@ -378,7 +488,10 @@ class Demo {
     const serverMark = logSize(this.serverLog);
     this.agent = this.startDaemon('spire-agent', this.agentBin, confPath, this.agentLog, childEnv());
     this.record('spire-agent', this.agent.pid, 'SPIRE agent');
-    const failureLogs = () => [...this.serverLines(['tpm_devid'], serverMark), ...this.agentLines(['tpm_devid', 'attest'])];
+    const failureLogs = () => [
+      ...this.serverLines(['tpm_devid'], serverMark),
+      ...this.agentLines(['tpm_devid', 'attest']),
+    ];
     const deadline = Date.now() + 90_000;
     let plugins: string[] = [];
     // 1. Node attestation: SPIRE logs the agent's SPIFFE ID, or the server's rejection (which the agent would retry
@@ -386,24 +499,34 @@ class Demo {
     for (;;) {
       plugins = this.recordPlugins(this.agent);
       const lines: LogLine[] = readLog(this.agentLog);
-      const ok = lines.find((l) => l.msg === 'Node attestation was successful' && typeof l.fields['spiffe_id'] === 'string');
+      const ok = lines.find(
+        (l) => l.msg === 'Node attestation was successful' && typeof l.fields['spiffe_id'] === 'string',
+      );
       if (ok) {
         this.agentId = String(ok.fields['spiffe_id']);
         break;
       }
-      const rejected = lines.find((l) => l.msg === 'Failed to retrieve attestation result' || l.msg === 'Agent crashed');
+      const rejected = lines.find(
+        (l) => l.msg === 'Failed to retrieve attestation result' || l.msg === 'Agent crashed',
+      );
       if (rejected) {
-        throw new StepFailure(`node attestation failed: ${String(rejected.fields['error'] ?? rejected.msg)}`, failureLogs());
+        throw new StepFailure(
+          `node attestation failed: ${String(rejected.fields['error'] ?? rejected.msg)}`,
+          failureLogs(),
+        );
       }
-      if (this.agent.exitInfo) throw new StepFailure(`spire-agent exited (code ${this.agent.exitInfo.code}) before attesting`, failureLogs());
+      if (this.agent.exitInfo)
+        throw new StepFailure(`spire-agent exited (code ${this.agent.exitInfo.code}) before attesting`, failureLogs());
       if (Date.now() > deadline) throw new StepFailure('spire-agent did not attest within 90 s', failureLogs());
       await Promise.race([sleep(200), this.agent.exited]);
     }
     // 2. The Workload API is up.
     for (;;) {
       if (await spireHealthy(this.agentBin, this.agentSocket)) break;
-      if (this.agent.exitInfo) throw new StepFailure(`spire-agent exited (code ${this.agent.exitInfo.code}) after attesting`, failureLogs());
-      if (Date.now() > deadline) throw new StepFailure('the agent\'s Workload API did not become healthy within 90 s', failureLogs());
+      if (this.agent.exitInfo)
+        throw new StepFailure(`spire-agent exited (code ${this.agent.exitInfo.code}) after attesting`, failureLogs());
+      if (Date.now() > deadline)
+        throw new StepFailure("the agent's Workload API did not become healthy within 90 s", failureLogs());
       await sleep(250);
     }
     plugins = this.recordPlugins(this.agent);
@@ -460,11 +583,19 @@ class Demo {
         this.report.keys.workload = `generated by spire-agent (pid ${this.agent!.pid}) in its memory and handed to the workload over the Workload API; the fetch CLI (the workload here) wrote it to ${this.svidFiles.key}`;
         return [
           `spire-agent ${args.join(' ')}${tries > 1 ? `  (${tries} attempts: the entry reaches the agent within ~1 s)` : ''}`,
-          ...r.stdout.trim().split('\n').filter((l) => l.trim() !== '').map((l) => `  ${l.replace(/\t+/g, ' ')}`),
+          ...r.stdout
+            .trim()
+            .split('\n')
+            .filter((l) => l.trim() !== '')
+            .map((l) => `  ${l.replace(/\t+/g, ' ')}`),
         ];
       }
       last = (r.stderr || r.stdout).trim() || `got ${ids.join(', ') || 'no SVIDs'}`;
-      if (Date.now() > deadline) throw new StepFailure(`no X509-SVID for ${this.workloadId} within 60 s: ${last}`, this.agentLines(['unix', 'workload', 'error']));
+      if (Date.now() > deadline)
+        throw new StepFailure(
+          `no X509-SVID for ${this.workloadId} within 60 s: ${last}`,
+          this.agentLines(['unix', 'workload', 'error']),
+        );
       await sleep(500);
     }
   }
@@ -487,7 +618,16 @@ class Demo {
 
   async showCaKeyOnToken(): Promise<string[]> {
     const env = childEnv({ ...this.hsm!.env, SPIRE_HW_DEMO_PIN: this.pin });
-    const args = ['--module', this.hsm!.modulePath, '--token-label', HSM_TOKEN_LABEL, '--login', '--pin', 'env:SPIRE_HW_DEMO_PIN', '--list-objects'];
+    const args = [
+      '--module',
+      this.hsm!.modulePath,
+      '--token-label',
+      HSM_TOKEN_LABEL,
+      '--login',
+      '--pin',
+      'env:SPIRE_HW_DEMO_PIN',
+      '--list-objects',
+    ];
     const r = await run('pkcs11-tool', args, { env, timeoutMs: 30_000 });
     if (r.code !== 0) throw new StepFailure(`pkcs11-tool --list-objects failed (exit ${r.code}): ${r.stderr.trim()}`);
     // Blocks: a header line ("Private Key Object; EC") followed by indented "  key: value" lines.
@@ -503,22 +643,45 @@ class Demo {
       }
     }
     const caPoint = ecPoint(this.verified!.signer);
-    if (!caPoint) throw new StepFailure('the CA certificate key is not an EC key (the demo configures ca_key_type = "ec-p256")');
+    if (!caPoint)
+      throw new StepFailure('the CA certificate key is not an EC key (the demo configures ca_key_type = "ec-p256")');
     // pkcs11-tool prints CKA_EC_POINT: a DER OCTET STRING (04 <len> 04‖X‖Y).
-    const pub = blocks.find((b) => b.header.startsWith('Public Key Object') && b.attrs['EC_POINT'] !== undefined && Buffer.from(b.attrs['EC_POINT'], 'hex').subarray(-caPoint.length).equals(caPoint));
-    if (!pub) throw new StepFailure(`no public key object on token "${HSM_TOKEN_LABEL}" matches the CA certificate's key:\n${r.stdout}`);
+    const pub = blocks.find(
+      (b) =>
+        b.header.startsWith('Public Key Object') &&
+        b.attrs['EC_POINT'] !== undefined &&
+        Buffer.from(b.attrs['EC_POINT'], 'hex').subarray(-caPoint.length).equals(caPoint),
+    );
+    if (!pub)
+      throw new StepFailure(
+        `no public key object on token "${HSM_TOKEN_LABEL}" matches the CA certificate's key:\n${r.stdout}`,
+      );
     const label = pub.attrs['label'] ?? '';
-    const priv = blocks.find((b) => b.header.startsWith('Private Key Object') && b.attrs['label'] === label && b.attrs['ID'] === pub.attrs['ID']);
+    const priv = blocks.find(
+      (b) =>
+        b.header.startsWith('Private Key Object') && b.attrs['label'] === label && b.attrs['ID'] === pub.attrs['ID'],
+    );
     if (!priv) throw new StepFailure(`no private key object "${label}" on token "${HSM_TOKEN_LABEL}"`);
     const access = priv.attrs['Access'] ?? '';
-    if (!/never extractable/.test(access) || !/(^|, )sensitive/.test(access)) throw new StepFailure(`the CA private key "${label}" is not sensitive and never extractable: Access: ${access}`);
-    this.report.keys.ca = { token: HSM_TOKEN_LABEL, objectLabel: label, objectId: priv.attrs['ID'] ?? '', access, publicKeyMatches: true };
+    if (!/never extractable/.test(access) || !/(^|, )sensitive/.test(access))
+      throw new StepFailure(`the CA private key "${label}" is not sensitive and never extractable: Access: ${access}`);
+    this.report.keys.ca = {
+      token: HSM_TOKEN_LABEL,
+      objectLabel: label,
+      objectId: priv.attrs['ID'] ?? '',
+      access,
+      publicKeyMatches: true,
+    };
     // The PIN must appear in no log or configuration the demo wrote.
-    const files = fs.readdirSync(this.tmp).filter((f) => /\.(log|conf)$/.test(f)).map((f) => path.join(this.tmp, f));
+    const files = fs
+      .readdirSync(this.tmp)
+      .filter((f) => /\.(log|conf)$/.test(f))
+      .map((f) => path.join(this.tmp, f));
     const leaked = files.filter((f) => fs.readFileSync(f, 'utf8').includes(this.pin));
     this.report.pinInLogs = leaked.length > 0;
     if (leaked.length) throw new StepFailure(`the HSM PIN appears in ${leaked.join(', ')}`);
-    const shortPoint = (b: { lines: string[] }) => b.lines.map((l) => l.replace(/(EC_POINT:\s+)([0-9a-f]{24})[0-9a-f]+([0-9a-f]{8})/, '$1$2…$3'));
+    const shortPoint = (b: { lines: string[] }) =>
+      b.lines.map((l) => l.replace(/(EC_POINT:\s+)([0-9a-f]{24})[0-9a-f]+([0-9a-f]{8})/, '$1$2…$3'));
     return [
       `pkcs11-tool --module ${this.hsm!.modulePath} --token-label ${HSM_TOKEN_LABEL} --login --pin env:… --list-objects  (${blocks.length} objects; the CA key pair:)`,
       ...priv.lines.map((l) => `  ${l}`),
@@ -532,12 +695,24 @@ class Demo {
 
   async finalReport(): Promise<void> {
     try {
-      const v: unknown = JSON.parse(await this.serverCli(['agent', 'show', '-spiffeID', this.agentId, '-output', 'json']));
+      const v: unknown = JSON.parse(
+        await this.serverCli(['agent', 'show', '-spiffeID', this.agentId, '-output', 'json']),
+      );
       const a = isRecord(v) && isRecord(v['agent']) ? v['agent'] : isRecord(v) ? v : {};
-      const sels = Array.isArray(a['selectors']) ? (a['selectors'] as unknown[]).filter(isRecord).map((s) => `${String(s['type'])}:${String(s['value'])}`) : [];
-      this.report.agent = { spiffeId: this.agentId, attestationType: String(a['attestation_type'] ?? ''), selectors: sels };
+      const sels = Array.isArray(a['selectors'])
+        ? (a['selectors'] as unknown[]).filter(isRecord).map((s) => `${String(s['type'])}:${String(s['value'])}`)
+        : [];
+      this.report.agent = {
+        spiffeId: this.agentId,
+        attestationType: String(a['attestation_type'] ?? ''),
+        selectors: sels,
+      };
     } catch (e) {
-      this.report.agent = { spiffeId: this.agentId, attestationType: '?', selectors: [`(spire-server agent show failed: ${firstLine(errText(e))})`] };
+      this.report.agent = {
+        spiffeId: this.agentId,
+        attestationType: '?',
+        selectors: [`(spire-server agent show failed: ${firstLine(errText(e))})`],
+      };
     }
     const r = this.report;
     out();
@@ -553,10 +728,14 @@ class Demo {
       out(`      issuer ${l.issuer}; ${l.keyType}; valid ${l.notBefore} – ${l.notAfter}`);
     }
     out('Where each key lives:');
-    out(`  SPIRE CA key      SoftHSM2 token "${r.keys.ca!.token}", object "${r.keys.ca!.objectLabel}" (ID ${r.keys.ca!.objectId})`);
+    out(
+      `  SPIRE CA key      SoftHSM2 token "${r.keys.ca!.token}", object "${r.keys.ca!.objectLabel}" (ID ${r.keys.ca!.objectId})`,
+    );
     out(`                    ${r.keys.ca!.access}`);
     out(`  agent DevID key   ${r.keys.devid!.where}`);
-    out(`                    blobs ${r.keys.devid!.privBlob}, ${r.keys.devid!.pubBlob}; certificate ${r.keys.devid!.cert}`);
+    out(
+      `                    blobs ${r.keys.devid!.privBlob}, ${r.keys.devid!.pubBlob}; certificate ${r.keys.devid!.cert}`,
+    );
     out(`  agent SVID key    spire-agent memory (KeyManager "memory")`);
     out(`  workload key      ${r.keys.workload}`);
     out('Processes:');
@@ -595,7 +774,9 @@ class Demo {
 
   keepInstructions(): void {
     const stop = path.join(this.tmp, 'stop.sh');
-    const pids = this.report.processes.filter((p) => p.role === 'SPIRE agent' || p.role === 'SPIRE server' || p.name === 'swtpm').map((p) => p.pid);
+    const pids = this.report.processes
+      .filter((p) => p.role === 'SPIRE agent' || p.role === 'SPIRE server' || p.name === 'swtpm')
+      .map((p) => p.pid);
     fs.writeFileSync(
       stop,
       [
@@ -616,8 +797,12 @@ class Demo {
     out(`  ${this.serverBin} entry show -socketPath ${this.serverSocket}`);
     out(`  ${this.serverBin} bundle show -socketPath ${this.serverSocket}`);
     out(`  ${this.agentBin} api fetch x509 -socketPath ${this.agentSocket}`);
-    out(`  SOFTHSM2_CONF=${this.hsm?.conf ?? '?'} PIN=$(cat ${this.pinFile}) pkcs11-tool --module ${this.hsm?.modulePath ?? '?'} --token-label ${HSM_TOKEN_LABEL} --login --pin env:PIN --list-objects`);
-    out(`  logs: ${this.serverLog}, ${this.agentLog}; configs: ${path.join(this.tmp, 'server.conf')}, ${path.join(this.tmp, 'agent.conf')}`);
+    out(
+      `  SOFTHSM2_CONF=${this.hsm?.conf ?? '?'} PIN=$(cat ${this.pinFile}) pkcs11-tool --module ${this.hsm?.modulePath ?? '?'} --token-label ${HSM_TOKEN_LABEL} --login --pin env:PIN --list-objects`,
+    );
+    out(
+      `  logs: ${this.serverLog}, ${this.agentLog}; configs: ${path.join(this.tmp, 'server.conf')}, ${path.join(this.tmp, 'agent.conf')}`,
+    );
     out(`To stop it and remove ${this.tmp}:`);
     out(`  sh ${stop}        (kills PIDs ${pids.join(' ')})`);
   }
@@ -659,17 +844,28 @@ export async function main(argv: readonly string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  out(`spire-hardware-plugins demo: a TPM-attested node, the SPIRE CA key in an HSM, a workload with an X509-SVID (SPIRE ${SPIRE_VERSION})`);
+  out(
+    `spire-hardware-plugins demo: a TPM-attested node, the SPIRE CA key in an HSM, a workload with an X509-SVID (SPIRE ${SPIRE_VERSION})`,
+  );
   if (opts.break) out(`--break ${opts.break}: one piece is broken on purpose; the demo must fail at that step.`);
   out();
   try {
     await demo.step(`Checking SPIRE ${SPIRE_VERSION}, the built plugins and the simulators`, () => demo.checkTools());
-    await demo.step('Starting a software TPM (swtpm) with an EK certificate from a local manufacturer CA', () => demo.startTpm());
+    await demo.step('Starting a software TPM (swtpm) with an EK certificate from a local manufacturer CA', () =>
+      demo.startTpm(),
+    );
     await demo.step('Creating a local DevID CA', () => demo.createDevidCa());
-    await demo.step('Provisioning an LDevID in the TPM with spire-tpm-devid, signed by the DevID CA', () => demo.provisionDevid());
+    await demo.step('Provisioning an LDevID in the TPM with spire-tpm-devid, signed by the DevID CA', () =>
+      demo.provisionDevid(),
+    );
     await demo.step('Initialising a SoftHSM2 token for the SPIRE CA keys', () => demo.initHsm());
-    await demo.step('Starting spire-server with KeyManager "pkcs11" and NodeAttestor "tpm_devid"', () => demo.startServer());
-    await demo.step('Starting spire-agent with NodeAttestor "tpm_devid" and WorkloadAttestor "unix"; waiting for its SVID', () => demo.startAgent());
+    await demo.step('Starting spire-server with KeyManager "pkcs11" and NodeAttestor "tpm_devid"', () =>
+      demo.startServer(),
+    );
+    await demo.step(
+      'Starting spire-agent with NodeAttestor "tpm_devid" and WorkloadAttestor "unix"; waiting for its SVID',
+      () => demo.startAgent(),
+    );
     await demo.step(`Registering the workload by unix:uid:${demo.uid} under a node alias`, () => demo.register());
     await demo.step("Fetching the workload's X509-SVID through the Workload API", () => demo.fetchSvid());
     await demo.step('Verifying the SVID chain against the trust bundle', () => demo.verify());

@@ -16,18 +16,28 @@ export interface LocalCa {
 }
 
 function pem(label: string, der: ArrayBuffer): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').trim();
+  const b64 = Buffer.from(der)
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .trim();
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
 /** Creates a self-signed ECDSA P-256 CA (CA:TRUE, keyCertSign) and writes its certificate and PKCS#8 key (0600). */
-export async function createLocalCa(commonName: string, certPath: string, keyPath: string, days = 30): Promise<LocalCa> {
+export async function createLocalCa(
+  commonName: string,
+  certPath: string,
+  keyPath: string,
+  days = 30,
+): Promise<LocalCa> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const notBefore = new Date(Date.now() - 60_000);
   const notAfter = new Date(notBefore.getTime() + days * 86_400_000);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1'),
+    serialNumber: Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)))
+      .toString('hex')
+      .replace(/^[89a-f]/, '1'),
     name: `CN=${commonName}, O=spire-hardware-plugins demo`,
     notBefore,
     notAfter,
@@ -36,12 +46,21 @@ export async function createLocalCa(commonName: string, certPath: string, keyPat
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as unknown as Parameters<typeof x509.SubjectKeyIdentifierExtension.create>[0]),
+      await x509.SubjectKeyIdentifierExtension.create(
+        keys.publicKey as unknown as Parameters<typeof x509.SubjectKeyIdentifierExtension.create>[0],
+      ),
     ],
   });
   fs.writeFileSync(certPath, cert.toString('pem') + '\n');
-  fs.writeFileSync(keyPath, pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), { mode: 0o600 });
-  return { certPath, keyPath, subject: cert.subject, sha1: createHash('sha1').update(Buffer.from(cert.rawData)).digest('hex') };
+  fs.writeFileSync(keyPath, pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), {
+    mode: 0o600,
+  });
+  return {
+    certPath,
+    keyPath,
+    subject: cert.subject,
+    sha1: createHash('sha1').update(Buffer.from(cert.rawData)).digest('hex'),
+  };
 }
 
 export interface ChainLink {
@@ -71,7 +90,10 @@ function keyType(c: X509Certificate): string {
 }
 
 function oneLine(dn: string): string {
-  return dn.split('\n').filter((s) => s !== '').join(', ');
+  return dn
+    .split('\n')
+    .filter((s) => s !== '')
+    .join(', ');
 }
 
 function uriSan(c: X509Certificate): string | undefined {
@@ -84,7 +106,12 @@ function uriSan(c: X509Certificate): string | undefined {
  * one signed by a certificate of the trust bundle; the leaf carries `spiffeId` as its only URI SAN and is not a CA;
  * the signers are CAs.
  */
-export function verifySvidChain(chainPem: string[], bundlePem: string[], spiffeId: string, at = new Date()): VerifiedChain {
+export function verifySvidChain(
+  chainPem: string[],
+  bundlePem: string[],
+  spiffeId: string,
+  at = new Date(),
+): VerifiedChain {
   const chain = chainPem.map((p) => new X509Certificate(p));
   const bundle = bundlePem.map((p) => new X509Certificate(p));
   if (chain.length === 0) throw new Error('the SVID has no certificates');
@@ -93,17 +120,22 @@ export function verifySvidChain(chainPem: string[], bundlePem: string[], spiffeI
   if (uriSan(leaf) !== spiffeId) throw new Error(`leaf URI SAN is ${uriSan(leaf) ?? 'missing'}, expected ${spiffeId}`);
   if (leaf.ca) throw new Error('the leaf certificate is a CA certificate');
   for (const c of [...chain, ...bundle]) {
-    if (new Date(c.validFrom) > at || new Date(c.validTo) < at) throw new Error(`certificate "${oneLine(c.subject)}" is not valid now (${c.validFrom} – ${c.validTo})`);
+    if (new Date(c.validFrom) > at || new Date(c.validTo) < at)
+      throw new Error(`certificate "${oneLine(c.subject)}" is not valid now (${c.validFrom} – ${c.validTo})`);
   }
   for (let i = 0; i + 1 < chain.length; i++) {
     const child = chain[i]!;
     const parent = chain[i + 1]!;
     if (!parent.ca) throw new Error(`chain certificate ${i + 1} ("${oneLine(parent.subject)}") is not a CA`);
-    if (!child.checkIssued(parent) || !child.verify(parent.publicKey)) throw new Error(`chain certificate ${i} is not signed by certificate ${i + 1}`);
+    if (!child.checkIssued(parent) || !child.verify(parent.publicKey))
+      throw new Error(`chain certificate ${i} is not signed by certificate ${i + 1}`);
   }
   const top = chain[chain.length - 1]!;
   const root = bundle.find((r) => top.checkIssued(r) && top.verify(r.publicKey));
-  if (!root) throw new Error(`"${oneLine(top.issuer)}" (issuer of the top of the chain) is not in the trust bundle, or its signature does not verify`);
+  if (!root)
+    throw new Error(
+      `"${oneLine(top.issuer)}" (issuer of the top of the chain) is not in the trust bundle, or its signature does not verify`,
+    );
   if (!root.ca) throw new Error('the bundle certificate is not a CA');
   const link = (c: X509Certificate, role: ChainLink['role']): ChainLink => ({
     role,

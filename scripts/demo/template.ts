@@ -16,7 +16,14 @@ export const SERVER_PLACEHOLDERS = [
   'ENDORSEMENT_CA_PATH',
 ] as const;
 
-export const AGENT_PLACEHOLDERS = ['SERVER_PORT', 'DATA_DIR', 'TRUST_DOMAIN', 'PLUGIN_DIR', 'TPM_DEVICE_PATH', 'DEVID_DIR'] as const;
+export const AGENT_PLACEHOLDERS = [
+  'SERVER_PORT',
+  'DATA_DIR',
+  'TRUST_DOMAIN',
+  'PLUGIN_DIR',
+  'TPM_DEVICE_PATH',
+  'DEVID_DIR',
+] as const;
 
 export type ServerValues = Record<(typeof SERVER_PLACEHOLDERS)[number], string>;
 export type AgentValues = Record<(typeof AGENT_PLACEHOLDERS)[number], string>;

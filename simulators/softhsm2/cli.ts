@@ -26,7 +26,16 @@ if (cmd === 'init') {
   const t = hsm.tokens[0]!;
   process.stdout.write(
     JSON.stringify(
-      { dir: hsm.dir, conf: hsm.conf, modulePath: hsm.modulePath, label: t.label, pin: t.pin, slotId: t.slotId?.toString(), serial: t.serial, env: hsm.env },
+      {
+        dir: hsm.dir,
+        conf: hsm.conf,
+        modulePath: hsm.modulePath,
+        label: t.label,
+        pin: t.pin,
+        slotId: t.slotId?.toString(),
+        serial: t.serial,
+        env: hsm.env,
+      },
       null,
       2,
     ) + '\n',
@@ -40,6 +49,8 @@ if (cmd === 'init') {
   if (!d || !fs.existsSync(path.join(d, 'softhsm2.conf'))) throw new Error('--dir must be a directory made by init');
   fs.rmSync(d, { recursive: true, force: true });
 } else {
-  process.stderr.write('usage: cli.js init [--dir PARENT] [--label L] [--pin P] [--so-pin S] | env --dir D | cleanup --dir D\n');
+  process.stderr.write(
+    'usage: cli.js init [--dir PARENT] [--label L] [--pin P] [--so-pin S] | env --dir D | cleanup --dir D\n',
+  );
   process.exit(2);
 }

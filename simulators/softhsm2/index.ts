@@ -60,7 +60,8 @@ export interface SoftHsmOptions {
 
 export function createSoftHsm(opts: SoftHsmOptions = {}): SoftHsm {
   const modulePath = opts.modulePath ?? DEFAULT_MODULE_PATH;
-  if (!fs.existsSync(modulePath)) throw new Error(`SoftHSM2 module not found at ${modulePath} (apt-get install softhsm2)`);
+  if (!fs.existsSync(modulePath))
+    throw new Error(`SoftHSM2 module not found at ${modulePath} (apt-get install softhsm2)`);
   const dir = fs.mkdtempSync(path.join(opts.parentDir ?? os.tmpdir(), 'softhsm2-'));
   const tokenDir = path.join(dir, 'tokens');
   fs.mkdirSync(tokenDir, { mode: 0o700 });
@@ -81,7 +82,11 @@ export function createSoftHsm(opts: SoftHsmOptions = {}): SoftHsm {
   const util = (args: string[]): string =>
     execFileSync('softhsm2-util', args, { env: childEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const pkcs11Tool = (args: string[]): string =>
-    execFileSync('pkcs11-tool', ['--module', modulePath, ...args], { env: childEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('pkcs11-tool', ['--module', modulePath, ...args], {
+      env: childEnv,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   const tokens: SoftHsmToken[] = [];
   const addToken = (spec: SoftHsmTokenSpec): SoftHsmToken => {
     const pin = spec.pin ?? '1234';

@@ -80,7 +80,9 @@ export function renderPlugin(p: PluginDecl): string {
     } else {
       const body = typeof d === 'string' ? d : d.block;
       // The body is inserted verbatim (not re-indented) so heredocs and comments reach SPIRE exactly as written.
-      lines.push(body.trim() === '' ? 'plugin_data {}' : `plugin_data {\n${body.replace(/^\n+/, '').replace(/\s+$/, '')}\n  }`);
+      lines.push(
+        body.trim() === '' ? 'plugin_data {}' : `plugin_data {\n${body.replace(/^\n+/, '').replace(/\s+$/, '')}\n  }`,
+      );
     }
   }
   if (p.pluginDataFile !== undefined) {
@@ -104,9 +106,18 @@ export function renderSettings(settings: Record<string, HclScalar | string[] | u
   return out.join('\n');
 }
 
-export function renderConfig(section: 'server' | 'agent', settings: string, extraSection: string | undefined, plugins: PluginDecl[], extraTopLevel?: string): string {
+export function renderConfig(
+  section: 'server' | 'agent',
+  settings: string,
+  extraSection: string | undefined,
+  plugins: PluginDecl[],
+  extraTopLevel?: string,
+): string {
   const sectionBody = [settings, extraSection ?? ''].filter((s) => s.trim() !== '').join('\n');
-  const parts = [`${section} {\n${indent(sectionBody, '  ')}\n}`, `plugins {\n${plugins.map(renderPlugin).join('\n\n')}\n}`];
+  const parts = [
+    `${section} {\n${indent(sectionBody, '  ')}\n}`,
+    `plugins {\n${plugins.map(renderPlugin).join('\n\n')}\n}`,
+  ];
   if (extraTopLevel && extraTopLevel.trim() !== '') parts.push(extraTopLevel.trim());
   return parts.join('\n\n') + '\n';
 }

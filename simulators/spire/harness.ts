@@ -14,8 +14,25 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { renderConfig, renderSettings, sha256File, type HclScalar, type PluginDecl, type PluginData, type PluginType } from './config';
-import { onEmergencyExit, runCommand, spawnLogged, stopAllProcesses, stopProcess, type ExitInfo, type ManagedProcess, type RunResult } from './procs';
+import {
+  renderConfig,
+  renderSettings,
+  sha256File,
+  type HclScalar,
+  type PluginDecl,
+  type PluginData,
+  type PluginType,
+} from './config';
+import {
+  onEmergencyExit,
+  runCommand,
+  spawnLogged,
+  stopAllProcesses,
+  stopProcess,
+  type ExitInfo,
+  type ManagedProcess,
+  type RunResult,
+} from './procs';
 import { fetchJwtSvidInProcess, fetchX509SvidInProcess } from './workload-client';
 
 export type { PluginDecl, PluginData, PluginType } from './config';
@@ -206,7 +223,9 @@ export class SpireStartError extends Error {
     readonly exit: ExitInfo | undefined,
     readonly logTail: string,
   ) {
-    super(`${message}\n----- last lines of the spire-${component} log -----\n${logTail}\n----- end of spire-${component} log -----`);
+    super(
+      `${message}\n----- last lines of the spire-${component} log -----\n${logTail}\n----- end of spire-${component} log -----`,
+    );
     this.name = 'SpireStartError';
   }
 }
@@ -216,7 +235,9 @@ export class SpireCommandError extends Error {
     readonly args: string[],
     readonly result: RunResult,
   ) {
-    super(`command failed (code ${result.code}${result.signal ? `, signal ${result.signal}` : ''}): ${args.join(' ')}\nstdout: ${result.stdout.trim()}\nstderr: ${result.stderr.trim()}`);
+    super(
+      `command failed (code ${result.code}${result.signal ? `, signal ${result.signal}` : ''}): ${args.join(' ')}\nstdout: ${result.stdout.trim()}\nstderr: ${result.stderr.trim()}`,
+    );
     this.name = 'SpireCommandError';
   }
 }
@@ -411,7 +432,9 @@ export class SpireHarness {
     if (!spireBinariesPresent(h.binDir)) {
       h.unregisterCleanup();
       fs.rmSync(h.dir, { recursive: true, force: true });
-      throw new Error(`spire-server/spire-agent not found in ${h.binDir}; run simulators/spire/ensure-spire.sh or set SPIRE_BIN_DIR`);
+      throw new Error(
+        `spire-server/spire-agent not found in ${h.binDir}; run simulators/spire/ensure-spire.sh or set SPIRE_BIN_DIR`,
+      );
     }
     allHarnesses.add(h);
     return h;
@@ -446,7 +469,9 @@ export class SpireHarness {
     let args: string[] | undefined;
     if (launch === 'wrapper') {
       cmd = path.join(this.dir, `plugin-${o.type}-${o.name}.sh`.replace(/[^A-Za-z0-9_.-]/g, '_'));
-      const quoted = [process.execPath, o.script, ...(o.args ?? [])].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+      const quoted = [process.execPath, o.script, ...(o.args ?? [])]
+        .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+        .join(' ');
       fs.writeFileSync(cmd, `#!/bin/sh\nexec ${quoted} "$@"\n`, { mode: 0o755 });
     } else {
       cmd = process.execPath;
@@ -502,10 +527,17 @@ export class SpireHarness {
     if (o.joinTokenAttestor !== false) plugins.push({ type: 'NodeAttestor', name: 'join_token', pluginData: '' });
     const km = o.keyManager ?? 'disk';
     if (km === 'memory') plugins.push({ type: 'KeyManager', name: 'memory', pluginData: '' });
-    else if (km === 'disk') plugins.push({ type: 'KeyManager', name: 'disk', pluginData: `keys_path = ${JSON.stringify(path.join(dataDir, 'keys.json'))}` });
+    else if (km === 'disk')
+      plugins.push({
+        type: 'KeyManager',
+        name: 'disk',
+        pluginData: `keys_path = ${JSON.stringify(path.join(dataDir, 'keys.json'))}`,
+      });
     else plugins.push(km);
     plugins.push(...(o.plugins ?? []));
-    const extra = [renderExperimental({ cache_reload_interval: '1s', ...(o.experimental ?? {}) }), o.extraConfig ?? ''].filter((s) => s !== '').join('\n');
+    const extra = [renderExperimental({ cache_reload_interval: '1s', ...(o.experimental ?? {}) }), o.extraConfig ?? '']
+      .filter((s) => s !== '')
+      .join('\n');
     return renderConfig('server', settings, extra, plugins, o.extraTopLevel);
   }
 
@@ -555,12 +587,22 @@ export class SpireHarness {
     fs.appendFileSync(file, `${text} at ${new Date().toISOString()}\n`);
   }
 
-  private async waitHealthy(component: LogSource, p: ManagedProcess, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  private async waitHealthy(
+    component: LogSource,
+    p: ManagedProcess,
+    timeoutMs: number,
+    check: () => Promise<boolean>,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const logFile = component === 'server' ? this.serverLogFile : this.agentLogFile;
     for (;;) {
       if (p.exitInfo) {
-        throw new SpireStartError(`spire-${component} exited (code ${p.exitInfo.code}, signal ${p.exitInfo.signal}) before becoming healthy`, component, p.exitInfo, tailLines(logFile, 200));
+        throw new SpireStartError(
+          `spire-${component} exited (code ${p.exitInfo.code}, signal ${p.exitInfo.signal}) before becoming healthy`,
+          component,
+          p.exitInfo,
+          tailLines(logFile, 200),
+        );
       }
       if (await check()) {
         if (!p.exitInfo) return;
@@ -568,7 +610,12 @@ export class SpireHarness {
       }
       if (Date.now() > deadline) {
         await stopProcess(p, 5_000);
-        throw new SpireStartError(`spire-${component} did not become healthy within ${timeoutMs} ms (stopped)`, component, p.exitInfo, tailLines(logFile, 200));
+        throw new SpireStartError(
+          `spire-${component} did not become healthy within ${timeoutMs} ms (stopped)`,
+          component,
+          p.exitInfo,
+          tailLines(logFile, 200),
+        );
       }
       // Wake early when the process exits.
       await Promise.race([sleep(250), p.exited]);
@@ -613,7 +660,8 @@ export class SpireHarness {
     const args = ['token', 'generate', '-ttl', String(ttlSeconds)];
     if (spiffeId) args.push('-spiffeID', spiffeId);
     const v = await this.serverCliJson(args);
-    if (!isRecord(v) || typeof v['value'] !== 'string') throw new Error(`unexpected token generate output: ${JSON.stringify(v)}`);
+    if (!isRecord(v) || typeof v['value'] !== 'string')
+      throw new Error(`unexpected token generate output: ${JSON.stringify(v)}`);
     return v['value'];
   }
 
@@ -692,13 +740,20 @@ export class SpireHarness {
       insecure_bootstrap: o.insecureBootstrap ? true : undefined,
       join_token: joinToken,
     });
-    const extra = [renderExperimental({ sync_interval: '1s', ...(o.experimental ?? {}) }), o.extraConfig ?? ''].filter((s) => s !== '').join('\n');
+    const extra = [renderExperimental({ sync_interval: '1s', ...(o.experimental ?? {}) }), o.extraConfig ?? '']
+      .filter((s) => s !== '')
+      .join('\n');
     const plugins: PluginDecl[] = [];
     const na = o.nodeAttestor ?? 'join_token';
     plugins.push(na === 'join_token' ? { type: 'NodeAttestor', name: 'join_token', pluginData: '' } : na);
     const km = o.keyManager ?? 'memory';
     if (km === 'memory') plugins.push({ type: 'KeyManager', name: 'memory', pluginData: '' });
-    else if (km === 'disk') plugins.push({ type: 'KeyManager', name: 'disk', pluginData: `directory = ${JSON.stringify(path.join(dataDir, 'keys'))}` });
+    else if (km === 'disk')
+      plugins.push({
+        type: 'KeyManager',
+        name: 'disk',
+        pluginData: `directory = ${JSON.stringify(path.join(dataDir, 'keys'))}`,
+      });
     else plugins.push(km);
     if (o.unixWorkloadAttestor !== false) plugins.push({ type: 'WorkloadAttestor', name: 'unix', pluginData: '' });
     plugins.push(...(o.plugins ?? []));
@@ -740,7 +795,14 @@ export class SpireHarness {
       return spireHealthy(this.agentBin, this.agentSocket);
     });
     if (!this.agentId) {
-      const e = await this.waitForLog((l) => l.source === 'agent' && l.msg === 'Node attestation was successful' && typeof l.fields['spiffe_id'] === 'string', 30_000, mark);
+      const e = await this.waitForLog(
+        (l) =>
+          l.source === 'agent' &&
+          l.msg === 'Node attestation was successful' &&
+          typeof l.fields['spiffe_id'] === 'string',
+        30_000,
+        mark,
+      );
       this.agentId = String(e.fields['spiffe_id']);
     }
   }
@@ -776,7 +838,8 @@ export class SpireHarness {
       const svids = o.inProcess ? await this.fetchX509InProcessOnce() : await this.fetchX509CliOnce();
       if (svids.length === 0) throw new Error('no SVIDs');
       const missing = wantedIds(o).filter((id) => !svids.some((s) => s.spiffeId === id));
-      if (missing.length) throw new Error(`got ${svids.map((s) => s.spiffeId).join(', ')}; missing ${missing.join(', ')}`);
+      if (missing.length)
+        throw new Error(`got ${svids.map((s) => s.spiffeId).join(', ')}; missing ${missing.join(', ')}`);
       return svids;
     });
   }
@@ -810,7 +873,10 @@ export class SpireHarness {
         s.spiffeId,
         s.certChainDer.map(derToPem),
         s.bundleDer.map(derToPem),
-        `-----BEGIN PRIVATE KEY-----\n${s.keyPkcs8Der.toString('base64').replace(/(.{64})/g, '$1\n').trim()}\n-----END PRIVATE KEY-----\n`,
+        `-----BEGIN PRIVATE KEY-----\n${s.keyPkcs8Der
+          .toString('base64')
+          .replace(/(.{64})/g, '$1\n')
+          .trim()}\n-----END PRIVATE KEY-----\n`,
         s.hint,
       ),
     );
@@ -884,7 +950,11 @@ export class SpireHarness {
    * Polls both logs until a line satisfies `predicate` (use `l.source` to pick one), optionally only among lines
    * written after `since` (see logMark()). Rejects with both log tails after `timeoutMs`.
    */
-  async waitForLog(predicate: (l: SpireLogEntry) => boolean, timeoutMs = 30_000, since: LogMark = { server: 0, agent: 0 }): Promise<SpireLogEntry> {
+  async waitForLog(
+    predicate: (l: SpireLogEntry) => boolean,
+    timeoutMs = 30_000,
+    since: LogMark = { server: 0, agent: 0 },
+  ): Promise<SpireLogEntry> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const s = this.serverLogReader.poll().slice(since.server).find(predicate);
@@ -948,7 +1018,11 @@ export interface AfterHookable {
  * Runs `fn` with a fresh harness. If `fn` throws, the last 200 lines of both SPIRE logs go to stderr before the error
  * is rethrown. The harness is always stopped (also registered with `t.after` as a safety net).
  */
-export async function withSpire<T>(t: AfterHookable | undefined, fn: (spire: SpireHarness) => Promise<T>, opts: HarnessOptions = {}): Promise<T> {
+export async function withSpire<T>(
+  t: AfterHookable | undefined,
+  fn: (spire: SpireHarness) => Promise<T>,
+  opts: HarnessOptions = {},
+): Promise<T> {
   const spire = await SpireHarness.create(opts);
   t?.after(() => spire.stop());
   try {
@@ -967,7 +1041,10 @@ function renderExperimental(kv: Record<string, HclScalar | null>): string {
   const kept: Record<string, HclScalar> = {};
   for (const [k, v] of Object.entries(kv)) if (v !== null) kept[k] = v;
   if (Object.keys(kept).length === 0) return '';
-  return `experimental {\n${renderSettings(kept).split('\n').map((l) => `  ${l}`).join('\n')}\n}`;
+  return `experimental {\n${renderSettings(kept)
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n')}\n}`;
 }
 
 function wantedIds(o: FetchOptions): string[] {
@@ -987,10 +1064,19 @@ export function splitPem(text: string): string[] {
 }
 
 function derToPem(der: Buffer): string {
-  return `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').trim()}\n-----END CERTIFICATE-----\n`;
+  return `-----BEGIN CERTIFICATE-----\n${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .trim()}\n-----END CERTIFICATE-----\n`;
 }
 
-function makeX509Result(spiffeId: string, certChainPem: string[], bundlePem: string[], keyPem: string, hint: string): X509SvidResult {
+function makeX509Result(
+  spiffeId: string,
+  certChainPem: string[],
+  bundlePem: string[],
+  keyPem: string,
+  hint: string,
+): X509SvidResult {
   return {
     spiffeId,
     certChainPem,
@@ -1032,12 +1118,14 @@ export function parseJwtCliOutput(stdout: string): Array<{ spiffeId: string; tok
 export function verifyChain(chain: X509Certificate[], roots: X509Certificate[], at = new Date()): X509Certificate {
   if (chain.length === 0) throw new Error('empty chain');
   for (const c of chain) {
-    if (new Date(c.validFrom) > at || new Date(c.validTo) < at) throw new Error(`certificate ${c.subject} not valid at ${at.toISOString()}`);
+    if (new Date(c.validFrom) > at || new Date(c.validTo) < at)
+      throw new Error(`certificate ${c.subject} not valid at ${at.toISOString()}`);
   }
   for (let i = 0; i + 1 < chain.length; i++) {
     const child = chain[i]!;
     const parent = chain[i + 1]!;
-    if (!child.checkIssued(parent) || !child.verify(parent.publicKey)) throw new Error(`chain link ${i} is not signed by link ${i + 1}`);
+    if (!child.checkIssued(parent) || !child.verify(parent.publicKey))
+      throw new Error(`chain link ${i} is not signed by link ${i + 1}`);
   }
   const top = chain[chain.length - 1]!;
   const root = roots.find((r) => top.checkIssued(r) && top.verify(r.publicKey));

@@ -130,7 +130,11 @@ export function spawnLogged(opts: SpawnLoggedOptions): ManagedProcess {
 }
 
 /** SIGTERM (or `signal`), wait up to `graceMs`, then SIGKILL the process and its group. Idempotent. */
-export async function stopProcess(p: ManagedProcess, graceMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<ExitInfo> {
+export async function stopProcess(
+  p: ManagedProcess,
+  graceMs = 10_000,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<ExitInfo> {
   if (p.exitInfo) {
     // The leader is gone; make sure no plugin child of its group survived.
     killGroup(p.pid, 'SIGKILL');
@@ -177,7 +181,11 @@ export interface RunResult {
 }
 
 /** Runs a short-lived command (a SPIRE CLI call) with a hard timeout; the child is killed by PID on timeout. */
-export function runCommand(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}): Promise<RunResult> {
+export function runCommand(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {},
+): Promise<RunResult> {
   installExitHook();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
@@ -207,7 +215,13 @@ export function runCommand(cmd: string, args: string[], opts: { timeoutMs?: numb
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ pid: child.pid, code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      resolve({
+        pid: child.pid,
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
     });
   });
 }
@@ -268,7 +282,11 @@ export function childrenOf(pid: number): Array<{ pid: number; cmd: string }> {
       const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
       const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       if (Number(rest[1]) !== pid || rest[0] === 'Z') continue;
-      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').filter((s) => s !== '').join(' ');
+      const cmd = fs
+        .readFileSync(`/proc/${e}/cmdline`, 'utf8')
+        .split('\0')
+        .filter((s) => s !== '')
+        .join(' ');
       out.push({ pid: Number(e), cmd });
     } catch {
       /* raced with exit */

@@ -117,7 +117,13 @@ function decodeX509SvidResponse(buf: Buffer): WorkloadX509Svid[] {
   const svids: WorkloadX509Svid[] = [];
   for (const f of decodeFields(buf)) {
     if (f.no !== 1 || !f.bytes) continue;
-    const s: WorkloadX509Svid = { spiffeId: '', certChainDer: [], keyPkcs8Der: Buffer.alloc(0), bundleDer: [], hint: '' };
+    const s: WorkloadX509Svid = {
+      spiffeId: '',
+      certChainDer: [],
+      keyPkcs8Der: Buffer.alloc(0),
+      bundleDer: [],
+      hint: '',
+    };
     for (const g of decodeFields(f.bytes)) {
       if (!g.bytes) continue;
       if (g.no === 1) s.spiffeId = g.bytes.toString('utf8');
@@ -163,7 +169,11 @@ export function workloadApiClient(socketPath: string): grpc.Client {
  * it) and resolves with its first X509SVIDResponse, passed through `deserialize`; the stream is then cancelled. Rejects
  * on a stream error or when the stream ends without a response.
  */
-export function firstX509SvidResponse<T>(client: grpc.Client, deserialize: (b: Buffer) => T, timeoutMs: number): Promise<T> {
+export function firstX509SvidResponse<T>(
+  client: grpc.Client,
+  deserialize: (b: Buffer) => T,
+  timeoutMs: number,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let done = false;
     const call = client.makeServerStreamRequest<Buffer, T>(
@@ -202,9 +212,17 @@ export function fetchX509SvidInProcess(socketPath: string, timeoutMs = 10_000): 
 }
 
 /** FetchJWTSVID over `socketPath` (the calling Node process is the workload). */
-export function fetchJwtSvidInProcess(socketPath: string, audience: string[], spiffeId = '', timeoutMs = 10_000): Promise<WorkloadJwtSvid[]> {
+export function fetchJwtSvidInProcess(
+  socketPath: string,
+  audience: string[],
+  spiffeId = '',
+  timeoutMs = 10_000,
+): Promise<WorkloadJwtSvid[]> {
   const client = workloadApiClient(socketPath);
-  const req = Buffer.concat([...audience.map((a) => encodeString(1, a)), ...(spiffeId ? [encodeString(2, spiffeId)] : [])]);
+  const req = Buffer.concat([
+    ...audience.map((a) => encodeString(1, a)),
+    ...(spiffeId ? [encodeString(2, spiffeId)] : []),
+  ]);
   return new Promise<WorkloadJwtSvid[]>((resolve, reject) => {
     client.makeUnaryRequest<Buffer, WorkloadJwtSvid[]>(
       '/SpiffeWorkloadAPI/FetchJWTSVID',

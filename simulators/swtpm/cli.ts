@@ -11,7 +11,9 @@ import { join, resolve } from 'node:path';
 import { createSwtpm, openSwtpm, SwtpmError } from './index';
 
 function usage(): never {
-  process.stderr.write('usage: cli.js create <dir> [--cache <key>] | start <dir> [--tcp] [--log <level>] | reset <dir> | stop <dir>\n');
+  process.stderr.write(
+    'usage: cli.js create <dir> [--cache <key>] | start <dir> [--tcp] [--log <level>] | reset <dir> | stop <dir>\n',
+  );
   process.exit(2);
 }
 
@@ -46,14 +48,23 @@ async function main(argv: string[]): Promise<void> {
       const cacheKey = flag(rest, '--cache');
       const inst = await createSwtpm(cacheKey ? { dir, cacheKey } : { dir });
       process.stdout.write(
-        JSON.stringify({ dir: inst.dir, issuerCertPath: inst.ca.issuerCertPath, rootCertPath: inst.ca.rootCertPath, ekCertRsaPath: join(dir, 'ekcerts', 'ek-rsa2048.crt') }) + '\n',
+        JSON.stringify({
+          dir: inst.dir,
+          issuerCertPath: inst.ca.issuerCertPath,
+          rootCertPath: inst.ca.rootCertPath,
+          ekCertRsaPath: join(dir, 'ekcerts', 'ek-rsa2048.crt'),
+        }) + '\n',
       );
       return;
     }
     case 'start': {
       const inst = await openSwtpm(dir, false);
       const log = flag(rest, '--log');
-      const r = await inst.start({ transport: rest.includes('--tcp') ? 'tcp' : 'unix', detached: true, ...(log ? { logLevel: Number(log) } : {}) });
+      const r = await inst.start({
+        transport: rest.includes('--tcp') ? 'tcp' : 'unix',
+        detached: true,
+        ...(log ? { logLevel: Number(log) } : {}),
+      });
       const { pid, tcti, socketPath, ctrlPath, host, port, ctrlPort } = r;
       process.stdout.write(JSON.stringify({ pid, tcti, socketPath, ctrlPath, host, port, ctrlPort }) + '\n');
       return;
@@ -62,7 +73,9 @@ async function main(argv: string[]): Promise<void> {
       const sock = join(dir, 'swtpm.sock');
       const r = await rawExchange(`${sock}.ctrl`, Buffer.from('0000000200000000', 'hex'), () => 4);
       if (r.readUInt32BE(0) !== 0) throw new SwtpmError('ctrl-failed', 'CMD_INIT failed', r.readUInt32BE(0));
-      const s = await rawExchange(sock, Buffer.from('80010000000c000001440000', 'hex'), (b) => (b.length >= 6 ? b.readUInt32BE(2) : undefined));
+      const s = await rawExchange(sock, Buffer.from('80010000000c000001440000', 'hex'), (b) =>
+        b.length >= 6 ? b.readUInt32BE(2) : undefined,
+      );
       if (s.readUInt32BE(6) !== 0) throw new SwtpmError('tpm-error', 'Startup failed', s.readUInt32BE(6));
       process.stdout.write('{"reset":true}\n');
       return;

@@ -109,14 +109,24 @@ const STARTUP_CLEAR = Buffer.from('80010000000c000001440000', 'hex');
 const CACHE_ROOT = join(tmpdir(), 'spire-hw-swtpm-cache');
 const CACHE_FORMAT = 'v1';
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { env, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      if (err) {
-        const e = new SwtpmError('tool-failed', `${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr}`);
-        reject(e);
-      } else resolve({ stdout, stderr });
-    });
+    execFile(
+      cmd,
+      args,
+      { env, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        if (err) {
+          const e = new SwtpmError('tool-failed', `${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr}`);
+          reject(e);
+        } else resolve({ stdout, stderr });
+      },
+    );
   });
 }
 
@@ -134,9 +144,18 @@ async function writeConfigs(dir: string): Promise<void> {
   const ca = join(dir, 'ca');
   await fsp.writeFile(
     join(dir, 'swtpm-localca.conf'),
-    [`statedir = ${ca}`, `signingkey = ${join(ca, 'signkey.pem')}`, `issuercert = ${join(ca, 'issuercert.pem')}`, `certserial = ${join(ca, 'certserial')}`, ''].join('\n'),
+    [
+      `statedir = ${ca}`,
+      `signingkey = ${join(ca, 'signkey.pem')}`,
+      `issuercert = ${join(ca, 'issuercert.pem')}`,
+      `certserial = ${join(ca, 'certserial')}`,
+      '',
+    ].join('\n'),
   );
-  await fsp.writeFile(join(dir, 'swtpm-localca.options'), '--platform-manufacturer X\n--platform-version 1.0\n--platform-model swtpm\n');
+  await fsp.writeFile(
+    join(dir, 'swtpm-localca.options'),
+    '--platform-manufacturer X\n--platform-version 1.0\n--platform-model swtpm\n',
+  );
 }
 
 function toolEnv(dir: string): NodeJS.ProcessEnv {
@@ -151,9 +170,17 @@ async function setupInto(dir: string, timeoutMs: number): Promise<void> {
     await run(
       'swtpm_setup',
       [
-        '--tpm2', '--tpmstate', join(dir, 'state'), '--config', join(dir, 'swtpm_setup.conf'),
-        '--create-ek-cert', '--create-platform-cert', '--lock-nvram',
-        '--write-ek-cert-files', join(dir, 'ekcerts'), '--overwrite',
+        '--tpm2',
+        '--tpmstate',
+        join(dir, 'state'),
+        '--config',
+        join(dir, 'swtpm_setup.conf'),
+        '--create-ek-cert',
+        '--create-platform-cert',
+        '--lock-nvram',
+        '--write-ek-cert-files',
+        join(dir, 'ekcerts'),
+        '--overwrite',
       ],
       toolEnv(dir),
       timeoutMs,
@@ -161,7 +188,13 @@ async function setupInto(dir: string, timeoutMs: number): Promise<void> {
   } catch (e) {
     throw new SwtpmError('setup-failed', (e as Error).message);
   }
-  for (const f of ['ekcerts/ek-rsa2048.crt', 'ekcerts/ek-secp384r1.crt', 'ca/issuercert.pem', 'ca/swtpm-localca-rootca-cert.pem', 'state/tpm2-00.permall']) {
+  for (const f of [
+    'ekcerts/ek-rsa2048.crt',
+    'ekcerts/ek-secp384r1.crt',
+    'ca/issuercert.pem',
+    'ca/swtpm-localca-rootca-cert.pem',
+    'state/tpm2-00.permall',
+  ]) {
     if (!existsSync(join(dir, f))) throw new SwtpmError('setup-failed', `swtpm_setup did not produce ${f}`);
   }
 }
@@ -175,7 +208,8 @@ async function copyInstance(from: string, to: string): Promise<void> {
 }
 
 async function ensureCache(cacheKey: string, timeoutMs: number): Promise<string> {
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(cacheKey)) throw new SwtpmError('setup-failed', 'cacheKey must match [A-Za-z0-9._-]{1,64}');
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(cacheKey))
+    throw new SwtpmError('setup-failed', 'cacheKey must match [A-Za-z0-9._-]{1,64}');
   const final = join(CACHE_ROOT, `${CACHE_FORMAT}-${cacheKey}`);
   if (existsSync(join(final, 'complete'))) return final;
   await fsp.mkdir(CACHE_ROOT, { recursive: true });
@@ -291,7 +325,12 @@ function connect(ep: Endpoint, timeoutMs: number): Promise<Socket> {
 }
 
 /** Writes `req` and reads until `want(buffer)` returns the total expected length (or undefined = need more). */
-async function exchange(ep: Endpoint, req: Buffer, want: (b: Buffer) => number | undefined, timeoutMs: number): Promise<Buffer> {
+async function exchange(
+  ep: Endpoint,
+  req: Buffer,
+  want: (b: Buffer) => number | undefined,
+  timeoutMs: number,
+): Promise<Buffer> {
   const s = await connect(ep, timeoutMs);
   return new Promise<Buffer>((resolve, reject) => {
     let buf = Buffer.alloc(0);
@@ -355,7 +394,14 @@ async function startOnce(dir: string, transport: 'unix' | 'tcp', opts: StartOpti
     }
     if (running) throw new SwtpmError('start-failed', `swtpm already running for ${dir} (pid ${prevPid})`);
   }
-  const args = ['socket', '--tpm2', '--tpmstate', `dir=${join(dir, 'state')}`, '--flags', 'not-need-init,startup-clear'];
+  const args = [
+    'socket',
+    '--tpm2',
+    '--tpmstate',
+    `dir=${join(dir, 'state')}`,
+    '--flags',
+    'not-need-init,startup-clear',
+  ];
   let data: Endpoint;
   let ctrl: Endpoint;
   let tcti: string;
@@ -363,7 +409,8 @@ async function startOnce(dir: string, transport: 'unix' | 'tcp', opts: StartOpti
   const ctrlPath = `${socketPath}.ctrl`;
   let port = 0;
   if (transport === 'unix') {
-    if (Buffer.byteLength(ctrlPath) > 107) throw new SwtpmError('socket-path-too-long', `unix socket path too long: ${ctrlPath}`);
+    if (Buffer.byteLength(ctrlPath) > 107)
+      throw new SwtpmError('socket-path-too-long', `unix socket path too long: ${ctrlPath}`);
     await fsp.rm(socketPath, { force: true });
     await fsp.rm(ctrlPath, { force: true });
     args.push('--server', `type=unixio,path=${socketPath}`, '--ctrl', `type=unixio,path=${ctrlPath}`);
@@ -372,7 +419,12 @@ async function startOnce(dir: string, transport: 'unix' | 'tcp', opts: StartOpti
     tcti = `swtpm:path=${socketPath}`;
   } else {
     port = await freePortPair();
-    args.push('--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${port + 1},bindaddr=127.0.0.1`);
+    args.push(
+      '--server',
+      `type=tcp,port=${port},bindaddr=127.0.0.1`,
+      '--ctrl',
+      `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
+    );
     data = { host: '127.0.0.1', port };
     ctrl = { host: '127.0.0.1', port: port + 1 };
     tcti = `swtpm:host=127.0.0.1,port=${port}`;

@@ -42,7 +42,11 @@ function runDemo(args: string[], timeoutMs = 150_000): Promise<DemoRun> {
   delete env['NODE_TEST_CONTEXT'];
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [mainJs, ...args, '--report-json', reportPath], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [mainJs, ...args, '--report-json', reportPath], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString('utf8')));
@@ -55,7 +59,9 @@ function runDemo(args: string[], timeoutMs = 150_000): Promise<DemoRun> {
       try {
         report = JSON.parse(fs.readFileSync(reportPath, 'utf8')) as DemoReport;
       } catch (e) {
-        reject(new Error(`no JSON report (exit ${code}): ${(e as Error).message}\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+        reject(
+          new Error(`no JSON report (exit ${code}): ${(e as Error).message}\nstdout:\n${stdout}\nstderr:\n${stderr}`),
+        );
         return;
       }
       for (const p of report.processes) leftovers.push(p.pid);
@@ -90,108 +96,153 @@ function assertAllStopped(r: DemoRun): void {
 
 const AGENT_ID = /^spiffe:\/\/example\.org\/spire\/agent\/tpm_devid\/[0-9a-f]{40}$/;
 
-test('npm run demo: every step passes; the report names the agent, its selectors, the workload, the chain and the key locations; everything is stopped', { timeout: 180_000 }, async () => {
-  const r = await runDemo([]);
-  assert.equal(r.code, 0, explain(r));
-  const rep = r.report;
-  assert.equal(rep.ok, true);
-  assert.equal(rep.failedStep, null);
-  for (let i = 1; i <= 11; i++) assert.match(r.stdout, new RegExp(`^\\[${i}/11\\] .* … done in \\d+\\.\\d s$`, 'm'), `step ${i} line`);
-  // Agent: attested by our tpm_devid pair; selectors from the DevID certificate.
-  assert.ok(rep.agent);
-  assert.match(rep.agent.spiffeId, AGENT_ID);
-  assert.equal(rep.agent.attestationType, 'tpm_devid');
-  assert.ok(rep.agent.selectors.includes('tpm_devid:subject:cn:demo-node'), rep.agent.selectors.join(', '));
-  assert.ok(rep.agent.selectors.includes('tpm_devid:issuer:cn:Demo DevID CA'), rep.agent.selectors.join(', '));
-  assert.ok(rep.agent.selectors.some((s) => /^tpm_devid:ca:fingerprint:[0-9a-f]{40}$/.test(s)));
-  assert.match(r.stdout, new RegExp(`^Agent\\s+${rep.agent.spiffeId.replace(/[./]/g, '\\$&')}$`, 'm'));
-  // Workload.
-  assert.deepEqual(rep.workload, { spiffeId: 'spiffe://example.org/workload/demo', selectors: [`unix:uid:${process.getuid!()}`], parentId: 'spiffe://example.org/node/demo-node' });
-  assert.match(r.stdout, /^Workload\s+spiffe:\/\/example\.org\/workload\/demo$/m);
-  // Chain: the SVID, then SPIRE's CA from the bundle.
-  assert.ok(rep.chain && rep.chain.length >= 2);
-  assert.equal(rep.chain[0]!.role, 'workload SVID');
-  assert.equal(rep.chain[0]!.uri, 'spiffe://example.org/workload/demo');
-  assert.equal(rep.chain[rep.chain.length - 1]!.role, 'trust bundle CA');
-  assert.match(rep.chain[rep.chain.length - 1]!.subject, /CN=demo SPIRE CA/);
-  // Keys: the CA key is a never-extractable object on the token whose public key is the CA certificate's.
-  assert.ok(rep.keys.ca);
-  assert.equal(rep.keys.ca.token, 'spire-demo-ca');
-  assert.match(rep.keys.ca.objectLabel, /^spire\/example\.org\/[0-9a-f-]+\/x509-CA-[AB]$/);
-  assert.match(rep.keys.ca.access, /never extractable/);
-  assert.equal(rep.keys.ca.publicKeyMatches, true);
-  assert.match(r.stdout, /Private Key Object; EC\n\s+label:\s+spire\/example\.org\/.*x509-CA-/);
-  assert.ok(rep.keys.devid && rep.keys.devid.privBlob.endsWith('devid.priv.blob'));
-  assert.match(rep.keys.workload ?? '', /spire-agent .* memory/);
-  assert.equal(rep.pinInLogs, false);
-  // What ran: swtpm, server + 2 plugins, agent + 2 plugins; all gone now, temp dir removed.
-  const names = rep.processes.map((p) => p.name).sort();
-  assert.deepEqual(names, ['pkcs11-keymanager/main-server.js', 'spire-agent', 'spire-server', 'swtpm', 'tpm-devid-agent/main.js', 'tpm-devid-server/main.js', 'unix-workloadattestor/main.js']);
-  assertAllStopped(r);
-  assert.match(r.stdout, /^Cleaned up: stopped spire-agent \(pid \d+\), spire-server \(pid \d+\), swtpm \(pid \d+\) by PID/m);
-});
+test(
+  'npm run demo: every step passes; the report names the agent, its selectors, the workload, the chain and the key locations; everything is stopped',
+  { timeout: 180_000 },
+  async () => {
+    const r = await runDemo([]);
+    assert.equal(r.code, 0, explain(r));
+    const rep = r.report;
+    assert.equal(rep.ok, true);
+    assert.equal(rep.failedStep, null);
+    for (let i = 1; i <= 11; i++)
+      assert.match(r.stdout, new RegExp(`^\\[${i}/11\\] .* … done in \\d+\\.\\d s$`, 'm'), `step ${i} line`);
+    // Agent: attested by our tpm_devid pair; selectors from the DevID certificate.
+    assert.ok(rep.agent);
+    assert.match(rep.agent.spiffeId, AGENT_ID);
+    assert.equal(rep.agent.attestationType, 'tpm_devid');
+    assert.ok(rep.agent.selectors.includes('tpm_devid:subject:cn:demo-node'), rep.agent.selectors.join(', '));
+    assert.ok(rep.agent.selectors.includes('tpm_devid:issuer:cn:Demo DevID CA'), rep.agent.selectors.join(', '));
+    assert.ok(rep.agent.selectors.some((s) => /^tpm_devid:ca:fingerprint:[0-9a-f]{40}$/.test(s)));
+    assert.match(r.stdout, new RegExp(`^Agent\\s+${rep.agent.spiffeId.replace(/[./]/g, '\\$&')}$`, 'm'));
+    // Workload.
+    assert.deepEqual(rep.workload, {
+      spiffeId: 'spiffe://example.org/workload/demo',
+      selectors: [`unix:uid:${process.getuid!()}`],
+      parentId: 'spiffe://example.org/node/demo-node',
+    });
+    assert.match(r.stdout, /^Workload\s+spiffe:\/\/example\.org\/workload\/demo$/m);
+    // Chain: the SVID, then SPIRE's CA from the bundle.
+    assert.ok(rep.chain && rep.chain.length >= 2);
+    assert.equal(rep.chain[0]!.role, 'workload SVID');
+    assert.equal(rep.chain[0]!.uri, 'spiffe://example.org/workload/demo');
+    assert.equal(rep.chain[rep.chain.length - 1]!.role, 'trust bundle CA');
+    assert.match(rep.chain[rep.chain.length - 1]!.subject, /CN=demo SPIRE CA/);
+    // Keys: the CA key is a never-extractable object on the token whose public key is the CA certificate's.
+    assert.ok(rep.keys.ca);
+    assert.equal(rep.keys.ca.token, 'spire-demo-ca');
+    assert.match(rep.keys.ca.objectLabel, /^spire\/example\.org\/[0-9a-f-]+\/x509-CA-[AB]$/);
+    assert.match(rep.keys.ca.access, /never extractable/);
+    assert.equal(rep.keys.ca.publicKeyMatches, true);
+    assert.match(r.stdout, /Private Key Object; EC\n\s+label:\s+spire\/example\.org\/.*x509-CA-/);
+    assert.ok(rep.keys.devid && rep.keys.devid.privBlob.endsWith('devid.priv.blob'));
+    assert.match(rep.keys.workload ?? '', /spire-agent .* memory/);
+    assert.equal(rep.pinInLogs, false);
+    // What ran: swtpm, server + 2 plugins, agent + 2 plugins; all gone now, temp dir removed.
+    const names = rep.processes.map((p) => p.name).sort();
+    assert.deepEqual(names, [
+      'pkcs11-keymanager/main-server.js',
+      'spire-agent',
+      'spire-server',
+      'swtpm',
+      'tpm-devid-agent/main.js',
+      'tpm-devid-server/main.js',
+      'unix-workloadattestor/main.js',
+    ]);
+    assertAllStopped(r);
+    assert.match(
+      r.stdout,
+      /^Cleaned up: stopped spire-agent \(pid \d+\), spire-server \(pid \d+\), swtpm \(pid \d+\) by PID/m,
+    );
+  },
+);
 
-test('npm run demo -- --keep: the stack stays up and answers; the printed stop script stops it by PID', { timeout: 180_000 }, async () => {
-  const r = await runDemo(['--keep']);
-  assert.equal(r.code, 0, explain(r));
-  assert.equal(r.report.kept, true);
-  // A second run on this machine reuses the swtpm state cache.
-  assert.match(r.stdout, /copied from the cache/);
-  const running = r.report.processes.filter((p) => alive(p.pid)).map((p) => p.name);
-  assert.ok(['swtpm', 'spire-server', 'spire-agent'].every((n) => running.includes(n)), `running: ${running.join(', ')}`);
-  const fetch = /^ {2}(\S+spire-agent api fetch x509 -socketPath \S+)$/m.exec(r.stdout);
-  assert.ok(fetch, 'fetch command printed');
-  const [bin, ...args] = fetch[1]!.split(' ');
-  const f = await new Promise<{ code: number | null; out: string }>((res) => {
-    const c = spawn(bin!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let o = '';
-    c.stdout.on('data', (b: Buffer) => (o += b.toString('utf8')));
-    c.on('close', (code) => res({ code, out: o }));
-  });
-  assert.equal(f.code, 0, f.out);
-  assert.match(f.out, /SPIFFE ID:\s+spiffe:\/\/example\.org\/workload\/demo/);
-  // The PIN file is readable by the user, but the PIN was printed nowhere.
-  const pin = fs.readFileSync(path.join(r.report.tempDir, 'hsm-pin'), 'utf8').trim();
-  assert.ok(pin.length >= 8);
-  assert.equal(r.stdout.includes(pin), false, 'PIN printed on stdout');
-  const stop = /^ {2}sh (\S+stop\.sh)/m.exec(r.stdout);
-  assert.ok(stop, 'stop command printed');
-  const s = await new Promise<number | null>((res) => spawn('sh', [stop[1]!], { stdio: 'ignore' }).on('close', res));
-  assert.equal(s, 0);
-  assertAllStopped(r);
-});
+test(
+  'npm run demo -- --keep: the stack stays up and answers; the printed stop script stops it by PID',
+  { timeout: 180_000 },
+  async () => {
+    const r = await runDemo(['--keep']);
+    assert.equal(r.code, 0, explain(r));
+    assert.equal(r.report.kept, true);
+    // A second run on this machine reuses the swtpm state cache.
+    assert.match(r.stdout, /copied from the cache/);
+    const running = r.report.processes.filter((p) => alive(p.pid)).map((p) => p.name);
+    assert.ok(
+      ['swtpm', 'spire-server', 'spire-agent'].every((n) => running.includes(n)),
+      `running: ${running.join(', ')}`,
+    );
+    const fetch = /^ {2}(\S+spire-agent api fetch x509 -socketPath \S+)$/m.exec(r.stdout);
+    assert.ok(fetch, 'fetch command printed');
+    const [bin, ...args] = fetch[1]!.split(' ');
+    const f = await new Promise<{ code: number | null; out: string }>((res) => {
+      const c = spawn(bin!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let o = '';
+      c.stdout.on('data', (b: Buffer) => (o += b.toString('utf8')));
+      c.on('close', (code) => res({ code, out: o }));
+    });
+    assert.equal(f.code, 0, f.out);
+    assert.match(f.out, /SPIFFE ID:\s+spiffe:\/\/example\.org\/workload\/demo/);
+    // The PIN file is readable by the user, but the PIN was printed nowhere.
+    const pin = fs.readFileSync(path.join(r.report.tempDir, 'hsm-pin'), 'utf8').trim();
+    assert.ok(pin.length >= 8);
+    assert.equal(r.stdout.includes(pin), false, 'PIN printed on stdout');
+    const stop = /^ {2}sh (\S+stop\.sh)/m.exec(r.stdout);
+    assert.ok(stop, 'stop command printed');
+    const s = await new Promise<number | null>((res) => spawn('sh', [stop[1]!], { stdio: 'ignore' }).on('close', res));
+    assert.equal(s, 0);
+    assertAllStopped(r);
+  },
+);
 
-test('npm run demo -- --break devid-ca: fails at the agent step with the server\'s DevID verification error; nothing left running', { timeout: 180_000 }, async () => {
-  const r = await runDemo(['--break', 'devid-ca']);
-  assert.equal(r.code, 1, explain(r));
-  const f = r.report.failedStep;
-  assert.ok(f, explain(r));
-  assert.equal(f.number, 7);
-  assert.match(f.title, /spire-agent/);
-  assert.match(f.cause, /unable to verify DevID signature/);
-  assert.match(r.stdout, /^✗ The demo failed at step \[7\/11\] Starting spire-agent/m);
-  assert.match(r.stdout, /^ {2}cause: node attestation failed: .*nodeattestor\(tpm_devid\): unable to verify DevID signature/m);
-  // The server's own log line is shown.
-  const serverPart = r.stdout.slice(r.stdout.indexOf('relevant lines of the spire-server log'));
-  assert.match(serverPart.split('relevant lines of the spire-agent log')[0]!, /error\s+.*unable to verify DevID signature/);
-  assert.equal(r.report.agent, null);
-  assertAllStopped(r);
-  assert.ok(r.ms < 60_000, `took ${r.ms} ms (the demo must not wait for the agent's retries)`);
-});
+test(
+  "npm run demo -- --break devid-ca: fails at the agent step with the server's DevID verification error; nothing left running",
+  { timeout: 180_000 },
+  async () => {
+    const r = await runDemo(['--break', 'devid-ca']);
+    assert.equal(r.code, 1, explain(r));
+    const f = r.report.failedStep;
+    assert.ok(f, explain(r));
+    assert.equal(f.number, 7);
+    assert.match(f.title, /spire-agent/);
+    assert.match(f.cause, /unable to verify DevID signature/);
+    assert.match(r.stdout, /^✗ The demo failed at step \[7\/11\] Starting spire-agent/m);
+    assert.match(
+      r.stdout,
+      /^ {2}cause: node attestation failed: .*nodeattestor\(tpm_devid\): unable to verify DevID signature/m,
+    );
+    // The server's own log line is shown.
+    const serverPart = r.stdout.slice(r.stdout.indexOf('relevant lines of the spire-server log'));
+    assert.match(
+      serverPart.split('relevant lines of the spire-agent log')[0]!,
+      /error\s+.*unable to verify DevID signature/,
+    );
+    assert.equal(r.report.agent, null);
+    assertAllStopped(r);
+    assert.ok(r.ms < 60_000, `took ${r.ms} ms (the demo must not wait for the agent's retries)`);
+  },
+);
 
-test('npm run demo -- --break hsm-pin: spire-server fails to start with the PKCS#11 PIN error; nothing left running', { timeout: 180_000 }, async () => {
-  const r = await runDemo(['--break', 'hsm-pin']);
-  assert.equal(r.code, 1, explain(r));
-  const f = r.report.failedStep;
-  assert.ok(f, explain(r));
-  assert.equal(f.number, 6);
-  assert.match(f.title, /spire-server/);
-  assert.match(f.cause, /CKR_PIN_INCORRECT/);
-  assert.match(r.stdout, /^✗ The demo failed at step \[6\/11\] Starting spire-server/m);
-  assert.match(r.stdout, /configuration rejected \[KeyManager "pkcs11"\]: .*wrong PIN for token "spire-demo-ca"/);
-  assert.equal(r.report.processes.some((p) => p.name === 'spire-agent'), false, 'no agent is started after a failed server');
-  assertAllStopped(r);
-});
+test(
+  'npm run demo -- --break hsm-pin: spire-server fails to start with the PKCS#11 PIN error; nothing left running',
+  { timeout: 180_000 },
+  async () => {
+    const r = await runDemo(['--break', 'hsm-pin']);
+    assert.equal(r.code, 1, explain(r));
+    const f = r.report.failedStep;
+    assert.ok(f, explain(r));
+    assert.equal(f.number, 6);
+    assert.match(f.title, /spire-server/);
+    assert.match(f.cause, /CKR_PIN_INCORRECT/);
+    assert.match(r.stdout, /^✗ The demo failed at step \[6\/11\] Starting spire-server/m);
+    assert.match(r.stdout, /configuration rejected \[KeyManager "pkcs11"\]: .*wrong PIN for token "spire-demo-ca"/);
+    assert.equal(
+      r.report.processes.some((p) => p.name === 'spire-agent'),
+      false,
+      'no agent is started after a failed server',
+    );
+    assertAllStopped(r);
+  },
+);
 
 test('demo: a usage error exits 2 without starting anything', async () => {
   const out = await new Promise<{ code: number | null; err: string }>((res) => {

@@ -27,7 +27,11 @@ test('README: the SPIRE config blocks are docs/demo/server.conf and docs/demo/ag
   for (const [file, body] of blocks) {
     const content = fs.readFileSync(path.join(root, file), 'utf8');
     assert.ok(content.endsWith('\n'), `${file} ends with a newline`);
-    assert.equal(Buffer.compare(Buffer.from(body, 'utf8'), Buffer.from(content, 'utf8')), 0, `README block for ${file} differs from the file`);
+    assert.equal(
+      Buffer.compare(Buffer.from(body, 'utf8'), Buffer.from(content, 'utf8')),
+      0,
+      `README block for ${file} differs from the file`,
+    );
   }
 });
 
@@ -42,7 +46,8 @@ test('templates: placeholders are exactly the values the demo supplies; rendered
     const out = render(tpl, values);
     assert.doesNotMatch(out, /\{\{[A-Z0-9_]+\}\}/);
     // Every placeholder sits inside an HCL string.
-    for (const n of names) assert.match(tpl, new RegExp(`"[^"\\n]*\\{\\{${n}\\}\\}[^"\\n]*"`), `${file}: {{${n}}} inside quotes`);
+    for (const n of names)
+      assert.match(tpl, new RegExp(`"[^"\\n]*\\{\\{${n}\\}\\}[^"\\n]*"`), `${file}: {{${n}}} inside quotes`);
     // The demo's plugins are the external ones from this repository.
     assert.match(out, /plugin_cmd = "\/x\/plugin_dir\//);
   }
@@ -52,10 +57,17 @@ test('templates: placeholders are exactly the values the demo supplies; rendered
 });
 
 test('README: relative links point to files in the repository; the plugin table links every plugin README', () => {
-  const links = [...readme.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)].map((m) => m[1]!).filter((l) => !/^[a-z]+:/.test(l));
+  const links = [...readme.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)]
+    .map((m) => m[1]!)
+    .filter((l) => !/^[a-z]+:/.test(l));
   assert.ok(links.length >= 8);
   for (const l of links) assert.ok(fs.existsSync(path.join(root, l)), `README links to ${l}, which does not exist`);
-  for (const p of ['plugins/tpm-devid-server/README.md', 'plugins/tpm-devid-agent/README.md', 'plugins/pkcs11-keymanager/README.md', 'plugins/unix-workloadattestor/README.md']) {
+  for (const p of [
+    'plugins/tpm-devid-server/README.md',
+    'plugins/tpm-devid-agent/README.md',
+    'plugins/pkcs11-keymanager/README.md',
+    'plugins/unix-workloadattestor/README.md',
+  ]) {
     assert.ok(links.includes(p), `plugin table links ${p}`);
   }
 });
@@ -63,15 +75,25 @@ test('README: relative links point to files in the repository; the plugin table 
 test('README: names the two commands and the SPIRE version that the demo and ensure-spire.sh pin', () => {
   assert.match(readme, /```sh\nnpm test\n```/);
   assert.match(readme, /```sh\nnpm run demo\b/);
-  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+    scripts: Record<string, string>;
+  };
   assert.equal(pkg.scripts['demo'], 'bash scripts/demo.sh');
   assert.match(readme, new RegExp(`Tested against SPIRE \\*\\*${SPIRE_VERSION.replace(/\./g, '\\.')}\\*\\*`));
-  assert.match(fs.readFileSync(path.join(root, 'simulators', 'spire', 'ensure-spire.sh'), 'utf8'), new RegExp(`SPIRE_VERSION:-${SPIRE_VERSION.replace(/\./g, '\\.')}`));
+  assert.match(
+    fs.readFileSync(path.join(root, 'simulators', 'spire', 'ensure-spire.sh'), 'utf8'),
+    new RegExp(`SPIRE_VERSION:-${SPIRE_VERSION.replace(/\./g, '\\.')}`),
+  );
 });
 
 test('demo flags: --keep, --break devid-ca|hsm-pin, --report-json; anything else is a usage error', () => {
   assert.deepEqual(parseDemoArgs([]), { keep: false, break: undefined, reportJson: undefined, help: false });
-  assert.deepEqual(parseDemoArgs(['--keep', '--break', 'hsm-pin', '--report-json', '/tmp/r.json']), { keep: true, break: 'hsm-pin', reportJson: '/tmp/r.json', help: false });
+  assert.deepEqual(parseDemoArgs(['--keep', '--break', 'hsm-pin', '--report-json', '/tmp/r.json']), {
+    keep: true,
+    break: 'hsm-pin',
+    reportJson: '/tmp/r.json',
+    help: false,
+  });
   assert.equal(parseDemoArgs(['--break=devid-ca']).break, 'devid-ca');
   assert.equal(parseDemoArgs(['-h']).help, true);
   assert.throws(() => parseDemoArgs(['--break', 'tpm']), UsageError);
@@ -88,11 +110,20 @@ test('demo log filter: error/warning lines mentioning the plugin first, start-up
     '{"level":"error","msg":"Invalid argument: nodeattestor(tpm_devid): unable to verify DevID signature"}',
     'panic: something not JSON',
   ].map(parseLine);
-  assert.deepEqual(relevantLines(lines, ['tpm_devid']), ['error   Invalid argument: nodeattestor(tpm_devid): unable to verify DevID signature']);
+  assert.deepEqual(relevantLines(lines, ['tpm_devid']), [
+    'error   Invalid argument: nodeattestor(tpm_devid): unable to verify DevID signature',
+  ]);
   const all = relevantLines(lines, ['nothing-matches']);
   assert.equal(all.length, 3);
   assert.ok(all.includes('panic: something not JSON'));
-  const withPlugin = relevantLines([parseLine('{"level":"error","msg":"configuration rejected","plugin_name":"pkcs11","plugin_type":"KeyManager","error":"wrong PIN"}')], ['pkcs11']);
+  const withPlugin = relevantLines(
+    [
+      parseLine(
+        '{"level":"error","msg":"configuration rejected","plugin_name":"pkcs11","plugin_type":"KeyManager","error":"wrong PIN"}',
+      ),
+    ],
+    ['pkcs11'],
+  );
   assert.deepEqual(withPlugin, ['error   configuration rejected [KeyManager "pkcs11"]: wrong PIN']);
   // Only info lines: the tail is shown.
   assert.equal(relevantLines([parseLine('{"level":"info","msg":"a"}')], ['x']).length, 1);

@@ -31,9 +31,27 @@ after(async () => {
 });
 
 const KNOWN = [
-  'module_path', 'library_parameters', 'token_label', 'token_serial', 'slot_id', 'pkcs11_uri', 'pin_file', 'pin_env', 'pin',
-  'key_identifier_value', 'key_record_file', 'label_prefix', 'max_sessions', 'signing_threads', 'session_wait_timeout', 'max_label_length',
-  'dispose_stale_keys_after', 'heartbeat_interval', 'allow_insecure_keys', 'recovery_budget', 'use_allowed_mechanisms',
+  'module_path',
+  'library_parameters',
+  'token_label',
+  'token_serial',
+  'slot_id',
+  'pkcs11_uri',
+  'pin_file',
+  'pin_env',
+  'pin',
+  'key_identifier_value',
+  'key_record_file',
+  'label_prefix',
+  'max_sessions',
+  'signing_threads',
+  'session_wait_timeout',
+  'max_label_length',
+  'dispose_stale_keys_after',
+  'heartbeat_interval',
+  'allow_insecure_keys',
+  'recovery_budget',
+  'use_allowed_mechanisms',
 ];
 
 /** True for a mutant that must not reach the plugin (see the note at the top). */
@@ -104,26 +122,49 @@ function kmCase(rng: Rng): KmCase {
       [5, rng.pick([1, 2])],
     ]);
     const valid = keyType >= 1 && keyType <= 2;
-    return { m: 'generateKey', req: { keyId: valid ? (rng.chance(0.9) ? rng.pick(KEY_IDS) : oddKeyId(rng)) : keyIdFor(rng), keyType } };
+    return {
+      m: 'generateKey',
+      req: { keyId: valid ? (rng.chance(0.9) ? rng.pick(KEY_IDS) : oddKeyId(rng)) : keyIdFor(rng), keyType },
+    };
   }
   if (which === 'getPublicKey') return { m: 'getPublicKey', req: { keyId: keyIdFor(rng) } };
   if (which === 'getPublicKeys') return { m: 'getPublicKeys', req: {} };
   const hash = rng.chance(0.7) ? rng.pick(HASHES) : rng.pick([0, 1, 2, 3, 8, 9, 16, 17, -1, 0x7fffffff]);
   const digestLen = rng.weighted<number>([
-    [3, ({ 4: 28, 5: 32, 6: 48, 7: 64, 10: 28, 11: 32, 12: 48, 13: 64, 14: 28, 15: 32 } as Record<number, number>)[hash] ?? 32],
+    [
+      3,
+      ({ 4: 28, 5: 32, 6: 48, 7: 64, 10: 28, 11: 32, 12: 48, 13: 64, 14: 28, 15: 32 } as Record<number, number>)[
+        hash
+      ] ?? 32,
+    ],
     [1, rng.pick([0, 1, 20, 31, 33, 63, 65, 128, 512, 4096])],
     [0.1, rng.pick([65536, 1 << 20])],
   ]);
   const signerOpts = rng.weighted<unknown>([
     [5, { $case: 'hashAlgorithm', hashAlgorithm: hash }],
-    [3, { $case: 'pssOptions', pssOptions: { saltLength: rng.pick([0, -1, -2, 1, 20, 32, 64, 222, 223, 1000, 0x7fffffff, -0x80000000]), hashAlgorithm: hash } }],
+    [
+      3,
+      {
+        $case: 'pssOptions',
+        pssOptions: {
+          saltLength: rng.pick([0, -1, -2, 1, 20, 32, 64, 222, 223, 1000, 0x7fffffff, -0x80000000]),
+          hashAlgorithm: hash,
+        },
+      },
+    ],
     [1, undefined],
   ]);
   return { m: 'signData', req: { keyId: keyIdFor(rng), data: rng.bytes(digestLen), signerOpts } };
 }
 
 const describeCase = (c: KmCase): string =>
-  JSON.stringify(c, (k, v: unknown) => (k === 'data' && typeof v === 'object' && v !== null ? `hex(${Buffer.from((v as { data: number[] }).data).length}B)` : typeof v === 'string' && v.length > 200 ? `${v.slice(0, 60)}…(${v.length} chars)` : v));
+  JSON.stringify(c, (k, v: unknown) =>
+    k === 'data' && typeof v === 'object' && v !== null
+      ? `hex(${Buffer.from((v as { data: number[] }).data).length}B)`
+      : typeof v === 'string' && v.length > 200
+        ? `${v.slice(0, 60)}…(${v.length} chars)`
+        : v,
+  );
 
 async function fuzzKeyManager(side: 'server' | 'agent', t: { diagnostic(s: string): void }): Promise<void> {
   const MAIN = resolve(__dirname, `../../plugins/pkcs11-keymanager/main-${side}.js`);
@@ -142,7 +183,14 @@ async function fuzzKeyManager(side: 'server' | 'agent', t: { diagnostic(s: strin
     { key: 'session_wait_timeout', value: '"10s"' },
   ];
   const baseHcl = hclText(base);
-  const p: SpawnedPlugin = await spawnPlugin({ command: MAIN, type: 'KeyManager', side, env: { ...hsm.env }, hcl: baseHcl, trustDomain: 'example.org' });
+  const p: SpawnedPlugin = await spawnPlugin({
+    command: MAIN,
+    type: 'KeyManager',
+    side,
+    env: { ...hsm.env },
+    hcl: baseHcl,
+    trustDomain: 'example.org',
+  });
   cleanups.push(async () => {
     await p.unload();
   });
@@ -154,21 +202,33 @@ async function fuzzKeyManager(side: 'server' | 'agent', t: { diagnostic(s: strin
   const problems: string[] = [];
 
   // the pool of keys most cases refer to
-  for (const [id, type] of [['fuzz-ec256', 1], ['fuzz-ec384', 2], ['fuzz-rsa2048', 3]] as const) await call('generateKey', { keyId: id, keyType: type });
+  for (const [id, type] of [
+    ['fuzz-ec256', 1],
+    ['fuzz-ec384', 2],
+    ['fuzz-rsa2048', 3],
+  ] as const)
+    await call('generateKey', { keyId: id, keyType: type });
   const valid = async () => {
     const pk = await call<{ publicKey?: { pkixData: Buffer } }>('getPublicKey', { keyId: 'fuzz-ec256' });
     const msg = Buffer.from('still signing');
     const digest = crypto.createHash('sha256').update(msg).digest();
-    const r = await call<{ signature: Buffer }>('signData', { keyId: 'fuzz-ec256', data: digest, signerOpts: { $case: 'hashAlgorithm', hashAlgorithm: 5 } });
+    const r = await call<{ signature: Buffer }>('signData', {
+      keyId: 'fuzz-ec256',
+      data: digest,
+      signerOpts: { $case: 'hashAlgorithm', hashAlgorithm: 5 },
+    });
     const key = crypto.createPublicKey({ key: pk.publicKey!.pkixData, format: 'der', type: 'spki' });
-    if (!crypto.verify('sha256', msg, { key, dsaEncoding: 'der' }, r.signature)) throw new Error('the signature does not verify');
+    if (!crypto.verify('sha256', msg, { key, dsaEncoding: 'der' }, r.signature))
+      throw new Error('the signature does not verify');
   };
   const check = async (what: string) => {
     const pr = await probe(`${side}: ${what}`, valid);
     if (pr) problems.push(pr);
   };
 
-  await ft.phase('keymanager', scaled(env, 1), kmCase, (c) => outcomeOf(() => call(c.m, c.req)), { describe: describeCase });
+  await ft.phase('keymanager', scaled(env, 1), kmCase, (c) => outcomeOf(() => call(c.m, c.req)), {
+    describe: describeCase,
+  });
   // RSA-2048 generation (odd ids now and then) interleaved with signing on the key being replaced, two at a time.
   await ft.phase(
     'keymanager-rsa',
@@ -176,30 +236,68 @@ async function fuzzKeyManager(side: 'server' | 'agent', t: { diagnostic(s: strin
     (rng): KmCase =>
       rng.chance(0.5)
         ? { m: 'generateKey', req: { keyId: rng.chance(0.8) ? 'fuzz-rsa2048' : oddKeyId(rng), keyType: 3 } }
-        : { m: 'signData', req: { keyId: 'fuzz-rsa2048', data: rng.bytes(rng.pick([32, 31, 0, 48])), signerOpts: rng.chance(0.5) ? { $case: 'hashAlgorithm', hashAlgorithm: 5 } : { $case: 'pssOptions', pssOptions: { saltLength: rng.pick([-1, 0, 32, 223, 224]), hashAlgorithm: 5 } } } },
+        : {
+            m: 'signData',
+            req: {
+              keyId: 'fuzz-rsa2048',
+              data: rng.bytes(rng.pick([32, 31, 0, 48])),
+              signerOpts: rng.chance(0.5)
+                ? { $case: 'hashAlgorithm', hashAlgorithm: 5 }
+                : {
+                    $case: 'pssOptions',
+                    pssOptions: { saltLength: rng.pick([-1, 0, 32, 223, 224]), hashAlgorithm: 5 },
+                  },
+            },
+          },
     (c) => outcomeOf(() => call(c.m, c.req)),
     { describe: describeCase, concurrency: 2 },
   );
   await check('SignData after the KeyManager mutants');
 
-  const hclOpts = { knownKeys: KNOWN, forbidden: unsafeHcl(hsm.modulePath, hclText(base.filter((e) => e.key === 'key_record_file')).trim()) };
+  const hclOpts = {
+    knownKeys: KNOWN,
+    forbidden: unsafeHcl(hsm.modulePath, hclText(base.filter((e) => e.key === 'key_record_file')).trim()),
+  };
   // A Configure that parses opens the token and logs in: fewer of them than for the attestors.
-  await ft.phase('configure-hcl', scaled(env, 0.08), (rng) => mutateHcl(rng, base, hclOpts), (hcl) => outcomeOf(() => p.conn.configure(hcl)), { concurrency: 4 });
-  await ft.phase('validate-hcl', scaled(env, 0.05), (rng) => mutateHcl(rng, base, hclOpts), (hcl) => outcomeOf(() => p.conn.validate(hcl)));
+  await ft.phase(
+    'configure-hcl',
+    scaled(env, 0.08),
+    (rng) => mutateHcl(rng, base, hclOpts),
+    (hcl) => outcomeOf(() => p.conn.configure(hcl)),
+    { concurrency: 4 },
+  );
+  await ft.phase(
+    'validate-hcl',
+    scaled(env, 0.05),
+    (rng) => mutateHcl(rng, base, hclOpts),
+    (hcl) => outcomeOf(() => p.conn.validate(hcl)),
+  );
   await p.conn.configure(baseHcl);
   await check('SignData after configure-hcl');
 
   const svc = `/spire.plugin.${side}.keymanager.v1.KeyManager`;
-  const typeMethods = ['GenerateKey', 'GetPublicKey', 'GetPublicKeys', 'SignData'].map((m) => ({ path: `${svc}/${m}`, streaming: false }));
+  const typeMethods = ['GenerateKey', 'GetPublicKey', 'GetPublicKeys', 'SignData'].map((m) => ({
+    path: `${svc}/${m}`,
+    streaming: false,
+  }));
   // Random bodies can decode as a GenerateKey of RSA-4096 (key type 4): leave GenerateKey to the phase above.
-  await protobufPhases(ft, typeMethods.filter((m) => !m.path.endsWith('/GenerateKey')), { count: scaled(env, 0.1, 300) });
-  const streams = await framingPhase(ft, typeMethods.filter((m) => !m.path.endsWith('/GenerateKey')));
+  await protobufPhases(
+    ft,
+    typeMethods.filter((m) => !m.path.endsWith('/GenerateKey')),
+    { count: scaled(env, 0.1, 300) },
+  );
+  const streams = await framingPhase(
+    ft,
+    typeMethods.filter((m) => !m.path.endsWith('/GenerateKey')),
+  );
   await p.conn.configure(baseHcl);
   await check('SignData after the SDK phases');
 
   for (const line of diagnostics(ft)) t.diagnostic(line);
   const typeInputs = ft.totalCases((ph) => ph.startsWith('keymanager'));
-  t.diagnostic(`pkcs11-${side}: ${typeInputs} KeyManager inputs, ${ft.totalCases()} cases in all (${streams} raw HTTP/2 streams); RSS ${Math.round(ft.baselineKb / 1024)} -> peak ${Math.round(ft.peakKb / 1024)} MB`);
+  t.diagnostic(
+    `pkcs11-${side}: ${typeInputs} KeyManager inputs, ${ft.totalCases()} cases in all (${streams} raw HTTP/2 streams); RSS ${Math.round(ft.baselineKb / 1024)} -> peak ${Math.round(ft.peakKb / 1024)} MB`,
+  );
   assert.deepEqual(p.logProblems(), [], 'every stderr line is hclog JSON');
   assert.equal(Buffer.concat(p.stdoutAfterHandshake).length, 0, 'nothing on stdout after the handshake');
   assert.equal(ft.failureText(), '', `fuzz failures (FUZZ_SEED=${env.seed}):\n${ft.failureText()}`);
@@ -208,5 +306,13 @@ async function fuzzKeyManager(side: 'server' | 'agent', t: { diagnostic(s: strin
 }
 
 console.log(`# fuzz pkcs11-keymanager: FUZZ_SEED=${env.seed} FUZZ_ITERATIONS=${env.iterations}`);
-test('pkcs11 KeyManager (server) under fuzz: every answer a status, process alive, RSS bounded, signing still works', { timeout: 600_000 }, (t) => fuzzKeyManager('server', t));
-test('pkcs11 KeyManager (agent) under fuzz: every answer a status, process alive, RSS bounded, signing still works', { timeout: 600_000 }, (t) => fuzzKeyManager('agent', t));
+test(
+  'pkcs11 KeyManager (server) under fuzz: every answer a status, process alive, RSS bounded, signing still works',
+  { timeout: 600_000 },
+  (t) => fuzzKeyManager('server', t),
+);
+test(
+  'pkcs11 KeyManager (agent) under fuzz: every answer a status, process alive, RSS bounded, signing still works',
+  { timeout: 600_000 },
+  (t) => fuzzKeyManager('agent', t),
+);

@@ -49,7 +49,11 @@ test('a status message ending in a space reaches the client intact (grpc-message
   });
   const r = await runFlow(client, tpm.payload({ devIdCert: [leaf, ...tpm.chain.slice(1)] }), undefined, 20_000);
   assert.equal(r.error?.code, Code.INVALID_ARGUMENT);
-  assert.match(r.error?.details ?? '', /^unable to parse DevID certificate: malformed certificate: bad time/, `details: ${JSON.stringify(r.error?.details)}`);
+  assert.match(
+    r.error?.details ?? '',
+    /^unable to parse DevID certificate: malformed certificate: bad time/,
+    `details: ${JSON.stringify(r.error?.details)}`,
+  );
   assert.ok(p.alive());
 });
 
@@ -62,7 +66,10 @@ test('a status message ending in a space reaches the client intact (grpc-message
 test('an intermediate whose public key does not decode is refused with InvalidArgument, not an OpenSSL Internal', async () => {
   const inter = editTbs(tpm.chain[1]!, (tbs) => {
     const spki = tbs[SPKI]!.children!;
-    spki[1] = { tag: Buffer.from([0x03]), content: Buffer.concat([Buffer.from([0x00]), Buffer.from('30060201010201', 'hex')]) };
+    spki[1] = {
+      tag: Buffer.from([0x03]),
+      content: Buffer.concat([Buffer.from([0x00]), Buffer.from('30060201010201', 'hex')]),
+    };
   });
   const r = await runFlow(client, tpm.payload({ devIdCert: [tpm.chain[0]!, inter] }), undefined, 20_000);
   assert.ok(r.error, 'refused');

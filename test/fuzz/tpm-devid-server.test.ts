@@ -10,7 +10,14 @@ import { status as Code } from '@grpc/grpc-js';
 import type { SpawnedPlugin } from '@spire-hw/sdk/testing';
 import type { NodeAttestorClient } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { encodeAttestationRequest, type AttestationRequest } from '@spire-hw/devid';
-import { SoftTpm, makeWorld, nameOf, certifyInfo, rsassaSignature, type World } from '../unit/tpm-devid-server/fixtures';
+import {
+  SoftTpm,
+  makeWorld,
+  nameOf,
+  certifyInfo,
+  rsassaSignature,
+  type World,
+} from '../unit/tpm-devid-server/fixtures';
 import { AttestStream, runFlow, spawnServer } from '../unit/tpm-devid-server/driver';
 import { probe } from './lib/grpc';
 import {
@@ -37,14 +44,21 @@ let tpms: SoftTpm[];
 /** tpms[i].request() and its encoding, computed once (each one costs an RSA signature) */
 let baseRequests: AttestationRequest[];
 let basePayloads: Buffer[];
-const requestOf = (i: number): AttestationRequest => ({ ...baseRequests[i]!, devIdCert: [...baseRequests[i]!.devIdCert] });
+const requestOf = (i: number): AttestationRequest => ({
+  ...baseRequests[i]!,
+  devIdCert: [...baseRequests[i]!.devIdCert],
+});
 let p: SpawnedPlugin;
 let client: NodeAttestorClient;
 
 before(async () => {
   console.log(`# fuzz tpm-devid-server: FUZZ_SEED=${env.seed} FUZZ_ITERATIONS=${env.iterations}`);
   world = await makeWorld();
-  tpms = [await SoftTpm.create(world), await SoftTpm.create(world, { devIdAlg: 'ec256' }), await SoftTpm.create(world, { devIdAlg: 'ec384', ekAlg: 'ec256' })];
+  tpms = [
+    await SoftTpm.create(world),
+    await SoftTpm.create(world, { devIdAlg: 'ec256' }),
+    await SoftTpm.create(world, { devIdAlg: 'ec384', ekAlg: 'ec256' }),
+  ];
   baseRequests = tpms.map((t) => t.request());
   basePayloads = baseRequests.map((r) => encodeAttestationRequest(r));
   ({ plugin: p, client } = await spawnServer(world.hcl));
@@ -68,7 +82,8 @@ function wireObject(r: AttestationRequest): Record<string, Json> {
 }
 
 /** What the agent answers to the challenge, and how the case damages it. */
-type Answer = 'valid' | { mutate: 'json' | 'bytes' | 'random' } | 'halfclose' | 'two' | 'payload-again' | 'empty-request';
+type Answer =
+  'valid' | { mutate: 'json' | 'bytes' | 'random' } | 'halfclose' | 'two' | 'payload-again' | 'empty-request';
 
 interface AttestCase {
   tpm: number;
@@ -84,7 +99,8 @@ async function attestCase(c: AttestCase, rng: Rng): Promise<Outcome> {
   for (;;) {
     const step = await s.next();
     if (step.kind === 'error') return { ok: false, code: step.code, details: step.details };
-    if (step.kind === 'end') return { ok: false, code: -1, details: 'the stream ended with OK but without agent attributes' };
+    if (step.kind === 'end')
+      return { ok: false, code: -1, details: 'the stream ended with OK but without agent attributes' };
     const r = step.msg.response;
     if (r?.$case === 'agentAttributes') {
       s.close();
@@ -160,7 +176,8 @@ function derMutant(rng: Rng, i: number): AttestationRequest {
     req.devIdCert = Array.from({ length: rng.pick([0, 1, 2, 3, 8, 9]) }, () => rng.pick(pool));
   } else if (op === 8) {
     // the leaf is a CA or the EK certificate; the EK certificate is a DevID certificate
-    if (rng.chance(0.5)) req.devIdCert = [rng.pick([world.devIdInter.der, req.ekCert, world.devIdRoot.der]), ...req.devIdCert.slice(1)];
+    if (rng.chance(0.5))
+      req.devIdCert = [rng.pick([world.devIdInter.der, req.ekCert, world.devIdRoot.der]), ...req.devIdCert.slice(1)];
     else req.ekCert = rng.pick([req.devIdCert[0]!, world.ekIssuer.der, world.devIdRoot.der]);
   } else {
     // a certificate of another device (valid, but for another key)
@@ -184,108 +201,171 @@ const HCL_BASE = (): HclEntry[] => [
   { key: 'endorsement_ca_path', value: JSON.stringify(world.ekCaPath) },
 ];
 
-test('tpm_devid server NodeAttestor under fuzz: every answer a status, process alive, RSS bounded, valid attestations still pass', { timeout: 600_000 }, async (t) => {
-  const ft = new FuzzTarget(p, 'tpm_devid-server', env);
-  const problems: string[] = [];
-  const valid = async () => {
-    for (const tpm of tpms) {
-      const r = await runFlow(client, tpm.payload(), (c) => tpm.answer(c), 20_000);
-      if (r.error || !r.attributes) throw Object.assign(new Error('attestation failed'), r.error ?? { code: -1, details: 'no attributes' });
-    }
-  };
-  const check = async (what: string) => {
-    const pr = await probe(what, valid);
-    if (pr) problems.push(pr);
-  };
-  await check('valid attestation before the fuzz');
-
-  const pickTpm = (rng: Rng) => rng.int(0, tpms.length - 1);
-  // Attest: payload mutants (the JSON structure, the DER certificates, the TPM structures), the challenge response,
-  // stream shapes and random bytes. Fractions of the type-service inputs add up to 1.
-  await ft.phase('attest-json', scaled(env, 0.2), (rng): AttestCase => {
-    const i = pickTpm(rng);
-    return { tpm: i, payload: mutateJsonObject(rng, wireObject(requestOf(i)), ['DevIDCert', 'DevIDPub', 'EKCert', 'EKPub', 'AKPub', 'CertifiedDevID', 'CertificationSignature']), answer: answerFor(rng) };
-  }, attestCase);
-  await ft.phase('attest-der', scaled(env, 0.25), (rng): AttestCase => {
-    const i = pickTpm(rng);
-    return { tpm: i, payload: encodeAttestationRequest(derMutant(rng, i)), answer: answerFor(rng) };
-  }, attestCase);
-  await ft.phase('attest-tpm', scaled(env, 0.25), (rng): AttestCase => {
-    const i = pickTpm(rng);
-    return { tpm: i, payload: encodeAttestationRequest(tpmMutant(rng, i)), answer: answerFor(rng) };
-  }, attestCase);
-  await check('valid attestation after the payload mutants');
-  await ft.phase('attest-response', scaled(env, 0.15), (rng): AttestCase => {
-    const i = pickTpm(rng);
-    const answer = rng.weighted<Answer>([
-      [4, { mutate: 'json' }],
-      [3, { mutate: 'bytes' }],
-      [2, { mutate: 'random' }],
-      [1, 'halfclose'],
-      [1, 'two'],
-      [1, 'payload-again'],
-      [1, 'empty-request'],
-    ]);
-    return { tpm: i, payload: basePayloads[i]!, answer };
-  }, attestCase);
-  await ft.phase('attest-random', scaled(env, 0.1), (rng): AttestCase => {
-    const i = pickTpm(rng);
-    const payload = rng.chance(0.5) ? randomBytes(rng, 8192) : mutateBytes(rng, basePayloads[i]!, 6);
-    return { tpm: i, payload, answer: 'valid' };
-  }, attestCase);
-  await ft.phase(
-    'attest-stream-shape',
-    scaled(env, 0.05),
-    (rng) => ({ shape: rng.pick(['response-first', 'empty-request', 'halfclose-now', 'empty-payload', 'two-payloads', 'huge-payload'] as const), tpm: pickTpm(rng), huge: rng.pick([200 * 1024, 1024 * 1024]) }),
-    async (c): Promise<Outcome> => {
-      const s = new AttestStream(client, 20_000);
-      const payload = basePayloads[c.tpm]!;
-      if (c.shape === 'response-first') s.response(payload);
-      else if (c.shape === 'empty-request') s.call.write({ request: undefined });
-      else if (c.shape === 'empty-payload') s.payload(Buffer.alloc(0));
-      else if (c.shape === 'two-payloads') {
-        s.payload(payload);
-        s.payload(payload);
-      } else if (c.shape === 'huge-payload') {
-        // over the 128 KiB limit of the JSON text (a 4 MiB gRPC message is accepted by the SDK: see the report)
-        s.payload(Buffer.concat([Buffer.from('{"DevIDCert":["'), Buffer.alloc(c.huge, 0x41), Buffer.from('"]}')]));
+test(
+  'tpm_devid server NodeAttestor under fuzz: every answer a status, process alive, RSS bounded, valid attestations still pass',
+  { timeout: 600_000 },
+  async (t) => {
+    const ft = new FuzzTarget(p, 'tpm_devid-server', env);
+    const problems: string[] = [];
+    const valid = async () => {
+      for (const tpm of tpms) {
+        const r = await runFlow(client, tpm.payload(), (c) => tpm.answer(c), 20_000);
+        if (r.error || !r.attributes)
+          throw Object.assign(new Error('attestation failed'), r.error ?? { code: -1, details: 'no attributes' });
       }
-      s.close();
-      for (;;) {
-        const step = await s.next();
-        if (step.kind === 'error') return { ok: false, code: step.code, details: step.details };
-        // half-closing before any message: the server ends the stream without an answer, as SPIRE's does
-        if (step.kind === 'end') return c.shape === 'halfclose-now' ? { ok: true } : { ok: false, code: -1, details: `${c.shape}: the stream ended with OK and no answer` };
-        if (step.msg.response?.$case === 'agentAttributes') return { ok: false, code: -1, details: `${c.shape}: attested` };
-      }
-    },
-  );
-  await check('valid attestation after the response and stream-shape mutants');
+    };
+    const check = async (what: string) => {
+      const pr = await probe(what, valid);
+      if (pr) problems.push(pr);
+    };
+    await check('valid attestation before the fuzz');
 
-  // Configure / Validate with mutated HCL
-  const hclOpts = { knownKeys: ['devid_ca_path', 'endorsement_ca_path'] };
-  await ft.phase('configure-hcl', scaled(env, 0.2), (rng) => mutateHcl(rng, HCL_BASE(), hclOpts), (hcl) =>
-    p.conn.configure(hcl).then(
-      (): Outcome => ({ ok: true }),
-      (e: { code: number; details: string }): Outcome => ({ ok: false, code: e.code, details: e.details }),
-    ),
-  );
-  await p.conn.configure(hclText(HCL_BASE()));
-  await check('valid attestation after configure-hcl');
+    const pickTpm = (rng: Rng) => rng.int(0, tpms.length - 1);
+    // Attest: payload mutants (the JSON structure, the DER certificates, the TPM structures), the challenge response,
+    // stream shapes and random bytes. Fractions of the type-service inputs add up to 1.
+    await ft.phase(
+      'attest-json',
+      scaled(env, 0.2),
+      (rng): AttestCase => {
+        const i = pickTpm(rng);
+        return {
+          tpm: i,
+          payload: mutateJsonObject(rng, wireObject(requestOf(i)), [
+            'DevIDCert',
+            'DevIDPub',
+            'EKCert',
+            'EKPub',
+            'AKPub',
+            'CertifiedDevID',
+            'CertificationSignature',
+          ]),
+          answer: answerFor(rng),
+        };
+      },
+      attestCase,
+    );
+    await ft.phase(
+      'attest-der',
+      scaled(env, 0.25),
+      (rng): AttestCase => {
+        const i = pickTpm(rng);
+        return { tpm: i, payload: encodeAttestationRequest(derMutant(rng, i)), answer: answerFor(rng) };
+      },
+      attestCase,
+    );
+    await ft.phase(
+      'attest-tpm',
+      scaled(env, 0.25),
+      (rng): AttestCase => {
+        const i = pickTpm(rng);
+        return { tpm: i, payload: encodeAttestationRequest(tpmMutant(rng, i)), answer: answerFor(rng) };
+      },
+      attestCase,
+    );
+    await check('valid attestation after the payload mutants');
+    await ft.phase(
+      'attest-response',
+      scaled(env, 0.15),
+      (rng): AttestCase => {
+        const i = pickTpm(rng);
+        const answer = rng.weighted<Answer>([
+          [4, { mutate: 'json' }],
+          [3, { mutate: 'bytes' }],
+          [2, { mutate: 'random' }],
+          [1, 'halfclose'],
+          [1, 'two'],
+          [1, 'payload-again'],
+          [1, 'empty-request'],
+        ]);
+        return { tpm: i, payload: basePayloads[i]!, answer };
+      },
+      attestCase,
+    );
+    await ft.phase(
+      'attest-random',
+      scaled(env, 0.1),
+      (rng): AttestCase => {
+        const i = pickTpm(rng);
+        const payload = rng.chance(0.5) ? randomBytes(rng, 8192) : mutateBytes(rng, basePayloads[i]!, 6);
+        return { tpm: i, payload, answer: 'valid' };
+      },
+      attestCase,
+    );
+    await ft.phase(
+      'attest-stream-shape',
+      scaled(env, 0.05),
+      (rng) => ({
+        shape: rng.pick([
+          'response-first',
+          'empty-request',
+          'halfclose-now',
+          'empty-payload',
+          'two-payloads',
+          'huge-payload',
+        ] as const),
+        tpm: pickTpm(rng),
+        huge: rng.pick([200 * 1024, 1024 * 1024]),
+      }),
+      async (c): Promise<Outcome> => {
+        const s = new AttestStream(client, 20_000);
+        const payload = basePayloads[c.tpm]!;
+        if (c.shape === 'response-first') s.response(payload);
+        else if (c.shape === 'empty-request') s.call.write({ request: undefined });
+        else if (c.shape === 'empty-payload') s.payload(Buffer.alloc(0));
+        else if (c.shape === 'two-payloads') {
+          s.payload(payload);
+          s.payload(payload);
+        } else if (c.shape === 'huge-payload') {
+          // over the 128 KiB limit of the JSON text (a 4 MiB gRPC message is accepted by the SDK: see the report)
+          s.payload(Buffer.concat([Buffer.from('{"DevIDCert":["'), Buffer.alloc(c.huge, 0x41), Buffer.from('"]}')]));
+        }
+        s.close();
+        for (;;) {
+          const step = await s.next();
+          if (step.kind === 'error') return { ok: false, code: step.code, details: step.details };
+          // half-closing before any message: the server ends the stream without an answer, as SPIRE's does
+          if (step.kind === 'end')
+            return c.shape === 'halfclose-now'
+              ? { ok: true }
+              : { ok: false, code: -1, details: `${c.shape}: the stream ended with OK and no answer` };
+          if (step.msg.response?.$case === 'agentAttributes')
+            return { ok: false, code: -1, details: `${c.shape}: attested` };
+        }
+      },
+    );
+    await check('valid attestation after the response and stream-shape mutants');
 
-  // SDK layer
-  const typeMethods = [{ path: '/spire.plugin.server.nodeattestor.v1.NodeAttestor/Attest', streaming: true }];
-  await protobufPhases(ft, typeMethods);
-  const streams = await framingPhase(ft, typeMethods);
-  await p.conn.configure(hclText(HCL_BASE()));
-  await check('valid attestation after the SDK phases');
+    // Configure / Validate with mutated HCL
+    const hclOpts = { knownKeys: ['devid_ca_path', 'endorsement_ca_path'] };
+    await ft.phase(
+      'configure-hcl',
+      scaled(env, 0.2),
+      (rng) => mutateHcl(rng, HCL_BASE(), hclOpts),
+      (hcl) =>
+        p.conn.configure(hcl).then(
+          (): Outcome => ({ ok: true }),
+          (e: { code: number; details: string }): Outcome => ({ ok: false, code: e.code, details: e.details }),
+        ),
+    );
+    await p.conn.configure(hclText(HCL_BASE()));
+    await check('valid attestation after configure-hcl');
 
-  for (const line of diagnostics(ft)) t.diagnostic(line);
-  const typeInputs = ft.totalCases((ph) => ph.startsWith('attest'));
-  t.diagnostic(`tpm_devid-server: ${typeInputs} NodeAttestor inputs, ${ft.totalCases()} cases in all (${streams} raw HTTP/2 streams); RSS ${Math.round(ft.baselineKb / 1024)} -> peak ${Math.round(ft.peakKb / 1024)} MB`);
-  assert.deepEqual(p.logProblems(), [], 'every stderr line is hclog JSON');
-  assert.equal(Buffer.concat(p.stdoutAfterHandshake).length, 0, 'nothing on stdout after the handshake');
-  assert.equal(ft.failureText(), '', `fuzz failures (FUZZ_SEED=${env.seed}):\n${ft.failureText()}`);
-  assert.deepEqual(problems, [], `FUZZ_SEED=${env.seed}`);
-  if (!env.only) assert.ok(typeInputs >= env.iterations, `at least ${env.iterations} NodeAttestor inputs`);
-});
+    // SDK layer
+    const typeMethods = [{ path: '/spire.plugin.server.nodeattestor.v1.NodeAttestor/Attest', streaming: true }];
+    await protobufPhases(ft, typeMethods);
+    const streams = await framingPhase(ft, typeMethods);
+    await p.conn.configure(hclText(HCL_BASE()));
+    await check('valid attestation after the SDK phases');
+
+    for (const line of diagnostics(ft)) t.diagnostic(line);
+    const typeInputs = ft.totalCases((ph) => ph.startsWith('attest'));
+    t.diagnostic(
+      `tpm_devid-server: ${typeInputs} NodeAttestor inputs, ${ft.totalCases()} cases in all (${streams} raw HTTP/2 streams); RSS ${Math.round(ft.baselineKb / 1024)} -> peak ${Math.round(ft.peakKb / 1024)} MB`,
+    );
+    assert.deepEqual(p.logProblems(), [], 'every stderr line is hclog JSON');
+    assert.equal(Buffer.concat(p.stdoutAfterHandshake).length, 0, 'nothing on stdout after the handshake');
+    assert.equal(ft.failureText(), '', `fuzz failures (FUZZ_SEED=${env.seed}):\n${ft.failureText()}`);
+    assert.deepEqual(problems, [], `FUZZ_SEED=${env.seed}`);
+    if (!env.only) assert.ok(typeInputs >= env.iterations, `at least ${env.iterations} NodeAttestor inputs`);
+  },
+);

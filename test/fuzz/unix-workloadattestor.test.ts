@@ -8,7 +8,10 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnPlugin, unary, type SpawnedPlugin } from '@spire-hw/sdk/testing';
-import { WorkloadAttestorClient, type AttestResponse } from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
+import {
+  WorkloadAttestorClient,
+  type AttestResponse,
+} from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
 import { probe } from './lib/grpc';
 import { mutateHcl, hclText, type HclEntry } from './lib/mutate';
 import { FuzzTarget, diagnostics, fuzzEnv, outcomeOf, scaled } from './lib/runner';
@@ -30,7 +33,17 @@ const BASE: HclEntry[] = [
   { key: 'proc_root', value: '"/proc"' },
   { key: 'etc_root', value: '"/etc"' },
 ];
-const KNOWN = ['discover_workload_path', 'workload_size_limit', 'name_source', 'hash_cache', 'hash_cache_size', 'hash_concurrency', 'proc_root', 'etc_root', 'nss_timeout_ms'];
+const KNOWN = [
+  'discover_workload_path',
+  'workload_size_limit',
+  'name_source',
+  'hash_cache',
+  'hash_cache_size',
+  'hash_concurrency',
+  'proc_root',
+  'etc_root',
+  'nss_timeout_ms',
+];
 const BASE_HCL = hclText(BASE);
 /** Path discovery on, with a size limit below any real executable here, so no case hashes a 100 MB binary. */
 const PATH_HCL = hclText(BASE.map((e) => (e.key === 'discover_workload_path' ? { ...e, value: 'true' } : e)));
@@ -61,51 +74,77 @@ function pidFor(rng: Rng): number {
   ])();
 }
 
-test('unix WorkloadAttestor under fuzz: every answer a status, process alive, RSS bounded, valid calls still work', { timeout: 600_000 }, async (t) => {
-  const ft = new FuzzTarget(p, 'unix', env);
-  const wa = p.conn.typeClient(WorkloadAttestorClient);
-  const attest = (pid: number) => unary<{ pid: number }, AttestResponse>(wa, 'attest', { pid }, 20_000);
-  const valid = async () => {
-    const r = await attest(process.pid);
-    assert.ok(r.selectorValues.some((s) => s.startsWith('uid:')), 'selectors for our own process');
-  };
-  const problems: string[] = [];
+test(
+  'unix WorkloadAttestor under fuzz: every answer a status, process alive, RSS bounded, valid calls still work',
+  { timeout: 600_000 },
+  async (t) => {
+    const ft = new FuzzTarget(p, 'unix', env);
+    const wa = p.conn.typeClient(WorkloadAttestorClient);
+    const attest = (pid: number) => unary<{ pid: number }, AttestResponse>(wa, 'attest', { pid }, 20_000);
+    const valid = async () => {
+      const r = await attest(process.pid);
+      assert.ok(
+        r.selectorValues.some((s) => s.startsWith('uid:')),
+        'selectors for our own process',
+      );
+    };
+    const problems: string[] = [];
 
-  // 1. Attest: 60 % of the type-service inputs with the base configuration, 30 % with path discovery.
-  await ft.phase('attest-pids', scaled(env, 0.6), pidFor, (pid) => outcomeOf(() => attest(pid)));
-  problems.push(...[await probe('Attest after attest-pids', valid)].filter((x): x is string => !!x));
-  await p.conn.configure(PATH_HCL);
-  await ft.phase('attest-pids-with-path', scaled(env, 0.3), pidFor, (pid) => outcomeOf(() => attest(pid)));
-  await p.conn.configure(BASE_HCL);
+    // 1. Attest: 60 % of the type-service inputs with the base configuration, 30 % with path discovery.
+    await ft.phase('attest-pids', scaled(env, 0.6), pidFor, (pid) => outcomeOf(() => attest(pid)));
+    problems.push(...[await probe('Attest after attest-pids', valid)].filter((x): x is string => !!x));
+    await p.conn.configure(PATH_HCL);
+    await ft.phase('attest-pids-with-path', scaled(env, 0.3), pidFor, (pid) => outcomeOf(() => attest(pid)));
+    await p.conn.configure(BASE_HCL);
 
-  // 2. AttestReference (unimplemented) with odd requests: 10 %.
-  await ft.phase('attest-reference', scaled(env, 0.1), (rng) => ({ reference: rng.chance(0.5) ? undefined : { typeUrl: 'x'.repeat(rng.int(0, 300)), value: rng.bytes(rng.int(0, 64)) } }), (req) =>
-    outcomeOf(() => unary(wa, 'attestReference', req, 20_000)),
-  );
+    // 2. AttestReference (unimplemented) with odd requests: 10 %.
+    await ft.phase(
+      'attest-reference',
+      scaled(env, 0.1),
+      (rng) => ({
+        reference: rng.chance(0.5)
+          ? undefined
+          : { typeUrl: 'x'.repeat(rng.int(0, 300)), value: rng.bytes(rng.int(0, 64)) },
+      }),
+      (req) => outcomeOf(() => unary(wa, 'attestReference', req, 20_000)),
+    );
 
-  // 3. Configure / Validate with mutated HCL.
-  const hclOpts = { knownKeys: KNOWN };
-  await ft.phase('configure-hcl', scaled(env, 0.3), (rng) => mutateHcl(rng, BASE, hclOpts), (hcl) => outcomeOf(() => p.conn.configure(hcl)));
-  await ft.phase('validate-hcl', scaled(env, 0.05), (rng) => mutateHcl(rng, BASE, hclOpts), (hcl) => outcomeOf(() => p.conn.validate(hcl)));
-  await p.conn.configure(BASE_HCL);
-  problems.push(...[await probe('Attest after configure-hcl', valid)].filter((x): x is string => !!x));
+    // 3. Configure / Validate with mutated HCL.
+    const hclOpts = { knownKeys: KNOWN };
+    await ft.phase(
+      'configure-hcl',
+      scaled(env, 0.3),
+      (rng) => mutateHcl(rng, BASE, hclOpts),
+      (hcl) => outcomeOf(() => p.conn.configure(hcl)),
+    );
+    await ft.phase(
+      'validate-hcl',
+      scaled(env, 0.05),
+      (rng) => mutateHcl(rng, BASE, hclOpts),
+      (hcl) => outcomeOf(() => p.conn.validate(hcl)),
+    );
+    await p.conn.configure(BASE_HCL);
+    problems.push(...[await probe('Attest after configure-hcl', valid)].filter((x): x is string => !!x));
 
-  // 4. SDK layer.
-  const typeMethods = [
-    { path: '/spire.plugin.agent.workloadattestor.v1.WorkloadAttestor/Attest', streaming: false },
-    { path: '/spire.plugin.agent.workloadattestor.v1.WorkloadAttestor/AttestReference', streaming: false },
-  ];
-  await protobufPhases(ft, typeMethods);
-  const streams = await framingPhase(ft, typeMethods);
-  await p.conn.configure(BASE_HCL);
-  problems.push(...[await probe('Attest after the SDK phases', valid)].filter((x): x is string => !!x));
+    // 4. SDK layer.
+    const typeMethods = [
+      { path: '/spire.plugin.agent.workloadattestor.v1.WorkloadAttestor/Attest', streaming: false },
+      { path: '/spire.plugin.agent.workloadattestor.v1.WorkloadAttestor/AttestReference', streaming: false },
+    ];
+    await protobufPhases(ft, typeMethods);
+    const streams = await framingPhase(ft, typeMethods);
+    await p.conn.configure(BASE_HCL);
+    problems.push(...[await probe('Attest after the SDK phases', valid)].filter((x): x is string => !!x));
 
-  for (const line of diagnostics(ft)) t.diagnostic(line);
-  const typeInputs = ft.totalCases((ph) => ph.startsWith('attest'));
-  t.diagnostic(`unix: ${typeInputs} WorkloadAttestor inputs, ${ft.totalCases()} cases in all (${streams} raw HTTP/2 streams); RSS ${Math.round(ft.baselineKb / 1024)} -> peak ${Math.round(ft.peakKb / 1024)} MB`);
-  assert.deepEqual(p.logProblems(), [], 'every stderr line is hclog JSON');
-  assert.equal(Buffer.concat(p.stdoutAfterHandshake).length, 0, 'nothing on stdout after the handshake');
-  assert.equal(ft.failureText(), '', `fuzz failures (FUZZ_SEED=${env.seed}):\n${ft.failureText()}`);
-  assert.deepEqual(problems, [], `FUZZ_SEED=${env.seed}`);
-  if (!env.only) assert.ok(typeInputs >= env.iterations, `at least ${env.iterations} WorkloadAttestor inputs`);
-});
+    for (const line of diagnostics(ft)) t.diagnostic(line);
+    const typeInputs = ft.totalCases((ph) => ph.startsWith('attest'));
+    t.diagnostic(
+      `unix: ${typeInputs} WorkloadAttestor inputs, ${ft.totalCases()} cases in all (${streams} raw HTTP/2 streams); RSS ${Math.round(ft.baselineKb / 1024)} -> peak ${Math.round(ft.peakKb / 1024)} MB`,
+    );
+    assert.deepEqual(p.logProblems(), [], 'every stderr line is hclog JSON');
+    assert.equal(Buffer.concat(p.stdoutAfterHandshake).length, 0, 'nothing on stdout after the handshake');
+    assert.equal(ft.failureText(), '', `fuzz failures (FUZZ_SEED=${env.seed}):\n${ft.failureText()}`);
+    assert.deepEqual(problems, [], `FUZZ_SEED=${env.seed}`);
+    if (!env.only) assert.ok(typeInputs >= env.iterations, `at least ${env.iterations} WorkloadAttestor inputs`);
+  },
+);

@@ -30,17 +30,41 @@ function pidAlive(pid: number): boolean {
 describe('config rendering', () => {
   test('plugin declarations render all plugin_data forms exactly', () => {
     assert.equal(
-      renderPlugin({ type: 'KeyManager', name: 'x', pluginCmd: '/bin/true', pluginArgs: ['a b', 'c"d'], pluginChecksum: 'ab'.repeat(32), pluginData: 'k = "v"\nn = 3' }),
-      'KeyManager "x" {\n  plugin_cmd = "/bin/true"\n  plugin_args = ["a b", "c\\"d"]\n  plugin_checksum = "' + 'ab'.repeat(32) + '"\n  plugin_data {\nk = "v"\nn = 3\n  }\n}',
+      renderPlugin({
+        type: 'KeyManager',
+        name: 'x',
+        pluginCmd: '/bin/true',
+        pluginArgs: ['a b', 'c"d'],
+        pluginChecksum: 'ab'.repeat(32),
+        pluginData: 'k = "v"\nn = 3',
+      }),
+      'KeyManager "x" {\n  plugin_cmd = "/bin/true"\n  plugin_args = ["a b", "c\\"d"]\n  plugin_checksum = "' +
+        'ab'.repeat(32) +
+        '"\n  plugin_data {\nk = "v"\nn = 3\n  }\n}',
     );
-    assert.equal(renderPlugin({ type: 'NodeAttestor', name: 'join_token', pluginData: '' }), 'NodeAttestor "join_token" {\n  plugin_data {}\n}');
-    assert.equal(renderPlugin({ type: 'WorkloadAttestor', name: 'w', pluginData: { string: 'raw "q"' } }), 'WorkloadAttestor "w" {\n  plugin_data = "raw \\"q\\""\n}');
-    assert.equal(renderPlugin({ type: 'WorkloadAttestor', name: 'w', pluginData: { block: 'a = 1' } }), 'WorkloadAttestor "w" {\n  plugin_data {\na = 1\n  }\n}');
-    assert.equal(renderPlugin({ type: 'WorkloadAttestor', name: 'w', pluginDataFile: '/tmp/x.hcl' }), 'WorkloadAttestor "w" {\n  plugin_data_file = "/tmp/x.hcl"\n}');
+    assert.equal(
+      renderPlugin({ type: 'NodeAttestor', name: 'join_token', pluginData: '' }),
+      'NodeAttestor "join_token" {\n  plugin_data {}\n}',
+    );
+    assert.equal(
+      renderPlugin({ type: 'WorkloadAttestor', name: 'w', pluginData: { string: 'raw "q"' } }),
+      'WorkloadAttestor "w" {\n  plugin_data = "raw \\"q\\""\n}',
+    );
+    assert.equal(
+      renderPlugin({ type: 'WorkloadAttestor', name: 'w', pluginData: { block: 'a = 1' } }),
+      'WorkloadAttestor "w" {\n  plugin_data {\na = 1\n  }\n}',
+    );
+    assert.equal(
+      renderPlugin({ type: 'WorkloadAttestor', name: 'w', pluginDataFile: '/tmp/x.hcl' }),
+      'WorkloadAttestor "w" {\n  plugin_data_file = "/tmp/x.hcl"\n}',
+    );
     // checksum computed from the plugin_cmd file unless disabled
     const computed = renderPlugin({ type: 'KeyManager', name: 'x', pluginCmd: process.execPath });
     assert.match(computed, /plugin_checksum = "[0-9a-f]{64}"/);
-    assert.doesNotMatch(renderPlugin({ type: 'KeyManager', name: 'x', pluginCmd: process.execPath, pluginChecksum: false }), /plugin_checksum/);
+    assert.doesNotMatch(
+      renderPlugin({ type: 'KeyManager', name: 'x', pluginCmd: process.execPath, pluginChecksum: false }),
+      /plugin_checksum/,
+    );
   });
 });
 
@@ -71,10 +95,14 @@ describe('real SPIRE v1.15.3 with built-in plugins', { timeout: 600_000 }, () =>
       assert.equal(me.attestationType, 'join_token');
 
       // Logs are JSON, parsed, and searchable.
-      const attested = await spire.waitForLog((l: SpireLogEntry) => l.source === 'agent' && l.msg === 'Node attestation was successful');
+      const attested = await spire.waitForLog(
+        (l: SpireLogEntry) => l.source === 'agent' && l.msg === 'Node attestation was successful',
+      );
       assert.equal(attested.level, 'info');
       assert.equal(attested.fields['spiffe_id'], agentId);
-      assert.ok(spire.serverLogEntries().some((l) => l.msg === 'Plugin loaded' && l.fields['plugin_name'] === 'join_token'));
+      assert.ok(
+        spire.serverLogEntries().some((l) => l.msg === 'Plugin loaded' && l.fields['plugin_name'] === 'join_token'),
+      );
 
       // A workload entry on our uid gives an X509-SVID whose chain verifies against the bundle.
       const spiffeId = 'spiffe://example.org/workload/harness';
@@ -120,7 +148,10 @@ describe('real SPIRE v1.15.3 with built-in plugins', { timeout: 600_000 }, () =>
     await withSpire(t, async (spire) => {
       const err = await spire
         .startServer({ keyManager: { type: 'KeyManager', name: 'disk', pluginData: 'no_such_option = "x"' } })
-        .then(() => undefined, (e: unknown) => e);
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       assert.ok(err instanceof SpireStartError, String(err));
       assert.equal(err.component, 'server');
       assert.notEqual(err.exit?.code, 0);
@@ -135,8 +166,21 @@ describe('real SPIRE v1.15.3 with built-in plugins', { timeout: 600_000 }, () =>
   test('an external plugin whose checksum does not match is refused before exec', async (t) => {
     await withSpire(t, async (spire) => {
       const err = await spire
-        .startServer({ plugins: [{ type: 'NodeAttestor', name: 'bogus', pluginCmd: process.execPath, pluginArgs: ['-e', ''], pluginChecksum: '00'.repeat(32) }] })
-        .then(() => undefined, (e: unknown) => e);
+        .startServer({
+          plugins: [
+            {
+              type: 'NodeAttestor',
+              name: 'bogus',
+              pluginCmd: process.execPath,
+              pluginArgs: ['-e', ''],
+              pluginChecksum: '00'.repeat(32),
+            },
+          ],
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       assert.ok(err instanceof SpireStartError, String(err));
       assert.match(err.logTail, /checksums did not match/);
     });
@@ -144,10 +188,18 @@ describe('real SPIRE v1.15.3 with built-in plugins', { timeout: 600_000 }, () =>
 
   test('a plugin that dies before its handshake: SPIRE refuses to start and the plugin stderr is in the error', async (t) => {
     await withSpire(t, async (spire) => {
-      const script = spire.writeFile('crash.js', `process.stderr.write('fixture: fatal startup problem\\n'); process.exit(3);\n`);
+      const script = spire.writeFile(
+        'crash.js',
+        `process.stderr.write('fixture: fatal startup problem\\n'); process.exit(3);\n`,
+      );
       const err = await spire
-        .startServer({ plugins: [spire.nodePlugin({ type: 'KeyManager', name: 'crasher', script, launch: 'wrapper' })] })
-        .then(() => undefined, (e: unknown) => e);
+        .startServer({
+          plugins: [spire.nodePlugin({ type: 'KeyManager', name: 'crasher', script, launch: 'wrapper' })],
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       assert.ok(err instanceof SpireStartError, String(err));
       assert.match(err.logTail, /fixture: fatal startup problem/);
       // v1.15.3 reports an empty stdout as "Unrecognized remote plugin message: … Failed to read any lines from
@@ -156,7 +208,9 @@ describe('real SPIRE v1.15.3 with built-in plugins', { timeout: 600_000 }, () =>
       const relayed = spire.serverLogEntries().find((l) => l.msg === 'fixture: fatal startup problem');
       assert.equal(relayed?.level, 'debug');
       assert.equal(relayed?.fields['subsystem_name'], 'crasher.plugin-KeyManager-crasher.sh');
-      const exited = spire.serverLogEntries().find((l) => l.msg === 'plugin process exited' && l.fields['plugin_name'] === 'crasher');
+      const exited = spire
+        .serverLogEntries()
+        .find((l) => l.msg === 'plugin process exited' && l.fields['plugin_name'] === 'crasher');
       assert.equal(exited?.fields['error'], 'exit status 3');
     });
   });
@@ -192,7 +246,9 @@ describe('real SPIRE v1.15.3 with built-in plugins', { timeout: 600_000 }, () =>
       assert.equal(l.level, 'info');
       assert.equal(l.fields['spiffe_id'], spire.agentSpiffeId());
       const agents = await spire.listAgents();
-      assert.deepEqual(agents.find((a) => a.spiffeId === spire.agentSpiffeId())?.selectors, [{ type: 'spiffe_id', value: spire.agentSpiffeId() }]);
+      assert.deepEqual(agents.find((a) => a.spiffeId === spire.agentSpiffeId())?.selectors, [
+        { type: 'spiffe_id', value: spire.agentSpiffeId() },
+      ]);
 
       const nodeGroup = 'spiffe://example.org/node-group';
       await spire.createEntry({ spiffeId: nodeGroup, node: true, selectors: [`spiffe_id:${spire.agentSpiffeId()}`] });

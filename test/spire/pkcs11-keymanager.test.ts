@@ -22,7 +22,9 @@ const TD = 'example.org';
 const PLUGIN_DIR = path.resolve(__dirname, '..', '..', 'plugins', 'pkcs11-keymanager');
 const MAIN_SERVER = path.join(PLUGIN_DIR, 'main-server.js');
 const MAIN_AGENT = path.join(PLUGIN_DIR, 'main-agent.js');
-const SPY_MODULE = ['/usr/lib/x86_64-linux-gnu/pkcs11-spy.so', '/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so'].find((p) => fs.existsSync(p));
+const SPY_MODULE = ['/usr/lib/x86_64-linux-gnu/pkcs11-spy.so', '/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so'].find(
+  (p) => fs.existsSync(p),
+);
 const uid = process.getuid ? process.getuid() : 0;
 
 // ------------------------------------------------------------------------------------------------ token inspection --
@@ -83,7 +85,9 @@ class Token {
     readonly pin: string,
   ) {}
   objects(): TokenObject[] {
-    return parseObjects(this.hsm.pkcs11Tool(['--token-label', this.label, '--login', '--pin', this.pin, '--list-objects']));
+    return parseObjects(
+      this.hsm.pkcs11Tool(['--token-label', this.label, '--login', '--pin', this.pin, '--list-objects']),
+    );
   }
   /** Private/public key objects whose label starts with `prefix`. */
   keys(prefix: string): TokenObject[] {
@@ -91,14 +95,33 @@ class Token {
   }
   privateKey(label: string): TokenObject {
     const ks = this.objects().filter((o) => o.kind === 'private' && o.label === label);
-    assert.equal(ks.length, 1, `exactly one private key labelled ${label} on token ${this.label}; have:\n${this.objects().map((o) => `${o.kind} ${o.label} ${o.id}`).join('\n')}`);
+    assert.equal(
+      ks.length,
+      1,
+      `exactly one private key labelled ${label} on token ${this.label}; have:\n${this.objects()
+        .map((o) => `${o.kind} ${o.label} ${o.id}`)
+        .join('\n')}`,
+    );
     return ks[0]!;
   }
   /** The public key object with this CKA_ID as DER SubjectPublicKeyInfo (pkcs11-tool builds the SPKI). */
   publicKeyDer(idHex: string): Buffer {
     const out = path.join(this.hsm.dir, `pub-${idHex}-${process.hrtime.bigint()}.der`);
     try {
-      this.hsm.pkcs11Tool(['--token-label', this.label, '--login', '--pin', this.pin, '--read-object', '--type', 'pubkey', '--id', idHex, '-o', out]);
+      this.hsm.pkcs11Tool([
+        '--token-label',
+        this.label,
+        '--login',
+        '--pin',
+        this.pin,
+        '--read-object',
+        '--type',
+        'pubkey',
+        '--id',
+        idHex,
+        '-o',
+        out,
+      ]);
       return fs.readFileSync(out);
     } catch (e) {
       // OpenSC 0.23's --read-object fails on P-384 ("cannot create EVP_PKEY", also for keys pkcs11-tool generated
@@ -241,12 +264,19 @@ function skiHex(cert: crypto.X509Certificate): string {
 }
 
 /** `spire-server x509 mint`: a fresh X509-SVID signed by the server's active CA (one SignData). */
-async function mintX509(spire: SpireHarness, spiffeId: string): Promise<{ chain: crypto.X509Certificate[]; bundle: crypto.X509Certificate[] }> {
+async function mintX509(
+  spire: SpireHarness,
+  spiffeId: string,
+): Promise<{ chain: crypto.X509Certificate[]; bundle: crypto.X509Certificate[] }> {
   const dir = fs.mkdtempSync(path.join(spire.dir, 'mint-'));
   try {
     await spire.serverCli(['x509', 'mint', '-spiffeID', spiffeId, '-write', dir]);
-    const chain = splitPem(fs.readFileSync(path.join(dir, 'svid.pem'), 'utf8')).map((p) => new crypto.X509Certificate(p));
-    const bundle = splitPem(fs.readFileSync(path.join(dir, 'bundle.pem'), 'utf8')).map((p) => new crypto.X509Certificate(p));
+    const chain = splitPem(fs.readFileSync(path.join(dir, 'svid.pem'), 'utf8')).map(
+      (p) => new crypto.X509Certificate(p),
+    );
+    const bundle = splitPem(fs.readFileSync(path.join(dir, 'bundle.pem'), 'utf8')).map(
+      (p) => new crypto.X509Certificate(p),
+    );
     return { chain, bundle };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -271,7 +301,10 @@ async function jwtKeys(spire: SpireHarness): Promise<Jwk[]> {
 }
 
 /** Verifies a JWT's signature with the bundle's JWKS (by kid); returns the JWK used and the claims. */
-function verifyJwt(token: string, jwks: Jwk[]): { jwk: Jwk; header: Record<string, unknown>; claims: Record<string, unknown> } {
+function verifyJwt(
+  token: string,
+  jwks: Jwk[],
+): { jwk: Jwk; header: Record<string, unknown>; claims: Record<string, unknown> } {
   const [h, c, s] = token.split('.');
   assert.ok(h && c && s, 'JWT has three parts');
   const header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as Record<string, unknown>;
@@ -318,7 +351,10 @@ async function poll<T>(what: string, timeoutMs: number, fn: () => Promise<T | un
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -334,7 +370,12 @@ const ALG_FOR: Record<string, { jwtAlg: string; keyType: string }> = {
 };
 
 /** Server checks common to every key type: X509 and JWT minting verify, keys on the token, CA cert key = token key. */
-async function checkServerKeys(spire: SpireHarness, token: Token, keyId: string, caKeyType: string): Promise<{ caCkaId: string; jwtCkaId: string }> {
+async function checkServerKeys(
+  spire: SpireHarness,
+  token: Token,
+  keyId: string,
+  caKeyType: string,
+): Promise<{ caCkaId: string; jwtCkaId: string }> {
   const { jwtAlg, keyType } = ALG_FOR[caKeyType]!;
   // X509-SVID minted by spire-server, chained to the bundle.
   const { chain, bundle } = await mintX509(spire, `spiffe://${TD}/mint/${caKeyType}`);
@@ -354,8 +395,16 @@ async function checkServerKeys(spire: SpireHarness, token: Token, keyId: string,
     assert.match(k.id, /^[0-9a-f]{32}$/, 'CKA_ID: 16 bytes per key instance');
   }
   // The CA certificate's public key is the token's public key (same CKA_ID), and so is the JWT key.
-  assert.deepEqual(spkiDer(ca.publicKey), token.publicKeyDer(caPriv.id), 'CA certificate public key = token public key');
-  assert.deepEqual(spkiDer(crypto.createPublicKey({ key: jwk, format: 'jwk' })), token.publicKeyDer(jwtPriv.id), 'JWKS key = token JWT key');
+  assert.deepEqual(
+    spkiDer(ca.publicKey),
+    token.publicKeyDer(caPriv.id),
+    'CA certificate public key = token public key',
+  );
+  assert.deepEqual(
+    spkiDer(crypto.createPublicKey({ key: jwk, format: 'jwk' })),
+    token.publicKeyDer(jwtPriv.id),
+    'JWKS key = token JWT key',
+  );
   return { caCkaId: caPriv.id, jwtCkaId: jwtPriv.id };
 }
 
@@ -363,7 +412,12 @@ async function checkServerKeys(spire: SpireHarness, token: Token, keyId: string,
 
 describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () => {
   test('ec-p256 server + agent on tokens: SVIDs verify, keys on the token, restart reuses keys, forced CA rotation', async (t) => {
-    const hsm = createSoftHsm({ tokens: [{ label: 'spire-server', pin: '24681357' }, { label: 'spire-agent', pin: '97531864' }] });
+    const hsm = createSoftHsm({
+      tokens: [
+        { label: 'spire-server', pin: '24681357' },
+        { label: 'spire-agent', pin: '97531864' },
+      ],
+    });
     t.after(() => hsm.cleanup());
     const server = new Token(hsm, 'spire-server', '24681357');
     const agentTok = new Token(hsm, 'spire-agent', '97531864');
@@ -374,14 +428,22 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       await spire.startServer({
         caKeyType: 'ec-p256',
         // the record of created keys lets the plugin destroy, after a restart, the instances it created before it
-        keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile: serverPin, keyId: 'srv-1', extra: `key_record_file = ${JSON.stringify(path.join(hsm.dir, 'srv-1.keys.json'))}` }),
+        keyManager: serverKm(spire, hsm, {
+          tokenLabel: 'spire-server',
+          pinFile: serverPin,
+          keyId: 'srv-1',
+          extra: `key_record_file = ${JSON.stringify(path.join(hsm.dir, 'srv-1.keys.json'))}`,
+        }),
         env: hsm.env,
       });
       t.diagnostic(`spire-server with the pkcs11 KeyManager healthy after ${Date.now() - t0} ms`);
       const { caCkaId, jwtCkaId } = await checkServerKeys(spire, server, 'srv-1', 'ec-p256');
 
       // ---- agent with our agent KeyManager; workload X509/JWT-SVIDs through the Workload API
-      await spire.startAgent({ keyManager: agentKm(spire, hsm, { tokenLabel: 'spire-agent', pinFile: agentPin, keyId: 'agent-1' }), env: hsm.env });
+      await spire.startAgent({
+        keyManager: agentKm(spire, hsm, { tokenLabel: 'spire-agent', pinFile: agentPin, keyId: 'agent-1' }),
+        env: hsm.env,
+      });
       const agentKeys = agentTok.objects().filter((o) => o.kind === 'private');
       assert.equal(agentKeys.length, 1, `one agent private key: ${agentKeys.map((o) => o.label).join(', ')}`);
       const agentKey = agentKeys[0]!;
@@ -389,7 +451,11 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       assertProtected(agentKey);
       // The agent's SVID (persisted by the agent) certifies the token's key.
       const agentSvid = readAgentSvid(spire);
-      assert.deepEqual(spkiDer(agentSvid.publicKey), agentTok.publicKeyDer(agentKey.id), 'agent SVID public key = agent token key');
+      assert.deepEqual(
+        spkiDer(agentSvid.publicKey),
+        agentTok.publicKeyDer(agentKey.id),
+        'agent SVID public key = agent token key',
+      );
       assert.ok(agentSvid.checkIssued((await spire.bundleCerts())[0]!), 'agent SVID issued by the server CA');
       assert.equal(server.keys(`spire/${TD}/agent-1/`).length, 0, 'agent keys are not on the server token');
 
@@ -411,14 +477,29 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       await spire.restartServer();
       t.diagnostic(`server restart took ${Date.now() - t1} ms`);
       const authAfter = await x509Authorities(spire);
-      assert.equal(authAfter.active?.authorityId, authBefore.active.authorityId, 'same active X.509 authority after restart');
-      assert.deepEqual((await spire.bundleCerts()).map((c) => c.fingerprint256), bundleBefore, 'same bundle after restart');
+      assert.equal(
+        authAfter.active?.authorityId,
+        authBefore.active.authorityId,
+        'same active X.509 authority after restart',
+      );
+      assert.deepEqual(
+        (await spire.bundleCerts()).map((c) => c.fingerprint256),
+        bundleBefore,
+        'same bundle after restart',
+      );
       const after1 = server.objects().filter((o) => o.kind !== 'data');
-      assert.deepEqual(after1.map((o) => `${o.kind}:${o.label}:${o.id}`).sort(), before.map((o) => `${o.kind}:${o.label}:${o.id}`).sort(), 'no new key objects after restart');
+      assert.deepEqual(
+        after1.map((o) => `${o.kind}:${o.label}:${o.id}`).sort(),
+        before.map((o) => `${o.kind}:${o.label}:${o.id}`).sort(),
+        'no new key objects after restart',
+      );
       const again = await checkServerKeys(spire, server, 'srv-1', 'ec-p256');
       assert.deepEqual(again, { caCkaId, jwtCkaId }, 'same key instances after restart');
       const log = spire.serverLog();
-      assert.ok(!/public key does not match key manager key|no key manager key/i.test(log), 'SPIRE found its keys after the restart');
+      assert.ok(
+        !/public key does not match key manager key|no key manager key/i.test(log),
+        'SPIRE found its keys after the restart',
+      );
 
       // ---- forced CA rotation: prepare (new key on the token) → activate → prepare again (old key instance destroyed)
       const prepared = await x509Authorities(spire).then(async (a) => {
@@ -437,7 +518,11 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
         const root = caOf(m.chain, m.bundle);
         return skiHex(root) === prepared.prepared!.authorityId ? root : undefined;
       });
-      assert.deepEqual(spkiDer(minted.publicKey), server.publicKeyDer(caB.id), 'new CA certificate key = token x509-CA-B key');
+      assert.deepEqual(
+        spkiDer(minted.publicKey),
+        server.publicKeyDer(caB.id),
+        'new CA certificate key = token x509-CA-B key',
+      );
       // Preparing again resets slot A: GenerateKey(x509-CA-A) replaces the old instance, which the plugin destroys.
       await spire.serverCli(['localauthority', 'x509', 'prepare']);
       const caA2 = await poll('a new x509-CA-A instance', 60_000, () => {
@@ -448,16 +533,20 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       const ids = server.objects().map((o) => o.id);
       assert.ok(!ids.includes(caCkaId), 'old x509-CA-A instance (private and public objects) destroyed');
       const perLabel = new Map<string, number>();
-      for (const o of server.keys(`spire/${TD}/srv-1/`)) perLabel.set(`${o.kind}:${o.label}`, (perLabel.get(`${o.kind}:${o.label}`) ?? 0) + 1);
+      for (const o of server.keys(`spire/${TD}/srv-1/`))
+        perLabel.set(`${o.kind}:${o.label}`, (perLabel.get(`${o.kind}:${o.label}`) ?? 0) + 1);
       for (const [k, n] of perLabel) assert.equal(n, 1, `one object per key id and class: ${k}`);
       // Workloads keep getting valid SVIDs from the rotated CA.
       const m2 = await mintX509(spire, `spiffe://${TD}/after-rotation-2`);
       caOf(m2.chain, m2.bundle);
-      assert.ok(!spire.serverLog().includes(server.pin) && !spire.agentLog().includes(agentTok.pin), 'PINs never in the logs');
+      assert.ok(
+        !spire.serverLog().includes(server.pin) && !spire.agentLog().includes(agentTok.pin),
+        'PINs never in the logs',
+      );
     });
   });
 
-  test('natural CA rotation by SPIRE\'s own timers (ca_ttl 90s): new keys on the token, old instance destroyed', async (t) => {
+  test("natural CA rotation by SPIRE's own timers (ca_ttl 90s): new keys on the token, old instance destroyed", async (t) => {
     const hsm = createSoftHsm({ tokens: [{ label: 'spire-server', pin: '86420135' }] });
     t.after(() => hsm.cleanup());
     const token = new Token(hsm, 'spire-server', '86420135');
@@ -476,8 +565,10 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       const caA = token.privateKey(label('rot', 'x509-CA-A')).id;
       const jwtA = token.privateKey(label('rot', 'JWT-Signer-A')).id;
       assert.ok(jwtA);
-      const slotEvent = (msg: string, slot: string) => (l: { source: string; msg: string | undefined; fields: Record<string, unknown> }) =>
-        l.source === 'server' && l.msg === msg && l.fields['slot'] === slot;
+      const slotEvent =
+        (msg: string, slot: string) =>
+        (l: { source: string; msg: string | undefined; fields: Record<string, unknown> }) =>
+          l.source === 'server' && l.msg === msg && l.fields['slot'] === slot;
       await spire.waitForLog(slotEvent('X509 CA prepared', 'B'), 150_000);
       t.diagnostic(`X509 CA B prepared after ${Date.now() - t0} ms`);
       const caB = token.privateKey(label('rot', 'x509-CA-B'));
@@ -488,10 +579,18 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       const activatedMark = spire.logMark();
       const m = await mintX509(spire, `spiffe://${TD}/rotated`);
       const root = caOf(m.chain, m.bundle);
-      assert.deepEqual(spkiDer(root.publicKey), token.publicKeyDer(caB.id), 'SVIDs now chain to the x509-CA-B key on the token');
+      assert.deepEqual(
+        spkiDer(root.publicKey),
+        token.publicKeyDer(caB.id),
+        'SVIDs now chain to the x509-CA-B key on the token',
+      );
       const { jwk } = verifyJwt(await mintJwt(spire, `spiffe://${TD}/rotated`, 'a'), await jwtKeys(spire));
       const jwtB = token.privateKey(label('rot', 'JWT-Signer-B'));
-      assert.deepEqual(spkiDer(crypto.createPublicKey({ key: jwk, format: 'jwk' })), token.publicKeyDer(jwtB.id), 'JWTs are signed by JWT-Signer-B');
+      assert.deepEqual(
+        spkiDer(crypto.createPublicKey({ key: jwk, format: 'jwk' })),
+        token.publicKeyDer(jwtB.id),
+        'JWTs are signed by JWT-Signer-B',
+      );
       await spire.waitForLog(slotEvent('X509 CA prepared', 'A'), 150_000, activatedMark);
       const newA = await poll('a new x509-CA-A instance and the old one gone', 150_000, () => {
         const objs = token.objects();
@@ -517,7 +616,11 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       const token = new Token(hsm, 'spire-server', '11223344');
       const pinFile = writePinFile(hsm, 'server.pin', token.pin);
       await withSpire(t, async (spire) => {
-        await spire.startServer({ caKeyType, keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile, keyId: 'srv-k' }), env: hsm.env });
+        await spire.startServer({
+          caKeyType,
+          keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile, keyId: 'srv-k' }),
+          env: hsm.env,
+        });
         await checkServerKeys(spire, token, 'srv-k', caKeyType);
       });
     });
@@ -535,21 +638,49 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       const pf = path.join(hsm.dir, `planted-${idHex}.pub.der`);
       fs.writeFileSync(kf, privateKey.export({ type: 'pkcs8', format: 'der' }), { mode: 0o600 });
       fs.writeFileSync(pf, spkiDer(publicKey));
-      for (const [f, type] of [[kf, 'privkey'], [pf, 'pubkey']] as const) {
-        hsm.pkcs11Tool(['--token-label', token.label, '--login', '--pin', token.pin, '--write-object', f, '--type', type, '--id', idHex, '--label', lbl, '--usage-sign']);
+      for (const [f, type] of [
+        [kf, 'privkey'],
+        [pf, 'pubkey'],
+      ] as const) {
+        hsm.pkcs11Tool([
+          '--token-label',
+          token.label,
+          '--login',
+          '--pin',
+          token.pin,
+          '--write-object',
+          f,
+          '--type',
+          type,
+          '--id',
+          idHex,
+          '--label',
+          lbl,
+          '--usage-sign',
+        ]);
       }
       return spkiDer(publicKey);
     };
     await withSpire(t, async (spire) => {
       // before the first start: a planted key for the first CA slot
       const early = plant(label('pl', 'x509-CA-A'), 'ee'.repeat(16));
-      await spire.startServer({ caKeyType: 'ec-p256', keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile, keyId: 'pl' }), env: hsm.env });
-      const own = token.objects().filter((o) => o.kind === 'private' && o.label === label('pl', 'x509-CA-A') && o.id !== 'ee'.repeat(16));
+      await spire.startServer({
+        caKeyType: 'ec-p256',
+        keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile, keyId: 'pl' }),
+        env: hsm.env,
+      });
+      const own = token
+        .objects()
+        .filter((o) => o.kind === 'private' && o.label === label('pl', 'x509-CA-A') && o.id !== 'ee'.repeat(16));
       assert.equal(own.length, 1, 'the server generated its own x509-CA-A');
       const caId = own[0]!.id;
       const [ca1] = await spire.bundleCerts();
       assert.notDeepEqual(spkiDer(ca1!.publicKey), early, 'the key planted before the first start is not the CA key');
-      assert.deepEqual(spkiDer(ca1!.publicKey), token.publicKeyDer(caId), 'the CA key is the key the server generated on the token');
+      assert.deepEqual(
+        spkiDer(ca1!.publicKey),
+        token.publicKeyDer(caId),
+        'the CA key is the key the server generated on the token',
+      );
       const jwtBefore = (await jwtKeys(spire)).map((k) => k.kid).sort();
       // while the server is stopped: planted keys dated far in the future for the CA and the JWT key
       await spire.stopServer();
@@ -560,12 +691,21 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       assert.deepEqual(spkiDer(ca2!.publicKey), token.publicKeyDer(caId), 'same CA key after the restart');
       assert.notDeepEqual(spkiDer(ca2!.publicKey), lateCa, 'the planted CA key is not served');
       const m = await mintX509(spire, `spiffe://${TD}/after-plant`);
-      assert.deepEqual(spkiDer(caOf(m.chain, m.bundle).publicKey), token.publicKeyDer(caId), 'SVIDs are signed by the server\'s own key');
+      assert.deepEqual(
+        spkiDer(caOf(m.chain, m.bundle).publicKey),
+        token.publicKeyDer(caId),
+        "SVIDs are signed by the server's own key",
+      );
       const jwt = verifyJwt(await mintJwt(spire, `spiffe://${TD}/after-plant`, 'a'), await jwtKeys(spire));
-      assert.notDeepEqual(spkiDer(crypto.createPublicKey({ key: jwt.jwk, format: 'jwk' })), lateJwt, 'the planted JWT key does not sign');
+      assert.notDeepEqual(
+        spkiDer(crypto.createPublicKey({ key: jwt.jwk, format: 'jwk' })),
+        lateJwt,
+        'the planted JWT key does not sign',
+      );
       assert.deepEqual((await jwtKeys(spire)).map((k) => k.kid).sort(), jwtBefore, 'same JWT keys in the bundle');
       const ids = token.objects().map((o) => o.id);
-      for (const id of [caId, 'ee'.repeat(16), 'ff'.repeat(16), 'fe'.repeat(16)]) assert.ok(ids.includes(id), `object ${id} still on the token`);
+      for (const id of [caId, 'ee'.repeat(16), 'ff'.repeat(16), 'fe'.repeat(16)])
+        assert.ok(ids.includes(id), `object ${id} still on the token`);
       assert.match(spire.serverLog(), /refusing key object/, 'the refusals are logged');
     });
   });
@@ -581,17 +721,25 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
         .map((o) => `${o.kind}:${o.label}:${o.id}`)
         .sort();
     await withSpire(t, async (a) => {
-      await a.startServer({ keyManager: serverKm(a, hsm, { tokenLabel: 'shared', pinFile, keyId: 'ha-a' }), env: hsm.env });
+      await a.startServer({
+        keyManager: serverKm(a, hsm, { tokenLabel: 'shared', pinFile, keyId: 'ha-a' }),
+        env: hsm.env,
+      });
       const aKeys = snapshot('ha-a');
       assert.ok(aKeys.length >= 4, `server A has its key pairs: ${aKeys.join(', ')}`);
       await withSpire(t, async (b) => {
-        await b.startServer({ keyManager: serverKm(b, hsm, { tokenLabel: 'shared', pinFile, keyId: 'ha-b' }), env: hsm.env });
+        await b.startServer({
+          keyManager: serverKm(b, hsm, { tokenLabel: 'shared', pinFile, keyId: 'ha-b' }),
+          env: hsm.env,
+        });
         const bKeys = snapshot('ha-b');
         assert.ok(bKeys.length >= 4, `server B has its key pairs: ${bKeys.join(', ')}`);
         assert.deepEqual(snapshot('ha-a'), aKeys, 'B starting did not touch A');
         // B rotates (new key on the shared token); A's objects stay exactly as they were.
         await b.serverCli(['localauthority', 'x509', 'prepare']);
-        await poll('B x509-CA-B', 60_000, () => (token.keys(label('ha-b', 'x509-CA-B')).length === 2 ? true : undefined));
+        await poll('B x509-CA-B', 60_000, () =>
+          token.keys(label('ha-b', 'x509-CA-B')).length === 2 ? true : undefined,
+        );
         const ax = await mintX509(a, `spiffe://${TD}/a`);
         const bx = await mintX509(b, `spiffe://${TD}/b`);
         const caA = caOf(ax.chain, ax.bundle);
@@ -606,8 +754,8 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
         await a.restartServer();
         assert.deepEqual(snapshot('ha-a'), aKeys, 'A reuses its keys');
         assert.deepEqual(snapshot('ha-b'), bAfter, 'A restarting did not touch B');
-        caOf((await mintX509(a, `spiffe://${TD}/a2`)).chain, (await a.bundleCerts()));
-        caOf((await mintX509(b, `spiffe://${TD}/b2`)).chain, (await b.bundleCerts()));
+        caOf((await mintX509(a, `spiffe://${TD}/a2`)).chain, await a.bundleCerts());
+        caOf((await mintX509(b, `spiffe://${TD}/b2`)).chain, await b.bundleCerts());
       });
     });
   });
@@ -620,12 +768,20 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
     await withSpire(t, async (spire) => {
       // 1. token missing (wrong label)
       await assert.rejects(
-        spire.startServer({ keyManager: serverKm(spire, hsm, { tokenLabel: 'no-such-token', pinFile: goodPin, keyId: 'f' }), env: hsm.env, startTimeoutMs: 120_000 }),
+        spire.startServer({
+          keyManager: serverKm(spire, hsm, { tokenLabel: 'no-such-token', pinFile: goodPin, keyId: 'f' }),
+          env: hsm.env,
+          startTimeoutMs: 120_000,
+        }),
         (e: unknown) => {
           assert.ok(e instanceof SpireStartError, String(e));
           assert.match(e.message, /exited/, 'spire-server exited');
           assert.match(e.logTail, /"msg":"Fatal run error"/, 'SPIRE gave up');
-          assert.match(e.logTail, /failed to configure plugin \\"pkcs11\\": .*no token matches token_label \\"no-such-token\\"/, 'our error names the missing token');
+          assert.match(
+            e.logTail,
+            /failed to configure plugin \\"pkcs11\\": .*no token matches token_label \\"no-such-token\\"/,
+            'our error names the missing token',
+          );
           assert.match(e.logTail, /tokens present: \{label \\"spire-server\\"/, 'and lists the tokens that exist');
           return true;
         },
@@ -639,10 +795,17 @@ describe('PKCS#11 KeyManager in real SPIRE v1.15.3', { timeout: 540_000 }, () =>
       if (useSpy) Object.assign(env, { PKCS11SPY: hsm.modulePath, PKCS11SPY_OUTPUT: spyLog });
       const mod = useSpy ? { modulePath: SPY_MODULE } : {};
       await assert.rejects(
-        spire.startServer({ keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile: badPin, keyId: 'f', ...mod }), env, startTimeoutMs: 120_000 }),
+        spire.startServer({
+          keyManager: serverKm(spire, hsm, { tokenLabel: 'spire-server', pinFile: badPin, keyId: 'f', ...mod }),
+          env,
+          startTimeoutMs: 120_000,
+        }),
         (e: unknown) => {
           assert.ok(e instanceof SpireStartError, String(e));
-          assert.match(e.logTail, /failed to configure plugin \\"pkcs11\\": .*wrong PIN for token \\"spire-server\\" \(CKR_PIN_INCORRECT\); not retrying/);
+          assert.match(
+            e.logTail,
+            /failed to configure plugin \\"pkcs11\\": .*wrong PIN for token \\"spire-server\\" \(CKR_PIN_INCORRECT\); not retrying/,
+          );
           return true;
         },
       );

@@ -3,7 +3,14 @@ import { after, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SpireStartError, stopAllHarnesses, verifyChain, withSpire, type SpireHarness, type SpireLogEntry } from '../../simulators/spire/harness';
+import {
+  SpireStartError,
+  stopAllHarnesses,
+  verifyChain,
+  withSpire,
+  type SpireHarness,
+  type SpireLogEntry,
+} from '../../simulators/spire/harness';
 import { readEcho, type EchoRecord } from '../fixtures/plugins/echo';
 
 after(stopAllHarnesses);
@@ -20,12 +27,17 @@ function echoes(spire: SpireHarness): EchoRecord[] {
   return fs.existsSync(f) ? readEcho(fs.readFileSync(f, 'utf8')) : [];
 }
 
-async function waitForEcho(spire: SpireHarness, pred: (r: EchoRecord) => boolean, timeoutMs = 30_000): Promise<EchoRecord> {
+async function waitForEcho(
+  spire: SpireHarness,
+  pred: (r: EchoRecord) => boolean,
+  timeoutMs = 30_000,
+): Promise<EchoRecord> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = echoes(spire).find(pred);
     if (r) return r;
-    if (Date.now() > deadline) throw new Error(`no matching echo record within ${timeoutMs} ms; have: ${JSON.stringify(echoes(spire))}`);
+    if (Date.now() > deadline)
+      throw new Error(`no matching echo record within ${timeoutMs} ms; have: ${JSON.stringify(echoes(spire))}`);
     await new Promise((res) => setTimeout(res, 100));
   }
 }
@@ -57,10 +69,31 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       await spire.startAgent({
         env: echoEnv(spire),
         plugins: [
-          spire.nodePlugin({ type: 'WorkloadAttestor', name: 'fixture_wa', script: PID_ATTESTOR, pluginData: { block: `label = "block-form"\ntest_pids = ["${process.pid}"]` } }),
-          spire.nodePlugin({ type: 'WorkloadAttestor', name: 'fixture_str', script: PID_ATTESTOR, pluginData: { string: 'string-form' }, launch: 'wrapper' }),
-          spire.nodePlugin({ type: 'WorkloadAttestor', name: 'fixture_file', script: PID_ATTESTOR, pluginDataFile: dataFile }),
-          spire.nodePlugin({ type: 'WorkloadAttestor', name: 'fixture_json', script: PID_ATTESTOR, pluginDataFile: jsonFile }),
+          spire.nodePlugin({
+            type: 'WorkloadAttestor',
+            name: 'fixture_wa',
+            script: PID_ATTESTOR,
+            pluginData: { block: `label = "block-form"\ntest_pids = ["${process.pid}"]` },
+          }),
+          spire.nodePlugin({
+            type: 'WorkloadAttestor',
+            name: 'fixture_str',
+            script: PID_ATTESTOR,
+            pluginData: { string: 'string-form' },
+            launch: 'wrapper',
+          }),
+          spire.nodePlugin({
+            type: 'WorkloadAttestor',
+            name: 'fixture_file',
+            script: PID_ATTESTOR,
+            pluginDataFile: dataFile,
+          }),
+          spire.nodePlugin({
+            type: 'WorkloadAttestor',
+            name: 'fixture_json',
+            script: PID_ATTESTOR,
+            pluginDataFile: jsonFile,
+          }),
         ],
       });
       t.diagnostic(`agent with 4 TS WorkloadAttestors healthy after ${Date.now() - t0} ms`);
@@ -68,18 +101,31 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       // 1. What Configure received, per declaration form.
       const cfg = echoes(spire).filter((r) => r.event === 'configure');
       const byLabel = (l: string) => cfg.find((r) => r.label === l);
-      assert.equal(byLabel('block-form')?.hclText, `label = "block-form"\n\ntest_pids = ["${process.pid}"]`, 'block form: HCL v1 printer output');
+      assert.equal(
+        byLabel('block-form')?.hclText,
+        `label = "block-form"\n\ntest_pids = ["${process.pid}"]`,
+        'block form: HCL v1 printer output',
+      );
       assert.equal(byLabel('string-form')?.hclText, '"string-form"', 'string form: the quoted token');
       assert.equal(byLabel('file-v1')?.hclText, `# from a file\nlabel = "file-v1"\n`, 'plugin_data_file: raw bytes');
-      assert.equal(byLabel('json-form')?.hclText, `{"label": "json-form", "test_pids": ["${process.pid}"]}`, 'plugin_data_file with JSON: raw bytes');
+      assert.equal(
+        byLabel('json-form')?.hclText,
+        `{"label": "json-form", "test_pids": ["${process.pid}"]}`,
+        'plugin_data_file with JSON: raw bytes',
+      );
       for (const r of cfg) assert.equal(r.trustDomain, TD);
 
       // 2. Plugin log lines appear in SPIRE's log at the right level with their fields; trace is dropped by SPIRE.
       // SPIRE relays plugin stderr asynchronously: wait for the last line the fixture wrote during Configure.
-      await spire.waitForLog((l) => l.source === 'agent' && l.fields['plugin_name'] === 'fixture_wa' && l.fields['fixture_level'] === 'error');
+      await spire.waitForLog(
+        (l) =>
+          l.source === 'agent' && l.fields['plugin_name'] === 'fixture_wa' && l.fields['fixture_level'] === 'error',
+      );
       const agentLog = spire.agentLogEntries();
       const fixtureLines = (level: string) =>
-        agentLog.filter((l: SpireLogEntry) => l.fields['plugin_name'] === 'fixture_wa' && l.fields['fixture_level'] === level);
+        agentLog.filter(
+          (l: SpireLogEntry) => l.fields['plugin_name'] === 'fixture_wa' && l.fields['fixture_level'] === level,
+        );
       const expectLevel: Record<string, string> = { debug: 'debug', info: 'info', warn: 'warning', error: 'error' };
       for (const [ours, spires] of Object.entries(expectLevel)) {
         const [line] = fixtureLines(ours);
@@ -95,8 +141,15 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
         assert.match(String(line.fields['timestamp']), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       }
       assert.equal(fixtureLines('trace').length, 0, 'SPIRE drops plugin trace lines');
-      assert.ok(echoes(spire).some((r) => r.event === 'logged' && Array.isArray(r.levels) && r.levels.includes('trace')), 'the fixture did emit trace');
-      assert.ok(agentLog.some((l) => l.msg === 'Plugin loaded' && l.fields['plugin_name'] === 'fixture_wa' && l.fields['external'] === true));
+      assert.ok(
+        echoes(spire).some((r) => r.event === 'logged' && Array.isArray(r.levels) && r.levels.includes('trace')),
+        'the fixture did emit trace',
+      );
+      assert.ok(
+        agentLog.some(
+          (l) => l.msg === 'Plugin loaded' && l.fields['plugin_name'] === 'fixture_wa' && l.fields['external'] === true,
+        ),
+      );
 
       // 3. Selectors from the TS plugins gate SVIDs. This process is the workload for the in-process fetch.
       const pidId = `spiffe://${TD}/ts/pid-is-test`;
@@ -106,7 +159,10 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       await spire.createEntry({ spiffeId: labelId, selectors: ['fixture_wa:fixture:block-form', `unix:uid:${uid}`] });
       await spire.createEntry({ spiffeId: stringId, selectors: ['fixture_str:fixture:string-form'] });
       const jsonId = `spiffe://${TD}/ts/json-form`;
-      await spire.createEntry({ spiffeId: jsonId, selectors: ['fixture_json:fixture:json-form', `fixture_json:pid_is_test:${process.pid}`] });
+      await spire.createEntry({
+        spiffeId: jsonId,
+        selectors: ['fixture_json:fixture:json-form', `fixture_json:pid_is_test:${process.pid}`],
+      });
       const mine = await spire.fetchX509Svid({ spiffeIds: [pidId, labelId, stringId, jsonId], inProcess: true });
       const ids = new Set(mine.map((s) => s.spiffeId));
       assert.ok(ids.has(labelId) && ids.has(stringId) && ids.has(jsonId), [...ids].join(', '));
@@ -116,7 +172,10 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       assert.ok(pidSvid.certChain()[0]!.subjectAltName?.includes(`URI:${pidId}`));
       // The CLI is another PID: it gets the label-based identities but not the PID-gated one.
       const cli = await spire.fetchX509Svid({ spiffeId: labelId });
-      assert.ok(!cli.some((s) => s.spiffeId === pidId || s.spiffeId === jsonId), 'PID-gated identities must not go to another process');
+      assert.ok(
+        !cli.some((s) => s.spiffeId === pidId || s.spiffeId === jsonId),
+        'PID-gated identities must not go to another process',
+      );
       const jwt = await spire.fetchJwtSvid('fixture-aud', { spiffeId: pidId, inProcess: true });
       assert.equal(jwt[0]!.claims['sub'], pidId);
 
@@ -135,8 +194,20 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       assert.equal(echoes(spire).filter((r) => r.event === 'configure' && r.label === 'block-form').length, 1);
       assert.equal(re.pid, byLabel('file-v1')?.pid);
       await spire.fetchX509Svid({ spiffeId: v2Id, inProcess: true });
-      await spire.waitForLog((l) => l.source === 'agent' && l.fields['plugin_name'] === 'fixture_file' && l.fields['fixture_level'] === 'info' && l.fields['label'] === 'file-v2', 30_000, mark);
-      const reconf = await spire.waitForLog((l) => l.source === 'agent' && l.msg === 'Plugin reconfigured' && l.fields['plugin_name'] === 'fixture_file', 30_000, mark);
+      await spire.waitForLog(
+        (l) =>
+          l.source === 'agent' &&
+          l.fields['plugin_name'] === 'fixture_file' &&
+          l.fields['fixture_level'] === 'info' &&
+          l.fields['label'] === 'file-v2',
+        30_000,
+        mark,
+      );
+      const reconf = await spire.waitForLog(
+        (l) => l.source === 'agent' && l.msg === 'Plugin reconfigured' && l.fields['plugin_name'] === 'fixture_file',
+        30_000,
+        mark,
+      );
       assert.equal(reconf.level, 'info');
     });
   });
@@ -145,8 +216,20 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
     await withSpire(t, async (spire) => {
       // Server: the TS NodeAttestor's required key is missing.
       const serverErr = await spire
-        .startServer({ plugins: [spire.nodePlugin({ type: 'NodeAttestor', name: 'fixture_na', script: NA_SERVER, pluginData: 'allowed_names = ["x"]' })] })
-        .then(() => undefined, (e: unknown) => e);
+        .startServer({
+          plugins: [
+            spire.nodePlugin({
+              type: 'NodeAttestor',
+              name: 'fixture_na',
+              script: NA_SERVER,
+              pluginData: 'allowed_names = ["x"]',
+            }),
+          ],
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       assert.ok(serverErr instanceof SpireStartError, String(serverErr));
       assert.match(serverErr.logTail, /failed to configure plugin \\"fixture_na\\".*key \\"secret\\" is required/);
       assert.match(serverErr.message, /key \\"secret\\" is required/);
@@ -154,12 +237,26 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       // Agent: the TS WorkloadAttestor refuses its config.
       await spire.startServer();
       const agentErr = await spire
-        .startAgent({ plugins: [spire.nodePlugin({ type: 'WorkloadAttestor', name: 'fixture_wa', script: PID_ATTESTOR, pluginData: 'label = "x"\nfail_with = "no good, on purpose"' })] })
-        .then(() => undefined, (e: unknown) => e);
+        .startAgent({
+          plugins: [
+            spire.nodePlugin({
+              type: 'WorkloadAttestor',
+              name: 'fixture_wa',
+              script: PID_ATTESTOR,
+              pluginData: 'label = "x"\nfail_with = "no good, on purpose"',
+            }),
+          ],
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       assert.ok(agentErr instanceof SpireStartError, String(agentErr));
       assert.equal(agentErr.component, 'agent');
       assert.match(agentErr.logTail, /fixture refused configuration: no good, on purpose/);
-      const line = spire.agentLogEntries().find((l) => l.level === 'error' && /fixture refused configuration/.test(String(l.fields['error'] ?? '')));
+      const line = spire
+        .agentLogEntries()
+        .find((l) => l.level === 'error' && /fixture refused configuration/.test(String(l.fields['error'] ?? '')));
       assert.ok(line, 'SPIRE logged the Configure error');
       assert.equal(line.fields['plugin_name'], 'fixture_wa');
     });
@@ -174,7 +271,13 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       await spire.startServer({
         env: echoEnv(spire),
         plugins: [
-          spire.nodePlugin({ type: 'NodeAttestor', name: 'fixture_na', script: NA_SERVER, launch: 'wrapper', pluginData: `secret = "${secret}"\nallowed_names = ["node-a"]` }),
+          spire.nodePlugin({
+            type: 'NodeAttestor',
+            name: 'fixture_na',
+            script: NA_SERVER,
+            launch: 'wrapper',
+            pluginData: `secret = "${secret}"\nallowed_names = ["node-a"]`,
+          }),
         ],
       });
       const conf = await waitForEcho(spire, (r) => r.event === 'configure' && r.plugin === 'node-attestor-server');
@@ -185,7 +288,9 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       ]);
       assert.equal(conf.metrics, 'ok');
       t.diagnostic(`IdentityProvider at Configure (server still starting): ${String(conf.identity)}`);
-      const logLine = await spire.waitForLog((l) => l.source === 'server' && l.msg === 'fixture host services at configure');
+      const logLine = await spire.waitForLog(
+        (l) => l.source === 'server' && l.msg === 'fixture host services at configure',
+      );
       assert.equal(logLine.level, 'info');
       assert.equal(logLine.fields['metrics'], 'ok');
       assert.equal(logLine.fields['plugin_name'], 'fixture_na');
@@ -193,7 +298,12 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
 
       await spire.startAgent({
         env: echoEnv(spire),
-        nodeAttestor: spire.nodePlugin({ type: 'NodeAttestor', name: 'fixture_na', script: NA_AGENT, pluginData: `name = "node-a"\nsecret = "${secret}"` }),
+        nodeAttestor: spire.nodePlugin({
+          type: 'NodeAttestor',
+          name: 'fixture_na',
+          script: NA_AGENT,
+          pluginData: `name = "node-a"\nsecret = "${secret}"`,
+        }),
       });
       const agentId = `spiffe://${TD}/spire/agent/fixture/node-a`;
       assert.equal(spire.agentSpiffeId(), agentId);
@@ -206,10 +316,10 @@ describe('real SPIRE v1.15.3 with SDK-built TypeScript plugins', { timeout: 900_
       const agent = (await spire.listAgents()).find((a) => a.spiffeId === agentId);
       assert.ok(agent);
       assert.equal(agent.attestationType, 'fixture_na');
-      assert.deepEqual(
-        agent.selectors.map((s) => `${s.type}:${s.value}`).sort(),
-        ['fixture_na:name:node-a', 'fixture_na:tofu:false'],
-      );
+      assert.deepEqual(agent.selectors.map((s) => `${s.type}:${s.value}`).sort(), [
+        'fixture_na:name:node-a',
+        'fixture_na:tofu:false',
+      ]);
       assert.equal(agent.canReattest, true);
 
       // Workloads under this agent get SVIDs; a node entry on the TS attestor's selector works as a parent.

@@ -12,14 +12,37 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { spireBinariesPresent, stopAllHarnesses, verifyChain, withSpire, type SpireHarness } from '../../simulators/spire/harness';
 import {
-  agentAttestor, agentHcl, agentIdOf, agentShow, expectedSelectorValues, importWithTool, makeCa, pollUntil, provisionWithTool,
-  provisionWithTpm2Tools, serverAttestor, serverHcl, startDevice, type Device, type Devid, type Impl, type TestCa,
+  spireBinariesPresent,
+  stopAllHarnesses,
+  verifyChain,
+  withSpire,
+  type SpireHarness,
+} from '../../simulators/spire/harness';
+import {
+  agentAttestor,
+  agentHcl,
+  agentIdOf,
+  agentShow,
+  expectedSelectorValues,
+  importWithTool,
+  makeCa,
+  pollUntil,
+  provisionWithTool,
+  provisionWithTpm2Tools,
+  serverAttestor,
+  serverHcl,
+  startDevice,
+  type Device,
+  type Devid,
+  type Impl,
+  type TestCa,
 } from './tpm-devid-fixtures/env';
 
 const TD = 'example.org';
-const SKIP = spireBinariesPresent() ? false : 'SPIRE binaries not found (simulators/spire/ensure-spire.sh or SPIRE_BIN_DIR)';
+const SKIP = spireBinariesPresent()
+  ? false
+  : 'SPIRE binaries not found (simulators/spire/ensure-spire.sh or SPIRE_BIN_DIR)';
 
 let devA: Device;
 let devB: Device;
@@ -32,7 +55,11 @@ const D: Record<string, Devid> = {};
 before(async () => {
   if (SKIP) return;
   work = mkdtempSync(join(tmpdir(), 'tpmdevid-spire-'));
-  [devA, devB, devC] = await Promise.all([startDevice('tpmdevid-spire-a'), startDevice('tpmdevid-spire-b'), startDevice('tpmdevid-spire-c')]);
+  [devA, devB, devC] = await Promise.all([
+    startDevice('tpmdevid-spire-a'),
+    startDevice('tpmdevid-spire-b'),
+    startDevice('tpmdevid-spire-c'),
+  ]);
   ca = await makeCa(work, 'devid-test-ca');
   // endorsement_ca_path: the swtpm-localca issuing CAs of the simulators (every certificate is an anchor)
   ekCaPath = join(work, 'endorsement-ca.pem');
@@ -79,7 +106,12 @@ async function attestAndCheck(spire: SpireHarness, s: Scenario): Promise<{ agent
   assert.equal(shown.spiffeId, agentId);
   assert.equal(shown.attestationType, 'tpm_devid');
   assert.equal(shown.canReattest, true);
-  assert.deepEqual([...shown.selectors].sort(), expectedSelectorValues(s.devid).map((v) => `tpm_devid:${v}`).sort());
+  assert.deepEqual(
+    [...shown.selectors].sort(),
+    expectedSelectorValues(s.devid)
+      .map((v) => `tpm_devid:${v}`)
+      .sort(),
+  );
   const listed = (await spire.listAgents()).find((a) => a.spiffeId === agentId);
   assert.ok(listed, 'agent listed');
   assert.deepEqual(listed.selectors.map((x) => `${x.type}:${x.value}`).sort(), [...shown.selectors].sort());
@@ -100,16 +132,43 @@ async function attestAndCheck(spire: SpireHarness, s: Scenario): Promise<{ agent
 const cases: Array<{ name: string; server: Impl; agent: Impl; devid: string; dev?: 'A' | 'B' }> = [
   { name: 'ours -> ours, RSA DevID from spire-tpm-devid provision', server: 'ours', agent: 'ours', devid: 'toolRsa' },
   { name: 'ours -> ours, ECC DevID from spire-tpm-devid provision', server: 'ours', agent: 'ours', devid: 'toolEcc' },
-  { name: 'our agent -> built-in server, RSA DevID from tpm2-tools + spire-tpm-devid import', server: 'builtin', agent: 'ours', devid: 't2RsaImported' },
-  { name: 'our agent -> built-in server, ECC DevID from tpm2-tools + spire-tpm-devid import', server: 'builtin', agent: 'ours', devid: 't2EccImported' },
-  { name: 'built-in agent (swtpm socket) -> our server, RSA DevID from tpm2-tools (tail -c +3)', server: 'ours', agent: 'builtin', devid: 't2RsaRaw' },
-  { name: 'built-in agent (swtpm socket) -> our server, ECC DevID from tpm2-tools (tail -c +3)', server: 'ours', agent: 'builtin', devid: 't2EccRaw' },
-  { name: 'built-in agent (swtpm socket) -> our server, ECC DevID from spire-tpm-devid provision', server: 'ours', agent: 'builtin', devid: 'toolEcc' },
+  {
+    name: 'our agent -> built-in server, RSA DevID from tpm2-tools + spire-tpm-devid import',
+    server: 'builtin',
+    agent: 'ours',
+    devid: 't2RsaImported',
+  },
+  {
+    name: 'our agent -> built-in server, ECC DevID from tpm2-tools + spire-tpm-devid import',
+    server: 'builtin',
+    agent: 'ours',
+    devid: 't2EccImported',
+  },
+  {
+    name: 'built-in agent (swtpm socket) -> our server, RSA DevID from tpm2-tools (tail -c +3)',
+    server: 'ours',
+    agent: 'builtin',
+    devid: 't2RsaRaw',
+  },
+  {
+    name: 'built-in agent (swtpm socket) -> our server, ECC DevID from tpm2-tools (tail -c +3)',
+    server: 'ours',
+    agent: 'builtin',
+    devid: 't2EccRaw',
+  },
+  {
+    name: 'built-in agent (swtpm socket) -> our server, ECC DevID from spire-tpm-devid provision',
+    server: 'ours',
+    agent: 'builtin',
+    devid: 'toolEcc',
+  },
 ];
 
 for (const c of cases) {
   test(c.name, { skip: SKIP, timeout: 180_000 }, async (t) => {
-    await withSpire(t, (spire) => attestAndCheck(spire, { server: c.server, agent: c.agent, devid: D[c.devid]!, dev: devA }));
+    await withSpire(t, (spire) =>
+      attestAndCheck(spire, { server: c.server, agent: c.agent, devid: D[c.devid]!, dev: devA }),
+    );
   });
 }
 
@@ -119,12 +178,25 @@ async function reattest(spire: SpireHarness, s: Scenario): Promise<void> {
   const before = await agentShow(spire, agentId);
   const mark = spire.logMark();
   await spire.waitForLog((l) => l.source === 'agent' && l.msg === 'Reattesting node', 120_000, mark);
-  await spire.waitForLog((l) => l.source === 'agent' && l.msg === 'Successfully reattested node' && l.fields['spiffe_id'] === agentId, 60_000, mark);
+  await spire.waitForLog(
+    (l) => l.source === 'agent' && l.msg === 'Successfully reattested node' && l.fields['spiffe_id'] === agentId,
+    60_000,
+    mark,
+  );
   // The server ran the full attestation again (not a renewal).
-  const attested = spire.serverLogEntries().slice(mark.server).filter((l) => l.msg === 'Agent attestation request completed' && l.fields['agent_id'] === agentId);
+  const attested = spire
+    .serverLogEntries()
+    .slice(mark.server)
+    .filter((l) => l.msg === 'Agent attestation request completed' && l.fields['agent_id'] === agentId);
   assert.ok(attested.length >= 1, 'server logged a second AttestAgent for the same agent ID');
   if (s.server === 'ours') {
-    assert.ok(spire.serverLogEntries().slice(mark.server).some((l) => l.msg === 'tpm_devid agent attested' && l.fields['spiffe_id'] === agentId), 'our server plugin attested again');
+    assert.ok(
+      spire
+        .serverLogEntries()
+        .slice(mark.server)
+        .some((l) => l.msg === 'tpm_devid agent attested' && l.fields['spiffe_id'] === agentId),
+      'our server plugin attested again',
+    );
   }
   const afterView = await pollUntil('a new agent SVID serial', 30_000, async () => {
     const v = await agentShow(spire, agentId);
@@ -139,10 +211,20 @@ async function reattest(spire: SpireHarness, s: Scenario): Promise<void> {
   assert.ok(new Date(new X509Certificate(svids[0]!.certChainPem[0]!).validTo) > new Date());
 }
 
-test('re-attestation after the agent SVID (agent_ttl 60s) expires: ours -> ours (RSA, device A), built-in agent -> our server (RSA, device B), our agent -> built-in server (ECC, device C), in parallel', { skip: SKIP, timeout: 300_000 }, async (t) => {
-  await Promise.all([
-    withSpire(t, (spire) => reattest(spire, { server: 'builtin', agent: 'ours', devid: D['cToolEcc']!, dev: devC, agentTtl: '60s' })),
-    withSpire(t, (spire) => reattest(spire, { server: 'ours', agent: 'ours', devid: D['toolRsa']!, dev: devA, agentTtl: '60s' })),
-    withSpire(t, (spire) => reattest(spire, { server: 'ours', agent: 'builtin', devid: D['bT2Rsa']!, dev: devB, agentTtl: '60s' })),
-  ]);
-});
+test(
+  're-attestation after the agent SVID (agent_ttl 60s) expires: ours -> ours (RSA, device A), built-in agent -> our server (RSA, device B), our agent -> built-in server (ECC, device C), in parallel',
+  { skip: SKIP, timeout: 300_000 },
+  async (t) => {
+    await Promise.all([
+      withSpire(t, (spire) =>
+        reattest(spire, { server: 'builtin', agent: 'ours', devid: D['cToolEcc']!, dev: devC, agentTtl: '60s' }),
+      ),
+      withSpire(t, (spire) =>
+        reattest(spire, { server: 'ours', agent: 'ours', devid: D['toolRsa']!, dev: devA, agentTtl: '60s' }),
+      ),
+      withSpire(t, (spire) =>
+        reattest(spire, { server: 'ours', agent: 'builtin', devid: D['bT2Rsa']!, dev: devB, agentTtl: '60s' }),
+      ),
+    ]);
+  },
+);

@@ -12,7 +12,14 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { spireBinariesPresent, spireBinDir, stopAllHarnesses, withSpire, type SpireHarness, type SpireLogEntry } from '../../simulators/spire/harness';
+import {
+  spireBinariesPresent,
+  spireBinDir,
+  stopAllHarnesses,
+  withSpire,
+  type SpireHarness,
+  type SpireLogEntry,
+} from '../../simulators/spire/harness';
 import {
   PLUGIN_MAIN,
   copyExecutable,
@@ -129,111 +136,149 @@ interface Case {
 
 // ------------------------------------------------------------------ 1. parity
 
-test('parity in SPIRE v1.15.3: built-in "unix" and ours as "unix_ts" in one agent produce identical selector lists', { skip, timeout: 300_000 }, async (t) => {
-  await withSpire(t, async (spire) => {
-    openSocketDir(spire);
-    await spire.startServer();
-    await spire.startAgent({
-      unixWorkloadAttestor: false,
-      plugins: [
-        { type: 'WorkloadAttestor', name: 'unix', pluginData: 'discover_workload_path = true' },
-        unixTsDecl(spire, 'unix_ts', 'discover_workload_path = true'),
-      ],
-    });
-    const sock = spire.agentSocket;
-    const fetch = fetchX509Args(sock);
-    const viewExe = path.join(viewDir, 'spire-agent');
-    assert.equal(fs.existsSync(viewExe), false, 'the namespaced path must not exist on the host');
+test(
+  'parity in SPIRE v1.15.3: built-in "unix" and ours as "unix_ts" in one agent produce identical selector lists',
+  { skip, timeout: 300_000 },
+  async (t) => {
+    await withSpire(t, async (spire) => {
+      openSocketDir(spire);
+      await spire.startServer();
+      await spire.startAgent({
+        unixWorkloadAttestor: false,
+        plugins: [
+          { type: 'WorkloadAttestor', name: 'unix', pluginData: 'discover_workload_path = true' },
+          unixTsDecl(spire, 'unix_ts', 'discover_workload_path = true'),
+        ],
+      });
+      const sock = spire.agentSocket;
+      const fetch = fetchX509Args(sock);
+      const viewExe = path.join(viewDir, 'spire-agent');
+      assert.equal(fs.existsSync(viewExe), false, 'the namespaced path must not exist on the host');
 
-    // effective != real: setpriv leaves real ids 1002/1003 and effective 0/0. (Effective 0 keeps /proc/<pid> owned by
-    // root:root, which is what SPIRE's peertracker compares with SO_PEERCRED's effective ids; the reverse, a
-    // non-dumpable process with a non-root euid, is rejected by the agent before any attestor result is used.)
-    const eneqr: Creds = { ruid: 1002, euid: 0, rgid: 1003, egid: 0, groups: [24] };
-    const probe = spawnSync('setpriv', [...setprivArgs(eneqr), 'cat', '/proc/self/status'], { encoding: 'utf8' });
-    assert.match(probe.stdout, /^Uid:\t1002\t0\t/m, 'real uid 1002, effective 0');
-    assert.match(probe.stdout, /^Gid:\t1003\t0\t/m, 'real gid 1003, effective 0');
+      // effective != real: setpriv leaves real ids 1002/1003 and effective 0/0. (Effective 0 keeps /proc/<pid> owned by
+      // root:root, which is what SPIRE's peertracker compares with SO_PEERCRED's effective ids; the reverse, a
+      // non-dumpable process with a non-root euid, is rejected by the agent before any attestor result is used.)
+      const eneqr: Creds = { ruid: 1002, euid: 0, rgid: 1003, egid: 0, groups: [24] };
+      const probe = spawnSync('setpriv', [...setprivArgs(eneqr), 'cat', '/proc/self/status'], { encoding: 'utf8' });
+      assert.match(probe.stdout, /^Uid:\t1002\t0\t/m, 'real uid 1002, effective 0');
+      assert.match(probe.stdout, /^Gid:\t1003\t0\t/m, 'real gid 1003, effective 0');
 
-    const cases: Case[] = [
-      { name: 'root', spec: { exe: agentCopy, args: fetch }, expected: expectedSelectors(0, 0, ownGroups(), agentCopy) },
-      {
-        name: 'uid1001-nogroups',
-        spec: { exe: agentCopy, args: fetch, creds: { uid: 1001, gid: 1001, groups: [] } },
-        expected: expectedSelectors(1001, 1001, [], agentCopy),
-      },
-      {
-        name: 'daemon-supplementary',
-        // kernel keeps supplementary groups sorted; names for 4 (adm) and 27 (sudo), none for 1001 and 60000
-        spec: { exe: agentCopy, args: fetch, creds: { uid: 1, gid: 33, groups: [60000, 27, 4, 1001] } },
-        expected: expectedSelectors(1, 33, [4, 27, 1001, 60000], agentCopy),
-      },
-      { name: 'euid0-ruid1002', spec: { exe: agentCopy, args: fetch, creds: eneqr }, expected: expectedSelectors(0, 0, [24], agentCopy) },
-      {
-        name: 'mountns-backup',
-        spec: { exe: viewExe, args: fetch, creds: { uid: 34, gid: 34, groups: [34, 40] }, mountNs: { bindSource: binDir, bindTarget: viewDir } },
-        expected: expectedSelectors(34, 34, [34, 40], viewExe),
-      },
-    ];
+      const cases: Case[] = [
+        {
+          name: 'root',
+          spec: { exe: agentCopy, args: fetch },
+          expected: expectedSelectors(0, 0, ownGroups(), agentCopy),
+        },
+        {
+          name: 'uid1001-nogroups',
+          spec: { exe: agentCopy, args: fetch, creds: { uid: 1001, gid: 1001, groups: [] } },
+          expected: expectedSelectors(1001, 1001, [], agentCopy),
+        },
+        {
+          name: 'daemon-supplementary',
+          // kernel keeps supplementary groups sorted; names for 4 (adm) and 27 (sudo), none for 1001 and 60000
+          spec: { exe: agentCopy, args: fetch, creds: { uid: 1, gid: 33, groups: [60000, 27, 4, 1001] } },
+          expected: expectedSelectors(1, 33, [4, 27, 1001, 60000], agentCopy),
+        },
+        {
+          name: 'euid0-ruid1002',
+          spec: { exe: agentCopy, args: fetch, creds: eneqr },
+          expected: expectedSelectors(0, 0, [24], agentCopy),
+        },
+        {
+          name: 'mountns-backup',
+          spec: {
+            exe: viewExe,
+            args: fetch,
+            creds: { uid: 34, gid: 34, groups: [34, 40] },
+            mountNs: { bindSource: binDir, bindTarget: viewDir },
+          },
+          expected: expectedSelectors(34, 34, [34, 40], viewExe),
+        },
+      ];
 
-    // One entry per attestor per workload, with *all* of that attestor's expected selectors.
-    const idFor = (c: Case, type: string) => `spiffe://${TD}/parity/${c.name}/${type}`;
-    for (const c of cases) {
-      for (const type of ['unix', 'unix_ts']) {
-        await spire.createEntry({ spiffeId: idFor(c, type), selectors: c.expected.map((v) => `${type}:${v}`) });
+      // One entry per attestor per workload, with *all* of that attestor's expected selectors.
+      const idFor = (c: Case, type: string) => `spiffe://${TD}/parity/${c.name}/${type}`;
+      for (const c of cases) {
+        for (const type of ['unix', 'unix_ts']) {
+          await spire.createEntry({ spiffeId: idFor(c, type), selectors: c.expected.map((v) => `${type}:${v}`) });
+        }
       }
-    }
 
-    for (const c of cases) {
-      const want = [idFor(c, 'unix'), idFor(c, 'unix_ts')];
-      const r = await fetchUntil(c.spec, want, 90_000);
-      const line = await attestedLine(spire, r.pid);
-      const byType = selectorsByType(line);
-      assert.deepEqual([...byType.keys()].sort(), ['unix', 'unix_ts'], `${c.name}: selector types ${[...byType.keys()].join(',')}`);
-      const builtin = byType.get('unix')!;
-      const ours = byType.get('unix_ts')!;
-      // The comparison that matters: SPIRE's own lists, list vs list (same values, same order).
-      assert.deepEqual(ours, builtin, `${c.name}: unix_ts vs built-in unix`);
-      assert.deepEqual(builtin, c.expected, `${c.name}: built-in vs independently computed`);
-      t.diagnostic(`${c.name} (pid ${r.pid}): ${builtin.length} selectors identical: ${builtin.filter((s) => !s.startsWith('sha256:')).join(' ')} sha256:${agentCopyHash.slice(0, 12)}…`);
-    }
-    assert.deepEqual(attestorFailures(spire), [], 'no attestor failed during the parity run');
-  });
-});
+      for (const c of cases) {
+        const want = [idFor(c, 'unix'), idFor(c, 'unix_ts')];
+        const r = await fetchUntil(c.spec, want, 90_000);
+        const line = await attestedLine(spire, r.pid);
+        const byType = selectorsByType(line);
+        assert.deepEqual(
+          [...byType.keys()].sort(),
+          ['unix', 'unix_ts'],
+          `${c.name}: selector types ${[...byType.keys()].join(',')}`,
+        );
+        const builtin = byType.get('unix')!;
+        const ours = byType.get('unix_ts')!;
+        // The comparison that matters: SPIRE's own lists, list vs list (same values, same order).
+        assert.deepEqual(ours, builtin, `${c.name}: unix_ts vs built-in unix`);
+        assert.deepEqual(builtin, c.expected, `${c.name}: built-in vs independently computed`);
+        t.diagnostic(
+          `${c.name} (pid ${r.pid}): ${builtin.length} selectors identical: ${builtin.filter((s) => !s.startsWith('sha256:')).join(' ')} sha256:${agentCopyHash.slice(0, 12)}…`,
+        );
+      }
+      assert.deepEqual(attestorFailures(spire), [], 'no attestor failed during the parity run');
+    });
+  },
+);
 
 // ------------------------------------------------------------------ 2. drop-in
 
-test('drop-in: ours configured as "unix" (no built-in) issues SVIDs for unix:uid and unix:sha256 entries', { skip, timeout: 240_000 }, async (t) => {
-  await withSpire(t, async (spire) => {
-    openSocketDir(spire);
-    await spire.startServer();
-    const mark = spire.logMark();
-    await spire.startAgent({ unixWorkloadAttestor: false, plugins: [unixTsDecl(spire, 'unix', 'discover_workload_path = true')] });
-    // SPIRE loaded an *external* plugin under the name unix (and no built-in of that name).
-    const loaded = spire
-      .agentLogEntries()
-      .slice(mark.agent)
-      .filter((l) => l.msg === 'Plugin loaded' && l.fields['plugin_type'] === 'WorkloadAttestor');
-    assert.deepEqual(
-      loaded.map((l) => [l.fields['plugin_name'], l.fields['external']]),
-      [['unix', true]],
-      `WorkloadAttestor plugins loaded: ${loaded.map((l) => l.raw).join('\n')}`,
-    );
+test(
+  'drop-in: ours configured as "unix" (no built-in) issues SVIDs for unix:uid and unix:sha256 entries',
+  { skip, timeout: 240_000 },
+  async (t) => {
+    await withSpire(t, async (spire) => {
+      openSocketDir(spire);
+      await spire.startServer();
+      const mark = spire.logMark();
+      await spire.startAgent({
+        unixWorkloadAttestor: false,
+        plugins: [unixTsDecl(spire, 'unix', 'discover_workload_path = true')],
+      });
+      // SPIRE loaded an *external* plugin under the name unix (and no built-in of that name).
+      const loaded = spire
+        .agentLogEntries()
+        .slice(mark.agent)
+        .filter((l) => l.msg === 'Plugin loaded' && l.fields['plugin_type'] === 'WorkloadAttestor');
+      assert.deepEqual(
+        loaded.map((l) => [l.fields['plugin_name'], l.fields['external']]),
+        [['unix', true]],
+        `WorkloadAttestor plugins loaded: ${loaded.map((l) => l.raw).join('\n')}`,
+      );
 
-    const uidId = `spiffe://${TD}/dropin/uid1001`;
-    const shaId = `spiffe://${TD}/dropin/sha256`;
-    await spire.createEntry({ spiffeId: uidId, selectors: ['unix:uid:1001'] });
-    await spire.createEntry({ spiffeId: shaId, selectors: [`unix:sha256:${agentCopyHash}`] });
+      const uidId = `spiffe://${TD}/dropin/uid1001`;
+      const shaId = `spiffe://${TD}/dropin/sha256`;
+      await spire.createEntry({ spiffeId: uidId, selectors: ['unix:uid:1001'] });
+      await spire.createEntry({ spiffeId: shaId, selectors: [`unix:sha256:${agentCopyHash}`] });
 
-    const fetch = fetchX509Args(spire.agentSocket);
-    const a = await fetchUntil({ exe: agentCopy, args: fetch, creds: { uid: 1001, gid: 1001, groups: [] } }, [uidId, shaId], 90_000);
-    assert.deepEqual(a.ids.sort(), [shaId, uidId].sort());
-    const sels = selectorsByType(await attestedLine(spire, a.pid));
-    assert.deepEqual([...sels.keys()], ['unix']);
-    assert.deepEqual(sels.get('unix'), [`uid:1001`, `gid:1001`, `path:${agentCopy}`, `sha256:${agentCopyHash}`]);
+      const fetch = fetchX509Args(spire.agentSocket);
+      const a = await fetchUntil(
+        { exe: agentCopy, args: fetch, creds: { uid: 1001, gid: 1001, groups: [] } },
+        [uidId, shaId],
+        90_000,
+      );
+      assert.deepEqual(a.ids.sort(), [shaId, uidId].sort());
+      const sels = selectorsByType(await attestedLine(spire, a.pid));
+      assert.deepEqual([...sels.keys()], ['unix']);
+      assert.deepEqual(sels.get('unix'), [`uid:1001`, `gid:1001`, `path:${agentCopy}`, `sha256:${agentCopyHash}`]);
 
-    // Another uid running the same binary matches only the sha256 entry.
-    const b = await fetchUntil({ exe: agentCopy, args: fetch, creds: { uid: 1002, gid: 1002, groups: [] } }, [shaId], 60_000);
-    assert.deepEqual(b.ids, [shaId]);
-    assert.deepEqual(attestorFailures(spire), []);
-    t.diagnostic(`uid 1001 got ${a.ids.join(', ')}; uid 1002 got ${b.ids.join(', ')}`);
-  });
-});
+      // Another uid running the same binary matches only the sha256 entry.
+      const b = await fetchUntil(
+        { exe: agentCopy, args: fetch, creds: { uid: 1002, gid: 1002, groups: [] } },
+        [shaId],
+        60_000,
+      );
+      assert.deepEqual(b.ids, [shaId]);
+      assert.deepEqual(attestorFailures(spire), []);
+      t.diagnostic(`uid 1001 got ${a.ids.join(', ')}; uid 1002 got ${b.ids.join(', ')}`);
+    });
+  },
+);

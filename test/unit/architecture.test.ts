@@ -53,9 +53,11 @@ function unitOf(file: string): { dir: string; pkg?: Pkg } {
 
 function importsOf(file: string): string[] {
   const src = readFileSync(join(repo, file), 'utf8');
-  return [...src.matchAll(/(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|[\s;])import\s*['"]([^'"]+)['"]|\b(?:import|require)\(\s*['"]([^'"]+)['"]\s*\)/gm)].map(
-    (m) => m[1] ?? m[2] ?? m[3] ?? '',
-  );
+  return [
+    ...src.matchAll(
+      /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|[\s;])import\s*['"]([^'"]+)['"]|\b(?:import|require)\(\s*['"]([^'"]+)['"]\s*\)/gm,
+    ),
+  ].map((m) => m[1] ?? m[2] ?? m[3] ?? '');
 }
 
 /** `@scope/name/sub` -> [`@scope/name`, `./sub`]; `name/sub` -> [`name`, `./sub`]. */
@@ -75,10 +77,14 @@ const builtins = new Set(builtinModules);
 const sources = [...walk('plugins'), ...walk('proto/gen')];
 
 test('the source tree has the packages and plugin folders the floor plan names', () => {
-  assert.deepEqual(
-    pkgs.map((p) => p.name).sort(),
-    ['@spire-hw/devid', '@spire-hw/pkcs11', '@spire-hw/proto', '@spire-hw/sdk', '@spire-hw/tpm2', '@spire-hw/x509'],
-  );
+  assert.deepEqual(pkgs.map((p) => p.name).sort(), [
+    '@spire-hw/devid',
+    '@spire-hw/pkcs11',
+    '@spire-hw/proto',
+    '@spire-hw/sdk',
+    '@spire-hw/tpm2',
+    '@spire-hw/x509',
+  ]);
   assert.ok(sources.length > 100, `only ${sources.length} source files found`);
 });
 
@@ -86,7 +92,10 @@ test("every package's exports map names files that exist", () => {
   for (const p of pkgs) {
     for (const [sub, target] of Object.entries(p.exports)) {
       if (sub.includes('*')) continue;
-      assert.ok(existsSync(join(repo, p.dir, target.types)), `${p.name} exports ${sub} -> ${target.types}, which is missing`);
+      assert.ok(
+        existsSync(join(repo, p.dir, target.types)),
+        `${p.name} exports ${sub} -> ${target.types}, which is missing`,
+      );
       assert.equal(target.default, target.types.replace(/\.ts$/, '.js'), `${p.name} ${sub}: runtime and types differ`);
     }
   }
@@ -98,7 +107,9 @@ test('no relative import leaves its package or plugin folder', () => {
     const unit = unitOf(f).dir;
     for (const spec of importsOf(f)) {
       if (!spec.startsWith('.')) continue;
-      const target = relative(repo, resolve(repo, dirname(f), spec)).split(sep).join('/');
+      const target = relative(repo, resolve(repo, dirname(f), spec))
+        .split(sep)
+        .join('/');
       if (!(target === unit || target.startsWith(unit + '/'))) bad.push(`${f} imports ${spec} (${target})`);
     }
   }

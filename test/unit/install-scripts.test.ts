@@ -27,7 +27,10 @@ function withInstallScripts(): string[] {
 function rebuiltByEnsureDeps(): string[] {
   const m = /^NPM_BUILD_SCRIPTS=\(([^)]*)\)/m.exec(read('scripts/ensure-deps.sh'));
   assert.ok(m, 'scripts/ensure-deps.sh defines NPM_BUILD_SCRIPTS=(…)');
-  return m[1]!.split(/\s+/).filter((s) => s.length > 0).sort();
+  return m[1]!
+    .split(/\s+/)
+    .filter((s) => s.length > 0)
+    .sort();
 }
 
 test('.npmrc disables dependency install scripts for every npm version', () => {
@@ -45,9 +48,14 @@ test('every dependency with an install script is decided: rebuilt by ensure-deps
   const allow = (JSON.parse(read('package.json')) as { allowScripts?: Record<string, boolean> }).allowScripts ?? {};
   for (const name of scripted) {
     assert.ok(name in allow, `${name} has an install script but no allowScripts decision in package.json`);
-    assert.equal(rebuilt.includes(name), allow[name] === true, `${name}: ensure-deps rebuilds it iff allowScripts allows it`);
+    assert.equal(
+      rebuilt.includes(name),
+      allow[name] === true,
+      `${name}: ensure-deps rebuilds it iff allowScripts allows it`,
+    );
   }
-  for (const name of rebuilt) assert.ok(scripted.includes(name), `ensure-deps rebuilds ${name}, which has no install script`);
+  for (const name of rebuilt)
+    assert.ok(scripted.includes(name), `ensure-deps rebuilds ${name}, which has no install script`);
   assert.deepEqual(rebuilt, ['pkcs11js']);
 });
 

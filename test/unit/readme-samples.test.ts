@@ -13,7 +13,9 @@ import { buildConfig as buildAgentConfig } from '../../plugins/tpm-devid-agent/c
 import { CONFIG_SCHEMA as SERVER_SCHEMA } from '../../plugins/tpm-devid-server/config';
 
 const repo = resolve(__dirname, '../../..');
-const readmes = ['pkcs11-keymanager', 'tpm-devid-agent', 'tpm-devid-server', 'unix-workloadattestor'].map((p) => join(repo, 'plugins', p, 'README.md'));
+const readmes = ['pkcs11-keymanager', 'tpm-devid-agent', 'tpm-devid-server', 'unix-workloadattestor'].map((p) =>
+  join(repo, 'plugins', p, 'README.md'),
+);
 const input = (hclText: string) => ({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true });
 
 /** Checks plugin_data with the configuration code of the plugin that `entry` (dist path) runs. */
@@ -75,6 +77,12 @@ test('plugin README samples run commands the build produces, with configuration 
 
 test('a sample with an unknown key is rejected by the same check (the test can fail)', () => {
   const status: ConfigStatus = { errors: [], notes: [] };
-  checkers['dist/plugins/tpm-devid-server/main.js']!(JSON.stringify({ devid_ca_path: '/x', endorsement_ca_path: '/y', devid_ca_pth: '/z' }), status);
-  assert.ok(status.errors.some((e) => e.includes('devid_ca_pth')), status.errors.join('; '));
+  checkers['dist/plugins/tpm-devid-server/main.js']!(
+    JSON.stringify({ devid_ca_path: '/x', endorsement_ca_path: '/y', devid_ca_pth: '/z' }),
+    status,
+  );
+  assert.ok(
+    status.errors.some((e) => e.includes('devid_ca_pth')),
+    status.errors.join('; '),
+  );
 });

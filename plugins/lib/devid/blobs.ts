@@ -68,7 +68,10 @@ export function parsePublicBlob(input: Uint8Array): PublicBlob {
     throw e;
   }
   if (value.type !== TPM_ALG.RSA && value.type !== TPM_ALG.ECC) {
-    throw new BlobError('unsupported-key', `DevID key type 0x${value.type.toString(16).padStart(4, '0')} is not RSA or ECC`);
+    throw new BlobError(
+      'unsupported-key',
+      `DevID key type 0x${value.type.toString(16).padStart(4, '0')} is not RSA or ECC`,
+    );
   }
   return { bytes, value, form, keyType: value.type === TPM_ALG.RSA ? 'rsa' : 'ecc' };
 }
@@ -78,7 +81,8 @@ export function parsePrivateBlob(input: Uint8Array): PrivateBlob {
   if (input.length === 0) throw new BlobError('empty', 'private blob is empty');
   const form = detectPrivateForm(input);
   const bytes = Buffer.from(form === 'tpm2b' ? input.subarray(2) : input);
-  if (bytes.length < 2 || u16(bytes) + 2 > bytes.length) throw new BlobError('malformed', 'not a TPM2B_PRIVATE content (integrity size exceeds the blob)');
+  if (bytes.length < 2 || u16(bytes) + 2 > bytes.length)
+    throw new BlobError('malformed', 'not a TPM2B_PRIVATE content (integrity size exceeds the blob)');
   return { bytes, form };
 }
 
@@ -104,7 +108,10 @@ export async function readBounded(path: string, max: number): Promise<Buffer> {
     fh = await fsp.open(path, 'r');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new BlobError('io', `open ${path}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.code === 'EACCES' ? 'permission denied' : err.message}`);
+    throw new BlobError(
+      'io',
+      `open ${path}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.code === 'EACCES' ? 'permission denied' : err.message}`,
+    );
   }
   try {
     const buf = Buffer.alloc(max + 1);
@@ -133,19 +140,28 @@ export async function loadDevidFiles(paths: { cert: string; priv: string; pub: s
     certs = parsePemCertificates(text);
     if (certs.length === 0) throw new BlobError('empty', 'no certificates found in file');
   } catch (e) {
-    throw new BlobError(e instanceof BlobError ? e.code : 'malformed', `cannot load certificate(s): ${e instanceof ChainError || e instanceof Error ? e.message : String(e)}`);
+    throw new BlobError(
+      e instanceof BlobError ? e.code : 'malformed',
+      `cannot load certificate(s): ${e instanceof ChainError || e instanceof Error ? e.message : String(e)}`,
+    );
   }
   let priv: PrivateBlob;
   try {
     priv = parsePrivateBlob(await readBounded(paths.priv, MAX_BLOB_FILE_BYTES));
   } catch (e) {
-    throw new BlobError(e instanceof BlobError ? e.code : 'malformed', `cannot load private key: ${(e as Error).message}`);
+    throw new BlobError(
+      e instanceof BlobError ? e.code : 'malformed',
+      `cannot load private key: ${(e as Error).message}`,
+    );
   }
   let pub: PublicBlob;
   try {
     pub = parsePublicBlob(await readBounded(paths.pub, MAX_BLOB_FILE_BYTES));
   } catch (e) {
-    throw new BlobError(e instanceof BlobError ? e.code : 'malformed', `cannot load public key: ${(e as Error).message}`);
+    throw new BlobError(
+      e instanceof BlobError ? e.code : 'malformed',
+      `cannot load public key: ${(e as Error).message}`,
+    );
   }
   return { certs, pub, priv };
 }

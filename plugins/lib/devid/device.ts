@@ -4,15 +4,19 @@
 //   "unix:/path" or a path   -> stat(): character device -> kernel device; unix socket -> swtpm data channel
 //                               (go-tpm's OpenTPM also chooses by file type); anything else is an error.
 import { promises as fsp } from 'node:fs';
-import { TpmTransportError, LinuxDeviceTransport, detectTpmDevice, StreamTransport, type TpmTransport } from '@spire-hw/tpm2';
+import {
+  TpmTransportError,
+  LinuxDeviceTransport,
+  detectTpmDevice,
+  StreamTransport,
+  type TpmTransport,
+} from '@spire-hw/tpm2';
 
 /** Per-command timeout: RSA key generation on discrete TPMs can take tens of seconds. */
 export const TPM_COMMAND_TIMEOUT_MS = 180_000;
 
 export type TpmLocation =
-  | { kind: 'device'; path: string }
-  | { kind: 'unix'; path: string }
-  | { kind: 'tcp'; host: string; port: number };
+  { kind: 'device'; path: string } | { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
 export class TpmLocationError extends Error {
   constructor(
@@ -30,7 +34,8 @@ export function parseTcpUrl(s: string): { host: string; port: number } | undefin
   const m = /^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\d{1,5})\/?$/.exec(s);
   if (!m) throw new TpmLocationError('bad-url', `invalid TPM address ${JSON.stringify(s)}: expected tcp://host:port`);
   const port = Number(m[2]);
-  if (port < 1 || port > 65535) throw new TpmLocationError('bad-url', `invalid TPM address ${JSON.stringify(s)}: port out of range`);
+  if (port < 1 || port > 65535)
+    throw new TpmLocationError('bad-url', `invalid TPM address ${JSON.stringify(s)}: port out of range`);
   const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
   return { host, port };
 }
@@ -44,7 +49,12 @@ export async function resolveTpmLocation(configured: string | undefined, devDir 
     try {
       return { kind: 'device', path: await detectTpmDevice(devDir) };
     } catch (e) {
-      const msg = e instanceof TpmTransportError && e.code === 'NO_DEVICE' ? 'not found' : e instanceof TpmTransportError && e.code === 'AMBIGUOUS_DEVICE' ? 'more than one possible TPM device was found' : (e as Error).message;
+      const msg =
+        e instanceof TpmTransportError && e.code === 'NO_DEVICE'
+          ? 'not found'
+          : e instanceof TpmTransportError && e.code === 'AMBIGUOUS_DEVICE'
+            ? 'more than one possible TPM device was found'
+            : (e as Error).message;
       throw new TpmLocationError('autodetect', msg);
     }
   }
@@ -55,15 +65,25 @@ export async function resolveTpmLocation(configured: string | undefined, devDir 
   try {
     st = await fsp.stat(path);
   } catch (e) {
-    throw new TpmLocationError('not-found', `cannot access TPM at ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new TpmLocationError(
+      'not-found',
+      `cannot access TPM at ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   if (st.isCharacterDevice()) return { kind: 'device', path };
   if (st.isSocket()) return { kind: 'unix', path };
-  throw new TpmLocationError('unsupported-file-type', `unsupported TPM file mode for ${path}: not a character device or a unix socket`);
+  throw new TpmLocationError(
+    'unsupported-file-type',
+    `unsupported TPM file mode for ${path}: not a character device or a unix socket`,
+  );
 }
 
 export function describeLocation(l: TpmLocation): string {
-  return l.kind === 'tcp' ? `tcp://${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}` : l.kind === 'unix' ? `unix:${l.path}` : l.path;
+  return l.kind === 'tcp'
+    ? `tcp://${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`
+    : l.kind === 'unix'
+      ? `unix:${l.path}`
+      : l.path;
 }
 
 /** Opens a transport to the TPM. Rejects with TpmTransportError. */

@@ -6,10 +6,38 @@
 // flushed on every path (success, error, cancellation).
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  ActivateCredential, Certify, Create, CreatePrimary, GetCapability, Load, NV_Read, NV_ReadPublic, PolicySecret, Sign,
-  Sized, TPM_ALG, TPM_CAP, TPM_PT, TPM_RH, TPMA_NV, Tpm, TpmDecodeError, TpmError, TpmScope, TpmUsageError,
-  TpmsIdObject, TpmtPublic, TpmtSignature, execute, marshal, startPolicySession, type TpmTransport, templateBytes,
-  NV_INDEX, ecdsaRsToDer, leftPad,
+  ActivateCredential,
+  Certify,
+  Create,
+  CreatePrimary,
+  GetCapability,
+  Load,
+  NV_Read,
+  NV_ReadPublic,
+  PolicySecret,
+  Sign,
+  Sized,
+  TPM_ALG,
+  TPM_CAP,
+  TPM_PT,
+  TPM_RH,
+  TPMA_NV,
+  Tpm,
+  TpmDecodeError,
+  TpmError,
+  TpmScope,
+  TpmUsageError,
+  TpmsIdObject,
+  TpmtPublic,
+  TpmtSignature,
+  execute,
+  marshal,
+  startPolicySession,
+  type TpmTransport,
+  templateBytes,
+  NV_INDEX,
+  ecdsaRsToDer,
+  leftPad,
 } from '@spire-hw/tpm2';
 import type { DevidKeyType } from './blobs';
 
@@ -34,7 +62,8 @@ export class CountingTransport implements TpmTransport {
   readonly codes: number[] = [];
   constructor(readonly inner: TpmTransport) {}
   send(command: Uint8Array): Promise<Uint8Array> {
-    if (command.length >= 10) this.codes.push(((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0);
+    if (command.length >= 10)
+      this.codes.push(((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0);
     return this.inner.send(command);
   }
   close(): Promise<void> {
@@ -90,12 +119,19 @@ export function firstDerElement(b: Uint8Array): Buffer {
   let off = 2;
   if (len & 0x80) {
     const n = len & 0x7f;
-    if (n === 0 || n > 4 || b.length < 2 + n) throw new TpmDecodeError('bad-value', 'EK certificate', 1, 'bad DER length');
+    if (n === 0 || n > 4 || b.length < 2 + n)
+      throw new TpmDecodeError('bad-value', 'EK certificate', 1, 'bad DER length');
     len = 0;
     for (let i = 0; i < n; i++) len = len * 256 + b[2 + i]!;
     off = 2 + n;
   }
-  if (off + len > b.length) throw new TpmDecodeError('truncated', 'EK certificate', 0, `DER element of ${off + len} bytes, only ${b.length} read`);
+  if (off + len > b.length)
+    throw new TpmDecodeError(
+      'truncated',
+      'EK certificate',
+      0,
+      `DER element of ${off + len} bytes, only ${b.length} read`,
+    );
   return Buffer.from(b.subarray(0, off + len));
 }
 
@@ -111,7 +147,10 @@ export interface TpmInfo {
 /** One GetCapability for TPM_PT_MANUFACTURER .. TPM_PT_NV_BUFFER_MAX: proves a TPM 2.0 answers and sizes NV reads. */
 export async function probeTpm(tpm: Tpm): Promise<TpmInfo> {
   const count = TPM_PT.NV_BUFFER_MAX - TPM_PT.MANUFACTURER + 1;
-  const r = await execute(tpm, GetCapability({ capability: TPM_CAP.TPM_PROPERTIES, property: TPM_PT.MANUFACTURER, propertyCount: count }));
+  const r = await execute(
+    tpm,
+    GetCapability({ capability: TPM_CAP.TPM_PROPERTIES, property: TPM_PT.MANUFACTURER, propertyCount: count }),
+  );
   let manufacturer = 0;
   let nvBufferMax = 1024;
   if (r.capabilityData.capability === TPM_CAP.TPM_PROPERTIES) {
@@ -124,24 +163,40 @@ export async function probeTpm(tpm: Tpm): Promise<TpmInfo> {
 }
 
 /** CreatePrimary of the SPIRE SRK (H-1 RSA or H-2 ECC) in the owner hierarchy, with a random userAuth. */
-export async function createSrk(scope: HandleScope, keyType: DevidKeyType, ownerPassword: Uint8Array): Promise<LoadedObject> {
+export async function createSrk(
+  scope: HandleScope,
+  keyType: DevidKeyType,
+  ownerPassword: Uint8Array,
+): Promise<LoadedObject> {
   const auth = randomBytes(16);
-  const r = await execute(scope.tpm, CreatePrimary({
-    primaryHandle: { handle: TPM_RH.OWNER, auth: ownerPassword },
-    inSensitive: { userAuth: auth, data: EMPTY },
-    inPublic: templateFor(srkTemplateName(keyType)),
-  }));
+  const r = await execute(
+    scope.tpm,
+    CreatePrimary({
+      primaryHandle: { handle: TPM_RH.OWNER, auth: ownerPassword },
+      inSensitive: { userAuth: auth, data: EMPTY },
+      inPublic: templateFor(srkTemplateName(keyType)),
+    }),
+  );
   scope.object(r.objectHandle);
   return { handle: r.objectHandle, name: r.name, auth };
 }
 
 /** Load of a key blob under `parent`. */
-export async function loadKey(scope: HandleScope, parent: LoadedObject, priv: Uint8Array, pub: Uint8Array, auth: Uint8Array): Promise<LoadedObject> {
-  const r = await execute(scope.tpm, Load({
-    parentHandle: { handle: parent.handle, name: parent.name, auth: parent.auth },
-    inPrivate: priv,
-    inPublic: Sized.decode(TpmtPublic, pub),
-  }));
+export async function loadKey(
+  scope: HandleScope,
+  parent: LoadedObject,
+  priv: Uint8Array,
+  pub: Uint8Array,
+  auth: Uint8Array,
+): Promise<LoadedObject> {
+  const r = await execute(
+    scope.tpm,
+    Load({
+      parentHandle: { handle: parent.handle, name: parent.name, auth: parent.auth },
+      inPrivate: priv,
+      inPublic: Sized.decode(TpmtPublic, pub),
+    }),
+  );
   scope.object(r.objectHandle);
   return { handle: r.objectHandle, name: r.name, auth };
 }
@@ -155,12 +210,20 @@ export interface CreatedKey {
 }
 
 /** Create of an ordinary key under `parent` (needs a free object slot while it runs). */
-export async function createKey(scope: HandleScope, parent: LoadedObject, template: Uint8Array, userAuth: Uint8Array): Promise<CreatedKey> {
-  const r = await execute(scope.tpm, Create({
-    parentHandle: { handle: parent.handle, name: parent.name, auth: parent.auth },
-    inSensitive: { userAuth, data: EMPTY },
-    inPublic: Sized.decode(TpmtPublic, template),
-  }));
+export async function createKey(
+  scope: HandleScope,
+  parent: LoadedObject,
+  template: Uint8Array,
+  userAuth: Uint8Array,
+): Promise<CreatedKey> {
+  const r = await execute(
+    scope.tpm,
+    Create({
+      parentHandle: { handle: parent.handle, name: parent.name, auth: parent.auth },
+      inSensitive: { userAuth, data: EMPTY },
+      inPublic: Sized.decode(TpmtPublic, template),
+    }),
+  );
   return { priv: Buffer.from(r.outPrivate), pub: Buffer.from(r.outPublic.bytes), pubValue: r.outPublic.value };
 }
 
@@ -171,10 +234,13 @@ export interface LoadedEk extends LoadedObject {
 
 /** CreatePrimary of the RSA-2048 L-1 EK in the endorsement hierarchy (the EK SPIRE uses). */
 export async function createEk(scope: HandleScope, endorsementPassword: Uint8Array): Promise<LoadedEk> {
-  const r = await execute(scope.tpm, CreatePrimary({
-    primaryHandle: { handle: TPM_RH.ENDORSEMENT, auth: endorsementPassword },
-    inPublic: templateFor('ek-rsa2048-l1'),
-  }));
+  const r = await execute(
+    scope.tpm,
+    CreatePrimary({
+      primaryHandle: { handle: TPM_RH.ENDORSEMENT, auth: endorsementPassword },
+      inPublic: templateFor('ek-rsa2048-l1'),
+    }),
+  );
   scope.object(r.objectHandle);
   return { handle: r.objectHandle, name: r.name, auth: EMPTY, pub: Buffer.from(r.outPublic.bytes) };
 }
@@ -184,13 +250,19 @@ export async function createEk(scope: HandleScope, endorsementPassword: Uint8Arr
  * Authorisation follows the index attributes: AUTHREAD -> the index itself with an empty password (swtpm,
  * SPIRE), else OWNERREAD -> the owner hierarchy with its password (some discrete TPMs).
  */
-export async function readEkCertificate(tpm: Tpm, nvBufferMax: number, ownerPassword: Uint8Array, index = EK_CERT_NV_INDEX): Promise<Buffer> {
+export async function readEkCertificate(
+  tpm: Tpm,
+  nvBufferMax: number,
+  ownerPassword: Uint8Array,
+  index = EK_CERT_NV_INDEX,
+): Promise<Buffer> {
   const pub = await execute(tpm, NV_ReadPublic({ nvIndex: index }));
   const info = pub.nvPublic.value;
   const size = info.dataSize;
-  const authHandle = info.attributes & TPMA_NV.AUTHREAD || !(info.attributes & TPMA_NV.OWNERREAD)
-    ? { handle: index, auth: EMPTY }
-    : { handle: TPM_RH.OWNER, auth: ownerPassword };
+  const authHandle =
+    info.attributes & TPMA_NV.AUTHREAD || !(info.attributes & TPMA_NV.OWNERREAD)
+      ? { handle: index, auth: EMPTY }
+      : { handle: TPM_RH.OWNER, auth: ownerPassword };
   const chunks: Uint8Array[] = [];
   const block = Math.max(64, Math.min(nvBufferMax, 2048));
   for (let off = 0; off < size; off += block) {
@@ -214,13 +286,21 @@ export interface CertifyResult {
 }
 
 /** Certify(object by signer) with RSASSA-SHA256 and empty qualifying data, as SPIRE. */
-export async function certify(tpm: Tpm, object: LoadedObject, signer: LoadedObject, qualifyingData: Uint8Array = EMPTY): Promise<CertifyResult> {
-  const r = await execute(tpm, Certify({
-    objectHandle: { handle: object.handle, name: object.name, auth: object.auth },
-    signHandle: { handle: signer.handle, name: signer.name, auth: signer.auth },
-    qualifyingData,
-    inScheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
-  }));
+export async function certify(
+  tpm: Tpm,
+  object: LoadedObject,
+  signer: LoadedObject,
+  qualifyingData: Uint8Array = EMPTY,
+): Promise<CertifyResult> {
+  const r = await execute(
+    tpm,
+    Certify({
+      objectHandle: { handle: object.handle, name: object.name, auth: object.auth },
+      signHandle: { handle: signer.handle, name: signer.name, auth: signer.auth },
+      qualifyingData,
+      inScheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
+    }),
+  );
   return { attest: Buffer.from(r.certifyInfo.bytes), signature: Buffer.from(marshal(TpmtSignature, r.signature)) };
 }
 
@@ -236,22 +316,32 @@ export interface PopSignature {
   alg: 'rsassa' | 'ecdsa';
 }
 
-export async function signSha256(tpm: Tpm, key: LoadedObject, data: Uint8Array, curveBytes = 32): Promise<PopSignature> {
+export async function signSha256(
+  tpm: Tpm,
+  key: LoadedObject,
+  data: Uint8Array,
+  curveBytes = 32,
+): Promise<PopSignature> {
   const digest = createHash('sha256').update(data).digest();
   const r = await execute(tpm, Sign({ keyHandle: { handle: key.handle, name: key.name, auth: key.auth }, digest }));
   const s = r.signature;
   if (s.sigAlg === TPM_ALG.RSASSA) {
-    if (s.hash !== TPM_ALG.SHA256) throw new TpmUsageError('unsupported', `DevID key signs with hash 0x${s.hash.toString(16)}, SHA-256 required`);
+    if (s.hash !== TPM_ALG.SHA256)
+      throw new TpmUsageError('unsupported', `DevID key signs with hash 0x${s.hash.toString(16)}, SHA-256 required`);
     return { signature: Buffer.from(s.sig), p1363: Buffer.from(s.sig), alg: 'rsassa' };
   }
   if (s.sigAlg === TPM_ALG.ECDSA) {
-    if (s.hash !== TPM_ALG.SHA256) throw new TpmUsageError('unsupported', `DevID key signs with hash 0x${s.hash.toString(16)}, SHA-256 required`);
+    if (s.hash !== TPM_ALG.SHA256)
+      throw new TpmUsageError('unsupported', `DevID key signs with hash 0x${s.hash.toString(16)}, SHA-256 required`);
     const r = leftPad(s.signatureR, curveBytes);
     const ss = leftPad(s.signatureS, curveBytes);
     if (!r || !ss) throw new TpmUsageError('unsupported', 'ECDSA signature component longer than the curve size');
     return { signature: ecdsaRsToDer(s.signatureR, s.signatureS), p1363: Buffer.concat([r, ss]), alg: 'ecdsa' };
   }
-  throw new TpmUsageError('unsupported', `DevID key signature scheme 0x${s.sigAlg.toString(16)} is not RSASSA or ECDSA`);
+  throw new TpmUsageError(
+    'unsupported',
+    `DevID key signature scheme 0x${s.sigAlg.toString(16)} is not RSASSA or ECDSA`,
+  );
 }
 
 /**
@@ -260,23 +350,40 @@ export async function signSha256(tpm: Tpm, key: LoadedObject, data: Uint8Array, 
  * as they travel in SPIRE's challenge). The session is tracked in `scope` until the TPM closes it.
  */
 export async function activateCredential(
-  scope: HandleScope, ak: LoadedObject, ek: LoadedObject, endorsementPassword: Uint8Array, credentialBlob: Uint8Array, secret: Uint8Array,
+  scope: HandleScope,
+  ak: LoadedObject,
+  ek: LoadedObject,
+  endorsementPassword: Uint8Array,
+  credentialBlob: Uint8Array,
+  secret: Uint8Array,
 ): Promise<Buffer> {
   let idObject: Sized<{ integrityHMAC: Uint8Array; encIdentity: Uint8Array }>;
   try {
     idObject = Sized.decode(TpmsIdObject, credentialBlob);
   } catch (e) {
-    if (e instanceof TpmDecodeError) throw new TpmDecodeError(e.code, 'challenge CredActivation.Credential', e.offset, e.message);
+    if (e instanceof TpmDecodeError)
+      throw new TpmDecodeError(e.code, 'challenge CredActivation.Credential', e.offset, e.message);
     throw e;
   }
-  const session = scope.session(await startPolicySession(scope.tpm, { hashAlg: TPM_ALG.SHA256, continueSession: false, nonceSize: 16 }));
-  await execute(scope.tpm, PolicySecret({ authHandle: { handle: TPM_RH.ENDORSEMENT, auth: endorsementPassword }, policySession: session.handle }));
-  const r = await execute(scope.tpm, ActivateCredential({
-    activateHandle: { handle: ak.handle, name: ak.name, auth: ak.auth },
-    keyHandle: { handle: ek.handle, name: ek.name, session },
-    credentialBlob: idObject,
-    secret,
-  }));
+  const session = scope.session(
+    await startPolicySession(scope.tpm, { hashAlg: TPM_ALG.SHA256, continueSession: false, nonceSize: 16 }),
+  );
+  await execute(
+    scope.tpm,
+    PolicySecret({
+      authHandle: { handle: TPM_RH.ENDORSEMENT, auth: endorsementPassword },
+      policySession: session.handle,
+    }),
+  );
+  const r = await execute(
+    scope.tpm,
+    ActivateCredential({
+      activateHandle: { handle: ak.handle, name: ak.name, auth: ak.auth },
+      keyHandle: { handle: ek.handle, name: ek.name, session },
+      credentialBlob: idObject,
+      secret,
+    }),
+  );
   // continueSession was clear: on success the TPM closed the session (the library marked it closed); release()
   // then only stops tracking it.
   await scope.release(session);

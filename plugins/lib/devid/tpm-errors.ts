@@ -1,8 +1,15 @@
 // TPM failures in words: the response code by name, where it points (handle/parameter/session) and what it most
 // likely means for DevID attestation and provisioning.
 import {
-  TPM_CC, TpmCryptoError, TpmDecodeError, TpmError, TpmLibError, TpmResponseAuthError, TpmTransportError,
-  TpmUsageError, formatRc,
+  TPM_CC,
+  TpmCryptoError,
+  TpmDecodeError,
+  TpmError,
+  TpmLibError,
+  TpmResponseAuthError,
+  TpmTransportError,
+  TpmUsageError,
+  formatRc,
 } from '@spire-hw/tpm2';
 
 /** What the object handles of a step are, to word hints ("the DevID key", "the owner hierarchy"). */
@@ -31,12 +38,14 @@ function hint(e: TpmError): string | undefined {
     case 'SESSION_MEMORY':
       return 'no free session slot: flush stale sessions or use /dev/tpmrm0';
     case 'HANDLE':
-      if (cc === TPM_CC.NV_ReadPublic || cc === TPM_CC.NV_Read) return 'the EK certificate NV index 0x01C00002 does not exist: this TPM has no RSA EK certificate in NV';
+      if (cc === TPM_CC.NV_ReadPublic || cc === TPM_CC.NV_Read)
+        return 'the EK certificate NV index 0x01C00002 does not exist: this TPM has no RSA EK certificate in NV';
       return 'the handle does not exist';
     case 'NV_UNINITIALIZED':
       return 'the EK certificate NV index was never written';
     case 'TYPE':
-      if (cc === TPM_CC.Load) return 'the public blob is not a TPMT_PUBLIC of the expected type (a TPM2B size prefix left in place?)';
+      if (cc === TPM_CC.Load)
+        return 'the public blob is not a TPMT_PUBLIC of the expected type (a TPM2B size prefix left in place?)';
       return 'wrong object type';
     case 'KEY':
     case 'SCHEME':
@@ -44,9 +53,9 @@ function hint(e: TpmError): string | undefined {
     case 'ATTRIBUTES':
       return 'object attributes do not allow this operation';
     case 'POLICY_FAIL':
-      return 'the policy session does not satisfy the key\'s policy';
+      return "the policy session does not satisfy the key's policy";
     case 'VALUE':
-      if (cc === TPM_CC.ActivateCredential) return 'the credential challenge does not match this TPM\'s EK or this AK';
+      if (cc === TPM_CC.ActivateCredential) return "the credential challenge does not match this TPM's EK or this AK";
       return undefined;
     case 'SIZE':
       return undefined;
@@ -86,7 +95,14 @@ function authTarget(e: TpmError): string | undefined {
 /** `TPM_RC_INTEGRITY (parameter 1): the key blob was not created under …` — the code in words plus the hint. */
 export function rcInWords(e: TpmError): string {
   const d = e.decoded;
-  const where = d.parameter !== undefined ? ` (parameter ${d.parameter})` : d.session !== undefined ? ` (session ${d.session})` : d.handle !== undefined ? ` (handle ${d.handle})` : '';
+  const where =
+    d.parameter !== undefined
+      ? ` (parameter ${d.parameter})`
+      : d.session !== undefined
+        ? ` (session ${d.session})`
+        : d.handle !== undefined
+          ? ` (handle ${d.handle})`
+          : '';
   const h = hint(e);
   return `TPM_RC_${d.name}${where}${h ? `: ${h}` : ''} [${e.commandName}, rc 0x${d.rc.toString(16).padStart(3, '0')}]`;
 }

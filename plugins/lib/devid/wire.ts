@@ -484,7 +484,8 @@ export function decodeAttestationRequest(data: Buffer | string): WireResult<Atte
       EKPub: (v) => (r.ekPub = bytes('EKPub', MAX_TPMT_PUBLIC_BYTES)(v)),
       AKPub: (v) => (r.akPub = bytes('AKPub', MAX_TPMT_PUBLIC_BYTES)(v)),
       CertifiedDevID: (v) => (r.certifiedDevId = bytes('CertifiedDevID', MAX_ATTEST_BYTES)(v)),
-      CertificationSignature: (v) => (r.certificationSignature = bytes('CertificationSignature', MAX_TPMT_SIGNATURE_BYTES)(v)),
+      CertificationSignature: (v) =>
+        (r.certificationSignature = bytes('CertificationSignature', MAX_TPMT_SIGNATURE_BYTES)(v)),
     });
     return r;
   });
@@ -508,13 +509,23 @@ export function decodeChallengeRequest(data: Buffer | string): WireResult<Challe
           return;
         }
         if (ca.t !== 'object') {
-          fail('type', f, `json: cannot unmarshal ${kindName(ca)} into Go struct field ${f} of type tpmdevid.CredActivation`);
+          fail(
+            'type',
+            f,
+            `json: cannot unmarshal ${kindName(ca)} into Go struct field ${f} of type tpmdevid.CredActivation`,
+          );
         }
         // Go's messages inside the nested struct name it, then the whole field path.
         eachField(ca.entries ?? [], {
           Credential: (v) =>
-            (credential = bytesField(v, `${f}.Credential`, 'CredActivation.CredActivation.Credential', MAX_CREDENTIAL_BYTES)),
-          Secret: (v) => (secret = bytesField(v, `${f}.Secret`, 'CredActivation.CredActivation.Secret', MAX_SECRET_BYTES)),
+            (credential = bytesField(
+              v,
+              `${f}.Credential`,
+              'CredActivation.CredActivation.Credential',
+              MAX_CREDENTIAL_BYTES,
+            )),
+          Secret: (v) =>
+            (secret = bytesField(v, `${f}.Secret`, 'CredActivation.CredActivation.Secret', MAX_SECRET_BYTES)),
         });
       },
     });

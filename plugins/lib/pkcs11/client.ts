@@ -32,7 +32,11 @@ import { type NativeSigner, openNativeSigner } from './native-sign';
  * threads than CPUs only add context switches and contention on the token's locks. Measured on 2 vCPUs with SoftHSM
  * (bench/pkcs11/sign.ts): 2 threads 8.9k SignData/s, 8 threads 8.3k/s, libuv's shared pool of 16 7.7k/s (medians of 4).
  */
-export function defaultSigningThreads(hardwareSlot: boolean, maxSessions: number, cpus = os.availableParallelism()): number {
+export function defaultSigningThreads(
+  hardwareSlot: boolean,
+  maxSessions: number,
+  cpus = os.availableParallelism(),
+): number {
   return Math.max(1, hardwareSlot ? maxSessions : Math.min(maxSessions, cpus));
 }
 
@@ -100,7 +104,13 @@ export class Pkcs11Client {
   private native: NativeSigner | null | undefined;
   private closed = false;
   private reloginInFlight: Promise<void> | undefined;
-  readonly stats: ClientStats = { loginAttempts: 0, relogins: 0, reinits: 0, sessionRecoveries: 0, retriedOperations: 0 };
+  readonly stats: ClientStats = {
+    loginAttempts: 0,
+    relogins: 0,
+    reinits: 0,
+    sessionRecoveries: 0,
+    retriedOperations: 0,
+  };
 
   private constructor(opts: Pkcs11ClientOptions, module: ModuleHandle) {
     this.options = {
@@ -124,7 +134,10 @@ export class Pkcs11Client {
    * module is re-initialised once first (tokens created after C_Initialize are invisible until then).
    */
   static async open(opts: Pkcs11ClientOptions): Promise<Pkcs11Client> {
-    const module = acquireModule(opts.modulePath, opts.libraryParameters ? { libraryParameters: opts.libraryParameters } : {});
+    const module = acquireModule(
+      opts.modulePath,
+      opts.libraryParameters ? { libraryParameters: opts.libraryParameters } : {},
+    );
     const c = new Pkcs11Client(opts, module);
     try {
       try {
@@ -152,12 +165,21 @@ export class Pkcs11Client {
   }
 
   get poolStats(): { size: number; idle: number; waiting: number; max: number; timeouts: number } {
-    return { size: this.pool.size, idle: this.pool.idleCount, waiting: this.pool.waiting, max: this.pool.max, timeouts: this.pool.timeouts };
+    return {
+      size: this.pool.size,
+      idle: this.pool.idleCount,
+      waiting: this.pool.waiting,
+      max: this.pool.max,
+      timeouts: this.pool.timeouts,
+    };
   }
 
   private newPool(max: number): SessionPool {
     return new SessionPool(
-      () => p11('C_OpenSession', () => this.pkcs11.C_OpenSession(this.token.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION)),
+      () =>
+        p11('C_OpenSession', () =>
+          this.pkcs11.C_OpenSession(this.token.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION),
+        ),
       (h) => this.pkcs11.C_CloseSession(h),
       max,
       this.options.sessionWaitTimeoutMs,
@@ -179,7 +201,9 @@ export class Pkcs11Client {
     }
     if (first || max !== this.pool.max) this.pool = this.newPool(max);
     else this.pool.invalidateAll();
-    this.anchor = p11('C_OpenSession', () => this.pkcs11.C_OpenSession(t.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION));
+    this.anchor = p11('C_OpenSession', () =>
+      this.pkcs11.C_OpenSession(t.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION),
+    );
     this.login();
     this.moduleGen = this.module.generation;
     this.epoch++;
@@ -203,7 +227,10 @@ export class Pkcs11Client {
     const ti = p11('C_GetTokenInfo', () => this.pkcs11.C_GetTokenInfo(this.token.slot));
     const t = this.token;
     if (ti.flags & pkcs11js.CKF_USER_PIN_LOCKED) {
-      throw new Pkcs11LibError('failed_precondition', `user PIN of token "${t.label}" is locked (CKF_USER_PIN_LOCKED); unlock it with the SO PIN`);
+      throw new Pkcs11LibError(
+        'failed_precondition',
+        `user PIN of token "${t.label}" is locked (CKF_USER_PIN_LOCKED); unlock it with the SO PIN`,
+      );
     }
     if (ti.flags & pkcs11js.CKF_USER_PIN_FINAL_TRY) {
       throw new Pkcs11LibError(
@@ -211,10 +238,14 @@ export class Pkcs11Client {
         `refusing to log in to token "${t.label}": CKF_USER_PIN_FINAL_TRY is set, one more wrong PIN would lock it; verify the PIN manually`,
       );
     }
-    if (ti.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW) this.log.warn('token reports CKF_USER_PIN_COUNT_LOW: a wrong PIN was entered recently', { label: t.label });
+    if (ti.flags & pkcs11js.CKF_USER_PIN_COUNT_LOW)
+      this.log.warn('token reports CKF_USER_PIN_COUNT_LOW: a wrong PIN was entered recently', { label: t.label });
     const protectedPath = this.options.pin.kind === 'protected';
     if (protectedPath && !(ti.flags & pkcs11js.CKF_PROTECTED_AUTHENTICATION_PATH)) {
-      throw new Pkcs11LibError('failed_precondition', `token "${t.label}" has no protected authentication path; configure a PIN`);
+      throw new Pkcs11LibError(
+        'failed_precondition',
+        `token "${t.label}" has no protected authentication path; configure a PIN`,
+      );
     }
     const pin = readPin(this.options.pin, this.log);
     this.stats.loginAttempts++;
@@ -331,7 +362,8 @@ export class Pkcs11Client {
       }
       let tier: RecoveryTier | undefined;
       if (err instanceof Pkcs11Error) tier = err.tier;
-      else if (err instanceof Pkcs11LibError && err.kind === 'unavailable' && /^token unavailable/.test(err.message)) tier = 'device';
+      else if (err instanceof Pkcs11LibError && err.kind === 'unavailable' && /^token unavailable/.test(err.message))
+        tier = 'device';
       if (!tier || tier === 'pin' || tier === 'fatal' || tier === 'capacity' || this.closed) throw err;
       if (Date.now() >= deadline) throw this.exhausted(what, err);
       // escalate when a tier's single retry was already used
@@ -346,7 +378,10 @@ export class Pkcs11Client {
       }
       used.set(tier, (used.get(tier) ?? 0) + 1);
       this.stats.retriedOperations++;
-      this.log.warn(`PKCS#11 ${what} failed, recovering`, { error: err instanceof Error ? err.message : String(err), tier });
+      this.log.warn(`PKCS#11 ${what} failed, recovering`, {
+        error: err instanceof Error ? err.message : String(err),
+        tier,
+      });
       try {
         if (tier === 'session') {
           this.stats.sessionRecoveries++;
@@ -371,7 +406,10 @@ export class Pkcs11Client {
 
   private exhausted(what: string, err: unknown): Error {
     const detail = err instanceof Error ? err.message : String(err);
-    return new Pkcs11LibError('unavailable', `PKCS#11 ${what} failed after recovery attempts within ${this.options.recoveryBudgetMs} ms: ${detail}`);
+    return new Pkcs11LibError(
+      'unavailable',
+      `PKCS#11 ${what} failed after recovery attempts within ${this.options.recoveryBudgetMs} ms: ${detail}`,
+    );
   }
 
   /** Runs `f` on a pooled session (inside {@link run}); the session is discarded if `f` throws. */
@@ -424,7 +462,10 @@ export class Pkcs11Client {
     if (ref.label !== undefined) tmpl.push({ type: pkcs11js.CKA_LABEL, value: ref.label });
     const found = this.findSync(tmpl, 2);
     if (found.length === 0) {
-      throw new Pkcs11LibError('not_found', `object (class ${ref.cls}, id ${ref.ckaId.toString('hex')}) no longer exists on the token`);
+      throw new Pkcs11LibError(
+        'not_found',
+        `object (class ${ref.cls}, id ${ref.ckaId.toString('hex')}) no longer exists on the token`,
+      );
     }
     ref.handle = found[0]!;
     ref.epoch = this.epoch;
@@ -439,7 +480,13 @@ export class Pkcs11Client {
 
   getAttributesSync(handle: Buffer, types: number[]): Map<number, Buffer> {
     const s = this.anchorSession();
-    const res = p11('C_GetAttributeValue', () => this.pkcs11.C_GetAttributeValue(s, handle, types.map((type) => ({ type }))));
+    const res = p11('C_GetAttributeValue', () =>
+      this.pkcs11.C_GetAttributeValue(
+        s,
+        handle,
+        types.map((type) => ({ type })),
+      ),
+    );
     const m = new Map<number, Buffer>();
     for (const a of res) m.set(a.type, a.value);
     return m;
@@ -455,9 +502,13 @@ export class Pkcs11Client {
         const key = this.resolve(ref);
         if (this.native === undefined) {
           try {
-            this.native = this.options.nativeSign ? (openNativeSigner(this.options.modulePath, this.signingThreads()) ?? null) : null;
+            this.native = this.options.nativeSign
+              ? (openNativeSigner(this.options.modulePath, this.signingThreads()) ?? null)
+              : null;
           } catch (e) {
-            this.log.warn('native signing addon unavailable, signing through pkcs11js', { error: (e as Error).message });
+            this.log.warn('native signing addon unavailable, signing through pkcs11js', {
+              error: (e as Error).message,
+            });
             this.native = null;
           }
           this.log.debug('signing path', { native: this.native !== null, threads: this.native?.threads ?? 0 });
@@ -480,10 +531,16 @@ export class Pkcs11Client {
   }
 
   /** Generates a key pair off the event loop (C_GenerateKeyPairAsync on a pooled session). */
-  generateKeyPair(mechanism: pkcs11js.Mechanism, pub: Attr[], priv: Attr[]): Promise<{ publicKey: Buffer; privateKey: Buffer }> {
+  generateKeyPair(
+    mechanism: pkcs11js.Mechanism,
+    pub: Attr[],
+    priv: Attr[],
+  ): Promise<{ publicKey: Buffer; privateKey: Buffer }> {
     return this.run('generate key pair', () =>
       this.withSession(async (s) => {
-        const kp = await p11Async('C_GenerateKeyPair', () => this.pkcs11.C_GenerateKeyPairAsync(s, mechanism, pub, priv));
+        const kp = await p11Async('C_GenerateKeyPair', () =>
+          this.pkcs11.C_GenerateKeyPairAsync(s, mechanism, pub, priv),
+        );
         return { publicKey: kp.publicKey, privateKey: kp.privateKey };
       }),
     );

@@ -37,7 +37,12 @@ export class RwGate {
       this.readers++;
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.waitingReaders.push(() => { this.readers++; resolve(); }));
+    return new Promise((resolve) =>
+      this.waitingReaders.push(() => {
+        this.readers++;
+        resolve();
+      }),
+    );
   }
 
   private releaseShared(): void {

@@ -15,7 +15,16 @@ import { Pkcs11Error } from './errors';
 interface Addon {
   open(modulePath: string): object;
   pool(mod: object, threads: number, cb: (id: number, rv: number, fn: string, sig?: Buffer) => void): object;
-  submit(pool: object, id: number, session: Buffer, key: Buffer, mechanism: number, param: Buffer | null, data: Buffer, maxOut: number): void;
+  submit(
+    pool: object,
+    id: number,
+    session: Buffer,
+    key: Buffer,
+    mechanism: number,
+    param: Buffer | null,
+    data: Buffer,
+    maxOut: number,
+  ): void;
   close(pool: object): void;
   threads(pool: object): number;
 }
@@ -24,7 +33,13 @@ export interface NativeSigner {
   /** Signing threads running (0 once closed). */
   readonly threads: number;
   /** Undefined when the mechanism parameter is of a kind the addon does not pack (the caller falls back to pkcs11js). */
-  sign(session: Buffer, key: Buffer, mechanism: pkcs11js.Mechanism, data: Buffer, maxOut: number): Promise<Buffer> | undefined;
+  sign(
+    session: Buffer,
+    key: Buffer,
+    mechanism: pkcs11js.Mechanism,
+    data: Buffer,
+    maxOut: number,
+  ): Promise<Buffer> | undefined;
   /** Lets queued signatures finish (their promises settle) and stops the threads. Idempotent. */
   close(): void;
 }
@@ -66,7 +81,11 @@ function packParam(m: pkcs11js.Mechanism): Buffer | null | false {
  * A signer for the module at `modulePath` with `threads` signing threads of its own, or undefined when the addon is
  * not built (or `PKCS11_NATIVE_SIGN=0`). The module must already be loaded and initialised by pkcs11js.
  */
-export function openNativeSigner(modulePath: string, threads: number, addonPath = defaultAddonPath()): NativeSigner | undefined {
+export function openNativeSigner(
+  modulePath: string,
+  threads: number,
+  addonPath = defaultAddonPath(),
+): NativeSigner | undefined {
   if (process.env['PKCS11_NATIVE_SIGN'] === '0' || !unix64()) return undefined;
   const a = loadAddon(addonPath);
   if (!a) return undefined;

@@ -18,7 +18,8 @@ export interface PinWarnings {
   warn(msg: string): void;
 }
 
-export type PinSourceErrorReason = 'unreadable' | 'not_regular' | 'too_large' | 'empty' | 'insecure_mode' | 'foreign_owner' | 'env_unset';
+export type PinSourceErrorReason =
+  'unreadable' | 'not_regular' | 'too_large' | 'empty' | 'insecure_mode' | 'foreign_owner' | 'env_unset';
 
 /** A PIN source that cannot be used; the message names the source (file, mode, variable), never the PIN. */
 export class PinSourceError extends Error {
@@ -47,21 +48,33 @@ function readPinFile(src: { path: string; allowInsecure?: boolean }, w?: PinWarn
     // O_NONBLOCK: a FIFO must not hang the plugin; it is refused below as not a regular file
     fd = fs.openSync(src.path, fs.constants.O_RDONLY | fs.constants.O_NOCTTY | fs.constants.O_NONBLOCK);
   } catch (e) {
-    throw new PinSourceError('unreadable', `cannot read pin_file "${src.path}": ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new PinSourceError(
+      'unreadable',
+      `cannot read pin_file "${src.path}": ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new PinSourceError('not_regular', `pin_file "${src.path}" is not a regular file`);
-    if (st.size > MAX_PIN_FILE_BYTES) throw new PinSourceError('too_large', `pin_file "${src.path}" is larger than ${MAX_PIN_FILE_BYTES} bytes`);
+    if (st.size > MAX_PIN_FILE_BYTES)
+      throw new PinSourceError('too_large', `pin_file "${src.path}" is larger than ${MAX_PIN_FILE_BYTES} bytes`);
     const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
     const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
     const problems: Array<[PinSourceErrorReason, string]> = [];
-    if ((st.mode & 0o077) !== 0) problems.push(['insecure_mode', `pin_file "${src.path}" is accessible by group or others (mode ${mode}); use chmod 0600 or 0400`]);
+    if ((st.mode & 0o077) !== 0)
+      problems.push([
+        'insecure_mode',
+        `pin_file "${src.path}" is accessible by group or others (mode ${mode}); use chmod 0600 or 0400`,
+      ]);
     if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
-      problems.push(['foreign_owner', `pin_file "${src.path}" belongs to uid ${st.uid}, not to this process (uid ${uid}) or root`]);
+      problems.push([
+        'foreign_owner',
+        `pin_file "${src.path}" belongs to uid ${st.uid}, not to this process (uid ${uid}) or root`,
+      ]);
     }
     for (const [reason, msg] of problems) {
-      if (!src.allowInsecure) throw new PinSourceError(reason, `${msg} (set allow_insecure_pin_file = true to accept it)`);
+      if (!src.allowInsecure)
+        throw new PinSourceError(reason, `${msg} (set allow_insecure_pin_file = true to accept it)`);
       w?.warn(`${msg}; accepted because allow_insecure_pin_file = true`);
     }
     const buf = Buffer.alloc(MAX_PIN_FILE_BYTES + 1);
@@ -71,11 +84,15 @@ function readPinFile(src: { path: string; allowInsecure?: boolean }, w?: PinWarn
       try {
         r = fs.readSync(fd, buf, n, buf.length - n, null);
       } catch (e) {
-        throw new PinSourceError('unreadable', `cannot read pin_file "${src.path}": ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+        throw new PinSourceError(
+          'unreadable',
+          `cannot read pin_file "${src.path}": ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+        );
       }
       if (r === 0) break;
       n += r;
-      if (n > MAX_PIN_FILE_BYTES) throw new PinSourceError('too_large', `pin_file "${src.path}" is larger than ${MAX_PIN_FILE_BYTES} bytes`);
+      if (n > MAX_PIN_FILE_BYTES)
+        throw new PinSourceError('too_large', `pin_file "${src.path}" is larger than ${MAX_PIN_FILE_BYTES} bytes`);
     }
     let text = buf.subarray(0, n).toString('utf8');
     buf.fill(0);

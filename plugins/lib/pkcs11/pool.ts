@@ -94,7 +94,10 @@ export class SessionPool {
       if (w.deadline <= now) {
         this.timeouts++;
         w.reject(
-          new Pkcs11LibError('unavailable', `no PKCS#11 session became free within ${w.wait} ms (max_sessions=${this.max}); the token is overloaded`),
+          new Pkcs11LibError(
+            'unavailable',
+            `no PKCS#11 session became free within ${w.wait} ms (max_sessions=${this.max}); the token is overloaded`,
+          ),
         );
       } else {
         keep.push(w);

@@ -7,7 +7,14 @@
 import { TPM_ALG, TPM_ST, curveInfo, hashInfo } from './constants';
 import { TpmDecodeError, type TpmDecodeErrorCode } from './errors';
 import { Sized, unmarshal, unmarshalPrefix } from './marshal';
-import { TpmsAttest, TpmsAttestHeader, TpmtPublic, TpmtSignature, type TpmtPublicEcc, type TpmtPublicRsa } from './structures';
+import {
+  TpmsAttest,
+  TpmsAttestHeader,
+  TpmtPublic,
+  TpmtSignature,
+  type TpmtPublicEcc,
+  type TpmtPublicRsa,
+} from './structures';
 
 export type TpmtPublicKey = TpmtPublicRsa | TpmtPublicEcc;
 
@@ -23,7 +30,8 @@ function decode<T>(f: () => T, rules: Readonly<Record<string, TpmDecodeErrorCode
   try {
     return f();
   } catch (e) {
-    const code = e instanceof TpmDecodeError && (e.code === 'bad-selector' || e.code === 'bad-value') ? rules[e.path] : undefined;
+    const code =
+      e instanceof TpmDecodeError && (e.code === 'bad-selector' || e.code === 'bad-value') ? rules[e.path] : undefined;
     if (e instanceof TpmDecodeError && code) throw new TpmDecodeError(code, e.path, e.offset, e.detail, e.value);
     throw e;
   }
@@ -59,13 +67,15 @@ export function checkPublic(bytes: Uint8Array): Sized<TpmtPublicKey> {
     if (!RSA_KEY_BITS.has(keyBits)) reject('bad-rsa-key-size', `${P}.parameters.keyBits`, keyBits);
     if (pub.unique.length !== keyBits / 8) reject('bad-rsa-modulus', `${P}.unique`, pub.unique.length, keyBits / 8);
     // 0 is the TPM's default exponent 65537; any other value must be an odd exponent >= 3 (2^32-1 is the field's max)
-    if (exponent !== 0 && (exponent < 3 || exponent % 2 === 0)) reject('bad-rsa-exponent', `${P}.parameters.exponent`, exponent);
+    if (exponent !== 0 && (exponent < 3 || exponent % 2 === 0))
+      reject('bad-rsa-exponent', `${P}.parameters.exponent`, exponent);
   } else {
     const { kdf, curveID } = pub.parameters;
     if ('hashAlg' in kdf) checkHash(kdf.hashAlg, `${P}.parameters.kdf.hashAlg`);
     const curve = curveInfo(curveID);
     if (!curve) return reject('unsupported-curve', `${P}.parameters.curveID`, curveID);
-    if (pub.unique.x.length > curve.size || pub.unique.y.length > curve.size) reject('bad-ecc-point', `${P}.unique`, curveID, curve.size);
+    if (pub.unique.x.length > curve.size || pub.unique.y.length > curve.size)
+      reject('bad-ecc-point', `${P}.unique`, curveID, curve.size);
   }
   return sized as Sized<TpmtPublicKey>;
 }
@@ -74,7 +84,11 @@ export function checkPublic(bytes: Uint8Array): Sized<TpmtPublicKey> {
 export function checkAttest(bytes: Uint8Array): TpmsAttest | TpmsAttestHeader {
   const rules = { 'TPMS_ATTEST.magic': 'bad-magic', 'TPMS_ATTEST.type': 'unsupported-attest-type' } as const;
   const head = decode(() => unmarshalPrefix(TpmsAttestHeader, bytes).value, rules);
-  if (head.type !== TPM_ST.ATTEST_CERTIFY && head.type !== TPM_ST.ATTEST_QUOTE && head.type !== TPM_ST.ATTEST_CREATION) {
+  if (
+    head.type !== TPM_ST.ATTEST_CERTIFY &&
+    head.type !== TPM_ST.ATTEST_QUOTE &&
+    head.type !== TPM_ST.ATTEST_CREATION
+  ) {
     reject('unsupported-attest-type', 'TPMS_ATTEST.type', head.type);
   }
   return head.type === TPM_ST.ATTEST_CERTIFY ? decode(() => unmarshal(TpmsAttest, bytes), rules) : head;
@@ -82,7 +96,10 @@ export function checkAttest(bytes: Uint8Array): TpmsAttest | TpmsAttestHeader {
 
 /** TPMT_SIGNATURE with a supported (or NULL) hash. */
 export function checkSignature(bytes: Uint8Array): TpmtSignature {
-  const sig = decode(() => unmarshal(TpmtSignature, bytes), { 'TPMT_SIGNATURE.sigAlg': 'unsupported-sig-alg', 'TPMT_SIGNATURE.hmac': 'unsupported-hash' });
+  const sig = decode(() => unmarshal(TpmtSignature, bytes), {
+    'TPMT_SIGNATURE.sigAlg': 'unsupported-sig-alg',
+    'TPMT_SIGNATURE.hmac': 'unsupported-hash',
+  });
   if ('hash' in sig) checkHash(sig.hash, 'TPMT_SIGNATURE.hash');
   return sig;
 }

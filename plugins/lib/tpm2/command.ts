@@ -48,14 +48,19 @@ type Simplify<T> = { [K in keyof T]: T[K] } & {};
 type HandleArgs<H extends readonly HandleDecl[]> = {
   [D in H[number] as D['name']]: D extends { auth: string } ? AuthHandleArg : HandleArg;
 };
-type ParamArgs<P extends Fields, Df> = Omit<StructInput<P>, keyof Df> & Partial<Pick<StructInput<P>, Extract<keyof Df, keyof P>>>;
+type ParamArgs<P extends Fields, Df> = Omit<StructInput<P>, keyof Df> &
+  Partial<Pick<StructInput<P>, Extract<keyof Df, keyof P>>>;
 
 /** The argument object of a command: one field per handle and per parameter (defaulted parameters optional). */
-export type ArgsOf<D> = D extends CommandDef<infer H, infer P, infer Df, readonly string[], Fields> ? Simplify<HandleArgs<H> & ParamArgs<P, Df>> : never;
+export type ArgsOf<D> =
+  D extends CommandDef<infer H, infer P, infer Df, readonly string[], Fields>
+    ? Simplify<HandleArgs<H> & ParamArgs<P, Df>>
+    : never;
 /** The decoded response: one number per returned handle plus the response parameters. */
-export type ResponseOf<D> = D extends CommandDef<readonly HandleDecl[], Fields, unknown, infer RH, infer R>
-  ? Simplify<{ -readonly [K in RH[number]]: number } & StructOf<R>>
-  : never;
+export type ResponseOf<D> =
+  D extends CommandDef<readonly HandleDecl[], Fields, unknown, infer RH, infer R>
+    ? Simplify<{ -readonly [K in RH[number]]: number } & StructOf<R>>
+    : never;
 
 /** A command value: its declaration and the arguments to send. */
 export interface Command<D extends AnyDef = AnyDef> {
@@ -133,14 +138,16 @@ function encodeCommandUnchecked<D extends AnyDef>(cmd: Command<D>, extra: readon
   const slots: SessionSlot[] = [];
   for (const hd of def.handles) {
     const a = args[hd.name];
-    if (a === undefined || a === null) throw new TpmUsageError('bad-argument', `${def.name}: handle ${hd.name} is missing`);
+    if (a === undefined || a === null)
+      throw new TpmUsageError('bad-argument', `${def.name}: handle ${hd.name} is missing`);
     const p = handleParts(a as HandleArg);
     handles.push(p.handle);
     names.push(p.name);
     if (hd.auth) slots.push({ session: p.session ?? PasswordSession, authValue: p.auth });
   }
   for (const s of extra) slots.push({ session: s, authValue: new Uint8Array(0) });
-  if (slots.length > MAX_SESSIONS) throw new TpmUsageError('too-many-sessions', `${def.name}: ${slots.length} sessions, at most ${MAX_SESSIONS}`);
+  if (slots.length > MAX_SESSIONS)
+    throw new TpmUsageError('too-many-sessions', `${def.name}: ${slots.length} sessions, at most ${MAX_SESSIONS}`);
   const seen = new Set<SessionBase>();
   for (const { session } of slots) {
     if (!isNonPassword(session)) continue;
@@ -178,7 +185,8 @@ function encodeCommandUnchecked<D extends AnyDef>(cmd: Command<D>, extra: readon
       try {
         codec.write(pw, v);
       } catch (e) {
-        if (e instanceof RangeError) throw new TpmUsageError('bad-argument', `${def.name}: parameter ${k}: ${e.message}`);
+        if (e instanceof RangeError)
+          throw new TpmUsageError('bad-argument', `${def.name}: parameter ${k}: ${e.message}`);
         throw e;
       }
     }
@@ -200,7 +208,11 @@ function encodeCommandUnchecked<D extends AnyDef>(cmd: Command<D>, extra: readon
       if (!h) {
         const parts: Uint8Array[] = [ccBytes];
         names.forEach((n, j) => {
-          if (!n) throw new TpmUsageError('name-required', `${def.name}: handle ${def.handles[j]!.name} (0x${handles[j]!.toString(16)}) needs a Name for an HMAC/policy session`);
+          if (!n)
+            throw new TpmUsageError(
+              'name-required',
+              `${def.name}: handle ${def.handles[j]!.name} (0x${handles[j]!.toString(16)}) needs a Name for an HMAC/policy session`,
+            );
           parts.push(n);
         });
         parts.push(params);
@@ -231,7 +243,9 @@ function encodeCommandUnchecked<D extends AnyDef>(cmd: Command<D>, extra: readon
     w.u32(0);
     for (const [i, a] of auths.entries()) {
       if (a.nonce.length > 0xffff || a.hmac.length > 0xffff) {
-        throw new RangeError(`session ${i + 1}: ${a.nonce.length > 0xffff ? 'nonce' : 'authorization value'} of ${Math.max(a.nonce.length, a.hmac.length)} bytes exceeds the 65535 a TPM2B holds`);
+        throw new RangeError(
+          `session ${i + 1}: ${a.nonce.length > 0xffff ? 'nonce' : 'authorization value'} of ${Math.max(a.nonce.length, a.hmac.length)} bytes exceeds the 65535 a TPM2B holds`,
+        );
       }
       w.u32(a.sessionHandle);
       w.u16(a.nonce.length);
@@ -255,7 +269,13 @@ function u32be(n: number): Uint8Array {
 
 /** Reads the 10-byte header of a response: throws TpmDecodeError if it is not a well-formed frame. */
 export function parseResponseHeader(bytes: Uint8Array, path = 'response'): { tag: number; size: number; rc: number } {
-  if (bytes.length < 10) throw new TpmDecodeError('truncated', path, 0, `response of ${bytes.length} bytes is shorter than the 10-byte header`);
+  if (bytes.length < 10)
+    throw new TpmDecodeError(
+      'truncated',
+      path,
+      0,
+      `response of ${bytes.length} bytes is shorter than the 10-byte header`,
+    );
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const tag = dv.getUint16(0);
   const size = dv.getUint32(2);
@@ -263,7 +283,8 @@ export function parseResponseHeader(bytes: Uint8Array, path = 'response'): { tag
   if (tag !== TPM_ST.NO_SESSIONS && tag !== TPM_ST.SESSIONS && tag !== TPM_ST.RSP_COMMAND) {
     throw new TpmDecodeError('bad-header', path, 0, `bad response tag 0x${tag.toString(16)}`);
   }
-  if (size !== bytes.length) throw new TpmDecodeError('bad-header', path, 2, `responseSize ${size} but ${bytes.length} bytes received`);
+  if (size !== bytes.length)
+    throw new TpmDecodeError('bad-header', path, 2, `responseSize ${size} but ${bytes.length} bytes received`);
   return { tag, size, rc };
 }
 
@@ -277,7 +298,8 @@ export function decodeResponse<D extends AnyDef>(enc: EncodedCommand, bytes: Uin
   const { tag, rc } = parseResponseHeader(bytes, path);
   if (rc !== 0) throw new TpmError(rc, def.code);
   const expectTag = enc.slots.length ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS;
-  if (tag !== expectTag) throw new TpmDecodeError('bad-header', path, 0, `tag 0x${tag.toString(16)}, expected 0x${expectTag.toString(16)}`);
+  if (tag !== expectTag)
+    throw new TpmDecodeError('bad-header', path, 0, `tag 0x${tag.toString(16)}, expected 0x${expectTag.toString(16)}`);
   const r = new Reader(bytes, path, 10);
   const out: Record<string, unknown> = {};
   for (const name of def.responseHandles) out[name] = r.u32();
@@ -285,7 +307,13 @@ export function decodeResponse<D extends AnyDef>(enc: EncodedCommand, bytes: Uin
   const authResps: TpmsAuthResponse[] = [];
   if (enc.slots.length) {
     const psize = r.u32();
-    if (psize > r.remaining) throw new TpmDecodeError('bad-size', path, r.offset - 4, `parameterSize ${psize} exceeds the ${r.remaining} bytes left`);
+    if (psize > r.remaining)
+      throw new TpmDecodeError(
+        'bad-size',
+        path,
+        r.offset - 4,
+        `parameterSize ${psize} exceeds the ${r.remaining} bytes left`,
+      );
     paramBytes = r.bytes(psize);
     for (let i = 0; i < enc.slots.length; i++) {
       r.path = `${path}.auth[${i}]`;
@@ -305,7 +333,13 @@ export function decodeResponse<D extends AnyDef>(enc: EncodedCommand, bytes: Uin
     const s = slot.session;
     const ar = authResps[i]!;
     if (s.kind === 'password') {
-      if (ar.nonce.length !== 0 || ar.hmac.length !== 0) throw new TpmDecodeError('bad-value', `${path}.auth[${i}]`, 0, 'password session response must have empty nonce and hmac');
+      if (ar.nonce.length !== 0 || ar.hmac.length !== 0)
+        throw new TpmDecodeError(
+          'bad-value',
+          `${path}.auth[${i}]`,
+          0,
+          'password session response must have empty nonce and hmac',
+        );
       return;
     }
     rpHash ??= new Map();
@@ -322,8 +356,12 @@ export function decodeResponse<D extends AnyDef>(enc: EncodedCommand, bytes: Uin
   const encryptSlot = enc.encryptSlot >= 0 ? enc.slots[enc.encryptSlot] : undefined;
   if (encryptSlot && paramBytes.length >= 2) {
     const n = (paramBytes[0]! << 8) | paramBytes[1]!;
-    if (n + 2 > paramBytes.length) throw new TpmDecodeError('truncated', `${path}.params`, 0, 'encrypted first parameter is truncated');
-    const dec = (encryptSlot.session as ExtraSession).decryptResponseParam(paramBytes.subarray(2, 2 + n), encryptSlot.authValue);
+    if (n + 2 > paramBytes.length)
+      throw new TpmDecodeError('truncated', `${path}.params`, 0, 'encrypted first parameter is truncated');
+    const dec = (encryptSlot.session as ExtraSession).decryptResponseParam(
+      paramBytes.subarray(2, 2 + n),
+      encryptSlot.authValue,
+    );
     paramBytes = Uint8Array.from(paramBytes);
     paramBytes.set(dec, 2);
   }

@@ -32,10 +32,12 @@ export interface MakeCredentialResult {
 function ekParams(ek: TpmtPublic): { nameAlg: HashAlgName; symKeyBits: 128 | 192 | 256 } {
   const h = hashInfo(ek.nameAlg);
   if (!h) throw new TpmCryptoError('unsupported-hash', `unsupported EK nameAlg 0x${ek.nameAlg.toString(16)}`);
-  if (ek.type !== TPM_ALG.RSA && ek.type !== TPM_ALG.ECC) throw new TpmCryptoError('bad-public-key', `unsupported EK type 0x${ek.type.toString(16)}`);
+  if (ek.type !== TPM_ALG.RSA && ek.type !== TPM_ALG.ECC)
+    throw new TpmCryptoError('bad-public-key', `unsupported EK type 0x${ek.type.toString(16)}`);
   const sym = ek.parameters.symmetric;
   const bits = sym.algorithm === TPM_ALG.AES && sym.mode === TPM_ALG.CFB ? sym.keyBits : 0;
-  if (bits !== 128 && bits !== 192 && bits !== 256) throw new TpmCryptoError('unsupported-symmetric', 'EK symmetric must be AES-128/192/256 in CFB mode');
+  if (bits !== 128 && bits !== 192 && bits !== 256)
+    throw new TpmCryptoError('unsupported-symmetric', 'EK symmetric must be AES-128/192/256 in CFB mode');
   return { nameAlg: h.name, symKeyBits: bits };
 }
 
@@ -80,23 +82,38 @@ export function credentialBlobFromSeed(
   const empty = Buffer.alloc(0);
   const symKey = kdfa(nameAlg, seed, 'STORAGE', objectName, empty, symKeyBits);
   const cipher = createCipheriv(`aes-${symKeyBits}-cfb`, symKey, Buffer.alloc(16));
-  const encIdentity = Buffer.concat([cipher.update(Buffer.concat([u16(credential.length), credential])), cipher.final()]);
+  const encIdentity = Buffer.concat([
+    cipher.update(Buffer.concat([u16(credential.length), credential])),
+    cipher.final(),
+  ]);
   const hmacKey = kdfa(nameAlg, seed, 'INTEGRITY', empty, empty, hashByName(nameAlg).size * 8);
   const integrity = createHmac(nameAlg, hmacKey).update(encIdentity).update(objectName).digest();
   return Buffer.concat([u16(integrity.length), integrity, encIdentity]);
 }
 
-function rsaSeed(ek: TpmtPublicRsa, nameAlg: HashAlgName, opts: MakeCredentialOptions): { seed: Buffer; secret: Buffer } {
+function rsaSeed(
+  ek: TpmtPublicRsa,
+  nameAlg: HashAlgName,
+  opts: MakeCredentialOptions,
+): { seed: Buffer; secret: Buffer } {
   const max = hashByName(nameAlg).size;
   const seed = opts.seed ? Buffer.from(opts.seed) : randomBytes(opts.seedBytes ?? max);
   if (seed.length < 1 || seed.length > max) {
-    throw new TpmCryptoError('bad-seed', `RSA seed must be 1..${max} bytes (TPM rejects longer seeds), got ${seed.length}`);
+    throw new TpmCryptoError(
+      'bad-seed',
+      `RSA seed must be 1..${max} bytes (TPM rejects longer seeds), got ${seed.length}`,
+    );
   }
   const key = publicKeyOf(ek);
   let secret: Buffer;
   try {
     secret = publicEncrypt(
-      { key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: nameAlg, oaepLabel: Buffer.from('IDENTITY\0', 'latin1') },
+      {
+        key,
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: nameAlg,
+        oaepLabel: Buffer.from('IDENTITY\0', 'latin1'),
+      },
       seed,
     );
   } catch (e) {
@@ -105,7 +122,11 @@ function rsaSeed(ek: TpmtPublicRsa, nameAlg: HashAlgName, opts: MakeCredentialOp
   return { seed, secret };
 }
 
-function eccSeed(ek: TpmtPublicEcc, nameAlg: HashAlgName, opts: MakeCredentialOptions): { seed: Buffer; secret: Buffer } {
+function eccSeed(
+  ek: TpmtPublicEcc,
+  nameAlg: HashAlgName,
+  opts: MakeCredentialOptions,
+): { seed: Buffer; secret: Buffer } {
   const curve = curveInfo(ek.parameters.curveID);
   if (curve?.name !== 'P-256' && curve?.name !== 'P-384') {
     throw new TpmCryptoError('unsupported-curve', `unsupported EK curve 0x${ek.parameters.curveID.toString(16)}`);
@@ -158,6 +179,7 @@ export function makeCredential(
   const { nameAlg, symKeyBits } = ekParams(ek);
   checkName(objectName);
   checkCredential(nameAlg, credential);
-  const { seed, secret } = ek.type === TPM_ALG.RSA ? rsaSeed(ek, nameAlg, opts) : eccSeed(ek as TpmtPublicEcc, nameAlg, opts);
+  const { seed, secret } =
+    ek.type === TPM_ALG.RSA ? rsaSeed(ek, nameAlg, opts) : eccSeed(ek as TpmtPublicEcc, nameAlg, opts);
   return { credentialBlob: credentialBlobFromSeed(nameAlg, symKeyBits, seed, objectName, credential), secret };
 }

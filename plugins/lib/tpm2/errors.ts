@@ -49,23 +49,44 @@ export function decodeRc(rcIn: number): DecodedRc {
     else if (n & 0x8) r.session = n & 0x7;
     else if (n !== 0) r.handle = n & 0x7;
     return {
-      rc, base, name: layer === 0 ? RC_NAMES.get(base) ?? 'UNKNOWN' : 'UNKNOWN', format: 1, warning: false,
-      vendor: false, layer, retryable: false, ...r,
+      rc,
+      base,
+      name: layer === 0 ? (RC_NAMES.get(base) ?? 'UNKNOWN') : 'UNKNOWN',
+      format: 1,
+      warning: false,
+      vendor: false,
+      layer,
+      retryable: false,
+      ...r,
     };
   }
   const vendor = (low & 0x400) !== 0;
   const warning = (low & 0x900) === 0x900;
   const base = low & 0xbff;
-  const name = layer === 0 && !vendor ? RC_NAMES.get(base) ?? 'UNKNOWN' : 'UNKNOWN';
-  return { rc, base, name, format: 0, warning, vendor, layer, retryable: layer === 0 && !vendor && RETRYABLE.has(base) };
+  const name = layer === 0 && !vendor ? (RC_NAMES.get(base) ?? 'UNKNOWN') : 'UNKNOWN';
+  return {
+    rc,
+    base,
+    name,
+    format: 0,
+    warning,
+    vendor,
+    layer,
+    retryable: layer === 0 && !vendor && RETRYABLE.has(base),
+  };
 }
 
 /** "TPM_RC_AUTH_FAIL (session 1)" etc. */
 export function formatRc(d: DecodedRc): string {
   const hex = `0x${d.rc.toString(16).padStart(3, '0')}`;
-  const where = d.parameter !== undefined ? ` (parameter ${d.parameter})`
-    : d.session !== undefined ? ` (session ${d.session})`
-    : d.handle !== undefined ? ` (handle ${d.handle})` : '';
+  const where =
+    d.parameter !== undefined
+      ? ` (parameter ${d.parameter})`
+      : d.session !== undefined
+        ? ` (session ${d.session})`
+        : d.handle !== undefined
+          ? ` (handle ${d.handle})`
+          : '';
   const layer = d.layer ? ` [TSS layer ${d.layer}]` : '';
   return `TPM_RC_${d.name}${where} ${hex}${layer}`;
 }
@@ -95,9 +116,15 @@ export class TpmError extends TpmLibError {
   is(name: TpmRcName): boolean {
     return this.rcName === name;
   }
-  get handleIndex(): number | undefined { return this.decoded.handle; }
-  get parameterIndex(): number | undefined { return this.decoded.parameter; }
-  get sessionIndex(): number | undefined { return this.decoded.session; }
+  get handleIndex(): number | undefined {
+    return this.decoded.handle;
+  }
+  get parameterIndex(): number | undefined {
+    return this.decoded.parameter;
+  }
+  get sessionIndex(): number | undefined {
+    return this.decoded.session;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -105,10 +132,27 @@ export class TpmError extends TpmLibError {
 
 /** Codec failures, then the rules of the strict acceptance profile (check.ts) for structures received from a peer. */
 export type TpmDecodeErrorCode =
-  | 'truncated' | 'trailing-bytes' | 'bad-size' | 'bad-selector' | 'bad-value' | 'bad-header'
-  | 'unsupported-type' | 'unsupported-name-alg' | 'unsupported-hash' | 'unsupported-symmetric' | 'unsupported-rsa-scheme'
-  | 'unsupported-ecc-scheme' | 'unsupported-kdf' | 'unsupported-sig-alg' | 'unsupported-attest-type' | 'bad-magic'
-  | 'bad-rsa-key-size' | 'bad-rsa-modulus' | 'bad-rsa-exponent' | 'unsupported-curve' | 'bad-ecc-point';
+  | 'truncated'
+  | 'trailing-bytes'
+  | 'bad-size'
+  | 'bad-selector'
+  | 'bad-value'
+  | 'bad-header'
+  | 'unsupported-type'
+  | 'unsupported-name-alg'
+  | 'unsupported-hash'
+  | 'unsupported-symmetric'
+  | 'unsupported-rsa-scheme'
+  | 'unsupported-ecc-scheme'
+  | 'unsupported-kdf'
+  | 'unsupported-sig-alg'
+  | 'unsupported-attest-type'
+  | 'bad-magic'
+  | 'bad-rsa-key-size'
+  | 'bad-rsa-modulus'
+  | 'bad-rsa-exponent'
+  | 'unsupported-curve'
+  | 'bad-ecc-point';
 
 /** Bytes that do not parse as the expected structure. Decoding never throws anything else. */
 export class TpmDecodeError extends TpmLibError {
@@ -170,7 +214,10 @@ export type TpmUsageErrorCode =
 
 export class TpmUsageError extends TpmLibError {
   readonly kind = 'usage' as const;
-  constructor(readonly code: TpmUsageErrorCode, message: string) {
+  constructor(
+    readonly code: TpmUsageErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'TpmUsageError';
   }
@@ -179,7 +226,10 @@ export class TpmUsageError extends TpmLibError {
 /** The response HMAC of a session did not verify: the response was tampered with (or the library has a bug). */
 export class TpmResponseAuthError extends TpmLibError {
   readonly kind = 'response-auth' as const;
-  constructor(readonly commandCode: number, readonly sessionIndex: number) {
+  constructor(
+    readonly commandCode: number,
+    readonly sessionIndex: number,
+  ) {
     super(`${commandCodeName(commandCode)}: response HMAC of session ${sessionIndex} does not verify`);
     this.name = 'TpmResponseAuthError';
   }
@@ -201,7 +251,10 @@ export type TpmCryptoErrorCode =
 
 export class TpmCryptoError extends TpmLibError {
   readonly kind = 'crypto' as const;
-  constructor(readonly code: TpmCryptoErrorCode, message: string) {
+  constructor(
+    readonly code: TpmCryptoErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'TpmCryptoError';
   }

@@ -30,7 +30,11 @@ export function named(handle: number, name: Uint8Array): NamedHandle {
 }
 
 /** Builds an AuthHandle from a handle (number or NamedHandle), an authValue and an optional session. */
-export function authHandle(h: number | NamedHandle, auth: Uint8Array = new Uint8Array(0), session?: AuthSession): AuthHandle {
+export function authHandle(
+  h: number | NamedHandle,
+  auth: Uint8Array = new Uint8Array(0),
+  session?: AuthSession,
+): AuthHandle {
   if (typeof h === 'number') return session ? { handle: h >>> 0, auth, session } : { handle: h >>> 0, auth };
   return session ? { handle: h.handle, name: h.name, auth, session } : { handle: h.handle, name: h.name, auth };
 }
@@ -55,9 +59,20 @@ export function intrinsicName(handle: number): Uint8Array | undefined {
 }
 
 /** Normalized view of a handle argument. */
-export function handleParts(a: HandleArg): { handle: number; name: Uint8Array | undefined; auth: Uint8Array; session: AuthSession | undefined } {
-  if (typeof a === 'number') return { handle: a >>> 0, name: intrinsicName(a), auth: new Uint8Array(0), session: undefined };
+export function handleParts(a: HandleArg): {
+  handle: number;
+  name: Uint8Array | undefined;
+  auth: Uint8Array;
+  session: AuthSession | undefined;
+} {
+  if (typeof a === 'number')
+    return { handle: a >>> 0, name: intrinsicName(a), auth: new Uint8Array(0), session: undefined };
   const au = 'auth' in a ? a.auth : undefined;
   const se = 'session' in a ? a.session : undefined;
-  return { handle: a.handle >>> 0, name: a.name ?? intrinsicName(a.handle), auth: au ?? new Uint8Array(0), session: se };
+  return {
+    handle: a.handle >>> 0,
+    name: a.name ?? intrinsicName(a.handle),
+    auth: au ?? new Uint8Array(0),
+    session: se,
+  };
 }

@@ -1,11 +1,27 @@
 // Higher-level helpers over `execute`: starting sessions (salted or not), Names, public keys, capabilities,
 // whole-NV-index reads, flushing.
-import { KeyObject, constants as cc, createECDH, createPublicKey, publicEncrypt, randomBytes, type JsonWebKey } from 'node:crypto';
+import {
+  KeyObject,
+  constants as cc,
+  createECDH,
+  createPublicKey,
+  publicEncrypt,
+  randomBytes,
+  type JsonWebKey,
+} from 'node:crypto';
 import { TPM_ALG, TPM_CAP, TPM_HT, TPM_PT, TPM_RH, TPM_SE, curveInfo, hashInfo } from './constants';
 import { kdfe } from './kdf';
 import { TpmCryptoError, TpmDecodeError, TpmUsageError } from './errors';
 import { leftPad } from './verify';
-import { AuthSession, HmacSession, PolicySession, SessionBase, SessionOptions, deriveSessionKey, hashOf } from './sessions';
+import {
+  AuthSession,
+  HmacSession,
+  PolicySession,
+  SessionBase,
+  SessionOptions,
+  deriveSessionKey,
+  hashOf,
+} from './sessions';
 import { FlushContext, GetCapability, NV_Read, NV_ReadPublic, StartAuthSession } from './commands';
 import { Tpm, execute } from './tpm';
 import { NamedHandle, named } from './handles';
@@ -22,9 +38,22 @@ import { TpmsEccPoint, TpmsNvPublic, TpmtPublic } from './structures';
  */
 export function objectName(pub: Sized<TpmtPublic> | Uint8Array): Buffer {
   if (pub instanceof Sized) return nameOver(pub.value.nameAlg, pub.bytes);
-  if (pub.length < 4) throw new TpmDecodeError('truncated', 'TPMT_PUBLIC.nameAlg', pub.length, `TPMT_PUBLIC too short (${pub.length} bytes)`);
+  if (pub.length < 4)
+    throw new TpmDecodeError(
+      'truncated',
+      'TPMT_PUBLIC.nameAlg',
+      pub.length,
+      `TPMT_PUBLIC too short (${pub.length} bytes)`,
+    );
   const nameAlg = (pub[2]! << 8) | pub[3]!;
-  if (!hashInfo(nameAlg)) throw new TpmDecodeError('unsupported-name-alg', 'TPMT_PUBLIC.nameAlg', 2, `unsupported nameAlg 0x${nameAlg.toString(16)}`, nameAlg);
+  if (!hashInfo(nameAlg))
+    throw new TpmDecodeError(
+      'unsupported-name-alg',
+      'TPMT_PUBLIC.nameAlg',
+      2,
+      `unsupported nameAlg 0x${nameAlg.toString(16)}`,
+      nameAlg,
+    );
   return nameOver(nameAlg, pub);
 }
 /** Name of an NV index: u16(nameAlg) ‖ H_nameAlg(TPMS_NV_PUBLIC bytes). */
@@ -49,16 +78,19 @@ export function publicKeyOf(pub: TpmtPublic): KeyObject {
   let jwk: JsonWebKey;
   if (pub.type === TPM_ALG.RSA) {
     const e = pub.parameters.exponent || 65537;
-    if (e < 3 || e % 2 === 0) throw new TpmCryptoError('bad-public-key', `invalid RSA exponent ${pub.parameters.exponent}`);
+    if (e < 3 || e % 2 === 0)
+      throw new TpmCryptoError('bad-public-key', `invalid RSA exponent ${pub.parameters.exponent}`);
     const eb = Buffer.alloc(4);
     eb.writeUInt32BE(e >>> 0);
     jwk = { kty: 'RSA', n: b64u(pub.unique), e: b64u(eb.subarray(Math.clz32(e) >> 3)) };
   } else if (pub.type === TPM_ALG.ECC) {
     const c = curveInfo(pub.parameters.curveID);
-    if (!c) throw new TpmCryptoError('unsupported-curve', `curve 0x${pub.parameters.curveID.toString(16)} is not supported`);
+    if (!c)
+      throw new TpmCryptoError('unsupported-curve', `curve 0x${pub.parameters.curveID.toString(16)} is not supported`);
     const x = leftPad(pub.unique.x, c.size);
     const y = leftPad(pub.unique.y, c.size);
-    if (!x || !y) throw new TpmCryptoError('bad-public-key', `ECC coordinate longer than ${c.size} bytes for ${c.name}`);
+    if (!x || !y)
+      throw new TpmCryptoError('bad-public-key', `ECC coordinate longer than ${c.size} bytes for ${c.name}`);
     jwk = { kty: 'EC', crv: c.name, x: b64u(x), y: b64u(y) };
   } else {
     throw new TpmUsageError('unsupported', `object type 0x${pub.type.toString(16)} has no public key`);
@@ -66,7 +98,10 @@ export function publicKeyOf(pub: TpmtPublic): KeyObject {
   try {
     return createPublicKey({ key: jwk, format: 'jwk' });
   } catch (e) {
-    throw new TpmCryptoError('bad-public-key', `cannot build public key: ${e instanceof Error ? e.message : String(e)}`);
+    throw new TpmCryptoError(
+      'bad-public-key',
+      `cannot build public key: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
 }
 
@@ -86,7 +121,12 @@ function encryptSalt(key: TpmtPublic): { salt: Uint8Array; encryptedSalt: Uint8A
   if (key.type === TPM_ALG.RSA) {
     const salt = randomBytes(h.size);
     const encryptedSalt = publicEncrypt(
-      { key: publicKeyOf(key), padding: cc.RSA_PKCS1_OAEP_PADDING, oaepHash: h.name, oaepLabel: Buffer.from('SECRET\0') },
+      {
+        key: publicKeyOf(key),
+        padding: cc.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: h.name,
+        oaepLabel: Buffer.from('SECRET\0'),
+      },
       salt,
     );
     return { salt, encryptedSalt };
@@ -109,21 +149,30 @@ function encryptSalt(key: TpmtPublic): { salt: Uint8Array; encryptedSalt: Uint8A
   throw new TpmUsageError('unsupported', 'salt key must be RSA or ECC');
 }
 
-async function start(tpm: Tpm, type: number, opts: StartSessionOptions): Promise<{ handle: number; key: Uint8Array; nonceCaller: Uint8Array; nonceTPM: Uint8Array; hashAlg: number }> {
+async function start(
+  tpm: Tpm,
+  type: number,
+  opts: StartSessionOptions,
+): Promise<{ handle: number; key: Uint8Array; nonceCaller: Uint8Array; nonceTPM: Uint8Array; hashAlg: number }> {
   const hashAlg = opts.hashAlg ?? TPM_ALG.SHA256;
   const h = hashInfo(hashAlg);
   if (!h) throw new TpmUsageError('unsupported', `session hash 0x${hashAlg.toString(16)} is not supported`);
   const nonceCaller = randomBytes(opts.nonceSize ?? h.size);
   const salted = opts.salt ? encryptSalt(opts.salt.public) : undefined;
-  const r = await execute(tpm, StartAuthSession({
-    tpmKey: opts.salt ? opts.salt.handle : TPM_RH.NULL,
-    bind: TPM_RH.NULL,
-    nonceCaller,
-    encryptedSalt: salted?.encryptedSalt ?? new Uint8Array(0),
-    sessionType: type,
-    symmetric: opts.aesKeyBits ? { algorithm: TPM_ALG.AES, keyBits: opts.aesKeyBits, mode: TPM_ALG.CFB } : { algorithm: TPM_ALG.NULL },
-    authHash: hashAlg,
-  }));
+  const r = await execute(
+    tpm,
+    StartAuthSession({
+      tpmKey: opts.salt ? opts.salt.handle : TPM_RH.NULL,
+      bind: TPM_RH.NULL,
+      nonceCaller,
+      encryptedSalt: salted?.encryptedSalt ?? new Uint8Array(0),
+      sessionType: type,
+      symmetric: opts.aesKeyBits
+        ? { algorithm: TPM_ALG.AES, keyBits: opts.aesKeyBits, mode: TPM_ALG.CFB }
+        : { algorithm: TPM_ALG.NULL },
+      authHash: hashAlg,
+    }),
+  );
   const key = deriveSessionKey(hashAlg, new Uint8Array(0), salted?.salt ?? new Uint8Array(0), r.nonceTPM, nonceCaller);
   return { handle: r.sessionHandle, key, nonceCaller, nonceTPM: r.nonceTPM, hashAlg };
 }
@@ -135,7 +184,10 @@ export async function startHmacSession(tpm: Tpm, opts: StartSessionOptions = {})
 }
 
 /** Starts an unbound policy (or trial) session. */
-export async function startPolicySession(tpm: Tpm, opts: StartSessionOptions & { trial?: boolean } = {}): Promise<PolicySession> {
+export async function startPolicySession(
+  tpm: Tpm,
+  opts: StartSessionOptions & { trial?: boolean } = {},
+): Promise<PolicySession> {
   const s = await start(tpm, opts.trial ? TPM_SE.TRIAL : TPM_SE.POLICY, opts);
   return new PolicySession(s.handle, s.hashAlg, s.key, s.nonceCaller, s.nonceTPM, opts, opts.trial ?? false);
 }
@@ -181,7 +233,9 @@ export async function getHandles(tpm: Tpm, first: number): Promise<number[]> {
 }
 
 /** Handles currently loaded: transient objects plus loaded/saved sessions (useful for leak checks). */
-export async function loadedHandles(tpm: Tpm): Promise<{ transient: number[]; hmacSessions: number[]; policySessions: number[] }> {
+export async function loadedHandles(
+  tpm: Tpm,
+): Promise<{ transient: number[]; hmacSessions: number[]; policySessions: number[] }> {
   return {
     transient: await getHandles(tpm, TPM_HT.TRANSIENT << 24),
     hmacSessions: await getHandles(tpm, TPM_HT.HMAC_SESSION << 24),
@@ -193,7 +247,10 @@ export async function loadedHandles(tpm: Tpm): Promise<{ transient: number[]; hm
 // NV
 
 /** NV_ReadPublic, returning a NamedHandle for the index along with its public area. */
-export async function readNvPublic(tpm: Tpm, nvIndex: number): Promise<{ index: NamedHandle; nvPublic: Sized<TpmsNvPublic> }> {
+export async function readNvPublic(
+  tpm: Tpm,
+  nvIndex: number,
+): Promise<{ index: NamedHandle; nvPublic: Sized<TpmsNvPublic> }> {
   const r = await execute(tpm, NV_ReadPublic({ nvIndex }));
   return { index: named(nvIndex, r.nvName), nvPublic: r.nvPublic };
 }
@@ -218,14 +275,17 @@ export async function readNvIndex(tpm: Tpm, nvIndex: number, opts: ReadNvOptions
   const authH = opts.authHandle ?? nvIndex;
   const authName = authH === nvIndex ? index.name : undefined;
   const out = new Uint8Array(size);
-  for (let off = 0; off < size; ) {
+  for (let off = 0; off < size;) {
     const n = Math.min(chunk, size - off);
-    const r = await execute(tpm, NV_Read({
-      authHandle: { handle: authH, name: authName, auth: opts.auth ?? new Uint8Array(0), session: opts.session },
-      nvIndex: index,
-      size: n,
-      offset: off,
-    }));
+    const r = await execute(
+      tpm,
+      NV_Read({
+        authHandle: { handle: authH, name: authName, auth: opts.auth ?? new Uint8Array(0), session: opts.session },
+        nvIndex: index,
+        size: n,
+        offset: off,
+      }),
+    );
     if (r.data.length === 0) throw new TpmUsageError('bad-argument', `NV_Read returned no data at offset ${off}`);
     out.set(r.data.subarray(0, Math.min(r.data.length, size - off)), off);
     off += r.data.length;

@@ -34,7 +34,14 @@ function maskTop(out: Buffer, bits: number): Buffer {
  *   K_i = HMAC_hash(key, u32(i) ‖ label ‖ 00 ‖ contextU ‖ contextV ‖ u32(bits))
  * Output is ceil(bits/8) bytes; when bits is not a multiple of 8 the top byte is masked.
  */
-export function kdfa(hashAlg: HashAlgName, key: Bytes, label: string, contextU: Bytes, contextV: Bytes, bits: number): Buffer {
+export function kdfa(
+  hashAlg: HashAlgName,
+  key: Bytes,
+  label: string,
+  contextU: Bytes,
+  contextV: Bytes,
+  bits: number,
+): Buffer {
   checkBits(bits);
   const bytes = Math.ceil(bits / 8);
   const lab = labelBytes(label);
@@ -60,7 +67,14 @@ export function kdfa(hashAlg: HashAlgName, key: Bytes, label: string, contextU: 
  *   K_i = H(u32(i) ‖ Z ‖ label ‖ 00 ‖ partyUInfo ‖ partyVInfo)
  * Output is ceil(bits/8) bytes (top byte masked when bits%8 ≠ 0).
  */
-export function kdfe(hashAlg: HashAlgName, z: Bytes, label: string, partyUInfo: Bytes, partyVInfo: Bytes, bits: number): Buffer {
+export function kdfe(
+  hashAlg: HashAlgName,
+  z: Bytes,
+  label: string,
+  partyUInfo: Bytes,
+  partyVInfo: Bytes,
+  bits: number,
+): Buffer {
   checkBits(bits);
   const bytes = Math.ceil(bits / 8);
   const lab = labelBytes(label);

@@ -81,7 +81,12 @@ export class Reader {
   private readonly end: number;
   /** Structure path used in error messages. */
   path: string;
-  constructor(private readonly buf: Uint8Array, path = 'buffer', start = 0, end = buf.length) {
+  constructor(
+    private readonly buf: Uint8Array,
+    path = 'buffer',
+    start = 0,
+    end = buf.length,
+  ) {
     this.pos = start;
     this.end = end;
     this.path = path;
@@ -94,7 +99,12 @@ export class Reader {
   }
   private need(n: number, what: string): void {
     if (this.end - this.pos < n) {
-      throw new TpmDecodeError('truncated', this.path, this.pos, `need ${n} byte(s) for ${what}, ${this.end - this.pos} left`);
+      throw new TpmDecodeError(
+        'truncated',
+        this.path,
+        this.pos,
+        `need ${n} byte(s) for ${what}, ${this.end - this.pos} left`,
+      );
     }
   }
   u8(): number {
@@ -145,7 +155,13 @@ export class Reader {
   /** Throws `trailing-bytes` unless everything was consumed. */
   expectEnd(): void {
     if (this.pos !== this.end) {
-      throw new TpmDecodeError('trailing-bytes', this.path, this.pos, `${this.end - this.pos} unexpected trailing byte(s)`, this.end - this.pos);
+      throw new TpmDecodeError(
+        'trailing-bytes',
+        this.path,
+        this.pos,
+        `${this.end - this.pos} unexpected trailing byte(s)`,
+        this.end - this.pos,
+      );
     }
   }
   fail(code: 'bad-selector' | 'bad-value' | 'bad-size', detail: string, value?: number, limit?: number): never {
@@ -191,9 +207,30 @@ function checkUint(v: number, bits: number, name: string): void {
   }
 }
 
-export const u8: Codec<number> = prim('UINT8', (w, v) => { checkUint(v, 8, 'UINT8'); w.u8(v); }, (r) => r.u8());
-export const u16: Codec<number> = prim('UINT16', (w, v) => { checkUint(v, 16, 'UINT16'); w.u16(v); }, (r) => r.u16());
-export const u32: Codec<number> = prim('UINT32', (w, v) => { checkUint(v >>> 0 === v ? v : -1, 32, 'UINT32'); w.u32(v); }, (r) => r.u32());
+export const u8: Codec<number> = prim(
+  'UINT8',
+  (w, v) => {
+    checkUint(v, 8, 'UINT8');
+    w.u8(v);
+  },
+  (r) => r.u8(),
+);
+export const u16: Codec<number> = prim(
+  'UINT16',
+  (w, v) => {
+    checkUint(v, 16, 'UINT16');
+    w.u16(v);
+  },
+  (r) => r.u16(),
+);
+export const u32: Codec<number> = prim(
+  'UINT32',
+  (w, v) => {
+    checkUint(v >>> 0 === v ? v : -1, 32, 'UINT32');
+    w.u32(v);
+  },
+  (r) => r.u32(),
+);
 export const i32: Codec<number> = prim(
   'INT32',
   (w, v) => {
@@ -202,12 +239,20 @@ export const i32: Codec<number> = prim(
   },
   (r) => r.u32() | 0,
 );
-export const u64: Codec<bigint> = prim('UINT64', (w, v) => w.u64(v), (r) => r.u64());
-export const yesNo: Codec<boolean> = prim('TPMI_YES_NO', (w, v) => w.u8(v ? 1 : 0), (r) => {
-  const b = r.u8();
-  if (b > 1) r.fail('bad-value', `TPMI_YES_NO must be 0 or 1, got ${b}`);
-  return b === 1;
-});
+export const u64: Codec<bigint> = prim(
+  'UINT64',
+  (w, v) => w.u64(v),
+  (r) => r.u64(),
+);
+export const yesNo: Codec<boolean> = prim(
+  'TPMI_YES_NO',
+  (w, v) => w.u8(v ? 1 : 0),
+  (r) => {
+    const b = r.u8();
+    if (b > 1) r.fail('bad-value', `TPMI_YES_NO must be 0 or 1, got ${b}`);
+    return b === 1;
+  },
+);
 
 /** A u16 or u32 field that must be one of `allowed` (e.g. a structure tag). */
 export function constant<V extends number>(name: string, base: Codec<number>, value: V): Codec<V> {
@@ -262,7 +307,10 @@ export function fixedBytes(name: string, n: number): Codec<Uint8Array> {
  * value, so that Names and signatures are computed over what the TPM sent, never over a re-marshalled copy.
  */
 export class Sized<T> {
-  private constructor(readonly bytes: Uint8Array, readonly value: T) {}
+  private constructor(
+    readonly bytes: Uint8Array,
+    readonly value: T,
+  ) {}
   /** Marshal `value` once and keep both. */
   static of<T, I>(codec: Codec<T, I>, value: I & T): Sized<T> {
     return new Sized(marshal(codec, value), value);
@@ -336,7 +384,10 @@ export type StructOf<F extends Fields> = { -readonly [K in keyof F]: Decoded<F[K
 export type StructInput<F extends Fields> = { -readonly [K in keyof F]: Encodable<F[K]> };
 
 /** A structure: fields in declaration (= spec) order. */
-export function struct<F extends Fields>(name: string, fields: F): Codec<StructOf<F>, StructInput<F>> & { readonly fields: F } {
+export function struct<F extends Fields>(
+  name: string,
+  fields: F,
+): Codec<StructOf<F>, StructInput<F>> & { readonly fields: F } {
   const entries = Object.entries(fields);
   return {
     name,
@@ -385,7 +436,12 @@ export type TaggedInput<K extends string, A extends Arms> = {
  * union, so a value whose fields do not match its selector does not type-check. Unknown selectors decode to a
  * `bad-selector` TpmDecodeError.
  */
-export function tagged<K extends string, A extends Arms>(name: string, key: K, selector: Codec<number>, arms: A): Codec<TaggedOf<K, A>, TaggedInput<K, A>> {
+export function tagged<K extends string, A extends Arms>(
+  name: string,
+  key: K,
+  selector: Codec<number>,
+  arms: A,
+): Codec<TaggedOf<K, A>, TaggedInput<K, A>> {
   return {
     name,
     write: (w, v) => {
@@ -398,7 +454,10 @@ export function tagged<K extends string, A extends Arms>(name: string, key: K, s
     read: (r) => {
       const s = withPath(r, key, () => selector.read(r));
       const arm = arms[s];
-      if (!arm) withPath(r, key, () => r.fail('bad-selector', `${name}: unsupported ${key} 0x${s.toString(16).padStart(4, '0')}`, s));
+      if (!arm)
+        withPath(r, key, () =>
+          r.fail('bad-selector', `${name}: unsupported ${key} 0x${s.toString(16).padStart(4, '0')}`, s),
+        );
       const body = arm.read(r) as Record<string, unknown>;
       return { [key]: s, ...body } as TaggedOf<K, A>;
     },
@@ -409,7 +468,12 @@ export function tagged<K extends string, A extends Arms>(name: string, key: K, s
 export const empty: Codec<Record<never, never>> = { name: 'empty', write: () => undefined, read: () => ({}) };
 
 /** Codec mapping, e.g. numbers ↔ enums or adding validation. */
-export function mapped<T, I, U, J>(c: Codec<T, I>, name: string, to: (t: T, r: Reader) => U, from: (u: J) => I): Codec<U, J> {
+export function mapped<T, I, U, J>(
+  c: Codec<T, I>,
+  name: string,
+  to: (t: T, r: Reader) => U,
+  from: (u: J) => I,
+): Codec<U, J> {
   return { name, isTpm2b: c.isTpm2b, write: (w, v) => c.write(w, from(v)), read: (r) => to(c.read(r), r) };
 }
 
@@ -436,7 +500,11 @@ export function unmarshal<T>(codec: Codec<T, unknown>, bytes: Uint8Array, path =
 }
 
 /** Decodes a prefix of `bytes`, returning the value and the number of bytes consumed (trailing data allowed). */
-export function unmarshalPrefix<T>(codec: Codec<T, unknown>, bytes: Uint8Array, path = codec.name): { value: T; consumed: number } {
+export function unmarshalPrefix<T>(
+  codec: Codec<T, unknown>,
+  bytes: Uint8Array,
+  path = codec.name,
+): { value: T; consumed: number } {
   const r = new Reader(bytes, path);
   const value = guardDecode(r, () => codec.read(r));
   return { value, consumed: r.offset };
@@ -448,6 +516,11 @@ export function guardDecode<T>(r: Reader, f: () => T): T {
     return f();
   } catch (e) {
     if (e instanceof TpmDecodeError) throw e;
-    throw new TpmDecodeError('bad-value', r.path, r.offset, `internal decoder error: ${e instanceof Error ? e.message : String(e)}`);
+    throw new TpmDecodeError(
+      'bad-value',
+      r.path,
+      r.offset,
+      `internal decoder error: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
 }

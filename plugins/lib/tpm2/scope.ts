@@ -68,7 +68,11 @@ export async function withScope<T>(tpm: Tpm, fn: (scope: TpmScope) => Promise<T>
  * Creates a transient object with `create` (which returns its handle, e.g. from CreatePrimary/Load), runs `use`
  * with it, and flushes it afterwards on every path.
  */
-export async function withTransient<H extends { handle: number } | number, T>(tpm: Tpm, create: () => Promise<H>, use: (h: H) => Promise<T>): Promise<T> {
+export async function withTransient<H extends { handle: number } | number, T>(
+  tpm: Tpm,
+  create: () => Promise<H>,
+  use: (h: H) => Promise<T>,
+): Promise<T> {
   const h = await create();
   try {
     return await use(h);

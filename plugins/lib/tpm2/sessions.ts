@@ -68,9 +68,11 @@ export abstract class SessionBase {
 
   /** The TPMA_SESSION byte for the next command. */
   attributes(): number {
-    return (this.continueSession ? TPMA_SESSION.continueSession : 0)
-      | (this.decrypt ? TPMA_SESSION.decrypt : 0)
-      | (this.encrypt ? TPMA_SESSION.encrypt : 0);
+    return (
+      (this.continueSession ? TPMA_SESSION.continueSession : 0) |
+      (this.decrypt ? TPMA_SESSION.decrypt : 0) |
+      (this.encrypt ? TPMA_SESSION.encrypt : 0)
+    );
   }
 
   /** Whether the entity's authValue goes into HMAC keys / encryption keys. */
@@ -93,7 +95,12 @@ export abstract class SessionBase {
   }
 
   /** @internal TPMS_AUTH_COMMAND for this command. */
-  authCommand(cpHash: () => Uint8Array, authValue: Uint8Array, extraNonces: readonly Uint8Array[], attrMask = 0xff): TpmsAuthCommand {
+  authCommand(
+    cpHash: () => Uint8Array,
+    authValue: Uint8Array,
+    extraNonces: readonly Uint8Array[],
+    attrMask = 0xff,
+  ): TpmsAuthCommand {
     const attrs = this.attributes() & attrMask;
     let hmac: Uint8Array = new Uint8Array(0);
     if (this.kind === 'policy' && (this as unknown as PolicySession).passwordNeeded) {
@@ -127,7 +134,10 @@ export abstract class SessionBase {
 
   private cfb(authValue: Uint8Array, nonceA: Uint8Array, nonceB: Uint8Array): { key: Buffer; iv: Buffer; alg: string } {
     const keyBytes = this.aesKeyBits / 8;
-    const sessionValue = Buffer.concat([this.sessionKey, this.includesAuthValue() ? trimAuth(authValue) : new Uint8Array(0)]);
+    const sessionValue = Buffer.concat([
+      this.sessionKey,
+      this.includesAuthValue() ? trimAuth(authValue) : new Uint8Array(0),
+    ]);
     const kiv = kdfa(this.hashName, sessionValue, 'CFB', nonceA, nonceB, (keyBytes + 16) * 8);
     return { key: kiv.subarray(0, keyBytes), iv: kiv.subarray(keyBytes), alg: `aes-${this.aesKeyBits}-cfb` };
   }
@@ -176,7 +186,12 @@ export class PolicySession extends SessionBase {
   authValueNeeded = false;
   passwordNeeded = false;
   constructor(
-    handle: number, hashAlg: number, sessionKey: Uint8Array, nonceCaller: Uint8Array, nonceTPM: Uint8Array, opts: SessionOptions,
+    handle: number,
+    hashAlg: number,
+    sessionKey: Uint8Array,
+    nonceCaller: Uint8Array,
+    nonceTPM: Uint8Array,
+    opts: SessionOptions,
     /** A trial session computes a policy digest without authorizing anything. */
     readonly trial: boolean,
   ) {
@@ -196,12 +211,21 @@ export type AuthSession = PasswordSession | HmacSession | PolicySession;
 export type ExtraSession = HmacSession | PolicySession;
 
 /** The password-session TPMS_AUTH_COMMAND (`40000009 0000 01 <auth>`). */
-export function passwordAuthCommand(auth: Uint8Array, attributes: number = TPMA_SESSION.continueSession): TpmsAuthCommand {
+export function passwordAuthCommand(
+  auth: Uint8Array,
+  attributes: number = TPMA_SESSION.continueSession,
+): TpmsAuthCommand {
   return { sessionHandle: TPM_RS_PW, nonce: new Uint8Array(0), sessionAttributes: attributes, hmac: auth };
 }
 
 /** sessionKey = KDFa(authHash, bindAuth ‖ salt, "ATH", nonceTPM, nonceCaller, digestBits) or empty (Part 1 §19.6.8). */
-export function deriveSessionKey(hashAlg: number, bindAuth: Uint8Array, salt: Uint8Array, nonceTPM: Uint8Array, nonceCaller: Uint8Array): Uint8Array {
+export function deriveSessionKey(
+  hashAlg: number,
+  bindAuth: Uint8Array,
+  salt: Uint8Array,
+  nonceTPM: Uint8Array,
+  nonceCaller: Uint8Array,
+): Uint8Array {
   const h = hashInfo(hashAlg);
   if (!h) throw new TpmUsageError('unsupported', `session hash 0x${hashAlg.toString(16)} is not supported`);
   const secret = Buffer.concat([trimAuth(bindAuth), salt]);

@@ -4,8 +4,28 @@
 // their selector (`type`, `sigAlg`, `scheme`, `algorithm`, `capability`), so a wrong arm does not type-check.
 import { TPM_ALG, TPM_CAP, TPM_ST, hashInfo } from './constants';
 import {
-  Codec, Decoded, Encodable, Reader, Sized, Writer, constant, empty, fixedBytes, i32, list, optionalSized, restBytes,
-  sized, struct, tagged, tpm2b, u16, u32, u64, u8, yesNo,
+  Codec,
+  Decoded,
+  Encodable,
+  Reader,
+  Sized,
+  Writer,
+  constant,
+  empty,
+  fixedBytes,
+  i32,
+  list,
+  optionalSized,
+  restBytes,
+  sized,
+  struct,
+  tagged,
+  tpm2b,
+  u16,
+  u32,
+  u64,
+  u8,
+  yesNo,
 } from './marshal';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -113,10 +133,20 @@ export const TpmtSigScheme = tagged('TPMT_SIG_SCHEME', 'scheme', u16, {
 export type TpmtSigScheme = Decoded<typeof TpmtSigScheme>;
 
 /** TPMS_RSA_PARMS (Part 2 §12.2.3.5). exponent 0 means 65537. */
-export const TpmsRsaParms = struct('TPMS_RSA_PARMS', { symmetric: TpmtSymDefObject, scheme: TpmtRsaScheme, keyBits: u16, exponent: u32 });
+export const TpmsRsaParms = struct('TPMS_RSA_PARMS', {
+  symmetric: TpmtSymDefObject,
+  scheme: TpmtRsaScheme,
+  keyBits: u16,
+  exponent: u32,
+});
 export type TpmsRsaParms = Decoded<typeof TpmsRsaParms>;
 /** TPMS_ECC_PARMS (Part 2 §12.2.3.6). */
-export const TpmsEccParms = struct('TPMS_ECC_PARMS', { symmetric: TpmtSymDefObject, scheme: TpmtEccScheme, curveID: u16, kdf: TpmtKdfScheme });
+export const TpmsEccParms = struct('TPMS_ECC_PARMS', {
+  symmetric: TpmtSymDefObject,
+  scheme: TpmtEccScheme,
+  curveID: u16,
+  kdf: TpmtKdfScheme,
+});
 export type TpmsEccParms = Decoded<typeof TpmsEccParms>;
 /** TPMS_KEYEDHASH_PARMS (Part 2 §12.2.3.3). */
 export const TpmsKeyedHashParms = struct('TPMS_KEYEDHASH_PARMS', { scheme: TpmtKeyedHashScheme });
@@ -136,8 +166,16 @@ const publicHead = { nameAlg: u16, objectAttributes: u32, authPolicy: Tpm2bDiges
 export const TpmtPublic = tagged('TPMT_PUBLIC', 'type', u16, {
   [TPM_ALG.RSA]: struct('TPMT_PUBLIC(RSA)', { ...publicHead, parameters: TpmsRsaParms, unique: Tpm2bPublicKeyRsa }),
   [TPM_ALG.ECC]: struct('TPMT_PUBLIC(ECC)', { ...publicHead, parameters: TpmsEccParms, unique: TpmsEccPoint }),
-  [TPM_ALG.KEYEDHASH]: struct('TPMT_PUBLIC(KEYEDHASH)', { ...publicHead, parameters: TpmsKeyedHashParms, unique: Tpm2bDigest }),
-  [TPM_ALG.SYMCIPHER]: struct('TPMT_PUBLIC(SYMCIPHER)', { ...publicHead, parameters: TpmsSymCipherParms, unique: Tpm2bDigest }),
+  [TPM_ALG.KEYEDHASH]: struct('TPMT_PUBLIC(KEYEDHASH)', {
+    ...publicHead,
+    parameters: TpmsKeyedHashParms,
+    unique: Tpm2bDigest,
+  }),
+  [TPM_ALG.SYMCIPHER]: struct('TPMT_PUBLIC(SYMCIPHER)', {
+    ...publicHead,
+    parameters: TpmsSymCipherParms,
+    unique: Tpm2bDigest,
+  }),
 });
 export type TpmtPublic = Decoded<typeof TpmtPublic>;
 export type TpmtPublicRsa = Extract<TpmtPublic, { type: typeof TPM_ALG.RSA }>;
@@ -157,7 +195,11 @@ export const TpmsSensitiveCreate = struct('TPMS_SENSITIVE_CREATE', { userAuth: T
 export type TpmsSensitiveCreate = Decoded<typeof TpmsSensitiveCreate>;
 export const Tpm2bSensitiveCreate = sized('TPM2B_SENSITIVE_CREATE', TpmsSensitiveCreate);
 
-const sensArm = struct('TPMT_SENSITIVE', { authValue: Tpm2bAuth, seedValue: Tpm2bDigest, sensitive: tpm2b('TPMU_SENSITIVE_COMPOSITE') });
+const sensArm = struct('TPMT_SENSITIVE', {
+  authValue: Tpm2bAuth,
+  seedValue: Tpm2bDigest,
+  sensitive: tpm2b('TPMU_SENSITIVE_COMPOSITE'),
+});
 /** TPMT_SENSITIVE (Part 2 §12.3.2.4); `sensitive` is the TPM2B arm of TPMU_SENSITIVE_COMPOSITE for the type. */
 export const TpmtSensitive = tagged('TPMT_SENSITIVE', 'sensitiveType', u16, {
   [TPM_ALG.RSA]: sensArm,
@@ -216,17 +258,33 @@ export function selectedPcrs(sel: TpmsPcrSelection): number[] {
 // ---------------------------------------------------------------------------------------------------------------
 // Tickets (Part 2 §10.7)
 
-export const TpmtTkCreation = struct('TPMT_TK_CREATION', { tag: constant('TPM_ST_CREATION', u16, TPM_ST.CREATION), hierarchy: u32, digest: Tpm2bDigest });
+export const TpmtTkCreation = struct('TPMT_TK_CREATION', {
+  tag: constant('TPM_ST_CREATION', u16, TPM_ST.CREATION),
+  hierarchy: u32,
+  digest: Tpm2bDigest,
+});
 export type TpmtTkCreation = Decoded<typeof TpmtTkCreation>;
-export const TpmtTkVerified = struct('TPMT_TK_VERIFIED', { tag: constant('TPM_ST_VERIFIED', u16, TPM_ST.VERIFIED), hierarchy: u32, digest: Tpm2bDigest });
+export const TpmtTkVerified = struct('TPMT_TK_VERIFIED', {
+  tag: constant('TPM_ST_VERIFIED', u16, TPM_ST.VERIFIED),
+  hierarchy: u32,
+  digest: Tpm2bDigest,
+});
 export type TpmtTkVerified = Decoded<typeof TpmtTkVerified>;
 /** TPMT_TK_AUTH: tag is TPM_ST_AUTH_SECRET or TPM_ST_AUTH_SIGNED. */
 export const TpmtTkAuth = struct('TPMT_TK_AUTH', { tag: u16, hierarchy: u32, digest: Tpm2bDigest });
 export type TpmtTkAuth = Decoded<typeof TpmtTkAuth>;
-export const TpmtTkHashcheck = struct('TPMT_TK_HASHCHECK', { tag: constant('TPM_ST_HASHCHECK', u16, TPM_ST.HASHCHECK), hierarchy: u32, digest: Tpm2bDigest });
+export const TpmtTkHashcheck = struct('TPMT_TK_HASHCHECK', {
+  tag: constant('TPM_ST_HASHCHECK', u16, TPM_ST.HASHCHECK),
+  hierarchy: u32,
+  digest: Tpm2bDigest,
+});
 export type TpmtTkHashcheck = Decoded<typeof TpmtTkHashcheck>;
 /** The NULL hashcheck ticket (`8024 40000007 0000`), for Sign of an externally computed digest. */
-export const NULL_HASHCHECK_TICKET: TpmtTkHashcheck = { tag: TPM_ST.HASHCHECK, hierarchy: 0x40000007, digest: new Uint8Array(0) };
+export const NULL_HASHCHECK_TICKET: TpmtTkHashcheck = {
+  tag: TPM_ST.HASHCHECK,
+  hierarchy: 0x40000007,
+  digest: new Uint8Array(0),
+};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Signatures (Part 2 §11.3)
@@ -251,7 +309,11 @@ export const TpmtHa: Codec<{ hashAlg: number; digest: Uint8Array }> = {
 };
 
 const rsaSig = struct('TPMS_SIGNATURE_RSA', { hash: u16, sig: Tpm2bPublicKeyRsa });
-const eccSig = struct('TPMS_SIGNATURE_ECC', { hash: u16, signatureR: Tpm2bEccParameter, signatureS: Tpm2bEccParameter });
+const eccSig = struct('TPMS_SIGNATURE_ECC', {
+  hash: u16,
+  signatureR: Tpm2bEccParameter,
+  signatureS: Tpm2bEccParameter,
+});
 /** TPMT_SIGNATURE (Part 2 §11.3.4), discriminated by `sigAlg`. */
 export const TpmtSignature = tagged('TPMT_SIGNATURE', 'sigAlg', u16, {
   [TPM_ALG.RSASSA]: rsaSig,
@@ -276,11 +338,26 @@ export type TpmsCertifyInfo = Decoded<typeof TpmsCertifyInfo>;
 export const TpmsQuoteInfo = struct('TPMS_QUOTE_INFO', { pcrSelect: TpmlPcrSelection, pcrDigest: Tpm2bDigest });
 export type TpmsQuoteInfo = Decoded<typeof TpmsQuoteInfo>;
 export const TpmsCreationInfo = struct('TPMS_CREATION_INFO', { objectName: Tpm2bName, creationHash: Tpm2bDigest });
-export const TpmsNvCertifyInfo = struct('TPMS_NV_CERTIFY_INFO', { indexName: Tpm2bName, offset: u16, nvContents: Tpm2bMaxNvBuffer });
+export const TpmsNvCertifyInfo = struct('TPMS_NV_CERTIFY_INFO', {
+  indexName: Tpm2bName,
+  offset: u16,
+  nvContents: Tpm2bMaxNvBuffer,
+});
 export const TpmsTimeAttestInfo = struct('TPMS_TIME_ATTEST_INFO', { time: TpmsTimeInfo, firmwareVersion: u64 });
-export const TpmsCommandAuditInfo = struct('TPMS_COMMAND_AUDIT_INFO', { auditCounter: u64, digestAlg: u16, auditDigest: Tpm2bDigest, commandDigest: Tpm2bDigest });
-export const TpmsSessionAuditInfo = struct('TPMS_SESSION_AUDIT_INFO', { exclusiveSession: yesNo, sessionDigest: Tpm2bDigest });
-export const TpmsNvDigestCertifyInfo = struct('TPMS_NV_DIGEST_CERTIFY_INFO', { indexName: Tpm2bName, nvDigest: Tpm2bDigest });
+export const TpmsCommandAuditInfo = struct('TPMS_COMMAND_AUDIT_INFO', {
+  auditCounter: u64,
+  digestAlg: u16,
+  auditDigest: Tpm2bDigest,
+  commandDigest: Tpm2bDigest,
+});
+export const TpmsSessionAuditInfo = struct('TPMS_SESSION_AUDIT_INFO', {
+  exclusiveSession: yesNo,
+  sessionDigest: Tpm2bDigest,
+});
+export const TpmsNvDigestCertifyInfo = struct('TPMS_NV_DIGEST_CERTIFY_INFO', {
+  indexName: Tpm2bName,
+  nvDigest: Tpm2bDigest,
+});
 
 const attestArms = {
   [TPM_ST.ATTEST_CERTIFY]: TpmsCertifyInfo,
@@ -301,7 +378,9 @@ interface TpmsAttestHead {
   firmwareVersion: bigint;
 }
 /** TPMS_ATTEST (Part 2 §10.12.12): `type` selects the `attested` arm. */
-export type TpmsAttest = { [S in keyof AttestArms & number]: TpmsAttestHead & { type: S; attested: Decoded<AttestArms[S]> } }[keyof AttestArms & number];
+export type TpmsAttest = {
+  [S in keyof AttestArms & number]: TpmsAttestHead & { type: S; attested: Decoded<AttestArms[S]> };
+}[keyof AttestArms & number];
 export const TPM_GENERATED_VALUE = 0xff544347;
 const attestHead = struct('TPMS_ATTEST', {
   qualifiedSigner: Tpm2bName,
@@ -324,7 +403,8 @@ export const TpmsAttestHeader: Codec<TpmsAttestHeader> = {
     const base = r.path;
     r.path = `${base}.magic`;
     const magic = r.u32();
-    if (magic !== TPM_GENERATED_VALUE) r.fail('bad-value', `TPMS_ATTEST magic 0x${magic.toString(16)} is not TPM_GENERATED_VALUE`, magic);
+    if (magic !== TPM_GENERATED_VALUE)
+      r.fail('bad-value', `TPMS_ATTEST magic 0x${magic.toString(16)} is not TPM_GENERATED_VALUE`, magic);
     r.path = `${base}.type`;
     const type = r.u16();
     if (!isAttestType(type)) r.fail('bad-selector', `TPMS_ATTEST: unsupported type 0x${type.toString(16)}`, type);
@@ -366,17 +446,31 @@ export type TpmsCreationData = Decoded<typeof TpmsCreationData>;
 export const Tpm2bCreationData = sized('TPM2B_CREATION_DATA', TpmsCreationData);
 
 /** TPMS_ID_OBJECT (Part 2 §12.4.2): integrityHMAC ‖ encIdentity (encIdentity carries its own encrypted size). */
-export const TpmsIdObject = struct('TPMS_ID_OBJECT', { integrityHMAC: Tpm2bDigest, encIdentity: restBytes('encIdentity') });
+export const TpmsIdObject = struct('TPMS_ID_OBJECT', {
+  integrityHMAC: Tpm2bDigest,
+  encIdentity: restBytes('encIdentity'),
+});
 export type TpmsIdObject = Decoded<typeof TpmsIdObject>;
 export const Tpm2bIdObject = sized('TPM2B_ID_OBJECT', TpmsIdObject);
 export type Tpm2bIdObject = Sized<TpmsIdObject>;
 
 /** TPMS_CONTEXT (Part 2 §14.5). */
-export const TpmsContext = struct('TPMS_CONTEXT', { sequence: u64, savedHandle: u32, hierarchy: u32, contextBlob: Tpm2bContextData });
+export const TpmsContext = struct('TPMS_CONTEXT', {
+  sequence: u64,
+  savedHandle: u32,
+  hierarchy: u32,
+  contextBlob: Tpm2bContextData,
+});
 export type TpmsContext = Decoded<typeof TpmsContext>;
 
 /** TPMS_NV_PUBLIC (Part 2 §13.5). */
-export const TpmsNvPublic = struct('TPMS_NV_PUBLIC', { nvIndex: u32, nameAlg: u16, attributes: u32, authPolicy: Tpm2bDigest, dataSize: u16 });
+export const TpmsNvPublic = struct('TPMS_NV_PUBLIC', {
+  nvIndex: u32,
+  nameAlg: u16,
+  attributes: u32,
+  authPolicy: Tpm2bDigest,
+  dataSize: u16,
+});
 export type TpmsNvPublic = Decoded<typeof TpmsNvPublic>;
 export const Tpm2bNvPublic = sized('TPM2B_NV_PUBLIC', TpmsNvPublic);
 export type Tpm2bNvPublic = Sized<TpmsNvPublic>;
@@ -407,8 +501,12 @@ export const TpmsCapabilityData = tagged('TPMS_CAPABILITY_DATA', 'capability', u
   [TPM_CAP.PP_COMMANDS]: struct('TPML_CC', { commands: list('TPML_CC', u32, MAX_CAP) }),
   [TPM_CAP.AUDIT_COMMANDS]: struct('TPML_CC', { commands: list('TPML_CC', u32, MAX_CAP) }),
   [TPM_CAP.PCRS]: struct('TPML_PCR_SELECTION', { assignedPCR: TpmlPcrSelection }),
-  [TPM_CAP.TPM_PROPERTIES]: struct('TPML_TAGGED_TPM_PROPERTY', { tpmProperties: list('TPML_TAGGED_TPM_PROPERTY', TpmsTaggedProperty, MAX_CAP) }),
-  [TPM_CAP.PCR_PROPERTIES]: struct('TPML_TAGGED_PCR_PROPERTY', { pcrProperties: list('TPML_TAGGED_PCR_PROPERTY', TpmsTaggedPcrSelect, MAX_CAP) }),
+  [TPM_CAP.TPM_PROPERTIES]: struct('TPML_TAGGED_TPM_PROPERTY', {
+    tpmProperties: list('TPML_TAGGED_TPM_PROPERTY', TpmsTaggedProperty, MAX_CAP),
+  }),
+  [TPM_CAP.PCR_PROPERTIES]: struct('TPML_TAGGED_PCR_PROPERTY', {
+    pcrProperties: list('TPML_TAGGED_PCR_PROPERTY', TpmsTaggedPcrSelect, MAX_CAP),
+  }),
   [TPM_CAP.ECC_CURVES]: struct('TPML_ECC_CURVE', { eccCurves: list('TPML_ECC_CURVE', u16, MAX_CAP) }),
 });
 export type TpmsCapabilityData = Decoded<typeof TpmsCapabilityData>;
@@ -416,9 +514,18 @@ export type TpmsCapabilityData = Decoded<typeof TpmsCapabilityData>;
 // ---------------------------------------------------------------------------------------------------------------
 // Authorization area (Part 2 §10.13)
 
-export const TpmsAuthCommand = struct('TPMS_AUTH_COMMAND', { sessionHandle: u32, nonce: Tpm2bNonce, sessionAttributes: u8, hmac: Tpm2bAuth });
+export const TpmsAuthCommand = struct('TPMS_AUTH_COMMAND', {
+  sessionHandle: u32,
+  nonce: Tpm2bNonce,
+  sessionAttributes: u8,
+  hmac: Tpm2bAuth,
+});
 export type TpmsAuthCommand = Decoded<typeof TpmsAuthCommand>;
-export const TpmsAuthResponse = struct('TPMS_AUTH_RESPONSE', { nonce: Tpm2bNonce, sessionAttributes: u8, hmac: Tpm2bAuth });
+export const TpmsAuthResponse = struct('TPMS_AUTH_RESPONSE', {
+  nonce: Tpm2bNonce,
+  sessionAttributes: u8,
+  hmac: Tpm2bAuth,
+});
 export type TpmsAuthResponse = Decoded<typeof TpmsAuthResponse>;
 
 // re-exported helpers used by command declarations

@@ -45,7 +45,15 @@ export const TEMPLATE_HEX: Readonly<Record<TemplateName, string>> = Object.freez
     '0001000b000300b20020' + EK_POLICY_A_SHA256_HEX + '00060080004300100800' + '00000000' + '0100' + '00'.repeat(256),
   // EK ECC NIST P-256 "L-2": AES-128-CFB, scheme NULL, curve 0x0003, kdf NULL, unique x,y = 32 zero bytes. 122 bytes.
   'ek-ecc-p256-l2':
-    '0023000b000300b20020' + EK_POLICY_A_SHA256_HEX + '0006008000430010' + '0003' + '0010' + '0020' + Z32 + '0020' + Z32,
+    '0023000b000300b20020' +
+    EK_POLICY_A_SHA256_HEX +
+    '0006008000430010' +
+    '0003' +
+    '0010' +
+    '0020' +
+    Z32 +
+    '0020' +
+    Z32,
   // EK ECC NIST P-384 high range "H-3" as swtpm_setup 0.7.1 creates it: nameAlg SHA-384, attrs 0x000300F2
   // (adds userWithAuth), PolicyB-SHA384, AES-256-CFB, scheme NULL, curve 0x0004, kdf NULL, empty unique. 74 bytes.
   'ek-ecc-p384-h3':

@@ -1,5 +1,13 @@
 // The TPM handle (a transport plus retry policy) and the generic `execute`.
-import { Command, CommandDef, HandleDecl, ResponseOf, decodeResponse, encodeCommand, parseResponseHeader } from './command';
+import {
+  Command,
+  CommandDef,
+  HandleDecl,
+  ResponseOf,
+  decodeResponse,
+  encodeCommand,
+  parseResponseHeader,
+} from './command';
 import { TpmDecodeError, TpmError, TpmLibError } from './errors';
 import { ExtraSession } from './sessions';
 import { TpmTransport } from './transport/transport';
@@ -22,7 +30,10 @@ export interface TpmOptions {
 /** A TPM reached through a transport. Cheap to create; `close()` closes the transport. */
 export class Tpm {
   readonly retry: RetryOptions;
-  constructor(readonly transport: TpmTransport, opts: TpmOptions = {}) {
+  constructor(
+    readonly transport: TpmTransport,
+    opts: TpmOptions = {},
+  ) {
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
   }
 
@@ -51,7 +62,13 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-type AnyDef = CommandDef<readonly HandleDecl[], Record<string, AnyCodec>, unknown, readonly string[], Record<string, AnyCodec>>;
+type AnyDef = CommandDef<
+  readonly HandleDecl[],
+  Record<string, AnyCodec>,
+  unknown,
+  readonly string[],
+  Record<string, AnyCodec>
+>;
 
 /**
  * Executes a command: marshals it with the authorization sessions of its handles plus `sessions` (e.g. an HMAC
@@ -59,14 +76,23 @@ type AnyDef = CommandDef<readonly HandleDecl[], Record<string, AnyCodec>, unknow
  * decodes. Rejects with TpmError (non-zero RC), TpmDecodeError, TpmTransportError, TpmResponseAuthError or
  * TpmUsageError; nothing else.
  */
-export async function execute<D extends AnyDef>(tpm: Tpm, cmd: Command<D>, ...sessions: ExtraSession[]): Promise<ResponseOf<D>> {
+export async function execute<D extends AnyDef>(
+  tpm: Tpm,
+  cmd: Command<D>,
+  ...sessions: ExtraSession[]
+): Promise<ResponseOf<D>> {
   const enc = encodeCommand(cmd, sessions);
   const rsp = await tpm.sendRaw(enc.bytes);
   try {
     return decodeResponse<D>(enc, rsp);
   } catch (e) {
     if (e instanceof TpmLibError) throw e;
-    throw new TpmDecodeError('bad-value', `${cmd.def.name} response`, 0, `internal decoder error: ${e instanceof Error ? e.message : String(e)}`);
+    throw new TpmDecodeError(
+      'bad-value',
+      `${cmd.def.name} response`,
+      0,
+      `internal decoder error: ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
 }
 
@@ -74,6 +100,7 @@ export async function execute<D extends AnyDef>(tpm: Tpm, cmd: Command<D>, ...se
 export async function executeRaw(tpm: Tpm, command: Uint8Array): Promise<Uint8Array> {
   const rsp = await tpm.sendRaw(command);
   const { rc } = parseResponseHeader(rsp);
-  if (rc !== 0) throw new TpmError(rc, ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0);
+  if (rc !== 0)
+    throw new TpmError(rc, ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0);
   return rsp.subarray(10);
 }

@@ -19,7 +19,6 @@ export function leftPad(b: Buffer | Uint8Array, size: number): Buffer | undefine
   return Buffer.concat([Buffer.alloc(size - s.length), s]);
 }
 
-
 /**
  * True when `sig` is a valid RSASSA, RSAPSS or ECDSA signature by `pub` over `data` (hashed with the signature's
  * hash). False for any other scheme, a hash mismatch or a bad signature; never throws for malformed signatures.
@@ -30,9 +29,19 @@ export function verifySignature(pub: TpmtPublic, data: Uint8Array, sig: TpmtSign
     if (sig.sigAlg === TPM_ALG.RSASSA || sig.sigAlg === TPM_ALG.RSAPSS) {
       const h = hashInfo(sig.hash);
       // the signature must be exactly the modulus length, as Go requires
-      if (!h || pub.type !== TPM_ALG.RSA || sig.sig.length !== Math.ceil((key.asymmetricKeyDetails?.modulusLength ?? 0) / 8)) return false;
+      if (
+        !h ||
+        pub.type !== TPM_ALG.RSA ||
+        sig.sig.length !== Math.ceil((key.asymmetricKeyDetails?.modulusLength ?? 0) / 8)
+      )
+        return false;
       if (sig.sigAlg === TPM_ALG.RSASSA) return verify(h.name, data, key, sig.sig);
-      return verify(h.name, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, sig.sig);
+      return verify(
+        h.name,
+        data,
+        { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+        sig.sig,
+      );
     }
     if (sig.sigAlg === TPM_ALG.ECDSA) {
       const h = hashInfo(sig.hash);

@@ -53,7 +53,8 @@ export function parseCertificate(der: Buffer | Uint8Array): ParsedCertificate {
   } catch {
     problem = { kind: 'key-type', keyType: 'unreadable' };
   }
-  if (problem) throw new CertificateParseError(`unsupported public key: ${keyLimitText(problem)}`, 'unsupported-key', problem);
+  if (problem)
+    throw new CertificateParseError(`unsupported public key: ${keyLimitText(problem)}`, 'unsupported-key', problem);
   return c;
 }
 
@@ -174,8 +175,10 @@ export function keyUsageBits(c: ParsedCertificate): number | undefined {
   if (!e) return undefined;
   const bs = expectTag(single(e.value), 0x03, 'KeyUsage BIT STRING').value;
   const unused = bs[0];
-  if (unused === undefined || unused > 7 || (bs.length === 1 && unused > 0)) throw new DerError('bad KeyUsage BIT STRING');
-  if (bs.length > 1 && (bs[bs.length - 1]! & ((1 << unused) - 1)) !== 0) throw new DerError('KeyUsage BIT STRING has non-zero unused bits');
+  if (unused === undefined || unused > 7 || (bs.length === 1 && unused > 0))
+    throw new DerError('bad KeyUsage BIT STRING');
+  if (bs.length > 1 && (bs[bs.length - 1]! & ((1 << unused) - 1)) !== 0)
+    throw new DerError('KeyUsage BIT STRING has non-zero unused bits');
   let bits = 0;
   for (let i = 0; i < 9; i++) {
     const byte = bs[1 + (i >> 3)];
@@ -199,7 +202,10 @@ export interface GeneralNameInfo {
 export function subjectAltNames(c: ParsedCertificate): GeneralNameInfo[] | undefined {
   const e = getExtension(c, OID.subjectAltName);
   if (!e) return undefined;
-  return children(expectTag(single(e.value), 0x30, 'GeneralNames').value).map((t: Tlv) => ({ type: t.tag & 0x1f, value: t.value }));
+  return children(expectTag(single(e.value), 0x30, 'GeneralNames').value).map((t: Tlv) => ({
+    type: t.tag & 0x1f,
+    value: t.value,
+  }));
 }
 
 /** Attribute (OID, raw value TLV) pairs of a Name (RDNSequence content). */
@@ -217,5 +223,7 @@ export function nameAttributes(rawName: Buffer): { oid: string; value: Tlv }[] {
 export function extKeyUsages(c: ParsedCertificate): string[] | undefined {
   const e = getExtension(c, OID.extKeyUsage);
   if (!e) return undefined;
-  return children(expectTag(single(e.value), 0x30, 'ExtKeyUsage').value).map((t) => decodeOid(expectTag(t, 0x06, 'KeyPurposeId').value));
+  return children(expectTag(single(e.value), 0x30, 'ExtKeyUsage').value).map((t) =>
+    decodeOid(expectTag(t, 0x06, 'KeyPurposeId').value),
+  );
 }

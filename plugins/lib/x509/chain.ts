@@ -82,7 +82,12 @@ export class ChainError extends Error {
   readonly hintCandidate: string | undefined;
   /** 'bad-signature' only: why that candidate's key did not verify the signature. */
   readonly hintError: ChainHintError | undefined;
-  constructor(reason: ChainErrorReason, message: string, depth?: number, hint?: { candidate: string; error: ChainHintError }) {
+  constructor(
+    reason: ChainErrorReason,
+    message: string,
+    depth?: number,
+    hint?: { candidate: string; error: ChainHintError },
+  ) {
     super(message);
     this.name = 'ChainError';
     this.reason = reason;
@@ -218,7 +223,10 @@ function checkSigAlg(c: ParsedCertificate, depth: number): void {
       const alg = children(expectTag(single(c.sigAlgRaw), 0x30, 'AlgorithmIdentifier').value);
       const params = alg[1] && alg[1].tag === 0x30 ? children(alg[1].value) : [];
       const h = params.find((p) => p.tag === 0xa0);
-      if (h) hash = decodeOid(expectTag(children(expectTag(children(h.value)[0], 0x30, 'hash AlgId').value)[0], 0x06, 'hash OID').value);
+      if (h)
+        hash = decodeOid(
+          expectTag(children(expectTag(children(h.value)[0], 0x30, 'hash AlgId').value)[0], 0x06, 'hash OID').value,
+        );
     } catch {
       throw new ChainError('malformed', 'bad RSASSA-PSS parameters', depth);
     }
@@ -315,7 +323,10 @@ function sigKeyAlgorithm(oid: string): 'RSA' | 'ECDSA' | 'Ed25519' | undefined {
 }
 
 /** Go's type of a parsed public key, by Node key type; undefined for keys Go's x509 would not parse. */
-const GO_KEY_TYPE: Record<string, { alg: 'RSA' | 'ECDSA' | 'Ed25519'; goType: string; keyType: 'rsa' | 'ecdsa' | 'ed25519' }> = {
+const GO_KEY_TYPE: Record<
+  string,
+  { alg: 'RSA' | 'ECDSA' | 'Ed25519'; goType: string; keyType: 'rsa' | 'ecdsa' | 'ed25519' }
+> = {
   rsa: { alg: 'RSA', goType: '*rsa.PublicKey', keyType: 'rsa' },
   ec: { alg: 'ECDSA', goType: '*ecdsa.PublicKey', keyType: 'ecdsa' },
   ed25519: { alg: 'Ed25519', goType: 'ed25519.PublicKey', keyType: 'ed25519' },
@@ -378,7 +389,8 @@ function parseOrThrow(der: Buffer | Uint8Array, what: string): ParsedCertificate
   try {
     return parseCertificate(der);
   } catch (e) {
-    if (e instanceof CertificateParseError) throw new ChainError(e.reason === 'unsupported-key' ? 'unsupported-key' : 'malformed', `${what}: ${e.message}`);
+    if (e instanceof CertificateParseError)
+      throw new ChainError(e.reason === 'unsupported-key' ? 'unsupported-key' : 'malformed', `${what}: ${e.message}`);
     throw new ChainError('malformed', `${what}: ${(e as Error).message}`);
   }
 }
@@ -416,7 +428,8 @@ export function verifyChain(input: VerifyChainInput): VerifiedChains {
   // Exact duplicates (of each other, of an anchor, of the leaf) add nothing but paths to try: dropped.
   const inters: ParsedCertificate[] = [];
   for (const c of parsedInters) {
-    if (c.der.equals(leaf.der) || anchors.some((a) => a.der.equals(c.der)) || inters.some((x) => x.der.equals(c.der))) continue;
+    if (c.der.equals(leaf.der) || anchors.some((a) => a.der.equals(c.der)) || inters.some((x) => x.der.equals(c.der)))
+      continue;
     inters.push(c);
   }
 
@@ -437,7 +450,12 @@ export function verifyChain(input: VerifyChainInput): VerifiedChains {
   const linkMemo = new Map<ParsedCertificate, Map<ParsedCertificate, ChainError | null>>();
   const intrinsicMemo = new Map<ParsedCertificate, ChainError | null>();
   // A memoised error is thrown again with the depth of this occurrence (a certificate can sit at several depths).
-  const memoised = (memo: Map<ParsedCertificate, ChainError | null>, key: ParsedCertificate, depth: number, f: () => void): void => {
+  const memoised = (
+    memo: Map<ParsedCertificate, ChainError | null>,
+    key: ParsedCertificate,
+    depth: number,
+    f: () => void,
+  ): void => {
     let r = memo.get(key);
     if (r === undefined) {
       r = null;
@@ -503,14 +521,20 @@ export function verifyChain(input: VerifyChainInput): VerifiedChains {
     return chains.map((c) => c.map((x) => Buffer.from(x.der)));
   }
   if (budgetExceeded) {
-    throw new ChainError('too-many-signature-checks', 'signature check attempts limit reached while verifying certificate chain', 0);
+    throw new ChainError(
+      'too-many-signature-checks',
+      'signature check attempts limit reached while verifying certificate chain',
+      0,
+    );
   }
   if (best) throw best;
   throw new ChainError('untrusted', 'certificate signed by unknown authority', 0);
 }
 
 function hintOf(e: ChainError): { candidate: string; error: ChainHintError } | undefined {
-  return e.hintCandidate !== undefined && e.hintError !== undefined ? { candidate: e.hintCandidate, error: e.hintError } : undefined;
+  return e.hintCandidate !== undefined && e.hintError !== undefined
+    ? { candidate: e.hintCandidate, error: e.hintError }
+    : undefined;
 }
 
 /**
@@ -565,7 +589,8 @@ export function ekCertificateProblem(c: ParsedCertificate): EkCertificateProblem
   if (!hasEku && !hasSan) return { kind: 'no-tcg-identity' };
   if (ku === undefined) return { kind: 'key-usage-missing' };
   const required = c.node.publicKey.asymmetricKeyType === 'rsa' ? 'keyEncipherment' : 'keyAgreement';
-  if ((ku & (required === 'keyEncipherment' ? KEY_USAGE_KEY_ENCIPHERMENT : KEY_USAGE_KEY_AGREEMENT)) === 0) return { kind: 'key-usage', required };
+  if ((ku & (required === 'keyEncipherment' ? KEY_USAGE_KEY_ENCIPHERMENT : KEY_USAGE_KEY_AGREEMENT)) === 0)
+    return { kind: 'key-usage', required };
   return undefined;
 }
 
@@ -601,7 +626,8 @@ export function parsePemCertificates(text: string): Buffer[] {
     if (m[1] !== 'CERTIFICATE') continue;
     const lines = m[2]!.split(/\r?\n/).filter((l) => l.length > 0 && !l.includes(':'));
     const b64 = lines.join('').trim();
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new ChainError('malformed', 'bad base64 in PEM CERTIFICATE block');
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0)
+      throw new ChainError('malformed', 'bad base64 in PEM CERTIFICATE block');
     out.push(Buffer.from(b64, 'base64'));
   }
   return out;
@@ -614,7 +640,8 @@ function decodeDirectoryString(t: { tag: number; value: Buffer }): string {
     case 0x16: // IA5String
     case 0x14: // TeletexString (treated as latin1)
       return t.tag === 0x14 ? t.value.toString('latin1') : t.value.toString('utf8');
-    case 0x1e: { // BMPString
+    case 0x1e: {
+      // BMPString
       const b = Buffer.from(t.value);
       b.swap16();
       return b.toString('utf16le');
@@ -627,7 +654,9 @@ function decodeDirectoryString(t: { tag: number; value: Buffer }): string {
 /** First CommonName of the subject (or of the issuer with which='issuer'); '' when absent (Go's Subject.CommonName). */
 export function commonName(der: Buffer | Uint8Array, which: 'subject' | 'issuer' = 'subject'): string {
   const c = parseOrThrow(der, 'certificate');
-  const attrs = nameAttributes(which === 'subject' ? c.rawSubject : c.rawIssuer).filter((a) => a.oid === OID.commonName);
+  const attrs = nameAttributes(which === 'subject' ? c.rawSubject : c.rawIssuer).filter(
+    (a) => a.oid === OID.commonName,
+  );
   // Go's pkix.Name.FillFromRDNSequence keeps the LAST CN seen.
   const last = attrs[attrs.length - 1];
   return last ? decodeDirectoryString(last.value) : '';

@@ -35,9 +35,11 @@ export function keyLimitText(p: KeyLimitProblem): string {
 
 /** Checks an RSA modulus size and public exponent against the limits. */
 export function rsaKeyProblem(modulusBits: number, exponent: bigint): KeyLimitProblem | undefined {
-  if (modulusBits < RSA_MIN_MODULUS_BITS || modulusBits > RSA_MAX_MODULUS_BITS) return { kind: 'rsa-modulus', bits: modulusBits };
+  if (modulusBits < RSA_MIN_MODULUS_BITS || modulusBits > RSA_MAX_MODULUS_BITS)
+    return { kind: 'rsa-modulus', bits: modulusBits };
   const even = (exponent & 1n) === 0n;
-  if (even || exponent < RSA_MIN_EXPONENT || exponent > RSA_MAX_EXPONENT) return { kind: 'rsa-exponent', bits: exponent.toString(2).length, even };
+  if (even || exponent < RSA_MIN_EXPONENT || exponent > RSA_MAX_EXPONENT)
+    return { kind: 'rsa-exponent', bits: exponent.toString(2).length, even };
   return undefined;
 }
 

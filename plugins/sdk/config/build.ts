@@ -15,7 +15,16 @@
  *    also the unit `d` (24h), which Go lacks.
  */
 import { HclSyntaxError, parseConfigText } from './hcl';
-import { type ConfigObject, type ConfigValue, defineKey, getRaw, isConfigObject, isRepeated, markRepeated, setMeta } from './tree';
+import {
+  type ConfigObject,
+  type ConfigValue,
+  defineKey,
+  getRaw,
+  isConfigObject,
+  isRepeated,
+  markRepeated,
+  setMeta,
+} from './tree';
 import { looksSecretKey, registerConfigSecrets } from './secrets';
 
 export interface ConfigStatus {
@@ -131,7 +140,8 @@ function trunc(s: string): string {
 function describe(loc: Located, secret: boolean): string {
   const v = loc.value;
   if (typeof v === 'string') return secret ? 'string (value redacted)' : `string ${JSON.stringify(trunc(v))}`;
-  if (typeof v === 'number' || typeof v === 'bigint') return secret ? 'number (value redacted)' : `number ${trunc(loc.raw ?? String(v))}`;
+  if (typeof v === 'number' || typeof v === 'bigint')
+    return secret ? 'number (value redacted)' : `number ${trunc(loc.raw ?? String(v))}`;
   if (typeof v === 'boolean') return secret ? 'boolean (value redacted)' : `boolean ${v}`;
   if (Array.isArray(v)) return isRepeated(v) ? 'repeated blocks' : 'a list';
   return 'a block';
@@ -172,7 +182,8 @@ function mergeObjects(objs: readonly ConfigObject[]): ConfigObject {
   for (const o of objs) {
     for (const k of Object.keys(o)) {
       for (const loc of occurrences(o, k)) {
-        const meta = loc.raw === undefined ? { pos: { line: 0, column: 0 } } : { pos: { line: 0, column: 0 }, raw: loc.raw };
+        const meta =
+          loc.raw === undefined ? { pos: { line: 0, column: 0 } } : { pos: { line: 0, column: 0 }, raw: loc.raw };
         if (!Object.hasOwn(out, k)) {
           defineKey(out, k, loc.value);
           setMeta(out, k, meta);
@@ -181,7 +192,11 @@ function mergeObjects(objs: readonly ConfigObject[]): ConfigObject {
           if (!Array.isArray(acc) || !isRepeated(acc)) {
             const prevRaw = getRaw(out, k);
             acc = markRepeated([acc]);
-            setMeta(acc, 0, prevRaw === undefined ? { pos: { line: 0, column: 0 } } : { pos: { line: 0, column: 0 }, raw: prevRaw });
+            setMeta(
+              acc,
+              0,
+              prevRaw === undefined ? { pos: { line: 0, column: 0 } } : { pos: { line: 0, column: 0 }, raw: prevRaw },
+            );
             defineKey(out, k, acc);
           }
           acc.push(loc.value);
@@ -231,8 +246,8 @@ export function parseGoInt(s: string): bigint | undefined {
 const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
   ns: 1e-6,
   us: 1e-3,
-  'µs': 1e-3,
-  'μs': 1e-3,
+  µs: 1e-3,
+  μs: 1e-3,
   ms: 1,
   s: 1000,
   m: 60_000,
@@ -257,7 +272,12 @@ export function parseGoDuration(s: string, opts: { days?: boolean } = {}): numbe
     const num = m[1]!;
     const unit = m[2]!;
     if (num === '' || num === '.') return undefined;
-    const mult = unit === 'd' && opts.days === true ? 86_400_000 : Object.hasOwn(DURATION_UNITS_MS, unit) ? DURATION_UNITS_MS[unit] : undefined;
+    const mult =
+      unit === 'd' && opts.days === true
+        ? 86_400_000
+        : Object.hasOwn(DURATION_UNITS_MS, unit)
+          ? DURATION_UNITS_MS[unit]
+          : undefined;
     if (mult === undefined) return undefined;
     total += Number(num) * mult;
     rest = rest.slice(m[0].length);
@@ -266,7 +286,14 @@ export function parseGoDuration(s: string, opts: { days?: boolean } = {}): numbe
   return neg ? -total : total;
 }
 
-function checkRange(v: number, path: string, status: ConfigStatus, min: number | undefined, max: number | undefined, show: (n: number) => string): boolean {
+function checkRange(
+  v: number,
+  path: string,
+  status: ConfigStatus,
+  min: number | undefined,
+  max: number | undefined,
+  show: (n: number) => string,
+): boolean {
   if (min !== undefined && v < min) {
     status.errors.push(`key "${path}": must be at least ${show(min)}, got ${show(v)}`);
     return false;
@@ -278,7 +305,13 @@ function checkRange(v: number, path: string, status: ConfigStatus, min: number |
   return true;
 }
 
-function make<T>(kind: FieldKind, opts: CommonOpts & { secret?: boolean }, defaultValue: (() => T) | undefined, decode: FieldSpec<T>['decode'], schema?: Schema): FieldSpec<T> {
+function make<T>(
+  kind: FieldKind,
+  opts: CommonOpts & { secret?: boolean },
+  defaultValue: (() => T) | undefined,
+  decode: FieldSpec<T>['decode'],
+  schema?: Schema,
+): FieldSpec<T> {
   const spec: FieldSpec<T> = {
     kind,
     required: opts.required === true,
@@ -304,7 +337,9 @@ function stringField(opts: StringOpts = {}): FieldSpec<string | undefined> {
     if (s === INVALID) return INVALID;
     if (opts.oneOf !== undefined && !opts.oneOf.includes(s)) {
       const allowed = opts.oneOf.map((o) => JSON.stringify(o)).join(', ');
-      status.errors.push(`key "${path}": must be one of ${allowed}, got ${hidden(path, secret) ? 'a redacted value' : JSON.stringify(trunc(s))}`);
+      status.errors.push(
+        `key "${path}": must be one of ${allowed}, got ${hidden(path, secret) ? 'a redacted value' : JSON.stringify(trunc(s))}`,
+      );
       return INVALID;
     }
     return s;
@@ -333,7 +368,9 @@ function intField(opts: IntOpts = {}): FieldSpec<number | undefined> {
     }
     if (typeof n === 'bigint') {
       if (n < BigInt(Number.MIN_SAFE_INTEGER) || n > BigInt(Number.MAX_SAFE_INTEGER)) {
-        status.errors.push(`key "${path}": integer ${hidden(path, secret) ? '(value redacted)' : trunc(n.toString())} is out of range`);
+        status.errors.push(
+          `key "${path}": integer ${hidden(path, secret) ? '(value redacted)' : trunc(n.toString())} is out of range`,
+        );
         return INVALID;
       }
       n = Number(n);
@@ -353,7 +390,9 @@ function boolField(opts: BoolOpts = {}): FieldSpec<boolean | undefined> {
     const v = loc.value;
     if (typeof v === 'boolean') return v;
     if (v === 'true' || v === 'false') {
-      status.notes.push(`key "${path}": the string "${v}" was accepted as the boolean ${v}; write ${v} without quotes (Go plugins reject the quoted form)`);
+      status.notes.push(
+        `key "${path}": the string "${v}" was accepted as the boolean ${v}; write ${v} without quotes (Go plugins reject the quoted form)`,
+      );
       return v === 'true';
     }
     return typeError(status, path, 'a boolean (true or false)', loc, false);
@@ -395,29 +434,45 @@ function stringListField(opts?: StringListOpts): FieldSpec<string[] | undefined>
 function stringListField(opts: StringListOpts = {}): FieldSpec<string[] | undefined> {
   const secret = opts.secret === true;
   const def = opts.default;
-  return make<string[] | undefined>('stringList', opts, def === undefined ? undefined : () => [...def], (occ, path, status) => {
-    const out: string[] = [];
-    let ok = true;
-    let index = 0;
-    for (const loc of occ) {
-      const v = loc.value;
-      if (!Array.isArray(v) || isRepeated(v)) {
-        typeError(status, path, 'a list of strings', loc, secret);
-        ok = false;
-        continue;
+  return make<string[] | undefined>(
+    'stringList',
+    opts,
+    def === undefined ? undefined : () => [...def],
+    (occ, path, status) => {
+      const out: string[] = [];
+      let ok = true;
+      let index = 0;
+      for (const loc of occ) {
+        const v = loc.value;
+        if (!Array.isArray(v) || isRepeated(v)) {
+          typeError(status, path, 'a list of strings', loc, secret);
+          ok = false;
+          continue;
+        }
+        for (let i = 0; i < v.length; i++) {
+          const raw = getRaw(v, i);
+          const s = asString(
+            raw === undefined ? { value: v[i]! } : { value: v[i]!, raw },
+            `${path}[${index++}]`,
+            status,
+            secret,
+          );
+          if (s === INVALID) ok = false;
+          else out.push(s);
+        }
       }
-      for (let i = 0; i < v.length; i++) {
-        const raw = getRaw(v, i);
-        const s = asString(raw === undefined ? { value: v[i]! } : { value: v[i]!, raw }, `${path}[${index++}]`, status, secret);
-        if (s === INVALID) ok = false;
-        else out.push(s);
-      }
-    }
-    return ok ? out : INVALID;
-  });
+      return ok ? out : INVALID;
+    },
+  );
 }
 
-function collectObjects(occ: readonly Located[], path: string, status: ConfigStatus, expected: string, secret: boolean): ConfigObject[] | Invalid {
+function collectObjects(
+  occ: readonly Located[],
+  path: string,
+  status: ConfigStatus,
+  expected: string,
+  secret: boolean,
+): ConfigObject[] | Invalid {
   const objs: ConfigObject[] = [];
   let ok = true;
   for (const loc of occ) {
@@ -430,34 +485,45 @@ function collectObjects(occ: readonly Located[], path: string, status: ConfigSta
   return ok ? objs : INVALID;
 }
 
-function stringMapField(opts: StringMapOpts & Present<Readonly<Record<string, string>>>): FieldSpec<Record<string, string>>;
+function stringMapField(
+  opts: StringMapOpts & Present<Readonly<Record<string, string>>>,
+): FieldSpec<Record<string, string>>;
 function stringMapField(opts?: StringMapOpts): FieldSpec<Record<string, string> | undefined>;
 function stringMapField(opts: StringMapOpts = {}): FieldSpec<Record<string, string> | undefined> {
   const secret = opts.secret === true;
   const def = opts.default;
-  return make<Record<string, string> | undefined>('stringMap', opts, def === undefined ? undefined : () => copyRecord(def), (occ, path, status) => {
-    const objs = collectObjects(occ, path, status, 'a block of string values', secret);
-    if (objs === INVALID) return INVALID;
-    const merged = mergeObjects(objs);
-    const out: Record<string, string> = {};
-    let ok = true;
-    for (const k of Object.keys(merged)) {
-      const sub = `${path}.${k}`;
-      const s = asString(lastWins(occurrences(merged, k), sub, status), sub, status, secret);
-      if (s === INVALID) ok = false;
-      else Object.defineProperty(out, k, { value: s, writable: true, enumerable: true, configurable: true });
-    }
-    return ok ? out : INVALID;
-  });
+  return make<Record<string, string> | undefined>(
+    'stringMap',
+    opts,
+    def === undefined ? undefined : () => copyRecord(def),
+    (occ, path, status) => {
+      const objs = collectObjects(occ, path, status, 'a block of string values', secret);
+      if (objs === INVALID) return INVALID;
+      const merged = mergeObjects(objs);
+      const out: Record<string, string> = {};
+      let ok = true;
+      for (const k of Object.keys(merged)) {
+        const sub = `${path}.${k}`;
+        const s = asString(lastWins(occurrences(merged, k), sub, status), sub, status, secret);
+        if (s === INVALID) ok = false;
+        else Object.defineProperty(out, k, { value: s, writable: true, enumerable: true, configurable: true });
+      }
+      return ok ? out : INVALID;
+    },
+  );
 }
 
 function copyRecord(r: Readonly<Record<string, string>>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const k of Object.keys(r)) Object.defineProperty(out, k, { value: r[k], writable: true, enumerable: true, configurable: true });
+  for (const k of Object.keys(r))
+    Object.defineProperty(out, k, { value: r[k], writable: true, enumerable: true, configurable: true });
   return out;
 }
 
-function objectField<S extends Schema>(schema: S, opts: ObjectOpts & ({ required: true } | { defaultEmpty: true })): FieldSpec<Infer<S>>;
+function objectField<S extends Schema>(
+  schema: S,
+  opts: ObjectOpts & ({ required: true } | { defaultEmpty: true }),
+): FieldSpec<Infer<S>>;
 function objectField<S extends Schema>(schema: S, opts?: ObjectOpts): FieldSpec<Infer<S> | undefined>;
 function objectField<S extends Schema>(schema: S, opts: ObjectOpts = {}): FieldSpec<Infer<S> | undefined> {
   const decode: FieldSpec<Infer<S> | undefined>['decode'] = (occ, path, status, dopts) => {
@@ -472,7 +538,10 @@ function objectField<S extends Schema>(schema: S, opts: ObjectOpts = {}): FieldS
   return spec;
 }
 
-function objectListField<S extends Schema>(schema: S, opts: ObjectListOpts & ({ required: true } | { defaultEmpty: true })): FieldSpec<Infer<S>[]>;
+function objectListField<S extends Schema>(
+  schema: S,
+  opts: ObjectListOpts & ({ required: true } | { defaultEmpty: true }),
+): FieldSpec<Infer<S>[]>;
 function objectListField<S extends Schema>(schema: S, opts?: ObjectListOpts): FieldSpec<Infer<S>[] | undefined>;
 function objectListField<S extends Schema>(schema: S, opts: ObjectListOpts = {}): FieldSpec<Infer<S>[] | undefined> {
   const decode: FieldSpec<Infer<S>[] | undefined>['decode'] = (occ, path, status, dopts) => {
@@ -496,7 +565,13 @@ function objectListField<S extends Schema>(schema: S, opts: ObjectListOpts = {})
     }
     return ok ? out : INVALID;
   };
-  return make<Infer<S>[] | undefined>('objectList', opts, opts.defaultEmpty === true ? () => [] : undefined, decode, schema);
+  return make<Infer<S>[] | undefined>(
+    'objectList',
+    opts,
+    opts.defaultEmpty === true ? () => [] : undefined,
+    decode,
+    schema,
+  );
 }
 
 /** Field constructors. Fields are optional unless `required: true` or a `default` is given. */
@@ -516,7 +591,13 @@ export const field = {
 // Decoding
 // ---------------------------------------------------------------------------------------
 
-function decodeObject(obj: ConfigObject, schema: Schema, prefix: string, status: ConfigStatus, opts: DecodeOptions): Record<string, unknown> | Invalid {
+function decodeObject(
+  obj: ConfigObject,
+  schema: Schema,
+  prefix: string,
+  status: ConfigStatus,
+  opts: DecodeOptions,
+): Record<string, unknown> | Invalid {
   const before = status.errors.length;
   const join = (k: string): string => (prefix === '' ? k : `${prefix}.${k}`);
   const byField = new Map<string, Located[]>();
@@ -582,7 +663,12 @@ function isDefaultEmpty(spec: FieldSpec<unknown>): boolean {
  * Messages never contain the value of a `secret` field, of a key whose name says it is a secret, or of an unknown
  * key; every value under such a key in `text` is registered with the log redactor first, whether or not it parses.
  */
-export function decodeConfig<S extends Schema>(text: string, schema: S, status: ConfigStatus, opts: DecodeOptions = {}): Infer<S> | undefined {
+export function decodeConfig<S extends Schema>(
+  text: string,
+  schema: S,
+  status: ConfigStatus,
+  opts: DecodeOptions = {},
+): Infer<S> | undefined {
   // Before parsing: a value under a secret key is redacted from every log line even when the text does not parse.
   registerConfigSecrets(text, { schema });
   let tree: ConfigObject;
@@ -599,7 +685,12 @@ export function decodeConfig<S extends Schema>(text: string, schema: S, status: 
 }
 
 /** Decode an already parsed tree (see `parseConfigText`). */
-export function decodeConfigObject<S extends Schema>(tree: ConfigObject, schema: S, status: ConfigStatus, opts: DecodeOptions = {}): Infer<S> | undefined {
+export function decodeConfigObject<S extends Schema>(
+  tree: ConfigObject,
+  schema: S,
+  status: ConfigStatus,
+  opts: DecodeOptions = {},
+): Infer<S> | undefined {
   const r = decodeObject(tree, schema, '', status, opts);
   return r === INVALID ? undefined : (r as Infer<S>);
 }
@@ -615,10 +706,13 @@ function redact(value: Record<string, unknown>, schema: Schema): Record<string, 
     const spec = Object.hasOwn(schema, k) ? schema[k] : undefined;
     let v = value[k];
     if (spec?.secret === true) v = '(redacted)';
-    else if (spec?.schema !== undefined && spec.kind === 'object' && typeof v === 'object' && v !== null) v = redact(v as Record<string, unknown>, spec.schema);
+    else if (spec?.schema !== undefined && spec.kind === 'object' && typeof v === 'object' && v !== null)
+      v = redact(v as Record<string, unknown>, spec.schema);
     else if (spec?.schema !== undefined && spec.kind === 'objectList' && Array.isArray(v)) {
       const inner = spec.schema;
-      v = v.map((e: unknown) => (typeof e === 'object' && e !== null ? redact(e as Record<string, unknown>, inner) : e));
+      v = v.map((e: unknown) =>
+        typeof e === 'object' && e !== null ? redact(e as Record<string, unknown>, inner) : e,
+      );
     }
     Object.defineProperty(out, k, { value: v, writable: true, enumerable: true, configurable: true });
   }

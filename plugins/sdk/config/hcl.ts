@@ -49,13 +49,7 @@ export type HclErrorReason =
 
 /** The kind of an unexpected token, as named in messages (never its text). */
 export type HclTokenKind =
-  | 'end of input'
-  | 'identifier'
-  | 'string'
-  | 'heredoc'
-  | 'number'
-  | 'punctuation'
-  | 'character';
+  'end of input' | 'identifier' | 'string' | 'heredoc' | 'number' | 'punctuation' | 'character';
 
 export class HclSyntaxError extends Error {
   readonly line: number;
@@ -65,7 +59,13 @@ export class HclSyntaxError extends Error {
   readonly reason: HclErrorReason;
   /** The kind of the token or character found where something else was expected, when that is the problem. */
   readonly found: HclTokenKind | undefined;
-  constructor(detail: string, line: number, column: number, reason: HclErrorReason = 'unexpected-token', found?: HclTokenKind) {
+  constructor(
+    detail: string,
+    line: number,
+    column: number,
+    reason: HclErrorReason = 'unexpected-token',
+    found?: HclTokenKind,
+  ) {
     super(`line ${line}, column ${column}: ${detail}`);
     this.name = 'HclSyntaxError';
     this.line = line;
@@ -86,17 +86,7 @@ const MAX_NUMBER_LENGTH = 400;
 // ---------------------------------------------------------------------------------------
 
 type TokType =
-  | 'eof'
-  | 'ident'
-  | 'string'
-  | 'heredoc'
-  | 'number'
-  | 'lbrace'
-  | 'rbrace'
-  | 'lbrack'
-  | 'rbrack'
-  | 'assign'
-  | 'comma';
+  'eof' | 'ident' | 'string' | 'heredoc' | 'number' | 'lbrace' | 'rbrace' | 'lbrack' | 'rbrack' | 'assign' | 'comma';
 
 interface Token {
   readonly type: TokType;
@@ -201,7 +191,13 @@ class Lexer {
     return { line: this.line, column: this.i - this.lineStart + 1 };
   }
 
-  private fail(detail: string, reason: HclErrorReason, line: number = this.line, column: number = this.i - this.lineStart + 1, found?: HclTokenKind): never {
+  private fail(
+    detail: string,
+    reason: HclErrorReason,
+    line: number = this.line,
+    column: number = this.i - this.lineStart + 1,
+    found?: HclTokenKind,
+  ): never {
     throw new HclSyntaxError(detail, line, column, reason, found);
   }
 
@@ -233,7 +229,8 @@ class Lexer {
         const startLine = this.line;
         const startCol = this.i - this.lineStart + 1;
         const end = s.indexOf('*/', this.i + 2);
-        if (end < 0) this.fail("unterminated block comment (missing '*/')", 'unterminated-comment', startLine, startCol);
+        if (end < 0)
+          this.fail("unterminated block comment (missing '*/')", 'unterminated-comment', startLine, startCol);
         this.consumeNewlinesUpTo(end + 2);
       } else {
         return;
@@ -287,17 +284,36 @@ class Lexer {
         return this.tok('string', this.scanString(line, column), line, column);
       case 60:
         if (s.charCodeAt(this.i + 1) === 60) return this.tok('heredoc', this.scanHeredoc(line, column), line, column);
-        this.fail("unexpected punctuation character (a heredoc starts with '<<')", 'unexpected-character', undefined, undefined, 'character');
+        this.fail(
+          "unexpected punctuation character (a heredoc starts with '<<')",
+          'unexpected-character',
+          undefined,
+          undefined,
+          'character',
+        );
       // eslint-disable-next-line no-fallthrough
       case 47:
-        this.fail("unexpected punctuation character (comments start with '//', '#' or '/*')", 'unexpected-character', undefined, undefined, 'character');
+        this.fail(
+          "unexpected punctuation character (comments start with '//', '#' or '/*')",
+          'unexpected-character',
+          undefined,
+          undefined,
+          'character',
+        );
     }
     if (isDigit(c) || (c === 45 && isDigit(s.charCodeAt(this.i + 1)))) return this.scanNumber(line, column);
     if (isAsciiLetter(c)) return this.tok('ident', this.scanIdent(), line, column);
     const cp = s.codePointAt(this.i) ?? c;
     const ch = String.fromCodePoint(cp);
     if (cp >= 0x80 && RE_LETTER.test(ch)) return this.tok('ident', this.scanIdent(), line, column);
-    if (c === 45) this.fail("unexpected punctuation character (only a number may start with '-')", 'unexpected-character', undefined, undefined, 'character');
+    if (c === 45)
+      this.fail(
+        "unexpected punctuation character (only a number may start with '-')",
+        'unexpected-character',
+        undefined,
+        undefined,
+        'character',
+      );
     this.fail(`unexpected ${describeChar(ch, false)}`, 'unexpected-character', undefined, undefined, charKind(ch));
   }
 
@@ -329,26 +345,41 @@ class Lexer {
     const raw = m === null ? s.charAt(this.i) : m[0];
     this.i += raw.length;
     const after = s.charCodeAt(this.i);
-    if (isAsciiLetter(after) || isDigit(after) || after === 46 || (after >= 0x80 && RE_LETTER_OR_DIGIT.test(String.fromCodePoint(s.codePointAt(this.i) ?? after)))) {
-      this.fail("invalid number: a number cannot be followed by a letter, a digit or '.' (strings must be quoted)", 'invalid-number', line, column, 'number');
+    if (
+      isAsciiLetter(after) ||
+      isDigit(after) ||
+      after === 46 ||
+      (after >= 0x80 && RE_LETTER_OR_DIGIT.test(String.fromCodePoint(s.codePointAt(this.i) ?? after)))
+    ) {
+      this.fail(
+        "invalid number: a number cannot be followed by a letter, a digit or '.' (strings must be quoted)",
+        'invalid-number',
+        line,
+        column,
+        'number',
+      );
     }
-    if (raw.length > MAX_NUMBER_LENGTH) this.fail('number literal is too long', 'invalid-number', line, column, 'number');
+    if (raw.length > MAX_NUMBER_LENGTH)
+      this.fail('number literal is too long', 'invalid-number', line, column, 'number');
     const neg = raw.charCodeAt(0) === 45;
     const body = neg ? raw.slice(1) : raw;
     if (body.length > 1 && body.charCodeAt(0) === 48 && (body.charCodeAt(1) === 120 || body.charCodeAt(1) === 88)) {
       const digits = body.slice(2);
-      if (!RE_HEX_DIGITS.test(digits)) this.fail('invalid hexadecimal number', 'invalid-number', line, column, 'number');
+      if (!RE_HEX_DIGITS.test(digits))
+        this.fail('invalid hexadecimal number', 'invalid-number', line, column, 'number');
       return this.tok('number', raw, line, column, intValue(BigInt('0x' + digits), neg));
     }
     if (/[.eE]/.test(body)) {
-      if (/[eE][+-]?$/.test(body)) this.fail('invalid number: exponent has no digits', 'invalid-number', line, column, 'number');
+      if (/[eE][+-]?$/.test(body))
+        this.fail('invalid number: exponent has no digits', 'invalid-number', line, column, 'number');
       const v = Number(raw);
       if (!Number.isFinite(v)) this.fail('number is out of range', 'invalid-number', line, column, 'number');
       return this.tok('number', raw, line, column, v);
     }
     if (body.length > 1 && body.charCodeAt(0) === 48) {
       const digits = body.slice(1);
-      if (!RE_OCTAL_DIGITS.test(digits)) this.fail('invalid octal number (a leading 0 means octal, as in Go)', 'invalid-number', line, column, 'number');
+      if (!RE_OCTAL_DIGITS.test(digits))
+        this.fail('invalid octal number (a leading 0 means octal, as in Go)', 'invalid-number', line, column, 'number');
       return this.tok('number', raw, line, column, intValue(BigInt('0o' + digits), neg));
     }
     if (body.length <= 15) return this.tok('number', raw, line, column, neg ? -Number(body) : Number(body));
@@ -368,7 +399,8 @@ class Lexer {
     };
     let chunk = this.i;
     for (;;) {
-      if (this.i >= s.length) this.fail('unterminated string (missing closing \'"\')', 'unterminated-string', line, column, 'string');
+      if (this.i >= s.length)
+        this.fail("unterminated string (missing closing '\"')", 'unterminated-string', line, column, 'string');
       const c = s.charCodeAt(this.i);
       if (c === 34) {
         if (chunk < this.i) {
@@ -380,7 +412,13 @@ class Lexer {
         return parts.join('');
       }
       if (c === 10) {
-        this.fail('unterminated string (a quoted string cannot contain a newline; use \\n or a heredoc)', 'unterminated-string', line, column, 'string');
+        this.fail(
+          'unterminated string (a quoted string cannot contain a newline; use \\n or a heredoc)',
+          'unterminated-string',
+          line,
+          column,
+          'string',
+        );
       }
       if (c === 36 && s.charCodeAt(this.i + 1) === 123) {
         // ${ ... } is kept literally, including nested quotes and backslashes.
@@ -392,7 +430,14 @@ class Lexer {
         this.i += 2;
         let braces = 1;
         while (braces > 0) {
-          if (this.i >= s.length) this.fail("unterminated string (unclosed '${' interpolation)", 'unterminated-string', line, column, 'string');
+          if (this.i >= s.length)
+            this.fail(
+              "unterminated string (unclosed '${' interpolation)",
+              'unterminated-string',
+              line,
+              column,
+              'string',
+            );
           const d = s.charCodeAt(this.i);
           if (d === 123) braces++;
           else if (d === 125) braces--;
@@ -403,7 +448,8 @@ class Lexer {
           }
           this.i++;
         }
-        if (this.i > s.length) this.fail("unterminated string (unclosed '${' interpolation)", 'unterminated-string', line, column, 'string');
+        if (this.i > s.length)
+          this.fail("unterminated string (unclosed '${' interpolation)", 'unterminated-string', line, column, 'string');
         flushBytes();
         parts.push(s.slice(start, this.i));
         chunk = this.i;
@@ -417,7 +463,8 @@ class Lexer {
         const escLine = this.line;
         const escCol = this.i - this.lineStart + 1;
         const e = s.charAt(this.i + 1);
-        const badEscape = (why: string): never => this.fail(`invalid escape sequence in string: ${why}`, 'invalid-escape', escLine, escCol, 'string');
+        const badEscape = (why: string): never =>
+          this.fail(`invalid escape sequence in string: ${why}`, 'invalid-escape', escLine, escCol, 'string');
         const simple = SIMPLE_ESCAPES[e];
         if (simple !== undefined) {
           flushBytes();
@@ -444,7 +491,9 @@ class Lexer {
           }
           this.i += 2 + n;
         } else {
-          badEscape('the character after the backslash is not an escape (valid: \\a \\b \\f \\n \\r \\t \\v \\\\ \\" \\NNN \\xHH \\uHHHH \\UHHHHHHHH)');
+          badEscape(
+            'the character after the backslash is not an escape (valid: \\a \\b \\f \\n \\r \\t \\v \\\\ \\" \\NNN \\xHH \\uHHHH \\UHHHHHHHH)',
+          );
         }
         chunk = this.i;
         continue;
@@ -469,17 +518,39 @@ class Lexer {
       else break;
     }
     const anchor = s.slice(anchorStart, this.i);
-    if (anchor === '') this.fail('heredoc anchor is empty (expected e.g. <<EOT)', 'invalid-heredoc', line, column, 'heredoc');
+    if (anchor === '')
+      this.fail('heredoc anchor is empty (expected e.g. <<EOT)', 'invalid-heredoc', line, column, 'heredoc');
     let c = s.charCodeAt(this.i);
     while (c === 32 || c === 9 || c === 13) c = s.charCodeAt(++this.i); // trailing blanks after the anchor
-    if (this.i >= s.length) this.fail('unterminated heredoc: no line with its anchor closes it', 'unterminated-heredoc', line, column, 'heredoc');
-    if (c !== 10) this.fail('invalid characters after the heredoc anchor (it must be followed by a newline)', 'invalid-heredoc', undefined, undefined, 'heredoc');
+    if (this.i >= s.length)
+      this.fail(
+        'unterminated heredoc: no line with its anchor closes it',
+        'unterminated-heredoc',
+        line,
+        column,
+        'heredoc',
+      );
+    if (c !== 10)
+      this.fail(
+        'invalid characters after the heredoc anchor (it must be followed by a newline)',
+        'invalid-heredoc',
+        undefined,
+        undefined,
+        'heredoc',
+      );
     this.i++;
     this.line++;
     this.lineStart = this.i;
     const lines: string[] = [];
     for (;;) {
-      if (this.i >= s.length) this.fail('unterminated heredoc: no line with its anchor closes it', 'unterminated-heredoc', line, column, 'heredoc');
+      if (this.i >= s.length)
+        this.fail(
+          'unterminated heredoc: no line with its anchor closes it',
+          'unterminated-heredoc',
+          line,
+          column,
+          'heredoc',
+        );
       let end = s.indexOf('\n', this.i);
       const atEof = end < 0;
       if (atEof) end = s.length;
@@ -502,7 +573,13 @@ class Lexer {
       lines.push(text);
       if (atEof) {
         this.i = end;
-        this.fail('unterminated heredoc: no line with its anchor closes it', 'unterminated-heredoc', line, column, 'heredoc');
+        this.fail(
+          'unterminated heredoc: no line with its anchor closes it',
+          'unterminated-heredoc',
+          line,
+          column,
+          'heredoc',
+        );
       }
       this.i = end + 1;
       this.line++;
@@ -545,7 +622,13 @@ export interface AstItem {
   readonly value: AstValue;
 }
 export type AstValue =
-  | { readonly kind: 'scalar'; readonly value: string | number | bigint | boolean; readonly raw?: string; readonly line: number; readonly column: number }
+  | {
+      readonly kind: 'scalar';
+      readonly value: string | number | bigint | boolean;
+      readonly raw?: string;
+      readonly line: number;
+      readonly column: number;
+    }
   | { readonly kind: 'list'; readonly items: readonly AstValue[]; readonly line: number; readonly column: number }
   | { readonly kind: 'object'; readonly items: readonly AstItem[]; readonly line: number; readonly column: number };
 
@@ -558,13 +641,24 @@ class Parser {
   private depth = 0;
   constructor(private readonly lx: Lexer) {}
 
-  private fail(at: { line: number; column: number }, detail: string, found?: Token, reason: HclErrorReason = 'unexpected-token'): never {
+  private fail(
+    at: { line: number; column: number },
+    detail: string,
+    found?: Token,
+    reason: HclErrorReason = 'unexpected-token',
+  ): never {
     throw new HclSyntaxError(detail, at.line, at.column, reason, found === undefined ? undefined : tokenKind(found));
   }
 
   private enter(at: Token, levels: number): void {
     this.depth += levels;
-    if (this.depth > MAX_NESTING) this.fail(at, `nesting is too deep (more than ${MAX_NESTING} levels of blocks, lists and labels)`, undefined, 'too-deep');
+    if (this.depth > MAX_NESTING)
+      this.fail(
+        at,
+        `nesting is too deep (more than ${MAX_NESTING} levels of blocks, lists and labels)`,
+        undefined,
+        'too-deep',
+      );
   }
 
   parseFile(): AstItem[] {
@@ -576,7 +670,13 @@ class Parser {
     for (;;) {
       const t = this.lx.peek();
       if (t.type === 'eof') {
-        if (open !== undefined) this.fail(t, `expected '}' to close the block opened at line ${open.line}, column ${open.column}, found end of input`, t, 'unclosed');
+        if (open !== undefined)
+          this.fail(
+            t,
+            `expected '}' to close the block opened at line ${open.line}, column ${open.column}, found end of input`,
+            t,
+            'unclosed',
+          );
         return items;
       }
       if (t.type === 'rbrace') {
@@ -598,7 +698,12 @@ class Parser {
       }
       if (t.type === 'assign') {
         if (keys.length === 0) this.fail(t, "expected a key, found '='", t);
-        if (keys.length > 1) this.fail(t, `expected '{' after ${keyAt(keys[0]!)} and its ${keys.length - 1 === 1 ? 'label' : 'labels'}: a block with labels cannot be assigned with '='`, t);
+        if (keys.length > 1)
+          this.fail(
+            t,
+            `expected '{' after ${keyAt(keys[0]!)} and its ${keys.length - 1 === 1 ? 'label' : 'labels'}: a block with labels cannot be assigned with '='`,
+            t,
+          );
         const value = this.parseValue(keys[0]!, t);
         return { keys, value };
       }
@@ -610,7 +715,10 @@ class Parser {
         return { keys, value };
       }
       if (keys.length === 0) this.fail(t, `expected a key, found ${describeToken(t)}`, t);
-      const what = keys.length === 1 ? keyAt(keys[0]!) : `${keyAt(keys[0]!)} and its ${keys.length - 1 === 1 ? 'label' : 'labels'}`;
+      const what =
+        keys.length === 1
+          ? keyAt(keys[0]!)
+          : `${keyAt(keys[0]!)} and its ${keys.length - 1 === 1 ? 'label' : 'labels'}`;
       this.fail(t, `expected '=' or '{' after ${what}, found ${describeToken(t)}`, t);
     }
   }
@@ -631,7 +739,8 @@ class Parser {
       case 'number':
         return { kind: 'scalar', value: t.num ?? 0, raw: t.text, line: t.line, column: t.column };
       case 'ident':
-        if (t.text === 'true' || t.text === 'false') return { kind: 'scalar', value: t.text === 'true', line: t.line, column: t.column };
+        if (t.text === 'true' || t.text === 'false')
+          return { kind: 'scalar', value: t.text === 'true', line: t.line, column: t.column };
         this.fail(t, `expected a value after '=' for ${keyAt(key)}, found an identifier (strings must be quoted)`, t);
       // eslint-disable-next-line no-fallthrough
       case 'lbrace':
@@ -657,7 +766,13 @@ class Parser {
     let needComma = false;
     for (;;) {
       const t = this.lx.next();
-      if (t.type === 'eof') this.fail(t, `expected ']' to close the list opened at line ${open.line}, column ${open.column}, found end of input`, t, 'unclosed');
+      if (t.type === 'eof')
+        this.fail(
+          t,
+          `expected ']' to close the list opened at line ${open.line}, column ${open.column}, found end of input`,
+          t,
+          'unclosed',
+        );
       if (needComma && t.type !== 'comma' && t.type !== 'rbrack') {
         this.fail(t, `expected ',' or ']' after a list element, found ${describeToken(t)}`, t);
       }
@@ -676,7 +791,8 @@ class Parser {
           items.push({ kind: 'scalar', value: t.num ?? 0, raw: t.text, line: t.line, column: t.column });
           break;
         case 'ident':
-          if (t.text !== 'true' && t.text !== 'false') this.fail(t, 'unexpected identifier in list (strings must be quoted)', t);
+          if (t.text !== 'true' && t.text !== 'false')
+            this.fail(t, 'unexpected identifier in list (strings must be quoted)', t);
           items.push({ kind: 'scalar', value: t.text === 'true', line: t.line, column: t.column });
           break;
         case 'lbrace':
@@ -774,7 +890,16 @@ function convertValue(v: AstValue): ConfigValue {
 
 const RE_JSON_NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 const JSON_ESCAPES: Readonly<Record<string, string>> = Object.freeze(
-  Object.assign(Object.create(null) as Record<string, string>, { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' }),
+  Object.assign(Object.create(null) as Record<string, string>, {
+    '"': '"',
+    '\\': '\\',
+    '/': '/',
+    b: '\b',
+    f: '\f',
+    n: '\n',
+    r: '\r',
+    t: '\t',
+  }),
 );
 
 /** Result of parsing one JSON value: `null` is represented by `undefined`. */
@@ -794,7 +919,12 @@ class JsonParser {
     return { line: this.line, column: this.i - this.lineStart + 1 };
   }
 
-  private fail(detail: string, pos: SourcePos = this.position(), reason: HclErrorReason = 'unexpected-token', found?: HclTokenKind): never {
+  private fail(
+    detail: string,
+    pos: SourcePos = this.position(),
+    reason: HclErrorReason = 'unexpected-token',
+    found?: HclTokenKind,
+  ): never {
     throw new HclSyntaxError(detail, pos.line, pos.column, reason, found);
   }
 
@@ -828,7 +958,13 @@ class JsonParser {
     this.ws();
     const obj = this.parseObject();
     this.ws();
-    if (this.i < this.s.length) this.fail(`unexpected ${this.found(false)} after the end of the JSON object`, undefined, undefined, this.foundKind());
+    if (this.i < this.s.length)
+      this.fail(
+        `unexpected ${this.found(false)} after the end of the JSON object`,
+        undefined,
+        undefined,
+        this.foundKind(),
+      );
     return obj;
   }
 
@@ -851,12 +987,24 @@ class JsonParser {
       this.ws();
       const keyPos = this.position();
       if (this.s.charCodeAt(this.i) !== 34) {
-        if (this.i >= this.s.length) this.fail(`expected '}' to close the object opened at line ${open.line}, column ${open.column}, found end of input`, undefined, 'unclosed', 'end of input');
+        if (this.i >= this.s.length)
+          this.fail(
+            `expected '}' to close the object opened at line ${open.line}, column ${open.column}, found end of input`,
+            undefined,
+            'unclosed',
+            'end of input',
+          );
         this.fail(`expected a quoted member name, found ${this.found()}`, undefined, undefined, this.foundKind());
       }
       const key = this.parseString();
       this.ws();
-      if (this.s.charCodeAt(this.i) !== 58) this.fail(`expected ':' after the member name at line ${keyPos.line}, column ${keyPos.column}, found ${this.found()}`, undefined, undefined, this.foundKind());
+      if (this.s.charCodeAt(this.i) !== 58)
+        this.fail(
+          `expected ':' after the member name at line ${keyPos.line}, column ${keyPos.column}, found ${this.found()}`,
+          undefined,
+          undefined,
+          this.foundKind(),
+        );
       this.i++;
       this.ws();
       const v = this.parseValue();
@@ -872,8 +1020,19 @@ class JsonParser {
         this.depth--;
         return obj;
       }
-      if (this.i >= this.s.length) this.fail(`expected '}' to close the object opened at line ${open.line}, column ${open.column}, found end of input`, undefined, 'unclosed', 'end of input');
-      this.fail(`expected ',' or '}' after the member at line ${keyPos.line}, column ${keyPos.column}, found ${this.found()}`, undefined, undefined, this.foundKind());
+      if (this.i >= this.s.length)
+        this.fail(
+          `expected '}' to close the object opened at line ${open.line}, column ${open.column}, found end of input`,
+          undefined,
+          'unclosed',
+          'end of input',
+        );
+      this.fail(
+        `expected ',' or '}' after the member at line ${keyPos.line}, column ${keyPos.column}, found ${this.found()}`,
+        undefined,
+        undefined,
+        this.foundKind(),
+      );
     }
   }
 
@@ -906,7 +1065,13 @@ class JsonParser {
         this.depth--;
         return arr;
       }
-      if (this.i >= this.s.length) this.fail(`expected ']' to close the list opened at line ${open.line}, column ${open.column}, found end of input`, undefined, 'unclosed', 'end of input');
+      if (this.i >= this.s.length)
+        this.fail(
+          `expected ']' to close the list opened at line ${open.line}, column ${open.column}, found end of input`,
+          undefined,
+          'unclosed',
+          'end of input',
+        );
       this.fail(`expected ',' or ']' in list, found ${this.found()}`, undefined, undefined, this.foundKind());
     }
   }
@@ -925,7 +1090,13 @@ class JsonParser {
       const raw = m[0];
       this.i += raw.length;
       const after = s.charCodeAt(this.i);
-      if (isAsciiLetter(after) || isDigit(after) || after === 46) this.fail("invalid number: a JSON number cannot be followed by a letter, a digit or '.' (leading zeros are not allowed)", pos, 'invalid-number', 'number');
+      if (isAsciiLetter(after) || isDigit(after) || after === 46)
+        this.fail(
+          "invalid number: a JSON number cannot be followed by a letter, a digit or '.' (leading zeros are not allowed)",
+          pos,
+          'invalid-number',
+          'number',
+        );
       if (raw.length > MAX_NUMBER_LENGTH) this.fail('number literal is too long', pos, 'invalid-number', 'number');
       if (/[.eE]/.test(raw)) {
         const v = Number(raw);
@@ -958,7 +1129,8 @@ class JsonParser {
     const parts: string[] = [];
     let chunk = this.i;
     for (;;) {
-      if (this.i >= s.length) this.fail('unterminated string (missing closing \'"\')', start, 'unterminated-string', 'string');
+      if (this.i >= s.length)
+        this.fail("unterminated string (missing closing '\"')", start, 'unterminated-string', 'string');
       const c = s.charCodeAt(this.i);
       if (c === 34) {
         parts.push(s.slice(chunk, this.i));
@@ -966,8 +1138,19 @@ class JsonParser {
         return parts.join('');
       }
       if (c < 0x20) {
-        if (c === 10) this.fail('unterminated string (a JSON string cannot contain a raw newline)', start, 'unterminated-string', 'string');
-        this.fail('invalid control character in string (control characters must be escaped)', undefined, 'invalid-escape', 'string');
+        if (c === 10)
+          this.fail(
+            'unterminated string (a JSON string cannot contain a raw newline)',
+            start,
+            'unterminated-string',
+            'string',
+          );
+        this.fail(
+          'invalid control character in string (control characters must be escaped)',
+          undefined,
+          'invalid-escape',
+          'string',
+        );
       }
       if (c === 92) {
         parts.push(s.slice(chunk, this.i));
@@ -978,11 +1161,22 @@ class JsonParser {
           this.i += 2;
         } else if (e === 'u') {
           const digits = s.slice(this.i + 2, this.i + 6);
-          if (!/^[0-9a-fA-F]{4}$/.test(digits)) this.fail('invalid escape sequence in string: \\u needs exactly 4 hex digits', undefined, 'invalid-escape', 'string');
+          if (!/^[0-9a-fA-F]{4}$/.test(digits))
+            this.fail(
+              'invalid escape sequence in string: \\u needs exactly 4 hex digits',
+              undefined,
+              'invalid-escape',
+              'string',
+            );
           parts.push(String.fromCharCode(parseInt(digits, 16)));
           this.i += 6;
         } else {
-          this.fail('invalid escape sequence in string: the character after the backslash is not an escape (valid: \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uHHHH)', undefined, 'invalid-escape', 'string');
+          this.fail(
+            'invalid escape sequence in string: the character after the backslash is not an escape (valid: \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uHHHH)',
+            undefined,
+            'invalid-escape',
+            'string',
+          );
         }
         chunk = this.i;
         continue;
@@ -1065,7 +1259,8 @@ export function parseConfigText(text: string): ConfigObject {
     return buildObject(items.map((item) => ({ item, k: 0 })));
   } catch (e: unknown) {
     if (e instanceof HclSyntaxError) {
-      if (bomShift !== 0 && e.line === 1) throw new HclSyntaxError(e.detail, e.line, e.column + bomShift, e.reason, e.found);
+      if (bomShift !== 0 && e.line === 1)
+        throw new HclSyntaxError(e.detail, e.line, e.column + bomShift, e.reason, e.found);
       throw e;
     }
     // Defensive: never let anything but HclSyntaxError escape (e.g. a RangeError). Its message is not used: a

@@ -24,7 +24,11 @@ const SECRET_KEY_NAME = new RegExp(`(?:^|[_\\-.])(?:${SECRET_NAME_WORDS})$`, 'i'
 
 /** True when a configuration key's name says it holds a secret. `path` may be dotted (`a.b[0].pin`). */
 export function looksSecretKey(path: string): boolean {
-  const last = path.replace(/\[\d+\]$/, '').split('.').pop() ?? path;
+  const last =
+    path
+      .replace(/\[\d+\]$/, '')
+      .split('.')
+      .pop() ?? path;
   return SECRET_KEY_NAME.test(last);
 }
 
@@ -236,7 +240,16 @@ class Scanner {
     for (;;) {
       const k = this.blank(j, false);
       const c = s.charCodeAt(k);
-      if (k >= s.length || c === 10 || c === 44 || c === 93 || c === 125 || c === 35 || (c === 47 && (s.charCodeAt(k + 1) === 47 || s.charCodeAt(k + 1) === 42))) return k;
+      if (
+        k >= s.length ||
+        c === 10 ||
+        c === 44 ||
+        c === 93 ||
+        c === 125 ||
+        c === 35 ||
+        (c === 47 && (s.charCodeAt(k + 1) === 47 || s.charCodeAt(k + 1) === 42))
+      )
+        return k;
       if (c === 61 || c === 58 || c === 123) {
         j = k + 1;
         continue;
@@ -280,11 +293,16 @@ const INLINE_SECRET = /pin-value[=:]?([^&;"'\s]+)|(?<![a-z0-9+.-])[a-z][a-z0-9+.
  * the `secret: true` fields of `schema`, `extraKeys`, and names that say they hold a secret (`looksSecretKey`).
  * Call it before parsing; it never throws.
  */
-export function registerConfigSecrets(text: string, opts: { schema?: Schema; extraKeys?: Iterable<string> } = {}): void {
+export function registerConfigSecrets(
+  text: string,
+  opts: { schema?: Schema; extraKeys?: Iterable<string> } = {},
+): void {
   const names = opts.schema === undefined ? new Set<string>() : secretKeyNames(opts.schema);
   for (const k of opts.extraKeys ?? []) names.add(k.toLowerCase());
   try {
-    registerScannedSecrets(scanSecretValues(text, (n) => names.has(n) || looksSecretKey(n)).slice(0, MAX_SCANNED_SECRETS));
+    registerScannedSecrets(
+      scanSecretValues(text, (n) => names.has(n) || looksSecretKey(n)).slice(0, MAX_SCANNED_SECRETS),
+    );
   } catch {
     // best effort: the parser's own messages do not quote input text either
   }

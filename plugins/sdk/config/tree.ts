@@ -98,12 +98,18 @@ export function markRepeated(arr: ConfigValue[]): ConfigValue[] {
  * Where `container[key]` came from: for an object member, the position of its key
  * (the first occurrence when the key is repeated); for a list element, the element.
  */
-export function positionOf(container: ConfigObject | readonly ConfigValue[], key: string | number): SourcePos | undefined {
+export function positionOf(
+  container: ConfigObject | readonly ConfigValue[],
+  key: string | number,
+): SourcePos | undefined {
   return getMeta(container, key)?.pos;
 }
 
 /** Source text of the number literal at `container[key]` (e.g. `"0x10"`, `"1e3"`), if it was a number. */
-export function numberSourceText(container: ConfigObject | readonly ConfigValue[], key: string | number): string | undefined {
+export function numberSourceText(
+  container: ConfigObject | readonly ConfigValue[],
+  key: string | number,
+): string | undefined {
   return getRaw(container, key);
 }
 

@@ -7,7 +7,7 @@
 // may be partly updated: the connection must be torn down (RFC 7540 section 4.3), not decoded on.
 
 export class HpackError extends Error {
-  override readonly name = "HpackError";
+  override readonly name = 'HpackError';
 }
 
 export type HeaderList = Array<[name: string, value: string]>;
@@ -16,68 +16,68 @@ export type HeaderList = Array<[name: string, value: string]>;
 // Static table (RFC 7541 Appendix A). Index 1 is STATIC_NAMES[1]; slot 0 is unused (index 0 is never valid).
 
 const STATIC_TABLE: ReadonlyArray<readonly [string, string]> = [
-  ["", ""],
-  [":authority", ""],
-  [":method", "GET"],
-  [":method", "POST"],
-  [":path", "/"],
-  [":path", "/index.html"],
-  [":scheme", "http"],
-  [":scheme", "https"],
-  [":status", "200"],
-  [":status", "204"],
-  [":status", "206"],
-  [":status", "304"],
-  [":status", "400"],
-  [":status", "404"],
-  [":status", "500"],
-  ["accept-charset", ""],
-  ["accept-encoding", "gzip, deflate"],
-  ["accept-language", ""],
-  ["accept-ranges", ""],
-  ["accept", ""],
-  ["access-control-allow-origin", ""],
-  ["age", ""],
-  ["allow", ""],
-  ["authorization", ""],
-  ["cache-control", ""],
-  ["content-disposition", ""],
-  ["content-encoding", ""],
-  ["content-language", ""],
-  ["content-length", ""],
-  ["content-location", ""],
-  ["content-range", ""],
-  ["content-type", ""],
-  ["cookie", ""],
-  ["date", ""],
-  ["etag", ""],
-  ["expect", ""],
-  ["expires", ""],
-  ["from", ""],
-  ["host", ""],
-  ["if-match", ""],
-  ["if-modified-since", ""],
-  ["if-none-match", ""],
-  ["if-range", ""],
-  ["if-unmodified-since", ""],
-  ["last-modified", ""],
-  ["link", ""],
-  ["location", ""],
-  ["max-forwards", ""],
-  ["proxy-authenticate", ""],
-  ["proxy-authorization", ""],
-  ["range", ""],
-  ["referer", ""],
-  ["refresh", ""],
-  ["retry-after", ""],
-  ["server", ""],
-  ["set-cookie", ""],
-  ["strict-transport-security", ""],
-  ["transfer-encoding", ""],
-  ["user-agent", ""],
-  ["vary", ""],
-  ["via", ""],
-  ["www-authenticate", ""],
+  ['', ''],
+  [':authority', ''],
+  [':method', 'GET'],
+  [':method', 'POST'],
+  [':path', '/'],
+  [':path', '/index.html'],
+  [':scheme', 'http'],
+  [':scheme', 'https'],
+  [':status', '200'],
+  [':status', '204'],
+  [':status', '206'],
+  [':status', '304'],
+  [':status', '400'],
+  [':status', '404'],
+  [':status', '500'],
+  ['accept-charset', ''],
+  ['accept-encoding', 'gzip, deflate'],
+  ['accept-language', ''],
+  ['accept-ranges', ''],
+  ['accept', ''],
+  ['access-control-allow-origin', ''],
+  ['age', ''],
+  ['allow', ''],
+  ['authorization', ''],
+  ['cache-control', ''],
+  ['content-disposition', ''],
+  ['content-encoding', ''],
+  ['content-language', ''],
+  ['content-length', ''],
+  ['content-location', ''],
+  ['content-range', ''],
+  ['content-type', ''],
+  ['cookie', ''],
+  ['date', ''],
+  ['etag', ''],
+  ['expect', ''],
+  ['expires', ''],
+  ['from', ''],
+  ['host', ''],
+  ['if-match', ''],
+  ['if-modified-since', ''],
+  ['if-none-match', ''],
+  ['if-range', ''],
+  ['if-unmodified-since', ''],
+  ['last-modified', ''],
+  ['link', ''],
+  ['location', ''],
+  ['max-forwards', ''],
+  ['proxy-authenticate', ''],
+  ['proxy-authorization', ''],
+  ['range', ''],
+  ['referer', ''],
+  ['refresh', ''],
+  ['retry-after', ''],
+  ['server', ''],
+  ['set-cookie', ''],
+  ['strict-transport-security', ''],
+  ['transfer-encoding', ''],
+  ['user-agent', ''],
+  ['vary', ''],
+  ['via', ''],
+  ['www-authenticate', ''],
 ];
 const STATIC_COUNT = STATIC_TABLE.length - 1; // 61
 const STATIC_NAMES: string[] = STATIC_TABLE.map((e) => e[0]);
@@ -210,8 +210,8 @@ export class HpackDecoder {
   private readonly maxHeaderListSize: number;
 
   // Dynamic table: a ring of entries, oldest at `tail`, newest at (tail + count - 1) & mask.
-  private names: string[] = new Array<string>(16).fill("");
-  private values: string[] = new Array<string>(16).fill("");
+  private names: string[] = new Array<string>(16).fill('');
+  private values: string[] = new Array<string>(16).fill('');
   private mask = 15;
   private tail = 0;
   private count = 0;
@@ -239,7 +239,7 @@ export class HpackDecoder {
 
   /** Decodes one complete header block (HEADERS + CONTINUATION payloads already concatenated). Updates the dynamic table. Throws HpackError on any malformation (a COMPRESSION_ERROR in HTTP/2 terms). */
   decode(block: Uint8Array): HeaderList {
-    if (!(block instanceof Uint8Array)) throw new HpackError("header block must be a Uint8Array");
+    if (!(block instanceof Uint8Array)) throw new HpackError('header block must be a Uint8Array');
     const src = Buffer.isBuffer(block) ? block : Buffer.from(block.buffer, block.byteOffset, block.byteLength);
     this.src = src;
     this.pos = 0;
@@ -262,7 +262,7 @@ export class HpackDecoder {
       if (first & 0x80) {
         // 6.1 Indexed Header Field: 1xxxxxxx
         const index = this.readInt(7);
-        if (index === 0) throw new HpackError("indexed header field with index 0");
+        if (index === 0) throw new HpackError('indexed header field with index 0');
         if (index <= STATIC_COUNT) {
           name = STATIC_NAMES[index]!;
           value = STATIC_VALUES[index]!;
@@ -278,7 +278,7 @@ export class HpackDecoder {
         this.insert(name, value);
       } else if (first & 0x20) {
         // 6.3 Dynamic Table Size Update: 001xxxxx, only before the first field of a block (section 4.2)
-        if (sawField) throw new HpackError("dynamic table size update after a header field");
+        if (sawField) throw new HpackError('dynamic table size update after a header field');
         const limit = this.readInt(5);
         if (limit > this.maxTableSize) {
           throw new HpackError(`dynamic table size update to ${limit} exceeds the advertised ${this.maxTableSize}`);
@@ -309,11 +309,11 @@ export class HpackDecoder {
     if (value < max) return value;
     let scale = 1;
     for (let n = 0; ; n++) {
-      if (n === MAX_INT_CONTINUATIONS) throw new HpackError("integer has too many continuation octets");
-      if (this.pos >= src.length) throw new HpackError("truncated integer");
+      if (n === MAX_INT_CONTINUATIONS) throw new HpackError('integer has too many continuation octets');
+      if (this.pos >= src.length) throw new HpackError('truncated integer');
       const b = src[this.pos++]!;
       value += (b & 0x7f) * scale;
-      if (value > MAX_INT) throw new HpackError("integer overflow");
+      if (value > MAX_INT) throw new HpackError('integer overflow');
       if ((b & 0x80) === 0) return value;
       scale *= 128;
     }
@@ -330,13 +330,13 @@ export class HpackDecoder {
   /** RFC 7541 section 5.2: a string literal (H flag, 7-bit-prefix length, octets), decoded as latin1. */
   private readString(): string {
     const src = this.src;
-    if (this.pos >= src.length) throw new HpackError("truncated header block: string literal expected");
+    if (this.pos >= src.length) throw new HpackError('truncated header block: string literal expected');
     const huffman = (src[this.pos]! & 0x80) !== 0;
     const length = this.readInt(7);
     const start = this.pos;
-    if (length > src.length - start) throw new HpackError("truncated string literal");
+    if (length > src.length - start) throw new HpackError('truncated string literal');
     this.pos = start + length;
-    if (!huffman) return src.toString("latin1", start, start + length);
+    if (!huffman) return src.toString('latin1', start, start + length);
     return decodeHuffman(src, start, start + length);
   }
 
@@ -366,8 +366,8 @@ export class HpackDecoder {
     while (this.tableSize > limit && this.count > 0) {
       const slot = this.tail;
       this.tableSize -= this.names[slot]!.length + this.values[slot]!.length + ENTRY_OVERHEAD;
-      this.names[slot] = "";
-      this.values[slot] = "";
+      this.names[slot] = '';
+      this.values[slot] = '';
       this.tail = (slot + 1) & this.mask;
       this.count--;
     }
@@ -376,8 +376,8 @@ export class HpackDecoder {
   /** Doubles the ring. Entries are at least 32 octets, so it never exceeds twice tableLimit / 32 slots. */
   private grow(): void {
     const capacity = (this.mask + 1) * 2;
-    const names = new Array<string>(capacity).fill("");
-    const values = new Array<string>(capacity).fill("");
+    const names = new Array<string>(capacity).fill('');
+    const values = new Array<string>(capacity).fill('');
     for (let i = 0; i < this.count; i++) {
       const slot = (this.tail + i) & this.mask;
       names[i] = this.names[slot]!;
@@ -404,18 +404,18 @@ function decodeHuffman(src: Buffer, start: number, end: number): string {
     const b = src[i]!;
     let e = HUFF_STEP[(state << 4) | (b >> 4)]!;
     if (e & (HUFF_EMIT | HUFF_FAIL)) {
-      if (e & HUFF_FAIL) throw new HpackError("Huffman string contains EOS");
+      if (e & HUFF_FAIL) throw new HpackError('Huffman string contains EOS');
       out[n++] = e >>> 16;
     }
     e = HUFF_STEP[((e & 0xff) << 4) | (b & 0x0f)]!;
     if (e & (HUFF_EMIT | HUFF_FAIL)) {
-      if (e & HUFF_FAIL) throw new HpackError("Huffman string contains EOS");
+      if (e & HUFF_FAIL) throw new HpackError('Huffman string contains EOS');
       out[n++] = e >>> 16;
     }
     state = e & 0xff;
   }
-  if (HUFF_ACCEPT[state] !== 1) throw new HpackError("Huffman string has invalid padding");
-  return out.toString("latin1", 0, n);
+  if (HUFF_ACCEPT[state] !== 1) throw new HpackError('Huffman string has invalid padding');
+  return out.toString('latin1', 0, n);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -459,17 +459,17 @@ export function encodeHeaders(headers: HeaderList): Buffer {
     } else {
       out[pos++] = 0x00;
       pos = writeInt(out, pos, 0x00, 7, name.length);
-      pos += out.write(name, pos, "latin1");
+      pos += out.write(name, pos, 'latin1');
     }
     pos = writeInt(out, pos, 0x00, 7, value.length);
-    pos += out.write(value, pos, "latin1");
+    pos += out.write(value, pos, 'latin1');
   }
   return out;
 }
 
 function checkLatin1(s: string): void {
   for (let i = 0; i < s.length; i++) {
-    if (s.charCodeAt(i) > 0xff) throw new HpackError("header name or value has a character above U+00FF");
+    if (s.charCodeAt(i) > 0xff) throw new HpackError('header name or value has a character above U+00FF');
   }
 }
 

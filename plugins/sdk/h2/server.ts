@@ -26,12 +26,12 @@
 // promise. Its result is the response (or the stream's OK); what it throws becomes the status through toStatus, so a
 // PluginError's code reaches SPIRE and anything else is INTERNAL. The call is the CallContext: its signal aborts when
 // the client cancels, the connection closes or the grpc-timeout passes.
-import * as net from "node:net";
-import type { ServiceDefinition } from "@grpc/grpc-js";
-import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from "./hpack";
-import { Code, errorMessage, PluginError, toStatus } from "../errors";
-import { createLogger, type Logger } from "../log";
-import type { BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../plugin";
+import * as net from 'node:net';
+import type { ServiceDefinition } from '@grpc/grpc-js';
+import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from './hpack';
+import { Code, errorMessage, PluginError, toStatus } from '../errors';
+import { createLogger, type Logger } from '../log';
+import type { BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from '../plugin';
 
 // Frame types (RFC 9113 §6) and flags.
 const DATA = 0x0;
@@ -66,7 +66,7 @@ export const H2Error = {
 
 const { OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL } = Code;
 
-const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const DEFAULT_WINDOW = 65_535;
 const MAX_WINDOW = 2 ** 31 - 1;
 const MAX_FRAME = 16_384; // what we accept (the default; we never raise it)
@@ -115,9 +115,9 @@ type Route = {
   /** Called with a non-PluginError a handler threw (it is answered as INTERNAL). */
   report: (e: unknown) => void;
 } & (
-  | { kind: "unary"; handler: UnaryHandler<unknown, unknown> }
-  | { kind: "serverStream"; handler: ServerStreamHandler<unknown, unknown> }
-  | { kind: "bidi"; handler: BidiHandler<unknown, unknown> }
+  | { kind: 'unary'; handler: UnaryHandler<unknown, unknown> }
+  | { kind: 'serverStream'; handler: ServerStreamHandler<unknown, unknown> }
+  | { kind: 'bidi'; handler: BidiHandler<unknown, unknown> }
 );
 /** Any of the SDK's handlers, as a service implementation holds them. */
 export type Handler = UnaryHandler<never, unknown> | ServerStreamHandler<never, never> | BidiHandler<never, never>;
@@ -149,12 +149,15 @@ export function percentEncode(s: string): string {
     if (c < 0x20 || c > 0x7e || c === 0x25) plain = false;
   }
   if (plain) return s;
-  const bytes = Buffer.from(s, "utf8");
-  let out = "";
+  const bytes = Buffer.from(s, 'utf8');
+  let out = '';
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i]!;
     const edgeSpace = byte === 0x20 && (i === 0 || i === bytes.length - 1);
-    out += edgeSpace || byte < 0x20 || byte > 0x7e || byte === 0x25 ? "%" + byte.toString(16).toUpperCase().padStart(2, "0") : String.fromCharCode(byte);
+    out +=
+      edgeSpace || byte < 0x20 || byte > 0x7e || byte === 0x25
+        ? '%' + byte.toString(16).toUpperCase().padStart(2, '0')
+        : String.fromCharCode(byte);
   }
   return out;
 }
@@ -165,23 +168,32 @@ export function parseGrpcTimeout(v: string | undefined): number | undefined {
   const m = /^(\d{1,8})([HMSmun])$/.exec(v);
   if (!m) return undefined;
   const n = Number(m[1]);
-  const ms = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 }[m[2] as "H" | "M" | "S" | "m" | "u" | "n"];
+  const ms = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 }[m[2] as 'H' | 'M' | 'S' | 'm' | 'u' | 'n'];
   return n * ms;
 }
 
 const RESPONSE_HEADERS = encodeHeaders([
-  [":status", "200"],
-  ["content-type", "application/grpc"],
+  [':status', '200'],
+  ['content-type', 'application/grpc'],
 ]);
-const OK_TRAILERS = encodeHeaders([["grpc-status", "0"]]);
-const RESERVED_HEADERS = new Set(["te", "content-type", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "connection"]);
+const OK_TRAILERS = encodeHeaders([['grpc-status', '0']]);
+const RESERVED_HEADERS = new Set([
+  'te',
+  'content-type',
+  'grpc-timeout',
+  'grpc-encoding',
+  'grpc-accept-encoding',
+  'connection',
+]);
 
 /** gRPC metadata as the SDK's CallContext has it: first value per key; `-bin` values as base64 of their bytes. */
 function callMetadata(headers: HeaderList): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of headers) {
-    if (k.startsWith(":") || RESERVED_HEADERS.has(k) || k in out) continue;
-    out[k] = k.endsWith("-bin") ? Buffer.from(v, "base64").toString("base64") : Buffer.from(v, "latin1").toString("utf8");
+    if (k.startsWith(':') || RESERVED_HEADERS.has(k) || k in out) continue;
+    out[k] = k.endsWith('-bin')
+      ? Buffer.from(v, 'base64').toString('base64')
+      : Buffer.from(v, 'latin1').toString('utf8');
   }
   return out;
 }
@@ -234,11 +246,14 @@ class Call implements CallContext {
   armDeadline(ms: number): void {
     this.deadlineAt = Date.now() + ms;
     if (ms > MAX_TIMER_MS) return; // setTimeout would fire after 1 ms (and print a TimeoutOverflowWarning)
-    this.deadlineTimer = setTimeout(() => {
-      if (this.finished) return;
-      this.sendStatus(DEADLINE_EXCEEDED, "Deadline exceeded");
-      this.cancel(new PluginError(DEADLINE_EXCEEDED, "call deadline exceeded"));
-    }, Math.max(0, ms));
+    this.deadlineTimer = setTimeout(
+      () => {
+        if (this.finished) return;
+        this.sendStatus(DEADLINE_EXCEEDED, 'Deadline exceeded');
+        this.cancel(new PluginError(DEADLINE_EXCEEDED, 'call deadline exceeded'));
+      },
+      Math.max(0, ms),
+    );
     this.deadlineTimer.unref();
   }
 
@@ -246,13 +261,17 @@ class Call implements CallContext {
   invoke(): void {
     const r = this.route;
     const run = (): Promise<unknown> =>
-      r.kind === "unary" ? r.handler(this.request, this) : r.kind === "serverStream" ? r.handler(this.request, this, this) : r.handler(this, this);
+      r.kind === 'unary'
+        ? r.handler(this.request, this)
+        : r.kind === 'serverStream'
+          ? r.handler(this.request, this, this)
+          : r.handler(this, this);
     Promise.resolve()
       .then(run)
       .then(
-        (res) => (r.kind === "unary" ? this.reply(res ?? {}) : this.sendStatus(OK, "")),
+        (res) => (r.kind === 'unary' ? this.reply(res ?? {}) : this.sendStatus(OK, '')),
         (e) => {
-          if (r.kind !== "unary" && this.cancelled) return; // a stream the client gave up on ends quietly
+          if (r.kind !== 'unary' && this.cancelled) return; // a stream the client gave up on ends quietly
           const st = toStatus(e, r.report);
           this.sendStatus(st.code, st.details);
         },
@@ -278,8 +297,8 @@ class Call implements CallContext {
   /** ResponseStream.send: resolves once the message is handed to the socket. */
   send(msg: unknown): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (this.cancelled) return reject(new PluginError(CANCELLED, "stream cancelled by SPIRE"));
-      if (this.finished) return reject(new Error("call already finished"));
+      if (this.cancelled) return reject(new PluginError(CANCELLED, 'stream cancelled by SPIRE'));
+      if (this.finished) return reject(new Error('call already finished'));
       const body = this.encode(msg);
       if (body instanceof Error) return reject(body);
       this.stream.sendMessage(body, (e) => (e ? reject(e) : resolve()));
@@ -320,7 +339,7 @@ class Call implements CallContext {
     const body = this.encode(value);
     if (body instanceof Error) return;
     this.stream.sendMessage(body, undefined);
-    this.sendStatus(OK, "");
+    this.sendStatus(OK, '');
   }
 
   sendStatus(code: number, details: string): void {
@@ -328,12 +347,12 @@ class Call implements CallContext {
     this.finished = true;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     const valid = Number.isInteger(code) && code >= 0 && code <= 16;
-    this.stream.sendStatus(valid ? code : UNKNOWN, code === OK ? "" : details);
+    this.stream.sendStatus(valid ? code : UNKNOWN, code === OK ? '' : details);
     this.deliver(undefined);
   }
 
   /** The peer reset the stream, the connection closed, or the deadline passed. */
-  cancel(reason = new PluginError(CANCELLED, "call cancelled by SPIRE")): void {
+  cancel(reason = new PluginError(CANCELLED, 'call cancelled by SPIRE')): void {
     if (this.cancelled) return;
     this.cancelled = true;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
@@ -388,10 +407,14 @@ class Stream {
       const len = head.readUInt32BE(1);
       if (compressed !== 0) {
         return compressed === 1
-          ? { code: UNIMPLEMENTED, details: "compressed messages are not supported by this plugin (identity encoding only)" }
+          ? {
+              code: UNIMPLEMENTED,
+              details: 'compressed messages are not supported by this plugin (identity encoding only)',
+            }
           : { code: INTERNAL, details: `invalid gRPC message flag ${compressed}` };
       }
-      if (len > maxLen) return { code: RESOURCE_EXHAUSTED, details: `Received message larger than max (${len} vs. ${maxLen})` };
+      if (len > maxLen)
+        return { code: RESOURCE_EXHAUSTED, details: `Received message larger than max (${len} vs. ${maxLen})` };
       if (this.chunkLen < 5 + len) return this.own(data, out);
       const all = this.flatten();
       out.push(all.subarray(5, 5 + len));
@@ -450,15 +473,19 @@ class Stream {
     const trailers: HeaderList = [];
     if (!this.headersSent && this.pending.length === 0) {
       // Trailers-only response.
-      trailers.push([":status", "200"], ["content-type", "application/grpc"]);
+      trailers.push([':status', '200'], ['content-type', 'application/grpc']);
       this.headersSent = true;
     }
     let block: Buffer;
     if (code === OK && trailers.length === 0) {
       block = OK_TRAILERS;
     } else {
-      trailers.push(["grpc-status", String(code)]);
-      if (details) trailers.push(["grpc-message", percentEncode(details.length > 8_192 ? details.slice(0, 8_192) + "…" : details)]);
+      trailers.push(['grpc-status', String(code)]);
+      if (details)
+        trailers.push([
+          'grpc-message',
+          percentEncode(details.length > 8_192 ? details.slice(0, 8_192) + '…' : details),
+        ]);
       block = encodeHeaders(trailers);
     }
     this.pendingTrailers = block;
@@ -507,7 +534,7 @@ class Stream {
   }
 
   failPending(): void {
-    const err = new Error("stream closed");
+    const err = new Error('stream closed');
     for (const p of this.pending) {
       this.conn.pendingOut -= p.data.length;
       p.cb?.(err);
@@ -552,10 +579,10 @@ class Connection {
     readonly socket: net.Socket,
     private readonly server: H2GrpcServer,
   ) {
-    socket.on("data", (d: Buffer) => this.onData(d));
-    socket.on("drain", () => this.onDrain());
-    socket.on("error", () => this.close());
-    socket.on("close", () => this.close());
+    socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('drain', () => this.onDrain());
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.close());
     const settings = Buffer.allocUnsafe(18);
     settings.writeUInt16BE(0x3, 0); // MAX_CONCURRENT_STREAMS
     settings.writeUInt32BE(server.maxConcurrentStreams, 2);
@@ -587,7 +614,8 @@ class Connection {
   /** A control frame the peer made us send (ack, reset): counted while the peer is not reading what we write. */
   private queueControl(head: Buffer, payload?: Buffer): void {
     this.queue(head, payload);
-    if (++this.owedControl > MAX_OWED_CONTROL) this.calm(`peer owes reads of more than ${MAX_OWED_CONTROL} control frames`);
+    if (++this.owedControl > MAX_OWED_CONTROL)
+      this.calm(`peer owes reads of more than ${MAX_OWED_CONTROL} control frames`);
   }
 
   queueHeaders(sid: number, block: Buffer, endStream: boolean): void {
@@ -623,7 +651,7 @@ class Connection {
     const cbs = this.callbacks;
     this.callbacks = [];
     if (this.closed) {
-      const err = new Error("connection closed");
+      const err = new Error('connection closed');
       for (const cb of cbs) cb(err);
       return;
     }
@@ -654,7 +682,8 @@ class Connection {
   /** A stream has something to send: send what the windows allow now, remember it otherwise. */
   drain(s: Stream): void {
     s.flushTo(this);
-    if (this.pendingOut > MAX_PENDING_RESPONSE) return this.calm(`more than ${MAX_PENDING_RESPONSE} response bytes wait for flow-control window`);
+    if (this.pendingOut > MAX_PENDING_RESPONSE)
+      return this.calm(`more than ${MAX_PENDING_RESPONSE} response bytes wait for flow-control window`);
     if (s.blocked) this.blocked.add(s);
     else this.blocked.delete(s);
   }
@@ -737,7 +766,7 @@ class Connection {
   }
 
   private onFrame(type: number, flags: number, sid: number, p: Buffer): void {
-    if (this.headerBlock && type !== CONTINUATION) return this.goaway(H2Error.PROTOCOL_ERROR, "expected CONTINUATION");
+    if (this.headerBlock && type !== CONTINUATION) return this.goaway(H2Error.PROTOCOL_ERROR, 'expected CONTINUATION');
     switch (type) {
       case DATA:
         return this.onDataFrame(flags, sid, p);
@@ -745,11 +774,13 @@ class Connection {
         return this.onHeadersFrame(flags, sid, p);
       case CONTINUATION: {
         const hb = this.headerBlock;
-        if (!hb || hb.sid !== sid) return this.goaway(H2Error.PROTOCOL_ERROR, "unexpected CONTINUATION");
-        if (++hb.frames > MAX_CONTINUATIONS) return this.calm(`header block of more than ${MAX_CONTINUATIONS} CONTINUATION frames`);
+        if (!hb || hb.sid !== sid) return this.goaway(H2Error.PROTOCOL_ERROR, 'unexpected CONTINUATION');
+        if (++hb.frames > MAX_CONTINUATIONS)
+          return this.calm(`header block of more than ${MAX_CONTINUATIONS} CONTINUATION frames`);
         hb.len += p.length;
         // frame headers count too, so empty CONTINUATIONs are not free
-        if (hb.len + 9 * hb.frames > MAX_HEADER_BLOCK) return this.goaway(H2Error.PROTOCOL_ERROR, "header block too large");
+        if (hb.len + 9 * hb.frames > MAX_HEADER_BLOCK)
+          return this.goaway(H2Error.PROTOCOL_ERROR, 'header block too large');
         hb.parts.push(Buffer.from(p)); // a copy: a view would pin the whole read buffer
         if (flags & END_HEADERS) {
           this.headerBlock = undefined;
@@ -760,51 +791,53 @@ class Connection {
       case SETTINGS:
         return this.onSettings(flags, sid, p);
       case PING:
-        if (sid !== 0 || p.length !== 8) return this.goaway(p.length !== 8 ? H2Error.FRAME_SIZE_ERROR : H2Error.PROTOCOL_ERROR, "bad PING");
+        if (sid !== 0 || p.length !== 8)
+          return this.goaway(p.length !== 8 ? H2Error.FRAME_SIZE_ERROR : H2Error.PROTOCOL_ERROR, 'bad PING');
         if (!(flags & ACK)) this.queueControl(frameHeader(8, PING, ACK, 0), Buffer.from(p));
         return;
       case WINDOW_UPDATE:
         return this.onWindowUpdate(sid, p);
       case RST_STREAM: {
-        if (sid === 0 || p.length !== 4) return this.goaway(sid === 0 ? H2Error.PROTOCOL_ERROR : H2Error.FRAME_SIZE_ERROR, "bad RST_STREAM");
+        if (sid === 0 || p.length !== 4)
+          return this.goaway(sid === 0 ? H2Error.PROTOCOL_ERROR : H2Error.FRAME_SIZE_ERROR, 'bad RST_STREAM');
         const s = this.streams.get(sid);
         if (!s) return;
-        if (!this.takeResetToken()) return this.calm("too many streams reset by the client (rapid reset)");
+        if (!this.takeResetToken()) return this.calm('too many streams reset by the client (rapid reset)');
         this.abortStream(s);
         return;
       }
       case GOAWAY:
         return; // the client opens no new streams on this connection; calls in flight finish normally
       case PRIORITY:
-        if (p.length !== 5) return this.goaway(H2Error.FRAME_SIZE_ERROR, "bad PRIORITY");
+        if (p.length !== 5) return this.goaway(H2Error.FRAME_SIZE_ERROR, 'bad PRIORITY');
         return;
       case PUSH_PROMISE:
-        return this.goaway(H2Error.PROTOCOL_ERROR, "PUSH_PROMISE from a client");
+        return this.goaway(H2Error.PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
       default:
         return; // unknown frame types are ignored (RFC 9113 §4.1)
     }
   }
 
   private onSettings(flags: number, sid: number, p: Buffer): void {
-    if (sid !== 0) return this.goaway(H2Error.PROTOCOL_ERROR, "SETTINGS on a stream");
+    if (sid !== 0) return this.goaway(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (flags & ACK) {
-      if (p.length !== 0) return this.goaway(H2Error.FRAME_SIZE_ERROR, "SETTINGS ack with payload");
+      if (p.length !== 0) return this.goaway(H2Error.FRAME_SIZE_ERROR, 'SETTINGS ack with payload');
       return;
     }
-    if (p.length % 6 !== 0) return this.goaway(H2Error.FRAME_SIZE_ERROR, "SETTINGS length");
+    if (p.length % 6 !== 0) return this.goaway(H2Error.FRAME_SIZE_ERROR, 'SETTINGS length');
     if (p.length / 6 > MAX_SETTINGS_ENTRIES) return this.calm(`SETTINGS frame with ${p.length / 6} entries`);
     let initialWindow = this.peerInitialWindow;
     for (let i = 0; i < p.length; i += 6) {
       const id = p.readUInt16BE(i);
       const v = p.readUInt32BE(i + 2);
       if (id === 0x4) {
-        if (v > MAX_WINDOW) return this.goaway(H2Error.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large");
+        if (v > MAX_WINDOW) return this.goaway(H2Error.FLOW_CONTROL_ERROR, 'INITIAL_WINDOW_SIZE too large');
         initialWindow = v;
       } else if (id === 0x5) {
-        if (v < 16_384 || v > 16_777_215) return this.goaway(H2Error.PROTOCOL_ERROR, "bad MAX_FRAME_SIZE");
+        if (v < 16_384 || v > 16_777_215) return this.goaway(H2Error.PROTOCOL_ERROR, 'bad MAX_FRAME_SIZE');
         this.peerMaxFrame = v;
       } else if (id === 0x2 && v > 1) {
-        return this.goaway(H2Error.PROTOCOL_ERROR, "bad ENABLE_PUSH");
+        return this.goaway(H2Error.PROTOCOL_ERROR, 'bad ENABLE_PUSH');
       }
     }
     if (initialWindow !== this.peerInitialWindow) {
@@ -818,18 +851,19 @@ class Connection {
   }
 
   private onWindowUpdate(sid: number, p: Buffer): void {
-    if (p.length !== 4) return this.goaway(H2Error.FRAME_SIZE_ERROR, "bad WINDOW_UPDATE");
+    if (p.length !== 4) return this.goaway(H2Error.FRAME_SIZE_ERROR, 'bad WINDOW_UPDATE');
     const inc = p.readUInt32BE(0) & 0x7fffffff;
     if (sid === 0) {
-      if (inc === 0) return this.goaway(H2Error.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
+      if (inc === 0) return this.goaway(H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
       this.sendWindow += inc;
-      if (this.sendWindow > MAX_WINDOW) return this.goaway(H2Error.FLOW_CONTROL_ERROR, "connection window overflow");
+      if (this.sendWindow > MAX_WINDOW) return this.goaway(H2Error.FLOW_CONTROL_ERROR, 'connection window overflow');
       this.drainBlocked();
       return;
     }
     const s = this.streams.get(sid);
     if (!s) return;
-    if (inc === 0 || s.sendWindow + inc > MAX_WINDOW) return this.resetStream(s, inc === 0 ? H2Error.PROTOCOL_ERROR : H2Error.FLOW_CONTROL_ERROR);
+    if (inc === 0 || s.sendWindow + inc > MAX_WINDOW)
+      return this.resetStream(s, inc === 0 ? H2Error.PROTOCOL_ERROR : H2Error.FLOW_CONTROL_ERROR);
     s.sendWindow += inc;
     if (s.blocked) this.drain(s);
   }
@@ -850,9 +884,9 @@ class Connection {
   }
 
   private onHeadersFrame(flags: number, sid: number, p: Buffer): void {
-    if (sid === 0) return this.goaway(H2Error.PROTOCOL_ERROR, "HEADERS on stream 0");
+    if (sid === 0) return this.goaway(H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
     const block = Connection.unpad(flags, p, true);
-    if (!block) return this.goaway(H2Error.PROTOCOL_ERROR, "bad HEADERS padding");
+    if (!block) return this.goaway(H2Error.PROTOCOL_ERROR, 'bad HEADERS padding');
     if (!(flags & END_HEADERS)) {
       this.headerBlock = { sid, flags, parts: [Buffer.from(block)], len: block.length, frames: 0 };
       return;
@@ -869,7 +903,7 @@ class Connection {
       return this.remoteEnd(existing);
     }
     if (sid <= this.lastStreamId) return; // a closed stream: ignore
-    if ((sid & 1) === 0) return this.goaway(H2Error.PROTOCOL_ERROR, "even stream id from a client");
+    if ((sid & 1) === 0) return this.goaway(H2Error.PROTOCOL_ERROR, 'even stream id from a client');
     this.lastStreamId = sid;
     const s = new Stream(sid, this, this.peerInitialWindow);
     if (this.goawaySent || this.streams.size >= this.server.maxConcurrentStreams) {
@@ -879,38 +913,40 @@ class Connection {
     this.streams.set(sid, s);
     if (flags & END_STREAM) s.remoteClosed = true;
 
-    let method = "";
-    let path = "";
-    let contentType = "";
+    let method = '';
+    let path = '';
+    let contentType = '';
     let timeout: string | undefined;
     for (const [k, v] of headers) {
-      if (k === ":path") path = v;
-      else if (k === ":method") method = v;
-      else if (k === "content-type") contentType = v;
-      else if (k === "grpc-timeout") timeout = v;
+      if (k === ':path') path = v;
+      else if (k === ':method') method = v;
+      else if (k === 'content-type') contentType = v;
+      else if (k === 'grpc-timeout') timeout = v;
     }
     const route = this.server.route(path);
     const fail = (code: number, details: string) => {
       s.discard = true;
       s.sendStatus(code, details);
     };
-    if (method !== "POST") return fail(INTERNAL, `unsupported HTTP method ${JSON.stringify(method)}`);
-    if (!contentType.startsWith("application/grpc")) return fail(INTERNAL, `unsupported content-type ${JSON.stringify(contentType)}`);
+    if (method !== 'POST') return fail(INTERNAL, `unsupported HTTP method ${JSON.stringify(method)}`);
+    if (!contentType.startsWith('application/grpc'))
+      return fail(INTERNAL, `unsupported content-type ${JSON.stringify(contentType)}`);
     if (!route) return fail(UNIMPLEMENTED, `The server does not implement the method ${path}`);
     const call = new Call(s, path, headers, route, this.server.log);
     s.call = call;
     const ms = parseGrpcTimeout(timeout);
     if (ms !== undefined) call.armDeadline(ms);
-    if (route.kind === "bidi") call.invoke();
+    if (route.kind === 'bidi') call.invoke();
     if (s.remoteClosed) this.remoteEnd(s, true);
   }
 
   private onDataFrame(flags: number, sid: number, p: Buffer): void {
-    if (sid === 0) return this.goaway(H2Error.PROTOCOL_ERROR, "DATA on stream 0");
+    if (sid === 0) return this.goaway(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     this.recvWindow -= p.length;
     this.recvUnacked += p.length;
-    if (this.recvWindow < 0) return this.goaway(H2Error.FLOW_CONTROL_ERROR, "connection receive window exceeded");
-    if (p.length === 0 && !(flags & END_STREAM) && ++this.emptyFrames > MAX_EMPTY_FRAMES) return this.calm("too many empty DATA frames");
+    if (this.recvWindow < 0) return this.goaway(H2Error.FLOW_CONTROL_ERROR, 'connection receive window exceeded');
+    if (p.length === 0 && !(flags & END_STREAM) && ++this.emptyFrames > MAX_EMPTY_FRAMES)
+      return this.calm('too many empty DATA frames');
     const s = this.streams.get(sid);
     if (!s || s.remoteClosed) return; // closed stream: bytes counted for the connection window, then dropped
     s.recvUnacked += p.length;
@@ -921,14 +957,17 @@ class Connection {
       if (Array.isArray(got)) {
         const call = s.call;
         for (const m of got) {
-          if (call.route.kind === "bidi") {
+          if (call.route.kind === 'bidi') {
             const msg = call.decode(m);
             if (!msg) break;
             call.deliver(msg.value);
           } else {
             s.messages.push(m);
             if (s.messages.length > 1) {
-              call.sendStatus(UNIMPLEMENTED, `received more than one request message for unary-request method ${call.path}`);
+              call.sendStatus(
+                UNIMPLEMENTED,
+                `received more than one request message for unary-request method ${call.path}`,
+              );
               break;
             }
           }
@@ -947,7 +986,10 @@ class Connection {
     if (this.bufferedIn > MAX_BUFFERED_REQUEST && s.call && !s.call.finished) {
       this.releaseInput(s);
       s.discard = true;
-      s.call.sendStatus(RESOURCE_EXHAUSTED, `more than ${MAX_BUFFERED_REQUEST} request bytes buffered on this connection`);
+      s.call.sendStatus(
+        RESOURCE_EXHAUSTED,
+        `more than ${MAX_BUFFERED_REQUEST} request bytes buffered on this connection`,
+      );
     }
   }
 
@@ -957,13 +999,18 @@ class Connection {
     const call = s.call;
     if (s.trailersQueued) return this.forget(s);
     if (!call || call.finished) return;
-    if (call.route.kind === "bidi") {
-      if (s.leftover > 0) return call.sendStatus(INTERNAL, "request ended inside a message");
+    if (call.route.kind === 'bidi') {
+      if (s.leftover > 0) return call.sendStatus(INTERNAL, 'request ended inside a message');
       call.deliver(undefined);
       return;
     }
     if (s.leftover > 0 || s.messages.length !== 1) {
-      return call.sendStatus(s.messages.length > 1 ? UNIMPLEMENTED : INTERNAL, fromHeaders || s.messages.length === 0 ? `no request message received for ${call.path}` : "request ended inside a message");
+      return call.sendStatus(
+        s.messages.length > 1 ? UNIMPLEMENTED : INTERNAL,
+        fromHeaders || s.messages.length === 0
+          ? `no request message received for ${call.path}`
+          : 'request ended inside a message',
+      );
     }
     const req = call.decode(s.messages[0]!);
     if (!req) return;
@@ -1005,10 +1052,10 @@ class Connection {
   // ---- teardown ---------------------------------------------------------------------------------------------------
 
   /** Graceful: no new streams; existing ones finish. */
-  sendGoaway(code: number, debug = ""): void {
+  sendGoaway(code: number, debug = ''): void {
     if (this.goawaySent || this.closed) return;
     this.goawaySent = true;
-    const d = Buffer.from(debug.slice(0, 256), "utf8");
+    const d = Buffer.from(debug.slice(0, 256), 'utf8');
     const p = Buffer.allocUnsafe(8 + d.length);
     p.writeUInt32BE(this.lastStreamId, 0);
     p.writeUInt32BE(code, 4);
@@ -1020,14 +1067,14 @@ class Connection {
   goaway(code: number, debug: string): void {
     if (this.closed) return;
     this.sendGoaway(code, debug);
-    this.server.log.warn("http2 connection error", { code, reason: debug });
+    this.server.log.warn('http2 connection error', { code, reason: debug });
     this.flush();
     this.socket.pause(); // nothing more is read from a connection in error
     this.socket.end();
     // A peer that does not read would keep the socket (and what it buffers) forever: give it a few seconds.
     const t = setTimeout(() => this.socket.destroy(), 5_000);
     t.unref();
-    this.socket.once("close", () => clearTimeout(t));
+    this.socket.once('close', () => clearTimeout(t));
     this.close();
   }
 
@@ -1059,7 +1106,7 @@ class Connection {
     this.blocked.clear();
     const cbs = this.callbacks;
     this.callbacks = [];
-    const err = new Error("connection closed");
+    const err = new Error('connection closed');
     for (const cb of cbs) cb(err);
     this.server.connectionClosed(this);
   }
@@ -1087,19 +1134,29 @@ export class H2GrpcServer {
    * answered UNIMPLEMENTED. `report` sees what a handler threw that was not a PluginError (answered as INTERNAL).
    * No SPIRE or go-plugin service has a client-streaming method, so there is no handler shape for one.
    */
-  addService(service: ServiceDefinition, handlers: Readonly<Record<string, Handler | undefined>>, report?: (e: unknown, method: string) => void): void {
+  addService(
+    service: ServiceDefinition,
+    handlers: Readonly<Record<string, Handler | undefined>>,
+    report?: (e: unknown, method: string) => void,
+  ): void {
     for (const [name, def] of Object.entries(service)) {
       const handler = handlers[name];
-      if (typeof handler !== "function" || (def.requestStream && !def.responseStream)) continue;
+      if (typeof handler !== 'function' || (def.requestStream && !def.responseStream)) continue;
       if (this.routes.has(def.path)) throw new Error(`method ${def.path} registered twice`);
-      const kind = def.requestStream ? "bidi" : def.responseStream ? "serverStream" : "unary";
+      const kind = def.requestStream ? 'bidi' : def.responseStream ? 'serverStream' : 'unary';
       this.routes.set(def.path, {
         kind,
         handler,
         deserialize: (b) => def.requestDeserialize(b),
         serialize: (v) => def.responseSerialize(v),
         report: (e) =>
-          report ? report(e, name) : this.log.error("plugin handler failed unexpectedly", { method: name, error: errorMessage(e), stack: e instanceof Error ? e.stack : undefined }),
+          report
+            ? report(e, name)
+            : this.log.error('plugin handler failed unexpectedly', {
+                method: name,
+                error: errorMessage(e),
+                stack: e instanceof Error ? e.stack : undefined,
+              }),
       } as Route);
     }
   }
@@ -1116,19 +1173,19 @@ export class H2GrpcServer {
         const c = new Connection(socket, this);
         this.conns.add(c);
       });
-      server.once("error", reject);
+      server.once('error', reject);
       const unix = /^unix:(?:\/\/)?(\/.*)$/.exec(target);
       const done = () => {
-        server.removeListener("error", reject);
-        server.on("error", (e) => this.log.warn("listener error", { error: e.message }));
+        server.removeListener('error', reject);
+        server.on('error', (e) => this.log.warn('listener error', { error: e.message }));
         this.servers.push(server);
         const a = server.address();
-        resolve(typeof a === "object" && a ? a.port : 0);
+        resolve(typeof a === 'object' && a ? a.port : 0);
       };
       if (unix) return server.listen(unix[1], done);
       const m = /^(.*):(\d+)$/.exec(target);
       if (!m) return reject(new Error(`unsupported bind target ${target}`));
-      server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ""), done);
+      server.listen(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), done);
     });
   }
 
@@ -1136,7 +1193,7 @@ export class H2GrpcServer {
   tryShutdown(cb: (err?: Error) => void): void {
     for (const s of this.servers) s.close();
     this.shuttingDown = () => cb();
-    for (const c of this.conns) c.sendGoaway(H2Error.NO_ERROR, "server shutting down");
+    for (const c of this.conns) c.sendGoaway(H2Error.NO_ERROR, 'server shutting down');
     this.maybeFinishShutdown();
   }
 

@@ -1,9 +1,9 @@
 // The SPIRE side of the plugin protocol, for tests: what SPIRE's catalog does after the handshake (broker stream,
 // stdio stream, host-services server announced as ConnInfo{service_id: 1}, Init, Configure, Deinit, Shutdown).
 // Used by both the in-process harness and the subprocess harness.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   Client,
   credentials,
@@ -11,31 +11,41 @@ import {
   type ServiceDefinition,
   type ClientDuplexStream,
   type ClientReadableStream,
-} from "@grpc/grpc-js";
-import { GRPCBrokerClient, type ConnInfo } from "@spire-hw/proto/goplugin/grpc_broker";
-import { GRPCControllerClient } from "@spire-hw/proto/goplugin/grpc_controller";
-import { GRPCStdioClient, type StdioData } from "@spire-hw/proto/goplugin/grpc_stdio";
-import { HealthClient, type HealthCheckResponse } from "@spire-hw/proto/grpc/health/v1/health";
-import { InitClient, type InitResponse } from "@spire-hw/proto/spire/service/private/init/v1/init";
-import { ConfigClient, type ValidateResponse } from "@spire-hw/proto/spire/service/common/config/v1/config";
-import { MetricsService } from "@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics";
-import { AgentStoreService, type GetAgentInfoRequest, type GetAgentInfoResponse } from "@spire-hw/proto/spire/hostservice/server/agentstore/v1/agentstore";
+} from '@grpc/grpc-js';
+import { GRPCBrokerClient, type ConnInfo } from '@spire-hw/proto/goplugin/grpc_broker';
+import { GRPCControllerClient } from '@spire-hw/proto/goplugin/grpc_controller';
+import { GRPCStdioClient, type StdioData } from '@spire-hw/proto/goplugin/grpc_stdio';
+import { HealthClient, type HealthCheckResponse } from '@spire-hw/proto/grpc/health/v1/health';
+import { InitClient, type InitResponse } from '@spire-hw/proto/spire/service/private/init/v1/init';
+import { ConfigClient, type ValidateResponse } from '@spire-hw/proto/spire/service/common/config/v1/config';
+import { MetricsService } from '@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics';
+import {
+  AgentStoreService,
+  type GetAgentInfoRequest,
+  type GetAgentInfoResponse,
+} from '@spire-hw/proto/spire/hostservice/server/agentstore/v1/agentstore';
 import {
   IdentityProviderService,
   type FetchX509IdentityResponse,
-} from "@spire-hw/proto/spire/hostservice/server/identityprovider/v1/identityprovider";
-import { AGENT_STORE_SERVICE, IDENTITY_PROVIDER_SERVICE, METRICS_SERVICE, callUnary, type UnaryFn } from "../hostservices";
-import type { Side } from "../plugin";
-import { notFound } from "../errors";
-import { createLogger } from "../log";
-import { H2GrpcServer } from "../h2/server";
+} from '@spire-hw/proto/spire/hostservice/server/identityprovider/v1/identityprovider';
+import {
+  AGENT_STORE_SERVICE,
+  IDENTITY_PROVIDER_SERVICE,
+  METRICS_SERVICE,
+  callUnary,
+  type UnaryFn,
+} from '../hostservices';
+import type { Side } from '../plugin';
+import { notFound } from '../errors';
+import { createLogger } from '../log';
+import { H2GrpcServer } from '../h2/server';
 
 export type Unary<Req, Res> = (req: Req) => Promise<Res>;
 
 /** Calls a callback-style grpc-js unary client method as a promise. */
 export function unary<Req, Res>(client: Client, method: string, req: Req, timeoutMs = 30_000): Promise<Res> {
   const fn = (client as unknown as Record<string, UnaryFn<Req, Res> | undefined>)[method];
-  if (typeof fn !== "function") return Promise.reject(new Error(`client has no method ${method}`));
+  if (typeof fn !== 'function') return Promise.reject(new Error(`client has no method ${method}`));
   return callUnary(client, fn, req, timeoutMs);
 }
 
@@ -53,28 +63,28 @@ export class FakeHostServices {
   identity: FetchX509IdentityResponse = { identity: undefined, bundle: undefined };
   private server?: H2GrpcServer;
   private dir?: string;
-  address = "";
+  address = '';
 
   async start(): Promise<string> {
-    this.dir = mkdtempSync(join(tmpdir(), "plugin-host-"));
-    this.address = join(this.dir, "host.sock");
+    this.dir = mkdtempSync(join(tmpdir(), 'plugin-host-'));
+    this.address = join(this.dir, 'host.sock');
     // SPIRE's side, served by the SDK's own HTTP/2 server (the plugin dials it with grpc-js's client).
-    const server = new H2GrpcServer({ log: createLogger({ level: "error" }) });
+    const server = new H2GrpcServer({ log: createLogger({ level: 'error' }) });
     const record = (method: string) => async (request: unknown) => {
       this.metricsCalls.push({ method, request });
       return {};
     };
     server.addService(MetricsService, {
-      setGauge: record("SetGauge"),
-      emitKey: record("EmitKey"),
-      incrCounter: record("IncrCounter"),
-      addSample: record("AddSample"),
-      measureSince: record("MeasureSince"),
+      setGauge: record('SetGauge'),
+      emitKey: record('EmitKey'),
+      incrCounter: record('IncrCounter'),
+      addSample: record('AddSample'),
+      measureSince: record('MeasureSince'),
     });
     server.addService(AgentStoreService, {
       getAgentInfo: async (req: GetAgentInfoRequest): Promise<GetAgentInfoResponse> => {
         this.agentStoreQueries.push(req.agentId);
-        if (!this.attestedAgents.has(req.agentId)) throw notFound("no such agent");
+        if (!this.attestedAgents.has(req.agentId)) throw notFound('no such agent');
         return { info: { agentId: req.agentId } };
       },
     });
@@ -100,7 +110,7 @@ export class FakeHostServices {
 }
 
 export function hostServiceNamesFor(side: Side): string[] {
-  return side === "server" ? [IDENTITY_PROVIDER_SERVICE, AGENT_STORE_SERVICE, METRICS_SERVICE] : [METRICS_SERVICE];
+  return side === 'server' ? [IDENTITY_PROVIDER_SERVICE, AGENT_STORE_SERVICE, METRICS_SERVICE] : [METRICS_SERVICE];
 }
 
 export interface HostConnectionOptions {
@@ -128,8 +138,10 @@ export class HostConnection {
     readonly target: string,
     private readonly opts: HostConnectionOptions,
   ) {
-    const mk = <T extends Client>(C: new (a: string, c: ReturnType<typeof credentials.createInsecure>, o?: object) => T): T => {
-      const c = new C(target, credentials.createInsecure(), { "grpc.default_authority": "unused" });
+    const mk = <T extends Client>(
+      C: new (a: string, c: ReturnType<typeof credentials.createInsecure>, o?: object) => T,
+    ): T => {
+      const c = new C(target, credentials.createInsecure(), { 'grpc.default_authority': 'unused' });
       this.clients.push(c);
       return c;
     };
@@ -142,8 +154,10 @@ export class HostConnection {
   }
 
   /** A typed client for the plugin-type service (pass the ts-proto generated client constructor). */
-  typeClient<T extends Client>(Ctor: new (a: string, c: ReturnType<typeof credentials.createInsecure>, o?: object) => T): T {
-    const c = new Ctor(this.target, credentials.createInsecure(), { "grpc.default_authority": "unused" });
+  typeClient<T extends Client>(
+    Ctor: new (a: string, c: ReturnType<typeof credentials.createInsecure>, o?: object) => T,
+  ): T {
+    const c = new Ctor(this.target, credentials.createInsecure(), { 'grpc.default_authority': 'unused' });
     this.clients.push(c);
     return c;
   }
@@ -151,7 +165,7 @@ export class HostConnection {
   /** A generic client for any service definition. */
   genericClient(service: ServiceDefinition, name: string): Client {
     const Ctor = makeGenericClientConstructor(service, name);
-    const c = new Ctor(this.target, credentials.createInsecure(), { "grpc.default_authority": "unused" });
+    const c = new Ctor(this.target, credentials.createInsecure(), { 'grpc.default_authority': 'unused' });
     this.clients.push(c);
     return c;
   }
@@ -159,42 +173,44 @@ export class HostConnection {
   /** Steps 5-7 of SPIRE's load sequence: broker + stdio streams, ConnInfo for host services, Init. */
   async start(): Promise<InitResponse> {
     this.broker = this.brokerClient.startStream();
-    this.broker.on("error", () => undefined);
-    this.broker.on("data", () => undefined);
+    this.broker.on('error', () => undefined);
+    this.broker.on('data', () => undefined);
     this.stdio = this.stdioClient.streamStdio({});
-    this.stdio.on("error", () => undefined);
-    this.stdio.on("data", () => undefined);
+    this.stdio.on('error', () => undefined);
+    this.stdio.on('data', () => undefined);
     if (this.opts.hostServices !== false) {
       const address = await this.host.start();
-      this.broker.write({ serviceId: 1, network: "unix", address, knock: undefined });
+      this.broker.write({ serviceId: 1, network: 'unix', address, knock: undefined });
     }
-    return unary(this.init, "init", { hostServiceNames: this.opts.hostServiceNames ?? hostServiceNamesFor(this.opts.side) });
+    return unary(this.init, 'init', {
+      hostServiceNames: this.opts.hostServiceNames ?? hostServiceNamesFor(this.opts.side),
+    });
   }
 
-  configure(hcl: string, trustDomain: string | undefined = "example.org"): Promise<unknown> {
-    return unary(this.config, "configure", {
+  configure(hcl: string, trustDomain: string | undefined = 'example.org'): Promise<unknown> {
+    return unary(this.config, 'configure', {
       coreConfiguration: trustDomain === undefined ? undefined : { trustDomain },
       hclConfiguration: hcl,
     });
   }
 
-  validate(hcl: string, trustDomain: string | undefined = "example.org"): Promise<ValidateResponse> {
-    return unary(this.config, "validate", {
+  validate(hcl: string, trustDomain: string | undefined = 'example.org'): Promise<ValidateResponse> {
+    return unary(this.config, 'validate', {
       coreConfiguration: trustDomain === undefined ? undefined : { trustDomain },
       hclConfiguration: hcl,
     });
   }
 
-  healthCheck(service = "plugin"): Promise<HealthCheckResponse> {
-    return unary(this.health, "check", { service });
+  healthCheck(service = 'plugin'): Promise<HealthCheckResponse> {
+    return unary(this.health, 'check', { service });
   }
 
   /** SPIRE's unload: Deinit, close the broker, Controller.Shutdown (errors ignored, as SPIRE does). */
   async unload(): Promise<void> {
-    await unary(this.init, "deinit", {}, 10_000).catch(() => undefined);
+    await unary(this.init, 'deinit', {}, 10_000).catch(() => undefined);
     this.broker?.end();
     this.stdio?.cancel();
-    await unary(this.controller, "shutdown", {}, 2_000).catch(() => undefined);
+    await unary(this.controller, 'shutdown', {}, 2_000).catch(() => undefined);
     await this.close();
   }
 

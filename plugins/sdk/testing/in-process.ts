@@ -1,13 +1,13 @@
 // In-process harness (like spire-plugin-sdk's plugintest): serves a plugin definition on a real unix socket inside
 // the test process and connects to it exactly as SPIRE would, without spawning anything.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Client, credentials } from "@grpc/grpc-js";
-import { createLogger, type Logger, type LogLevel } from "../log";
-import { createPluginServer } from "../server";
-import type { PluginDefinition } from "../plugin";
-import { HostConnection } from "./host";
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client, credentials } from '@grpc/grpc-js';
+import { createLogger, type Logger, type LogLevel } from '../log';
+import { createPluginServer } from '../server';
+import type { PluginDefinition } from '../plugin';
+import { HostConnection } from './host';
 
 export interface InProcessOptions {
   /** When set, Configure is called with this text after Init. */
@@ -34,17 +34,17 @@ export async function startInProcess(def: PluginDefinition, opts: InProcessOptio
   const log =
     opts.log ??
     createLogger({
-      level: opts.logLevel ?? "trace",
+      level: opts.logLevel ?? 'trace',
       sink: opts.captureLogs === false ? undefined : (line) => logs.push(JSON.parse(line) as Record<string, unknown>),
     });
-  const dir = mkdtempSync(join(tmpdir(), "plugin-test-"));
-  const sock = join(dir, "plugin.sock");
+  const dir = mkdtempSync(join(tmpdir(), 'plugin-test-'));
+  const sock = join(dir, 'plugin.sock');
   const runtime = createPluginServer(def, { log });
   await runtime.server.listen(`unix://${sock}`);
   const conn = new HostConnection(`unix:${sock}`, { side: def.side, hostServiceNames: opts.hostServiceNames });
   try {
     await conn.start();
-    if (opts.hcl !== undefined) await conn.configure(opts.hcl, opts.trustDomain ?? "example.org");
+    if (opts.hcl !== undefined) await conn.configure(opts.hcl, opts.trustDomain ?? 'example.org');
   } catch (e) {
     await conn.close();
     runtime.server.forceShutdown();
@@ -55,7 +55,7 @@ export async function startInProcess(def: PluginDefinition, opts: InProcessOptio
     conn,
     logs,
     client: (Ctor) => conn.typeClient(Ctor),
-    configure: (hcl, td = opts.trustDomain ?? "example.org") => conn.configure(hcl, td),
+    configure: (hcl, td = opts.trustDomain ?? 'example.org') => conn.configure(hcl, td),
     close: async () => {
       await conn.close();
       await runtime.deinit();

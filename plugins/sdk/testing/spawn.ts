@@ -2,12 +2,12 @@
 // the magic cookie and PLUGIN_* variables, stdout/stderr pipes, 60 s handshake wait), then drives it over gRPC.
 // It records every stdout byte after the handshake (there must be none) and every stderr line (each must be an
 // hclog JSON line with string @level/@message/@timestamp of six fractional digits).
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { resolve as resolvePath } from "node:path";
-import { performance } from "node:perf_hooks";
-import type { PluginType, Side } from "../plugin";
-import { HostConnection } from "./host";
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { PluginType, Side } from '../plugin';
+import { HostConnection } from './host';
 
 export interface SpawnOptions {
   command: string;
@@ -44,14 +44,16 @@ export function checkHclogLine(line: string): string | undefined {
   try {
     v = JSON.parse(line);
   } catch {
-    return "not JSON";
+    return 'not JSON';
   }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return "not a JSON object";
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not a JSON object';
   const o = v as Record<string, unknown>;
-  for (const k of ["@level", "@message", "@timestamp"]) if (typeof o[k] !== "string") return `${k} is not a string`;
-  if (!["trace", "debug", "info", "warn", "error"].includes(o["@level"] as string)) return `unknown @level ${String(o["@level"])}`;
-  if (!TS_RE.test(o["@timestamp"] as string)) return `@timestamp not in 2006-01-02T15:04:05.000000Z07:00 form: ${String(o["@timestamp"])}`;
-  if (line.length >= 64 * 1024) return "line longer than 64 KiB";
+  for (const k of ['@level', '@message', '@timestamp']) if (typeof o[k] !== 'string') return `${k} is not a string`;
+  if (!['trace', 'debug', 'info', 'warn', 'error'].includes(o['@level'] as string))
+    return `unknown @level ${String(o['@level'])}`;
+  if (!TS_RE.test(o['@timestamp'] as string))
+    return `@timestamp not in 2006-01-02T15:04:05.000000Z07:00 form: ${String(o['@timestamp'])}`;
+  if (line.length >= 64 * 1024) return 'line longer than 64 KiB';
   return undefined;
 }
 
@@ -68,7 +70,7 @@ export class SpawnedPlugin {
 
   constructor(readonly child: ChildProcess) {
     this.exited = new Promise((res) =>
-      child.once("exit", (code, sig) => {
+      child.once('exit', (code, sig) => {
         this.exitCode = code;
         this.exitSignal = sig;
         res();
@@ -109,7 +111,10 @@ export class SpawnedPlugin {
   async unload(): Promise<{ graceful: boolean }> {
     await this.conn?.unload();
     let timer: NodeJS.Timeout | undefined;
-    const graceful = await Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2_000)))]);
+    const graceful = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2_000))),
+    ]);
     clearTimeout(timer); // a graceful exit must not leave the test process waiting out the 2 s
     if (!graceful) this.kill();
     await this.exited;
@@ -121,7 +126,7 @@ export class SpawnedPlugin {
     void this.conn?.close().catch(() => undefined);
     if (this.alive() && this.child.pid) {
       try {
-        process.kill(this.child.pid, "SIGKILL");
+        process.kill(this.child.pid, 'SIGKILL');
       } catch {
         /* gone */
       }
@@ -130,14 +135,14 @@ export class SpawnedPlugin {
 }
 
 export function parseHandshake(line: string): Handshake {
-  const parts = line.trim().split("|");
+  const parts = line.trim().split('|');
   if (parts.length < 4) throw new Error(`Unrecognized remote plugin message: ${line}`);
   return {
     core: Number(parts[0]),
     app: Number(parts[1]),
-    network: parts[2] ?? "",
-    address: parts[3] ?? "",
-    protocol: parts[4] ?? "",
+    network: parts[2] ?? '',
+    address: parts[3] ?? '',
+    protocol: parts[4] ?? '',
     raw: line,
   };
 }
@@ -152,19 +157,19 @@ export async function spawnPlugin(opts: SpawnOptions): Promise<SpawnedPlugin> {
       ...process.env,
       ...opts.env,
       [opts.type]: opts.type,
-      PLUGIN_MIN_PORT: "10000",
-      PLUGIN_MAX_PORT: "25000",
-      PLUGIN_PROTOCOL_VERSIONS: "1",
+      PLUGIN_MIN_PORT: '10000',
+      PLUGIN_MAX_PORT: '25000',
+      PLUGIN_PROTOCOL_VERSIONS: '1',
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   const p = new SpawnedPlugin(child);
-  let errBuf = "";
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (d: string) => {
+  let errBuf = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => {
     errBuf += d;
     let i: number;
-    while ((i = errBuf.indexOf("\n")) >= 0) {
+    while ((i = errBuf.indexOf('\n')) >= 0) {
       p.stderrLines.push(errBuf.slice(0, i));
       errBuf = errBuf.slice(i + 1);
     }
@@ -172,8 +177,11 @@ export async function spawnPlugin(opts: SpawnOptions): Promise<SpawnedPlugin> {
   const line = await new Promise<string>((resolve, reject) => {
     let buf = Buffer.alloc(0);
     let got = false;
-    const timer = setTimeout(() => reject(new Error("timeout while waiting for plugin to start")), opts.handshakeTimeoutMs ?? 60_000);
-    child.stdout!.on("data", (d: Buffer) => {
+    const timer = setTimeout(
+      () => reject(new Error('timeout while waiting for plugin to start')),
+      opts.handshakeTimeoutMs ?? 60_000,
+    );
+    child.stdout!.on('data', (d: Buffer) => {
       if (got) {
         p.stdoutAfterHandshake.push(d);
         return;
@@ -185,13 +193,17 @@ export async function spawnPlugin(opts: SpawnOptions): Promise<SpawnedPlugin> {
         p.handshakeMs = performance.now() - t0;
         clearTimeout(timer);
         if (i + 1 < buf.length) p.stdoutAfterHandshake.push(buf.subarray(i + 1));
-        resolve(buf.subarray(0, i).toString("utf8"));
+        resolve(buf.subarray(0, i).toString('utf8'));
       }
     });
-    child.once("exit", () => {
+    child.once('exit', () => {
       if (!got) {
         clearTimeout(timer);
-        reject(new Error(`plugin exited before we could connect (code ${String(p.exitCode)}); stderr:\n${p.stderrLines.join("\n")}${errBuf}`));
+        reject(
+          new Error(
+            `plugin exited before we could connect (code ${String(p.exitCode)}); stderr:\n${p.stderrLines.join('\n')}${errBuf}`,
+          ),
+        );
       }
     });
   }).catch((e) => {
@@ -199,11 +211,11 @@ export async function spawnPlugin(opts: SpawnOptions): Promise<SpawnedPlugin> {
     throw e;
   });
   p.handshake = parseHandshake(line);
-  const target = p.handshake.network === "unix" ? `unix:${p.handshake.address}` : p.handshake.address;
+  const target = p.handshake.network === 'unix' ? `unix:${p.handshake.address}` : p.handshake.address;
   p.conn = new HostConnection(target, { side: opts.side, hostServiceNames: opts.hostServiceNames });
   try {
     await p.conn.start();
-    if (opts.hcl !== undefined) await p.conn.configure(opts.hcl, opts.trustDomain ?? "example.org");
+    if (opts.hcl !== undefined) await p.conn.configure(opts.hcl, opts.trustDomain ?? 'example.org');
   } catch (e) {
     await p.conn.close().catch(() => undefined);
     p.kill();

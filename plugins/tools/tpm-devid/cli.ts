@@ -5,9 +5,23 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createHash, createPublicKey } from 'node:crypto';
 import { TpmError, publicKeyOf, type Tpm } from '@spire-hw/tpm2';
-import { ChainError, commonName, ekTpmInfo, parsePemCertificates, sha1Hex, spkiEqual, verifyChain } from '@spire-hw/x509';
 import {
-  BlobError, MAX_BLOB_FILE_BYTES, MAX_CERT_FILE_BYTES, parsePrivateBlob, parsePublicBlob, readBounded, type DevidKeyType,
+  ChainError,
+  commonName,
+  ekTpmInfo,
+  parsePemCertificates,
+  sha1Hex,
+  spkiEqual,
+  verifyChain,
+} from '@spire-hw/x509';
+import {
+  BlobError,
+  MAX_BLOB_FILE_BYTES,
+  MAX_CERT_FILE_BYTES,
+  parsePrivateBlob,
+  parsePublicBlob,
+  readBounded,
+  type DevidKeyType,
 } from '@spire-hw/devid';
 import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation } from '@spire-hw/devid';
 import { EK_CERT_NV_INDEX, newTpm } from '@spire-hw/devid';
@@ -125,8 +139,36 @@ const OPTIONS = {
 type Opts = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
 
 const ALLOWED: Record<string, readonly (keyof Opts)[]> = {
-  provision: ['tpm', 'owner-password', 'devid-password', 'key-type', 'subject-cn', 'ca-cert', 'ca-key', 'days', 'csr-out', 'out-dir', 'cert-out', 'priv-out', 'pub-out', 'force', 'help'],
-  import: ['tpm', 'owner-password', 'priv', 'pub', 'cert', 'out-dir', 'priv-out', 'pub-out', 'force', 'no-check', 'help'],
+  provision: [
+    'tpm',
+    'owner-password',
+    'devid-password',
+    'key-type',
+    'subject-cn',
+    'ca-cert',
+    'ca-key',
+    'days',
+    'csr-out',
+    'out-dir',
+    'cert-out',
+    'priv-out',
+    'pub-out',
+    'force',
+    'help',
+  ],
+  import: [
+    'tpm',
+    'owner-password',
+    'priv',
+    'pub',
+    'cert',
+    'out-dir',
+    'priv-out',
+    'pub-out',
+    'force',
+    'no-check',
+    'help',
+  ],
   ek: ['tpm', 'owner-password', 'endorsement-password', 'endorsement-ca', 'help'],
   help: ['help'],
 };
@@ -173,7 +215,10 @@ async function readBytes(path: string, what: string, io: ToolIo): Promise<Buffer
 async function checkWritable(paths: string[], force: boolean): Promise<void> {
   for (const p of paths) {
     if (force) continue;
-    const exists = await fsp.stat(p).then(() => true, () => false);
+    const exists = await fsp.stat(p).then(
+      () => true,
+      () => false,
+    );
     if (exists) throw new ToolError(`${p} exists; use --force to overwrite`);
   }
 }
@@ -192,7 +237,8 @@ async function withTpm<T>(location: string | undefined, f: (tpm: Tpm) => Promise
   try {
     loc = await resolveTpmLocation(location);
   } catch (e) {
-    if (e instanceof TpmLocationError && e.code === 'autodetect') throw new ToolError(`tpm autodetection failed: ${e.message} (use --tpm)`);
+    if (e instanceof TpmLocationError && e.code === 'autodetect')
+      throw new ToolError(`tpm autodetection failed: ${e.message} (use --tpm)`);
     throw new ToolError((e as Error).message);
   }
   let transport;
@@ -220,23 +266,37 @@ function outputs(o: Opts, io: ToolIo): { cert: string; priv: string; pub: string
 
 async function cmdProvision(o: Opts, io: ToolIo): Promise<number> {
   const keyType = (o['key-type'] ?? 'rsa').toLowerCase();
-  if (keyType !== 'rsa' && keyType !== 'ecc') throw new UsageError(`--key-type must be rsa or ecc, got ${JSON.stringify(o['key-type'])}`);
+  if (keyType !== 'rsa' && keyType !== 'ecc')
+    throw new UsageError(`--key-type must be rsa or ecc, got ${JSON.stringify(o['key-type'])}`);
   const days = o.days === undefined ? 365 : Number(o.days);
-  if (!Number.isInteger(days) || days < 1 || days > 36500) throw new UsageError(`--days must be an integer from 1 to 36500, got ${JSON.stringify(o.days)}`);
-  if ((o['ca-cert'] === undefined) !== (o['ca-key'] === undefined)) throw new UsageError('--ca-cert and --ca-key go together');
+  if (!Number.isInteger(days) || days < 1 || days > 36500)
+    throw new UsageError(`--days must be an integer from 1 to 36500, got ${JSON.stringify(o.days)}`);
+  if ((o['ca-cert'] === undefined) !== (o['ca-key'] === undefined))
+    throw new UsageError('--ca-cert and --ca-key go together');
   const signing = o['ca-cert'] !== undefined;
-  if (!signing && o['csr-out'] === undefined) throw new UsageError('give --ca-cert and --ca-key (sign here) or --csr-out (external CA)');
+  if (!signing && o['csr-out'] === undefined)
+    throw new UsageError('give --ca-cert and --ca-key (sign here) or --csr-out (external CA)');
   const out = outputs(o, io);
   const csrOut = o['csr-out'] === undefined ? undefined : resolve(io.cwd, o['csr-out']);
   const subjectCn = o['subject-cn'] ?? hostname();
   const ownerPw = await password(o['owner-password'], 'owner-password', io);
   const devidPw = await password(o['devid-password'], 'devid-password', io);
-  const ca = signing ? await loadCa(await readText(o['ca-cert']!, 'CA certificate', io), await readText(o['ca-key']!, 'CA key', io)) : undefined;
-  await checkWritable([out.priv, out.pub, ...(signing ? [out.cert] : []), ...(csrOut ? [csrOut] : [])], o.force === true);
+  const ca = signing
+    ? await loadCa(await readText(o['ca-cert']!, 'CA certificate', io), await readText(o['ca-key']!, 'CA key', io))
+    : undefined;
+  await checkWritable(
+    [out.priv, out.pub, ...(signing ? [out.cert] : []), ...(csrOut ? [csrOut] : [])],
+    o.force === true,
+  );
 
   const r = await withTpm(o.tpm, async (tpm) => {
     try {
-      return await provisionDevid(tpm, { keyType: keyType as DevidKeyType, ownerPassword: ownerPw, devidPassword: devidPw, subjectCn });
+      return await provisionDevid(tpm, {
+        keyType: keyType as DevidKeyType,
+        ownerPassword: ownerPw,
+        devidPassword: devidPw,
+        subjectCn,
+      });
     } catch (e) {
       throw new ToolError(`unable to create the DevID key: ${describeTpmFailure(e)}`);
     }
@@ -244,7 +304,9 @@ async function cmdProvision(o: Opts, io: ToolIo): Promise<number> {
   await verifyCsr(r.csr); // the TPM signature must verify before anything is written
   await writeSecretFile(out.priv, r.priv);
   await writeSecretFile(out.pub, r.pub);
-  io.out(`DevID ${keyType === 'rsa' ? 'RSA 2048' : 'ECC P-256'} key created under the ${keyType === 'rsa' ? 'H-1 RSA' : 'H-2 ECC'} SRK\n`);
+  io.out(
+    `DevID ${keyType === 'rsa' ? 'RSA 2048' : 'ECC P-256'} key created under the ${keyType === 'rsa' ? 'H-1 RSA' : 'H-2 ECC'} SRK\n`,
+  );
   io.out(`  private blob: ${out.priv} (${r.priv.length} bytes, raw TPM2B_PRIVATE content)\n`);
   io.out(`  public blob:  ${out.pub} (${r.pub.length} bytes, raw TPMT_PUBLIC)\n`);
   if (csrOut) {
@@ -254,7 +316,9 @@ async function cmdProvision(o: Opts, io: ToolIo): Promise<number> {
   if (ca) {
     const { leaf, chain } = await issueDevidCertificate({ csr: r.csr, ca, subjectCn, days });
     await writeSecretFile(out.cert, [leaf, ...chain].map((d) => pem('CERTIFICATE', d)).join(''));
-    io.out(`  certificate:  ${out.cert} (CN=${subjectCn}, issuer CN=${commonName(leaf, 'issuer')}, ${days} days, chain of ${1 + chain.length})\n`);
+    io.out(
+      `  certificate:  ${out.cert} (CN=${subjectCn}, issuer CN=${commonName(leaf, 'issuer')}, ${days} days, chain of ${1 + chain.length})\n`,
+    );
     io.out(`  agent ID:     spiffe://<trust domain>/spire/agent/tpm_devid/${sha1Hex(leaf)}\n`);
   }
   return EXIT_OK;
@@ -265,12 +329,17 @@ async function cmdImport(o: Opts, io: ToolIo): Promise<number> {
   const out = outputs(o, io);
   const pub = parsePublicBlob(await readBytes(o.pub, 'public blob', io));
   const priv = parsePrivateBlob(await readBytes(o.priv, 'private blob', io));
-  io.out(`public blob: ${pub.form === 'tpm2b' ? 'TPM2B (tpm2-tools, size prefix stripped)' : 'raw TPMT_PUBLIC'}, ${pub.keyType.toUpperCase()} key\n`);
-  io.out(`private blob: ${priv.form === 'tpm2b' ? 'TPM2B (tpm2-tools, size prefix stripped)' : 'raw TPM2B_PRIVATE content'}\n`);
+  io.out(
+    `public blob: ${pub.form === 'tpm2b' ? 'TPM2B (tpm2-tools, size prefix stripped)' : 'raw TPMT_PUBLIC'}, ${pub.keyType.toUpperCase()} key\n`,
+  );
+  io.out(
+    `private blob: ${priv.form === 'tpm2b' ? 'TPM2B (tpm2-tools, size prefix stripped)' : 'raw TPM2B_PRIVATE content'}\n`,
+  );
   if (o.cert !== undefined) {
     const certs = parsePemCertificates(await readText(o.cert, 'certificate', io));
     if (!certs[0]) throw new ToolError(`no certificate in ${o.cert}`);
-    if (!spkiEqual(publicKeyOf(pub.value), certs[0])) throw new ToolError(`the certificate in ${o.cert} is not for this key (public keys differ)`);
+    if (!spkiEqual(publicKeyOf(pub.value), certs[0]))
+      throw new ToolError(`the certificate in ${o.cert} is not for this key (public keys differ)`);
     io.out(`certificate: public key matches the key blob\n`);
   }
   await checkWritable([out.priv, out.pub], o.force === true);
@@ -280,21 +349,26 @@ async function cmdImport(o: Opts, io: ToolIo): Promise<number> {
       try {
         await checkBlobsLoad(tpm, pub, priv, ownerPw);
       } catch (e) {
-        throw new ToolError(`the key does not load under the agent's ${pub.keyType === 'rsa' ? 'H-1 RSA' : 'H-2 ECC'} SRK: ${describeTpmFailure(e)}`);
+        throw new ToolError(
+          `the key does not load under the agent's ${pub.keyType === 'rsa' ? 'H-1 RSA' : 'H-2 ECC'} SRK: ${describeTpmFailure(e)}`,
+        );
       }
     });
     io.out(`load check: the key loads under the agent's ${pub.keyType === 'rsa' ? 'H-1 RSA' : 'H-2 ECC'} SRK\n`);
   }
   await writeSecretFile(out.priv, priv.bytes);
   await writeSecretFile(out.pub, pub.bytes);
-  io.out(`wrote ${out.priv} (${priv.bytes.length} bytes) and ${out.pub} (${pub.bytes.length} bytes) in the agent's raw format\n`);
+  io.out(
+    `wrote ${out.priv} (${priv.bytes.length} bytes) and ${out.pub} (${pub.bytes.length} bytes) in the agent's raw format\n`,
+  );
   return EXIT_OK;
 }
 
 async function cmdEk(o: Opts, io: ToolIo): Promise<number> {
   const endorsementPw = await password(o['endorsement-password'], 'endorsement-password', io);
   const ownerPw = await password(o['owner-password'], 'owner-password', io);
-  const anchorsText = o['endorsement-ca'] === undefined ? undefined : await readText(o['endorsement-ca'], 'endorsement CA', io);
+  const anchorsText =
+    o['endorsement-ca'] === undefined ? undefined : await readText(o['endorsement-ca'], 'endorsement CA', io);
   const r = await withTpm(o.tpm, async (tpm) => {
     try {
       return await readEk(tpm, endorsementPw, ownerPw);
@@ -304,18 +378,28 @@ async function cmdEk(o: Opts, io: ToolIo): Promise<number> {
   });
   const pubHash = createHash('sha256').update(r.spki).digest('hex');
   io.out('EK public key (RSA 2048, TCG template L-1, as SPIRE creates it):\n');
-  io.out(createPublicKey({ key: r.spki, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }).toString());
+  io.out(
+    createPublicKey({ key: r.spki, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }).toString(),
+  );
   io.out(`EK public key SHA-256 (pub_hash): ${pubHash}\n`);
   let status = EXIT_OK;
   if (!r.cert) {
-    io.out(`EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase().padStart(8, '0')}): none: ${describeTpmFailure(r.certError)}\n`);
+    io.out(
+      `EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase().padStart(8, '0')}): none: ${describeTpmFailure(r.certError)}\n`,
+    );
     return EXIT_ERROR;
   }
-  io.out(`EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase().padStart(8, '0')}, ${r.cert.length} bytes):\n`);
-  io.out(`  subject CN: ${JSON.stringify(commonName(r.cert))}, issuer CN: ${JSON.stringify(commonName(r.cert, 'issuer'))}\n`);
+  io.out(
+    `EK certificate (NV 0x${EK_CERT_NV_INDEX.toString(16).toUpperCase().padStart(8, '0')}, ${r.cert.length} bytes):\n`,
+  );
+  io.out(
+    `  subject CN: ${JSON.stringify(commonName(r.cert))}, issuer CN: ${JSON.stringify(commonName(r.cert, 'issuer'))}\n`,
+  );
   const info = ekTpmInfo(r.cert);
   if (info.manufacturer || info.model || info.version) {
-    io.out(`  TPM: manufacturer ${info.manufacturer ?? '?'}, model ${info.model ?? '?'}, version ${info.version ?? '?'}\n`);
+    io.out(
+      `  TPM: manufacturer ${info.manufacturer ?? '?'}, model ${info.model ?? '?'}, version ${info.version ?? '?'}\n`,
+    );
   }
   const matches = spkiEqual(createPublicKey({ key: r.spki, format: 'der', type: 'spki' }), r.cert);
   io.out(`  public key matches the EK: ${matches ? 'yes' : 'NO'}\n`);
@@ -361,9 +445,10 @@ export async function main(argv: readonly string[], io: ToolIo): Promise<number>
     // parseArgs quotes a stray positional argument, which is often a password whose option lost it
     // (`--owner-password= secret`): name its position, never its text.
     const code = (e as NodeJS.ErrnoException).code;
-    const msg = code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
-      ? 'unexpected argument: this command takes no positional arguments (the argument is not shown: it may be a password; check for a value separated from its option, e.g. "--owner-password= x")'
-      : (e as Error).message;
+    const msg =
+      code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+        ? 'unexpected argument: this command takes no positional arguments (the argument is not shown: it may be a password; check for a value separated from its option, e.g. "--owner-password= x")'
+        : (e as Error).message;
     io.err(`spire-tpm-devid ${command}: ${msg}\nRun "spire-tpm-devid --help".\n`);
     return EXIT_USAGE;
   }
@@ -388,9 +473,14 @@ export async function main(argv: readonly string[], io: ToolIo): Promise<number>
       io.err(`spire-tpm-devid ${command}: ${e.message}\nRun "spire-tpm-devid --help".\n`);
       return EXIT_USAGE;
     }
-    const msg = e instanceof ToolError || e instanceof PkiError || e instanceof BlobError ? e.message
-      : e instanceof TpmError ? describeTpmFailure(e)
-      : e instanceof Error ? e.message : String(e);
+    const msg =
+      e instanceof ToolError || e instanceof PkiError || e instanceof BlobError
+        ? e.message
+        : e instanceof TpmError
+          ? describeTpmFailure(e)
+          : e instanceof Error
+            ? e.message
+            : String(e);
     io.err(`spire-tpm-devid ${command}: ${msg}\n`);
     return EXIT_ERROR;
   }

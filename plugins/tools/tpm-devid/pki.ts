@@ -34,8 +34,16 @@ export type TbsSigner = (tbs: Uint8Array) => Promise<{ signature: Buffer; alg: '
  * signed by `sign` (a TPM key). @peculiar/x509 builds and wraps the structure; its crypto provider is replaced by
  * one whose `sign` is the TPM. Returns the CSR DER.
  */
-export async function buildCsr(spkiDer: Uint8Array, subjectCn: string, keyType: 'rsa' | 'ecc', sign: TbsSigner): Promise<Buffer> {
-  const algorithm = keyType === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: { name: 'SHA-256' } } : { name: 'ECDSA', namedCurve: 'P-256', hash: { name: 'SHA-256' } };
+export async function buildCsr(
+  spkiDer: Uint8Array,
+  subjectCn: string,
+  keyType: 'rsa' | 'ecc',
+  sign: TbsSigner,
+): Promise<Buffer> {
+  const algorithm =
+    keyType === 'rsa'
+      ? { name: 'RSASSA-PKCS1-v1_5', hash: { name: 'SHA-256' } }
+      : { name: 'ECDSA', namedCurve: 'P-256', hash: { name: 'SHA-256' } };
   const fakeKey = { type: 'private', algorithm, extractable: false, usages: ['sign'] };
   const fakePub = { type: 'public', algorithm, extractable: true, usages: ['verify'] };
   const tpmCrypto = {
@@ -45,17 +53,25 @@ export async function buildCsr(spkiDer: Uint8Array, subjectCn: string, keyType: 
         return ab(spkiDer);
       },
       sign: async (_alg: unknown, _key: unknown, data: ArrayBuffer | Uint8Array) => {
-        const r = await sign(new Uint8Array(data instanceof ArrayBuffer ? data : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)));
+        const r = await sign(
+          new Uint8Array(
+            data instanceof ArrayBuffer ? data : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
+          ),
+        );
         return ab(r.signature);
       },
       digest: (alg: string, data: ArrayBuffer) => webcrypto.subtle.digest(alg, data),
     },
-    getRandomValues: <T extends ArrayBufferView>(a: T) => webcrypto.getRandomValues(a as unknown as Uint8Array) as unknown as T,
+    getRandomValues: <T extends ArrayBufferView>(a: T) =>
+      webcrypto.getRandomValues(a as unknown as Uint8Array) as unknown as T,
   };
   const req = await x509.Pkcs10CertificateRequestGenerator.create(
     {
       name: subjectCn ? ([{ '2.5.4.3': [subjectCn] }] as x509.JsonName) : undefined,
-      keys: { privateKey: fakeKey, publicKey: fakePub } as unknown as { privateKey: CryptoKeyLike; publicKey: CryptoKeyLike },
+      keys: { privateKey: fakeKey, publicKey: fakePub } as unknown as {
+        privateKey: CryptoKeyLike;
+        publicKey: CryptoKeyLike;
+      },
       signingAlgorithm: algorithm,
     } as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0],
     tpmCrypto as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[1],
@@ -78,7 +94,10 @@ export async function verifyCsr(der: Uint8Array): Promise<{ spki: Buffer; subjec
 }
 
 export function pem(label: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = Buffer.from(der)
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
@@ -89,7 +108,8 @@ function signingParams(key: KeyObject): { importAlg: WcAlg; signAlg: WcAlg } {
   }
   if (key.asymmetricKeyType === 'ec') {
     const c = key.asymmetricKeyDetails?.namedCurve;
-    const namedCurve = c === 'prime256v1' ? 'P-256' : c === 'secp384r1' ? 'P-384' : c === 'secp521r1' ? 'P-521' : undefined;
+    const namedCurve =
+      c === 'prime256v1' ? 'P-256' : c === 'secp384r1' ? 'P-384' : c === 'secp521r1' ? 'P-521' : undefined;
     if (!namedCurve) throw new PkiError('bad-key', `unsupported CA curve ${c ?? '?'}`);
     return { importAlg: { name: 'ECDSA', namedCurve }, signAlg: { name: 'ECDSA', hash: 'SHA-256' } };
   }
@@ -128,7 +148,8 @@ export async function loadCa(caCertPem: string, caKeyPem: string): Promise<Loade
   }
   const { importAlg, signAlg } = signingParams(caKey);
   const publicSpki = Buffer.from(cert.publicKey.rawData);
-  if (!publicSpki.equals(createPublicSpki(caKey))) throw new PkiError('bad-key', 'the CA key does not match the public key of the CA certificate');
+  if (!publicSpki.equals(createPublicSpki(caKey)))
+    throw new PkiError('bad-key', 'the CA key does not match the public key of the CA certificate');
   const pkcs8 = caKey.export({ type: 'pkcs8', format: 'der' });
   const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, importAlg, false, ['sign']);
   return { cert, chain: chain.map((c) => Buffer.from(c.rawData)), signingKey, signAlg, publicSpki };
@@ -161,7 +182,11 @@ export async function issueDevidCertificate(o: IssueOptions): Promise<{ leaf: Bu
       notBefore,
       notAfter,
       publicKey: ab(spki),
-      signingKey: o.ca.signingKey as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[0] extends { signingKey: infer K } ? K : never,
+      signingKey: o.ca.signingKey as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[0] extends {
+        signingKey: infer K;
+      }
+        ? K
+        : never,
       signingAlgorithm: o.ca.signAlg,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
@@ -179,4 +204,3 @@ export async function issueDevidCertificate(o: IssueOptions): Promise<{ leaf: Bu
 function createPublicSpki(k: KeyObject): Buffer {
   return (k.type === 'private' ? createPublicKey(k) : k).export({ type: 'spki', format: 'der' });
 }
-

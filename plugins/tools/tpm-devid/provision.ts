@@ -33,7 +33,12 @@ export async function provisionDevid(tpm: Tpm, o: ProvisionOptions): Promise<Pro
   const scope = new TpmScope(tpm);
   try {
     const srk = await createSrk(scope, o.keyType, o.ownerPassword);
-    const created = await createKey(scope, srk, templateBytes(o.keyType === 'rsa' ? 'devid-rsa' : 'devid-ecc-p256'), o.devidPassword);
+    const created = await createKey(
+      scope,
+      srk,
+      templateBytes(o.keyType === 'rsa' ? 'devid-rsa' : 'devid-ecc-p256'),
+      o.devidPassword,
+    );
     const devid = await loadKey(scope, srk, created.priv, created.pub, o.devidPassword);
     await scope.release(srk.handle);
     const spki = publicKeyOf(created.pubValue).export({ type: 'spki', format: 'der' });
@@ -48,7 +53,12 @@ export async function provisionDevid(tpm: Tpm, o: ProvisionOptions): Promise<Pro
 }
 
 /** Loads the blobs under the SRK the agent would use (then flushes everything). Throws TpmError (e.g. INTEGRITY). */
-export async function checkBlobsLoad(tpm: Tpm, pub: PublicBlob, priv: PrivateBlob, ownerPassword: Uint8Array): Promise<{ name: Uint8Array }> {
+export async function checkBlobsLoad(
+  tpm: Tpm,
+  pub: PublicBlob,
+  priv: PrivateBlob,
+  ownerPassword: Uint8Array,
+): Promise<{ name: Uint8Array }> {
   const scope = new TpmScope(tpm);
   try {
     const srk = await createSrk(scope, pub.keyType, ownerPassword);

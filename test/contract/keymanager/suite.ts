@@ -23,7 +23,11 @@ export interface KmClient {
   generateKey(keyId: string, keyType: number): Promise<PublicKeyLike | undefined>;
   getPublicKey(keyId: string): Promise<PublicKeyLike | undefined>;
   getPublicKeys(): Promise<PublicKeyLike[]>;
-  signData(keyId: string, data: Buffer, signerOpts: SignerOpts | undefined): Promise<{ signature: Buffer; keyFingerprint: string }>;
+  signData(
+    keyId: string,
+    data: Buffer,
+    signerOpts: SignerOpts | undefined,
+  ): Promise<{ signature: Buffer; keyFingerprint: string }>;
 }
 
 /** Wraps a grpc-js KeyManager client (server or agent package; they are wire-identical). */
@@ -31,10 +35,17 @@ export function kmClient(c: Client, timeoutMs = 30_000): KmClient {
   return {
     generateKey: async (keyId, keyType) =>
       (await unary<object, { publicKey?: PublicKeyLike }>(c, 'generateKey', { keyId, keyType }, timeoutMs)).publicKey,
-    getPublicKey: async (keyId) => (await unary<object, { publicKey?: PublicKeyLike }>(c, 'getPublicKey', { keyId }, timeoutMs)).publicKey,
-    getPublicKeys: async () => (await unary<object, { publicKeys: PublicKeyLike[] }>(c, 'getPublicKeys', {}, timeoutMs)).publicKeys,
+    getPublicKey: async (keyId) =>
+      (await unary<object, { publicKey?: PublicKeyLike }>(c, 'getPublicKey', { keyId }, timeoutMs)).publicKey,
+    getPublicKeys: async () =>
+      (await unary<object, { publicKeys: PublicKeyLike[] }>(c, 'getPublicKeys', {}, timeoutMs)).publicKeys,
     signData: (keyId, data, signerOpts) =>
-      unary<object, { signature: Buffer; keyFingerprint: string }>(c, 'signData', { keyId, data, signerOpts }, timeoutMs),
+      unary<object, { signature: Buffer; keyFingerprint: string }>(
+        c,
+        'signData',
+        { keyId, data, signerOpts },
+        timeoutMs,
+      ),
   };
 }
 
@@ -59,7 +70,9 @@ export const HASHES = [
 ] as const;
 
 export function grpcCode(e: unknown): number | undefined {
-  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : undefined;
+  return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'number'
+    ? (e as { code: number }).code
+    : undefined;
 }
 
 export async function expectCode(p: Promise<unknown>, code: number, messageIncludes?: string): Promise<void> {
@@ -67,7 +80,11 @@ export async function expectCode(p: Promise<unknown>, code: number, messageInclu
     await p;
   } catch (e) {
     assert.equal(grpcCode(e), code, `expected gRPC code ${code}, got ${String(grpcCode(e))}: ${(e as Error).message}`);
-    if (messageIncludes) assert.ok((e as Error).message.includes(messageIncludes), `message "${(e as Error).message}" lacks "${messageIncludes}"`);
+    if (messageIncludes)
+      assert.ok(
+        (e as Error).message.includes(messageIncludes),
+        `message "${(e as Error).message}" lacks "${messageIncludes}"`,
+      );
     return;
   }
   assert.fail(`expected gRPC code ${code}, call succeeded`);
@@ -78,7 +95,11 @@ export function checkPublicKey(pk: PublicKeyLike | undefined, id: string, type: 
   assert.equal(pk.id, id);
   assert.equal(pk.type, type);
   assert.ok(pk.pkixData.length > 0);
-  assert.equal(pk.fingerprint, crypto.createHash('sha256').update(pk.pkixData).digest('hex'), 'fingerprint = hex(SHA-256(pkix))');
+  assert.equal(
+    pk.fingerprint,
+    crypto.createHash('sha256').update(pk.pkixData).digest('hex'),
+    'fingerprint = hex(SHA-256(pkix))',
+  );
   const key = crypto.createPublicKey({ key: pk.pkixData, format: 'der', type: 'spki' });
   const kt = KEY_TYPES.find((k) => k.type === type)!;
   if (kt.ec) assert.equal(key.asymmetricKeyDetails?.namedCurve, kt.bits === 256 ? 'prime256v1' : 'secp384r1');
@@ -87,10 +108,22 @@ export function checkPublicKey(pk: PublicKeyLike | undefined, id: string, type: 
 }
 
 /** Verifies a SignData result for `msg` (the plugin got `hash(msg)`), with Node crypto. */
-export function verifySig(key: crypto.KeyObject, hashNode: string, msg: Buffer, sig: Buffer, pssSalt?: number): boolean {
+export function verifySig(
+  key: crypto.KeyObject,
+  hashNode: string,
+  msg: Buffer,
+  sig: Buffer,
+  pssSalt?: number,
+): boolean {
   if (key.asymmetricKeyType === 'ec') return crypto.verify(hashNode, msg, { key, dsaEncoding: 'der' }, sig);
-  if (pssSalt === undefined) return crypto.verify(hashNode, msg, { key, padding: crypto.constants.RSA_PKCS1_PADDING }, sig);
-  return crypto.verify(hashNode, msg, { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: pssSalt }, sig);
+  if (pssSalt === undefined)
+    return crypto.verify(hashNode, msg, { key, padding: crypto.constants.RSA_PKCS1_PADDING }, sig);
+  return crypto.verify(
+    hashNode,
+    msg,
+    { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: pssSalt },
+    sig,
+  );
 }
 
 export interface ContractTarget {
@@ -105,7 +138,11 @@ export interface ContractOptions {
   pssSha3?: boolean;
 }
 
-export function runKeyManagerContract(name: string, setup: () => Promise<ContractTarget>, opts: ContractOptions = {}): void {
+export function runKeyManagerContract(
+  name: string,
+  setup: () => Promise<ContractTarget>,
+  opts: ContractOptions = {},
+): void {
   describe(`KeyManager contract: ${name}`, () => {
     let t: ContractTarget;
     let km: KmClient;
@@ -141,8 +178,14 @@ export function runKeyManagerContract(name: string, setup: () => Promise<Contrac
           assert.equal(r.keyFingerprint, pk.fingerprint, `${h.node}: fingerprint`);
           assert.ok(r.signature.length > 0);
           if (kt.ec) assert.equal(r.signature[0], 0x30, `${h.node}: DER SEQUENCE`);
-          assert.ok(verifySig(key, h.node, msg, r.signature), `${kt.name}/${h.node}: signature verifies with Node crypto`);
-          assert.ok(!verifySig(key, h.node, Buffer.from('other message'), r.signature), `${h.node}: does not verify another message`);
+          assert.ok(
+            verifySig(key, h.node, msg, r.signature),
+            `${kt.name}/${h.node}: signature verifies with Node crypto`,
+          );
+          assert.ok(
+            !verifySig(key, h.node, Buffer.from('other message'), r.signature),
+            `${h.node}: does not verify another message`,
+          );
         }
       });
 
@@ -152,20 +195,38 @@ export function runKeyManagerContract(name: string, setup: () => Promise<Contrac
           for (const h of HASHES.filter((x) => x.num <= 7)) {
             const digest = crypto.createHash(h.node).update(msg).digest();
             for (const salt of [0, -1, 20]) {
-              const r = await km.signData(pk.id, digest, { $case: 'pssOptions', pssOptions: { saltLength: salt, hashAlgorithm: h.num } });
+              const r = await km.signData(pk.id, digest, {
+                $case: 'pssOptions',
+                pssOptions: { saltLength: salt, hashAlgorithm: h.num },
+              });
               assert.equal(r.keyFingerprint, pk.fingerprint);
               const expect = salt <= 0 ? h.size : salt;
-              assert.ok(verifySig(key, h.node, msg, r.signature, expect), `${h.node} salt ${salt}: verifies with sLen ${expect}`);
-              assert.ok(verifySig(key, h.node, msg, r.signature, crypto.constants.RSA_PSS_SALTLEN_AUTO), `${h.node} salt ${salt}: verifies with auto`);
+              assert.ok(
+                verifySig(key, h.node, msg, r.signature, expect),
+                `${h.node} salt ${salt}: verifies with sLen ${expect}`,
+              );
+              assert.ok(
+                verifySig(key, h.node, msg, r.signature, crypto.constants.RSA_PSS_SALTLEN_AUTO),
+                `${h.node} salt ${salt}: verifies with auto`,
+              );
             }
           }
           const emLen = Math.ceil((kt.bits - 1) / 8);
           const max = emLen - 32 - 2;
           const d = crypto.createHash('sha256').update(msg).digest();
-          const r = await km.signData(pk.id, d, { $case: 'pssOptions', pssOptions: { saltLength: max, hashAlgorithm: 5 } });
+          const r = await km.signData(pk.id, d, {
+            $case: 'pssOptions',
+            pssOptions: { saltLength: max, hashAlgorithm: 5 },
+          });
           assert.ok(verifySig(key, 'sha256', msg, r.signature, max), 'maximum salt');
-          await expectCode(km.signData(pk.id, d, { $case: 'pssOptions', pssOptions: { saltLength: max + 1, hashAlgorithm: 5 } }), Code.INVALID_ARGUMENT);
-          await expectCode(km.signData(pk.id, d, { $case: 'pssOptions', pssOptions: { saltLength: -2, hashAlgorithm: 5 } }), Code.INVALID_ARGUMENT);
+          await expectCode(
+            km.signData(pk.id, d, { $case: 'pssOptions', pssOptions: { saltLength: max + 1, hashAlgorithm: 5 } }),
+            Code.INVALID_ARGUMENT,
+          );
+          await expectCode(
+            km.signData(pk.id, d, { $case: 'pssOptions', pssOptions: { saltLength: -2, hashAlgorithm: 5 } }),
+            Code.INVALID_ARGUMENT,
+          );
           const d3 = crypto.createHash('sha3-256').update(msg).digest();
           const p3 = km.signData(pk.id, d3, { $case: 'pssOptions', pssOptions: { saltLength: -1, hashAlgorithm: 11 } });
           if (opts.pssSha3) assert.ok(verifySig(key, 'sha3-256', msg, (await p3).signature, 32));
@@ -175,7 +236,10 @@ export function runKeyManagerContract(name: string, setup: () => Promise<Contrac
         test(`SignData ${kt.name}: PSS options rejected for EC`, async () => {
           const { pk } = keys.get(kt.type)!;
           const d = crypto.createHash('sha256').update(msg).digest();
-          await expectCode(km.signData(pk.id, d, { $case: 'pssOptions', pssOptions: { saltLength: -1, hashAlgorithm: 5 } }), Code.INVALID_ARGUMENT);
+          await expectCode(
+            km.signData(pk.id, d, { $case: 'pssOptions', pssOptions: { saltLength: -1, hashAlgorithm: 5 } }),
+            Code.INVALID_ARGUMENT,
+          );
         });
       }
     }
@@ -219,14 +283,24 @@ export function runKeyManagerContract(name: string, setup: () => Promise<Contrac
       await expectCode(km.generateKey('x', 0), Code.INVALID_ARGUMENT, 'key type is required');
       await expectCode(km.generateKey('x', 99), Code.INVALID_ARGUMENT);
       const d = crypto.createHash('sha256').update(msg).digest();
-      await expectCode(km.signData('', d, { $case: 'hashAlgorithm', hashAlgorithm: 5 }), Code.INVALID_ARGUMENT, 'key id is required');
+      await expectCode(
+        km.signData('', d, { $case: 'hashAlgorithm', hashAlgorithm: 5 }),
+        Code.INVALID_ARGUMENT,
+        'key id is required',
+      );
       await expectCode(km.signData('no-such-key', d, { $case: 'hashAlgorithm', hashAlgorithm: 5 }), Code.NOT_FOUND);
       const any = [...keys.values()][0]!.pk.id;
       await expectCode(km.signData(any, d, { $case: 'hashAlgorithm', hashAlgorithm: 0 }), Code.INVALID_ARGUMENT);
       await expectCode(km.signData(any, d, { $case: 'hashAlgorithm', hashAlgorithm: 99 }), Code.INVALID_ARGUMENT);
       await expectCode(km.signData(any, d, undefined), Code.INVALID_ARGUMENT);
-      await expectCode(km.signData(any, d.subarray(0, 31), { $case: 'hashAlgorithm', hashAlgorithm: 5 }), Code.INVALID_ARGUMENT);
-      await expectCode(km.signData(any, Buffer.alloc(48), { $case: 'hashAlgorithm', hashAlgorithm: 5 }), Code.INVALID_ARGUMENT);
+      await expectCode(
+        km.signData(any, d.subarray(0, 31), { $case: 'hashAlgorithm', hashAlgorithm: 5 }),
+        Code.INVALID_ARGUMENT,
+      );
+      await expectCode(
+        km.signData(any, Buffer.alloc(48), { $case: 'hashAlgorithm', hashAlgorithm: 5 }),
+        Code.INVALID_ARGUMENT,
+      );
       // unknown key: NOT_FOUND or an empty response (SPIRE's base KeyManager; the host maps it to NotFound)
       try {
         assert.equal(await km.getPublicKey('no-such-key'), undefined);

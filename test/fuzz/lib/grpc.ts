@@ -2,7 +2,14 @@
  * gRPC helpers for the fuzz suite: calls with raw protobuf bodies (any bytes as the message), a generic bidi stream
  * driver, and a probe helper for "a valid call still succeeds".
  */
-import { credentials, makeGenericClientConstructor, Metadata, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  makeGenericClientConstructor,
+  Metadata,
+  type Client,
+  type ClientDuplexStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { fromError, OK, type Outcome } from './runner';
 
 const identity = (b: Buffer): Buffer => b;
@@ -36,7 +43,10 @@ export class RawMethod {
       },
       'raw',
     );
-    this.client = new Ctor(target, credentials.createInsecure(), { 'grpc.default_authority': 'unused', 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+    this.client = new Ctor(target, credentials.createInsecure(), {
+      'grpc.default_authority': 'unused',
+      'grpc.max_send_message_length': 64 * 1024 * 1024,
+    });
   }
 
   /** One unary call (or, for a streaming method, one stream carrying `bodies` then half-closed). */
@@ -44,7 +54,9 @@ export class RawMethod {
     const deadline = new Date(Date.now() + deadlineMs);
     if (!this.streaming) {
       return new Promise((resolve) =>
-        (this.client as unknown as RawUnary).m(bodies[0] ?? Buffer.alloc(0), new Metadata(), { deadline }, (e) => resolve(e ? fromError(e) : OK)),
+        (this.client as unknown as RawUnary).m(bodies[0] ?? Buffer.alloc(0), new Metadata(), { deadline }, (e) =>
+          resolve(e ? fromError(e) : OK),
+        ),
       );
     }
     return new Promise((resolve) => {
@@ -57,7 +69,9 @@ export class RawMethod {
       };
       s.on('data', () => undefined);
       s.on('error', (e: ServiceError) => end(fromError(e)));
-      s.on('status', (st: { code: number; details: string }) => end(st.code === 0 ? OK : { ok: false, code: st.code, details: st.details }));
+      s.on('status', (st: { code: number; details: string }) =>
+        end(st.code === 0 ? OK : { ok: false, code: st.code, details: st.details }),
+      );
       for (const b of bodies) s.write(b);
       s.end();
     });

@@ -170,10 +170,16 @@ export function runStreams(socketPath: string, plans: StreamPlan[], timeoutMs = 
       settings.writeUInt32BE(0x7fffffff, 2);
       const inc = Buffer.alloc(4);
       inc.writeUInt32BE(0x7fffffff - 65535, 0);
-      const out: Buffer[] = [H2_PREFACE, h2Frame(FRAME_SETTINGS, 0, 0, settings), h2Frame(FRAME_WINDOW_UPDATE, 0, 0, inc)];
+      const out: Buffer[] = [
+        H2_PREFACE,
+        h2Frame(FRAME_SETTINGS, 0, 0, settings),
+        h2Frame(FRAME_WINDOW_UPDATE, 0, 0, inc),
+      ];
       plans.forEach((p, i) => {
         const sid = 2 * i + 1;
-        out.push(h2Frame(FRAME_HEADERS, 0x4 | (p.data.length === 0 ? 1 : 0), sid, grpcRequestHeaders(p.path, p.extraHeaders)));
+        out.push(
+          h2Frame(FRAME_HEADERS, 0x4 | (p.data.length === 0 ? 1 : 0), sid, grpcRequestHeaders(p.path, p.extraHeaders)),
+        );
         p.data.forEach((d, j) => out.push(h2Frame(FRAME_DATA, j === p.data.length - 1 ? 1 : 0, sid, d)));
       });
       sock.write(Buffer.concat(out));

@@ -9,7 +9,9 @@ import type { Rng } from './rng';
 // ------------------------------------------------------------------------------------------------
 // Bytes
 
-const INTERESTING_BYTES = [0x00, 0x01, 0x7f, 0x80, 0x81, 0x82, 0x84, 0xff, 0x30, 0x02, 0x04, 0x05, 0x06, 0x0a, 0x22, 0x5c, 0x7b, 0x7d];
+const INTERESTING_BYTES = [
+  0x00, 0x01, 0x7f, 0x80, 0x81, 0x82, 0x84, 0xff, 0x30, 0x02, 0x04, 0x05, 0x06, 0x0a, 0x22, 0x5c, 0x7b, 0x7d,
+];
 
 /** One to `max` random byte-level edits: flip, set, insert, delete, duplicate a range, truncate, extend. */
 export function mutateBytes(rng: Rng, input: Buffer, max = 4): Buffer {
@@ -99,7 +101,11 @@ function readTlv(b: Buffer, off: number): { node: Tlv; end: number } | undefined
     if (kids) node.children = kids;
   } else if (t0 === 0x03 && content.length > 1 && content[0] === 0 && content[1]! >= 0x30 && content[1]! <= 0x31) {
     // BIT STRING wrapping DER (e.g. SubjectPublicKey of an RSA key): do not descend, mutate as bytes
-  } else if (t0 === 0x04 && content.length >= 2 && (content[0] === 0x30 || content[0] === 0x04 || content[0] === 0x03)) {
+  } else if (
+    t0 === 0x04 &&
+    content.length >= 2 &&
+    (content[0] === 0x30 || content[0] === 0x04 || content[0] === 0x03)
+  ) {
     // OCTET STRING wrapping DER (extension values)
     const kids = parseDerSequence(content);
     if (kids) node.children = kids;
@@ -132,7 +138,11 @@ export function encodeTlv(n: Tlv): Buffer {
   return Buffer.concat([n.tag, derLength(body.length), body]);
 }
 
-function allNodes(root: Tlv[], out: Array<{ list: Tlv[]; i: number; depth: number }> = [], depth = 0): Array<{ list: Tlv[]; i: number; depth: number }> {
+function allNodes(
+  root: Tlv[],
+  out: Array<{ list: Tlv[]; i: number; depth: number }> = [],
+  depth = 0,
+): Array<{ list: Tlv[]; i: number; depth: number }> {
   root.forEach((n, i) => {
     out.push({ list: root, i, depth });
     if (n.children) allNodes(n.children, out, depth + 1);
@@ -140,7 +150,10 @@ function allNodes(root: Tlv[], out: Array<{ list: Tlv[]; i: number; depth: numbe
   return out;
 }
 
-const DER_TAGS = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0c, 0x13, 0x16, 0x17, 0x18, 0x1e, 0x30, 0x31, 0xa0, 0xa3, 0x80, 0x81, 0x82, 0x86, 0x87, 0xa4, 0x1f];
+const DER_TAGS = [
+  0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0c, 0x13, 0x16, 0x17, 0x18, 0x1e, 0x30, 0x31, 0xa0, 0xa3, 0x80, 0x81, 0x82,
+  0x86, 0x87, 0xa4, 0x1f,
+];
 const ODD_OIDS = [
   Buffer.from([0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b]), // sha256WithRSA
   Buffer.from([0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]), // ecdsa-with-SHA256
@@ -163,37 +176,80 @@ function mutateNode(rng: Rng, n: Tlv): Tlv | Tlv[] | undefined {
   const op = rng.int(0, 13);
   switch (op) {
     case 0: // flip bytes in the content
-      return { tag: n.tag, content: mutateBytes(rng, n.children ? Buffer.concat(n.children.map(encodeTlv)) : n.content, 2) };
+      return {
+        tag: n.tag,
+        content: mutateBytes(rng, n.children ? Buffer.concat(n.children.map(encodeTlv)) : n.content, 2),
+      };
     case 1: // change the tag
       return { ...n, tag: Buffer.from([rng.pick(DER_TAGS)]) };
     case 2: // delete
       return [];
     case 3: // duplicate
       return [n, n];
-    case 4: // nest: wrap in SEQUENCE / SET / [0] many times
-      {
-        let w: Tlv = n;
-        const depth = rng.pick([1, 2, 8, 64, 400]);
-        for (let k = 0; k < depth; k++) w = { tag: Buffer.from([rng.pick([0x30, 0x31, 0xa0, 0x04])]), content: Buffer.alloc(0), children: [w] };
-        return w;
-      }
+    case 4: {
+      // nest: wrap in SEQUENCE / SET / [0] many times
+      let w: Tlv = n;
+      const depth = rng.pick([1, 2, 8, 64, 400]);
+      for (let k = 0; k < depth; k++)
+        w = { tag: Buffer.from([rng.pick([0x30, 0x31, 0xa0, 0x04])]), content: Buffer.alloc(0), children: [w] };
+      return w;
+    }
     case 5: // empty content
       return { tag: n.tag, content: Buffer.alloc(0) };
     case 6: // huge or negative INTEGER
       return {
         tag: Buffer.from([0x02]),
-        content: rng.pick([Buffer.from([0x80]), Buffer.from([0x00]), Buffer.from([0x00, 0x01]), Buffer.from([0xff, 0xff]), Buffer.alloc(rng.int(9, 1200), 0xff), Buffer.concat([Buffer.from([0x00]), Buffer.alloc(rng.int(8, 1100), 0xff)])]),
+        content: rng.pick([
+          Buffer.from([0x80]),
+          Buffer.from([0x00]),
+          Buffer.from([0x00, 0x01]),
+          Buffer.from([0xff, 0xff]),
+          Buffer.alloc(rng.int(9, 1200), 0xff),
+          Buffer.concat([Buffer.from([0x00]), Buffer.alloc(rng.int(8, 1100), 0xff)]),
+        ]),
       };
     case 7: // odd OID
       return { tag: Buffer.from([0x06]), content: rng.pick(ODD_OIDS) };
     case 8: // a time that is not a time
-      return { tag: Buffer.from([rng.pick([0x17, 0x18])]), content: Buffer.from(rng.pick(['', 'Z', '991231235959Z', '000229000000Z', '20491231235960Z', '99991231235959Z', '19500101000000+0100', '7001010000Z', 'abcdefghijklmZ'])) };
+      return {
+        tag: Buffer.from([rng.pick([0x17, 0x18])]),
+        content: Buffer.from(
+          rng.pick([
+            '',
+            'Z',
+            '991231235959Z',
+            '000229000000Z',
+            '20491231235960Z',
+            '99991231235959Z',
+            '19500101000000+0100',
+            '7001010000Z',
+            'abcdefghijklmZ',
+          ]),
+        ),
+      };
     case 9: // BIT STRING edge cases
-      return { tag: Buffer.from([0x03]), content: rng.pick([Buffer.alloc(0), Buffer.from([0x08]), Buffer.from([0x07, 0x80]), Buffer.from([0x00, 0xff, 0xff, 0xff, 0xff, 0xff]), Buffer.concat([Buffer.from([0]), rng.bytes(rng.int(0, 600))])]) };
+      return {
+        tag: Buffer.from([0x03]),
+        content: rng.pick([
+          Buffer.alloc(0),
+          Buffer.from([0x08]),
+          Buffer.from([0x07, 0x80]),
+          Buffer.from([0x00, 0xff, 0xff, 0xff, 0xff, 0xff]),
+          Buffer.concat([Buffer.from([0]), rng.bytes(rng.int(0, 600))]),
+        ]),
+      };
     case 10: // swap with random bytes of the same length
-      return { tag: n.tag, content: rng.bytes((n.children ? Buffer.concat(n.children.map(encodeTlv)) : n.content).length) };
+      return {
+        tag: n.tag,
+        content: rng.bytes((n.children ? Buffer.concat(n.children.map(encodeTlv)) : n.content).length),
+      };
     case 11: // append a trailing element
-      return n.children ? { ...n, children: [...n.children, { tag: Buffer.from([rng.pick(DER_TAGS)]), content: rng.bytes(rng.int(0, 8)) }] } : { ...n, content: Buffer.concat([n.content, rng.bytes(rng.int(1, 8))]) };
+      return n.children
+        ? {
+            ...n,
+            children: [...n.children, { tag: Buffer.from([rng.pick(DER_TAGS)]), content: rng.bytes(rng.int(0, 8)) }],
+          }
+        : { ...n, content: Buffer.concat([n.content, rng.bytes(rng.int(1, 8))]) };
     case 12: // shuffle children
       if (n.children && n.children.length > 1) {
         const kids = [...n.children];
@@ -215,11 +271,24 @@ function breakFraming(rng: Rng, der: Buffer): Buffer {
   if (b.length < 4) return mutateBytes(rng, b);
   switch (op) {
     case 0: // outer length too long / too short
-      return Buffer.concat([b.subarray(0, 1), derLength(Math.max(0, der.length + rng.pick([-10, -1, 1, 2, 1000, 0x7fffff]))), b.subarray(b[1]! & 0x80 ? 2 + (b[1]! & 0x7f) : 2)]);
+      return Buffer.concat([
+        b.subarray(0, 1),
+        derLength(Math.max(0, der.length + rng.pick([-10, -1, 1, 2, 1000, 0x7fffff]))),
+        b.subarray(b[1]! & 0x80 ? 2 + (b[1]! & 0x7f) : 2),
+      ]);
     case 1: // indefinite length (BER, not DER)
-      return Buffer.concat([b.subarray(0, 1), Buffer.from([0x80]), b.subarray(b[1]! & 0x80 ? 2 + (b[1]! & 0x7f) : 2), Buffer.from([0, 0])]);
+      return Buffer.concat([
+        b.subarray(0, 1),
+        Buffer.from([0x80]),
+        b.subarray(b[1]! & 0x80 ? 2 + (b[1]! & 0x7f) : 2),
+        Buffer.from([0, 0]),
+      ]);
     case 2: // a length of length that overflows
-      return Buffer.concat([b.subarray(0, 1), Buffer.from([rng.pick([0x84, 0x85, 0x88, 0x8f, 0xff]), 0xff, 0xff, 0xff, 0xff]), b.subarray(4)]);
+      return Buffer.concat([
+        b.subarray(0, 1),
+        Buffer.from([rng.pick([0x84, 0x85, 0x88, 0x8f, 0xff]), 0xff, 0xff, 0xff, 0xff]),
+        b.subarray(4),
+      ]);
     case 3: // non-minimal length encoding
       return Buffer.concat([b.subarray(0, 1), Buffer.from([0x83, 0x00]), b.subarray(2)]);
     case 4: // truncate
@@ -264,7 +333,11 @@ export interface TpmField {
 }
 
 /** TPM_ALG_ID values a parser must tell apart (and a few that exist but must be refused). */
-export const TPM_ALGS = [0x0001, 0x0004, 0x0005, 0x0006, 0x0008, 0x000a, 0x000b, 0x000c, 0x000d, 0x0010, 0x0012, 0x0014, 0x0015, 0x0016, 0x0017, 0x0018, 0x0019, 0x001a, 0x001b, 0x001c, 0x0020, 0x0022, 0x0023, 0x0025, 0x0026, 0x0027, 0x0040, 0x0043, 0x0044, 0x00ff, 0x8000, 0xffff];
+export const TPM_ALGS = [
+  0x0001, 0x0004, 0x0005, 0x0006, 0x0008, 0x000a, 0x000b, 0x000c, 0x000d, 0x0010, 0x0012, 0x0014, 0x0015, 0x0016,
+  0x0017, 0x0018, 0x0019, 0x001a, 0x001b, 0x001c, 0x0020, 0x0022, 0x0023, 0x0025, 0x0026, 0x0027, 0x0040, 0x0043,
+  0x0044, 0x00ff, 0x8000, 0xffff,
+];
 const TPM_CURVES = [0x0000, 0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0010, 0x0020, 0xffff];
 
 class Reader {
@@ -365,7 +438,7 @@ function writeField(b: Buffer, f: TpmField, v: number): void {
     b.writeUInt32BE(rng32(v), f.off + 4);
   }
 }
-const rng32 = (v: number) => (Math.imul(v, 0x9e3779b1) >>> 0);
+const rng32 = (v: number) => Math.imul(v, 0x9e3779b1) >>> 0;
 
 /** Mutates one to three fields of a TPM structure given its field map; sometimes truncates or extends it. */
 export function mutateTpm(rng: Rng, input: Buffer, fieldsOf: (b: Buffer) => TpmField[]): Buffer {
@@ -388,7 +461,11 @@ export function mutateTpm(rng: Rng, input: Buffer, fieldsOf: (b: Buffer) => TpmF
       case 'size': {
         const cur = b.readUInt16BE(f.off);
         const rest = b.length - f.off - 2;
-        writeField(b, f, rng.pick([0, 1, cur - 1, cur + 1, cur * 2, rest, rest + 1, 0x7fff, 0xffff, rng.int(0, 0xffff)]));
+        writeField(
+          b,
+          f,
+          rng.pick([0, 1, cur - 1, cur + 1, cur * 2, rest, rest + 1, 0x7fff, 0xffff, rng.int(0, 0xffff)]),
+        );
         break;
       }
       case 'bytes': {
@@ -398,7 +475,14 @@ export function mutateTpm(rng: Rng, input: Buffer, fieldsOf: (b: Buffer) => TpmF
         else if (op === 1) body.fill(rng.pick([0x00, 0xff]));
         else if (op === 2) {
           // resize the TPM2B body and fix its size prefix (a structurally valid, semantically odd value)
-          const newLen = rng.pick([0, 1, Math.max(0, body.length - 1), body.length + 1, body.length * 2, rng.int(0, 1024)]);
+          const newLen = rng.pick([
+            0,
+            1,
+            Math.max(0, body.length - 1),
+            body.length + 1,
+            body.length * 2,
+            rng.int(0, 1024),
+          ]);
           const nb = Buffer.alloc(newLen, rng.int(0, 255));
           body.copy(nb, 0, 0, Math.min(newLen, body.length));
           const prefix = Buffer.alloc(2);
@@ -500,7 +584,11 @@ export function mutateBase64(rng: Rng, s: string): string {
  * Mutates a JSON object text by structure: drop/duplicate/re-case/rename a key, replace a value with an odd one,
  * damage a base64 string, add unknown keys, or (as a fallback) byte-level edits of the text.
  */
-export function mutateJsonObject(rng: Rng, obj: Record<string, Json>, keys: readonly string[] = Object.keys(obj)): Buffer {
+export function mutateJsonObject(
+  rng: Rng,
+  obj: Record<string, Json>,
+  keys: readonly string[] = Object.keys(obj),
+): Buffer {
   const entries: Array<[string, string]> = Object.entries(obj).map(([k, v]) => [JSON.stringify(k), JSON.stringify(v)]);
   const rounds = rng.int(1, 3);
   for (let r = 0; r < rounds; r++) {
@@ -514,7 +602,16 @@ export function mutateJsonObject(rng: Rng, obj: Record<string, Json>, keys: read
         if (e) entries.splice(i, 0, [e[0], oddJsonValue(rng)]);
         break;
       case 2:
-        if (e) e[0] = JSON.stringify(rng.pick([(JSON.parse(e[0]) as string).toLowerCase(), (JSON.parse(e[0]) as string).toUpperCase(), `${JSON.parse(e[0]) as string} `, 'ſ' + (JSON.parse(e[0]) as string).slice(1), '']));
+        if (e)
+          e[0] = JSON.stringify(
+            rng.pick([
+              (JSON.parse(e[0]) as string).toLowerCase(),
+              (JSON.parse(e[0]) as string).toUpperCase(),
+              `${JSON.parse(e[0]) as string} `,
+              'ſ' + (JSON.parse(e[0]) as string).slice(1),
+              '',
+            ]),
+          );
         break;
       case 3:
       case 4:
@@ -522,11 +619,15 @@ export function mutateJsonObject(rng: Rng, obj: Record<string, Json>, keys: read
         break;
       case 5:
       case 6:
-        if (e && e[1].startsWith('"')) e[1] = JSON.stringify(mutateBase64(rng, JSON.parse(e[1]) as string)).replace(/\\\\([nrtu])/g, '\\$1');
+        if (e && e[1].startsWith('"'))
+          e[1] = JSON.stringify(mutateBase64(rng, JSON.parse(e[1]) as string)).replace(/\\\\([nrtu])/g, '\\$1');
         else if (e && e[1].startsWith('[')) e[1] = `[${oddJsonValue(rng)}]`;
         break;
       case 7:
-        entries.push([JSON.stringify(rng.pick([...keys, 'Unknown', '__proto__', 'constructor', 'x'.repeat(1000)])), oddJsonValue(rng)]);
+        entries.push([
+          JSON.stringify(rng.pick([...keys, 'Unknown', '__proto__', 'constructor', 'x'.repeat(1000)])),
+          oddJsonValue(rng),
+        ]);
         break;
       case 8:
         if (e && e[1].startsWith('"')) {
@@ -638,7 +739,19 @@ function structuralHclMutation(rng: Rng, base: readonly HclEntry[], o: HclMutate
         if (e && e.value.startsWith('"')) e.value = e.value.slice(1, -1); // unquoted
         break;
       case 5:
-        if (e) e.key = rng.pick([e.key.toUpperCase(), `"${e.key}"`, `${e.key}_x`, rng.pick(o.knownKeys), 'unknown_key', '"" ', '1abc', 'a.b', 'a-b', '-']);
+        if (e)
+          e.key = rng.pick([
+            e.key.toUpperCase(),
+            `"${e.key}"`,
+            `${e.key}_x`,
+            rng.pick(o.knownKeys),
+            'unknown_key',
+            '"" ',
+            '1abc',
+            'a.b',
+            'a-b',
+            '-',
+          ]);
         break;
       case 6:
         if (e) entries.push({ key: rng.pick(o.knownKeys), value: e.value });
@@ -650,7 +763,19 @@ function structuralHclMutation(rng: Rng, base: readonly HclEntry[], o: HclMutate
         sep = rng.pick(['\r\n', '\n\n', ' ', ';', ', ', '\t']);
         break;
       case 9:
-        prefix = rng.pick(['\ufeff', '# comment\n', '/* block */ ', '/* unterminated ', 'plugin_data {\n', 'plugins { NodeAttestor "x" { plugin_data {\n', '{', '}', '=', '"', '<<EOF\n']);
+        prefix = rng.pick([
+          '\ufeff',
+          '# comment\n',
+          '/* block */ ',
+          '/* unterminated ',
+          'plugin_data {\n',
+          'plugins { NodeAttestor "x" { plugin_data {\n',
+          '{',
+          '}',
+          '=',
+          '"',
+          '<<EOF\n',
+        ]);
         break;
       case 10:
         suffix = rng.pick(['}', '}}}', '{', '"', '=', '\\', '\u0000', '#', '<<', '[', ']', ',']);
@@ -705,18 +830,33 @@ export function protobufGarbage(rng: Rng): Buffer {
   const n = rng.int(0, 6);
   for (let k = 0; k < n; k++) {
     const field = rng.pick([1, 2, 3, 4, 5, 15, 16, 536870911, 0, rng.int(1, 1000)]);
-    const wt = rng.weighted<number>([[3, 0], [3, 2], [1, 1], [1, 5], [1, 3], [1, 4], [1, 6], [1, 7]]);
+    const wt = rng.weighted<number>([
+      [3, 0],
+      [3, 2],
+      [1, 1],
+      [1, 5],
+      [1, 3],
+      [1, 4],
+      [1, 6],
+      [1, 7],
+    ]);
     parts.push(varint((BigInt(field) << 3n) | BigInt(wt)));
     switch (wt) {
       case 0:
-        parts.push(rng.chance(0.2) ? Buffer.alloc(11, 0xff) : varint(BigInt(rng.pick([0, 1, -1, 0x7fffffff, -0x80000000, 2 ** 53])) & 0xffffffffffffffffn));
+        parts.push(
+          rng.chance(0.2)
+            ? Buffer.alloc(11, 0xff)
+            : varint(BigInt(rng.pick([0, 1, -1, 0x7fffffff, -0x80000000, 2 ** 53])) & 0xffffffffffffffffn),
+        );
         break;
       case 1:
         parts.push(rng.bytes(rng.chance(0.8) ? 8 : rng.int(0, 7)));
         break;
       case 2: {
         const body = rng.chance(0.5) ? protobufGarbage(rng) : rng.bytes(rng.length(300));
-        const declared = rng.chance(0.7) ? body.length : rng.pick([body.length + 1, 0x7fffffff, 2 ** 40, Math.max(0, body.length - 1)]);
+        const declared = rng.chance(0.7)
+          ? body.length
+          : rng.pick([body.length + 1, 0x7fffffff, 2 ** 40, Math.max(0, body.length - 1)]);
         parts.push(varint(BigInt(declared)), body);
         break;
       }

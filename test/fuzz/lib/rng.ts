@@ -77,6 +77,22 @@ export class Rng {
 
   /** A 32-bit value drawn from the edges (0, 1, -1, powers of two ± 1, max) or at random. */
   edgeInt(): number {
-    return this.pick([0, 1, 2, 0x7f, 0x80, 0xff, 0x100, 0x7fff, 0x8000, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xffffffff, this.int(0, 0xffffffff)]);
+    return this.pick([
+      0,
+      1,
+      2,
+      0x7f,
+      0x80,
+      0xff,
+      0x100,
+      0x7fff,
+      0x8000,
+      0xffff,
+      0x10000,
+      0x7fffffff,
+      0x80000000,
+      0xffffffff,
+      this.int(0, 0xffffffff),
+    ]);
   }
 }

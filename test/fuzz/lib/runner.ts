@@ -40,7 +40,8 @@ export interface FuzzEnv {
 
 export function fuzzEnv(): FuzzEnv {
   const s = process.env['FUZZ_SEED'];
-  const seed = s === undefined || s === '' ? DEFAULT_SEED : s === 'random' ? Math.floor(Math.random() * 2 ** 32) : Number(s) >>> 0;
+  const seed =
+    s === undefined || s === '' ? DEFAULT_SEED : s === 'random' ? Math.floor(Math.random() * 2 ** 32) : Number(s) >>> 0;
   const it = Number(process.env['FUZZ_ITERATIONS'] ?? DEFAULT_ITERATIONS);
   const conc = Number(process.env['FUZZ_CONCURRENCY'] ?? 16);
   const env: FuzzEnv = {
@@ -86,9 +87,11 @@ export async function outcomeOf(f: () => Promise<unknown>): Promise<Outcome> {
 }
 
 /** Client-side texts of grpc-js for statuses it made up because the server broke the protocol or went away. */
-const TRANSPORT = /^(Received RST_STREAM|Connection dropped|No connection established|Stream refused|Protocol error|Failed to start|Call dropped|Received HTTP status|Response message parsing error|Failed to parse|Server sent|read ECONNRESET|write EPIPE|Deadline exceeded)/i;
+const TRANSPORT =
+  /^(Received RST_STREAM|Connection dropped|No connection established|Stream refused|Protocol error|Failed to start|Call dropped|Received HTTP status|Response message parsing error|Failed to parse|Server sent|read ECONNRESET|write EPIPE|Deadline exceeded)/i;
 /** Texts of JavaScript runtime errors: the plugin did not check its input before using it. */
-const UNCHECKED = /(Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|Maximum call stack|Invalid array length|Invalid typed array length|Invalid string length|The value of "[^"]*" is out of range|outside buffer bounds|undefined is not|null is not|Cannot convert|BigInt)/;
+const UNCHECKED =
+  /(Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|Maximum call stack|Invalid array length|Invalid typed array length|Invalid string length|The value of "[^"]*" is out of range|outside buffer bounds|undefined is not|null is not|Cannot convert|BigInt)/;
 /** OpenSSL's error texts: as an INTERNAL status they mean an exception from node:crypto escaped the input checks. */
 const OPENSSL = /(^|: )error:[0-9A-F]{8}:|routines::/;
 
@@ -99,7 +102,8 @@ export function checkOutcome(o: Outcome): string | undefined {
   if (o.details.trim() === '') return `status ${Code[o.code]} without a message`;
   if (TRANSPORT.test(o.details)) return `transport failure ${Code[o.code]}: ${o.details}`;
   if (UNCHECKED.test(o.details)) return `unchecked input (JavaScript runtime error) ${Code[o.code]}: ${o.details}`;
-  if ((o.code === Code.INTERNAL || o.code === Code.UNKNOWN) && OPENSSL.test(o.details)) return `unchecked input (OpenSSL error escaped as ${Code[o.code]}): ${o.details}`;
+  if ((o.code === Code.INTERNAL || o.code === Code.UNKNOWN) && OPENSSL.test(o.details))
+    return `unchecked input (OpenSSL error escaped as ${Code[o.code]}): ${o.details}`;
   return undefined;
 }
 
@@ -142,9 +146,23 @@ export interface KnownIssue {
 
 export function describeValue(v: unknown, max = 300): string {
   let s: string;
-  if (Buffer.isBuffer(v)) s = v.length <= max / 2 && /^[\x20-\x7e\n\t]*$/.test(v.toString('latin1')) ? JSON.stringify(v.toString('latin1')) : `hex(${v.length}B):${v.toString('hex')}`;
+  if (Buffer.isBuffer(v))
+    s =
+      v.length <= max / 2 && /^[\x20-\x7e\n\t]*$/.test(v.toString('latin1'))
+        ? JSON.stringify(v.toString('latin1'))
+        : `hex(${v.length}B):${v.toString('hex')}`;
   else if (typeof v === 'string') s = JSON.stringify(v);
-  else s = JSON.stringify(v, (_k, x: unknown) => (Buffer.isBuffer(x) ? `hex:${x.toString('hex')}` : typeof x === 'object' && x !== null && (x as { type?: string }).type === 'Buffer' ? `hex:${Buffer.from((x as { data: number[] }).data).toString('hex')}` : typeof x === 'bigint' ? String(x) : x)) ?? String(v);
+  else
+    s =
+      JSON.stringify(v, (_k, x: unknown) =>
+        Buffer.isBuffer(x)
+          ? `hex:${x.toString('hex')}`
+          : typeof x === 'object' && x !== null && (x as { type?: string }).type === 'Buffer'
+            ? `hex:${Buffer.from((x as { data: number[] }).data).toString('hex')}`
+            : typeof x === 'bigint'
+              ? String(x)
+              : x,
+      ) ?? String(v);
   return s.length > max ? `${s.slice(0, max)}… (${s.length} chars)` : s;
 }
 
@@ -212,10 +230,16 @@ export class FuzzTarget {
   /** Problems with the process itself (dead, RSS over the bound). */
   processProblems(): string[] {
     const out: string[] = [];
-    if (!this.plugin.alive()) out.push(`${this.name}: plugin process ${this.plugin.pid} exited (code ${String(this.plugin.exitCode)}, signal ${String(this.plugin.exitSignal)})`);
+    if (!this.plugin.alive())
+      out.push(
+        `${this.name}: plugin process ${this.plugin.pid} exited (code ${String(this.plugin.exitCode)}, signal ${String(this.plugin.exitSignal)})`,
+      );
     const kb = rssKb(this.plugin.pid);
     this.peakKb = Math.max(this.peakKb, kb);
-    if (kb > this.rssBoundKb) out.push(`${this.name}: RSS ${Math.round(kb / 1024)} MB over the bound ${Math.round(this.rssBoundKb / 1024)} MB (baseline ${Math.round(this.baselineKb / 1024)} MB)`);
+    if (kb > this.rssBoundKb)
+      out.push(
+        `${this.name}: RSS ${Math.round(kb / 1024)} MB over the bound ${Math.round(this.rssBoundKb / 1024)} MB (baseline ${Math.round(this.baselineKb / 1024)} MB)`,
+      );
     return out;
   }
 
@@ -223,7 +247,13 @@ export class FuzzTarget {
    * Runs `count` cases of a phase: case i is `gen(new Rng(caseSeed(seed, phase, i)), i)` sent with `call`.
    * Returns the report; failures are collected (the first 20), not thrown, so one run shows them all.
    */
-  async phase<I>(phase: string, count: number, gen: (rng: Rng, index: number) => I, call: (input: I, rng: Rng) => Promise<Outcome>, opts: PhaseOptions<I> = {}): Promise<PhaseReport> {
+  async phase<I>(
+    phase: string,
+    count: number,
+    gen: (rng: Rng, index: number) => I,
+    call: (input: I, rng: Rng) => Promise<Outcome>,
+    opts: PhaseOptions<I> = {},
+  ): Promise<PhaseReport> {
     const report: PhaseReport = { phase, cases: 0, ok: 0, codes: {}, samples: {}, ms: 0, pluginCpuMs: 0, failures: [] };
     const only = this.env.only;
     if (only && only.phase !== phase) return report;
@@ -248,7 +278,7 @@ export class FuzzTarget {
         } catch (e) {
           // a bug of the test's generator, not of the plugin: still reported, with its replay line
           report.cases++;
-          fail(index, `the generator threw: ${e instanceof Error ? e.stack ?? e.message : String(e)}`, '');
+          fail(index, `the generator threw: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`, '');
           continue;
         }
         inFlight.add(index);
@@ -256,7 +286,9 @@ export class FuzzTarget {
         inFlight.delete(index);
         report.cases++;
         if (process.env['FUZZ_PROGRESS'] && report.cases % Number(process.env['FUZZ_PROGRESS']) === 0) {
-          console.log(`# ${this.name} ${phase}: ${report.cases}/${indices.length} (in flight: ${[...inFlight].join(' ')})`);
+          console.log(
+            `# ${this.name} ${phase}: ${report.cases}/${indices.length} (in flight: ${[...inFlight].join(' ')})`,
+          );
         }
         if (o.ok) report.ok++;
         else {
@@ -275,12 +307,18 @@ export class FuzzTarget {
           const pp = this.processProblems();
           if (pp.length) {
             if (!this.plugin.alive()) dead = true;
-            fail(index, `${pp.join('; ')} (cases in flight: ${[index, ...inFlight].map((i) => `${phase}:${i}`).join(' ')})`, describe(input));
+            fail(
+              index,
+              `${pp.join('; ')} (cases in flight: ${[index, ...inFlight].map((i) => `${phase}:${i}`).join(' ')})`,
+              describe(input),
+            );
           }
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? this.env.concurrency, indices.length) }, worker));
+    await Promise.all(
+      Array.from({ length: Math.min(opts.concurrency ?? this.env.concurrency, indices.length) }, worker),
+    );
     for (const p of this.processProblems()) fail(-1, p, '');
     report.ms = Math.round(performance.now() - t0);
     report.pluginCpuMs = Math.round(cpuMs(this.plugin.pid) - cpu0);
@@ -291,20 +329,30 @@ export class FuzzTarget {
   /** One line per phase: cases, OK count, status histogram, duration. */
   summary(): string[] {
     return this.reports.map(
-      (r) => `${this.name} ${r.phase}: ${r.cases} cases in ${r.ms} ms, plugin CPU ${r.pluginCpuMs} ms (${r.ok} OK; ${Object.entries(r.codes).map(([c, n]) => `${c} ${n}`).join(', ') || 'no errors'})${r.failures.length ? `; ${r.failures.length} FAILURES` : ''}`,
+      (r) =>
+        `${this.name} ${r.phase}: ${r.cases} cases in ${r.ms} ms, plugin CPU ${r.pluginCpuMs} ms (${r.ok} OK; ${
+          Object.entries(r.codes)
+            .map(([c, n]) => `${c} ${n}`)
+            .join(', ') || 'no errors'
+        })${r.failures.length ? `; ${r.failures.length} FAILURES` : ''}`,
     );
   }
 
   /** The first message of each status code per phase (what the answers looked like). */
   samples(): string[] {
-    return this.reports.flatMap((r) => Object.entries(r.samples).map(([c, m]) => `${this.name} ${r.phase} ${c}: ${JSON.stringify(m)}`));
+    return this.reports.flatMap((r) =>
+      Object.entries(r.samples).map(([c, m]) => `${this.name} ${r.phase} ${c}: ${JSON.stringify(m)}`),
+    );
   }
 
   /** Every failure of every phase so far, formatted with its replay line. */
   failureText(): string {
     const lines: string[] = [];
     for (const r of this.reports)
-      for (const f of r.failures) lines.push(`  [${f.index >= 0 ? this.replay(f.phase, f.index) : `FUZZ_SEED=${this.env.seed} phase ${f.phase}`}] ${f.problem}\n      input: ${f.input}`);
+      for (const f of r.failures)
+        lines.push(
+          `  [${f.index >= 0 ? this.replay(f.phase, f.index) : `FUZZ_SEED=${this.env.seed} phase ${f.phase}`}] ${f.problem}\n      input: ${f.input}`,
+        );
     return lines.join('\n');
   }
 
@@ -318,7 +366,10 @@ export function diagnostics(ft: FuzzTarget): string[] {
   return [
     `${ft.name}: FUZZ_SEED=${ft.env.seed} FUZZ_ITERATIONS=${ft.env.iterations}`,
     ...ft.summary(),
-    ...Object.entries(ft.knownSeen).map(([id, n]) => `${ft.name}: ${n} outcomes of the known finding "${id}" (todo in regressions.test.ts; FUZZ_STRICT=1 fails on them)`),
+    ...Object.entries(ft.knownSeen).map(
+      ([id, n]) =>
+        `${ft.name}: ${n} outcomes of the known finding "${id}" (todo in regressions.test.ts; FUZZ_STRICT=1 fails on them)`,
+    ),
     ...(process.env['FUZZ_VERBOSE'] ? ft.samples() : []),
   ];
 }

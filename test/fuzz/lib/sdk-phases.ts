@@ -37,7 +37,11 @@ const UNKNOWN_PATHS = [
 ];
 
 /** Random protobuf bodies to `methods` (plugin type methods plus the SDK's), and unknown method paths. */
-export async function protobufPhases(t: FuzzTarget, typeMethods: MethodSpec[], opts: { count?: number; sdkMethods?: MethodSpec[] } = {}): Promise<void> {
+export async function protobufPhases(
+  t: FuzzTarget,
+  typeMethods: MethodSpec[],
+  opts: { count?: number; sdkMethods?: MethodSpec[] } = {},
+): Promise<void> {
   const target = `unix:${t.plugin.handshake.address}`;
   const methods = [...typeMethods, ...(opts.sdkMethods ?? SDK_METHODS)];
   const clients = new Map(methods.map((m) => [m.path, new RawMethod(target, m.path, m.streaming)]));
@@ -60,7 +64,12 @@ export async function protobufPhases(t: FuzzTarget, typeMethods: MethodSpec[], o
       async (c) => {
         const o = await unknown.get(c.path)!.call([c.body]);
         if (o.ok) return { ok: false, code: -1, details: `unknown method ${c.path} answered OK` };
-        if (o.code !== Code.UNIMPLEMENTED) return { ok: false, code: -1, details: `unknown method ${c.path}: ${Code[o.code]} instead of UNIMPLEMENTED (${o.details})` };
+        if (o.code !== Code.UNIMPLEMENTED)
+          return {
+            ok: false,
+            code: -1,
+            details: `unknown method ${c.path}: ${Code[o.code]} instead of UNIMPLEMENTED (${o.details})`,
+          };
         return o;
       },
     );
@@ -83,7 +92,11 @@ function framingPlan(rng: Rng, methods: MethodSpec[]): { plan: StreamPlan; kind:
   const extra: Array<[string, string]> = [];
   if (rng.chance(0.15)) extra.push(['grpc-timeout', rng.pick(TIMEOUTS)]);
   if (rng.chance(0.1)) extra.push(['grpc-encoding', rng.pick(['gzip', 'identity', 'deflate', 'x'])]);
-  if (rng.chance(0.05)) extra.push(['content-type', rng.pick(['application/grpc+proto', 'application/grpc+json', 'application/json', 'text/plain'])]);
+  if (rng.chance(0.05))
+    extra.push([
+      'content-type',
+      rng.pick(['application/grpc+proto', 'application/grpc+json', 'application/json', 'text/plain']),
+    ]);
   const kind = rng.int(0, 9);
   let data: Buffer[];
   let name: string;
@@ -106,7 +119,10 @@ function framingPlan(rng: Rng, methods: MethodSpec[]): { plan: StreamPlan; kind:
       break;
     case 4:
       name = 'length-shorter-than-data';
-      data = [grpcMessage(body, 0, Math.max(0, body.length - rng.int(1, 5))), ...(rng.chance(0.5) ? [Buffer.alloc(rng.int(1, 4))] : [])];
+      data = [
+        grpcMessage(body, 0, Math.max(0, body.length - rng.int(1, 5))),
+        ...(rng.chance(0.5) ? [Buffer.alloc(rng.int(1, 4))] : []),
+      ];
       break;
     case 5:
       name = 'two-messages';
@@ -124,7 +140,7 @@ function framingPlan(rng: Rng, methods: MethodSpec[]): { plan: StreamPlan; kind:
       name = 'split-frames';
       const msg = grpcMessage(body);
       data = [];
-      for (let i = 0; i < msg.length; ) {
+      for (let i = 0; i < msg.length;) {
         const n = rng.int(1, 7);
         data.push(msg.subarray(i, i + n));
         i += n;
@@ -136,20 +152,28 @@ function framingPlan(rng: Rng, methods: MethodSpec[]): { plan: StreamPlan; kind:
       name = 'valid-framing';
       data = [grpcMessage(body)];
   }
-  return { plan: { path: m.path, extraHeaders: extra, data }, kind: `${m.path} ${name}${extra.length ? ` ${JSON.stringify(extra)}` : ''}` };
+  return {
+    plan: { path: m.path, extraHeaders: extra, data },
+    kind: `${m.path} ${name}${extra.length ? ` ${JSON.stringify(extra)}` : ''}`,
+  };
 }
 
 function streamProblem(r: StreamResult): string | undefined {
   if (r.rst !== undefined || r.goaway) return undefined; // an HTTP/2-level answer
   if (r.lost) return 'the stream got no answer before the connection closed (or 20 s passed)';
   if (r.status === undefined) return 'stream ended without grpc-status';
-  if (!Number.isInteger(r.status) || r.status < 0 || r.status > 16) return `grpc-status ${r.status} is not a status code`;
+  if (!Number.isInteger(r.status) || r.status < 0 || r.status > 16)
+    return `grpc-status ${r.status} is not a status code`;
   if (r.status !== 0 && !(r.message ?? '').trim()) return `grpc-status ${Code[r.status]} without grpc-message`;
   return undefined;
 }
 
 /** Damaged gRPC framing in valid HTTP/2, batches of 1-24 streams per connection. */
-export async function framingPhase(t: FuzzTarget, methods: MethodSpec[], count = scaled(t.env, 0.02, 100)): Promise<number> {
+export async function framingPhase(
+  t: FuzzTarget,
+  methods: MethodSpec[],
+  count = scaled(t.env, 0.02, 100),
+): Promise<number> {
   const path = t.plugin.handshake.address;
   let streams = 0;
   await t.phase(

@@ -15,7 +15,18 @@ let hsm: SoftHsm;
 function cfg(raw: Record<string, unknown>): Pkcs11KeyManagerConfig {
   const errs: string[] = [];
   const c = buildConfig(
-    { trustDomain: 'example.org', hclText: JSON.stringify({ module_path: hsm.modulePath, token_label: hsm.label, pin: hsm.pin, key_identifier_value: 'server-a', heartbeat_interval: '1s', ...raw }), coreConfigurationPresent: true },
+    {
+      trustDomain: 'example.org',
+      hclText: JSON.stringify({
+        module_path: hsm.modulePath,
+        token_label: hsm.label,
+        pin: hsm.pin,
+        key_identifier_value: 'server-a',
+        heartbeat_interval: '1s',
+        ...raw,
+      }),
+      coreConfigurationPresent: true,
+    },
     { errors: errs, notes: [] },
   );
   assert.deepEqual(errs, []);
@@ -34,10 +45,17 @@ describe('Pkcs11KeyManagerCore on SoftHSM2', () => {
     const km = new Pkcs11KeyManagerCore(recordingLogger());
     await km.apply(cfg({}));
     const pk = await km.generateKey({ keyId: 'x509-CA-A', keyType: 1 });
-    const sig = await km.signData({ keyId: 'x509-CA-A', data: digest('sha256'), signerOpts: { $case: 'hashAlgorithm', hashAlgorithm: 5 } });
+    const sig = await km.signData({
+      keyId: 'x509-CA-A',
+      data: digest('sha256'),
+      signerOpts: { $case: 'hashAlgorithm', hashAlgorithm: 5 },
+    });
     assert.equal(sig.keyFingerprint, pk.fingerprint);
     const pub = crypto.createPublicKey({ key: pk.pkixData, format: 'der', type: 'spki' });
-    assert.ok(crypto.verify(null, digest('sha256'), { key: pub, dsaEncoding: 'der' }, sig.signature) || crypto.verify('sha256', Buffer.from('hello'), pub, sig.signature));
+    assert.ok(
+      crypto.verify(null, digest('sha256'), { key: pub, dsaEncoding: 'der' }, sig.signature) ||
+        crypto.verify('sha256', Buffer.from('hello'), pub, sig.signature),
+    );
     await km.close();
     const km2 = new Pkcs11KeyManagerCore(recordingLogger());
     await km2.apply(cfg({}));

@@ -29,7 +29,18 @@ after(() => hsm.cleanup());
 function cfg(raw: Record<string, unknown> = {}): Pkcs11KeyManagerConfig {
   const errs: string[] = [];
   const c = buildConfig(
-    { trustDomain: 'example.org', hclText: JSON.stringify({ module_path: hsm.modulePath, token_label: 'faults', pin: hsm.pin, key_identifier_value: 'server-a', heartbeat_interval: '300ms', ...raw }), coreConfigurationPresent: true },
+    {
+      trustDomain: 'example.org',
+      hclText: JSON.stringify({
+        module_path: hsm.modulePath,
+        token_label: 'faults',
+        pin: hsm.pin,
+        key_identifier_value: 'server-a',
+        heartbeat_interval: '300ms',
+        ...raw,
+      }),
+      coreConfigurationPresent: true,
+    },
     { errors: errs, notes: [] },
   );
   assert.deepEqual(errs, []);
@@ -81,7 +92,10 @@ describe('configuration faults', () => {
     const client = km.current!.client;
     client.testing.logout();
     const before = loginCounter.attempts;
-    await assert.rejects(km.signData({ keyId: 'pin-rotation', data: d256, signerOpts: SHA256 }), (e: unknown) => e instanceof PluginError && e.code === Code.FAILED_PRECONDITION);
+    await assert.rejects(
+      km.signData({ keyId: 'pin-rotation', data: d256, signerOpts: SHA256 }),
+      (e: unknown) => e instanceof PluginError && e.code === Code.FAILED_PRECONDITION,
+    );
     await assert.rejects(km.signData({ keyId: 'pin-rotation', data: d256, signerOpts: SHA256 }));
     await assert.rejects(km.signData({ keyId: 'pin-rotation', data: d256, signerOpts: SHA256 }));
     assert.equal(loginCounter.attempts - before, 1, 'no lock-out loop');
@@ -103,7 +117,11 @@ describe('configuration faults', () => {
     const log = recordingLogger();
     const km = new Pkcs11KeyManagerCore(log);
     await km.apply(cfg({ pin: undefined, pin_file: pinFile, allow_insecure_pin_file: true }));
-    assert.ok(log.lines.some((l) => l.level === 'warn' && /accessible by group or others \(mode 0644\).*allow_insecure_pin_file/.test(l.msg)));
+    assert.ok(
+      log.lines.some(
+        (l) => l.level === 'warn' && /accessible by group or others \(mode 0644\).*allow_insecure_pin_file/.test(l.msg),
+      ),
+    );
     await km.close();
   });
 });
@@ -135,9 +153,19 @@ describe('recovery and concurrency over gRPC', () => {
   test('all sessions closed underneath (login lost) during load: recovered, no failed SignData beyond the first', async () => {
     const client = impl.core.current!.client;
     const relogins = client.stats.relogins;
-    const batch1 = Array.from({ length: 32 }, () => km.signData('x509-CA-A', d256, SHA256).then(() => 'ok', (e: Error) => e.message));
+    const batch1 = Array.from({ length: 32 }, () =>
+      km.signData('x509-CA-A', d256, SHA256).then(
+        () => 'ok',
+        (e: Error) => e.message,
+      ),
+    );
     client.testing.closeAllSessions();
-    const batch2 = Array.from({ length: 32 }, () => km.signData('x509-CA-A', d256, SHA256).then(() => 'ok', (e: Error) => e.message));
+    const batch2 = Array.from({ length: 32 }, () =>
+      km.signData('x509-CA-A', d256, SHA256).then(
+        () => 'ok',
+        (e: Error) => e.message,
+      ),
+    );
     const results = await Promise.all([...batch1, ...batch2]);
     const failed = results.filter((r) => r !== 'ok');
     assert.ok(failed.length <= 1, `at most one failure, got ${failed.length}: ${failed.slice(0, 3).join(' | ')}`);
@@ -165,21 +193,27 @@ describe('recovery and concurrency over gRPC', () => {
   });
 
   test('Validate reports a missing token with the list of tokens, and unknown keys', async () => {
-    const v = await h.conn.validate(`module_path = "${hsm.modulePath}"\n\ntoken_label = "nope"\n\npin = "x"\n\nkey_identifier_value = "v"\n\nbogus = 1`);
+    const v = await h.conn.validate(
+      `module_path = "${hsm.modulePath}"\n\ntoken_label = "nope"\n\npin = "x"\n\nkey_identifier_value = "v"\n\nbogus = 1`,
+    );
     assert.equal(v.valid, false);
     const notes = v.notes.join('\n');
     assert.match(notes, /unknown configuration key "bogus"/);
-    const v2 = await h.conn.validate(`module_path = "${hsm.modulePath}"\n\ntoken_label = "nope"\n\npin = "x"\n\nkey_identifier_value = "v"`);
+    const v2 = await h.conn.validate(
+      `module_path = "${hsm.modulePath}"\n\ntoken_label = "nope"\n\npin = "x"\n\nkey_identifier_value = "v"`,
+    );
     assert.equal(v2.valid, false);
     assert.match(v2.notes.join('\n'), /no token matches token_label "nope".*label "faults"/s);
-    const v3 = await h.conn.validate(`module_path = "${hsm.modulePath}"\n\ntoken_label = "faults"\n\npin_env = "X"\n\nkey_identifier_value = "v"\n\nmax_label_length = 24`);
+    const v3 = await h.conn.validate(
+      `module_path = "${hsm.modulePath}"\n\ntoken_label = "faults"\n\npin_env = "X"\n\nkey_identifier_value = "v"\n\nmax_label_length = 24`,
+    );
     assert.equal(v3.valid, true, v3.notes.join('\n'));
     assert.match(v3.notes.join('\n'), /exceed max_label_length 24; hashed labels/);
   });
 });
 
 describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping', () => {
-  test('two server identifiers on one token do not touch each other\'s keys', async () => {
+  test("two server identifiers on one token do not touch each other's keys", async () => {
     const a = new Pkcs11KeyManagerCore(recordingLogger());
     const b = new Pkcs11KeyManagerCore(recordingLogger());
     await a.apply(cfg({ key_identifier_value: 'ha-a' }));
@@ -189,13 +223,20 @@ describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping',
     assert.notEqual(a1.fingerprint, b1.fingerprint);
     const a2 = await a.generateKey({ keyId: 'x509-CA-A', keyType: 1 }); // replaces only a's
     assert.notEqual(a2.fingerprint, a1.fingerprint);
-    assert.deepEqual(b.getPublicKeys().map((k) => k.fingerprint), [b1.fingerprint]);
+    assert.deepEqual(
+      b.getPublicKeys().map((k) => k.fingerprint),
+      [b1.fingerprint],
+    );
     const sig = await b.signData({ keyId: 'x509-CA-A', data: d256, signerOpts: SHA256 });
     assert.equal(sig.keyFingerprint, b1.fingerprint);
     await a.close();
     const a3 = new Pkcs11KeyManagerCore(recordingLogger());
     await a3.apply(cfg({ key_identifier_value: 'ha-a' }));
-    assert.deepEqual(a3.getPublicKeys().map((k) => [k.id, k.fingerprint]), [['x509-CA-A', a2.fingerprint]], 'only a\'s keys, newest instance');
+    assert.deepEqual(
+      a3.getPublicKeys().map((k) => [k.id, k.fingerprint]),
+      [['x509-CA-A', a2.fingerprint]],
+      "only a's keys, newest instance",
+    );
     assert.equal(b.getPublicKey('x509-CA-A')?.fingerprint, b1.fingerprint);
     await a3.close();
     await b.close();
@@ -210,7 +251,10 @@ describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping',
     km.current!.keys.delete('JWT-Signer-A');
     const newer = await km.current!.generate('JWT-Signer-A', 1);
     const label = 'spire/example.org/crashy/JWT-Signer-A';
-    const tmpl = [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_LABEL, value: label }];
+    const tmpl = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+      { type: pkcs11js.CKA_LABEL, value: label },
+    ];
     assert.equal(await countObjects(km.current!.client, tmpl), 2, 'two instances on the token');
     (km.current as unknown as { closed: boolean }).closed = true; // "crash": no lease release, no cleanup
     await km.current!.client.close();
@@ -235,10 +279,15 @@ describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping',
     assert.notEqual(got.fingerprint, pk.fingerprint);
     const c = km2.current!.client;
     const labels = await c.withAnchor('labels', () =>
-      c.findSync([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }]).map((hd) => c.getAttributesSync(hd, [pkcs11js.CKA_LABEL]).get(pkcs11js.CKA_LABEL)!.toString()),
+      c
+        .findSync([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }])
+        .map((hd) => c.getAttributesSync(hd, [pkcs11js.CKA_LABEL]).get(pkcs11js.CKA_LABEL)!.toString()),
     );
     assert.ok(labels.every((l) => Buffer.byteLength(l) <= 128));
-    assert.ok(labels.some((l) => l.startsWith('spire/') && l.length === 32), 'a hashed 32-byte label exists');
+    assert.ok(
+      labels.some((l) => l.startsWith('spire/') && l.length === 32),
+      'a hashed 32-byte label exists',
+    );
     await km2.close();
   });
 
@@ -271,7 +320,9 @@ describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping',
     const alivePk = await alive.generateKey({ keyId: 'x509-CA-A', keyType: 1 });
     await new Promise((r) => setTimeout(r, 1300));
     const reaper = new Pkcs11KeyManagerCore(recordingLogger());
-    await reaper.apply(cfg({ key_identifier_value: 'reaper', heartbeat_interval: '100ms', dispose_stale_keys_after: '1s' }));
+    await reaper.apply(
+      cfg({ key_identifier_value: 'reaper', heartbeat_interval: '100ms', dispose_stale_keys_after: '1s' }),
+    );
     const sweep = reaper.current!.lastSweep!;
     assert.equal(sweep.aborted, false);
     assert.ok(sweep.disposed >= 3, `disposed ${sweep.disposed} objects (private, public, heartbeat)`);
@@ -281,7 +332,9 @@ describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping',
     const aliveKeys = await countObjects(c, [{ type: pkcs11js.CKA_LABEL, value: 'spire/example.org/alive/x509-CA-A' }]);
     assert.equal(aliveKeys, 2, 'live server keeps its key pair');
     assert.equal(alive.getPublicKey('x509-CA-A')?.fingerprint, alivePk.fingerprint);
-    await (await alive.signData({ keyId: 'x509-CA-A', data: d256, signerOpts: SHA256 })).signature;
+    await (
+      await alive.signData({ keyId: 'x509-CA-A', data: d256, signerOpts: SHA256 })
+    ).signature;
     await reaper.close();
     await alive.close();
   });

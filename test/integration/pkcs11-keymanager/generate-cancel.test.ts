@@ -18,8 +18,16 @@ after(() => hsm.cleanup());
 
 test('a GenerateKey cancelled while it waits for one of the same key id generates nothing', async () => {
   const errs: string[] = [];
-  const hclText = JSON.stringify({ module_path: hsm.modulePath, token_label: 'cancel', pin: hsm.pin, key_identifier_value: 'srv' });
-  const cfg = buildConfig({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true }, { errors: errs, notes: [] })!;
+  const hclText = JSON.stringify({
+    module_path: hsm.modulePath,
+    token_label: 'cancel',
+    pin: hsm.pin,
+    key_identifier_value: 'srv',
+  });
+  const cfg = buildConfig(
+    { trustDomain: 'example.org', hclText, coreConfigurationPresent: true },
+    { errors: errs, notes: [] },
+  )!;
   assert.deepEqual(errs, []);
   const km = new Pkcs11KeyManagerCore(createLogger({ sink: () => {} }));
   await km.apply(cfg);
@@ -29,7 +37,10 @@ test('a GenerateKey cancelled while it waits for one of the same key id generate
     const second = km.generateKey({ keyId: 'k', keyType: 1 }, gone.signal);
     gone.abort();
     const a = await first;
-    await assert.rejects(second, (e: unknown) => e instanceof PluginError && e.code === Code.UNAVAILABLE && /cancelled/.test(e.message));
+    await assert.rejects(
+      second,
+      (e: unknown) => e instanceof PluginError && e.code === Code.UNAVAILABLE && /cancelled/.test(e.message),
+    );
     assert.equal(km.getPublicKey('k')?.fingerprint, a.fingerprint, 'the first key stays the current one');
     // a later call with a live signal still generates
     const b = await km.generateKey({ keyId: 'k', keyType: 1 }, new AbortController().signal);

@@ -26,7 +26,15 @@ export function recordingLogger(echo = !!process.env['PKCS11_TEST_LOG']): Logger
       lines.push({ level, msg, ...(fields ? { fields } : {}) });
       if (echo) process.stderr.write(`[${level}] ${msg} ${fields ? JSON.stringify(fields) : ''}\n`);
     };
-    return { level: 'trace', trace: mk('trace'), debug: mk('debug'), info: mk('info'), warn: mk('warn'), error: mk('error'), with: (f) => make({ ...base, ...f }) };
+    return {
+      level: 'trace',
+      trace: mk('trace'),
+      debug: mk('debug'),
+      info: mk('info'),
+      warn: mk('warn'),
+      error: mk('error'),
+      with: (f) => make({ ...base, ...f }),
+    };
   };
   return Object.assign(make(undefined), { lines });
 }

@@ -45,7 +45,16 @@ function parseListObjects(out: string): ToolObject[] {
 test('pkcs11-tool --list-objects sees sensitive, never-extractable private keys with matching public keys', async () => {
   const errs: string[] = [];
   const cfg = buildConfig(
-    { trustDomain: 'example.org', hclText: JSON.stringify({ module_path: hsm.modulePath, token_label: hsm.label, pin: hsm.pin, key_identifier_value: 'tool-srv' }), coreConfigurationPresent: true },
+    {
+      trustDomain: 'example.org',
+      hclText: JSON.stringify({
+        module_path: hsm.modulePath,
+        token_label: hsm.label,
+        pin: hsm.pin,
+        key_identifier_value: 'tool-srv',
+      }),
+      coreConfigurationPresent: true,
+    },
     { errors: errs, notes: [] },
   );
   assert.deepEqual(errs, []);

@@ -69,7 +69,12 @@ export async function plantPublicKey(c: Pkcs11Client, label: string, ckaId: Buff
 }
 
 /** A key pair generated on the token (CKA_LOCAL, never extractable) by someone other than the server. */
-export async function plantLocalEcKey(c: Pkcs11Client, label: string, ckaId: Buffer, withPublic = true): Promise<Planted> {
+export async function plantLocalEcKey(
+  c: Pkcs11Client,
+  label: string,
+  ckaId: Buffer,
+  withPublic = true,
+): Promise<Planted> {
   const common = [
     { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_LABEL, value: label },
@@ -78,9 +83,17 @@ export async function plantLocalEcKey(c: Pkcs11Client, label: string, ckaId: Buf
   const kp = await c.generateKeyPair(
     { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN },
     [...common, { type: pkcs11js.CKA_EC_PARAMS, value: P256_OID }, { type: pkcs11js.CKA_VERIFY, value: true }],
-    [...common, { type: pkcs11js.CKA_PRIVATE, value: true }, { type: pkcs11js.CKA_SENSITIVE, value: true }, { type: pkcs11js.CKA_EXTRACTABLE, value: false }, { type: pkcs11js.CKA_SIGN, value: true }],
+    [
+      ...common,
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_SIGN, value: true },
+    ],
   );
-  const point = await c.withAnchor('read point', () => c.getAttributesSync(kp.publicKey, [pkcs11js.CKA_EC_POINT]).get(pkcs11js.CKA_EC_POINT)!);
+  const point = await c.withAnchor('read point', () =>
+    c.getAttributesSync(kp.publicKey, [pkcs11js.CKA_EC_POINT]).get(pkcs11js.CKA_EC_POINT)!,
+  );
   const raw = point.subarray(point.length - 65);
   const spki = Buffer.concat([Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'), raw]);
   if (!withPublic) await c.withAnchor('drop public', (s, p) => p.C_DestroyObject(s, kp.publicKey));
@@ -103,7 +116,11 @@ export async function plantNameObject(c: Pkcs11Client, label: string, ckaId: Buf
 }
 
 /** Runs `f` with a fresh client logged in to the token `label` of `hsm` (as an operator with the PIN would), then closes it. */
-export async function withTokenClient<T>(hsm: { modulePath: string; pin: string }, label: string, f: (c: Pkcs11Client) => Promise<T>): Promise<T> {
+export async function withTokenClient<T>(
+  hsm: { modulePath: string; pin: string },
+  label: string,
+  f: (c: Pkcs11Client) => Promise<T>,
+): Promise<T> {
   const c = await Pkcs11Client.open({
     modulePath: hsm.modulePath,
     token: { kind: 'label', label },

@@ -33,7 +33,18 @@ after(() => hsm.cleanup());
 function cfg(raw: Record<string, unknown> = {}): Pkcs11KeyManagerConfig {
   const errs: string[] = [];
   const c = buildConfig(
-    { trustDomain: 'example.org', hclText: JSON.stringify({ module_path: hsm.modulePath, token_label: 'planted', pin: hsm.pin, key_identifier_value: 'server-a', heartbeat_interval: '200ms', ...raw }), coreConfigurationPresent: true },
+    {
+      trustDomain: 'example.org',
+      hclText: JSON.stringify({
+        module_path: hsm.modulePath,
+        token_label: 'planted',
+        pin: hsm.pin,
+        key_identifier_value: 'server-a',
+        heartbeat_interval: '200ms',
+        ...raw,
+      }),
+      coreConfigurationPresent: true,
+    },
     { errors: errs, notes: [] },
   );
   assert.deepEqual(errs, []);
@@ -43,17 +54,35 @@ function cfg(raw: Record<string, unknown> = {}): Pkcs11KeyManagerConfig {
 const withClient = <T>(f: (c: Pkcs11Client) => Promise<T>): Promise<T> => withTokenClient(hsm, 'planted', f);
 
 function privCount(c: Pkcs11Client, label: string): Promise<number> {
-  return c.withAnchor('count', () => c.findSync([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_LABEL, value: label }]).length);
+  return c.withAnchor(
+    'count',
+    () =>
+      c.findSync([
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+        { type: pkcs11js.CKA_LABEL, value: label },
+      ]).length,
+  );
 }
 function privExists(c: Pkcs11Client, ckaId: Buffer): Promise<boolean> {
-  return c.withAnchor('exists', () => c.findSync([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_ID, value: ckaId }]).length === 1);
+  return c.withAnchor(
+    'exists',
+    () =>
+      c.findSync([
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+        { type: pkcs11js.CKA_ID, value: ckaId },
+      ]).length === 1,
+  );
 }
 
 const SHA256 = { $case: 'hashAlgorithm' as const, hashAlgorithm: 5 };
 const FUTURE = Buffer.alloc(16, 0xff);
 
 /** Starts a server, generates its CA key, stops. Returns the key's public key and CKA_ID. */
-async function serverWithKey(serverId: string, keyId: string, extra: Record<string, unknown> = {}): Promise<{ fingerprint: string; ckaId: Buffer }> {
+async function serverWithKey(
+  serverId: string,
+  keyId: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ fingerprint: string; ckaId: Buffer }> {
   const km = new Pkcs11KeyManagerCore(recordingLogger());
   await km.apply(cfg({ key_identifier_value: serverId, ...extra }));
   const pk = await km.generateKey({ keyId, keyType: 1 });
@@ -63,7 +92,7 @@ async function serverWithKey(serverId: string, keyId: string, extra: Record<stri
 }
 
 describe('planted keys (finding 2)', () => {
-  test('an imported P-256 key with a far-future CKA_ID is not adopted, and the server\'s own key is not destroyed', async () => {
+  test("an imported P-256 key with a far-future CKA_ID is not adopted, and the server's own key is not destroyed", async () => {
     const label = 'spire/example.org/server-a/x509-CA-A';
     const own = await serverWithKey('server-a', 'x509-CA-A');
     const planted = await withClient((c) => plantImportedEcKey(c, label, FUTURE));
@@ -78,7 +107,10 @@ describe('planted keys (finding 2)', () => {
     const sig = await km.signData({ keyId: 'x509-CA-A', data: d, signerOpts: SHA256 });
     assert.equal(sig.keyFingerprint, own.fingerprint);
     const refused = log.lines.filter((l) => l.level === 'warn' && /refus/i.test(l.msg));
-    assert.ok(refused.some((l) => JSON.stringify(l).includes(FUTURE.toString('hex'))), `refusal logged with the CKA_ID: ${JSON.stringify(log.lines)}`);
+    assert.ok(
+      refused.some((l) => JSON.stringify(l).includes(FUTURE.toString('hex'))),
+      `refusal logged with the CKA_ID: ${JSON.stringify(log.lines)}`,
+    );
     assert.ok(!JSON.stringify(log.lines).includes(planted.dHex), 'no key material in the log');
     await km.close();
     await withClient(async (c) => {
@@ -96,16 +128,26 @@ describe('planted keys (finding 2)', () => {
     const km = new Pkcs11KeyManagerCore(log);
     await km.apply(cfg({ key_identifier_value: 'server-b' }));
     assert.equal(km.getPublicKey('x509-CA-A')?.fingerprint, own.fingerprint);
-    assert.ok(log.lines.some((l) => l.level === 'warn' && /imported/i.test(l.msg) && JSON.stringify(l).includes(planted.ckaId.toString('hex'))));
+    assert.ok(
+      log.lines.some(
+        (l) =>
+          l.level === 'warn' && /imported/i.test(l.msg) && JSON.stringify(l).includes(planted.ckaId.toString('hex')),
+      ),
+    );
     await km.close();
     // the documented opt-out: warned at start; the (newer) imported key is then used, our own is still not destroyed
     const log2 = recordingLogger();
     const km2 = new Pkcs11KeyManagerCore(log2);
     await km2.apply(cfg({ key_identifier_value: 'server-b', allow_imported_keys: true }));
-    assert.ok(log2.lines.some((l) => l.level === 'warn' && /allow_imported_keys/.test(l.msg)), 'opt-out warned at start');
+    assert.ok(
+      log2.lines.some((l) => l.level === 'warn' && /allow_imported_keys/.test(l.msg)),
+      'opt-out warned at start',
+    );
     assert.equal(km2.getPublicKey('x509-CA-A')?.fingerprint, planted.fingerprint);
     await km2.close();
-    await withClient(async (c) => assert.ok(await privExists(c, own.ckaId), 'own key never destroyed for a key it did not create'));
+    await withClient(async (c) =>
+      assert.ok(await privExists(c, own.ckaId), 'own key never destroyed for a key it did not create'),
+    );
   });
 
   test('a key generated on the token by someone else (CKA_LOCAL) with a future CKA_ID is refused', async () => {
@@ -130,7 +172,14 @@ describe('planted keys (finding 2)', () => {
     const km = new Pkcs11KeyManagerCore(log);
     await km.apply(cfg({ key_identifier_value: 'server-d', key_record_file: rec }));
     assert.equal(km.getPublicKey('x509-CA-A')?.fingerprint, own.fingerprint);
-    assert.ok(log.lines.some((l) => l.level === 'warn' && /not created by this server/.test(l.msg) && JSON.stringify(l).includes(other.ckaId.toString('hex'))));
+    assert.ok(
+      log.lines.some(
+        (l) =>
+          l.level === 'warn' &&
+          /not created by this server/.test(l.msg) &&
+          JSON.stringify(l).includes(other.ckaId.toString('hex')),
+      ),
+    );
     // rotation destroys our own old instance (recorded) but never the foreign one
     const next = await km.generateKey({ keyId: 'x509-CA-A', keyType: 1 });
     await km.close();
@@ -140,7 +189,11 @@ describe('planted keys (finding 2)', () => {
     });
     const km2 = new Pkcs11KeyManagerCore(recordingLogger());
     await km2.apply(cfg({ key_identifier_value: 'server-d', key_record_file: rec }));
-    assert.equal(km2.getPublicKey('x509-CA-A')?.fingerprint, next.fingerprint, 'the new key is found again after a restart');
+    assert.equal(
+      km2.getPublicKey('x509-CA-A')?.fingerprint,
+      next.fingerprint,
+      'the new key is found again after a restart',
+    );
     await km2.close();
   });
 
@@ -162,7 +215,11 @@ describe('planted keys (finding 2)', () => {
     const own = await serverWithKey('server-g', 'x509-CA-A');
     const fake = await withClient(async (c) => {
       await c.withAnchor('drop our public key', (s, p) => {
-        for (const h of c.findSync([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }, { type: pkcs11js.CKA_ID, value: own.ckaId }])) p.C_DestroyObject(s, h);
+        for (const h of c.findSync([
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+          { type: pkcs11js.CKA_ID, value: own.ckaId },
+        ]))
+          p.C_DestroyObject(s, h);
       });
       return plantPublicKey(c, label, own.ckaId);
     });
@@ -194,7 +251,7 @@ describe('planted keys (finding 2)', () => {
     await withClient(async (c) => assert.ok(await privExists(c, own.ckaId)));
   });
 
-  test('a name object claiming our name for another label\'s key does not pull that key into our namespace', async () => {
+  test("a name object claiming our name for another label's key does not pull that key into our namespace", async () => {
     const own = await serverWithKey('server-i', 'x509-CA-A');
     const other = await withClient(async (c) => {
       const k = await plantLocalEcKey(c, 'some-other-application-key', newCkaId(Date.now() + 1000));
@@ -212,13 +269,17 @@ describe('planted keys (finding 2)', () => {
     });
   });
 
-  test('the stale-key sweep cannot be pointed at a live server\'s hashed-label key by a planted heartbeat + name object', async () => {
+  test("the stale-key sweep cannot be pointed at a live server's hashed-label key by a planted heartbeat + name object", async () => {
     // server-j's key gets a hashed label (max_label_length 32) and so is resolved through its name object
     const victim = await serverWithKey('server-j', 'x509-CA-A', { max_label_length: 32 });
     await withClient(async (c) => {
       // the victim's own name object is replaced (find order on a token is not creation order)
       await c.withAnchor('drop name', (s, p) => {
-        for (const h of c.findSync([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA }, { type: pkcs11js.CKA_OBJECT_ID, value: victim.ckaId }])) p.C_DestroyObject(s, h);
+        for (const h of c.findSync([
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+          { type: pkcs11js.CKA_OBJECT_ID, value: victim.ckaId },
+        ]))
+          p.C_DestroyObject(s, h);
       });
       await plantNameObject(c, 'spire/yyyy', victim.ckaId, 'spire/example.org/ghost/x509-CA-A');
       await c.withAnchor('plant heartbeat', (s, p) =>
@@ -228,7 +289,10 @@ describe('planted keys (finding 2)', () => {
           { type: pkcs11js.CKA_PRIVATE, value: false },
           { type: pkcs11js.CKA_APPLICATION, value: 'spire-heartbeat' },
           { type: pkcs11js.CKA_LABEL, value: 'spire/example.org/ghost/.heartbeat' },
-          { type: pkcs11js.CKA_VALUE, value: Buffer.from(JSON.stringify({ nonce: 'x', updatedAt: Date.now() - 3_600_000 })) },
+          {
+            type: pkcs11js.CKA_VALUE,
+            value: Buffer.from(JSON.stringify({ nonce: 'x', updatedAt: Date.now() - 3_600_000 })),
+          },
         ]),
       );
     });
@@ -236,7 +300,9 @@ describe('planted keys (finding 2)', () => {
     await km.apply(cfg({ key_identifier_value: 'server-k', dispose_stale_keys_after: '2s' }));
     assert.equal(km.current!.lastSweep?.aborted, false);
     await km.close();
-    await withClient(async (c) => assert.ok(await privExists(c, victim.ckaId), 'the live server\'s key was not disposed'));
+    await withClient(async (c) =>
+      assert.ok(await privExists(c, victim.ckaId), "the live server's key was not disposed"),
+    );
   });
 
   test('key_identifier_file deleted: the default key record of the old identifier is moved aside, the server starts', async () => {
@@ -255,7 +321,10 @@ describe('planted keys (finding 2)', () => {
     await km2.close();
     // an explicitly configured record of another server is an error
     const km3 = new Pkcs11KeyManagerCore(recordingLogger());
-    await assert.rejects(km3.apply(cfg({ key_identifier_value: 'someone-else', key_record_file: `${idFile}.keys.json` })), /belongs to trust domain/);
+    await assert.rejects(
+      km3.apply(cfg({ key_identifier_value: 'someone-else', key_record_file: `${idFile}.keys.json` })),
+      /belongs to trust domain/,
+    );
   });
 
   test('a new key that fails its read-back check is destroyed and forgotten, not left on the token', async () => {
@@ -265,11 +334,18 @@ describe('planted keys (finding 2)', () => {
     const b = km.current! as unknown as { readKey: () => Promise<undefined> };
     b.readKey = async () => undefined; // as if the token reported the new key as not CKA_LOCAL
     await assert.rejects(km.generateKey({ keyId: 'x509-CA-A', keyType: 1 }), /failed the read-back check/);
-    const n = await km.current!.client.withAnchor('count', () =>
-      km.current!.client.findSync([{ type: pkcs11js.CKA_LABEL, value: 'spire/example.org/server-l/x509-CA-A' }]).length,
+    const n = await km.current!.client.withAnchor(
+      'count',
+      () =>
+        km.current!.client.findSync([{ type: pkcs11js.CKA_LABEL, value: 'spire/example.org/server-l/x509-CA-A' }])
+          .length,
     );
     assert.equal(n, 0, 'no object left under the label');
-    assert.equal((JSON.parse(fs.readFileSync(rec, 'utf8')) as { instances: unknown[] }).instances.length, 0, 'record entry removed');
+    assert.equal(
+      (JSON.parse(fs.readFileSync(rec, 'utf8')) as { instances: unknown[] }).instances.length,
+      0,
+      'record entry removed',
+    );
     await km.close();
   });
 

@@ -33,18 +33,35 @@ before(() => {
 after(() => hsm.cleanup());
 
 function hcl(extra: string[] = [], pin = [`pin_file = "${pinFile}"`]): string {
-  return [`module_path = "${hsm.modulePath}"`, `token_label = "${hsm.label}"`, ...pin, `key_identifier_file = "${path.join(hsm.dir, 'server-id')}"`, ...extra].join('\n\n');
+  return [
+    `module_path = "${hsm.modulePath}"`,
+    `token_label = "${hsm.label}"`,
+    ...pin,
+    `key_identifier_file = "${path.join(hsm.dir, 'server-id')}"`,
+    ...extra,
+  ].join('\n\n');
 }
 
 async function start(env: NodeJS.ProcessEnv = {}, text: string | undefined = hcl()): Promise<SpawnedPlugin> {
-  return spawnPlugin({ command: SERVER_MAIN, type: 'KeyManager', side: 'server', env: { ...hsm.env, ...env }, trustDomain: 'example.org', ...(text !== undefined ? { hcl: text } : {}) });
+  return spawnPlugin({
+    command: SERVER_MAIN,
+    type: 'KeyManager',
+    side: 'server',
+    env: { ...hsm.env, ...env },
+    trustDomain: 'example.org',
+    ...(text !== undefined ? { hcl: text } : {}),
+  });
 }
 
 async function stop(p: SpawnedPlugin): Promise<void> {
   const { graceful } = await p.unload();
   assert.ok(graceful, 'plugin exited on unload');
   assert.deepEqual(p.logProblems(), [], 'every stderr line is hclog JSON');
-  assert.deepEqual(p.stderrLines.filter((l) => l.includes(hsm.pin)), [], 'the PIN never appears in the plugin log');
+  assert.deepEqual(
+    p.stderrLines.filter((l) => l.includes(hsm.pin)),
+    [],
+    'the PIN never appears in the plugin log',
+  );
 }
 
 const withClient = <T>(f: (c: Pkcs11Client) => Promise<T>): Promise<T> => withTokenClient(hsm, hsm.label, f);
@@ -73,12 +90,25 @@ describe('spawned server KeyManager: issue 12 hardening', () => {
     );
     const logs = p2.logs();
     const refusals = logs.filter((l) => l['@level'] === 'warn' && /refusing key object/.test(String(l['@message'])));
-    assert.ok(refusals.some((l) => l['cka_id'] === future.toString('hex')), 'the imported key is refused (logged with its CKA_ID)');
-    assert.ok(refusals.some((l) => l['cka_id'] === local.ckaId.toString('hex') && l['reason'] === 'not_recorded'), 'the unrecorded on-token key is refused');
+    assert.ok(
+      refusals.some((l) => l['cka_id'] === future.toString('hex')),
+      'the imported key is refused (logged with its CKA_ID)',
+    );
+    assert.ok(
+      refusals.some((l) => l['cka_id'] === local.ckaId.toString('hex') && l['reason'] === 'not_recorded'),
+      'the unrecorded on-token key is refused',
+    );
     assert.ok(!p2.stderrLines.some((l) => l.includes(imported.dHex)), 'no key material in the log');
     await stop(p2);
     await withClient(async (c) => {
-      const n = await c.withAnchor('count', () => c.findSync([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_LABEL, value: label }]).length);
+      const n = await c.withAnchor(
+        'count',
+        () =>
+          c.findSync([
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+            { type: pkcs11js.CKA_LABEL, value: label },
+          ]).length,
+      );
       assert.equal(n, 3, 'own key and both planted keys are all still on the token');
     });
   });
@@ -90,11 +120,22 @@ describe('spawned server KeyManager: issue 12 hardening', () => {
     const p = await start({}, undefined);
     const v = await p.conn.validate(hcl([], [`pin_file = "${loose}"`]));
     assert.equal(v.valid, false, 'Validate reports the exposed pin_file');
-    assert.ok(v.notes.some((n) => n.includes(`pin_file "${loose}" is accessible by group or others (mode 0640)`)), v.notes.join('\n'));
+    assert.ok(
+      v.notes.some((n) => n.includes(`pin_file "${loose}" is accessible by group or others (mode 0640)`)),
+      v.notes.join('\n'),
+    );
     assert.ok(!v.notes.some((n) => n.includes(hsm.pin)));
-    await expectCode(p.conn.configure(hcl([], [`pin_file = "${loose}"`])), FAILED_PRECONDITION, `pin_file "${loose}" is accessible by group or others (mode 0640)`);
+    await expectCode(
+      p.conn.configure(hcl([], [`pin_file = "${loose}"`])),
+      FAILED_PRECONDITION,
+      `pin_file "${loose}" is accessible by group or others (mode 0640)`,
+    );
     await p.conn.configure(hcl(['allow_insecure_pin_file = true'], [`pin_file = "${loose}"`]));
-    assert.ok(p.logs().some((l) => l['@level'] === 'warn' && /mode 0640.*allow_insecure_pin_file = true/.test(String(l['@message']))));
+    assert.ok(
+      p
+        .logs()
+        .some((l) => l['@level'] === 'warn' && /mode 0640.*allow_insecure_pin_file = true/.test(String(l['@message']))),
+    );
     await stop(p);
   });
 
@@ -114,7 +155,10 @@ describe('spawned server KeyManager: issue 12 hardening', () => {
          }));
        });\n`,
     );
-    const p = await start({ SPIRE_TEST_HSM_PIN: hsm.pin, NODE_OPTIONS: `--require ${probe}` }, hcl([], ['pin_env = "SPIRE_TEST_HSM_PIN"']));
+    const p = await start(
+      { SPIRE_TEST_HSM_PIN: hsm.pin, NODE_OPTIONS: `--require ${probe}` },
+      hcl([], ['pin_env = "SPIRE_TEST_HSM_PIN"']),
+    );
     const km = kmClient(p.conn.typeClient(KeyManagerClient));
     await km.generateKey('JWT-Signer-A', 1); // logged in with the PIN from the environment
     process.kill(p.pid, 'SIGUSR2');
@@ -129,6 +173,10 @@ describe('spawned server KeyManager: issue 12 hardening', () => {
     await p.conn.configure(hcl([], ['pin_env = "SPIRE_TEST_HSM_PIN"']));
     assert.ok(await km.getPublicKey('JWT-Signer-A'));
     await stop(p);
-    assert.equal(child.execFileSync('env', { encoding: 'utf8' }).includes('SPIRE_TEST_HSM_PIN'), false, 'test process env untouched');
+    assert.equal(
+      child.execFileSync('env', { encoding: 'utf8' }).includes('SPIRE_TEST_HSM_PIN'),
+      false,
+      'test process env untouched',
+    );
   });
 });

@@ -6,7 +6,16 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createSwtpm, setHierarchyAuth, type RunningSwtpm, type SwtpmInstance } from '../../../simulators/swtpm';
-import { DictionaryAttackLockReset, TPM_CC, TPM_RH, Tpm, TpmtPublic, execute, publicKeyOf, unmarshal } from '@spire-hw/tpm2';
+import {
+  DictionaryAttackLockReset,
+  TPM_CC,
+  TPM_RH,
+  Tpm,
+  TpmtPublic,
+  execute,
+  publicKeyOf,
+  unmarshal,
+} from '@spire-hw/tpm2';
 import { openTransport, resolveTpmLocation } from '@spire-hw/devid';
 import type { AttestStats } from '../../../plugins/tpm-devid-agent/attest';
 import { attestOnce, hclFor, makeLabCa, pemCerts, run, startAgent, tempDir, tool, tpmLoaded } from './helpers';
@@ -35,7 +44,18 @@ after(async () => {
 });
 
 async function provision(dir: string, extra: string[] = []): Promise<void> {
-  const r = await tool(['provision', '--tpm', sock, '--ca-cert', ca.certPath, '--ca-key', ca.keyPath, '--out-dir', dir, ...extra]);
+  const r = await tool([
+    'provision',
+    '--tpm',
+    sock,
+    '--ca-cert',
+    ca.certPath,
+    '--ca-key',
+    ca.keyPath,
+    '--out-dir',
+    dir,
+    ...extra,
+  ]);
   assert.equal(r.code, 0, r.err);
 }
 
@@ -55,7 +75,10 @@ for (const keyType of ['rsa', 'ecc'] as const) {
       assert.equal(o.error, undefined, JSON.stringify(o.error));
       assert.equal(o.verifyError, undefined);
       const leaf = pemCerts(readFileSync(join(dir, 'devid.crt.pem'), 'utf8'))[0]!;
-      assert.equal(o.result!.agentId, `spiffe://example.org/spire/agent/tpm_devid/${createHash('sha1').update(leaf).digest('hex')}`);
+      assert.equal(
+        o.result!.agentId,
+        `spiffe://example.org/spire/agent/tpm_devid/${createHash('sha1').update(leaf).digest('hex')}`,
+      );
       const chainCerts = pemCerts(readFileSync(ca.certPath, 'utf8')).concat(pemCerts(ca.rootPem));
       assert.deepEqual(o.result!.selectors, [
         `subject:cn:node-${keyType}`,
@@ -68,8 +91,20 @@ for (const keyType of ['rsa', 'ecc'] as const) {
       assert.equal(req.devIdCert.length, 2);
       assert.ok(req.ekCert.equals(inst.ekCerts.rsa2048));
       const json = JSON.parse(o.payload!.toString('utf8')) as Record<string, string>;
-      assert.deepEqual(Object.keys(json), ['DevIDCert', 'DevIDPub', 'EKCert', 'EKPub', 'AKPub', 'CertifiedDevID', 'CertificationSignature']);
-      assert.ok(json.EKPub!.startsWith('AAEACw') && json.AKPub!.startsWith('AAEACw') && json.CertifiedDevID!.startsWith('/1RDR'));
+      assert.deepEqual(Object.keys(json), [
+        'DevIDCert',
+        'DevIDPub',
+        'EKCert',
+        'EKPub',
+        'AKPub',
+        'CertifiedDevID',
+        'CertificationSignature',
+      ]);
+      assert.ok(
+        json.EKPub!.startsWith('AAEACw') &&
+          json.AKPub!.startsWith('AAEACw') &&
+          json.CertifiedDevID!.startsWith('/1RDR'),
+      );
       assert.ok(json.DevIDPub!.startsWith(keyType === 'rsa' ? 'AAEACw' : 'ACMACw'));
       assert.ok(json.CertificationSignature!.startsWith('ABQACwEA'));
       // command budget: 2 primaries (3 with an ECC DevID) + 1 Create, vs SPIRE's 4 + 1
@@ -90,28 +125,135 @@ test('tpm2-tools recipe + spire-tpm-devid import: the DevID attests', async () =
   const dir = join(work, 'tools-rsa');
   await fsp.mkdir(dir, { recursive: true });
   const env = { ...process.env, TPM2TOOLS_TCTI: tpmRun.tcti };
-  await run('tpm2_createprimary', ['-C', 'o', '-g', 'sha256', '-G', 'rsa2048:null:aes128cfb', '-a', 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda', '-c', 'srk.ctx'], env, dir);
-  await run('tpm2_create', ['-C', 'srk.ctx', '-G', 'rsa2048:rsassa-sha256', '-a', 'sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth', '-u', 'key.pub', '-r', 'key.priv'], env, dir);
+  await run(
+    'tpm2_createprimary',
+    [
+      '-C',
+      'o',
+      '-g',
+      'sha256',
+      '-G',
+      'rsa2048:null:aes128cfb',
+      '-a',
+      'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda',
+      '-c',
+      'srk.ctx',
+    ],
+    env,
+    dir,
+  );
+  await run(
+    'tpm2_create',
+    [
+      '-C',
+      'srk.ctx',
+      '-G',
+      'rsa2048:rsassa-sha256',
+      '-a',
+      'sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth',
+      '-u',
+      'key.pub',
+      '-r',
+      'key.priv',
+    ],
+    env,
+    dir,
+  );
   await run('tpm2_flushcontext', ['-t'], env, dir);
-  assert.equal(readFileSync(join(dir, 'key.pub')).readUInt16BE(0), readFileSync(join(dir, 'key.pub')).length - 2, 'tpm2-tools writes a TPM2B prefix');
+  assert.equal(
+    readFileSync(join(dir, 'key.pub')).readUInt16BE(0),
+    readFileSync(join(dir, 'key.pub')).length - 2,
+    'tpm2-tools writes a TPM2B prefix',
+  );
   // certificate for the key from its CSR-less public key: make one with openssl from the SPKI via the import step
-  const imp = await tool(['import', '--tpm', sock, '--priv', join(dir, 'key.priv'), '--pub', join(dir, 'key.pub'), '--out-dir', dir]);
+  const imp = await tool([
+    'import',
+    '--tpm',
+    sock,
+    '--priv',
+    join(dir, 'key.priv'),
+    '--pub',
+    join(dir, 'key.pub'),
+    '--out-dir',
+    dir,
+  ]);
   assert.equal(imp.code, 0, imp.err);
   assert.match(imp.out, /TPM2B \(tpm2-tools, size prefix stripped\)/);
   assert.match(imp.out, /load check: the key loads under the agent's H-1 RSA SRK/);
   assert.equal(readFileSync(join(dir, 'devid.pub.blob')).length, 280);
   assert.equal((await fsp.stat(join(dir, 'devid.priv.blob'))).mode & 0o777, 0o600);
   // issue the certificate with openssl from the key's public key (the tool's CSR path needs the key it creates)
-  const spkiPem = publicKeyOf(unmarshal(TpmtPublic, readFileSync(join(dir, 'devid.pub.blob')))).export({ type: 'spki', format: 'pem' }).toString();
+  const spkiPem = publicKeyOf(unmarshal(TpmtPublic, readFileSync(join(dir, 'devid.pub.blob'))))
+    .export({ type: 'spki', format: 'pem' })
+    .toString();
   await fsp.writeFile(join(dir, 'key.spki.pem'), spkiPem);
-  await fsp.writeFile(join(dir, 'leaf.ext'), 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n');
-  await run('openssl', ['x509', '-new', '-subj', '/CN=node-tpm2tools', '-force_pubkey', join(dir, 'key.spki.pem'), '-CA', ca.certPath, '-CAkey', ca.keyPath, '-days', '2', '-extfile', join(dir, 'leaf.ext'), '-out', join(dir, 'leaf.pem')], process.env, dir)
-    .catch(async () => {
-      // OpenSSL 3.0 has no "x509 -new": sign a dummy CSR and force the public key
-      await run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'dummy.key'), '-subj', '/CN=node-tpm2tools', '-out', join(dir, 'dummy.csr')]);
-      await run('openssl', ['x509', '-req', '-in', join(dir, 'dummy.csr'), '-force_pubkey', join(dir, 'key.spki.pem'), '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial', '-days', '2', '-extfile', join(dir, 'leaf.ext'), '-out', join(dir, 'leaf.pem')]);
-    });
-  await fsp.writeFile(join(dir, 'devid.crt.pem'), readFileSync(join(dir, 'leaf.pem'), 'utf8') + readFileSync(ca.certPath, 'utf8'));
+  await fsp.writeFile(
+    join(dir, 'leaf.ext'),
+    'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n',
+  );
+  await run(
+    'openssl',
+    [
+      'x509',
+      '-new',
+      '-subj',
+      '/CN=node-tpm2tools',
+      '-force_pubkey',
+      join(dir, 'key.spki.pem'),
+      '-CA',
+      ca.certPath,
+      '-CAkey',
+      ca.keyPath,
+      '-days',
+      '2',
+      '-extfile',
+      join(dir, 'leaf.ext'),
+      '-out',
+      join(dir, 'leaf.pem'),
+    ],
+    process.env,
+    dir,
+  ).catch(async () => {
+    // OpenSSL 3.0 has no "x509 -new": sign a dummy CSR and force the public key
+    await run('openssl', [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      join(dir, 'dummy.key'),
+      '-subj',
+      '/CN=node-tpm2tools',
+      '-out',
+      join(dir, 'dummy.csr'),
+    ]);
+    await run('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      join(dir, 'dummy.csr'),
+      '-force_pubkey',
+      join(dir, 'key.spki.pem'),
+      '-CA',
+      ca.certPath,
+      '-CAkey',
+      ca.keyPath,
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      join(dir, 'leaf.ext'),
+      '-out',
+      join(dir, 'leaf.pem'),
+    ]);
+  });
+  await fsp.writeFile(
+    join(dir, 'devid.crt.pem'),
+    readFileSync(join(dir, 'leaf.pem'), 'utf8') + readFileSync(ca.certPath, 'utf8'),
+  );
   const { plugin, client } = await startAgent(hclFor({ tpm: sock, dir }));
   try {
     const o = await attestOnce(client, vcfg);
@@ -143,12 +285,57 @@ test('a key made under a non-SPIRE SRK (tpm2-tools defaults, no noda) is refused
   const dir = join(work, 'tools-wrong-srk');
   await fsp.mkdir(dir, { recursive: true });
   const env = { ...process.env, TPM2TOOLS_TCTI: tpmRun.tcti };
-  await run('tpm2_createprimary', ['-C', 'o', '-g', 'sha256', '-G', 'rsa2048:null:aes128cfb', '-a', 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth', '-c', 'srk.ctx'], env, dir);
-  await run('tpm2_create', ['-C', 'srk.ctx', '-G', 'rsa2048:rsassa-sha256', '-a', 'sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth', '-u', 'key.pub', '-r', 'key.priv'], env, dir);
+  await run(
+    'tpm2_createprimary',
+    [
+      '-C',
+      'o',
+      '-g',
+      'sha256',
+      '-G',
+      'rsa2048:null:aes128cfb',
+      '-a',
+      'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth',
+      '-c',
+      'srk.ctx',
+    ],
+    env,
+    dir,
+  );
+  await run(
+    'tpm2_create',
+    [
+      '-C',
+      'srk.ctx',
+      '-G',
+      'rsa2048:rsassa-sha256',
+      '-a',
+      'sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth',
+      '-u',
+      'key.pub',
+      '-r',
+      'key.priv',
+    ],
+    env,
+    dir,
+  );
   await run('tpm2_flushcontext', ['-t'], env, dir);
-  const r = await tool(['import', '--tpm', sock, '--priv', join(dir, 'key.priv'), '--pub', join(dir, 'key.pub'), '--out-dir', dir]);
+  const r = await tool([
+    'import',
+    '--tpm',
+    sock,
+    '--priv',
+    join(dir, 'key.priv'),
+    '--pub',
+    join(dir, 'key.pub'),
+    '--out-dir',
+    dir,
+  ]);
   assert.equal(r.code, 1);
-  assert.match(r.err, /TPM_RC_INTEGRITY \(parameter 1\): the key blob was not created under this storage root key — TPM cleared, wrong SRK template, or another TPM/);
+  assert.match(
+    r.err,
+    /TPM_RC_INTEGRITY \(parameter 1\): the key blob was not created under this storage root key — TPM cleared, wrong SRK template, or another TPM/,
+  );
   await assert.rejects(fsp.stat(join(dir, 'devid.priv.blob')));
   await expectNothingLoaded();
 });
@@ -183,8 +370,27 @@ describe('hierarchy and DevID passwords (swtpm over TCP, passwords set with tpm2
   for (const keyType of ['rsa', 'ecc'] as const) {
     test(`${keyType.toUpperCase()} DevID with owner/endorsement/devid passwords attests`, async () => {
       const dir = join(work, `pw-${keyType}`);
-      const r = await tool(['provision', '--tpm', url, '--key-type', keyType, '--ca-cert', ca.certPath, '--ca-key', ca.keyPath, '--out-dir', dir,
-        '--owner-password', owner, '--devid-password', 'env:DEVID_PW'], process.cwd(), { ...process.env, DEVID_PW: devid });
+      const r = await tool(
+        [
+          'provision',
+          '--tpm',
+          url,
+          '--key-type',
+          keyType,
+          '--ca-cert',
+          ca.certPath,
+          '--ca-key',
+          ca.keyPath,
+          '--out-dir',
+          dir,
+          '--owner-password',
+          owner,
+          '--devid-password',
+          'env:DEVID_PW',
+        ],
+        process.cwd(),
+        { ...process.env, DEVID_PW: devid },
+      );
       assert.equal(r.code, 0, r.err);
       const { plugin, client } = await startAgent(hclFor({ tpm: url, dir, owner, endorsement, devid }));
       try {
@@ -207,9 +413,18 @@ describe('hierarchy and DevID passwords (swtpm over TCP, passwords set with tpm2
     // the message would be redacted out of it.
     const WRONG = 'Bad-Pw-7731';
     const cases: { hcl: string; re: RegExp }[] = [
-      { hcl: hclFor({ tpm: url, dir, owner, endorsement, devid: WRONG }), re: /unable to certify DevID: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\): wrong password for the DevID key \(devid_password\)/ },
-      { hcl: hclFor({ tpm: url, dir, owner: WRONG, endorsement, devid }), re: /unable to create storage root key: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\): wrong password for the hierarchy/ },
-      { hcl: hclFor({ tpm: url, dir, owner, endorsement: WRONG, devid }), re: /unable to create endorsement key: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\)/ },
+      {
+        hcl: hclFor({ tpm: url, dir, owner, endorsement, devid: WRONG }),
+        re: /unable to certify DevID: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\): wrong password for the DevID key \(devid_password\)/,
+      },
+      {
+        hcl: hclFor({ tpm: url, dir, owner: WRONG, endorsement, devid }),
+        re: /unable to create storage root key: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\): wrong password for the hierarchy/,
+      },
+      {
+        hcl: hclFor({ tpm: url, dir, owner, endorsement: WRONG, devid }),
+        re: /unable to create endorsement key: TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\)/,
+      },
     ];
     for (const c of cases) {
       const { plugin, client } = await startAgent(c.hcl);
@@ -226,7 +441,17 @@ describe('hierarchy and DevID passwords (swtpm over TCP, passwords set with tpm2
       await daReset();
     }
     // the tool too
-    const r = await tool(['provision', '--tpm', url, '--csr-out', join(work, 'x.csr'), '--out-dir', join(work, 'x'), '--owner-password', 'nope']);
+    const r = await tool([
+      'provision',
+      '--tpm',
+      url,
+      '--csr-out',
+      join(work, 'x.csr'),
+      '--out-dir',
+      join(work, 'x'),
+      '--owner-password',
+      'nope',
+    ]);
     assert.equal(r.code, 1);
     assert.match(r.err, /TPM_RC_(AUTH_FAIL|BAD_AUTH) \(session 1\): wrong password/);
     await daReset();
@@ -253,7 +478,19 @@ test('leak check: 12 attestations incl. failing ones (bad challenge, cancelled, 
         // a garbage challenge: the agent must fail in ActivateCredential and flush
         const call = good.client.aidAttestation();
         const err = await new Promise<{ code?: number; details?: string }>((resolve) => {
-          call.on('data', () => call.write({ challenge: Buffer.from(JSON.stringify({ DevID: Buffer.alloc(32, 1).toString('base64'), CredActivation: { Credential: Buffer.concat([Buffer.from([0, 32]), Buffer.alloc(66, 2)]).toString('base64'), Secret: Buffer.alloc(256, 3).toString('base64') } })) }));
+          call.on('data', () =>
+            call.write({
+              challenge: Buffer.from(
+                JSON.stringify({
+                  DevID: Buffer.alloc(32, 1).toString('base64'),
+                  CredActivation: {
+                    Credential: Buffer.concat([Buffer.from([0, 32]), Buffer.alloc(66, 2)]).toString('base64'),
+                    Secret: Buffer.alloc(256, 3).toString('base64'),
+                  },
+                }),
+              ),
+            }),
+          );
           call.on('error', resolve);
           call.on('end', () => resolve({}));
         });

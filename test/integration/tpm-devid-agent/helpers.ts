@@ -6,7 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentNodeAttestor } from '@spire-hw/sdk';
 import { startInProcess } from '@spire-hw/sdk/testing';
-import { NodeAttestorClient, type PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import {
+  NodeAttestorClient,
+  type PayloadOrChallengeResponse,
+} from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { TpmDevidAgent, type AgentOverrides } from '../../../plugins/tpm-devid-agent/plugin';
 import { main as toolMain } from '../../../plugins/tools/tpm-devid/cli';
 import { Tpm, loadedHandles } from '@spire-hw/tpm2';
@@ -28,14 +31,62 @@ export function tempDir(prefix: string): string {
 }
 
 /** A lab DevID CA (root + intermediate, ECDSA P-256) made with openssl. */
-export async function makeLabCa(dir: string): Promise<{ rootPem: string; chainPem: string; keyPath: string; certPath: string; rootPath: string }> {
+export async function makeLabCa(
+  dir: string,
+): Promise<{ rootPem: string; chainPem: string; keyPath: string; certPath: string; rootPath: string }> {
   await fsp.mkdir(dir, { recursive: true });
   const p = (f: string) => join(dir, f);
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p('root.key'), '-out', p('root.pem'),
-    '-subj', '/CN=devid-root', '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
-  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('int.key'), '-out', p('int.csr'), '-subj', '/CN=devid-intermediate']);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    p('root.key'),
+    '-out',
+    p('root.pem'),
+    '-subj',
+    '/CN=devid-root',
+    '-days',
+    '30',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign',
+  ]);
+  await run('openssl', [
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    p('int.key'),
+    '-out',
+    p('int.csr'),
+    '-subj',
+    '/CN=devid-intermediate',
+  ]);
   await fsp.writeFile(p('int.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n');
-  await run('openssl', ['x509', '-req', '-in', p('int.csr'), '-CA', p('root.pem'), '-CAkey', p('root.key'), '-CAcreateserial', '-out', p('int.pem'), '-days', '30', '-extfile', p('int.ext')]);
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    p('int.csr'),
+    '-CA',
+    p('root.pem'),
+    '-CAkey',
+    p('root.key'),
+    '-CAcreateserial',
+    '-out',
+    p('int.pem'),
+    '-days',
+    '30',
+    '-extfile',
+    p('int.ext'),
+  ]);
   const rootPem = await fsp.readFile(p('root.pem'), 'utf8');
   const intPem = await fsp.readFile(p('int.pem'), 'utf8');
   // the CA file given to the tool: issuer (intermediate) first; the root stays out of the agent's chain
@@ -44,7 +95,11 @@ export async function makeLabCa(dir: string): Promise<{ rootPem: string; chainPe
 }
 
 /** Runs the CLI in-process; returns exit code and output. */
-export async function tool(args: string[], cwd = process.cwd(), env: Record<string, string | undefined> = process.env): Promise<{ code: number; out: string; err: string }> {
+export async function tool(
+  args: string[],
+  cwd = process.cwd(),
+  env: Record<string, string | undefined> = process.env,
+): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const code = await toolMain(args, { out: (s) => (out += s), err: (s) => (err += s), env, cwd });
@@ -117,7 +172,9 @@ export async function startAgent(hcl: string, overrides: AgentOverrides = {}) {
 }
 
 /** Transient objects and sessions currently loaded in the TPM at `tpmPath`. */
-export async function tpmLoaded(tpmPath: string): Promise<{ transient: number[]; hmacSessions: number[]; policySessions: number[] }> {
+export async function tpmLoaded(
+  tpmPath: string,
+): Promise<{ transient: number[]; hmacSessions: number[]; policySessions: number[] }> {
   const tpm = new Tpm(await openTransport(await resolveTpmLocation(tpmPath)));
   try {
     return await loadedHandles(tpm);

@@ -10,7 +10,8 @@ import { serverNodeAttestor } from '@spire-hw/sdk';
 import { startInProcess } from '@spire-hw/sdk/testing';
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
 import {
-  NodeAttestorClient as ServerNAClient, type AttestResponse,
+  NodeAttestorClient as ServerNAClient,
+  type AttestResponse,
 } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import type { PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { hclFor, makeLabCa, pemCerts, startAgent, tempDir, tool, tpmLoaded } from './helpers';
@@ -39,7 +40,10 @@ interface Relayed {
 }
 
 /** Relays one attestation between the agent plugin and the server plugin. */
-function relay(agent: ReturnType<typeof startAgent> extends Promise<infer T> ? T : never, server: InstanceType<typeof ServerNAClient>): Promise<Relayed> {
+function relay(
+  agent: ReturnType<typeof startAgent> extends Promise<infer T> ? T : never,
+  server: InstanceType<typeof ServerNAClient>,
+): Promise<Relayed> {
   return new Promise((resolve) => {
     const a = agent.client.aidAttestation();
     const s = server.attest();
@@ -53,7 +57,8 @@ function relay(agent: ReturnType<typeof startAgent> extends Promise<infer T> ? T
     };
     a.on('data', (m: PayloadOrChallengeResponse) => {
       if (m.data?.$case === 'payload') s.write({ request: { $case: 'payload', payload: m.data.payload } });
-      else if (m.data?.$case === 'challengeResponse') s.write({ request: { $case: 'challengeResponse', challengeResponse: m.data.challengeResponse } });
+      else if (m.data?.$case === 'challengeResponse')
+        s.write({ request: { $case: 'challengeResponse', challengeResponse: m.data.challengeResponse } });
     });
     s.on('data', (m: AttestResponse) => {
       if (m.response?.$case === 'challenge') a.write({ challenge: m.response.challenge });
@@ -62,8 +67,12 @@ function relay(agent: ReturnType<typeof startAgent> extends Promise<infer T> ? T
         end({ agentId: at.spiffeId, selectors: at.selectorValues, canReattest: at.canReattest });
       }
     });
-    a.on('error', (e: Error & { code?: number; details?: string }) => end({ error: `agent: ${e.details ?? e.message}` }));
-    s.on('error', (e: Error & { code?: number; details?: string }) => end({ error: `server: ${e.details ?? e.message}` }));
+    a.on('error', (e: Error & { code?: number; details?: string }) =>
+      end({ error: `agent: ${e.details ?? e.message}` }),
+    );
+    s.on('error', (e: Error & { code?: number; details?: string }) =>
+      end({ error: `server: ${e.details ?? e.message}` }),
+    );
   });
 }
 
@@ -72,18 +81,39 @@ for (const keyType of ['rsa', 'ecc'] as const) {
     const ca = await makeLabCa(join(work, `ca-${keyType}`));
     const dir = join(work, keyType);
     const url = `tcp://127.0.0.1:${tpmRun.port!}`;
-    const p = await tool(['provision', '--tpm', url, '--key-type', keyType, '--ca-cert', ca.certPath, '--ca-key', ca.keyPath, '--subject-cn', `srv-${keyType}`, '--out-dir', dir]);
+    const p = await tool([
+      'provision',
+      '--tpm',
+      url,
+      '--key-type',
+      keyType,
+      '--ca-cert',
+      ca.certPath,
+      '--ca-key',
+      ca.keyPath,
+      '--subject-cn',
+      `srv-${keyType}`,
+      '--out-dir',
+      dir,
+    ]);
     assert.equal(p.code, 0, p.err);
     const devidCa = join(work, `devid-ca-${keyType}.pem`);
     await fsp.writeFile(devidCa, ca.rootPem);
     const serverHcl = `devid_ca_path = ${JSON.stringify(devidCa)}\nendorsement_ca_path = ${JSON.stringify(inst.ca.issuerCertPath)}`;
-    const srv = await startInProcess(serverNodeAttestor(new TpmDevidServer()), { hcl: serverHcl, trustDomain: 'example.org', captureLogs: true });
+    const srv = await startInProcess(serverNodeAttestor(new TpmDevidServer()), {
+      hcl: serverHcl,
+      trustDomain: 'example.org',
+      captureLogs: true,
+    });
     const agent = await startAgent(hclFor({ tpm: url, dir }));
     try {
       const r = await relay(agent, srv.client(ServerNAClient));
       assert.equal(r.error, undefined);
       const leaf = pemCerts(readFileSync(join(dir, 'devid.crt.pem'), 'utf8'))[0]!;
-      assert.equal(r.agentId, `spiffe://example.org/spire/agent/tpm_devid/${createHash('sha1').update(leaf).digest('hex')}`);
+      assert.equal(
+        r.agentId,
+        `spiffe://example.org/spire/agent/tpm_devid/${createHash('sha1').update(leaf).digest('hex')}`,
+      );
       assert.equal(r.canReattest, true);
       assert.ok(r.selectors!.includes(`subject:cn:srv-${keyType}`));
       assert.ok(r.selectors!.includes('issuer:cn:devid-intermediate'));
@@ -91,13 +121,20 @@ for (const keyType of ['rsa', 'ecc'] as const) {
       // a server that does not trust the DevID CA refuses before any challenge; the agent flushes
       const wrongCa = join(work, `wrong-ca-${keyType}.pem`);
       await fsp.writeFile(wrongCa, inst.ca.rootCertPem);
-      await srv.configure(`devid_ca_path = ${JSON.stringify(wrongCa)}\nendorsement_ca_path = ${JSON.stringify(inst.ca.issuerCertPath)}`, 'example.org');
+      await srv.configure(
+        `devid_ca_path = ${JSON.stringify(wrongCa)}\nendorsement_ca_path = ${JSON.stringify(inst.ca.issuerCertPath)}`,
+        'example.org',
+      );
       const bad = await relay(agent, srv.client(ServerNAClient));
       assert.match(bad.error ?? '', /unable to verify DevID signature/);
     } finally {
       await agent.plugin.close();
       await srv.close();
     }
-    assert.deepEqual(await tpmLoaded(`tcp://127.0.0.1:${tpmRun.port!}`), { transient: [], hmacSessions: [], policySessions: [] });
+    assert.deepEqual(await tpmLoaded(`tcp://127.0.0.1:${tpmRun.port!}`), {
+      transient: [],
+      hmacSessions: [],
+      policySessions: [],
+    });
   });
 }

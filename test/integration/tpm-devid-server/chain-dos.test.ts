@@ -50,25 +50,41 @@ test('crafted loop chains are refused at once; an honest attestation in parallel
   const attacks: { what: string; payload: Buffer; expect: RegExp }[] = [];
   for (let n = 1; n <= 7; n++) {
     const c = loopChain(ec, n);
-    attacks.push({ what: `EC n=${n}`, payload: tpm.payload({ devIdCert: [c.leaf, ...c.intermediates] }), expect: /^unable to verify DevID signature: verification failed: x509: certificate signed by unknown authority/ });
+    attacks.push({
+      what: `EC n=${n}`,
+      payload: tpm.payload({ devIdCert: [c.leaf, ...c.intermediates] }),
+      expect: /^unable to verify DevID signature: verification failed: x509: certificate signed by unknown authority/,
+    });
   }
   for (let n = 1; n <= RSA_MAX; n++) {
     const c = loopChain(rsa, n);
-    attacks.push({ what: `RSA-bige n=${n}`, payload: tpm.payload({ devIdCert: [c.leaf, ...c.intermediates] }), expect: /^unable to parse DevID certificate: unsupported public key: RSA public exponent of 30\d\d bits is outside 3\.\.2\^32-1$/ });
+    attacks.push({
+      what: `RSA-bige n=${n}`,
+      payload: tpm.payload({ devIdCert: [c.leaf, ...c.intermediates] }),
+      expect:
+        /^unable to parse DevID certificate: unsupported public key: RSA public exponent of 30\d\d bits is outside 3\.\.2\^32-1$/,
+    });
   }
   // intermediates with distinct SANs are not "the same certificate" (Go's rule), so they are tried in every order:
   // the 100-check budget stops it with Go's message
   const sanExt = (i: number) => seq(oid('2.5.29.17'), tlv(0x04, seq(tlv(0x82, Buffer.from(`i${i}.example`)))));
   const sanLeaf = craftCert({ subject: 'loop-leaf', issuer: 'loop', signer: ec, ca: false });
-  const sanInters = Array.from({ length: 7 }, (_, i) => craftCert({ subject: 'loop', issuer: 'loop', signer: ec, ca: true, extensions: [sanExt(i)] }));
+  const sanInters = Array.from({ length: 7 }, (_, i) =>
+    craftCert({ subject: 'loop', issuer: 'loop', signer: ec, ca: true, extensions: [sanExt(i)] }),
+  );
   attacks.push({
     what: 'EC n=7, distinct SANs',
     payload: tpm.payload({ devIdCert: [sanLeaf, ...sanInters] }),
-    expect: /^unable to verify DevID signature: verification failed: x509: signature check attempts limit reached while verifying certificate chain$/,
+    expect:
+      /^unable to verify DevID signature: verification failed: x509: signature check attempts limit reached while verifying certificate chain$/,
   });
   // 8 intermediates: more certificates than an AttestationRequest may carry
   const c8 = loopChain(ec, 8);
-  attacks.push({ what: 'EC n=8', payload: tpm.payload({ devIdCert: [c8.leaf, ...c8.intermediates] }), expect: /DevIDCert.*(too many|too long|exceeds)/i });
+  attacks.push({
+    what: 'EC n=8',
+    payload: tpm.payload({ devIdCert: [c8.leaf, ...c8.intermediates] }),
+    expect: /DevIDCert.*(too many|too long|exceeds)/i,
+  });
 
   // one by one: each refused with InvalidArgument, and what it cost the plugin (asserted once all figures are printed)
   const checks: (() => void)[] = [];

@@ -31,7 +31,10 @@ after(async () => {
 test('spawned plugin: valid attestation, then malformed payloads and responses; process stays up', async () => {
   const ok = await runFlow(client, tpm.payload(), (c) => tpm.answer(c));
   assert.equal(ok.error, undefined, ok.error?.details);
-  assert.equal(ok.attributes?.spiffeId, `spiffe://example.org/spire/agent/tpm_devid/${createHash('sha1').update(tpm.devIdCert.der).digest('hex')}`);
+  assert.equal(
+    ok.attributes?.spiffeId,
+    `spiffe://example.org/spire/agent/tpm_devid/${createHash('sha1').update(tpm.devIdCert.der).digest('hex')}`,
+  );
 
   const bad: [Buffer, string | RegExp][] = [
     [Buffer.from('{"DevIDCert": 5}'), /^unable to unmarshall attestation data: json: cannot unmarshal number/],
@@ -51,7 +54,10 @@ test('spawned plugin: valid attestation, then malformed payloads and responses; 
   const arrResp = await runFlow(client, tpm.payload(), () => Buffer.from('{"DevID": [1]}'));
   assert.match(arrResp.error!.details, /^devID challenge verification failed: /);
   const badResp = await runFlow(client, tpm.payload(), () => Buffer.from('{"DevID": [1, 256]}'));
-  assert.equal(badResp.error?.details, 'unable to unmarshall challenges response: json: cannot unmarshal number 256 into Go struct field ChallengeResponse.DevID of type uint8');
+  assert.equal(
+    badResp.error?.details,
+    'unable to unmarshall challenges response: json: cannot unmarshal number 256 into Go struct field ChallengeResponse.DevID of type uint8',
+  );
 
   assert.ok(p.alive(), 'plugin process still running');
   const again = await runFlow(client, tpm.payload(), (c) => tpm.answer(c));

@@ -13,7 +13,12 @@ import { startInProcess, type InProcessPlugin } from '@spire-hw/sdk/testing';
 import { serverNodeAttestor } from '@spire-hw/sdk';
 import { NodeAttestorClient } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
-import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '@spire-hw/devid';
+import {
+  decodeChallengeRequest,
+  encodeAttestationRequest,
+  encodeChallengeResponse,
+  type AttestationRequest,
+} from '@spire-hw/devid';
 import { TPM_ALG, checkPublic, publicKeyOf } from '@spire-hw/tpm2';
 import { tools, toolsCredentialFile } from '../lib/tpm2/swtpm/helpers';
 import { CA_KU, KU, genKey, issue, pem, type Cert } from '../../unit/tpm-devid-server/fixtures';
@@ -57,16 +62,67 @@ function firstDer(b: Buffer): Buffer {
 }
 
 /** EK (L-1 via tpm2_createek -G rsa), EK cert from NV, H-1 SRK, a DevID and a fresh AK under it. */
-async function provision(d: Device, tag: string): Promise<{ ekTpmt: Buffer; ekCert: Buffer; devIdTpmt: Buffer; akTpmt: Buffer }> {
+async function provision(
+  d: Device,
+  tag: string,
+): Promise<{ ekTpmt: Buffer; ekCert: Buffer; devIdTpmt: Buffer; akTpmt: Buffer }> {
   const { t } = d;
   await t('tpm2_createek', '-c', `ek${tag}.ctx`, '-G', 'rsa', '-u', `ek${tag}.pub`);
   await t('tpm2_readpublic', '-c', `ek${tag}.ctx`, '-f', 'tpmt', '-o', `ek${tag}.tpmt`);
   await t('tpm2_nvread', '-C', 'o', '-o', `ekcert${tag}.der`, '0x01C00002');
-  await t('tpm2_createprimary', '-C', 'o', '-g', 'sha256', '-G', 'rsa2048:null:aes128cfb', '-a', SRK_ATTRS, '-c', `srk${tag}.ctx`);
-  await t('tpm2_create', '-C', `srk${tag}.ctx`, '-G', 'rsa2048:rsassa-sha256', '-a', 'sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth', '-u', `devid${tag}.pub`, '-r', `devid${tag}.priv`);
-  await t('tpm2_load', '-C', `srk${tag}.ctx`, '-u', `devid${tag}.pub`, '-r', `devid${tag}.priv`, '-c', `devid${tag}.ctx`);
+  await t(
+    'tpm2_createprimary',
+    '-C',
+    'o',
+    '-g',
+    'sha256',
+    '-G',
+    'rsa2048:null:aes128cfb',
+    '-a',
+    SRK_ATTRS,
+    '-c',
+    `srk${tag}.ctx`,
+  );
+  await t(
+    'tpm2_create',
+    '-C',
+    `srk${tag}.ctx`,
+    '-G',
+    'rsa2048:rsassa-sha256',
+    '-a',
+    'sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth',
+    '-u',
+    `devid${tag}.pub`,
+    '-r',
+    `devid${tag}.priv`,
+  );
+  await t(
+    'tpm2_load',
+    '-C',
+    `srk${tag}.ctx`,
+    '-u',
+    `devid${tag}.pub`,
+    '-r',
+    `devid${tag}.priv`,
+    '-c',
+    `devid${tag}.ctx`,
+  );
   await t('tpm2_readpublic', '-c', `devid${tag}.ctx`, '-f', 'tpmt', '-o', `devid${tag}.tpmt`);
-  await t('tpm2_create', '-C', `srk${tag}.ctx`, '-G', 'rsa2048:rsassa-sha256:null', '-g', 'sha256', '-a', 'restricted|sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth', '-u', `ak${tag}.pub`, '-r', `ak${tag}.priv`);
+  await t(
+    'tpm2_create',
+    '-C',
+    `srk${tag}.ctx`,
+    '-G',
+    'rsa2048:rsassa-sha256:null',
+    '-g',
+    'sha256',
+    '-a',
+    'restricted|sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth',
+    '-u',
+    `ak${tag}.pub`,
+    '-r',
+    `ak${tag}.priv`,
+  );
   await t('tpm2_load', '-C', `srk${tag}.ctx`, '-u', `ak${tag}.pub`, '-r', `ak${tag}.priv`, '-c', `ak${tag}.ctx`);
   await t('tpm2_readpublic', '-c', `ak${tag}.ctx`, '-f', 'tpmt', '-o', `ak${tag}.tpmt`);
   return {
@@ -78,13 +134,37 @@ async function provision(d: Device, tag: string): Promise<{ ekTpmt: Buffer; ekCe
 }
 
 /** TPM2_Certify(object by AK), TPMS_ATTEST + TPMT_SIGNATURE as tpm2-tools writes them. */
-async function certify(d: Device, objectCtx: string, akCtx: string, tag: string): Promise<{ attest: Buffer; sig: Buffer }> {
-  await d.t('tpm2_certify', '-c', objectCtx, '-C', akCtx, '-g', 'sha256', '-o', `attest${tag}.bin`, '-s', `sig${tag}.bin`);
+async function certify(
+  d: Device,
+  objectCtx: string,
+  akCtx: string,
+  tag: string,
+): Promise<{ attest: Buffer; sig: Buffer }> {
+  await d.t(
+    'tpm2_certify',
+    '-c',
+    objectCtx,
+    '-C',
+    akCtx,
+    '-g',
+    'sha256',
+    '-o',
+    `attest${tag}.bin`,
+    '-s',
+    `sig${tag}.bin`,
+  );
   return { attest: file(d, `attest${tag}.bin`), sig: file(d, `sig${tag}.bin`) };
 }
 
 /** The agent's answer: tpm2_sign (PoP, SHA-256) and tpm2_activatecredential (EK via PolicySecret(endorsement)). */
-async function answer(d: Device, challenge: Buffer, devIdCtx: string, akCtx: string, ekCtx: string, tag: string): Promise<Buffer> {
+async function answer(
+  d: Device,
+  challenge: Buffer,
+  devIdCtx: string,
+  akCtx: string,
+  ekCtx: string,
+  tag: string,
+): Promise<Buffer> {
   const c = decodeChallengeRequest(challenge);
   if (!c.ok) throw c.error;
   writeFileSync(join(d.dir, `nonce${tag}.bin`), c.value.devId);
@@ -93,12 +173,31 @@ async function answer(d: Device, challenge: Buffer, devIdCtx: string, akCtx: str
   return encodeChallengeResponse({ devId: file(d, `pop${tag}.sig`), credActivation: cred });
 }
 
-async function activate(d: Device, credential: Buffer, secret: Buffer, akCtx: string, ekCtx: string, tag: string): Promise<Buffer> {
+async function activate(
+  d: Device,
+  credential: Buffer,
+  secret: Buffer,
+  akCtx: string,
+  ekCtx: string,
+  tag: string,
+): Promise<Buffer> {
   writeFileSync(join(d.dir, `cred${tag}.bin`), toolsCredentialFile(credential, secret));
   await d.t('tpm2_startauthsession', '--policy-session', '-S', `s${tag}.ctx`);
   try {
     await d.t('tpm2_policysecret', '-S', `s${tag}.ctx`, '-c', 'e');
-    await d.t('tpm2_activatecredential', '-c', akCtx, '-C', ekCtx, '-i', `cred${tag}.bin`, '-o', `out${tag}.bin`, '-P', `session:s${tag}.ctx`);
+    await d.t(
+      'tpm2_activatecredential',
+      '-c',
+      akCtx,
+      '-C',
+      ekCtx,
+      '-i',
+      `cred${tag}.bin`,
+      '-o',
+      `out${tag}.bin`,
+      '-P',
+      `session:s${tag}.ctx`,
+    );
   } finally {
     await d.t('tpm2_flushcontext', `s${tag}.ctx`).catch(() => undefined);
   }
@@ -118,7 +217,13 @@ before(async () => {
   assert.ok(devIdPub.type === TPM_ALG.RSA);
   const key = publicKeyOf(devIdPub);
   devIdCa = await issue({ name: 'devid-test-ca', ca: true, keyUsage: CA_KU });
-  devIdCert = await issue({ name: 'swtpm-device-a', issuer: devIdCa, key: genKey('rsa'), subjectPublicKey: key, keyUsage: KU.digitalSignature });
+  devIdCert = await issue({
+    name: 'swtpm-device-a',
+    issuer: devIdCa,
+    key: genKey('rsa'),
+    subjectPublicKey: key,
+    keyUsage: KU.digitalSignature,
+  });
   writeFileSync(join(workDir, 'devid-ca.pem'), pem(devIdCa.der));
   // endorsement_ca_path: the swtpm-localca issuing CAs of both simulators (each is an anchor)
   writeFileSync(join(workDir, 'endorsement-ca.pem'), A.inst.ca.issuerCertPem + B.inst.ca.issuerCertPem);
@@ -157,16 +262,25 @@ test('payload from tpm2-tools has the SPIRE shapes (TPMS_ATTEST magic, RSASSA TP
 });
 
 test('swtpm A: the server accepts; the answer comes from tpm2_sign + tpm2_activatecredential', async () => {
-  const r = await runFlow(client, encodeAttestationRequest(base), (c) => answer(A, c, 'devida.ctx', 'aka.ctx', 'eka.ctx', 'ok'), 120_000);
+  const r = await runFlow(
+    client,
+    encodeAttestationRequest(base),
+    (c) => answer(A, c, 'devida.ctx', 'aka.ctx', 'eka.ctx', 'ok'),
+    120_000,
+  );
   assert.equal(r.error, undefined, r.error?.details);
   assert.deepEqual(r.attributes, {
     spiffeId: `spiffe://${TD}/spire/agent/tpm_devid/${createHash('sha1').update(devIdCert.der).digest('hex')}`,
-    selectorValues: ['subject:cn:swtpm-device-a', 'issuer:cn:devid-test-ca', `ca:fingerprint:${createHash('sha1').update(devIdCa.der).digest('hex')}`],
+    selectorValues: [
+      'subject:cn:swtpm-device-a',
+      'issuer:cn:devid-test-ca',
+      `ca:fingerprint:${createHash('sha1').update(devIdCa.der).digest('hex')}`,
+    ],
     canReattest: true,
   });
 });
 
-test('a different swtpm (B) cannot answer the credential challenge bound to A\'s EK and AK', async () => {
+test("a different swtpm (B) cannot answer the credential challenge bound to A's EK and AK", async () => {
   const pb = await provision(B, 'b');
   void pb;
   let tpmError: unknown;
@@ -181,7 +295,14 @@ test('a different swtpm (B) cannot answer the credential challenge bound to A\'s
       await A.t('tpm2_sign', '-c', 'devida.ctx', '-g', 'sha256', '-f', 'plain', '-o', 'popb.sig', 'nonceb.bin');
       let cred: Buffer;
       try {
-        cred = await activate(B, good.value.credActivation.credential, good.value.credActivation.secret, 'akb.ctx', 'ekb.ctx', 'x');
+        cred = await activate(
+          B,
+          good.value.credActivation.credential,
+          good.value.credActivation.secret,
+          'akb.ctx',
+          'ekb.ctx',
+          'x',
+        );
       } catch (e) {
         tpmError = e;
         cred = randomBytes(32); // B could not recover anything; the agent's best guess
@@ -192,10 +313,13 @@ test('a different swtpm (B) cannot answer the credential challenge bound to A\'s
   );
   assert.ok(tpmError, 'tpm2_activatecredential on swtpm B must fail');
   assert.match(String(tpmError), /tpm2_activatecredential/);
-  assert.deepEqual(r.error, { code: Code.INVALID_ARGUMENT, details: 'credential activation failed: nonces are different' });
+  assert.deepEqual(r.error, {
+    code: Code.INVALID_ARGUMENT,
+    details: 'credential activation failed: nonces are different',
+  });
 });
 
-test('payload claiming swtpm B\'s (genuine) EK while the AK lives in A: A cannot activate, server rejects', async () => {
+test("payload claiming swtpm B's (genuine) EK while the AK lives in A: A cannot activate, server rejects", async () => {
   const ekb = firstDer(file(B, 'ekcertb.der'));
   const payload = encodeAttestationRequest({ ...base, ekCert: ekb, ekPub: file(B, 'ekb.tpmt') });
   let tpmError: unknown;
@@ -209,7 +333,14 @@ test('payload claiming swtpm B\'s (genuine) EK while the AK lives in A: A cannot
       await A.t('tpm2_sign', '-c', 'devida.ctx', '-g', 'sha256', '-f', 'plain', '-o', 'popc.sig', 'noncec.bin');
       let cred: Buffer;
       try {
-        cred = await activate(A, good.value.credActivation.credential, good.value.credActivation.secret, 'aka.ctx', 'eka.ctx', 'c');
+        cred = await activate(
+          A,
+          good.value.credActivation.credential,
+          good.value.credActivation.secret,
+          'aka.ctx',
+          'eka.ctx',
+          'c',
+        );
       } catch (e) {
         tpmError = e;
         cred = randomBytes(32);
@@ -218,17 +349,44 @@ test('payload claiming swtpm B\'s (genuine) EK while the AK lives in A: A cannot
     },
     120_000,
   );
-  assert.ok(tpmError, 'A must fail to activate a credential encrypted to B\'s EK');
-  assert.deepEqual(r.error, { code: Code.INVALID_ARGUMENT, details: 'credential activation failed: nonces are different' });
+  assert.ok(tpmError, "A must fail to activate a credential encrypted to B's EK");
+  assert.deepEqual(r.error, {
+    code: Code.INVALID_ARGUMENT,
+    details: 'credential activation failed: nonces are different',
+  });
 });
 
-test('hardening with real TPM objects: a second TPM key certified by the AK is not the certificate\'s key', async () => {
-  await A.t('tpm2_create', '-C', 'srka.ctx', '-G', 'rsa2048:rsassa-sha256', '-a', 'sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth', '-u', 'other.pub', '-r', 'other.priv');
+test("hardening with real TPM objects: a second TPM key certified by the AK is not the certificate's key", async () => {
+  await A.t(
+    'tpm2_create',
+    '-C',
+    'srka.ctx',
+    '-G',
+    'rsa2048:rsassa-sha256',
+    '-a',
+    'sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth',
+    '-u',
+    'other.pub',
+    '-r',
+    'other.priv',
+  );
   await A.t('tpm2_load', '-C', 'srka.ctx', '-u', 'other.pub', '-r', 'other.priv', '-c', 'other.ctx');
   await A.t('tpm2_readpublic', '-c', 'other.ctx', '-f', 'tpmt', '-o', 'other.tpmt');
   const c = await certify(A, 'other.ctx', 'aka.ctx', 'o');
-  const r = await runFlow(client, encodeAttestationRequest({ ...base, devIdPub: file(A, 'other.tpmt'), certifiedDevId: c.attest, certificationSignature: c.sig }), () => Buffer.alloc(0));
-  assert.deepEqual(r.error, { code: Code.INVALID_ARGUMENT, details: 'DevID key public blob does not match the public key of the DevID certificate' });
+  const r = await runFlow(
+    client,
+    encodeAttestationRequest({
+      ...base,
+      devIdPub: file(A, 'other.tpmt'),
+      certifiedDevId: c.attest,
+      certificationSignature: c.sig,
+    }),
+    () => Buffer.alloc(0),
+  );
+  assert.deepEqual(r.error, {
+    code: Code.INVALID_ARGUMENT,
+    details: 'DevID key public blob does not match the public key of the DevID certificate',
+  });
 });
 
 void rmSync;

@@ -10,7 +10,10 @@ import * as path from 'node:path';
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { workloadAttestor } from '@spire-hw/sdk';
 import { spawnPlugin, startInProcess, unary, type InProcessPlugin, type SpawnedPlugin } from '@spire-hw/sdk/testing';
-import { WorkloadAttestorClient, type AttestResponse } from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
+import {
+  WorkloadAttestorClient,
+  type AttestResponse,
+} from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
 import { UnixAttestor } from '../../../plugins/unix-workloadattestor/plugin';
 import { DATA_SHA256, FakeProcTree, statusText, tmpDir, writeEtc } from '../../unit/unix-workloadattestor/helpers';
 import { hasCommand, isRoot, startProcess, stopProcess, type Started } from './procs';
@@ -73,11 +76,16 @@ describe('in process (SDK harness)', () => {
   });
   after(async () => h.close());
 
-  test('before Configure: FailedPrecondition "not configured"', () => expectStatus(attest(c, 1), GrpcStatus.FAILED_PRECONDITION, 'not configured'));
+  test('before Configure: FailedPrecondition "not configured"', () =>
+    expectStatus(attest(c, 1), GrpcStatus.FAILED_PRECONDITION, 'not configured'));
   test('AttestReference: Unimplemented, like the built-in', () =>
     expectStatus(unary(c, 'attestReference', {}), GrpcStatus.UNIMPLEMENTED, 'method AttestReference not implemented'));
   test('config errors name the key; trust domain is required', async () => {
-    await expectStatus(h.configure('discover_workload_pth = true'), GrpcStatus.INVALID_ARGUMENT, /discover_workload_pth/);
+    await expectStatus(
+      h.configure('discover_workload_pth = true'),
+      GrpcStatus.INVALID_ARGUMENT,
+      /discover_workload_pth/,
+    );
     await expectStatus(h.configure('name_source = "ldap"'), GrpcStatus.INVALID_ARGUMENT, /name_source/);
     await expectStatus(h.configure('hash_cache_size = 0'), GrpcStatus.INVALID_ARGUMENT, /hash_cache_size/);
     await expectStatus(h.configure('workload_size_limit = "abc"'), GrpcStatus.INVALID_ARGUMENT, /workload_size_limit/);
@@ -86,7 +94,7 @@ describe('in process (SDK harness)', () => {
     assert.equal(v.valid, false);
     assert.ok(v.notes.some((n) => /bogus/.test(n)));
   });
-  test('the built-in\'s test table over gRPC (fake /proc, files name source)', async () => {
+  test("the built-in's test table over gRPC (fake /proc, files name source)", async () => {
     await h.configure(hcl());
     const base = ['uid:1000', 'user:u1000', 'gid:2000', 'group:g2000'];
     await expectStatus(attest(c, 1), GrpcStatus.INTERNAL, 'UIDs lookup: no UIDs for process');
@@ -107,15 +115,27 @@ describe('in process (SDK harness)', () => {
       'supplementary_group:g2300',
     ]);
     await h.configure(hcl('discover_workload_path = true'));
-    await expectStatus(attest(c, 9), GrpcStatus.INTERNAL, `path lookup: readlink ${tree.root}/9/exe: no such file or directory`);
-    await expectStatus(attest(c, 10), GrpcStatus.INTERNAL, `SHA256 digest: open ${tree.root}/10/exe: no such file or directory`);
+    await expectStatus(
+      attest(c, 9),
+      GrpcStatus.INTERNAL,
+      `path lookup: readlink ${tree.root}/9/exe: no such file or directory`,
+    );
+    await expectStatus(
+      attest(c, 10),
+      GrpcStatus.INTERNAL,
+      `SHA256 digest: open ${tree.root}/10/exe: no such file or directory`,
+    );
     assert.deepEqual((await attest(c, 11)).selectorValues, [...base, `path:${exe}`, `sha256:${DATA_SHA256}`]);
     await h.configure(hcl('discover_workload_path = true\nworkload_size_limit = 2'));
-    await expectStatus(attest(c, 11), GrpcStatus.INTERNAL, `SHA256 digest: workload ${tree.root}/11/exe exceeds size limit (4 > 2)`);
+    await expectStatus(
+      attest(c, 11),
+      GrpcStatus.INTERNAL,
+      `SHA256 digest: workload ${tree.root}/11/exe exceeds size limit (4 > 2)`,
+    );
     await h.configure(hcl('"discover_workload_path" = true\nworkload_size_limit = "-1"'));
     assert.deepEqual((await attest(c, 11)).selectorValues, [...base, `path:${exe}`]);
   });
-  test('negative, zero and huge PIDs: Internal with the built-in\'s messages; plugin keeps serving', async () => {
+  test("negative, zero and huge PIDs: Internal with the built-in's messages; plugin keeps serving", async () => {
     await h.configure(hcl());
     await expectStatus(attest(c, -5), GrpcStatus.INTERNAL, 'failed to get process: invalid pid -5');
     await expectStatus(attest(c, 0), GrpcStatus.INTERNAL, 'failed to get process: invalid pid 0');
@@ -151,7 +171,11 @@ describe('in process (SDK harness)', () => {
     const saved = process.env.UNIX_ATTESTOR_NSS_ADDON;
     process.env.UNIX_ATTESTOR_NSS_ADDON = '/nonexistent/nss.node';
     try {
-      await expectStatus(h.configure(hcl('name_source = "nss"')), GrpcStatus.FAILED_PRECONDITION, /NSS addon, which is not built: \/nonexistent\/nss\.node is missing \(run native\/nss\/build\.sh\)/);
+      await expectStatus(
+        h.configure(hcl('name_source = "nss"')),
+        GrpcStatus.FAILED_PRECONDITION,
+        /NSS addon, which is not built: \/nonexistent\/nss\.node is missing \(run native\/nss\/build\.sh\)/,
+      );
       const v = await h.conn.validate(hcl('name_source = "nss"'));
       assert.equal(v.valid, false);
     } finally {
@@ -177,7 +201,13 @@ describe('spawned like SPIRE (built main.js)', () => {
     } catch {
       fs.chmodSync(MAIN, 0o755); // the lead's postbuild marks bin entries executable; tests must not depend on it
     }
-    p = await spawnPlugin({ command: MAIN, type: 'WorkloadAttestor', side: 'agent', hcl: 'discover_workload_path = true', trustDomain: 'example.org' });
+    p = await spawnPlugin({
+      command: MAIN,
+      type: 'WorkloadAttestor',
+      side: 'agent',
+      hcl: 'discover_workload_path = true',
+      trustDomain: 'example.org',
+    });
     c = p.conn.typeClient(WorkloadAttestorClient);
   });
   after(async () => {
@@ -219,7 +249,11 @@ describe('spawned like SPIRE (built main.js)', () => {
     );
     const rawAttest = (bytes: number[]): Promise<Buffer> => unary<Buffer, Buffer>(raw, 'attest', Buffer.from(bytes));
     // field 1 as a 10-byte varint of -1 (how Go encodes a negative int32): decoded as -1
-    await expectStatus(rawAttest([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), GrpcStatus.INTERNAL, 'failed to get process: invalid pid -1');
+    await expectStatus(
+      rawAttest([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+      GrpcStatus.INTERNAL,
+      'failed to get process: invalid pid -1',
+    );
     // truncated varint, wrong wire type, garbage: rejected without reaching the handler, or as an invalid pid
     for (const bytes of [[0x08, 0xff], [0x0a, 0x05, 0x01], [0xff, 0xff, 0xff, 0xff], [0x08]]) {
       try {
@@ -228,7 +262,10 @@ describe('spawned like SPIRE (built main.js)', () => {
       } catch (e) {
         const se = e as ServiceError;
         assert.notEqual(se.code, GrpcStatus.OK);
-        assert.ok(se.details.length > 0, `request ${Buffer.from(bytes).toString('hex')}: empty error details (code ${se.code})`);
+        assert.ok(
+          se.details.length > 0,
+          `request ${Buffer.from(bytes).toString('hex')}: empty error details (code ${se.code})`,
+        );
       }
     }
     // empty message = pid 0
@@ -237,16 +274,23 @@ describe('spawned like SPIRE (built main.js)', () => {
     assert.equal((await attest(c, process.pid)).selectorValues[0], `uid:${process.geteuid?.()}`);
     assert.deepEqual(p.logProblems(), []);
   });
-  test('a process of another user with supplementary groups', { skip: isRoot() && hasCommand('setpriv') ? false : 'needs root and setpriv' }, async () => {
-    const s = await startProcess(['setpriv', '--reuid=65534', '--regid=65534', '--groups=65534,4001', SLEEP, '30'], SLEEP);
-    procs.push(s);
-    const sel = (await attest(c, s.pid)).selectorValues;
-    const sha = createHash('sha256').update(fs.readFileSync(SLEEP)).digest('hex');
-    const nobody = fs.readFileSync('/etc/passwd', 'utf8').includes(':65534:65534:') ? 'user:nobody' : undefined;
-    assert.equal(sel[0], 'uid:65534');
-    if (nobody) assert.equal(sel[1], nobody);
-    assert.ok(sel.includes('supplementary_gid:65534'));
-    assert.ok(sel.includes('supplementary_gid:4001'));
-    assert.deepEqual(sel.slice(-2), [`path:${SLEEP}`, `sha256:${sha}`]);
-  });
+  test(
+    'a process of another user with supplementary groups',
+    { skip: isRoot() && hasCommand('setpriv') ? false : 'needs root and setpriv' },
+    async () => {
+      const s = await startProcess(
+        ['setpriv', '--reuid=65534', '--regid=65534', '--groups=65534,4001', SLEEP, '30'],
+        SLEEP,
+      );
+      procs.push(s);
+      const sel = (await attest(c, s.pid)).selectorValues;
+      const sha = createHash('sha256').update(fs.readFileSync(SLEEP)).digest('hex');
+      const nobody = fs.readFileSync('/etc/passwd', 'utf8').includes(':65534:65534:') ? 'user:nobody' : undefined;
+      assert.equal(sel[0], 'uid:65534');
+      if (nobody) assert.equal(sel[1], nobody);
+      assert.ok(sel.includes('supplementary_gid:65534'));
+      assert.ok(sel.includes('supplementary_gid:4001'));
+      assert.deepEqual(sel.slice(-2), [`path:${SLEEP}`, `sha256:${sha}`]);
+    },
+  );
 });

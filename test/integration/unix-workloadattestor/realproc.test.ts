@@ -31,7 +31,10 @@ after(async () => {
 function core(extra: Partial<RawUnixConfig> = {}): UnixAttestorCore {
   const errors: string[] = [];
   const hclText = JSON.stringify({ proc_root: '/proc', etc_root: etc, ...extra });
-  const cfg = buildConfig({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true }, { errors, notes: [] });
+  const cfg = buildConfig(
+    { trustDomain: 'example.org', hclText, coreConfigurationPresent: true },
+    { errors, notes: [] },
+  );
   assert.deepEqual(errors, []);
   assert.ok(cfg);
   return createCore(cfg);
@@ -45,51 +48,58 @@ async function start(argv: string[], exe: string | RegExp): Promise<Started> {
 
 const canSetpriv = isRoot() && hasCommand('setpriv');
 
-describe('real processes with other credentials', { skip: canSetpriv ? false : 'needs root and setpriv (util-linux)' }, () => {
-  test('uid, gid, supplementary groups in kernel order (primary gid repeated), names from etc_root', async () => {
-    const p = await start(['setpriv', '--reuid=1234', '--regid=2345', '--groups=4000,3000,2345', SLEEP, '30'], SLEEP);
-    assert.equal(statusField(p.pid, 'Groups'), '2345 3000 4000 ');
-    const sel = await core().attest(p.pid);
-    assert.deepEqual(sel, [
-      'uid:1234',
-      'user:wl1234',
-      'gid:2345',
-      'group:wg2345',
-      'supplementary_gid:2345',
-      'supplementary_group:wg2345',
-      'supplementary_gid:3000',
-      'supplementary_group:wg3000',
-      'supplementary_gid:4000',
-    ]);
-  });
-  test('effective ids (index 1) when real and effective differ; no supplementary groups', async () => {
-    const p = await start(['setpriv', '--ruid=1111', '--euid=2222', '--rgid=3333', '--egid=4444', '--clear-groups', SLEEP, '30'], SLEEP);
-    assert.match(statusField(p.pid, 'Uid') ?? '', /^1111\t2222\t/);
-    assert.deepEqual(await core().attest(p.pid), ['uid:2222', 'user:wl2222', 'gid:4444', 'group:wg4444']);
-  });
-  test('path and sha256 of another user\'s process', async () => {
-    const p = await start(['setpriv', '--reuid=1234', '--regid=2345', '--clear-groups', SLEEP, '30'], SLEEP);
-    const sel = await core({ discover_workload_path: true }).attest(p.pid);
-    assert.deepEqual(sel.slice(-2), [`path:${SLEEP}`, `sha256:${sleepSha}`]);
-  });
-  test('size limit below the binary size: the built-in\'s message with the /proc path', async () => {
-    const p = await start(['setpriv', '--reuid=1234', '--regid=2345', '--clear-groups', SLEEP, '30'], SLEEP);
-    const size = fs.statSync(SLEEP).size;
-    await rejectsWith(
-      core({ discover_workload_path: true, workload_size_limit: 1000 }).attest(p.pid),
-      Code.INTERNAL,
-      `SHA256 digest: workload /proc/${p.pid}/exe exceeds size limit (${size} > 1000)`,
-    );
-    const sel = await core({ discover_workload_path: true, workload_size_limit: size }).attest(p.pid);
-    assert.equal(sel.at(-1), `sha256:${sleepSha}`);
-  });
-  test('the attesting process itself (like the agent health check)', async () => {
-    const sel = await core({ discover_workload_path: true }).attest(process.pid);
-    assert.equal(sel[0], `uid:${process.geteuid?.()}`);
-    assert.equal(sel.at(-2), `path:${fs.readlinkSync('/proc/self/exe')}`);
-    assert.match(sel.at(-1) ?? '', /^sha256:[0-9a-f]{64}$/);
-  });
-});
+describe(
+  'real processes with other credentials',
+  { skip: canSetpriv ? false : 'needs root and setpriv (util-linux)' },
+  () => {
+    test('uid, gid, supplementary groups in kernel order (primary gid repeated), names from etc_root', async () => {
+      const p = await start(['setpriv', '--reuid=1234', '--regid=2345', '--groups=4000,3000,2345', SLEEP, '30'], SLEEP);
+      assert.equal(statusField(p.pid, 'Groups'), '2345 3000 4000 ');
+      const sel = await core().attest(p.pid);
+      assert.deepEqual(sel, [
+        'uid:1234',
+        'user:wl1234',
+        'gid:2345',
+        'group:wg2345',
+        'supplementary_gid:2345',
+        'supplementary_group:wg2345',
+        'supplementary_gid:3000',
+        'supplementary_group:wg3000',
+        'supplementary_gid:4000',
+      ]);
+    });
+    test('effective ids (index 1) when real and effective differ; no supplementary groups', async () => {
+      const p = await start(
+        ['setpriv', '--ruid=1111', '--euid=2222', '--rgid=3333', '--egid=4444', '--clear-groups', SLEEP, '30'],
+        SLEEP,
+      );
+      assert.match(statusField(p.pid, 'Uid') ?? '', /^1111\t2222\t/);
+      assert.deepEqual(await core().attest(p.pid), ['uid:2222', 'user:wl2222', 'gid:4444', 'group:wg4444']);
+    });
+    test("path and sha256 of another user's process", async () => {
+      const p = await start(['setpriv', '--reuid=1234', '--regid=2345', '--clear-groups', SLEEP, '30'], SLEEP);
+      const sel = await core({ discover_workload_path: true }).attest(p.pid);
+      assert.deepEqual(sel.slice(-2), [`path:${SLEEP}`, `sha256:${sleepSha}`]);
+    });
+    test("size limit below the binary size: the built-in's message with the /proc path", async () => {
+      const p = await start(['setpriv', '--reuid=1234', '--regid=2345', '--clear-groups', SLEEP, '30'], SLEEP);
+      const size = fs.statSync(SLEEP).size;
+      await rejectsWith(
+        core({ discover_workload_path: true, workload_size_limit: 1000 }).attest(p.pid),
+        Code.INTERNAL,
+        `SHA256 digest: workload /proc/${p.pid}/exe exceeds size limit (${size} > 1000)`,
+      );
+      const sel = await core({ discover_workload_path: true, workload_size_limit: size }).attest(p.pid);
+      assert.equal(sel.at(-1), `sha256:${sleepSha}`);
+    });
+    test('the attesting process itself (like the agent health check)', async () => {
+      const sel = await core({ discover_workload_path: true }).attest(process.pid);
+      assert.equal(sel[0], `uid:${process.geteuid?.()}`);
+      assert.equal(sel.at(-2), `path:${fs.readlinkSync('/proc/self/exe')}`);
+      assert.match(sel.at(-1) ?? '', /^sha256:[0-9a-f]{64}$/);
+    });
+  },
+);
 
 describe('dead, zombie and invalid PIDs', () => {
   test('a PID that has exited and been reaped', async () => {
@@ -121,14 +131,18 @@ describe('dead, zombie and invalid PIDs', () => {
   });
   test('a kernel thread (kthreadd, pid 2): no exe', async (t) => {
     if (!isRoot()) {
-      t.skip('as non-root, reading a root thread\'s exe link fails with EACCES first');
+      t.skip("as non-root, reading a root thread's exe link fails with EACCES first");
       return;
     }
     if (statusField(2, 'Name') !== 'kthreadd') {
       t.skip('pid 2 is not kthreadd here (PID namespace?)');
       return;
     }
-    await rejectsWith(core({ discover_workload_path: true }).attest(2), Code.INTERNAL, 'path lookup: readlink /proc/2/exe: no such file or directory');
+    await rejectsWith(
+      core({ discover_workload_path: true }).attest(2),
+      Code.INTERNAL,
+      'path lookup: readlink /proc/2/exe: no such file or directory',
+    );
   });
 });
 
@@ -138,7 +152,11 @@ describe('binary in another mount namespace', () => {
   before(() => {
     if (!isRoot() || !hasCommand('unshare')) reason = 'needs root and unshare';
     else {
-      const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs none ${mnt} && true`], { encoding: 'utf8' });
+      const r = spawnSync(
+        'unshare',
+        ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs none ${mnt} && true`],
+        { encoding: 'utf8' },
+      );
       if (r.status !== 0) reason = `unshare -m does not work here: ${r.stderr.trim()}`;
     }
   });
@@ -151,7 +169,15 @@ describe('binary in another mount namespace', () => {
     }
     const inner = path.join(mnt, 'ns-sleep');
     const p = await start(
-      ['unshare', '-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs none ${mnt} && cp ${SLEEP} ${inner} && exec ${inner} 30`],
+      [
+        'unshare',
+        '-m',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        `mount -t tmpfs none ${mnt} && cp ${SLEEP} ${inner} && exec ${inner} 30`,
+      ],
       inner,
     );
     assert.equal(fs.existsSync(inner), false, 'the binary must not be visible from the host namespace');
@@ -165,10 +191,22 @@ describe('agent without ptrace access to the workload', { skip: canSetpriv ? fal
     const target = await start([SLEEP, '30'], SLEEP);
     const probe = path.join(__dirname, 'nonroot-probe.js');
     const run = (discover: boolean): { status: number | null; out: string } => {
-      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, probe, String(target.pid), String(discover)], {
-        encoding: 'utf8',
-        timeout: 20_000,
-      });
+      const r = spawnSync(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          probe,
+          String(target.pid),
+          String(discover),
+        ],
+        {
+          encoding: 'utf8',
+          timeout: 20_000,
+        },
+      );
       return { status: r.status, out: (r.stdout + r.stderr).trim() };
     };
     const ok = run(false);

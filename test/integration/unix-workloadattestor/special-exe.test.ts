@@ -10,7 +10,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { spawnPlugin, unary, type SpawnedPlugin } from '@spire-hw/sdk/testing';
-import { WorkloadAttestorClient, type AttestResponse } from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
+import {
+  WorkloadAttestorClient,
+  type AttestResponse,
+} from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
 import { DATA_SHA256, FakeProcTree, statusText, tmpDir, writeEtc } from '../../unit/unix-workloadattestor/helpers';
 
 const MAIN = path.resolve(__dirname, '../../../plugins/unix-workloadattestor/main.js');
@@ -72,7 +75,10 @@ for (const limit of ['0', '1048576']) {
         fs.chmodSync(MAIN, 0o755);
       }
       p = await spawnPlugin({
-        command: MAIN, type: 'WorkloadAttestor', side: 'agent', trustDomain: 'example.org',
+        command: MAIN,
+        type: 'WorkloadAttestor',
+        side: 'agent',
+        trustDomain: 'example.org',
         hcl: `proc_root = "${tree.root}"\netc_root = "${etc}"\ndiscover_workload_path = true\nworkload_size_limit = ${limit}`,
       });
       c = p.conn.typeClient(WorkloadAttestorClient);

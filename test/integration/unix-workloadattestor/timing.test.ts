@@ -15,7 +15,10 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function core(raw: Partial<RawUnixConfig>): UnixAttestorCore {
   const errors: string[] = [];
-  const cfg = buildConfig({ trustDomain: 'example.org', hclText: JSON.stringify(raw), coreConfigurationPresent: true }, { errors, notes: [] });
+  const cfg = buildConfig(
+    { trustDomain: 'example.org', hclText: JSON.stringify(raw), coreConfigurationPresent: true },
+    { errors, notes: [] },
+  );
   assert.deepEqual(errors, []);
   assert.ok(cfg);
   return createCore(cfg);
@@ -34,7 +37,11 @@ async function measure(n: number, f: () => Promise<unknown>): Promise<{ p50: num
 }
 
 test('per-call cost: no hashing, warm hash, cold 100 MB hash', async (t) => {
-  const noHash = await measure(5000, () => core({}).attest(process.pid).then(() => undefined));
+  const noHash = await measure(5000, () =>
+    core({})
+      .attest(process.pid)
+      .then(() => undefined),
+  );
   const c1 = core({});
   const ids = await measure(5000, () => c1.attest(process.pid));
   const c2 = core({ discover_workload_path: true });
@@ -57,7 +64,9 @@ test('per-call cost: no hashing, warm hash, cold 100 MB hash', async (t) => {
   t.diagnostic(`attest, fresh core each call (cold file caches): ${us(noHash)}`);
   t.diagnostic(`attest without hashing: ${us(ids)}`);
   t.diagnostic(`attest with path + warm-cache sha256: ${us(warm)}`);
-  t.diagnostic(`attest with cold sha256 of 100 MB: p50 ${(cold.p50 / 1000).toFixed(1)} ms, p99 ${(cold.p99 / 1000).toFixed(1)} ms`);
+  t.diagnostic(
+    `attest with cold sha256 of 100 MB: p50 ${(cold.p50 / 1000).toFixed(1)} ms, p99 ${(cold.p99 / 1000).toFixed(1)} ms`,
+  );
   t.diagnostic(`max event-loop gap while hashing: ${maxGap} ms`);
   assert.ok(ids.p50 < 1000, 'no-hash p50 under 1 ms');
   assert.ok(warm.p50 < 1000, 'warm-hash p50 under 1 ms');

@@ -23,16 +23,39 @@ export interface ExecResult {
   stderr: string;
 }
 
-export function exec(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ExecResult> {
+export function exec(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<ExecResult> {
   return new Promise((res) => {
-    execFile(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 120_000, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? Number((err as { code?: unknown }).code) : 1) : 0;
-      res({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
+    execFile(
+      cmd,
+      args,
+      {
+        cwd: opts.cwd,
+        env: opts.env ?? process.env,
+        timeout: opts.timeoutMs ?? 120_000,
+        killSignal: 'SIGKILL',
+        maxBuffer: 16 << 20,
+      },
+      (err, stdout, stderr) => {
+        const code = err
+          ? typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number'
+            ? Number((err as { code?: unknown }).code)
+            : 1
+          : 0;
+        res({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
   });
 }
 
-async function mustExec(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+async function mustExec(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
   const r = await exec(cmd, args, opts);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}):\n${r.stderr}${r.stdout}`);
   return r.stdout;
@@ -115,7 +138,12 @@ export function firstPemDer(path: string): Buffer {
 
 /** A DevID leaf for `publicKey` signed by `ca`; written as leaf + CA (like our tool's output). */
 export async function issueDevidCert(
-  ca: TestCa, publicKey: KeyObject, keyType: KeyType, cn: string, path: string, validity: { notBefore?: Date; notAfter?: Date } = {},
+  ca: TestCa,
+  publicKey: KeyObject,
+  keyType: KeyType,
+  cn: string,
+  path: string,
+  validity: { notBefore?: Date; notAfter?: Date } = {},
 ): Promise<Buffer> {
   const leaf = await issue({
     name: cn,
@@ -161,15 +189,43 @@ export async function runTool(args: string[]): Promise<ExecResult> {
 }
 
 /** `spire-tpm-devid provision` with the lab CA: key in the TPM, TPM-signed CSR, certificate, raw blobs. */
-export async function provisionWithTool(dev: Device, ca: TestCa, keyType: KeyType, cn: string, outDir: string): Promise<Devid> {
+export async function provisionWithTool(
+  dev: Device,
+  ca: TestCa,
+  keyType: KeyType,
+  cn: string,
+  outDir: string,
+): Promise<Devid> {
   mkdirSync(outDir, { recursive: true });
   const r = await runTool([
-    'provision', '--tpm', dev.socket, '--key-type', keyType, '--subject-cn', cn, '--ca-cert', ca.certPath, '--ca-key', ca.keyPath,
-    '--days', '30', '--out-dir', outDir, '--force',
+    'provision',
+    '--tpm',
+    dev.socket,
+    '--key-type',
+    keyType,
+    '--subject-cn',
+    cn,
+    '--ca-cert',
+    ca.certPath,
+    '--ca-key',
+    ca.keyPath,
+    '--days',
+    '30',
+    '--out-dir',
+    outDir,
+    '--force',
   ]);
   if (r.code !== 0) throw new Error(`spire-tpm-devid provision failed (${r.code}):\n${r.stderr}${r.stdout}`);
   const certPath = join(outDir, 'devid.crt.pem');
-  return { keyType, cn, certPath, privPath: join(outDir, 'devid.priv.blob'), pubPath: join(outDir, 'devid.pub.blob'), leafDer: firstPemDer(certPath), ca };
+  return {
+    keyType,
+    cn,
+    certPath,
+    privPath: join(outDir, 'devid.priv.blob'),
+    pubPath: join(outDir, 'devid.pub.blob'),
+    leafDer: firstPemDer(certPath),
+    ca,
+  };
 }
 
 const SRK_ATTRS = 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda';
@@ -190,8 +246,34 @@ export interface Tpm2ToolsKey {
  */
 export async function createKeyWithTpm2Tools(dev: Device, keyType: KeyType, tag: string): Promise<Tpm2ToolsKey> {
   const rsa = keyType === 'rsa';
-  await tpm2(dev, 'tpm2_createprimary', '-C', 'o', '-g', 'sha256', '-G', rsa ? 'rsa2048:null:aes128cfb' : 'ecc256:null:aes128cfb', '-a', SRK_ATTRS, '-c', `srk-${tag}.ctx`);
-  await tpm2(dev, 'tpm2_create', '-C', `srk-${tag}.ctx`, '-G', rsa ? 'rsa2048:rsassa-sha256' : 'ecc256:ecdsa-sha256', '-a', DEVID_ATTRS, '-u', `${tag}.pub`, '-r', `${tag}.priv`);
+  await tpm2(
+    dev,
+    'tpm2_createprimary',
+    '-C',
+    'o',
+    '-g',
+    'sha256',
+    '-G',
+    rsa ? 'rsa2048:null:aes128cfb' : 'ecc256:null:aes128cfb',
+    '-a',
+    SRK_ATTRS,
+    '-c',
+    `srk-${tag}.ctx`,
+  );
+  await tpm2(
+    dev,
+    'tpm2_create',
+    '-C',
+    `srk-${tag}.ctx`,
+    '-G',
+    rsa ? 'rsa2048:rsassa-sha256' : 'ecc256:ecdsa-sha256',
+    '-a',
+    DEVID_ATTRS,
+    '-u',
+    `${tag}.pub`,
+    '-r',
+    `${tag}.priv`,
+  );
   await tpm2(dev, 'tpm2_load', '-C', `srk-${tag}.ctx`, '-u', `${tag}.pub`, '-r', `${tag}.priv`, '-c', `${tag}.ctx`);
   await tpm2(dev, 'tpm2_readpublic', '-c', `${tag}.ctx`, '-f', 'pem', '-o', `${tag}.pem`);
   return {
@@ -213,7 +295,12 @@ export function tailC3(src: string, dst: string): void {
  * (what SPIRE's Go agent needs); `tpm2b` keeps the tpm2-tools originals (for `spire-tpm-devid import`).
  */
 export async function provisionWithTpm2Tools(
-  dev: Device, ca: TestCa, keyType: KeyType, cn: string, outDir: string, validity: { notBefore?: Date; notAfter?: Date } = {},
+  dev: Device,
+  ca: TestCa,
+  keyType: KeyType,
+  cn: string,
+  outDir: string,
+  validity: { notBefore?: Date; notAfter?: Date } = {},
 ): Promise<Devid> {
   mkdirSync(outDir, { recursive: true });
   const tag = `${cn}-${keyType}`.replace(/[^A-Za-z0-9_.-]/g, '_');
@@ -224,14 +311,36 @@ export async function provisionWithTpm2Tools(
   const pubPath = join(outDir, 'devid.pub.blob');
   tailC3(key.privPath, privPath);
   tailC3(key.pubPath, pubPath);
-  return { keyType, cn, certPath, privPath, pubPath, leafDer, ca, tpm2b: { privPath: key.privPath, pubPath: key.pubPath } };
+  return {
+    keyType,
+    cn,
+    certPath,
+    privPath,
+    pubPath,
+    leafDer,
+    ca,
+    tpm2b: { privPath: key.privPath, pubPath: key.pubPath },
+  };
 }
 
 /** `spire-tpm-devid import` of tpm2-tools blobs (checks the key loads and matches the certificate). */
 export async function importWithTool(dev: Device, d: Devid, outDir: string): Promise<Devid> {
   if (!d.tpm2b) throw new Error('not a tpm2-tools DevID');
   mkdirSync(outDir, { recursive: true });
-  const r = await runTool(['import', '--tpm', dev.socket, '--priv', d.tpm2b.privPath, '--pub', d.tpm2b.pubPath, '--cert', d.certPath, '--out-dir', outDir, '--force']);
+  const r = await runTool([
+    'import',
+    '--tpm',
+    dev.socket,
+    '--priv',
+    d.tpm2b.privPath,
+    '--pub',
+    d.tpm2b.pubPath,
+    '--cert',
+    d.certPath,
+    '--out-dir',
+    outDir,
+    '--force',
+  ]);
   if (r.code !== 0) throw new Error(`spire-tpm-devid import failed (${r.code}):\n${r.stderr}${r.stdout}`);
   return { ...d, privPath: join(outDir, 'devid.priv.blob'), pubPath: join(outDir, 'devid.pub.blob') };
 }
@@ -269,7 +378,13 @@ export function agentAttestor(spire: SpireHarness, impl: Impl, hcl: string): Plu
 
 /** The fixture agent (tamper-agent.ts): our agent's HCL, plus the tampering given as plugin arguments. */
 export function tamperAttestor(spire: SpireHarness, hcl: string, args: string[]): PluginDecl {
-  return spire.nodePlugin({ type: 'NodeAttestor', name: 'tpm_devid', script: TAMPER_AGENT_MAIN, pluginData: hcl, args });
+  return spire.nodePlugin({
+    type: 'NodeAttestor',
+    name: 'tpm_devid',
+    script: TAMPER_AGENT_MAIN,
+    pluginData: hcl,
+    args,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -307,7 +422,12 @@ export async function agentShow(spire: SpireHarness, spiffeId: string): Promise<
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `f` until it returns a value other than undefined, or throws after `timeoutMs` with `what`. */
-export async function pollUntil<T>(what: string, timeoutMs: number, f: () => Promise<T | undefined>, intervalMs = 250): Promise<T> {
+export async function pollUntil<T>(
+  what: string,
+  timeoutMs: number,
+  f: () => Promise<T | undefined>,
+  intervalMs = 250,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -317,7 +437,8 @@ export async function pollUntil<T>(what: string, timeoutMs: number, f: () => Pro
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await sleep(intervalMs);
   }
 }

@@ -23,25 +23,68 @@
 //                             numbers into []byte; see the reject test)
 import { createPrivateKey, randomBytes, sign as cryptoSign } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { PluginError, Code, serve, agentNodeAttestor, type AgentNodeAttestor, type CallContext, type DuplexStream } from '@spire-hw/sdk';
-import type { Challenge, PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import {
+  PluginError,
+  Code,
+  serve,
+  agentNodeAttestor,
+  type AgentNodeAttestor,
+  type CallContext,
+  type DuplexStream,
+} from '@spire-hw/sdk';
+import type {
+  Challenge,
+  PayloadOrChallengeResponse,
+} from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { TpmScope, type Tpm, templateBytes } from '@spire-hw/tpm2';
-import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '@spire-hw/devid';
+import {
+  decodeChallengeRequest,
+  encodeAttestationRequest,
+  encodeChallengeResponse,
+  type AttestationRequest,
+} from '@spire-hw/devid';
 import { buildConfig, type AgentConfig } from '../../../plugins/tpm-devid-agent/config';
 import { loadDevidFiles, type DevidFiles } from '@spire-hw/devid';
 import { openTransport, resolveTpmLocation, type TpmLocation } from '@spire-hw/devid';
 import {
-  activateCredential, certify, createEk, createKey, createSrk, loadKey, newTpm, probeTpm, readEkCertificate, signSha256,
+  activateCredential,
+  certify,
+  createEk,
+  createKey,
+  createSrk,
+  loadKey,
+  newTpm,
+  probeTpm,
+  readEkCertificate,
+  signSha256,
 } from '@spire-hw/devid';
 import { describeTpmFailure } from '@spire-hw/devid';
 
 export type TamperMode =
-  | 'honest' | 'swap-devid-pub' | 'unrestricted-ak' | 'wrong-nonce' | 'record' | 'replay' | 'other-ek'
-  | 'oversize-ekcert' | 'malformed-payload' | 'malformed-response' | 'array-response';
+  | 'honest'
+  | 'swap-devid-pub'
+  | 'unrestricted-ak'
+  | 'wrong-nonce'
+  | 'record'
+  | 'replay'
+  | 'other-ek'
+  | 'oversize-ekcert'
+  | 'malformed-payload'
+  | 'malformed-response'
+  | 'array-response';
 
 const MODES: readonly TamperMode[] = [
-  'honest', 'swap-devid-pub', 'unrestricted-ak', 'wrong-nonce', 'record', 'replay', 'other-ek', 'oversize-ekcert',
-  'malformed-payload', 'malformed-response', 'array-response',
+  'honest',
+  'swap-devid-pub',
+  'unrestricted-ak',
+  'wrong-nonce',
+  'record',
+  'replay',
+  'other-ek',
+  'oversize-ekcert',
+  'malformed-payload',
+  'malformed-response',
+  'array-response',
 ];
 
 interface Options {
@@ -119,7 +162,13 @@ class TamperAgent implements AgentNodeAttestor<AgentConfig> {
       const info = await probeTpm(tpm);
       const keyType = live.files.pub.keyType;
       let srk = await createSrk(scope, keyType, owner);
-      const devid = await loadKey(scope, srk, live.files.priv.bytes, live.files.pub.bytes, utf8(live.cfg.devidPassword));
+      const devid = await loadKey(
+        scope,
+        srk,
+        live.files.priv.bytes,
+        live.files.pub.bytes,
+        utf8(live.cfg.devidPassword),
+      );
       if (keyType !== 'rsa') {
         await scope.release(srk.handle);
         srk = await createSrk(scope, 'rsa', owner);
@@ -184,10 +233,19 @@ class TamperAgent implements AgentNodeAttestor<AgentConfig> {
         }
         let cred: Buffer;
         try {
-          cred = await activateCredential(scope, ak, ek, endorsement, ch.credActivation.credential, ch.credActivation.secret);
+          cred = await activateCredential(
+            scope,
+            ak,
+            ek,
+            endorsement,
+            ch.credActivation.credential,
+            ch.credActivation.secret,
+          );
         } catch (e) {
           if (mode !== 'other-ek') throw e;
-          log.info('tamper agent: this TPM cannot activate the other TPM\'s credential; sending a guess', { error: describeTpmFailure(e) });
+          log.info("tamper agent: this TPM cannot activate the other TPM's credential; sending a guess", {
+            error: describeTpmFailure(e),
+          });
           cred = randomBytes(32);
         }
         response = encodeChallengeResponse({ devId: popSig, credActivation: cred });

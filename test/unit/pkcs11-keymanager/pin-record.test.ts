@@ -14,7 +14,11 @@ import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { KeyRecord, KeyRecordError } from '../../../plugins/pkcs11-keymanager/record';
 import { hashedLabelMatches, labelFor, newCkaId } from '../../../plugins/pkcs11-keymanager/naming';
 
-const input = (raw: object) => ({ trustDomain: 'example.org', hclText: JSON.stringify(raw), coreConfigurationPresent: true });
+const input = (raw: object) => ({
+  trustDomain: 'example.org',
+  hclText: JSON.stringify(raw),
+  coreConfigurationPresent: true,
+});
 
 const PIN = 'Sup3rSecretPIN';
 
@@ -50,7 +54,10 @@ describe('pin_file permissions', () => {
         assert.equal(e.reason, 'insecure_mode');
         msg = e.message;
       }
-      assert.ok(msg.includes(f) && msg.includes(mode.toString(8).padStart(4, '0')) && msg.includes('allow_insecure_pin_file'), msg);
+      assert.ok(
+        msg.includes(f) && msg.includes(mode.toString(8).padStart(4, '0')) && msg.includes('allow_insecure_pin_file'),
+        msg,
+      );
       assert.ok(!msg.includes(PIN));
     }
     assert.equal(readPin({ kind: 'file', path: pinFile(0o600) }), PIN);
@@ -68,19 +75,38 @@ describe('pin_file permissions', () => {
 
   test('not a regular file, too large, empty: refused without hanging', () => {
     const d = fs.mkdtempSync(path.join(os.tmpdir(), 'pin-'));
-    assert.equal(reasonOf(() => readPin({ kind: 'file', path: d })), 'not_regular');
+    assert.equal(
+      reasonOf(() => readPin({ kind: 'file', path: d })),
+      'not_regular',
+    );
     const fifo = path.join(d, 'fifo');
     child.execFileSync('mkfifo', ['-m', '600', fifo]);
-    assert.equal(reasonOf(() => readPin({ kind: 'file', path: fifo })), 'not_regular', 'a FIFO without writer does not block');
-    assert.equal(reasonOf(() => readPin({ kind: 'file', path: pinFile(0o600, 'x'.repeat(MAX_PIN_FILE_BYTES + 1)) })), 'too_large');
-    assert.equal(reasonOf(() => readPin({ kind: 'file', path: pinFile(0o600, '\n') })), 'empty');
-    assert.equal(reasonOf(() => readPin({ kind: 'file', path: path.join(d, 'missing') })), 'unreadable');
+    assert.equal(
+      reasonOf(() => readPin({ kind: 'file', path: fifo })),
+      'not_regular',
+      'a FIFO without writer does not block',
+    );
+    assert.equal(
+      reasonOf(() => readPin({ kind: 'file', path: pinFile(0o600, 'x'.repeat(MAX_PIN_FILE_BYTES + 1)) })),
+      'too_large',
+    );
+    assert.equal(
+      reasonOf(() => readPin({ kind: 'file', path: pinFile(0o600, '\n') })),
+      'empty',
+    );
+    assert.equal(
+      reasonOf(() => readPin({ kind: 'file', path: path.join(d, 'missing') })),
+      'unreadable',
+    );
   });
 
   test('config: allow_insecure_pin_file reaches the pin source, and only applies to a file', () => {
     const base = { module_path: '/x.so', token_label: 't', key_identifier_value: 's' };
     const errs: string[] = [];
-    const c = buildConfig(input({ ...base, pin_file: '/p', allow_insecure_pin_file: true }), { errors: errs, notes: [] });
+    const c = buildConfig(input({ ...base, pin_file: '/p', allow_insecure_pin_file: true }), {
+      errors: errs,
+      notes: [],
+    });
     assert.deepEqual(errs, []);
     assert.deepEqual(c!.pin, { kind: 'file', path: '/p', allowInsecure: true });
     const errs2: string[] = [];
@@ -101,7 +127,10 @@ describe('pin_env', () => {
     assert.equal(readPin({ kind: 'env', name: 'UNIT_PIN_ENV' }), PIN, 're-login after the variable is gone');
     const env = child.execFileSync('env', { encoding: 'utf8' });
     assert.ok(!env.includes('UNIT_PIN_ENV') && !env.includes(PIN), 'a child process does not inherit it');
-    assert.equal(reasonOf(() => readPin({ kind: 'env', name: 'UNIT_PIN_NEVER_SET' })), 'env_unset');
+    assert.equal(
+      reasonOf(() => readPin({ kind: 'env', name: 'UNIT_PIN_NEVER_SET' })),
+      'env_unset',
+    );
   });
 });
 
@@ -126,11 +155,29 @@ describe('key record file', () => {
     assert.equal(r2.get(a)?.fingerprint, 'fp-a');
     r2.remove(a);
     assert.ok(!KeyRecord.load(f, scope).has('x509-CA-A', a));
-    assert.throws(() => KeyRecord.load(f, { ...scope, serverId: 'server-b' }), (e: unknown) => e instanceof KeyRecordError && e.reason === 'other_server');
+    assert.throws(
+      () => KeyRecord.load(f, { ...scope, serverId: 'server-b' }),
+      (e: unknown) => e instanceof KeyRecordError && e.reason === 'other_server',
+    );
     fs.writeFileSync(f, '{"version":1,');
-    assert.throws(() => KeyRecord.load(f, scope), (e: unknown) => e instanceof KeyRecordError && e.reason === 'malformed');
-    fs.writeFileSync(f, JSON.stringify({ version: 1, trust_domain: 'example.org', server_id: 'server-a', label_prefix: 'spire/', instances: [{ key_id: 'k', cka_id: 'zz' }] }));
-    assert.throws(() => KeyRecord.load(f, scope), (e: unknown) => e instanceof KeyRecordError && e.reason === 'malformed');
+    assert.throws(
+      () => KeyRecord.load(f, scope),
+      (e: unknown) => e instanceof KeyRecordError && e.reason === 'malformed',
+    );
+    fs.writeFileSync(
+      f,
+      JSON.stringify({
+        version: 1,
+        trust_domain: 'example.org',
+        server_id: 'server-a',
+        label_prefix: 'spire/',
+        instances: [{ key_id: 'k', cka_id: 'zz' }],
+      }),
+    );
+    assert.throws(
+      () => KeyRecord.load(f, scope),
+      (e: unknown) => e instanceof KeyRecordError && e.reason === 'malformed',
+    );
   });
 
   test('config: key_record_file defaults to <key_identifier_file>.keys.json, none with key_identifier_value', () => {
@@ -152,9 +199,15 @@ describe('key record file', () => {
     const n = { prefix: 'spire/', trustDomain: 'example.org', serverId: 'server-a', maxLabelLength: 32 };
     const l = labelFor(n, 'bundle-acme-acme_account+key').label;
     assert.ok(hashedLabelMatches(n, 'bundle-acme-acme_account+key', l));
-    assert.ok(hashedLabelMatches({ ...n, maxLabelLength: 40 }, 'bundle-acme-acme_account+key', l), 'created with another max_label_length');
+    assert.ok(
+      hashedLabelMatches({ ...n, maxLabelLength: 40 }, 'bundle-acme-acme_account+key', l),
+      'created with another max_label_length',
+    );
     assert.ok(!hashedLabelMatches(n, 'x509-CA-A', l));
     assert.ok(!hashedLabelMatches({ ...n, serverId: 'server-b' }, 'bundle-acme-acme_account+key', l));
-    assert.ok(!hashedLabelMatches(n, 'bundle-acme-acme_account+key', l.slice(0, 6 + 15)), 'shorter than 16 hash characters');
+    assert.ok(
+      !hashedLabelMatches(n, 'bundle-acme-acme_account+key', l.slice(0, 6 + 15)),
+      'shorter than 16 hash characters',
+    );
   });
 });

@@ -2,18 +2,49 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
-import { digestInfoPrefix, ecdsaRawToDer, HASHES, pssSaltLength, ecPointFromAttribute, CURVES, ecSpki } from '../../../plugins/pkcs11-keymanager/sigutil';
+import {
+  digestInfoPrefix,
+  ecdsaRawToDer,
+  HASHES,
+  pssSaltLength,
+  ecPointFromAttribute,
+  CURVES,
+  ecSpki,
+} from '../../../plugins/pkcs11-keymanager/sigutil';
 import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { parseGoDuration } from '@spire-hw/sdk/config';
-import { labelFor, newCkaId, parseFullName, ckaIdTime, compareCkaIdNewestFirst } from '../../../plugins/pkcs11-keymanager/naming';
-import { defaultSigningThreads, parsePkcs11Uri, Pkcs11Error, classify, toPkcs11Error, ckrName, SessionPool, RwGate, Pkcs11LibError, readPin, selectToken, type TokenDescriptor } from '@spire-hw/pkcs11';
+import {
+  labelFor,
+  newCkaId,
+  parseFullName,
+  ckaIdTime,
+  compareCkaIdNewestFirst,
+} from '../../../plugins/pkcs11-keymanager/naming';
+import {
+  defaultSigningThreads,
+  parsePkcs11Uri,
+  Pkcs11Error,
+  classify,
+  toPkcs11Error,
+  ckrName,
+  SessionPool,
+  RwGate,
+  Pkcs11LibError,
+  readPin,
+  selectToken,
+  type TokenDescriptor,
+} from '@spire-hw/pkcs11';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 describe('signature helpers', () => {
   test('raw r||s → DER verifies with Node crypto (P-256, P-384, and P-521 for long-form lengths; many random keys)', () => {
-    for (const [curve, n] of [['prime256v1', 32], ['secp384r1', 48], ['secp521r1', 66]] as const) {
+    for (const [curve, n] of [
+      ['prime256v1', 32],
+      ['secp384r1', 48],
+      ['secp521r1', 66],
+    ] as const) {
       for (let i = 0; i < 50; i++) {
         const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: curve });
         const raw = crypto.sign('sha256', Buffer.from(`m${i}`), { key: privateKey, dsaEncoding: 'ieee-p1363' });
@@ -40,7 +71,10 @@ describe('signature helpers', () => {
     const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
     for (const h of HASHES.values()) {
       const d = crypto.createHash(h.nodeName).update('x').digest();
-      const sig = crypto.privateEncrypt({ key: privateKey, padding: crypto.constants.RSA_PKCS1_PADDING }, Buffer.concat([digestInfoPrefix(h), d]));
+      const sig = crypto.privateEncrypt(
+        { key: privateKey, padding: crypto.constants.RSA_PKCS1_PADDING },
+        Buffer.concat([digestInfoPrefix(h), d]),
+      );
       assert.ok(crypto.verify(h.nodeName, Buffer.from('x'), publicKey, sig), h.name);
     }
   });
@@ -65,7 +99,9 @@ describe('signature helpers', () => {
 
 describe('pkcs11 URI (RFC 7512)', () => {
   test('path and query attributes, percent-encoding, id bytes', () => {
-    const u = parsePkcs11Uri('pkcs11:token=My%20Token;serial=abc;slot-id=7;id=%01%02;object=ca?pin-source=file:/etc/pin&module-path=/usr/lib/x.so');
+    const u = parsePkcs11Uri(
+      'pkcs11:token=My%20Token;serial=abc;slot-id=7;id=%01%02;object=ca?pin-source=file:/etc/pin&module-path=/usr/lib/x.so',
+    );
     assert.equal(u.token, 'My Token');
     assert.equal(u.serial, 'abc');
     assert.equal(u.slotId, 7n);
@@ -92,7 +128,10 @@ describe('configuration', () => {
   const build = (raw: Record<string, unknown>) => {
     const errors: string[] = [];
     const warns: string[] = [];
-    const c = buildConfig({ trustDomain: 'example.org', hclText: JSON.stringify(raw), coreConfigurationPresent: true }, { errors, notes: warns });
+    const c = buildConfig(
+      { trustDomain: 'example.org', hclText: JSON.stringify(raw), coreConfigurationPresent: true },
+      { errors, notes: warns },
+    );
     return { c, errors, warns };
   };
   test('defaults', () => {
@@ -104,16 +143,28 @@ describe('configuration', () => {
     assert.equal(c!.disposeStaleKeysAfterMs, undefined);
   });
   test('exactly one token selector, PIN source and server identifier', () => {
-    assert.match(build({ ...base, token_serial: 's' }).errors.join(), /exactly one of token_label, token_serial, slot_id or pkcs11_uri/);
+    assert.match(
+      build({ ...base, token_serial: 's' }).errors.join(),
+      /exactly one of token_label, token_serial, slot_id or pkcs11_uri/,
+    );
     assert.match(build({ ...base, pin: 'x' }).errors.join(), /exactly one PIN source/);
-    assert.match(build({ ...base, key_identifier_file: '/f' }).errors.join(), /exactly one of key_identifier_file or key_identifier_value/);
+    assert.match(
+      build({ ...base, key_identifier_file: '/f' }).errors.join(),
+      /exactly one of key_identifier_file or key_identifier_value/,
+    );
     assert.match(build({ ...base, module_path: undefined }).errors.join(), /module_path is required/);
     assert.match(build({ ...base, bogus: 1 }).errors.join(), /unknown configuration key "bogus"/);
-    assert.match(build({ ...base, key_identifier_value: 'a/b' }).errors.join(), /key_identifier_value may only contain/);
+    assert.match(
+      build({ ...base, key_identifier_value: 'a/b' }).errors.join(),
+      /key_identifier_value may only contain/,
+    );
   });
   test('inline PIN is warned; URI supplies token, module and PIN source', () => {
     assert.match(build({ ...base, pin_env: undefined, pin: '1234' }).warns.join(), /PIN is inline/);
-    const { c, errors } = build({ pkcs11_uri: 'pkcs11:token=t?module-path=/x.so&pin-source=file:/p', key_identifier_value: 's' });
+    const { c, errors } = build({
+      pkcs11_uri: 'pkcs11:token=t?module-path=/x.so&pin-source=file:/p',
+      key_identifier_value: 's',
+    });
     assert.deepEqual(errors, []);
     assert.equal(c!.modulePath, '/x.so');
     assert.deepEqual(c!.pin, { kind: 'file', path: '/p' });
@@ -163,7 +214,8 @@ describe('naming', () => {
   test('CKA_ID: 16 bytes, time-ordered, unique', () => {
     const ids = Array.from({ length: 100 }, () => newCkaId());
     assert.equal(new Set(ids.map((i) => i.toString('hex'))).size, 100);
-    for (let i = 1; i < ids.length; i++) assert.ok(compareCkaIdNewestFirst(ids[i]!, ids[i - 1]!) < 0, 'later id sorts first');
+    for (let i = 1; i < ids.length; i++)
+      assert.ok(compareCkaIdNewestFirst(ids[i]!, ids[i - 1]!) < 0, 'later id sorts first');
     assert.ok(Math.abs(ckaIdTime(ids[0]!) - Date.now()) < 5000);
   });
 });
@@ -193,7 +245,12 @@ describe('session pool and gate', () => {
   test('bounded pool: waits, hands over, times out with UNAVAILABLE, discards bad sessions', async () => {
     let opened = 0;
     let closed = 0;
-    const pool = new SessionPool(() => Buffer.from([++opened]), () => void closed++, 2, 100);
+    const pool = new SessionPool(
+      () => Buffer.from([++opened]),
+      () => void closed++,
+      2,
+      100,
+    );
     const a = await pool.acquire();
     const b = await pool.acquire();
     const waiting = pool.acquire();
@@ -208,15 +265,23 @@ describe('session pool and gate', () => {
     pool.release(c);
     assert.equal(closed, 2, 'stale-generation session closed on release');
   });
-  test('a wait timeout beyond Node\'s timer limit (2^31-1 ms) waits, instead of expiring at once and spinning', async () => {
-    const pool = new SessionPool(() => Buffer.from([1]), () => {}, 1, 30 * 24 * 3600 * 1000);
+  test("a wait timeout beyond Node's timer limit (2^31-1 ms) waits, instead of expiring at once and spinning", async () => {
+    const pool = new SessionPool(
+      () => Buffer.from([1]),
+      () => {},
+      1,
+      30 * 24 * 3600 * 1000,
+    );
     const a = await pool.acquire();
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(w.name);
     process.on('warning', onWarning);
     try {
       let settled = false;
-      const waiter = pool.acquire().then((s) => ((settled = true), s), (e: unknown) => ((settled = true), Promise.reject(e)));
+      const waiter = pool.acquire().then(
+        (s) => ((settled = true), s),
+        (e: unknown) => ((settled = true), Promise.reject(e)),
+      );
       await new Promise((r) => setTimeout(r, 150));
       assert.equal(settled, false, 'the waiter is still waiting after 150 ms');
       assert.equal(pool.timeouts, 0);
@@ -229,7 +294,12 @@ describe('session pool and gate', () => {
     }
   });
   test('one timer for all waiters: each expires at its own deadline, in any order; served waiters never expire', async () => {
-    const pool = new SessionPool(() => Buffer.from([1]), () => {}, 1, 400);
+    const pool = new SessionPool(
+      () => Buffer.from([1]),
+      () => {},
+      1,
+      400,
+    );
     const a = await pool.acquire();
     const t0 = Date.now();
     const late = pool.acquire(); // the pool's own 400 ms
@@ -256,7 +326,16 @@ describe('session pool and gate', () => {
     const g = new RwGate();
     const order: string[] = [];
     let releaseReader!: () => void;
-    const r1 = g.shared(() => new Promise<void>((r) => (releaseReader = () => { order.push('r1 done'); r(); })));
+    const r1 = g.shared(
+      () =>
+        new Promise<void>(
+          (r) =>
+            (releaseReader = () => {
+              order.push('r1 done');
+              r();
+            }),
+        ),
+    );
     const w = g.exclusive(async () => void order.push('writer'));
     const r2 = g.shared(async () => void order.push('r2'));
     await new Promise((r) => setTimeout(r, 10));
@@ -282,13 +361,30 @@ describe('PIN sources and token selection', () => {
   });
   test('exactly one token must match; ambiguity and absence list the tokens', () => {
     const t = (label: string, serial: string, slotId: bigint): TokenDescriptor => ({
-      slot: Buffer.alloc(8), slotId, label, serial, manufacturer: 'm', model: 'x', slotDescription: '', hardwareSlot: false, flags: 0, maxSessionCount: 0, maxRwSessionCount: 0, firmware: '1.0',
+      slot: Buffer.alloc(8),
+      slotId,
+      label,
+      serial,
+      manufacturer: 'm',
+      model: 'x',
+      slotDescription: '',
+      hardwareSlot: false,
+      flags: 0,
+      maxSessionCount: 0,
+      maxRwSessionCount: 0,
+      firmware: '1.0',
     });
     const tokens = [t('a', '1', 1n), t('a', '2', 2n), t('b', '3', 3n)];
     assert.equal(selectToken(tokens, { kind: 'label', label: 'b' }).serial, '3');
     assert.equal(selectToken(tokens, { kind: 'serial', serial: '2' }).slotId, 2n);
-    assert.throws(() => selectToken(tokens, { kind: 'label', label: 'a' }), /2 tokens match token_label "a" \(ambiguous; use token_serial\)/);
-    assert.throws(() => selectToken(tokens, { kind: 'label', label: 'zz' }), /no token matches token_label "zz"; tokens present: .*label "b"/);
+    assert.throws(
+      () => selectToken(tokens, { kind: 'label', label: 'a' }),
+      /2 tokens match token_label "a" \(ambiguous; use token_serial\)/,
+    );
+    assert.throws(
+      () => selectToken(tokens, { kind: 'label', label: 'zz' }),
+      /no token matches token_label "zz"; tokens present: .*label "b"/,
+    );
     assert.equal(selectToken(tokens, { kind: 'uri', uri: parsePkcs11Uri('pkcs11:token=a;serial=1') }).slotId, 1n);
   });
 });

@@ -5,7 +5,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { TPM_CC, Tpm, type TpmTransport } from '@spire-hw/tpm2';
 import { encodeChallengeRequest } from '@spire-hw/devid';
-import { AttestError, runAttestation, type AttestationIo, type AttestStats, type Passwords } from '../../../plugins/tpm-devid-agent/attest';
+import {
+  AttestError,
+  runAttestation,
+  type AttestationIo,
+  type AttestStats,
+  type Passwords,
+} from '../../../plugins/tpm-devid-agent/attest';
 import { parsePrivateBlob, parsePublicBlob, type DevidFiles } from '@spire-hw/devid';
 import { AttestationAborted, CountingTransport } from '@spire-hw/devid';
 import { FakeTpm, fakeDevidBlobs, frame } from './fake-tpm';
@@ -39,28 +45,72 @@ function io(cap: Captured, challenge: () => Buffer | undefined = goodChallenge):
   };
 }
 
-async function attest(fake: TpmTransport & { log?: number[] }, f: DevidFiles, pw = NO_PW, cap: Captured = {}, signal?: AbortSignal, ch?: () => Buffer | undefined): Promise<AttestStats> {
+async function attest(
+  fake: TpmTransport & { log?: number[] },
+  f: DevidFiles,
+  pw = NO_PW,
+  cap: Captured = {},
+  signal?: AbortSignal,
+  ch?: () => Buffer | undefined,
+): Promise<AttestStats> {
   const counting = new CountingTransport(fake);
   const tpm = new Tpm(counting, { retry: { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 2 } });
   return runAttestation(tpm, f, pw, io(cap, ch), signal, counting.codes);
 }
 
 const RSA_SEQUENCE = [
-  CC.GetCapability, CC.CreatePrimary, CC.Load, CC.Create, CC.Load, CC.FlushContext, CC.CreatePrimary, CC.NV_ReadPublic, CC.NV_Read,
-  CC.Certify, CC.Sign, CC.StartAuthSession, CC.PolicySecret, CC.ActivateCredential, CC.FlushContext, CC.FlushContext, CC.FlushContext,
+  CC.GetCapability,
+  CC.CreatePrimary,
+  CC.Load,
+  CC.Create,
+  CC.Load,
+  CC.FlushContext,
+  CC.CreatePrimary,
+  CC.NV_ReadPublic,
+  CC.NV_Read,
+  CC.Certify,
+  CC.Sign,
+  CC.StartAuthSession,
+  CC.PolicySecret,
+  CC.ActivateCredential,
+  CC.FlushContext,
+  CC.FlushContext,
+  CC.FlushContext,
 ];
 const ECC_SEQUENCE = [
-  CC.GetCapability, CC.CreatePrimary, CC.Load, CC.FlushContext, CC.CreatePrimary, CC.Create, CC.Load, CC.FlushContext, CC.CreatePrimary,
-  CC.NV_ReadPublic, CC.NV_Read, CC.Certify, CC.Sign, CC.StartAuthSession, CC.PolicySecret, CC.ActivateCredential,
-  CC.FlushContext, CC.FlushContext, CC.FlushContext,
+  CC.GetCapability,
+  CC.CreatePrimary,
+  CC.Load,
+  CC.FlushContext,
+  CC.CreatePrimary,
+  CC.Create,
+  CC.Load,
+  CC.FlushContext,
+  CC.CreatePrimary,
+  CC.NV_ReadPublic,
+  CC.NV_Read,
+  CC.Certify,
+  CC.Sign,
+  CC.StartAuthSession,
+  CC.PolicySecret,
+  CC.ActivateCredential,
+  CC.FlushContext,
+  CC.FlushContext,
+  CC.FlushContext,
 ];
 
-for (const [keyType, seq] of [['rsa', RSA_SEQUENCE], ['ecc', ECC_SEQUENCE]] as const) {
+for (const [keyType, seq] of [
+  ['rsa', RSA_SEQUENCE],
+  ['ecc', ECC_SEQUENCE],
+] as const) {
   test(`${keyType}: command sequence, one reused SRK, at most 3 objects, nothing left loaded`, async () => {
     const fake = new FakeTpm();
     const cap: Captured = {};
     const stats = await attest(fake, files(fake, keyType), NO_PW, cap);
-    assert.deepEqual(fake.log.map((c) => c.toString(16)), seq.map((c) => c.toString(16)));
+    assert.deepEqual(
+      fake.log.map((c) => c.toString(16)),
+      seq.map((c) => c.toString(16)),
+    );
     assert.equal(stats.commands.length, seq.length);
     assert.equal(stats.keyGenerations, keyType === 'rsa' ? 3 : 4); // 2 (3) CreatePrimary + 1 Create; SPIRE: 4 + 1
     assert.equal(fake.peakObjects, 3);
@@ -80,7 +130,15 @@ test('wire format: exact Go keys, standard padded base64, raw TPMT_PUBLIC / TPMS
       await attest(fake, f, NO_PW, cap);
       const text = cap.payload!.toString('utf8');
       const json = JSON.parse(text) as Record<string, unknown>;
-      assert.deepEqual(Object.keys(json), ['DevIDCert', 'DevIDPub', 'EKCert', 'EKPub', 'AKPub', 'CertifiedDevID', 'CertificationSignature']);
+      assert.deepEqual(Object.keys(json), [
+        'DevIDCert',
+        'DevIDPub',
+        'EKCert',
+        'EKPub',
+        'AKPub',
+        'CertifiedDevID',
+        'CertificationSignature',
+      ]);
       const b64 = (v: unknown) => {
         assert.equal(typeof v, 'string');
         assert.match(v as string, /^[A-Za-z0-9+/]*={0,2}$/);
@@ -135,7 +193,11 @@ test('a TPM failure at each step leaves nothing loaded and names the step and th
         assert.ok(err instanceof AttestError, `${keyType} step ${i} (${cc.toString(16)}): ${String(err)}`);
         assert.equal(err.kind, 'tpm');
         assert.match(err.message, /TPM_RC_FAILURE/);
-        assert.equal(fake.objects.size, 0, `${keyType} step ${i}: objects ${[...fake.objects.keys()].map((h) => h.toString(16))}`);
+        assert.equal(
+          fake.objects.size,
+          0,
+          `${keyType} step ${i}: objects ${[...fake.objects.keys()].map((h) => h.toString(16))}`,
+        );
         assert.equal(fake.sessions.size, 0, `${keyType} step ${i}: sessions`);
       }
       assert.ok(fake.peakObjects <= 3);
@@ -171,11 +233,17 @@ test('malformed or empty challenges are rejected with data errors, everything fl
     [Buffer.from('not json'), /unable to unmarshall challenges/],
     [Buffer.from('{"DevID":"AAAA","CredActivation":null}'), /no credential activation blob/],
     [Buffer.from('{"DevID":null,"CredActivation":{"Credential":"AAAA","Secret":"AAAA"}}'), /no DevID nonce/],
-    [Buffer.from('{"DevID":"AAAA","CredActivation":{"Credential":"AEA=","Secret":"AAAA"}}'), /unable to solve credential activation challenge: malformed TPM data/],
+    [
+      Buffer.from('{"DevID":"AAAA","CredActivation":{"Credential":"AEA=","Secret":"AAAA"}}'),
+      /unable to solve credential activation challenge: malformed TPM data/,
+    ],
   ];
   for (const [ch, re] of bad) {
     const fake = new FakeTpm();
-    await assert.rejects(attest(fake, files(fake, 'rsa'), NO_PW, {}, undefined, () => ch), (e) => e instanceof AttestError && re.test(e.message));
+    await assert.rejects(
+      attest(fake, files(fake, 'rsa'), NO_PW, {}, undefined, () => ch),
+      (e) => e instanceof AttestError && re.test(e.message),
+    );
     assert.equal(fake.objects.size, 0);
     assert.equal(fake.sessions.size, 0);
   }
@@ -183,26 +251,47 @@ test('malformed or empty challenges are rejected with data errors, everything fl
 
 test('wrong passwords name TPM_RC_AUTH_FAIL and the configuration key', async () => {
   const cases: [Partial<Passwords>, { owner?: string; endorsement?: string }, RegExp][] = [
-    [{ devid: Buffer.from('x') }, {}, /^unable to certify DevID: TPM_RC_AUTH_FAIL \(session 1\): wrong password for the DevID key \(devid_password\)/],
-    [{ owner: Buffer.from('x') }, { owner: 'o' }, /^unable to create storage root key: TPM_RC_AUTH_FAIL \(session 1\): wrong password for the hierarchy \(owner_hierarchy_password/],
+    [
+      { devid: Buffer.from('x') },
+      {},
+      /^unable to certify DevID: TPM_RC_AUTH_FAIL \(session 1\): wrong password for the DevID key \(devid_password\)/,
+    ],
+    [
+      { owner: Buffer.from('x') },
+      { owner: 'o' },
+      /^unable to create storage root key: TPM_RC_AUTH_FAIL \(session 1\): wrong password for the hierarchy \(owner_hierarchy_password/,
+    ],
     [{}, { endorsement: 'e' }, /^unable to create endorsement key: TPM_RC_AUTH_FAIL \(session 1\)/],
   ];
   for (const [pw, tpmAuth, re] of cases) {
     const fake = new FakeTpm({ ownerAuth: tpmAuth.owner, endorsementAuth: tpmAuth.endorsement });
-    await assert.rejects(attest(fake, files(fake, 'rsa'), { ...NO_PW, ...pw }), (e) => e instanceof AttestError && re.test(e.message) || assert.fail(String(e)));
+    await assert.rejects(
+      attest(fake, files(fake, 'rsa'), { ...NO_PW, ...pw }),
+      (e) => (e instanceof AttestError && re.test(e.message)) || assert.fail(String(e)),
+    );
     assert.equal(fake.objects.size, 0);
   }
   // the right passwords work
   const fake = new FakeTpm({ ownerAuth: 'o', endorsementAuth: 'e' });
-  await attest(fake, files(fake, 'ecc', 'd'), { owner: Buffer.from('o'), endorsement: Buffer.from('e'), devid: Buffer.from('d') });
+  await attest(fake, files(fake, 'ecc', 'd'), {
+    owner: Buffer.from('o'),
+    endorsement: Buffer.from('e'),
+    devid: Buffer.from('d'),
+  });
   assert.equal(fake.objects.size, 0);
 });
 
 test('a blob from another SRK/TPM fails Load with TPM_RC_INTEGRITY in words', async () => {
   const fake = new FakeTpm();
   const other = new FakeTpm();
-  await assert.rejects(attest(fake, files(other, 'rsa')), (e) =>
-    e instanceof AttestError && /unable to load DevID: TPM_RC_INTEGRITY \(parameter 1\): the key blob was not created under this storage root key — TPM cleared, wrong SRK template, or another TPM/.test(e.message));
+  await assert.rejects(
+    attest(fake, files(other, 'rsa')),
+    (e) =>
+      e instanceof AttestError &&
+      /unable to load DevID: TPM_RC_INTEGRITY \(parameter 1\): the key blob was not created under this storage root key — TPM cleared, wrong SRK template, or another TPM/.test(
+        e.message,
+      ),
+  );
   assert.equal(fake.objects.size, 0);
 });
 

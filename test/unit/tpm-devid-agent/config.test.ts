@@ -8,9 +8,19 @@ import { join } from 'node:path';
 import { TPM_CC, TpmError, type TpmTransport } from '@spire-hw/tpm2';
 import { agentNodeAttestor } from '@spire-hw/sdk';
 import { startInProcess } from '@spire-hw/sdk/testing';
-import { NodeAttestorClient, type PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import {
+  NodeAttestorClient,
+  type PayloadOrChallengeResponse,
+} from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { buildConfig } from '../../../plugins/tpm-devid-agent/config';
-import { BlobError, detectPrivateForm, detectPublicForm, loadDevidFiles, parsePrivateBlob, parsePublicBlob } from '@spire-hw/devid';
+import {
+  BlobError,
+  detectPrivateForm,
+  detectPublicForm,
+  loadDevidFiles,
+  parsePrivateBlob,
+  parsePublicBlob,
+} from '@spire-hw/devid';
 import { parseTcpUrl, resolveTpmLocation, TpmLocationError } from '@spire-hw/devid';
 import { rcInWords } from '@spire-hw/devid';
 import { TpmDevidAgent } from '../../../plugins/tpm-devid-agent/plugin';
@@ -26,12 +36,28 @@ test('config: the built-in keys, defaults, and its error messages', () => {
   const c = buildConfig(input(base + 'tpm_device_path = "/dev/tpmrm0"\ndevid_password = "pw"'), s);
   assert.deepEqual(s.errors, []);
   assert.deepEqual(c, {
-    tpmDevicePath: '/dev/tpmrm0', devidCertPath: '/c', devidPrivPath: '/k', devidPubPath: '/p',
-    endorsementHierarchyPassword: '', ownerHierarchyPassword: '', devidPassword: 'pw',
+    tpmDevicePath: '/dev/tpmrm0',
+    devidCertPath: '/c',
+    devidPrivPath: '/k',
+    devidPubPath: '/p',
+    endorsementHierarchyPassword: '',
+    ownerHierarchyPassword: '',
+    devidPassword: 'pw',
   });
   for (const k of ['devid_cert_path', 'devid_priv_path', 'devid_pub_path']) {
     s = status();
-    assert.equal(buildConfig(input(base.split('\n').filter((l) => !l.startsWith(k)).join('\n')), s), undefined);
+    assert.equal(
+      buildConfig(
+        input(
+          base
+            .split('\n')
+            .filter((l) => !l.startsWith(k))
+            .join('\n'),
+        ),
+        s,
+      ),
+      undefined,
+    );
     assert.deepEqual(s.errors, [`invalid configuration: ${k} is required`]);
   }
   s = status();
@@ -71,10 +97,22 @@ test('blob forms: raw SPIRE blobs and tpm2-tools TPM2B blobs are recognised', ()
   const tricky = Buffer.alloc(0x25);
   tricky.writeUInt16BE(0x0023, 0);
   assert.equal(detectPublicForm(tricky), 'raw');
-  assert.throws(() => parsePublicBlob(Buffer.alloc(0)), (e) => e instanceof BlobError && e.code === 'empty');
-  assert.throws(() => parsePublicBlob(Buffer.from('0118', 'hex')), (e) => e instanceof BlobError && /not a TPMT_PUBLIC/.test(e.message));
-  assert.throws(() => parsePublicBlob(Buffer.from('0008000b0000000000000010000000', 'hex')), (e) => e instanceof BlobError);
-  assert.throws(() => parsePrivateBlob(Buffer.from('00ff0102', 'hex')), (e) => e instanceof BlobError && e.code === 'malformed');
+  assert.throws(
+    () => parsePublicBlob(Buffer.alloc(0)),
+    (e) => e instanceof BlobError && e.code === 'empty',
+  );
+  assert.throws(
+    () => parsePublicBlob(Buffer.from('0118', 'hex')),
+    (e) => e instanceof BlobError && /not a TPMT_PUBLIC/.test(e.message),
+  );
+  assert.throws(
+    () => parsePublicBlob(Buffer.from('0008000b0000000000000010000000', 'hex')),
+    (e) => e instanceof BlobError,
+  );
+  assert.throws(
+    () => parsePrivateBlob(Buffer.from('00ff0102', 'hex')),
+    (e) => e instanceof BlobError && e.code === 'malformed',
+  );
 });
 
 test('DevID files: SPIRE messages for missing or bad files', async () => {
@@ -85,11 +123,23 @@ test('DevID files: SPIRE messages for missing or bad files', async () => {
   writeFileSync(join(dir, 'pub'), pub);
   writeFileSync(join(dir, 'empty.pem'), 'nothing here\n');
   const paths = { cert: join(dir, 'nope.pem'), priv: join(dir, 'priv'), pub: join(dir, 'pub') };
-  await assert.rejects(loadDevidFiles(paths), /^BlobError: cannot load certificate\(s\): open .*nope.pem: no such file or directory$/);
-  await assert.rejects(loadDevidFiles({ ...paths, cert: join(dir, 'empty.pem') }), /cannot load certificate\(s\): no certificates found in file/);
+  await assert.rejects(
+    loadDevidFiles(paths),
+    /^BlobError: cannot load certificate\(s\): open .*nope.pem: no such file or directory$/,
+  );
+  await assert.rejects(
+    loadDevidFiles({ ...paths, cert: join(dir, 'empty.pem') }),
+    /cannot load certificate\(s\): no certificates found in file/,
+  );
   writeFileSync(join(dir, 'c.pem'), '-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n');
-  await assert.rejects(loadDevidFiles({ ...paths, cert: join(dir, 'c.pem'), priv: join(dir, 'x') }), /cannot load private key: open/);
-  await assert.rejects(loadDevidFiles({ ...paths, cert: join(dir, 'c.pem'), pub: join(dir, 'priv') }), /cannot load public key: not a TPMT_PUBLIC/);
+  await assert.rejects(
+    loadDevidFiles({ ...paths, cert: join(dir, 'c.pem'), priv: join(dir, 'x') }),
+    /cannot load private key: open/,
+  );
+  await assert.rejects(
+    loadDevidFiles({ ...paths, cert: join(dir, 'c.pem'), pub: join(dir, 'priv') }),
+    /cannot load public key: not a TPMT_PUBLIC/,
+  );
   const ok = await loadDevidFiles({ ...paths, cert: join(dir, 'c.pem') });
   assert.equal(ok.certs.length, 1);
   await fsp.rm(dir, { recursive: true });
@@ -112,37 +162,70 @@ test('TPM location: tcp URLs, unix sockets by file type, devices, autodetection 
     assert.deepEqual(await resolveTpmLocation('/dev/null'), { kind: 'device', path: '/dev/null' });
     writeFileSync(join(dir, 'file'), '');
     await assert.rejects(resolveTpmLocation(join(dir, 'file')), /unsupported TPM file mode/);
-    await assert.rejects(resolveTpmLocation(join(dir, 'absent')), (e) => e instanceof TpmLocationError && e.code === 'not-found');
+    await assert.rejects(
+      resolveTpmLocation(join(dir, 'absent')),
+      (e) => e instanceof TpmLocationError && e.code === 'not-found',
+    );
   } finally {
     srv.close();
   }
   const dev = join(dir, 'dev');
   await fsp.mkdir(dev);
-  await assert.rejects(resolveTpmLocation(undefined, dev), (e) => e instanceof TpmLocationError && e.message === 'not found');
+  await assert.rejects(
+    resolveTpmLocation(undefined, dev),
+    (e) => e instanceof TpmLocationError && e.message === 'not found',
+  );
   writeFileSync(join(dev, 'tpm0'), '');
   assert.deepEqual(await resolveTpmLocation(undefined, dev), { kind: 'device', path: join(dev, 'tpm0') });
   writeFileSync(join(dev, 'tpmrm0'), '');
   assert.deepEqual(await resolveTpmLocation('', dev), { kind: 'device', path: join(dev, 'tpmrm0') });
   writeFileSync(join(dev, 'tpmrm1'), '');
-  await assert.rejects(resolveTpmLocation(undefined, dev), (e) => e instanceof TpmLocationError && e.message === 'more than one possible TPM device was found');
+  await assert.rejects(
+    resolveTpmLocation(undefined, dev),
+    (e) => e instanceof TpmLocationError && e.message === 'more than one possible TPM device was found',
+  );
   await fsp.rm(dir, { recursive: true });
 });
 
 test('response codes in words', () => {
-  assert.equal(rcInWords(new TpmError(0x1df, TPM_CC.Load)),
-    'TPM_RC_INTEGRITY (parameter 1): the key blob was not created under this storage root key — TPM cleared, wrong SRK template, or another TPM [TPM2_Load, rc 0x1df]');
-  assert.match(rcInWords(new TpmError(0x98e, TPM_CC.Sign)), /^TPM_RC_AUTH_FAIL \(session 1\): wrong password for the DevID key \(devid_password\)/);
-  assert.match(rcInWords(new TpmError(0x9a2, TPM_CC.PolicySecret)), /^TPM_RC_BAD_AUTH \(session 1\): wrong password for the endorsement hierarchy/);
-  assert.match(rcInWords(new TpmError(0x902, TPM_CC.CreatePrimary)), /^TPM_RC_OBJECT_MEMORY: no free transient object slot/);
-  assert.match(rcInWords(new TpmError(0x18b, TPM_CC.NV_ReadPublic)), /^TPM_RC_HANDLE \(handle 1\): the EK certificate NV index 0x01C00002 does not exist/);
-  assert.match(rcInWords(new TpmError(0x2ca, TPM_CC.Load)), /^TPM_RC_TYPE \(parameter 2\): the public blob is not a TPMT_PUBLIC/);
-  assert.match(rcInWords(new TpmError(0x921, TPM_CC.Certify)), /^TPM_RC_LOCKOUT: the TPM is in dictionary-attack lockout/);
+  assert.equal(
+    rcInWords(new TpmError(0x1df, TPM_CC.Load)),
+    'TPM_RC_INTEGRITY (parameter 1): the key blob was not created under this storage root key — TPM cleared, wrong SRK template, or another TPM [TPM2_Load, rc 0x1df]',
+  );
+  assert.match(
+    rcInWords(new TpmError(0x98e, TPM_CC.Sign)),
+    /^TPM_RC_AUTH_FAIL \(session 1\): wrong password for the DevID key \(devid_password\)/,
+  );
+  assert.match(
+    rcInWords(new TpmError(0x9a2, TPM_CC.PolicySecret)),
+    /^TPM_RC_BAD_AUTH \(session 1\): wrong password for the endorsement hierarchy/,
+  );
+  assert.match(
+    rcInWords(new TpmError(0x902, TPM_CC.CreatePrimary)),
+    /^TPM_RC_OBJECT_MEMORY: no free transient object slot/,
+  );
+  assert.match(
+    rcInWords(new TpmError(0x18b, TPM_CC.NV_ReadPublic)),
+    /^TPM_RC_HANDLE \(handle 1\): the EK certificate NV index 0x01C00002 does not exist/,
+  );
+  assert.match(
+    rcInWords(new TpmError(0x2ca, TPM_CC.Load)),
+    /^TPM_RC_TYPE \(parameter 2\): the public blob is not a TPMT_PUBLIC/,
+  );
+  assert.match(
+    rcInWords(new TpmError(0x921, TPM_CC.Certify)),
+    /^TPM_RC_LOCKOUT: the TPM is in dictionary-attack lockout/,
+  );
   // TPM_RC_FAILURE: libtpms returns it from ActivateCredential for another TPM's credential, without failure mode
-  assert.equal(rcInWords(new TpmError(0x101, TPM_CC.ActivateCredential)),
-    'TPM_RC_FAILURE: TPM2_ActivateCredential could not activate the credential: it was most likely made for another TPM\'s EK or for another AK [TPM2_ActivateCredential, rc 0x101]');
+  assert.equal(
+    rcInWords(new TpmError(0x101, TPM_CC.ActivateCredential)),
+    "TPM_RC_FAILURE: TPM2_ActivateCredential could not activate the credential: it was most likely made for another TPM's EK or for another AK [TPM2_ActivateCredential, rc 0x101]",
+  );
   assert.doesNotMatch(rcInWords(new TpmError(0x101, TPM_CC.ActivateCredential)), /failure mode/);
-  assert.equal(rcInWords(new TpmError(0x101, TPM_CC.Sign)),
-    'TPM_RC_FAILURE: TPM2_Sign failed inside the TPM: the TPM may be in failure mode (TPM2_GetTestResult tells) or not initialized [TPM2_Sign, rc 0x101]');
+  assert.equal(
+    rcInWords(new TpmError(0x101, TPM_CC.Sign)),
+    'TPM_RC_FAILURE: TPM2_Sign failed inside the TPM: the TPM may be in failure mode (TPM2_GetTestResult tells) or not initialized [TPM2_Sign, rc 0x101]',
+  );
 });
 
 test('plugin over gRPC (in-process harness): Configure errors, not configured, full round trip on a fake TPM', async () => {
@@ -166,10 +249,18 @@ test('plugin over gRPC (in-process harness): Configure errors, not configured, f
     assert.equal(notConfigured.code, 9);
     assert.equal(notConfigured.details, 'not configured');
     await assert.rejects(p.configure('devid_priv_path = "x"'), /invalid configuration: devid_cert_path is required/);
-    await assert.rejects(p.configure(`devid_cert_path = "${dir}/c.pem"\ndevid_priv_path = "${dir}/priv"\ndevid_pub_path = "${dir}/pub"`), /tpm autodetection failed: not found/);
+    await assert.rejects(
+      p.configure(`devid_cert_path = "${dir}/c.pem"\ndevid_priv_path = "${dir}/priv"\ndevid_pub_path = "${dir}/pub"`),
+      /tpm autodetection failed: not found/,
+    );
     writeFileSync(join(dir, 'tpmrm0'), '');
-    await assert.rejects(p.configure(`devid_cert_path = "${dir}/nope"\ndevid_priv_path = "${dir}/priv"\ndevid_pub_path = "${dir}/pub"`), /unable to load DevID files: cannot load certificate\(s\)/);
-    await p.configure(`devid_cert_path = "${dir}/c.pem"\ndevid_priv_path = "${dir}/priv"\ndevid_pub_path = "${dir}/pub"\ndevid_password = "s3cr3t-pw"`);
+    await assert.rejects(
+      p.configure(`devid_cert_path = "${dir}/nope"\ndevid_priv_path = "${dir}/priv"\ndevid_pub_path = "${dir}/pub"`),
+      /unable to load DevID files: cannot load certificate\(s\)/,
+    );
+    await p.configure(
+      `devid_cert_path = "${dir}/c.pem"\ndevid_priv_path = "${dir}/priv"\ndevid_pub_path = "${dir}/pub"\ndevid_password = "s3cr3t-pw"`,
+    );
     fake.registeredAuth = Buffer.from('s3cr3t-pw');
     const msgs: PayloadOrChallengeResponse[] = [];
     await new Promise<void>((resolve, reject) => {
@@ -177,7 +268,15 @@ test('plugin over gRPC (in-process harness): Configure errors, not configured, f
       call.on('data', (m: PayloadOrChallengeResponse) => {
         msgs.push(m);
         if (m.data?.$case === 'payload') {
-          call.write({ challenge: encodeChallengeRequest({ devId: Buffer.alloc(32, 7), credActivation: { credential: Buffer.concat([Buffer.from([0, 32]), Buffer.alloc(66, 1)]), secret: Buffer.alloc(256, 2) } }) });
+          call.write({
+            challenge: encodeChallengeRequest({
+              devId: Buffer.alloc(32, 7),
+              credActivation: {
+                credential: Buffer.concat([Buffer.from([0, 32]), Buffer.alloc(66, 1)]),
+                secret: Buffer.alloc(256, 2),
+              },
+            }),
+          });
         } else {
           call.cancel();
           resolve();
@@ -185,7 +284,10 @@ test('plugin over gRPC (in-process harness): Configure errors, not configured, f
       });
       call.on('error', (e: Error & { code?: number }) => (e.code === 1 ? resolve() : reject(e)));
     });
-    assert.deepEqual(msgs.map((m) => m.data?.$case), ['payload', 'challengeResponse']);
+    assert.deepEqual(
+      msgs.map((m) => m.data?.$case),
+      ['payload', 'challengeResponse'],
+    );
     assert.equal(opened.length, 1);
     for (let i = 0; i < 50 && !fake.closed; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(fake.closed, true);

@@ -3,8 +3,22 @@
 // Responses are built with the library's own codecs; the cryptographic content is random (nothing verifies it).
 import { randomBytes } from 'node:crypto';
 import {
-  Reader, TPM_ALG, TPM_CC, TPM_ST, TpmsAttest, TpmsCapabilityData, TpmtPublic, TpmtSignature, Tpm2bCreationData,
-  Tpm2bNvPublic, Tpm2bAttest, Writer, marshal, unmarshal, type TpmTransport, objectName,
+  Reader,
+  TPM_ALG,
+  TPM_CC,
+  TPM_ST,
+  TpmsAttest,
+  TpmsCapabilityData,
+  TpmtPublic,
+  TpmtSignature,
+  Tpm2bCreationData,
+  Tpm2bNvPublic,
+  Tpm2bAttest,
+  Writer,
+  marshal,
+  unmarshal,
+  type TpmTransport,
+  objectName,
 } from '@spire-hw/tpm2';
 
 const HANDLES: Record<number, number> = {
@@ -173,7 +187,15 @@ export class FakeTpm implements TpmTransport {
       case TPM_CC.GetCapability: {
         const w = new Writer();
         w.u8(0);
-        w.bytes(marshal(TpmsCapabilityData, { capability: 6, tpmProperties: [{ property: 0x105, value: 0x49424d00 }, { property: 0x12c, value: 1024 }] }));
+        w.bytes(
+          marshal(TpmsCapabilityData, {
+            capability: 6,
+            tpmProperties: [
+              { property: 0x105, value: 0x49424d00 },
+              { property: 0x12c, value: 1024 },
+            ],
+          }),
+        );
         return { params: w.finish() };
       }
       case TPM_CC.CreatePrimary:
@@ -181,10 +203,25 @@ export class FakeTpm implements TpmTransport {
         const sens = new Reader(b2(), 'sens');
         const userAuth = Buffer.from(sens.bytes(sens.u16()));
         const tmpl = unmarshal(TpmtPublic, b2());
-        const filled = tmpl.type === TPM_ALG.RSA ? { ...tmpl, unique: randomBytes(256) } : tmpl.type === TPM_ALG.ECC ? { ...tmpl, unique: { x: randomBytes(32), y: randomBytes(32) } } : tmpl;
+        const filled =
+          tmpl.type === TPM_ALG.RSA
+            ? { ...tmpl, unique: randomBytes(256) }
+            : tmpl.type === TPM_ALG.ECC
+              ? { ...tmpl, unique: { x: randomBytes(32), y: randomBytes(32) } }
+              : tmpl;
         const pub = Buffer.from(marshal(TpmtPublic, filled));
         const tail = (w: Writer) => {
-          w.bytes(marshal(Tpm2bCreationData, { pcrSelect: [], pcrDigest: new Uint8Array(0), locality: 0, parentNameAlg: 0x000b, parentName: Buffer.from('40000001', 'hex'), parentQualifiedName: Buffer.from('40000001', 'hex'), outsideInfo: new Uint8Array(0) }));
+          w.bytes(
+            marshal(Tpm2bCreationData, {
+              pcrSelect: [],
+              pcrDigest: new Uint8Array(0),
+              locality: 0,
+              parentNameAlg: 0x000b,
+              parentName: Buffer.from('40000001', 'hex'),
+              parentQualifiedName: Buffer.from('40000001', 'hex'),
+              outsideInfo: new Uint8Array(0),
+            }),
+          );
           w.u16(32);
           w.bytes(randomBytes(32));
           w.u16(0x8021);
@@ -220,7 +257,11 @@ export class FakeTpm implements TpmTransport {
         const pub = Buffer.from(b2());
         const known = this.blobs.get(priv.toString('hex'));
         if (!known || !known.equals(pub)) return 0x1df; // INTEGRITY, parameter 1
-        const h = this.newObject({ pub, type: pub.readUInt16BE(0), auth: this.createdAuth.get(priv.toString('hex')) ?? this.registeredAuth });
+        const h = this.newObject({
+          pub,
+          type: pub.readUInt16BE(0),
+          auth: this.createdAuth.get(priv.toString('hex')) ?? this.registeredAuth,
+        });
         if (h === undefined) return 0x902;
         const name = objectName(pub);
         const w = new Writer();
@@ -235,7 +276,15 @@ export class FakeTpm implements TpmTransport {
       }
       case TPM_CC.NV_ReadPublic: {
         const w = new Writer();
-        w.bytes(marshal(Tpm2bNvPublic, { nvIndex: handles[0]!, nameAlg: 0x000b, attributes: 0x62072801, authPolicy: new Uint8Array(0), dataSize: this.ekCert.length }));
+        w.bytes(
+          marshal(Tpm2bNvPublic, {
+            nvIndex: handles[0]!,
+            nameAlg: 0x000b,
+            attributes: 0x62072801,
+            authPolicy: new Uint8Array(0),
+            dataSize: this.ekCert.length,
+          }),
+        );
         w.u16(34);
         w.bytes(Buffer.concat([Buffer.from([0, 0x0b]), randomBytes(32)]));
         return { params: w.finish() };
@@ -252,8 +301,12 @@ export class FakeTpm implements TpmTransport {
       case TPM_CC.Certify: {
         const obj = this.objects.get(handles[0]!)!;
         const attest = marshal(TpmsAttest, {
-          magic: 0xff544347, type: TPM_ST.ATTEST_CERTIFY, qualifiedSigner: randomBytes(34), extraData: new Uint8Array(0),
-          clockInfo: { clock: 1n, resetCount: 0, restartCount: 0, safe: true }, firmwareVersion: 1n,
+          magic: 0xff544347,
+          type: TPM_ST.ATTEST_CERTIFY,
+          qualifiedSigner: randomBytes(34),
+          extraData: new Uint8Array(0),
+          clockInfo: { clock: 1n, resetCount: 0, restartCount: 0, safe: true },
+          firmwareVersion: 1n,
           attested: { name: objectName(obj.pub), qualifiedName: randomBytes(34) },
         });
         const w = new Writer();
@@ -265,9 +318,15 @@ export class FakeTpm implements TpmTransport {
       }
       case TPM_CC.Sign: {
         const obj = this.objects.get(handles[0]!)!;
-        const sig = obj.type === TPM_ALG.ECC
-          ? marshal(TpmtSignature, { sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, signatureR: Buffer.concat([Buffer.from([0x7f]), randomBytes(31)]), signatureS: randomBytes(31) })
-          : marshal(TpmtSignature, { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256, sig: randomBytes(256) });
+        const sig =
+          obj.type === TPM_ALG.ECC
+            ? marshal(TpmtSignature, {
+                sigAlg: TPM_ALG.ECDSA,
+                hash: TPM_ALG.SHA256,
+                signatureR: Buffer.concat([Buffer.from([0x7f]), randomBytes(31)]),
+                signatureS: randomBytes(31),
+              })
+            : marshal(TpmtSignature, { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256, sig: randomBytes(256) });
         return { params: sig };
       }
       case TPM_CC.StartAuthSession: {
@@ -317,9 +376,10 @@ export function frame(rc: number, body: Uint8Array = new Uint8Array(0), tag = 0x
 
 /** A DevID blob pair made by `tpm` (Create under a fake SRK), for configuring the agent. */
 export function fakeDevidBlobs(tpm: FakeTpm, keyType: 'rsa' | 'ecc', auth = ''): { priv: Buffer; pub: Buffer } {
-  const tmpl = keyType === 'rsa'
-    ? '0001000b00040072000000100014000b080000000000' + '0100' + '11'.repeat(256)
-    : '0023000b00040072000000100018000b00030010' + '0020' + '22'.repeat(32) + '0020' + '33'.repeat(32);
+  const tmpl =
+    keyType === 'rsa'
+      ? '0001000b00040072000000100014000b080000000000' + '0100' + '11'.repeat(256)
+      : '0023000b00040072000000100018000b00030010' + '0020' + '22'.repeat(32) + '0020' + '33'.repeat(32);
   const pub = Buffer.from(tmpl, 'hex');
   unmarshal(TpmtPublic, pub); // must parse
   const priv = Buffer.concat([Buffer.from([0, 32]), randomBytes(96)]);

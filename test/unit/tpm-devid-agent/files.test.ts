@@ -33,7 +33,11 @@ test('a 128 MiB certificate file is refused as too large, without reading it who
   let peak = before;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 2);
   try {
-    await rejectsCode(loadDevidFiles({ cert: big, priv: small, pub: small }), 'too-large', /^cannot load certificate\(s\): .*big\.pem is larger than 1048576 bytes$/);
+    await rejectsCode(
+      loadDevidFiles({ cert: big, priv: small, pub: small }),
+      'too-large',
+      /^cannot load certificate\(s\): .*big\.pem is larger than 1048576 bytes$/,
+    );
   } finally {
     clearInterval(timer);
   }
@@ -47,7 +51,11 @@ test('key blob files over 65 537 bytes are refused; an endless device is refused
   fs.writeFileSync(blob, Buffer.alloc(MAX_BLOB_FILE_BYTES + 1));
   await rejectsCode(readBounded(blob, MAX_BLOB_FILE_BYTES), 'too-large', /big\.priv is larger than 65537 bytes$/);
   assert.equal((await readBounded(blob, MAX_BLOB_FILE_BYTES + 1)).length, MAX_BLOB_FILE_BYTES + 1);
-  await rejectsCode(readBounded('/dev/zero', MAX_CERT_FILE_BYTES), 'too-large', /^\/dev\/zero is larger than 1048576 bytes$/);
+  await rejectsCode(
+    readBounded('/dev/zero', MAX_CERT_FILE_BYTES),
+    'too-large',
+    /^\/dev\/zero is larger than 1048576 bytes$/,
+  );
   await rejectsCode(readBounded(path.join(dir, 'missing'), 10), 'io', /^open .*missing: no such file or directory$/);
   await rejectsCode(readBounded(dir, 10), 'io', /^read .*: is a directory$/);
 });

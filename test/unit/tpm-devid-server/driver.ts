@@ -2,10 +2,16 @@
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import { chmodSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { NodeAttestorClient, type AgentAttributes, type AttestRequest, type AttestResponse } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import {
+  NodeAttestorClient,
+  type AgentAttributes,
+  type AttestRequest,
+  type AttestResponse,
+} from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { spawnPlugin, type SpawnedPlugin } from '@spire-hw/sdk/testing';
 
-export type Step = { kind: 'msg'; msg: AttestResponse } | { kind: 'error'; code: number; details: string } | { kind: 'end' };
+export type Step =
+  { kind: 'msg'; msg: AttestResponse } | { kind: 'error'; code: number; details: string } | { kind: 'end' };
 
 export class AttestStream {
   readonly call: ClientDuplexStream<AttestRequest, AttestResponse>;
@@ -53,7 +59,12 @@ export interface FlowResult {
 }
 
 /** payload → (challenge → answer) → attributes or error. `answer` undefined: stop after the challenge. */
-export async function runFlow(client: NodeAttestorClient, payload: Buffer, answer?: (challenge: Buffer) => Buffer | Buffer[] | Promise<Buffer | Buffer[]>, deadlineMs = 30_000): Promise<FlowResult> {
+export async function runFlow(
+  client: NodeAttestorClient,
+  payload: Buffer,
+  answer?: (challenge: Buffer) => Buffer | Buffer[] | Promise<Buffer | Buffer[]>,
+  deadlineMs = 30_000,
+): Promise<FlowResult> {
   const s = new AttestStream(client, deadlineMs);
   const out: FlowResult = {};
   s.payload(payload);
@@ -90,6 +101,12 @@ const SERVER_MAIN = resolve(__dirname, '../../../plugins/tpm-devid-server/main.j
 
 export async function spawnServer(hcl: string): Promise<SpawnedServer> {
   chmodSync(SERVER_MAIN, 0o755); // SPIRE execs plugin_cmd directly
-  const plugin = await spawnPlugin({ command: SERVER_MAIN, type: 'NodeAttestor', side: 'server', hcl, trustDomain: 'example.org' });
+  const plugin = await spawnPlugin({
+    command: SERVER_MAIN,
+    type: 'NodeAttestor',
+    side: 'server',
+    hcl,
+    trustDomain: 'example.org',
+  });
   return { plugin, client: plugin.conn.typeClient(NodeAttestorClient) };
 }

@@ -22,7 +22,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kdfa, kdfe } from '@spire-hw/tpm2';
-import { decodeChallengeRequest, encodeAttestationRequest, encodeChallengeResponse, type AttestationRequest } from '@spire-hw/devid';
+import {
+  decodeChallengeRequest,
+  encodeAttestationRequest,
+  encodeChallengeResponse,
+  type AttestationRequest,
+} from '@spire-hw/devid';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -64,7 +69,10 @@ export function tcgSanExtension(): x509.Extension {
 }
 
 export function pem(der: Buffer): string {
-  const b = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b = der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN CERTIFICATE-----\n${b}\n-----END CERTIFICATE-----\n`;
 }
 
@@ -89,12 +97,18 @@ export function genKey(alg: KeyAlg): KeyPair {
 
 async function toWebPublic(k: KeyPair, pub?: KeyObject): Promise<webcrypto.CryptoKey> {
   const spki = (pub ?? k.publicKey).export({ type: 'spki', format: 'der' });
-  const alg = k.alg === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', namedCurve: k.alg === 'ec256' ? 'P-256' : 'P-384' };
+  const alg =
+    k.alg === 'rsa'
+      ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }
+      : { name: 'ECDSA', namedCurve: k.alg === 'ec256' ? 'P-256' : 'P-384' };
   return webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']);
 }
 async function toWebPrivate(k: KeyPair): Promise<webcrypto.CryptoKey> {
   const pkcs8 = k.privateKey.export({ type: 'pkcs8', format: 'der' });
-  const alg = k.alg === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', namedCurve: k.alg === 'ec256' ? 'P-256' : 'P-384' };
+  const alg =
+    k.alg === 'rsa'
+      ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }
+      : { name: 'ECDSA', namedCurve: k.alg === 'ec256' ? 'P-256' : 'P-384' };
   return webcrypto.subtle.importKey('pkcs8', pkcs8, alg, true, ['sign']);
 }
 
@@ -136,7 +150,10 @@ export async function issue(o: IssueOptions): Promise<Cert> {
     notAfter: o.notAfter ?? new Date(now + 365 * DAY),
     publicKey: await toWebPublic(key, o.subjectPublicKey),
     signingKey: await toWebPrivate(signer),
-    signingAlgorithm: signer.alg === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', hash: signer.alg === 'ec384' ? 'SHA-384' : 'SHA-256' },
+    signingAlgorithm:
+      signer.alg === 'rsa'
+        ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }
+        : { name: 'ECDSA', hash: signer.alg === 'ec384' ? 'SHA-384' : 'SHA-256' },
     extensions: exts,
   });
   return { der: Buffer.from(cert.rawData), key, name: o.name };
@@ -211,16 +228,35 @@ function jwkOf(k: KeyObject): { n?: string; e?: string; x?: string; y?: string; 
 /** TPMT_PUBLIC for a Node public key. */
 export function tpmtPublic(key: KeyPair, spec: PublicSpec): Buffer {
   const nameAlg = spec.nameAlg ?? 0x000b;
-  const sym = spec.sym === undefined || spec.sym === null ? u16(0x0010) : Buffer.concat([u16(spec.sym[0]), u16(spec.sym[1]), u16(spec.sym[2])]);
-  const scheme = spec.scheme === undefined || spec.scheme === null ? u16(0x0010) : Buffer.concat([u16(spec.scheme[0]), u16(spec.scheme[1])]);
-  const head = Buffer.concat([u16(key.alg === 'rsa' ? 0x0001 : 0x0023), u16(nameAlg), u32(spec.attrs), b2(spec.authPolicy ?? Buffer.alloc(0))]);
+  const sym =
+    spec.sym === undefined || spec.sym === null
+      ? u16(0x0010)
+      : Buffer.concat([u16(spec.sym[0]), u16(spec.sym[1]), u16(spec.sym[2])]);
+  const scheme =
+    spec.scheme === undefined || spec.scheme === null
+      ? u16(0x0010)
+      : Buffer.concat([u16(spec.scheme[0]), u16(spec.scheme[1])]);
+  const head = Buffer.concat([
+    u16(key.alg === 'rsa' ? 0x0001 : 0x0023),
+    u16(nameAlg),
+    u32(spec.attrs),
+    b2(spec.authPolicy ?? Buffer.alloc(0)),
+  ]);
   const j = jwkOf(key.publicKey);
   if (key.alg === 'rsa') {
     const n = Buffer.from(j.n!, 'base64url');
     return Buffer.concat([head, sym, scheme, u16(n.length * 8), u32(0), b2(n)]);
   }
   const curve = key.alg === 'ec256' ? 0x0003 : 0x0004;
-  return Buffer.concat([head, sym, scheme, u16(curve), u16(0x0010), b2(Buffer.from(j.x!, 'base64url')), b2(Buffer.from(j.y!, 'base64url'))]);
+  return Buffer.concat([
+    head,
+    sym,
+    scheme,
+    u16(curve),
+    u16(0x0010),
+    b2(Buffer.from(j.x!, 'base64url')),
+    b2(Buffer.from(j.y!, 'base64url')),
+  ]);
 }
 
 export function nameOf(tpmt: Buffer): Buffer {
@@ -228,7 +264,10 @@ export function nameOf(tpmt: Buffer): Buffer {
 }
 
 /** TPMS_ATTEST for TPM2_Certify. */
-export function certifyInfo(objectName: Buffer, opts: { magic?: number; type?: number; signerName?: Buffer } = {}): Buffer {
+export function certifyInfo(
+  objectName: Buffer,
+  opts: { magic?: number; type?: number; signerName?: Buffer } = {},
+): Buffer {
   return Buffer.concat([
     u32(opts.magic ?? 0xff544347),
     u16(opts.type ?? 0x8017),
@@ -260,11 +299,23 @@ export function ecdsaSignature(priv: KeyObject, data: Buffer): Buffer {
 // ------------------------------------------------------------------------------------------------
 // Software ActivateCredential (TPM Part 1 §24, the TPM's side)
 
-export function softActivate(ek: KeyPair, ekTpmt: Buffer, akName: Buffer, credentialBlob: Buffer, secret: Buffer, symBits = 128): Buffer {
+export function softActivate(
+  ek: KeyPair,
+  ekTpmt: Buffer,
+  akName: Buffer,
+  credentialBlob: Buffer,
+  secret: Buffer,
+  symBits = 128,
+): Buffer {
   let seed: Buffer;
   if (ek.alg === 'rsa') {
     seed = privateDecrypt(
-      { key: ek.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: Buffer.from('IDENTITY\0', 'latin1') },
+      {
+        key: ek.privateKey,
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: 'sha256',
+        oaepLabel: Buffer.from('IDENTITY\0', 'latin1'),
+      },
       secret,
     );
   } else {
@@ -287,7 +338,8 @@ export function softActivate(ek: KeyPair, ekTpmt: Buffer, akName: Buffer, creden
   const encIdentity = credentialBlob.subarray(2 + hl);
   const hmacKey = kdfa('sha256', seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), 256);
   const expect = createHmac('sha256', hmacKey).update(encIdentity).update(akName).digest();
-  if (expect.length !== integrity.length || !timingSafeEqual(expect, integrity)) throw new Error('soft TPM: integrity check failed (TPM_RC_INTEGRITY)');
+  if (expect.length !== integrity.length || !timingSafeEqual(expect, integrity))
+    throw new Error('soft TPM: integrity check failed (TPM_RC_INTEGRITY)');
   const symKey = kdfa('sha256', seed, 'STORAGE', akName, Buffer.alloc(0), symBits);
   const d = createDecipheriv(`aes-${symBits}-cfb`, symKey, Buffer.alloc(16));
   const plain = Buffer.concat([d.update(encIdentity), d.final()]);
@@ -347,8 +399,16 @@ export class SoftTpm {
     t.ekCert = await issueEkCert(t.ek, world.ekIssuer);
     const alg = opts.devIdAlg ?? 'rsa';
     t.devId = genKey(alg);
-    t.devIdTpmt = tpmtPublic(t.devId, { attrs: DEVID_ATTRS, scheme: alg === 'rsa' ? [0x0014, 0x000b] : [0x0018, 0x000b] });
-    t.devIdCert = await issue({ name: 'devid-leaf', key: t.devId, issuer: world.devIdInter, keyUsage: KU.digitalSignature });
+    t.devIdTpmt = tpmtPublic(t.devId, {
+      attrs: DEVID_ATTRS,
+      scheme: alg === 'rsa' ? [0x0014, 0x000b] : [0x0018, 0x000b],
+    });
+    t.devIdCert = await issue({
+      name: 'devid-leaf',
+      key: t.devId,
+      issuer: world.devIdInter,
+      keyUsage: KU.digitalSignature,
+    });
     t.chain = [t.devIdCert.der, world.devIdInter.der];
     t.ak = genKey('rsa');
     t.akTpmt = tpmtPublic(t.ak, { attrs: AK_ATTRS, scheme: [0x0014, 0x000b] });
@@ -383,7 +443,13 @@ export class SoftTpm {
       key.asymmetricKeyType === 'rsa'
         ? nodeSign('sha256', c.value.devId, { key, padding: constants.RSA_PKCS1_PADDING })
         : nodeSign('sha256', c.value.devId, { key, dsaEncoding: 'der' });
-    const cred = softActivate(opts.ek ?? this.ek, this.ekTpmt, nameOf(opts.akTpmt ?? this.akTpmt), c.value.credActivation.credential, c.value.credActivation.secret);
+    const cred = softActivate(
+      opts.ek ?? this.ek,
+      this.ekTpmt,
+      nameOf(opts.akTpmt ?? this.akTpmt),
+      c.value.credActivation.credential,
+      c.value.credActivation.secret,
+    );
     return encodeChallengeResponse({ devId, credActivation: cred });
   }
 }

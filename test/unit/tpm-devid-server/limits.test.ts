@@ -25,7 +25,10 @@ let relaxed: InProcessPlugin;
 before(async () => {
   world = await makeWorld();
   strict = await startInProcess(serverNodeAttestor(new TpmDevidServer()), { hcl: world.hcl, trustDomain: TD });
-  relaxed = await startInProcess(serverNodeAttestor(new TpmDevidServer()), { hcl: `${world.hcl}allow_non_tcg_ek_certificates = true\n`, trustDomain: TD });
+  relaxed = await startInProcess(serverNodeAttestor(new TpmDevidServer()), {
+    hcl: `${world.hcl}allow_non_tcg_ek_certificates = true\n`,
+    trustDomain: TD,
+  });
 });
 after(async () => {
   await strict?.close();
@@ -54,8 +57,22 @@ test('finding 4: an EK-CA certificate for a software RSA key, digitalSignature o
 test('finding 4: TCG identity with a non-EK key usage, or without key usage, is refused by default', async () => {
   const tpm = await SoftTpm.create(world);
   const cases: [string, Parameters<typeof issue>[0], RegExp][] = [
-    ['TCG SAN, digitalSignature', { name: 'ek', key: tpm.ek, issuer: world.ekIssuer, keyUsage: KU.digitalSignature, extensions: [tcgSanExtension()] }, /its key usage lacks keyEncipherment/],
-    ['TCG SAN, no key usage', { name: 'ek', key: tpm.ek, issuer: world.ekIssuer, extensions: [tcgSanExtension()] }, /it has no key usage extension/],
+    [
+      'TCG SAN, digitalSignature',
+      {
+        name: 'ek',
+        key: tpm.ek,
+        issuer: world.ekIssuer,
+        keyUsage: KU.digitalSignature,
+        extensions: [tcgSanExtension()],
+      },
+      /its key usage lacks keyEncipherment/,
+    ],
+    [
+      'TCG SAN, no key usage',
+      { name: 'ek', key: tpm.ek, issuer: world.ekIssuer, extensions: [tcgSanExtension()] },
+      /it has no key usage extension/,
+    ],
   ];
   for (const [what, opts, msg] of cases) {
     tpm.ekCert = await issue(opts);
@@ -90,9 +107,21 @@ test('TPM public areas from the wire: RSA key sizes and exponents, ECC curves an
   const tpm = await SoftTpm.create(world);
   const client = strict.client(NodeAttestorClient);
   const bad: [string, Partial<ReturnType<SoftTpm['request']>>, string][] = [
-    ['AK even exponent', { akPub: rsaTpmt(tpm.akTpmt, undefined, 4) }, 'cannot decode attestation key public blob: unsupported RSA exponent 4'],
-    ['AK exponent 1', { akPub: rsaTpmt(tpm.akTpmt, undefined, 1) }, 'cannot decode attestation key public blob: unsupported RSA exponent 1'],
-    ['DevID even exponent', { devIdPub: rsaTpmt(tpm.devIdTpmt, undefined, 0x10000) }, 'cannot decode DevID key public blob: unsupported RSA exponent 65536'],
+    [
+      'AK even exponent',
+      { akPub: rsaTpmt(tpm.akTpmt, undefined, 4) },
+      'cannot decode attestation key public blob: unsupported RSA exponent 4',
+    ],
+    [
+      'AK exponent 1',
+      { akPub: rsaTpmt(tpm.akTpmt, undefined, 1) },
+      'cannot decode attestation key public blob: unsupported RSA exponent 1',
+    ],
+    [
+      'DevID even exponent',
+      { devIdPub: rsaTpmt(tpm.devIdTpmt, undefined, 0x10000) },
+      'cannot decode DevID key public blob: unsupported RSA exponent 65536',
+    ],
     ['EK even exponent', { ekPub: rsaTpmt(tpm.ekTpmt, undefined, 2) }, 'cannot decode endorsement key public blob'],
   ];
   for (const [what, over, msg] of bad) {
@@ -101,7 +130,11 @@ test('TPM public areas from the wire: RSA key sizes and exponents, ECC curves an
     assert.equal(r.error?.details, msg, what);
   }
   // an RSA key size a TPM does not create (a multiple of 8 between 1024 and 4096)
-  const odd = Buffer.concat([rsaTpmt(tpm.akTpmt, 2056, 0).subarray(0, -258), Buffer.from([0x01, 0x01]), Buffer.alloc(257, 0xff)]);
+  const odd = Buffer.concat([
+    rsaTpmt(tpm.akTpmt, 2056, 0).subarray(0, -258),
+    Buffer.from([0x01, 0x01]),
+    Buffer.alloc(257, 0xff),
+  ]);
   const r = await runFlow(client, tpm.payload({ akPub: odd }), (c) => tpm.answer(c));
   assert.equal(r.error?.details, 'cannot decode attestation key public blob: unsupported RSA key size 2056');
   // ECC DevID key: an unsupported curve id, and a coordinate longer than the curve's field
@@ -112,9 +145,16 @@ test('TPM public areas from the wire: RSA key sizes and exponents, ECC curves an
   badCurve.writeUInt16BE(0x0010, curveOff); // TPM_ECC_BN_P256... any id we do not support
   const rc = await runFlow(client, ecTpm.payload({ devIdPub: badCurve }), (c) => ecTpm.answer(c));
   assert.equal(rc.error?.details, 'cannot decode DevID key public blob: unsupported curve 0x0010');
-  const longX = Buffer.concat([ecTpm.devIdTpmt.subarray(0, curveOff + 4), Buffer.from([0x00, 0x21, 0x00]), ecTpm.devIdTpmt.subarray(curveOff + 6)]);
+  const longX = Buffer.concat([
+    ecTpm.devIdTpmt.subarray(0, curveOff + 4),
+    Buffer.from([0x00, 0x21, 0x00]),
+    ecTpm.devIdTpmt.subarray(curveOff + 6),
+  ]);
   const rx = await runFlow(client, ecTpm.payload({ devIdPub: longX }), (c) => ecTpm.answer(c));
-  assert.equal(rx.error?.details, 'cannot decode DevID key public blob: ECC point coordinates longer than the P-256 field');
+  assert.equal(
+    rx.error?.details,
+    'cannot decode DevID key public blob: ECC point coordinates longer than the P-256 field',
+  );
   // within the limits: exponent 0 (65537) as the fixtures send, and the explicit 65537
   const ak = genKey('rsa');
   const akTpmt = rsaTpmt(tpmtPublic(ak, { attrs: AK_ATTRS, scheme: [0x0014, 0x000b] }), undefined, 65537);
@@ -146,7 +186,10 @@ test('finding 1 through the server: a leaf and 7 intermediates sharing one name 
   }
   const cpu = process.cpuUsage(t0);
   assert.equal(result.error?.code, Code.INVALID_ARGUMENT);
-  assert.match(result.error!.details, /^unable to verify DevID signature: verification failed: x509: certificate signed by unknown authority/);
+  assert.match(
+    result.error!.details,
+    /^unable to verify DevID signature: verification failed: x509: certificate signed by unknown authority/,
+  );
   assert.ok(checks <= 100, `${checks} signature checks`);
   assert.ok(checks >= 7, `${checks} signature checks (each intermediate is tried once)`);
   assert.ok((cpu.user + cpu.system) / 1000 < 3000);
@@ -162,7 +205,11 @@ test('configuration: allow_non_tcg_ek_certificates (bool, default false, noted w
   assert.ok(!d.status.notes.some((n) => n.includes('allow_non_tcg_ek_certificates')));
   const r = cfg(`${world.hcl}allow_non_tcg_ek_certificates = true\n`);
   assert.equal(r.cfg?.allowNonTcgEkCertificates, true);
-  assert.ok(r.status.notes.some((n) => /allow_non_tcg_ek_certificates is set: .*must issue nothing but EK certificates/.test(n)));
+  assert.ok(
+    r.status.notes.some((n) =>
+      /allow_non_tcg_ek_certificates is set: .*must issue nothing but EK certificates/.test(n),
+    ),
+  );
   assert.equal(cfg(`${world.hcl}allow_non_tcg_ek_certificates = 1\n`).cfg, undefined);
   // a CA certificate whose key is outside the limits (RSA modulus 8200 bits) is refused at Configure
   const ca = craftKey('ec256');
@@ -172,5 +219,7 @@ test('configuration: allow_non_tcg_ek_certificates (bool, default false, noted w
   writeFileSync(path, pem(big));
   const b = cfg(`devid_ca_path = "${path}"\nendorsement_ca_path = "${world.ekCaPath}"\n`);
   assert.equal(b.cfg, undefined);
-  assert.deepEqual(b.status.errors, ['unable to load DevID trust bundle: x509: certificate 0: unsupported public key: RSA modulus of 8200 bits is outside 1024..8192']);
+  assert.deepEqual(b.status.errors, [
+    'unable to load DevID trust bundle: x509: certificate 0: unsupported public key: RSA modulus of 8200 bits is outside 1024..8192',
+  ]);
 });

@@ -17,7 +17,15 @@ const B = (s: string) => Buffer.from(s, 'hex');
 
 test('encoding: Go field names and order, padded standard base64', () => {
   assert.equal(PLUGIN_NAME, 'tpm_devid');
-  const req = { devIdCert: [B('fbff'), B('00')], devIdPub: B('01'), ekCert: Buffer.alloc(0), ekPub: B('0203'), akPub: B('04'), certifiedDevId: B('ff544347'), certificationSignature: B('0014') };
+  const req = {
+    devIdCert: [B('fbff'), B('00')],
+    devIdPub: B('01'),
+    ekCert: Buffer.alloc(0),
+    ekPub: B('0203'),
+    akPub: B('04'),
+    certifiedDevId: B('ff544347'),
+    certificationSignature: B('0014'),
+  };
   assert.equal(
     encodeAttestationRequest(req).toString(),
     '{"DevIDCert":["+/8=","AA=="],"DevIDPub":"AQ==","EKCert":"","EKPub":"AgM=","AKPub":"BA==","CertifiedDevID":"/1RDRw==","CertificationSignature":"ABQ="}',
@@ -29,11 +37,16 @@ test('encoding: Go field names and order, padded standard base64', () => {
     encodeChallengeRequest({ devId: B('01'), credActivation: { credential: B('02'), secret: B('03') } }).toString(),
     '{"DevID":"AQ==","CredActivation":{"Credential":"Ag==","Secret":"Aw=="}}',
   );
-  assert.equal(encodeChallengeResponse({ devId: B('01'), credActivation: B('02') }).toString(), '{"DevID":"AQ==","CredActivation":"Ag=="}');
+  assert.equal(
+    encodeChallengeResponse({ devId: B('01'), credActivation: B('02') }).toString(),
+    '{"DevID":"AQ==","CredActivation":"Ag=="}',
+  );
 });
 
 test('decoding: case-insensitive keys, exact match wins, unknown keys ignored, null = empty, CR/LF in base64 ignored', () => {
-  const r = decodeChallengeRequest('{"devid":"AQ==","DEVID":"Ag==","DevID":"Aw==","x":[1,{}],"credactivation":{"CREDENTIAL":"BA\\r\\n==","secret":null}}');
+  const r = decodeChallengeRequest(
+    '{"devid":"AQ==","DEVID":"Ag==","DevID":"Aw==","x":[1,{}],"credactivation":{"CREDENTIAL":"BA\\r\\n==","secret":null}}',
+  );
   assert.ok(r.ok);
   assert.deepEqual(r.value.devId, B('03'));
   assert.deepEqual(r.value.credActivation.credential, B('04'));
@@ -57,7 +70,11 @@ test('decoding errors are typed values, never exceptions', () => {
     ['{"DevID":"AQ="}', 'base64', 'ChallengeResponse.DevID'],
     ['{"DevID":"AQ"}', 'base64', 'ChallengeResponse.DevID'],
     ['{"DevID":"A-_="}', 'base64', 'ChallengeResponse.DevID'],
-    [`{"CredActivation":"${Buffer.alloc(MAX_ACTIVATED_CREDENTIAL_BYTES + 1).toString('base64')}"}`, 'size', 'ChallengeResponse.CredActivation'],
+    [
+      `{"CredActivation":"${Buffer.alloc(MAX_ACTIVATED_CREDENTIAL_BYTES + 1).toString('base64')}"}`,
+      'size',
+      'ChallengeResponse.CredActivation',
+    ],
     [Buffer.from([0xc3, 0x28]), 'syntax', 'ChallengeResponse'],
   ];
   for (const [input, kind, field] of cases) {
@@ -70,7 +87,9 @@ test('decoding errors are typed values, never exceptions', () => {
     }
   }
   assert.equal((decodeChallengeResponse('') as { error: WireError }).error.message, 'unexpected end of JSON input');
-  const exact = decodeChallengeResponse(`{"CredActivation":"${Buffer.alloc(MAX_ACTIVATED_CREDENTIAL_BYTES).toString('base64')}"}`);
+  const exact = decodeChallengeResponse(
+    `{"CredActivation":"${Buffer.alloc(MAX_ACTIVATED_CREDENTIAL_BYTES).toString('base64')}"}`,
+  );
   assert.ok(exact.ok, 'exactly at the limit is accepted');
 });
 
@@ -97,7 +116,7 @@ test('decoding: a []byte may be a JSON array of integer literals 0..255 (null = 
   assert.deepEqual(r.value, { devId: B('01'), credActivation: B('0203') });
 });
 
-test('decoding: bad array elements get Go\'s wording (number literal as written, element type uint8)', () => {
+test("decoding: bad array elements get Go's wording (number literal as written, element type uint8)", () => {
   const A = 'Go struct field AttestationRequest';
   const cases: [string, string][] = [
     ['{"DevIDPub":[256]}', `json: cannot unmarshal number 256 into ${A}.DevIDPub of type uint8`],
@@ -105,7 +124,10 @@ test('decoding: bad array elements get Go\'s wording (number literal as written,
     ['{"DevIDPub":[-0]}', `json: cannot unmarshal number -0 into ${A}.DevIDPub of type uint8`],
     ['{"DevIDPub":[1.0]}', `json: cannot unmarshal number 1.0 into ${A}.DevIDPub of type uint8`],
     ['{"DevIDPub":[1e0]}', `json: cannot unmarshal number 1e0 into ${A}.DevIDPub of type uint8`],
-    ['{"DevIDPub":[99999999999999999999]}', `json: cannot unmarshal number 99999999999999999999 into ${A}.DevIDPub of type uint8`],
+    [
+      '{"DevIDPub":[99999999999999999999]}',
+      `json: cannot unmarshal number 99999999999999999999 into ${A}.DevIDPub of type uint8`,
+    ],
     ['{"EKPub":["a"]}', `json: cannot unmarshal string into ${A}.EKPub of type uint8`],
     ['{"EKPub":[true]}', `json: cannot unmarshal bool into ${A}.EKPub of type uint8`],
     ['{"AKPub":[[1]]}', `json: cannot unmarshal array into ${A}.AKPub of type uint8`],
@@ -132,10 +154,16 @@ test('decoding: bad array elements get Go\'s wording (number literal as written,
   }
   const cr = decodeChallengeRequest('{"CredActivation":{"Credential":[256]}}');
   assert.ok(!cr.ok);
-  assert.equal(cr.error.message, 'json: cannot unmarshal number 256 into Go struct field CredActivation.CredActivation.Credential of type uint8');
+  assert.equal(
+    cr.error.message,
+    'json: cannot unmarshal number 256 into Go struct field CredActivation.CredActivation.Credential of type uint8',
+  );
   const rr = decodeChallengeResponse('{"DevID":[1.5]}');
   assert.ok(!rr.ok);
-  assert.equal(rr.error.message, 'json: cannot unmarshal number 1.5 into Go struct field ChallengeResponse.DevID of type uint8');
+  assert.equal(
+    rr.error.message,
+    'json: cannot unmarshal number 1.5 into Go struct field ChallengeResponse.DevID of type uint8',
+  );
 });
 
 test('decoding: repeated keys apply in document order (last wins), arrays count against the byte limits, Go max depth', () => {
@@ -145,9 +173,13 @@ test('decoding: repeated keys apply in document order (last wins), arrays count 
   const merged = decodeChallengeRequest('{"CredActivation":{"Credential":[1]},"credactivation":{"secret":[2]}}');
   assert.ok(merged.ok);
   assert.deepEqual(merged.value.credActivation, { credential: B('01'), secret: B('02') });
-  const at = decodeChallengeResponse(`{"CredActivation":[${new Array(MAX_ACTIVATED_CREDENTIAL_BYTES).fill(1).join(',')}]}`);
+  const at = decodeChallengeResponse(
+    `{"CredActivation":[${new Array(MAX_ACTIVATED_CREDENTIAL_BYTES).fill(1).join(',')}]}`,
+  );
   assert.ok(at.ok);
-  const over = decodeChallengeResponse(`{"CredActivation":[${new Array(MAX_ACTIVATED_CREDENTIAL_BYTES + 1).fill(1).join(',')}]}`);
+  const over = decodeChallengeResponse(
+    `{"CredActivation":[${new Array(MAX_ACTIVATED_CREDENTIAL_BYTES + 1).fill(1).join(',')}]}`,
+  );
   assert.ok(!over.ok);
   assert.equal(over.error.kind, 'size');
   assert.equal(over.error.field, 'ChallengeResponse.CredActivation');

@@ -95,8 +95,16 @@ describe('hash cache', () => {
   });
   test('unopenable and unreadable executables: Go error texts', async () => {
     const h = hasher();
-    await rejectsWith(h.digest(path.join(dir, 'missing'), 0n), Code.INTERNAL, `SHA256 digest: open ${path.join(dir, 'missing')}: no such file or directory`);
-    await rejectsWith(h.digest(path.join(dir, 'a', 'x'), 0n), Code.INTERNAL, `SHA256 digest: open ${path.join(dir, 'a', 'x')}: not a directory`);
+    await rejectsWith(
+      h.digest(path.join(dir, 'missing'), 0n),
+      Code.INTERNAL,
+      `SHA256 digest: open ${path.join(dir, 'missing')}: no such file or directory`,
+    );
+    await rejectsWith(
+      h.digest(path.join(dir, 'a', 'x'), 0n),
+      Code.INTERNAL,
+      `SHA256 digest: open ${path.join(dir, 'a', 'x')}: not a directory`,
+    );
     const d = path.join(dir, 'adir');
     fs.mkdirSync(d);
     await rejectsWith(h.digest(d, 0n), Code.INTERNAL, `SHA256 digest: read ${d}: is a directory`);
@@ -118,7 +126,10 @@ describe('single-flight, concurrency, cancellation', () => {
     const h = hasher({ concurrency: 1, bufferSize: 64 * 1024 });
     const files = [1, 2, 3].map((i) => file(`cc${i}`, Buffer.alloc(4 * 1024 * 1024, i)));
     const rs = await Promise.all(files.map((f) => h.digest(f, 0n)));
-    assert.deepEqual(rs, [1, 2, 3].map((i) => sha(Buffer.alloc(4 * 1024 * 1024, i))));
+    assert.deepEqual(
+      rs,
+      [1, 2, 3].map((i) => sha(Buffer.alloc(4 * 1024 * 1024, i))),
+    );
     assert.equal(h.stats.hashed, 3);
     assert.equal(h.stats.peakJobs, 1);
     const h2 = hasher({ concurrency: 2, bufferSize: 64 * 1024 });
@@ -186,8 +197,15 @@ describe('process exits mid-call (fake /proc)', () => {
       },
     };
     const core = (discover: boolean): UnixAttestorCore =>
-      new UnixAttestorCore({ discoverWorkloadPath: discover, workloadSizeLimit: 0n }, { proc: new FsProcSource(tree.root), names: reaping, hasher: hasher() });
-    await rejectsWith(core(true).attest(50), Code.INTERNAL, `path lookup: readlink ${path.join(tree.root, '50', 'exe')}: no such file or directory`);
+      new UnixAttestorCore(
+        { discoverWorkloadPath: discover, workloadSizeLimit: 0n },
+        { proc: new FsProcSource(tree.root), names: reaping, hasher: hasher() },
+      );
+    await rejectsWith(
+      core(true).attest(50),
+      Code.INTERNAL,
+      `path lookup: readlink ${path.join(tree.root, '50', 'exe')}: no such file or directory`,
+    );
     tree.addProcess(50, statusText({ uid: '1', gid: '1' }), target);
     assert.deepEqual(await core(false).attest(50), ['uid:1', 'gid:1']);
   });
@@ -211,7 +229,11 @@ describe('the size limit bounds what is read, not only what fstat says', () => {
     const st = fs.statSync(liar);
     assert.ok(st.isFile() && st.size === 0, 'precondition: a regular file with st_size 0');
     const h = hasher({ bufferSize: 4096 });
-    await rejectsWith(h.digest(liar, 64n), Code.INTERNAL, new RegExp(`^SHA256 digest: workload ${liar} exceeds size limit \\(\\d+ > 64\\)$`));
+    await rejectsWith(
+      h.digest(liar, 64n),
+      Code.INTERNAL,
+      new RegExp(`^SHA256 digest: workload ${liar} exceeds size limit \\(\\d+ > 64\\)$`),
+    );
     assert.equal(h.stats.hashed, 0);
     assert.equal(h.cacheEntries, 0);
     // no limit: hashed as the built-in would
@@ -223,9 +245,17 @@ describe('the size limit bounds what is read, not only what fstat says', () => {
     execFileSync('mkfifo', [fifo]);
     const h = hasher();
     await rejectsWith(h.digest(fifo, 0n), Code.INTERNAL, `SHA256 digest: workload ${fifo} is not a regular file`);
-    await rejectsWith(h.digest('/dev/zero', 1024n), Code.INTERNAL, 'SHA256 digest: workload /dev/zero is not a regular file');
+    await rejectsWith(
+      h.digest('/dev/zero', 1024n),
+      Code.INTERNAL,
+      'SHA256 digest: workload /dev/zero is not a regular file',
+    );
     const ac = new AbortController();
     ac.abort();
-    await rejectsWith(h.digest(path.join(dir, 'e'), 0n, ac.signal), Code.CANCELLED, 'SHA256 digest: attestation cancelled');
+    await rejectsWith(
+      h.digest(path.join(dir, 'e'), 0n, ac.signal),
+      Code.CANCELLED,
+      'SHA256 digest: attestation cancelled',
+    );
   });
 });

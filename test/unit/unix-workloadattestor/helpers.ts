@@ -99,7 +99,8 @@ export function writeEtc(dir: string, extraPasswd = '', extraGroup = ''): void {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(
     path.join(dir, 'passwd'),
-    'root:x:0:0:root:/root:/bin/bash\nu1000:x:1000:2000::/home/u1000:/bin/sh\nu1100:x:1100:2100::/home/u1100:/bin/sh\n' + extraPasswd,
+    'root:x:0:0:root:/root:/bin/bash\nu1000:x:1000:2000::/home/u1000:/bin/sh\nu1100:x:1100:2100::/home/u1100:/bin/sh\n' +
+      extraPasswd,
   );
   fs.writeFileSync(
     path.join(dir, 'group'),

@@ -3,14 +3,21 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CachedColonFile, FilesNameResolver, parseGroup, parsePasswd } from '../../../plugins/unix-workloadattestor/names';
+import {
+  CachedColonFile,
+  FilesNameResolver,
+  parseGroup,
+  parsePasswd,
+} from '../../../plugins/unix-workloadattestor/names';
 import { NSS_DEFAULTS, NssNameResolver, loadNssAddon, type NssAddon } from '../../../plugins/unix-workloadattestor/nss';
 import { parseStatus } from '../../../plugins/unix-workloadattestor/procfs';
 import { tmpDir } from './helpers';
 
 describe('passwd parsing (Go os/user rules)', () => {
   test('comments, blank lines, surrounding whitespace', () => {
-    const m = parsePasswd('# root:x:5:5::/:/bin/sh\n\n   \n  alice:x:1000:1000::/home/alice:/bin/sh  \r\n\t#bob:x:1001:1:::\n');
+    const m = parsePasswd(
+      '# root:x:5:5::/:/bin/sh\n\n   \n  alice:x:1000:1000::/home/alice:/bin/sh  \r\n\t#bob:x:1001:1:::\n',
+    );
     assert.equal(m.get('5'), undefined);
     assert.equal(m.get('1000'), 'alice');
     assert.equal(m.get('1001'), undefined);
@@ -32,7 +39,9 @@ describe('passwd parsing (Go os/user rules)', () => {
     assert.equal(m.get('1000'), 'first');
   });
   test('uid field must equal the decimal text exactly; uid and gid fields must parse as integers', () => {
-    const m = parsePasswd('zero:x:01000:1:::\nbadgid:x:1001:abc:::\nsigned:x:1002:+5:::\nspace:x: 1003:1:::\nbig:x:1004:99999999999999999999:::\n');
+    const m = parsePasswd(
+      'zero:x:01000:1:::\nbadgid:x:1001:abc:::\nsigned:x:1002:+5:::\nspace:x: 1003:1:::\nbig:x:1004:99999999999999999999:::\n',
+    );
     assert.equal(m.get('1000'), undefined); // "01000" never equals "1000"
     assert.equal(m.get('01000'), 'zero');
     assert.equal(m.get('1001'), undefined); // gid not an integer
@@ -50,7 +59,9 @@ describe('passwd parsing (Go os/user rules)', () => {
 
 describe('group parsing (Go os/user rules)', () => {
   test('needs 3 colons; members may be empty; first match wins; +/- skipped', () => {
-    const m = parseGroup('short:x:10\n+nis:x:11:\n-x:x:11:\nreal:x:11:\nfirst:x:12:a,b\nsecond:x:12:\n# c:x:13:\n  ws:x:14:  \n');
+    const m = parseGroup(
+      'short:x:10\n+nis:x:11:\n-x:x:11:\nreal:x:11:\nfirst:x:12:a,b\nsecond:x:12:\n# c:x:13:\n  ws:x:14:  \n',
+    );
     assert.equal(m.get('10'), undefined);
     assert.equal(m.get('11'), 'real');
     assert.equal(m.get('12'), 'first');
@@ -214,6 +225,9 @@ describe('nss resolver (fake addon)', () => {
     assert.equal(await s.user('4000000000'), undefined);
   });
   test('missing addon gives a clear error', () => {
-    assert.throws(() => loadNssAddon('/nonexistent/nss.node'), /NSS addon, which is not built: \/nonexistent\/nss.node is missing \(run native\/nss\/build.sh\)/);
+    assert.throws(
+      () => loadNssAddon('/nonexistent/nss.node'),
+      /NSS addon, which is not built: \/nonexistent\/nss.node is missing \(run native\/nss\/build.sh\)/,
+    );
   });
 });

@@ -11,7 +11,17 @@ import { Code } from '@spire-hw/sdk/errors';
 import { ExeHasher } from '../../../plugins/unix-workloadattestor/hasher';
 import { FilesNameResolver } from '../../../plugins/unix-workloadattestor/names';
 import { FsProcSource } from '../../../plugins/unix-workloadattestor/procfs';
-import { DATA_SHA256, FakeProcTree, MemProcSource, TableNames, rejectsWith, statusText, tmpDir, writeEtc, type MemProcess } from './helpers';
+import {
+  DATA_SHA256,
+  FakeProcTree,
+  MemProcSource,
+  TableNames,
+  rejectsWith,
+  statusText,
+  tmpDir,
+  writeEtc,
+  type MemProcess,
+} from './helpers';
 
 const dir = tmpDir('parity-');
 const exe = path.join(dir, 'exe');
@@ -38,7 +48,11 @@ const procs = new Map<number, MemProcess>([
 function mem(settings: Partial<AttestorSettings> = {}): UnixAttestorCore {
   return new UnixAttestorCore(
     { discoverWorkloadPath: false, workloadSizeLimit: 0n, ...settings },
-    { proc: new MemProcSource(procs), names: new TableNames(), hasher: new ExeHasher({ cache: true, cacheSize: 16, concurrency: 2 }) },
+    {
+      proc: new MemProcSource(procs),
+      names: new TableNames(),
+      hasher: new ExeHasher({ cache: true, cacheSize: 16, concurrency: 2 }),
+    },
   );
 }
 
@@ -47,15 +61,21 @@ const base = ['uid:1000', 'user:u1000', 'gid:2000', 'group:g2000'];
 describe('built-in test table, in-memory proc source', () => {
   test('1: no UIDs', () => rejectsWith(mem().attest(1), Code.INTERNAL, 'UIDs lookup: no UIDs for process'));
   test('2: UIDs error', () => rejectsWith(mem().attest(2), Code.INTERNAL, 'UIDs lookup: unable to get UIDs for PID 2'));
-  test('3: no user for uid', async () => assert.deepEqual(await mem().attest(3), ['uid:1999', 'gid:2000', 'group:g2000']));
+  test('3: no user for uid', async () =>
+    assert.deepEqual(await mem().attest(3), ['uid:1999', 'gid:2000', 'group:g2000']));
   test('4: no GIDs', () => rejectsWith(mem().attest(4), Code.INTERNAL, 'GIDs lookup: no GIDs for process'));
   test('5: GIDs error', () => rejectsWith(mem().attest(5), Code.INTERNAL, 'GIDs lookup: unable to get GIDs for PID 5'));
-  test('6: no group for gid', async () => assert.deepEqual(await mem().attest(6), ['uid:1000', 'user:u1000', 'gid:2999']));
+  test('6: no group for gid', async () =>
+    assert.deepEqual(await mem().attest(6), ['uid:1000', 'user:u1000', 'gid:2999']));
   test('7: single uid/gid, path discovery off', async () => assert.deepEqual(await mem().attest(7), base));
   test('8: effective ids (index 1)', async () =>
     assert.deepEqual(await mem().attest(8), ['uid:1100', 'user:u1100', 'gid:2100', 'group:g2100']));
   test('9: exe error', () =>
-    rejectsWith(mem({ discoverWorkloadPath: true }).attest(9), Code.INTERNAL, 'path lookup: unable to get EXE for PID 9'));
+    rejectsWith(
+      mem({ discoverWorkloadPath: true }).attest(9),
+      Code.INTERNAL,
+      'path lookup: unable to get EXE for PID 9',
+    ));
   test('10: namespaced exe missing', () =>
     rejectsWith(
       mem({ discoverWorkloadPath: true }).attest(10),
@@ -69,7 +89,11 @@ describe('built-in test table, in-memory proc source', () => {
       `SHA256 digest: workload ${exe} exceeds size limit (4 > 2)`,
     ));
   test('12: path and sha256', async () =>
-    assert.deepEqual(await mem({ discoverWorkloadPath: true }).attest(12), [...base, `path:${exe}`, `sha256:${DATA_SHA256}`]));
+    assert.deepEqual(await mem({ discoverWorkloadPath: true }).attest(12), [
+      ...base,
+      `path:${exe}`,
+      `sha256:${DATA_SHA256}`,
+    ]));
   test('12b: path and sha256 (second table entry, limit equal to size is allowed)', async () =>
     assert.deepEqual(await mem({ discoverWorkloadPath: true, workloadSizeLimit: 4n }).attest(12), [
       ...base,
@@ -77,7 +101,10 @@ describe('built-in test table, in-memory proc source', () => {
       `sha256:${DATA_SHA256}`,
     ]));
   test('13: workload_size_limit = -1 → no sha256', async () =>
-    assert.deepEqual(await mem({ discoverWorkloadPath: true, workloadSizeLimit: -1n }).attest(12), [...base, `path:${exe}`]));
+    assert.deepEqual(await mem({ discoverWorkloadPath: true, workloadSizeLimit: -1n }).attest(12), [
+      ...base,
+      `path:${exe}`,
+    ]));
   test('14: supplementary groups, kernel order, no de-duplication', async () =>
     assert.deepEqual(await mem().attest(13), [
       ...base,
@@ -137,12 +164,16 @@ describe('built-in test table, fake /proc tree on disk + passwd/group files', ()
   test('1: no Uid line', () => rejectsWith(disk().attest(1), Code.INTERNAL, 'UIDs lookup: no UIDs for process'));
   test('2: unparsable Uid line (gopsutil error)', () =>
     rejectsWith(disk().attest(2), Code.INTERNAL, 'UIDs lookup: strconv.ParseInt: parsing "bogus": invalid syntax'));
-  test('3: no user for uid', async () => assert.deepEqual(await disk().attest(3), ['uid:1999', 'gid:2000', 'group:g2000']));
+  test('3: no user for uid', async () =>
+    assert.deepEqual(await disk().attest(3), ['uid:1999', 'gid:2000', 'group:g2000']));
   test('4: no Gid line', () => rejectsWith(disk().attest(4), Code.INTERNAL, 'GIDs lookup: no GIDs for process'));
-  test('5: pid directory missing', () => rejectsWith(disk().attest(5), Code.INTERNAL, 'failed to get process: process does not exist'));
-  test('6: no group for gid', async () => assert.deepEqual(await disk().attest(6), ['uid:1000', 'user:u1000', 'gid:2999']));
+  test('5: pid directory missing', () =>
+    rejectsWith(disk().attest(5), Code.INTERNAL, 'failed to get process: process does not exist'));
+  test('6: no group for gid', async () =>
+    assert.deepEqual(await disk().attest(6), ['uid:1000', 'user:u1000', 'gid:2999']));
   test('7: single uid/gid, no exe, discovery off', async () => assert.deepEqual(await disk().attest(7), base));
-  test('8: effective ids', async () => assert.deepEqual(await disk().attest(8), ['uid:1100', 'user:u1100', 'gid:2100', 'group:g2100']));
+  test('8: effective ids', async () =>
+    assert.deepEqual(await disk().attest(8), ['uid:1100', 'user:u1100', 'gid:2100', 'group:g2100']));
   test('9: no exe link', () =>
     rejectsWith(
       disk({ discoverWorkloadPath: true }).attest(9),
@@ -162,9 +193,16 @@ describe('built-in test table, fake /proc tree on disk + passwd/group files', ()
       `SHA256 digest: workload ${p(11, 'exe')} exceeds size limit (4 > 2)`,
     ));
   test('12: path is the link text, sha256 through the link', async () =>
-    assert.deepEqual(await disk({ discoverWorkloadPath: true }).attest(12), [...base, `path:${exe}`, `sha256:${DATA_SHA256}`]));
+    assert.deepEqual(await disk({ discoverWorkloadPath: true }).attest(12), [
+      ...base,
+      `path:${exe}`,
+      `sha256:${DATA_SHA256}`,
+    ]));
   test('13: limit -1', async () =>
-    assert.deepEqual(await disk({ discoverWorkloadPath: true, workloadSizeLimit: -1n }).attest(12), [...base, `path:${exe}`]));
+    assert.deepEqual(await disk({ discoverWorkloadPath: true, workloadSizeLimit: -1n }).attest(12), [
+      ...base,
+      `path:${exe}`,
+    ]));
   test('14: Groups line with trailing space', async () =>
     assert.deepEqual(await disk().attest(13), [
       ...base,

@@ -3,7 +3,15 @@
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { TpmTransportError } from '../errors';
-import { DEFAULT_TIMEOUT_MS, SerialQueue, TpmTransport, TransportOptions, checkCommandFrame, commandCodeOf, withTimeout } from './transport';
+import {
+  DEFAULT_TIMEOUT_MS,
+  SerialQueue,
+  TpmTransport,
+  TransportOptions,
+  checkCommandFrame,
+  commandCodeOf,
+  withTimeout,
+} from './transport';
 
 /** Kernel buffer size; TPM_PT_MAX_RESPONSE_SIZE is 4096 on every known chip. */
 const READ_BUFFER = 8192;
@@ -13,7 +21,11 @@ export class LinuxDeviceTransport implements TpmTransport {
   private dead: TpmTransportError | undefined;
   private readonly timeoutMs: number;
 
-  private constructor(private readonly fh: FileHandle, readonly path: string, opts: TransportOptions) {
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly path: string,
+    opts: TransportOptions,
+  ) {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
@@ -43,7 +55,12 @@ export class LinuxDeviceTransport implements TpmTransport {
     const io = (async () => {
       try {
         const { bytesWritten } = await this.fh.write(cmd, 0, cmd.length);
-        if (bytesWritten !== cmd.length) throw new TpmTransportError('IO', `${this.path}: short write (${bytesWritten}/${cmd.length})`, commandCodeOf(cmd));
+        if (bytesWritten !== cmd.length)
+          throw new TpmTransportError(
+            'IO',
+            `${this.path}: short write (${bytesWritten}/${cmd.length})`,
+            commandCodeOf(cmd),
+          );
         const buf = new Uint8Array(READ_BUFFER);
         const { bytesRead } = await this.fh.read(buf, 0, buf.length, null);
         if (bytesRead === 0) throw new TpmTransportError('CLOSED', `${this.path}: empty read`, commandCodeOf(cmd));
@@ -55,7 +72,11 @@ export class LinuxDeviceTransport implements TpmTransport {
       }
     })();
     return withTimeout(io, this.timeoutMs, cmd, () => {
-      this.dead = new TpmTransportError('TIMEOUT', `${this.path}: a command timed out; reopen the device`, commandCodeOf(cmd));
+      this.dead = new TpmTransportError(
+        'TIMEOUT',
+        `${this.path}: a command timed out; reopen the device`,
+        commandCodeOf(cmd),
+      );
       void this.fh.close().catch(() => undefined);
     });
   }
@@ -83,7 +104,10 @@ export async function detectTpmDevice(devDir = '/dev'): Promise<string> {
     const found = entries.filter((n) => re.test(n)).sort();
     if (found.length === 1) return `${devDir}/${found[0]!}`;
     if (found.length > 1) {
-      throw new TpmTransportError('AMBIGUOUS_DEVICE', `several TPM devices in ${devDir}: ${found.join(', ')}; configure one explicitly`);
+      throw new TpmTransportError(
+        'AMBIGUOUS_DEVICE',
+        `several TPM devices in ${devDir}: ${found.join(', ')}; configure one explicitly`,
+      );
     }
   }
   throw new TpmTransportError('NO_DEVICE', `no TPM device (tpmrm<N> or tpm<N>) in ${devDir}`);

@@ -1,7 +1,15 @@
 // A scripted transport for unit tests: each send() takes the next scripted response (bytes, or a function of the
 // command). It records what was sent, honours the same timeout and queueing as the real transports.
 import { TpmTransportError } from '../errors';
-import { DEFAULT_TIMEOUT_MS, SerialQueue, TpmTransport, TransportOptions, checkCommandFrame, commandCodeOf, withTimeout } from './transport';
+import {
+  DEFAULT_TIMEOUT_MS,
+  SerialQueue,
+  TpmTransport,
+  TransportOptions,
+  checkCommandFrame,
+  commandCodeOf,
+  withTimeout,
+} from './transport';
 
 export type FakeResponse = Uint8Array | ((command: Uint8Array) => Uint8Array | Promise<Uint8Array>);
 
@@ -31,7 +39,8 @@ export class FakeTransport implements TpmTransport {
       checkCommandFrame(command);
       this.sent.push(command.slice());
       const next = this.script.shift();
-      if (next === undefined) throw new TpmTransportError('CLOSED', 'fake transport: script exhausted', commandCodeOf(command));
+      if (next === undefined)
+        throw new TpmTransportError('CLOSED', 'fake transport: script exhausted', commandCodeOf(command));
       const p = Promise.resolve(typeof next === 'function' ? next(command) : next);
       return withTimeout(p, this.timeoutMs, command, () => undefined);
     });

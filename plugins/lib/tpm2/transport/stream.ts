@@ -3,7 +3,14 @@
 import { Socket, connect } from 'node:net';
 import { TpmTransportError } from '../errors';
 import {
-  DEFAULT_TIMEOUT_MS, MAX_RESPONSE_SIZE, SerialQueue, TpmTransport, TransportOptions, checkCommandFrame, commandCodeOf, withTimeout,
+  DEFAULT_TIMEOUT_MS,
+  MAX_RESPONSE_SIZE,
+  SerialQueue,
+  TpmTransport,
+  TransportOptions,
+  checkCommandFrame,
+  commandCodeOf,
+  withTimeout,
 } from './transport';
 
 export type StreamEndpoint = { path: string } | { host?: string; port: number };
@@ -25,11 +32,19 @@ export class StreamTransport implements TpmTransport {
   private dead: TpmTransportError | undefined;
   private readonly timeoutMs: number;
 
-  private constructor(private readonly socket: Socket, private readonly label: string, opts: TransportOptions) {
+  private constructor(
+    private readonly socket: Socket,
+    private readonly label: string,
+    opts: TransportOptions,
+  ) {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     socket.on('data', (d: Buffer) => this.onData(d));
-    socket.on('error', (e: NodeJS.ErrnoException) => this.fail(new TpmTransportError('IO', `${label}: ${e.message}`, this.pendingCc(), e.code)));
-    socket.on('close', () => this.fail(new TpmTransportError('CLOSED', `${label}: connection closed by the TPM`, this.pendingCc())));
+    socket.on('error', (e: NodeJS.ErrnoException) =>
+      this.fail(new TpmTransportError('IO', `${label}: ${e.message}`, this.pendingCc(), e.code)),
+    );
+    socket.on('close', () =>
+      this.fail(new TpmTransportError('CLOSED', `${label}: connection closed by the TPM`, this.pendingCc())),
+    );
   }
 
   /** Connects to swtpm's data channel (`{path}` for unixio, `{host, port}` for tcp). */
@@ -80,7 +95,9 @@ export class StreamTransport implements TpmTransport {
       const head = first.length >= 10 ? first : Buffer.concat(this.chunks, this.buffered).subarray(0, 10);
       const size = head.readUInt32BE(2);
       if (size < 10 || size > MAX_RESPONSE_SIZE) {
-        this.fail(new TpmTransportError('PROTOCOL', `${this.label}: response header announces ${size} bytes`, this.pendingCc()));
+        this.fail(
+          new TpmTransportError('PROTOCOL', `${this.label}: response header announces ${size} bytes`, this.pendingCc()),
+        );
         return;
       }
       this.expected = size;
@@ -88,7 +105,13 @@ export class StreamTransport implements TpmTransport {
     const size = this.expected;
     if (this.buffered < size) return;
     if (this.buffered > size) {
-      this.fail(new TpmTransportError('PROTOCOL', `${this.label}: ${this.buffered - size} byte(s) beyond the response frame`, this.pendingCc()));
+      this.fail(
+        new TpmTransportError(
+          'PROTOCOL',
+          `${this.label}: ${this.buffered - size} byte(s) beyond the response frame`,
+          this.pendingCc(),
+        ),
+      );
       return;
     }
     const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, size);
@@ -106,7 +129,10 @@ export class StreamTransport implements TpmTransport {
   }
 
   private sendOne(cmd: Uint8Array): Promise<Uint8Array> {
-    if (this.dead) return Promise.reject(new TpmTransportError(this.dead.code, this.dead.message, commandCodeOf(cmd), this.dead.osCode));
+    if (this.dead)
+      return Promise.reject(
+        new TpmTransportError(this.dead.code, this.dead.message, commandCodeOf(cmd), this.dead.osCode),
+      );
     try {
       checkCommandFrame(cmd);
     } catch (e) {

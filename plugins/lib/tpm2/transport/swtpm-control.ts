@@ -32,20 +32,29 @@ export type ControlEndpoint = { path: string } | { host?: string; port: number }
 
 /** Error result of a control command (`result` is the swtpm/TPM result code). */
 export class SwtpmControlError extends TpmTransportError {
-  constructor(readonly ctrlCommand: number, readonly result: number) {
+  constructor(
+    readonly ctrlCommand: number,
+    readonly result: number,
+  ) {
     super('PROTOCOL', `swtpm control command ${ctrlCommand} failed with result 0x${result.toString(16)}`);
     this.name = 'SwtpmControlError';
   }
 }
 
 export class SwtpmControl {
-  constructor(private readonly ep: ControlEndpoint, private readonly timeoutMs = 10_000) {}
+  constructor(
+    private readonly ep: ControlEndpoint,
+    private readonly timeoutMs = 10_000,
+  ) {}
 
   /** Sends one request and reads exactly `replySize` bytes. */
   request(cmd: number, payload: Uint8Array, replySize: number): Promise<Buffer> {
     const label = 'path' in this.ep ? `unix:${this.ep.path}` : `tcp:${this.ep.host ?? '127.0.0.1'}:${this.ep.port}`;
     return new Promise((resolve, reject) => {
-      const s = 'path' in this.ep ? connect({ path: this.ep.path }) : connect({ host: this.ep.host ?? '127.0.0.1', port: this.ep.port });
+      const s =
+        'path' in this.ep
+          ? connect({ path: this.ep.path })
+          : connect({ host: this.ep.host ?? '127.0.0.1', port: this.ep.port });
       const chunks: Buffer[] = [];
       let got = 0;
       let done = false;
@@ -57,14 +66,26 @@ export class SwtpmControl {
         if (err) reject(err);
         else resolve(v!);
       };
-      const timer = setTimeout(() => finish(new TpmTransportError('TIMEOUT', `${label}: control command ${cmd} timed out`)), this.timeoutMs);
-      s.on('error', (e: NodeJS.ErrnoException) => finish(new TpmTransportError('IO', `${label}: ${e.message}`, undefined, e.code)));
+      const timer = setTimeout(
+        () => finish(new TpmTransportError('TIMEOUT', `${label}: control command ${cmd} timed out`)),
+        this.timeoutMs,
+      );
+      s.on('error', (e: NodeJS.ErrnoException) =>
+        finish(new TpmTransportError('IO', `${label}: ${e.message}`, undefined, e.code)),
+      );
       s.on('data', (d: Buffer) => {
         chunks.push(d);
         got += d.length;
         if (got >= replySize) finish(undefined, Buffer.concat(chunks).subarray(0, replySize));
       });
-      s.on('close', () => finish(new TpmTransportError('CLOSED', `${label}: closed after ${got}/${replySize} reply bytes of control command ${cmd}`)));
+      s.on('close', () =>
+        finish(
+          new TpmTransportError(
+            'CLOSED',
+            `${label}: closed after ${got}/${replySize} reply bytes of control command ${cmd}`,
+          ),
+        ),
+      );
       s.on('connect', () => {
         const req = Buffer.alloc(4 + payload.length);
         req.writeUInt32BE(cmd, 0);

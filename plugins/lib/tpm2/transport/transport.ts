@@ -61,7 +61,13 @@ export function withTimeout<T>(p: Promise<T>, ms: number, cmd: Uint8Array, onTim
 
 /** Basic sanity check of a command before it is sent (size field equals the buffer length). */
 export function checkCommandFrame(cmd: Uint8Array): void {
-  if (cmd.length < 10) throw new TpmTransportError('PROTOCOL', `command of ${cmd.length} bytes is shorter than a TPM header`);
+  if (cmd.length < 10)
+    throw new TpmTransportError('PROTOCOL', `command of ${cmd.length} bytes is shorter than a TPM header`);
   const size = ((cmd[2]! << 24) | (cmd[3]! << 16) | (cmd[4]! << 8) | cmd[5]!) >>> 0;
-  if (size !== cmd.length) throw new TpmTransportError('PROTOCOL', `commandSize ${size} does not match the ${cmd.length}-byte buffer`, commandCodeOf(cmd));
+  if (size !== cmd.length)
+    throw new TpmTransportError(
+      'PROTOCOL',
+      `commandSize ${size} does not match the ${cmd.length}-byte buffer`,
+      commandCodeOf(cmd),
+    );
 }

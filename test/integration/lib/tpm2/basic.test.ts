@@ -5,9 +5,34 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { startEnv, hex } from './env';
 import {
-  execute, Startup, Shutdown, GetCapability, GetRandom, PCR_Read, PCR_Extend, Hash, ContextSave, ContextLoad, FlushContext,
-  CreatePrimary, TPM_CAP, TPM_PT, TPM_SU, TPM_ALG, TPM_RH, TpmError, getTpmProperty, getHandles, pcrSelection, selectedPcrs,
-  srkEccP256Template, loadedHandles, Tpm, connectSwtpmTcp, TpmTransportError, TPM_CC,
+  execute,
+  Startup,
+  Shutdown,
+  GetCapability,
+  GetRandom,
+  PCR_Read,
+  PCR_Extend,
+  Hash,
+  ContextSave,
+  ContextLoad,
+  FlushContext,
+  CreatePrimary,
+  TPM_CAP,
+  TPM_PT,
+  TPM_SU,
+  TPM_ALG,
+  TPM_RH,
+  TpmError,
+  getTpmProperty,
+  getHandles,
+  pcrSelection,
+  selectedPcrs,
+  srkEccP256Template,
+  loadedHandles,
+  Tpm,
+  connectSwtpmTcp,
+  TpmTransportError,
+  TPM_CC,
 } from '@spire-hw/tpm2';
 
 test('tpm2 basics against swtpm (unix socket)', async (t) => {
@@ -15,7 +40,10 @@ test('tpm2 basics against swtpm (unix socket)', async (t) => {
   const { tpm } = env;
 
   await t.test('Startup after startup-clear answers TPM_RC_INITIALIZE', async () => {
-    await assert.rejects(execute(tpm, Startup({ startupType: TPM_SU.CLEAR })), (e: unknown) => e instanceof TpmError && e.is('INITIALIZE') && e.rc === 0x100 && e.commandName === 'TPM2_Startup');
+    await assert.rejects(
+      execute(tpm, Startup({ startupType: TPM_SU.CLEAR })),
+      (e: unknown) => e instanceof TpmError && e.is('INITIALIZE') && e.rc === 0x100 && e.commandName === 'TPM2_Startup',
+    );
   });
 
   await t.test('GetCapability: manufacturer, NV buffer, algorithms, PCR banks, commands', async () => {
@@ -25,7 +53,8 @@ test('tpm2 basics against swtpm (unix socket)', async (t) => {
     assert.equal(algs.capabilityData.capability, TPM_CAP.ALGS);
     if (algs.capabilityData.capability === TPM_CAP.ALGS) {
       const ids = algs.capabilityData.algorithms.map((a) => a.alg);
-      for (const a of [TPM_ALG.RSA, TPM_ALG.ECC, TPM_ALG.SHA256, TPM_ALG.AES, TPM_ALG.CFB]) assert.ok(ids.includes(a), `alg ${a}`);
+      for (const a of [TPM_ALG.RSA, TPM_ALG.ECC, TPM_ALG.SHA256, TPM_ALG.AES, TPM_ALG.CFB])
+        assert.ok(ids.includes(a), `alg ${a}`);
     }
     const pcrs = await execute(tpm, GetCapability({ capability: TPM_CAP.PCRS, property: 0, propertyCount: 1 }));
     assert.equal(pcrs.capabilityData.capability, TPM_CAP.PCRS);
@@ -33,8 +62,12 @@ test('tpm2 basics against swtpm (unix socket)', async (t) => {
       const sha256 = pcrs.capabilityData.assignedPCR.find((s) => s.hash === TPM_ALG.SHA256);
       assert.ok(sha256 && selectedPcrs(sha256).length === 24);
     }
-    const cmds = await execute(tpm, GetCapability({ capability: TPM_CAP.COMMANDS, property: TPM_CC.Certify, propertyCount: 1 }));
-    if (cmds.capabilityData.capability === TPM_CAP.COMMANDS) assert.equal(cmds.capabilityData.commands[0]! & 0xffff, TPM_CC.Certify);
+    const cmds = await execute(
+      tpm,
+      GetCapability({ capability: TPM_CAP.COMMANDS, property: TPM_CC.Certify, propertyCount: 1 }),
+    );
+    if (cmds.capabilityData.capability === TPM_CAP.COMMANDS)
+      assert.equal(cmds.capabilityData.commands[0]! & 0xffff, TPM_CC.Certify);
     const persistent = await getHandles(tpm, 0x81000000);
     assert.ok(persistent.includes(0x81010001), 'swtpm_setup persisted the RSA EK');
   });
@@ -65,7 +98,10 @@ test('tpm2 basics against swtpm (unix socket)', async (t) => {
     assert.equal(r.validation.tag, 0x8024);
     assert.equal(r.validation.hierarchy, TPM_RH.OWNER);
     assert.ok(r.validation.digest.length > 0);
-    await assert.rejects(execute(tpm, Hash({ data: new Uint8Array(2000), hashAlg: TPM_ALG.SHA256 })), (e: unknown) => e instanceof TpmError && e.is('SIZE') && e.parameterIndex === 1);
+    await assert.rejects(
+      execute(tpm, Hash({ data: new Uint8Array(2000), hashAlg: TPM_ALG.SHA256 })),
+      (e: unknown) => e instanceof TpmError && e.is('SIZE') && e.parameterIndex === 1,
+    );
   });
 
   await t.test('ContextSave / FlushContext / ContextLoad keeps the key usable', async () => {
@@ -84,7 +120,10 @@ test('tpm2 basics against swtpm (unix socket)', async (t) => {
     assert.ok(caps > 0n);
     await execute(tpm, Shutdown({ shutdownType: TPM_SU.CLEAR }));
     await env.ctrl.init(0);
-    await assert.rejects(execute(tpm, GetRandom({ bytesRequested: 8 })), (e: unknown) => e instanceof TpmError && e.is('INITIALIZE'));
+    await assert.rejects(
+      execute(tpm, GetRandom({ bytesRequested: 8 })),
+      (e: unknown) => e instanceof TpmError && e.is('INITIALIZE'),
+    );
     await execute(tpm, Startup({ startupType: TPM_SU.CLEAR }));
     assert.equal((await execute(tpm, GetRandom({ bytesRequested: 8 }))).randomBytes.length, 8);
     const bs = await env.ctrl.getBufferSize();
@@ -98,7 +137,10 @@ test('tpm2 basics against swtpm (unix socket)', async (t) => {
       const tpm2 = new Tpm(tr);
       assert.equal((await execute(tpm2, GetRandom({ bytesRequested: 4 }))).randomBytes.length, 4);
       await tpm2.close();
-      await assert.rejects(execute(tpm2, GetRandom({ bytesRequested: 4 })), (e: unknown) => e instanceof TpmTransportError && e.code === 'CLOSED');
+      await assert.rejects(
+        execute(tpm2, GetRandom({ bytesRequested: 4 })),
+        (e: unknown) => e instanceof TpmTransportError && e.code === 'CLOSED',
+      );
     });
   });
 });

@@ -4,7 +4,17 @@ import { after } from 'node:test';
 import { execFile } from 'node:child_process';
 import { createSwtpm, RunningSwtpm, SwtpmInstance } from '../../../../simulators/swtpm/index';
 import {
-  Tpm, connectSwtpmUnix, connectSwtpmTcp, SwtpmControl, TpmTransport, TPM_RH, Startup, TPM_SU, TpmError, execute, flushAllTransient,
+  Tpm,
+  connectSwtpmUnix,
+  connectSwtpmTcp,
+  SwtpmControl,
+  TpmTransport,
+  TPM_RH,
+  Startup,
+  TPM_SU,
+  TpmError,
+  execute,
+  flushAllTransient,
 } from '@spire-hw/tpm2';
 
 export interface TpmEnv {
@@ -31,8 +41,12 @@ export async function startEnv(opts: { transport?: 'unix' | 'tcp'; cacheKey?: st
     throw e;
   }
   const connect = (): Promise<TpmTransport> =>
-    sw.transport === 'unix' ? connectSwtpmUnix(sw.socketPath!, { timeoutMs: 60_000 }) : connectSwtpmTcp(sw.port!, sw.host, { timeoutMs: 60_000 });
-  const ctrl = new SwtpmControl(sw.transport === 'unix' ? { path: sw.ctrlPath! } : { host: sw.host, port: sw.ctrlPort! });
+    sw.transport === 'unix'
+      ? connectSwtpmUnix(sw.socketPath!, { timeoutMs: 60_000 })
+      : connectSwtpmTcp(sw.port!, sw.host, { timeoutMs: 60_000 });
+  const ctrl = new SwtpmControl(
+    sw.transport === 'unix' ? { path: sw.ctrlPath! } : { host: sw.host, port: sw.ctrlPort! },
+  );
   const env: TpmEnv = {
     inst,
     sw,
@@ -67,10 +81,15 @@ export async function startEnv(opts: { transport?: 'unix' | 'tcp'; cacheKey?: st
 /** Runs a tpm2-tools command against the env's swtpm (the caller must have closed its own connection). */
 export function tpm2tools(env: TpmEnv, cwd: string, cmd: string, ...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd, env: { ...process.env, TPM2TOOLS_TCTI: env.sw.tcti }, timeout: 60_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`));
-      else resolve(stdout);
-    });
+    execFile(
+      cmd,
+      args,
+      { cwd, env: { ...process.env, TPM2TOOLS_TCTI: env.sw.tcti }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
   });
 }
 

@@ -10,13 +10,33 @@ import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { startEnv, hex } from './env';
 import {
-  execute, CreatePrimary, Create, Load, ActivateCredential, PolicySecret, TPM_RH, withScope, startPolicySession, authHandle, named,
-  srkRsa2048Template, akRsa2048Template, ekRsa2048Template, ekEccP256Template, marshal, Tpm2bPublic, Sized, TpmsIdObject, loadedHandles,
+  execute,
+  CreatePrimary,
+  Create,
+  Load,
+  ActivateCredential,
+  PolicySecret,
+  TPM_RH,
+  withScope,
+  startPolicySession,
+  authHandle,
+  named,
+  srkRsa2048Template,
+  akRsa2048Template,
+  ekRsa2048Template,
+  ekEccP256Template,
+  marshal,
+  Tpm2bPublic,
+  Sized,
+  TpmsIdObject,
+  loadedHandles,
 } from '@spire-hw/tpm2';
 
 function run(cmd: string, args: string[], cwd: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd, timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd}: ${err.message}\n${stderr}`)) : resolve(stdout)));
+    execFile(cmd, args, { cwd, timeout: 30_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd}: ${err.message}\n${stderr}`)) : resolve(stdout),
+    );
   });
 }
 
@@ -39,14 +59,30 @@ test('a credential made by tpm2_makecredential is recovered by our ActivateCrede
   const dir = await fsp.mkdtemp(join(tmpdir(), 'tpm2-mkcred-'));
   t.after(() => fsp.rm(dir, { recursive: true, force: true }));
 
-  for (const ek of [{ alg: 'RSA', tmpl: ekRsa2048Template }, { alg: 'ECC P-256', tmpl: ekEccP256Template }] as const) {
+  for (const ek of [
+    { alg: 'RSA', tmpl: ekRsa2048Template },
+    { alg: 'ECC P-256', tmpl: ekEccP256Template },
+  ] as const) {
     await t.test(`${ek.alg} EK`, async () => {
       await withScope(tpm(), async (scope) => {
-        const srk = await execute(tpm(), CreatePrimary({ primaryHandle: TPM_RH.OWNER, inPublic: srkRsa2048Template() }));
+        const srk = await execute(
+          tpm(),
+          CreatePrimary({ primaryHandle: TPM_RH.OWNER, inPublic: srkRsa2048Template() }),
+        );
         scope.object(srk.objectHandle);
         const akAuth = randomBytes(16);
-        const ak = await execute(tpm(), Create({ parentHandle: srk.objectHandle, inSensitive: { userAuth: akAuth, data: new Uint8Array(0) }, inPublic: akRsa2048Template() }));
-        const akl = await execute(tpm(), Load({ parentHandle: srk.objectHandle, inPrivate: ak.outPrivate, inPublic: ak.outPublic }));
+        const ak = await execute(
+          tpm(),
+          Create({
+            parentHandle: srk.objectHandle,
+            inSensitive: { userAuth: akAuth, data: new Uint8Array(0) },
+            inPublic: akRsa2048Template(),
+          }),
+        );
+        const akl = await execute(
+          tpm(),
+          Load({ parentHandle: srk.objectHandle, inPrivate: ak.outPrivate, inPublic: ak.outPublic }),
+        );
         scope.object(akl.objectHandle);
         await scope.release(srk.objectHandle);
         const ekr = await execute(tpm(), CreatePrimary({ primaryHandle: TPM_RH.ENDORSEMENT, inPublic: ek.tmpl() }));
@@ -56,19 +92,26 @@ test('a credential made by tpm2_makecredential is recovered by our ActivateCrede
         const secretIn = randomBytes(32);
         await fsp.writeFile(join(dir, 'ek.pub'), marshal(Tpm2bPublic, ekr.outPublic));
         await fsp.writeFile(join(dir, 'secret.bin'), secretIn);
-        await run('tpm2_makecredential', ['-T', 'none', '-u', 'ek.pub', '-s', 'secret.bin', '-n', hex(akl.name), '-o', 'cred.out'], dir);
+        await run(
+          'tpm2_makecredential',
+          ['-T', 'none', '-u', 'ek.pub', '-s', 'secret.bin', '-n', hex(akl.name), '-o', 'cred.out'],
+          dir,
+        );
         const { blob, secret } = parseCredentialFile(await fsp.readFile(join(dir, 'cred.out')));
 
         const ps = await startPolicySession(tpm());
         scope.session(ps);
         await execute(tpm(), PolicySecret({ authHandle: TPM_RH.ENDORSEMENT, policySession: ps.handle }));
         ps.continueSession = false;
-        const r = await execute(tpm(), ActivateCredential({
-          activateHandle: authHandle(named(akl.objectHandle, akl.name), akAuth),
-          keyHandle: { handle: ekr.objectHandle, name: ekr.name, session: ps },
-          credentialBlob: Sized.decode(TpmsIdObject, blob),
-          secret,
-        }));
+        const r = await execute(
+          tpm(),
+          ActivateCredential({
+            activateHandle: authHandle(named(akl.objectHandle, akl.name), akAuth),
+            keyHandle: { handle: ekr.objectHandle, name: ekr.name, session: ps },
+            credentialBlob: Sized.decode(TpmsIdObject, blob),
+            secret,
+          }),
+        );
         assert.equal(hex(r.certInfo), hex(secretIn));
       });
       assert.deepEqual(await loadedHandles(tpm()), { transient: [], hmacSessions: [], policySessions: [] });

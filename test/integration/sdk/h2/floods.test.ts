@@ -2,20 +2,20 @@
 // fixture plugin over its unix socket, with raw frames. Each test measures the plugin's RSS (/proc/<pid>/status
 // VmRSS) before and at its peak during the attack, asserts a bounded growth, and checks that the plugin is still alive
 // and answers a valid call on a fresh connection. Figures go to the test diagnostics (`node --test` prints them).
-import { test, after } from "node:test";
-import assert from "node:assert/strict";
-import * as net from "node:net";
-import { chmodSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
-import { credentials } from "@grpc/grpc-js";
-import { spawnPlugin, unary, type SpawnedPlugin } from "@spire-hw/sdk/testing";
-import { WorkloadAttestorClient } from "@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor";
-import { encodeHeaders, HpackDecoder } from "../../../../plugins/sdk/h2/hpack";
-import { H2_PREFACE, h2Frame, parseH2Frames } from "../../../fixtures/h2-frames";
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { chmodSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { credentials } from '@grpc/grpc-js';
+import { spawnPlugin, unary, type SpawnedPlugin } from '@spire-hw/sdk/testing';
+import { WorkloadAttestorClient } from '@spire-hw/proto/spire/plugin/agent/workloadattestor/v1/workloadattestor';
+import { encodeHeaders, HpackDecoder } from '../../../../plugins/sdk/h2/hpack';
+import { H2_PREFACE, h2Frame, parseH2Frames } from '../../../fixtures/h2-frames';
 
-const fixture = resolve(__dirname, "../../../fixtures/sdk/echo-attestor.js");
+const fixture = resolve(__dirname, '../../../fixtures/sdk/echo-attestor.js');
 chmodSync(fixture, 0o755);
-const ATTEST = "/spire.plugin.agent.workloadattestor.v1.WorkloadAttestor/Attest";
+const ATTEST = '/spire.plugin.agent.workloadattestor.v1.WorkloadAttestor/Attest';
 const MB = 1024 * 1024;
 const GROWTH_LIMIT_MB = 100;
 
@@ -24,7 +24,7 @@ let plugin: SpawnedPlugin;
 const started: SpawnedPlugin[] = [];
 async function fresh(): Promise<void> {
   if (plugin) await stop(plugin);
-  plugin = await spawnPlugin({ command: fixture, type: "WorkloadAttestor", side: "agent", hcl: 'label = "t"' });
+  plugin = await spawnPlugin({ command: fixture, type: 'WorkloadAttestor', side: 'agent', hcl: 'label = "t"' });
   started.push(plugin);
 }
 async function stop(p: SpawnedPlugin): Promise<void> {
@@ -37,7 +37,7 @@ after(async () => {
 });
 
 function rssMB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
@@ -65,12 +65,12 @@ async function measure<T>(fn: () => Promise<T>): Promise<{ result: T; before: nu
 
 const reqHeaders = (extra: Array<[string, string]> = []) =>
   encodeHeaders([
-    [":method", "POST"],
-    [":scheme", "http"],
-    [":path", ATTEST],
-    [":authority", "localhost"],
-    ["content-type", "application/grpc"],
-    ["te", "trailers"],
+    [':method', 'POST'],
+    [':scheme', 'http'],
+    [':path', ATTEST],
+    [':authority', 'localhost'],
+    ['content-type', 'application/grpc'],
+    ['te', 'trailers'],
     ...extra,
   ]);
 /** AttestRequest{pid} as one gRPC length-prefixed message. */
@@ -96,14 +96,14 @@ interface Raw {
 async function rawConn(opts: { read: boolean }): Promise<Raw> {
   const sock = net.connect(plugin.handshake.address);
   await new Promise<void>((r, j) => {
-    sock.once("connect", () => r());
-    sock.once("error", j);
+    sock.once('connect', () => r());
+    sock.once('error', j);
   });
   const chunks: Buffer[] = [];
   let isClosed = false;
-  sock.on("data", (d: Buffer) => chunks.push(d));
-  sock.on("close", () => (isClosed = true));
-  sock.on("error", () => undefined);
+  sock.on('data', (d: Buffer) => chunks.push(d));
+  sock.on('close', () => (isClosed = true));
+  sock.on('error', () => undefined);
   if (!opts.read) sock.pause();
   sock.write(H2_PREFACE);
   sock.write(h2Frame(4, 0, 0, Buffer.alloc(0)));
@@ -124,12 +124,12 @@ async function rawConn(opts: { read: boolean }): Promise<Raw> {
           const t = setTimeout(() => r(false), stallMs);
           const done = () => {
             clearTimeout(t);
-            sock.removeListener("drain", done);
-            sock.removeListener("close", done);
+            sock.removeListener('drain', done);
+            sock.removeListener('close', done);
             r(true);
           };
-          sock.once("drain", done);
-          sock.once("close", done);
+          sock.once('drain', done);
+          sock.once('close', done);
         });
         if (!drained) {
           stalled = true;
@@ -153,14 +153,18 @@ async function assertServes(label: string): Promise<void> {
   assert.ok(plugin.alive(), `${label}: plugin still running`);
   const c = new WorkloadAttestorClient(`unix:${plugin.handshake.address}`, credentials.createInsecure());
   try {
-    const r = await unary<object, { selectorValues: string[] }>(c, "attest", { pid: 42 });
-    assert.ok(r.selectorValues.includes("pid:42"), `${label}: valid call answered`);
+    const r = await unary<object, { selectorValues: string[] }>(c, 'attest', { pid: 42 });
+    assert.ok(r.selectorValues.includes('pid:42'), `${label}: valid call answered`);
   } finally {
     c.close();
   }
 }
 
-function report(label: string, m: { before: number; peak: number; after: number }, extra: Record<string, unknown> = {}): void {
+function report(
+  label: string,
+  m: { before: number; peak: number; after: number },
+  extra: Record<string, unknown> = {},
+): void {
   const line = `${label}: RSS before ${m.before.toFixed(0)} MB, peak ${m.peak.toFixed(0)} MB (+${(m.peak - m.before).toFixed(0)}), after ${m.after.toFixed(0)} MB ${JSON.stringify(extra)}`;
   process.stderr.write(`# ${line}\n`);
 }
@@ -172,17 +176,19 @@ function repeated(frame: Buffer, count: number): Buffer {
   return b;
 }
 
-test("CONTINUATION flood (CVE-2024-27316): zero-length and 1-byte CONTINUATIONs are capped; GOAWAY ENHANCE_YOUR_CALM", async () => {
+test('CONTINUATION flood (CVE-2024-27316): zero-length and 1-byte CONTINUATIONs are capped; GOAWAY ENHANCE_YOUR_CALM', async () => {
   for (const [label, payload] of [
-    ["zero-length", Buffer.alloc(0)],
-    ["1-byte", Buffer.from([0x00])], // 0x00 would not even decode; it must never get that far
+    ['zero-length', Buffer.alloc(0)],
+    ['1-byte', Buffer.from([0x00])], // 0x00 would not even decode; it must never get that far
   ] as const) {
     await fresh();
     const c = await rawConn({ read: true });
     const first = h2Frame(1, 0, 1, reqHeaders()); // HEADERS without END_HEADERS
     const piece = repeated(h2Frame(9, 0, 1, payload), 64 * 1024);
     let sentFirst = false;
-    const m = await measure(() => c.flood(() => (sentFirst ? piece : ((sentFirst = true), Buffer.concat([first, piece]))), 40 * MB));
+    const m = await measure(() =>
+      c.flood(() => (sentFirst ? piece : ((sentFirst = true), Buffer.concat([first, piece]))), 40 * MB),
+    );
     await drainUntilClosed(c);
     report(`CONTINUATION flood (${label})`, m, { written: m.result.written, goaway: c.goawayCode() });
     c.sock.destroy();
@@ -194,10 +200,10 @@ test("CONTINUATION flood (CVE-2024-27316): zero-length and 1-byte CONTINUATIONs 
   }
 });
 
-test("PING and SETTINGS floods from a client that never reads (CVE-2019-9512, -9515): bounded output, ENHANCE_YOUR_CALM", async () => {
+test('PING and SETTINGS floods from a client that never reads (CVE-2019-9512, -9515): bounded output, ENHANCE_YOUR_CALM', async () => {
   for (const [label, frame] of [
-    ["PING", h2Frame(6, 0, 0, Buffer.from("01234567"))],
-    ["SETTINGS", h2Frame(4, 0, 0, Buffer.alloc(0))],
+    ['PING', h2Frame(6, 0, 0, Buffer.from('01234567'))],
+    ['SETTINGS', h2Frame(4, 0, 0, Buffer.alloc(0))],
   ] as const) {
     await fresh();
     const c = await rawConn({ read: false });
@@ -207,13 +213,16 @@ test("PING and SETTINGS floods from a client that never reads (CVE-2019-9512, -9
     report(`${label} flood`, m, { written: m.result.written, stalled: m.result.stalled, goaway: c.goawayCode() });
     c.sock.destroy();
     assert.ok(m.peak - m.before < GROWTH_LIMIT_MB, `${label}: RSS grew ${(m.peak - m.before).toFixed(0)} MB`);
-    assert.ok(m.result.written < 16 * MB, `${label}: the server stopped reading (it took ${(m.result.written / MB).toFixed(1)} MB)`);
+    assert.ok(
+      m.result.written < 16 * MB,
+      `${label}: the server stopped reading (it took ${(m.result.written / MB).toFixed(1)} MB)`,
+    );
     assert.equal(c.goawayCode(), 0xb, `${label}: GOAWAY ENHANCE_YOUR_CALM`);
     await assertServes(label);
   }
 });
 
-test("empty DATA frames (CVE-2019-9518), PRIORITY frames (CVE-2019-9513): counted or harmless, memory bounded", async () => {
+test('empty DATA frames (CVE-2019-9518), PRIORITY frames (CVE-2019-9513): counted or harmless, memory bounded', async () => {
   // empty DATA without END_STREAM on an open stream
   {
     await fresh();
@@ -222,11 +231,11 @@ test("empty DATA frames (CVE-2019-9518), PRIORITY frames (CVE-2019-9513): counte
     const piece = repeated(h2Frame(0, 0, 1, Buffer.alloc(0)), 32 * 1024);
     const m = await measure(() => c.flood(() => piece, 30 * MB));
     await drainUntilClosed(c);
-    report("empty DATA flood", m, { written: m.result.written, goaway: c.goawayCode() });
+    report('empty DATA flood', m, { written: m.result.written, goaway: c.goawayCode() });
     c.sock.destroy();
     assert.ok(m.peak - m.before < GROWTH_LIMIT_MB);
-    assert.equal(c.goawayCode(), 0xb, "GOAWAY ENHANCE_YOUR_CALM");
-    await assertServes("empty DATA");
+    assert.equal(c.goawayCode(), 0xb, 'GOAWAY ENHANCE_YOUR_CALM');
+    await assertServes('empty DATA');
   }
   // PRIORITY frames are ignored (no dependency tree to rebuild): the flood costs parsing only
   {
@@ -235,14 +244,14 @@ test("empty DATA frames (CVE-2019-9518), PRIORITY frames (CVE-2019-9513): counte
     const pr = Buffer.from([0, 0, 0, 3, 16]);
     const piece = repeated(h2Frame(2, 0, 5, pr), 16 * 1024);
     const m = await measure(() => c.flood(() => piece, 30 * MB));
-    report("PRIORITY flood", m, { written: m.result.written });
+    report('PRIORITY flood', m, { written: m.result.written });
     assert.ok(m.peak - m.before < GROWTH_LIMIT_MB);
     c.sock.destroy();
-    await assertServes("PRIORITY");
+    await assertServes('PRIORITY');
   }
 });
 
-test("rapid reset (CVE-2023-44487): streams opened and reset by the client are rate-limited with ENHANCE_YOUR_CALM", async () => {
+test('rapid reset (CVE-2023-44487): streams opened and reset by the client are rate-limited with ENHANCE_YOUR_CALM', async () => {
   await fresh();
   const c = await rawConn({ read: true });
   const hdr = reqHeaders();
@@ -258,14 +267,14 @@ test("rapid reset (CVE-2023-44487): streams opened and reset by the client are r
   const m = await measure(() => c.flood(next, 20 * MB));
   await drainUntilClosed(c);
   const streams = (sid - 1) / 2;
-  report("rapid reset", m, { streamsSent: streams, goaway: c.goawayCode() });
+  report('rapid reset', m, { streamsSent: streams, goaway: c.goawayCode() });
   c.sock.destroy();
   assert.ok(m.peak - m.before < GROWTH_LIMIT_MB);
-  assert.equal(c.goawayCode(), 0xb, "GOAWAY ENHANCE_YOUR_CALM");
-  await assertServes("rapid reset");
+  assert.equal(c.goawayCode(), 0xb, 'GOAWAY ENHANCE_YOUR_CALM');
+  await assertServes('rapid reset');
 });
 
-test("SETTINGS with thousands of entries (CVE-2020-11080 class) and a huge number of window-blocked responses are bounded", async () => {
+test('SETTINGS with thousands of entries (CVE-2020-11080 class) and a huge number of window-blocked responses are bounded', async () => {
   // one SETTINGS frame with 2,700 INITIAL_WINDOW_SIZE entries, repeated: refused
   {
     await fresh();
@@ -278,10 +287,10 @@ test("SETTINGS with thousands of entries (CVE-2020-11080 class) and a huge numbe
     const piece = repeated(h2Frame(4, 0, 0, entries), 16);
     const m = await measure(() => c.flood(() => piece, 10 * MB));
     await drainUntilClosed(c);
-    report("SETTINGS entries flood", m, { written: m.result.written, goaway: c.goawayCode() });
+    report('SETTINGS entries flood', m, { written: m.result.written, goaway: c.goawayCode() });
     c.sock.destroy();
-    assert.equal(c.goawayCode(), 0xb, "GOAWAY ENHANCE_YOUR_CALM");
-    await assertServes("SETTINGS entries");
+    assert.equal(c.goawayCode(), 0xb, 'GOAWAY ENHANCE_YOUR_CALM');
+    await assertServes('SETTINGS entries');
   }
   // zero window (CVE-2019-9517): INITIAL_WINDOW_SIZE 0, 1000 calls whose responses can never be sent, client never
   // reads; memory stays bounded and the plugin keeps serving other connections
@@ -292,19 +301,20 @@ test("SETTINGS with thousands of entries (CVE-2020-11080 class) and a huge numbe
     zero.writeUInt16BE(4, 0);
     c.sock.write(h2Frame(4, 0, 0, zero));
     const parts: Buffer[] = [];
-    for (let i = 0, s = 1; i < 1000; i++, s += 2) parts.push(h2Frame(1, 4, s, reqHeaders()), h2Frame(0, 1, s, attestBody(8)));
+    for (let i = 0, s = 1; i < 1000; i++, s += 2)
+      parts.push(h2Frame(1, 4, s, reqHeaders()), h2Frame(0, 1, s, attestBody(8)));
     const m = await measure(async () => {
       c.sock.write(Buffer.concat(parts));
       await new Promise((r) => setTimeout(r, 1_000));
     });
-    report("zero-window responses", m);
+    report('zero-window responses', m);
     assert.ok(m.peak - m.before < GROWTH_LIMIT_MB);
-    await assertServes("zero window");
+    await assertServes('zero window');
     c.sock.destroy();
   }
 });
 
-test("partial request messages on many streams: buffered request bytes per connection are bounded", async () => {
+test('partial request messages on many streams: buffered request bytes per connection are bounded', async () => {
   await fresh();
   const c = await rawConn({ read: true });
   // 40 streams, each declaring a 4,000,000-byte message and sending 3 MiB of it, never finishing it.
@@ -333,21 +343,31 @@ test("partial request messages on many streams: buffered request bytes per conne
     .frames()
     .filter((f) => f.type === 1)
     .map((f) => dec.decode(f.payload))
-    .filter((h) => h.some(([k, v]) => k === "grpc-status" && v === "8")).length;
+    .filter((h) => h.some(([k, v]) => k === 'grpc-status' && v === '8')).length;
   const PARTIAL_LIMIT_MB = 90; // before the fix: +149 MB; after: 16 MiB buffered plus garbage not yet collected
-  report("partial messages", m, { written: m.result.written, streams: (stream - 1) / 2, resourceExhausted: exhausted, goaway: c.goawayCode() });
+  report('partial messages', m, {
+    written: m.result.written,
+    streams: (stream - 1) / 2,
+    resourceExhausted: exhausted,
+    goaway: c.goawayCode(),
+  });
   c.sock.destroy();
   assert.ok(m.peak - m.before < PARTIAL_LIMIT_MB, `RSS grew ${(m.peak - m.before).toFixed(0)} MB`);
   assert.ok(exhausted >= 20, `calls over the per-connection buffer fail with RESOURCE_EXHAUSTED (${exhausted} did)`);
-  await assertServes("partial messages");
+  await assertServes('partial messages');
 });
 
-test("HPACK bomb (CVE-2016-6581 class): one large dynamic-table entry referenced thousands of times is refused", async () => {
+test('HPACK bomb (CVE-2016-6581 class): one large dynamic-table entry referenced thousands of times is refused', async () => {
   await fresh();
   const c = await rawConn({ read: true });
   // literal with incremental indexing, new name "x-b", 4000-byte value; then 16,000 references to index 62
   const value = Buffer.alloc(4000, 0x62);
-  const lit = Buffer.concat([Buffer.from([0x40, 3]), Buffer.from("x-b"), Buffer.from([0x7f, 4000 - 127 - 128 * Math.floor((4000 - 127) / 128) + 128, Math.floor((4000 - 127) / 128)]), value]);
+  const lit = Buffer.concat([
+    Buffer.from([0x40, 3]),
+    Buffer.from('x-b'),
+    Buffer.from([0x7f, 4000 - 127 - 128 * Math.floor((4000 - 127) / 128) + 128, Math.floor((4000 - 127) / 128)]),
+    value,
+  ]);
   const refs = Buffer.alloc(16_000, 0x80 | 62);
   const block = Buffer.concat([reqHeaders(), lit, refs]);
   // split into HEADERS + CONTINUATIONs of 16 KiB
@@ -361,12 +381,12 @@ test("HPACK bomb (CVE-2016-6581 class): one large dynamic-table entry referenced
     c.sock.write(Buffer.concat(frames));
     await drainUntilClosed(c, 3_000);
   });
-  report("HPACK bomb", m, { goaway: c.goawayCode() });
+  report('HPACK bomb', m, { goaway: c.goawayCode() });
   c.sock.destroy();
   assert.ok(c.closed());
-  assert.equal(c.goawayCode(), 0x9, "COMPRESSION_ERROR");
+  assert.equal(c.goawayCode(), 0x9, 'COMPRESSION_ERROR');
   assert.ok(m.peak - m.before < GROWTH_LIMIT_MB);
-  await assertServes("HPACK bomb");
+  await assertServes('HPACK bomb');
 });
 
 test("grpc-timeout beyond Node's timer limit (99999999H) does not fail the call; stderr stays hclog JSON", async () => {
@@ -374,18 +394,33 @@ test("grpc-timeout beyond Node's timer limit (99999999H) does not fail the call;
   const c = await rawConn({ read: true });
   const before = plugin.stderrLines.length;
   // the deadline is armed when the HEADERS arrive; the request follows 50 ms later (Node would fire the timer after 1 ms)
-  c.sock.write(h2Frame(1, 4, 1, reqHeaders([["grpc-timeout", "99999999H"]])));
+  c.sock.write(h2Frame(1, 4, 1, reqHeaders([['grpc-timeout', '99999999H']])));
   await new Promise((r) => setTimeout(r, 50));
   c.sock.write(h2Frame(0, 1, 1, attestBody(9)));
-  for (let i = 0; i < 100 && !c.frames().some((f) => f.sid === 1 && f.type === 1 && f.flags & 1); i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 100 && !c.frames().some((f) => f.sid === 1 && f.type === 1 && f.flags & 1); i++)
+    await new Promise((r) => setTimeout(r, 20));
   const fs = c.frames().filter((f) => f.sid === 1);
   c.sock.destroy();
   const dec = new HpackDecoder();
-  const trailers = fs.filter((f) => f.type === 1).map((f) => dec.decode(f.payload)).pop() ?? [];
-  assert.deepEqual(trailers.find((h) => h[0] === "grpc-status"), ["grpc-status", "0"], `trailers: ${JSON.stringify(trailers)}`);
-  assert.ok(fs.some((f) => f.type === 0 && f.payload.includes(Buffer.from("pid:9"))), "the response carries the selectors");
+  const trailers =
+    fs
+      .filter((f) => f.type === 1)
+      .map((f) => dec.decode(f.payload))
+      .pop() ?? [];
+  assert.deepEqual(
+    trailers.find((h) => h[0] === 'grpc-status'),
+    ['grpc-status', '0'],
+    `trailers: ${JSON.stringify(trailers)}`,
+  );
+  assert.ok(
+    fs.some((f) => f.type === 0 && f.payload.includes(Buffer.from('pid:9'))),
+    'the response carries the selectors',
+  );
   await new Promise((r) => setTimeout(r, 100));
   const newLines = plugin.stderrLines.slice(before);
   assert.deepEqual(plugin.logProblems(), [], `stderr lines that are not hclog JSON: ${JSON.stringify(newLines)}`);
-  assert.ok(!newLines.some((l) => /TimeoutOverflowWarning/.test(l)), `no timer-overflow warning: ${JSON.stringify(newLines)}`);
+  assert.ok(
+    !newLines.some((l) => /TimeoutOverflowWarning/.test(l)),
+    `no timer-overflow warning: ${JSON.stringify(newLines)}`,
+  );
 });

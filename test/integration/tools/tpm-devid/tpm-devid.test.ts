@@ -15,7 +15,11 @@ const BIN = join(__dirname, '..', '..', '..', '..', 'plugins', 'tools', 'tpm-dev
 function spawnTool(args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      const code = err
+        ? typeof (err as { code?: unknown }).code === 'number'
+          ? (err as { code: number }).code
+          : -1
+        : 0;
       resolve({ code, out: stdout, err: stderr });
     });
   });
@@ -42,9 +46,37 @@ after(async () => {
 test('--help documents every command and option; exit codes 0 / 2', async () => {
   const h = await spawnTool(['--help']);
   assert.equal(h.code, 0);
-  for (const s of ['provision', 'import', 'ek', '--tpm', '--owner-password', '--endorsement-password', '--devid-password', '--key-type', '--subject-cn',
-    '--ca-cert', '--ca-key', '--days', '--csr-out', '--out-dir', '--cert-out', '--priv-out', '--pub-out', '--force', '--priv', '--pub', '--cert',
-    '--no-check', '--endorsement-ca', 'pub_hash', 'tcp://host:port', 'env:', 'file:', 'Exit status: 0 success, 1 error', 'noda']) {
+  for (const s of [
+    'provision',
+    'import',
+    'ek',
+    '--tpm',
+    '--owner-password',
+    '--endorsement-password',
+    '--devid-password',
+    '--key-type',
+    '--subject-cn',
+    '--ca-cert',
+    '--ca-key',
+    '--days',
+    '--csr-out',
+    '--out-dir',
+    '--cert-out',
+    '--priv-out',
+    '--pub-out',
+    '--force',
+    '--priv',
+    '--pub',
+    '--cert',
+    '--no-check',
+    '--endorsement-ca',
+    'pub_hash',
+    'tcp://host:port',
+    'env:',
+    'file:',
+    'Exit status: 0 success, 1 error',
+    'noda',
+  ]) {
     assert.ok(h.out.includes(s), `help mentions ${s}`);
   }
   assert.equal((await spawnTool(['provision', '--help'])).code, 0);
@@ -95,7 +127,19 @@ test('ek: PEM public key, pub_hash = SHA-256 of the SPKI DER, EK certificate and
 for (const keyType of ['rsa', 'ecc'] as const) {
   test(`provision ${keyType} for an external CA: TPM-signed CSR verifies, raw 0600 blobs match the CSR key`, async () => {
     const dir = join(work, `csr-${keyType}`);
-    const r = await spawnTool(['provision', '--tpm', sock, '--key-type', keyType, '--subject-cn', 'ext-ca-node', '--csr-out', join(dir, 'devid.csr'), '--out-dir', dir]);
+    const r = await spawnTool([
+      'provision',
+      '--tpm',
+      sock,
+      '--key-type',
+      keyType,
+      '--subject-cn',
+      'ext-ca-node',
+      '--csr-out',
+      join(dir, 'devid.csr'),
+      '--out-dir',
+      dir,
+    ]);
     assert.equal(r.code, 0, r.err);
     await run('openssl', ['req', '-in', join(dir, 'devid.csr'), '-verify', '-noout']);
     const subj = await run('openssl', ['req', '-in', join(dir, 'devid.csr'), '-noout', '-subject']);
@@ -106,15 +150,40 @@ for (const keyType of ['rsa', 'ecc'] as const) {
     assert.equal(pub.readUInt16BE(0), keyType === 'rsa' ? 0x0001 : 0x0023); // raw TPMT_PUBLIC, no size prefix
     assert.equal(pub.length, keyType === 'rsa' ? 280 : 88);
     assert.equal(priv.readUInt16BE(0), 0x0020); // TPM2B_PRIVATE content: integrity HMAC size first
-    assert.ok(publicKeyOf(unmarshal(TpmtPublic, pub)).export({ type: 'spki', format: 'der' }).equals(createPublicKey(csrKey).export({ type: 'spki', format: 'der' })));
-    for (const f of ['devid.pub.blob', 'devid.priv.blob', 'devid.csr']) assert.equal((await fsp.stat(join(dir, f))).mode & 0o777, 0o600);
+    assert.ok(
+      publicKeyOf(unmarshal(TpmtPublic, pub))
+        .export({ type: 'spki', format: 'der' })
+        .equals(createPublicKey(csrKey).export({ type: 'spki', format: 'der' })),
+    );
+    for (const f of ['devid.pub.blob', 'devid.priv.blob', 'devid.csr'])
+      assert.equal((await fsp.stat(join(dir, f))).mode & 0o777, 0o600);
     await assert.rejects(fsp.stat(join(dir, 'devid.crt.pem')));
     // no overwrite without --force; nothing touched in the TPM for that
-    const again = await spawnTool(['provision', '--tpm', sock, '--key-type', keyType, '--csr-out', join(dir, 'devid.csr'), '--out-dir', dir]);
+    const again = await spawnTool([
+      'provision',
+      '--tpm',
+      sock,
+      '--key-type',
+      keyType,
+      '--csr-out',
+      join(dir, 'devid.csr'),
+      '--out-dir',
+      dir,
+    ]);
     assert.equal(again.code, 1);
     assert.match(again.err, /exists; use --force to overwrite/);
     // import round trip: raw blobs are recognised as raw and load
-    const imp = await tool(['import', '--tpm', sock, '--priv', join(dir, 'devid.priv.blob'), '--pub', join(dir, 'devid.pub.blob'), '--out-dir', join(dir, 'copy')]);
+    const imp = await tool([
+      'import',
+      '--tpm',
+      sock,
+      '--priv',
+      join(dir, 'devid.priv.blob'),
+      '--pub',
+      join(dir, 'devid.pub.blob'),
+      '--out-dir',
+      join(dir, 'copy'),
+    ]);
     assert.equal(imp.code, 0, imp.err);
     assert.match(imp.out, /public blob: raw TPMT_PUBLIC/);
     assert.deepEqual(await tpmLoaded(sock), { transient: [], hmacSessions: [], policySessions: [] });
@@ -125,11 +194,35 @@ test('CA problems are reported before the TPM is used; --cert mismatch on import
   const ca = await makeLabCa(join(work, 'ca'));
   const other = await makeLabCa(join(work, 'ca2'));
   const dir = join(work, 'badca');
-  const mismatch = await tool(['provision', '--tpm', sock, '--ca-cert', ca.certPath, '--ca-key', other.keyPath, '--out-dir', dir]);
+  const mismatch = await tool([
+    'provision',
+    '--tpm',
+    sock,
+    '--ca-cert',
+    ca.certPath,
+    '--ca-key',
+    other.keyPath,
+    '--out-dir',
+    dir,
+  ]);
   assert.equal(mismatch.code, 1);
   assert.match(mismatch.err, /the CA key does not match the public key of the CA certificate/);
   await assert.rejects(fsp.stat(join(dir, 'devid.priv.blob')));
-  const ok = await tool(['provision', '--tpm', sock, '--ca-cert', ca.certPath, '--ca-key', ca.keyPath, '--out-dir', dir, '--days', '3', '--subject-cn', 'n1']);
+  const ok = await tool([
+    'provision',
+    '--tpm',
+    sock,
+    '--ca-cert',
+    ca.certPath,
+    '--ca-key',
+    ca.keyPath,
+    '--out-dir',
+    dir,
+    '--days',
+    '3',
+    '--subject-cn',
+    'n1',
+  ]);
   assert.equal(ok.code, 0, ok.err);
   await run('openssl', ['verify', '-CAfile', ca.rootPath, '-untrusted', ca.certPath, join(dir, 'devid.crt.pem')]);
   const text = await run('openssl', ['x509', '-in', join(dir, 'devid.crt.pem'), '-noout', '-text']);
@@ -140,7 +233,18 @@ test('CA problems are reported before the TPM is used; --cert mismatch on import
   const other2 = join(work, 'other-key');
   const p2 = await tool(['provision', '--tpm', sock, '--csr-out', join(other2, 'x.csr'), '--out-dir', other2]);
   assert.equal(p2.code, 0);
-  const wrong = await tool(['import', '--no-check', '--priv', join(other2, 'devid.priv.blob'), '--pub', join(other2, 'devid.pub.blob'), '--cert', join(dir, 'devid.crt.pem'), '--out-dir', join(work, 'wrong-out')]);
+  const wrong = await tool([
+    'import',
+    '--no-check',
+    '--priv',
+    join(other2, 'devid.priv.blob'),
+    '--pub',
+    join(other2, 'devid.pub.blob'),
+    '--cert',
+    join(dir, 'devid.crt.pem'),
+    '--out-dir',
+    join(work, 'wrong-out'),
+  ]);
   assert.equal(wrong.code, 1);
   assert.match(wrong.err, /is not for this key/);
 });

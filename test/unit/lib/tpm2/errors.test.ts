@@ -3,11 +3,26 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  decodeRc, formatRc, TpmError, Tpm, FakeTransport, responseFrame, execute, GetRandom, Sign, TPM_CC, TPM_RC, commandCodeName,
+  decodeRc,
+  formatRc,
+  TpmError,
+  Tpm,
+  FakeTransport,
+  responseFrame,
+  execute,
+  GetRandom,
+  Sign,
+  TPM_CC,
+  TPM_RC,
+  commandCodeName,
 } from '@spire-hw/tpm2';
 
 test('RC decoding table', () => {
-  const cases: [number, string, { handle?: number; parameter?: number; session?: number; retryable?: boolean; format: 0 | 1; warning?: boolean }][] = [
+  const cases: [
+    number,
+    string,
+    { handle?: number; parameter?: number; session?: number; retryable?: boolean; format: 0 | 1; warning?: boolean },
+  ][] = [
     [0x1df, 'INTEGRITY', { parameter: 1, format: 1 }],
     [0x98e, 'AUTH_FAIL', { session: 1, format: 1 }],
     [0x9a2, 'BAD_AUTH', { session: 1, format: 1 }],
@@ -67,16 +82,24 @@ test('retryable codes are retried with back-off, bounded', async () => {
   const r = await execute(tpm, GetRandom({ bytesRequested: 2 }));
   assert.deepEqual([...r.randomBytes], [0xaa, 0xbb]);
   assert.equal(fake.sent.length, 4);
-  assert.ok(fake.sent.every((c) => Buffer.from(c).equals(Buffer.from(fake.sent[0]!))), 'the same bytes are re-sent');
+  assert.ok(
+    fake.sent.every((c) => Buffer.from(c).equals(Buffer.from(fake.sent[0]!))),
+    'the same bytes are re-sent',
+  );
 
   const fake2 = new FakeTransport([responseFrame(0x922), responseFrame(0x922), responseFrame(0x922)]);
   const tpm2 = new Tpm(fake2, { retry: { maxAttempts: 2, initialDelayMs: 1 } });
-  await assert.rejects(execute(tpm2, GetRandom({ bytesRequested: 2 })), (e: unknown) => e instanceof TpmError && e.retryable && e.is('RETRY'));
+  await assert.rejects(
+    execute(tpm2, GetRandom({ bytesRequested: 2 })),
+    (e: unknown) => e instanceof TpmError && e.retryable && e.is('RETRY'),
+  );
   assert.equal(fake2.sent.length, 2);
 
   // non-retryable codes are not retried
   const fake3 = new FakeTransport([responseFrame(0x98e)]);
-  await assert.rejects(execute(new Tpm(fake3), Sign({ keyHandle: 0x80000000, digest: new Uint8Array(32) })),
-    (e: unknown) => e instanceof TpmError && e.is('AUTH_FAIL') && e.sessionIndex === 1 && e.commandName === 'TPM2_Sign');
+  await assert.rejects(
+    execute(new Tpm(fake3), Sign({ keyHandle: 0x80000000, digest: new Uint8Array(32) })),
+    (e: unknown) => e instanceof TpmError && e.is('AUTH_FAIL') && e.sessionIndex === 1 && e.commandName === 'TPM2_Sign',
+  );
   assert.equal(fake3.sent.length, 1);
 });

@@ -5,11 +5,51 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TEMPLATE_HEX, templateBytes, type TemplateName } from '@spire-hw/tpm2';
 import {
-  encodeCommand, Startup, GetCapability, NV_ReadPublic, NV_Read, StartAuthSession, PolicySecret, ActivateCredential, FlushContext,
-  TPM_SU, TPM_CAP, TPM_PT, TPM_RH, TPM_ALG, TPM_SE, TPM_ST, PolicySession, marshal, unmarshal, unmarshalPrefix, Sized, TpmtPublic,
-  Tpm2bPublic, TpmsAttest, TpmtSignature, TpmsCapabilityData, TpmtSigScheme, TpmtTkHashcheck, NULL_HASHCHECK_TICKET, TpmDecodeError,
-  ekRsa2048Template, ekEccP256Template, srkRsa2048Template, srkEccP256Template, akRsa2048Template, akEccP256Template, signingRsa2048Template,
-  signingEccP256Template, Tpm2bSensitiveCreate, TpmlPcrSelection, pcrSelection, selectedPcrs, TpmsNvPublic, TpmsContext, TpmsIdObject,
+  encodeCommand,
+  Startup,
+  GetCapability,
+  NV_ReadPublic,
+  NV_Read,
+  StartAuthSession,
+  PolicySecret,
+  ActivateCredential,
+  FlushContext,
+  TPM_SU,
+  TPM_CAP,
+  TPM_PT,
+  TPM_RH,
+  TPM_ALG,
+  TPM_SE,
+  TPM_ST,
+  PolicySession,
+  marshal,
+  unmarshal,
+  unmarshalPrefix,
+  Sized,
+  TpmtPublic,
+  Tpm2bPublic,
+  TpmsAttest,
+  TpmtSignature,
+  TpmsCapabilityData,
+  TpmtSigScheme,
+  TpmtTkHashcheck,
+  NULL_HASHCHECK_TICKET,
+  TpmDecodeError,
+  ekRsa2048Template,
+  ekEccP256Template,
+  srkRsa2048Template,
+  srkEccP256Template,
+  akRsa2048Template,
+  akEccP256Template,
+  signingRsa2048Template,
+  signingEccP256Template,
+  Tpm2bSensitiveCreate,
+  TpmlPcrSelection,
+  pcrSelection,
+  selectedPcrs,
+  TpmsNvPublic,
+  TpmsContext,
+  TpmsIdObject,
   objectName,
 } from '@spire-hw/tpm2';
 
@@ -22,35 +62,72 @@ test('exact command bytes from the brief §2.3', async (t) => {
     assert.equal(hex(encodeCommand(Startup({ startupType: TPM_SU.CLEAR })).bytes), '80010000000c000001440000');
   });
   await t.test('GetCapability(TPM_PT_MANUFACTURER)', () => {
-    assert.equal(hex(encodeCommand(GetCapability({ capability: TPM_CAP.TPM_PROPERTIES, property: TPM_PT.MANUFACTURER, propertyCount: 1 })).bytes),
-      '8001000000160000017a000000060000010500000001');
+    assert.equal(
+      hex(
+        encodeCommand(
+          GetCapability({ capability: TPM_CAP.TPM_PROPERTIES, property: TPM_PT.MANUFACTURER, propertyCount: 1 }),
+        ).bytes,
+      ),
+      '8001000000160000017a000000060000010500000001',
+    );
   });
   await t.test('NV_ReadPublic(0x01C00002)', () => {
     assert.equal(hex(encodeCommand(NV_ReadPublic({ nvIndex: 0x01c00002 })).bytes), '80010000000e0000016901c00002');
   });
   await t.test('NV_Read(first 1024 bytes, auth = the index, PW "")', () => {
-    assert.equal(hex(encodeCommand(NV_Read({ authHandle: 0x01c00002, nvIndex: 0x01c00002, size: 1024, offset: 0 })).bytes),
-      h('800200000023 0000014e 01c00002 01c00002 00000009 40000009000001 0000 0400 0000'));
+    assert.equal(
+      hex(encodeCommand(NV_Read({ authHandle: 0x01c00002, nvIndex: 0x01c00002, size: 1024, offset: 0 })).bytes),
+      h('800200000023 0000014e 01c00002 01c00002 00000009 40000009000001 0000 0400 0000'),
+    );
   });
   await t.test('StartAuthSession(policy, unsalted, unbound)', () => {
-    const cmd = StartAuthSession({ tpmKey: TPM_RH.NULL, bind: TPM_RH.NULL, nonceCaller: new Uint8Array(16), sessionType: TPM_SE.POLICY });
-    assert.equal(hex(encodeCommand(cmd).bytes), h(`80010000002b 00000176 40000007 40000007 0010 ${'00'.repeat(16)} 0000 01 0010 000b`));
+    const cmd = StartAuthSession({
+      tpmKey: TPM_RH.NULL,
+      bind: TPM_RH.NULL,
+      nonceCaller: new Uint8Array(16),
+      sessionType: TPM_SE.POLICY,
+    });
+    assert.equal(
+      hex(encodeCommand(cmd).bytes),
+      h(`80010000002b 00000176 40000007 40000007 0010 ${'00'.repeat(16)} 0000 01 0010 000b`),
+    );
   });
   await t.test('PolicySecret(endorsement, PW "", session 0x03000000)', () => {
-    assert.equal(hex(encodeCommand(PolicySecret({ authHandle: TPM_RH.ENDORSEMENT, policySession: 0x03000000 })).bytes),
-      h('800200000029 00000151 4000000b 03000000 00000009 40000009000001 0000 0000 0000 0000 00000000'));
+    assert.equal(
+      hex(encodeCommand(PolicySecret({ authHandle: TPM_RH.ENDORSEMENT, policySession: 0x03000000 })).bytes),
+      h('800200000029 00000151 4000000b 03000000 00000009 40000009000001 0000 0000 0000 0000 00000000'),
+    );
   });
   await t.test('ActivateCredential (AK PW, policy session without HMAC, continueSession clear)', () => {
     const idObject = new Uint8Array(68).map((_, i) => i);
     const secret = new Uint8Array(256).map((_, i) => 255 - i);
-    const ps = new PolicySession(0x03000000, TPM_ALG.SHA256, new Uint8Array(0), new Uint8Array(0), new Uint8Array(16), { continueSession: false }, false);
-    const enc = encodeCommand(ActivateCredential({
-      activateHandle: { handle: 0x80000002, auth: new TextEncoder().encode('ak-pass-random'), session: { kind: 'password', attributes: 0 } },
-      keyHandle: { handle: 0x80000000, session: ps },
-      credentialBlob: Sized.decode(TpmsIdObject, idObject),
-      secret,
-    }));
-    assert.equal(hex(enc.bytes), h(`8002 0000017e 00000147 80000002 80000000 00000020 40000009 0000 00 000e 616b2d706173732d72616e646f6d 03000000 0000 00 0000 0044 ${hex(idObject)} 0100 ${hex(secret)}`));
+    const ps = new PolicySession(
+      0x03000000,
+      TPM_ALG.SHA256,
+      new Uint8Array(0),
+      new Uint8Array(0),
+      new Uint8Array(16),
+      { continueSession: false },
+      false,
+    );
+    const enc = encodeCommand(
+      ActivateCredential({
+        activateHandle: {
+          handle: 0x80000002,
+          auth: new TextEncoder().encode('ak-pass-random'),
+          session: { kind: 'password', attributes: 0 },
+        },
+        keyHandle: { handle: 0x80000000, session: ps },
+        credentialBlob: Sized.decode(TpmsIdObject, idObject),
+        secret,
+      }),
+    );
+    assert.equal(
+      hex(enc.bytes),
+      h(
+        `8002 0000017e 00000147 80000002 80000000 00000020 40000009 0000 00 000e 616b2d706173732d72616e646f6d 03000000 0000 00 0000 0044 ${hex(idObject)} 0100 ${hex(secret)}`,
+      ),
+    );
   });
   await t.test('FlushContext takes its handle in the parameter area', () => {
     assert.equal(hex(encodeCommand(FlushContext({ flushHandle: 0x80000001 })).bytes), '80010000000e0000016580000001');
@@ -59,14 +136,26 @@ test('exact command bytes from the brief §2.3', async (t) => {
 
 const EK_POLICY = '837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa';
 const TEMPLATES: [string, () => TpmtPublic, string][] = [
-  ['EK RSA L-1', ekRsa2048Template, `0001 000b 000300b2 0020 ${EK_POLICY} 0006 0080 0043 0010 0800 00000000 0100 ${'00'.repeat(256)}`],
-  ['EK ECC L-2', ekEccP256Template, `0023 000b 000300b2 0020 ${EK_POLICY} 0006 0080 0043 0010 0003 0010 0020 ${'00'.repeat(32)} 0020 ${'00'.repeat(32)}`],
+  [
+    'EK RSA L-1',
+    ekRsa2048Template,
+    `0001 000b 000300b2 0020 ${EK_POLICY} 0006 0080 0043 0010 0800 00000000 0100 ${'00'.repeat(256)}`,
+  ],
+  [
+    'EK ECC L-2',
+    ekEccP256Template,
+    `0023 000b 000300b2 0020 ${EK_POLICY} 0006 0080 0043 0010 0003 0010 0020 ${'00'.repeat(32)} 0020 ${'00'.repeat(32)}`,
+  ],
   ['SRK RSA H-1', srkRsa2048Template, '0001 000b 00030472 0000 0006 0080 0043 0010 0800 00000000 0000'],
   ['SRK ECC H-2', srkEccP256Template, '0023 000b 00030472 0000 0006 0080 0043 0010 0003 0010 0000 0000'],
   ['AK RSA', akRsa2048Template, '0001 000b 00050072 0000 0010 0014 000b 0800 00000000 0000'],
   ['AK ECC', akEccP256Template, '0023 000b 00050072 0000 0010 0018 000b 0003 0010 0000 0000'],
   ['DevID RSA', signingRsa2048Template, '0001 000b 00040072 0000 0010 0014 000b 0800 00000000 0000'],
-  ['DevID ECC', signingEccP256Template, `0023 000b 00040072 0000 0010 0018 000b 0003 0010 0020 ${'00'.repeat(32)} 0020 ${'00'.repeat(32)}`],
+  [
+    'DevID ECC',
+    signingEccP256Template,
+    `0023 000b 00040072 0000 0010 0018 000b 0003 0010 0020 ${'00'.repeat(32)} 0020 ${'00'.repeat(32)}`,
+  ],
 ];
 
 test('template bytes from the brief §2.4, and their round trip', async (t) => {
@@ -83,7 +172,7 @@ test('template bytes from the brief §2.4, and their round trip', async (t) => {
   assert.equal(marshal(TpmtPublic, ekEccP256Template()).length, 122);
 });
 
-test('every template byte string (templates.ts, the typed templates\' source) is one exact TPMT_PUBLIC', () => {
+test("every template byte string (templates.ts, the typed templates' source) is one exact TPMT_PUBLIC", () => {
   for (const name of Object.keys(TEMPLATE_HEX) as TemplateName[]) {
     const bytes = templateBytes(name);
     assert.equal(hex(marshal(TpmtPublic, unmarshal(TpmtPublic, bytes))), bytes.toString('hex'), name);
@@ -113,8 +202,12 @@ test('sized buffers keep the exact bytes; Names hash those bytes', () => {
 test('round trips of structures', async (t) => {
   await t.test('TPMS_ATTEST (certify) and TPMT_SIGNATURE arms', () => {
     const att: TpmsAttest = {
-      magic: 0xff544347, type: TPM_ST.ATTEST_CERTIFY, qualifiedSigner: bytes('000b' + '11'.repeat(32)), extraData: bytes('abcd'),
-      clockInfo: { clock: 123456789012n, resetCount: 1, restartCount: 2, safe: true }, firmwareVersion: 0x2019061800000000n,
+      magic: 0xff544347,
+      type: TPM_ST.ATTEST_CERTIFY,
+      qualifiedSigner: bytes('000b' + '11'.repeat(32)),
+      extraData: bytes('abcd'),
+      clockInfo: { clock: 123456789012n, resetCount: 1, restartCount: 2, safe: true },
+      firmwareVersion: 0x2019061800000000n,
       attested: { name: bytes('000b' + '22'.repeat(32)), qualifiedName: bytes('000b' + '33'.repeat(32)) },
     };
     const b = marshal(TpmsAttest, att);
@@ -123,7 +216,12 @@ test('round trips of structures', async (t) => {
     for (const sig of [
       { sigAlg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256, sig: bytes('01'.repeat(256)) },
       { sigAlg: TPM_ALG.RSAPSS, hash: TPM_ALG.SHA256, sig: bytes('02'.repeat(256)) },
-      { sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, signatureR: bytes('03'.repeat(31)), signatureS: bytes('04'.repeat(32)) },
+      {
+        sigAlg: TPM_ALG.ECDSA,
+        hash: TPM_ALG.SHA256,
+        signatureR: bytes('03'.repeat(31)),
+        signatureS: bytes('04'.repeat(32)),
+      },
       { sigAlg: TPM_ALG.NULL },
     ] as TpmtSignature[]) {
       assert.deepEqual(unmarshal(TpmtSignature, marshal(TpmtSignature, sig)), sig);
@@ -143,12 +241,21 @@ test('round trips of structures', async (t) => {
     const sel = [pcrSelection(TPM_ALG.SHA256, [0, 1, 2, 7]), pcrSelection(TPM_ALG.SHA1, [16])];
     assert.equal(hex(marshal(TpmlPcrSelection, sel)), h('00000002 000b 03 870000 0004 03 000001'));
     assert.deepEqual(selectedPcrs(sel[0]!), [0, 1, 2, 7]);
-    const nv = { nvIndex: 0x01c00002, nameAlg: TPM_ALG.SHA256, attributes: 0x62072801, authPolicy: new Uint8Array(0), dataSize: 1016 };
+    const nv = {
+      nvIndex: 0x01c00002,
+      nameAlg: TPM_ALG.SHA256,
+      attributes: 0x62072801,
+      authPolicy: new Uint8Array(0),
+      dataSize: 1016,
+    };
     assert.equal(hex(marshal(TpmsNvPublic, nv)), h('01c00002 000b 62072801 0000 03f8'));
     const ctx = { sequence: 7n, savedHandle: 0x80000000, hierarchy: TPM_RH.OWNER, contextBlob: bytes('0102') };
     assert.deepEqual(unmarshal(TpmsContext, marshal(TpmsContext, ctx)), ctx);
     assert.equal(hex(marshal(TpmtTkHashcheck, NULL_HASHCHECK_TICKET)), '8024400000070000');
-    assert.equal(hex(marshal(Tpm2bSensitiveCreate, { userAuth: bytes('6869'), data: new Uint8Array(0) })), '0006000268690000');
+    assert.equal(
+      hex(marshal(Tpm2bSensitiveCreate, { userAuth: bytes('6869'), data: new Uint8Array(0) })),
+      '0006000268690000',
+    );
     assert.equal(hex(marshal(TpmtSigScheme, { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 })), '0014000b');
     assert.equal(hex(marshal(TpmtSigScheme, { scheme: TPM_ALG.NULL })), '0010');
   });
@@ -157,23 +264,44 @@ test('round trips of structures', async (t) => {
 test('decoding is total: typed TpmDecodeError for truncation, trailing bytes, bad selectors, bad sizes', () => {
   const b = marshal(TpmtPublic, ekRsa2048Template());
   for (let n = 0; n < b.length; n++) {
-    assert.throws(() => unmarshal(TpmtPublic, b.subarray(0, n)), (e: unknown) => e instanceof TpmDecodeError && e.code === 'truncated');
+    assert.throws(
+      () => unmarshal(TpmtPublic, b.subarray(0, n)),
+      (e: unknown) => e instanceof TpmDecodeError && e.code === 'truncated',
+    );
   }
   const extra = new Uint8Array([...b, 0]);
-  assert.throws(() => unmarshal(TpmtPublic, extra), (e: unknown) => e instanceof TpmDecodeError && e.code === 'trailing-bytes');
+  assert.throws(
+    () => unmarshal(TpmtPublic, extra),
+    (e: unknown) => e instanceof TpmDecodeError && e.code === 'trailing-bytes',
+  );
   assert.equal(unmarshalPrefix(TpmtPublic, extra).consumed, b.length);
   const badType = Uint8Array.from(b);
   badType[1] = 0x99;
-  assert.throws(() => unmarshal(TpmtPublic, badType), (e: unknown) => e instanceof TpmDecodeError && e.code === 'bad-selector' && /type/.test(e.path));
+  assert.throws(
+    () => unmarshal(TpmtPublic, badType),
+    (e: unknown) => e instanceof TpmDecodeError && e.code === 'bad-selector' && /type/.test(e.path),
+  );
   // a TPM2B_PUBLIC whose size covers more than the TPMT_PUBLIC inside → trailing bytes inside the sized buffer
   const framed = new Uint8Array([0, b.length + 1, ...b, 0]);
   framed[0] = (b.length + 1) >> 8;
   framed[1] = (b.length + 1) & 0xff;
-  assert.throws(() => unmarshal(Tpm2bPublic, framed), (e: unknown) => e instanceof TpmDecodeError && e.code === 'trailing-bytes');
+  assert.throws(
+    () => unmarshal(Tpm2bPublic, framed),
+    (e: unknown) => e instanceof TpmDecodeError && e.code === 'trailing-bytes',
+  );
   // a digest longer than any hash
-  assert.throws(() => unmarshal(TpmsAttest, bytes('ff544347 8017 0043' + '00'.repeat(67))), (e: unknown) => e instanceof TpmDecodeError && e.code === 'bad-size');
+  assert.throws(
+    () => unmarshal(TpmsAttest, bytes('ff544347 8017 0043' + '00'.repeat(67))),
+    (e: unknown) => e instanceof TpmDecodeError && e.code === 'bad-size',
+  );
   // wrong magic
-  assert.throws(() => unmarshal(TpmsAttest, bytes('ff544348 8017')), (e: unknown) => e instanceof TpmDecodeError && e.code === 'bad-value');
+  assert.throws(
+    () => unmarshal(TpmsAttest, bytes('ff544348 8017')),
+    (e: unknown) => e instanceof TpmDecodeError && e.code === 'bad-value',
+  );
   // TPMI_YES_NO must be 0/1; the error path names the field
-  assert.throws(() => unmarshal(TpmsCapabilityData, bytes('00000001 00000001 80000000 ff')), (e: unknown) => e instanceof TpmDecodeError);
+  assert.throws(
+    () => unmarshal(TpmsCapabilityData, bytes('00000001 00000001 80000000 ff')),
+    (e: unknown) => e instanceof TpmDecodeError,
+  );
 });

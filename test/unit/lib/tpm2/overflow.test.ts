@@ -4,7 +4,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  encodeCommand, PolicySecret, ActivateCredential, PolicySession, Sized, TpmsIdObject, TPM_RH, TPM_ALG, TpmUsageError, Writer,
+  encodeCommand,
+  PolicySecret,
+  ActivateCredential,
+  PolicySession,
+  Sized,
+  TpmsIdObject,
+  TPM_RH,
+  TPM_ALG,
+  TpmUsageError,
+  Writer,
 } from '@spire-hw/tpm2';
 
 function expectUsage(f: () => unknown): void {
@@ -14,20 +23,30 @@ function expectUsage(f: () => unknown): void {
   } catch (e) {
     err = e;
   }
-  assert.ok(err instanceof TpmUsageError, `expected TpmUsageError, got ${err === undefined ? 'a command' : String(err)}`);
+  assert.ok(
+    err instanceof TpmUsageError,
+    `expected TpmUsageError, got ${err === undefined ? 'a command' : String(err)}`,
+  );
   assert.equal(err.code, 'bad-argument');
 }
 
 test('a password of 65 536 bytes or more is refused (the auth area has a u16 size), and its bytes are not in the message', () => {
   const pw = new Uint8Array(70_000).fill(0x53);
-  expectUsage(() => encodeCommand(PolicySecret({ authHandle: { handle: TPM_RH.ENDORSEMENT, auth: pw }, policySession: 0x03000000 })));
+  expectUsage(() =>
+    encodeCommand(PolicySecret({ authHandle: { handle: TPM_RH.ENDORSEMENT, auth: pw }, policySession: 0x03000000 })),
+  );
   try {
     encodeCommand(PolicySecret({ authHandle: { handle: TPM_RH.ENDORSEMENT, auth: pw }, policySession: 0x03000000 }));
   } catch (e) {
     assert.doesNotMatch((e as Error).message, /SSSS/);
   }
   // 65 535 is the largest that fits (the TPM itself refuses anything longer than its digest size)
-  const ok = encodeCommand(PolicySecret({ authHandle: { handle: TPM_RH.ENDORSEMENT, auth: new Uint8Array(0xffff) }, policySession: 0x03000000 }));
+  const ok = encodeCommand(
+    PolicySecret({
+      authHandle: { handle: TPM_RH.ENDORSEMENT, auth: new Uint8Array(0xffff) },
+      policySession: 0x03000000,
+    }),
+  );
   assert.ok(ok.bytes.length > 0xffff);
 });
 
@@ -36,13 +55,25 @@ test('a Sized value of more than 65 535 bytes is refused, not written with a wra
   big[0] = 0x00;
   big[1] = 0x20; // integrityHMAC of 32 bytes, then 69 966 bytes of encIdentity
   const idObject = Sized.decode(TpmsIdObject, big);
-  const ps = new PolicySession(0x03000000, TPM_ALG.SHA256, new Uint8Array(0), new Uint8Array(0), new Uint8Array(16), { continueSession: false }, false);
-  expectUsage(() => encodeCommand(ActivateCredential({
-    activateHandle: { handle: 0x80000002, auth: new Uint8Array(0) },
-    keyHandle: { handle: 0x80000000, session: ps },
-    credentialBlob: idObject,
-    secret: new Uint8Array(16),
-  })));
+  const ps = new PolicySession(
+    0x03000000,
+    TPM_ALG.SHA256,
+    new Uint8Array(0),
+    new Uint8Array(0),
+    new Uint8Array(16),
+    { continueSession: false },
+    false,
+  );
+  expectUsage(() =>
+    encodeCommand(
+      ActivateCredential({
+        activateHandle: { handle: 0x80000002, auth: new Uint8Array(0) },
+        keyHandle: { handle: 0x80000000, session: ps },
+        credentialBlob: idObject,
+        secret: new Uint8Array(16),
+      }),
+    ),
+  );
 });
 
 test('Writer refuses values that do not fit the field instead of masking them', () => {

@@ -73,7 +73,9 @@ test(`a ${MAX_RESPONSE_SIZE}-byte response in 256-byte pieces: bytes copied stay
     Buffer.concat = orig;
   }
   const cpu = process.cpuUsage(cpu0);
-  t.diagnostic(`Buffer.concat calls ${calls}, bytes copied ${copied}, cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`);
+  t.diagnostic(
+    `Buffer.concat calls ${calls}, bytes copied ${copied}, cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`,
+  );
   assert.equal(rsp.length, total);
   assert.ok(copied <= 2 * total, `copied ${copied} bytes for a ${total}-byte response (${calls} concat calls)`);
   await tr.close();
@@ -83,7 +85,10 @@ test('a response that announces 1000 bytes, sends 20 and stalls: TIMEOUT naming 
   const srv = await server((s) => s.write(Buffer.concat([header(1000), Buffer.alloc(10)])));
   t.after(() => srv.close());
   const tr = await StreamTransport.connect({ path: srv.path }, { timeoutMs: 300 });
-  await assert.rejects(tr.send(CMD), (e: unknown) => e instanceof TpmTransportError && e.code === 'TIMEOUT' && e.commandCode === 0x17b);
+  await assert.rejects(
+    tr.send(CMD),
+    (e: unknown) => e instanceof TpmTransportError && e.code === 'TIMEOUT' && e.commandCode === 0x17b,
+  );
   await assert.rejects(tr.send(CMD), (e: unknown) => e instanceof TpmTransportError && e.code === 'TIMEOUT');
   await tr.close();
 });
@@ -92,6 +97,9 @@ test('a header announcing more than the maximum is refused at once, before any m
   const srv = await server((s) => s.write(header(MAX_RESPONSE_SIZE + 1)));
   t.after(() => srv.close());
   const tr = await StreamTransport.connect({ path: srv.path }, { timeoutMs: 5000 });
-  await assert.rejects(tr.send(CMD), (e: unknown) => e instanceof TpmTransportError && e.code === 'PROTOCOL' && e.commandCode === 0x17b);
+  await assert.rejects(
+    tr.send(CMD),
+    (e: unknown) => e instanceof TpmTransportError && e.code === 'PROTOCOL' && e.commandCode === 0x17b,
+  );
   await tr.close();
 });

@@ -7,7 +7,15 @@ import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  StreamTransport, TpmTransportError, detectTpmDevice, LinuxDeviceTransport, responseFrame, FakeTransport, Tpm, execute, GetRandom,
+  StreamTransport,
+  TpmTransportError,
+  detectTpmDevice,
+  LinuxDeviceTransport,
+  responseFrame,
+  FakeTransport,
+  Tpm,
+  execute,
+  GetRandom,
 } from '@spire-hw/tpm2';
 
 type Handler = (sock: Socket, cmd: Buffer) => void;
@@ -56,9 +64,15 @@ test('stream transport frames responses split into single bytes and keeps order 
   const tr = await StreamTransport.connect({ path: srv.path });
   const tpm = new Tpm(tr);
   const results = await Promise.all(Array.from({ length: 10 }, () => execute(tpm, GetRandom({ bytesRequested: 1 }))));
-  assert.deepEqual(results.map((r) => r.randomBytes[0]), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(
+    results.map((r) => r.randomBytes[0]),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
   await tr.close();
-  await assert.rejects(tr.send(new Uint8Array(12)), (e: unknown) => e instanceof TpmTransportError && e.code === 'CLOSED');
+  await assert.rejects(
+    tr.send(new Uint8Array(12)),
+    (e: unknown) => e instanceof TpmTransportError && e.code === 'CLOSED',
+  );
 });
 
 test('stream transport: garbage header → PROTOCOL; bytes beyond the frame → PROTOCOL; peer close → CLOSED; silence → TIMEOUT', async (t) => {
@@ -72,16 +86,31 @@ test('stream transport: garbage header → PROTOCOL; bytes beyond the frame → 
   });
   t.after(() => srv.close());
   const cmd = new Uint8Array(Buffer.from('80010000000c0000017b0001', 'hex'));
-  for (const [mode, code] of [['garbage', 'PROTOCOL'], ['extra', 'PROTOCOL'], ['close', 'CLOSED'], ['silent', 'TIMEOUT']] as const) {
+  for (const [mode, code] of [
+    ['garbage', 'PROTOCOL'],
+    ['extra', 'PROTOCOL'],
+    ['close', 'CLOSED'],
+    ['silent', 'TIMEOUT'],
+  ] as const) {
     modes.push(mode);
     const tr = await StreamTransport.connect({ path: srv.path }, { timeoutMs: 200 });
-    await assert.rejects(tr.send(cmd), (e: unknown) => e instanceof TpmTransportError && e.code === code && e.commandCode === 0x17b, mode);
+    await assert.rejects(
+      tr.send(cmd),
+      (e: unknown) => e instanceof TpmTransportError && e.code === code && e.commandCode === 0x17b,
+      mode,
+    );
     // the transport is dead afterwards, with a clear error
     await assert.rejects(tr.send(cmd), (e: unknown) => e instanceof TpmTransportError);
     await tr.close();
   }
-  await assert.rejects(StreamTransport.connect({ path: join(tmpdir(), 'does-not-exist.sock') }), (e: unknown) => e instanceof TpmTransportError && e.code === 'IO' && e.osCode === 'ENOENT');
-  await assert.rejects(new FakeTransport().send(Uint8Array.of(1, 2, 3)), (e: unknown) => e instanceof TpmTransportError && e.code === 'PROTOCOL');
+  await assert.rejects(
+    StreamTransport.connect({ path: join(tmpdir(), 'does-not-exist.sock') }),
+    (e: unknown) => e instanceof TpmTransportError && e.code === 'IO' && e.osCode === 'ENOENT',
+  );
+  await assert.rejects(
+    new FakeTransport().send(Uint8Array.of(1, 2, 3)),
+    (e: unknown) => e instanceof TpmTransportError && e.code === 'PROTOCOL',
+  );
 });
 
 test('device autodetection: exactly one tpmrm<N>, else exactly one tpm<N>', async (t) => {
@@ -94,13 +123,25 @@ test('device autodetection: exactly one tpmrm<N>, else exactly one tpm<N>', asyn
   await touch('tpmrm0');
   assert.equal(await detectTpmDevice(dir), join(dir, 'tpmrm0'));
   await touch('tpmrm1');
-  await assert.rejects(detectTpmDevice(dir), (e: unknown) => e instanceof TpmTransportError && e.code === 'AMBIGUOUS_DEVICE');
+  await assert.rejects(
+    detectTpmDevice(dir),
+    (e: unknown) => e instanceof TpmTransportError && e.code === 'AMBIGUOUS_DEVICE',
+  );
   await fsp.rm(join(dir, 'tpmrm0'));
   await fsp.rm(join(dir, 'tpmrm1'));
   await touch('tpm1');
   await touch('tpm_other');
-  await assert.rejects(detectTpmDevice(dir), (e: unknown) => e instanceof TpmTransportError && e.code === 'AMBIGUOUS_DEVICE');
-  await assert.rejects(detectTpmDevice(join(dir, 'missing')), (e: unknown) => e instanceof TpmTransportError && e.code === 'NO_DEVICE');
+  await assert.rejects(
+    detectTpmDevice(dir),
+    (e: unknown) => e instanceof TpmTransportError && e.code === 'AMBIGUOUS_DEVICE',
+  );
+  await assert.rejects(
+    detectTpmDevice(join(dir, 'missing')),
+    (e: unknown) => e instanceof TpmTransportError && e.code === 'NO_DEVICE',
+  );
   // a regular file is not a TPM device
-  await assert.rejects(LinuxDeviceTransport.open(join(dir, 'tpm0')), (e: unknown) => e instanceof TpmTransportError && e.code === 'IO');
+  await assert.rejects(
+    LinuxDeviceTransport.open(join(dir, 'tpm0')),
+    (e: unknown) => e instanceof TpmTransportError && e.code === 'IO',
+  );
 });

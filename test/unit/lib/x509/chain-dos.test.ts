@@ -12,7 +12,9 @@ const MAX_SIGNATURE_CHECKS = 100;
 
 function attack(key: CraftKey, n: number, root: Buffer) {
   const c = loopChain(key, n);
-  return countSignatureChecks(() => verifyChain({ leaf: c.leaf, intermediates: c.intermediates, roots: [root], profile: 'devid' }));
+  return countSignatureChecks(() =>
+    verifyChain({ leaf: c.leaf, intermediates: c.intermediates, roots: [root], profile: 'devid' }),
+  );
 }
 
 test('EC P-256 loop chains (1..7 intermediates): bounded signature checks and CPU, rejected as untrusted', (t) => {

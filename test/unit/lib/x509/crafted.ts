@@ -119,7 +119,10 @@ export function rsaBigExponentKey(): CraftKey {
 
 export function craftKey(kind: CraftKeyKind): CraftKey {
   if (kind === 'rsa-bige') return rsaBigExponentKey();
-  const kp = kind === 'ec256' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const kp =
+    kind === 'ec256'
+      ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+      : generateKeyPairSync('rsa', { modulusLength: 2048 });
   return { kind, privateKey: kp.privateKey, publicKey: kp.publicKey };
 }
 
@@ -150,13 +153,18 @@ const DAY = 86_400_000;
 let serialCounter = 0x1000;
 
 function sigAlgFor(k: CraftKey): Buffer {
-  return k.kind === 'ec256' ? seq(oid('1.2.840.10045.4.3.2')) : seq(oid('1.2.840.113549.1.1.11'), tlv(0x05, Buffer.alloc(0)));
+  return k.kind === 'ec256'
+    ? seq(oid('1.2.840.10045.4.3.2'))
+    : seq(oid('1.2.840.113549.1.1.11'), tlv(0x05, Buffer.alloc(0)));
 }
 
 export function craftCert(o: CraftCertOptions): Buffer {
   const spki = o.spki ?? o.signer.publicKey.export({ type: 'spki', format: 'der' });
   const now = Date.now();
-  const ku = o.keyUsage === null ? [] : [keyUsageExt(o.keyUsage ?? (o.ca ? Buffer.from([0x01, 0x06]) : Buffer.from([0x07, 0x80])))];
+  const ku =
+    o.keyUsage === null
+      ? []
+      : [keyUsageExt(o.keyUsage ?? (o.ca ? Buffer.from([0x01, 0x06]) : Buffer.from([0x07, 0x80])))];
   const bc = ext('2.5.29.19', true, o.ca ? seq(tlv(0x01, Buffer.from([0xff]))) : seq());
   const exts = [bc, ...ku, ...(o.extensions ?? [])];
   const sigAlg = sigAlgFor(o.signer);
@@ -171,7 +179,9 @@ export function craftCert(o: CraftCertOptions): Buffer {
     tlv(0xa3, seq(...exts)),
   );
   const sig =
-    o.signer.kind === 'ec256' ? nodeSign('sha256', tbs, { key: o.signer.privateKey, dsaEncoding: 'der' }) : nodeSign('sha256', tbs, o.signer.privateKey);
+    o.signer.kind === 'ec256'
+      ? nodeSign('sha256', tbs, { key: o.signer.privateKey, dsaEncoding: 'der' })
+      : nodeSign('sha256', tbs, o.signer.privateKey);
   const der = seq(tbs, sigAlg, bitString(sig));
   new X509Certificate(der); // must parse for OpenSSL
   return der;
@@ -196,7 +206,12 @@ export function loopChain(key: CraftKey, n: number): LoopChain {
 }
 
 /** Counts X509Certificate#verify calls (every certificate signature check Node makes) while `f` runs. */
-export function countSignatureChecks<T>(f: () => T): { result: T | undefined; error: unknown; checks: number; cpuMs: number } {
+export function countSignatureChecks<T>(f: () => T): {
+  result: T | undefined;
+  error: unknown;
+  checks: number;
+  cpuMs: number;
+} {
   const proto = X509Certificate.prototype as unknown as { verify: (k: KeyObject) => boolean };
   const orig = proto.verify;
   let checks = 0;

@@ -77,7 +77,15 @@ describe('decodeConfig', () => {
     const status = st();
     const c = decode('devid_cert_path = "/c.pem"', status);
     assert.deepEqual(status, { errors: [], notes: [] });
-    assert.deepEqual(c, { devid_cert_path: '/c.pem', mode: 'auto', workload_size_limit: 1024, enabled: true, timeout: 10_000, tags: [], retry: { attempts: 3 } });
+    assert.deepEqual(c, {
+      devid_cert_path: '/c.pem',
+      mode: 'auto',
+      workload_size_limit: 1024,
+      enabled: true,
+      timeout: 10_000,
+      tags: [],
+      retry: { attempts: 3 },
+    });
     // typed access compiles without narrowing
     if (c !== undefined) {
       const n: number = c.workload_size_limit + c.retry.attempts;
@@ -151,8 +159,15 @@ describe('decodeConfig', () => {
 
   test('unknown keys, including nested ones, are errors naming the path', () => {
     const status = st();
-    assert.equal(decode('devid_cert_path = "/c"\nfoo = 1\ntls { cert = "x" inner = 2 }\nbackends { url = "u" bad = 1 }', status), undefined);
-    assert.deepEqual(status.errors, ['unknown configuration key "foo"', 'unknown configuration key "tls.inner"', 'unknown configuration key "backends[0].bad"']);
+    assert.equal(
+      decode('devid_cert_path = "/c"\nfoo = 1\ntls { cert = "x" inner = 2 }\nbackends { url = "u" bad = 1 }', status),
+      undefined,
+    );
+    assert.deepEqual(status.errors, [
+      'unknown configuration key "foo"',
+      'unknown configuration key "tls.inner"',
+      'unknown configuration key "backends[0].bad"',
+    ]);
     const s2 = st();
     assert.deepEqual(decodeConfig('foo = 1\na = 2', { a: field.int() }, s2, { unknownKeys: 'note' }), { a: 2 });
     assert.deepEqual(s2.notes, ['unknown configuration key "foo" is ignored']);
@@ -184,15 +199,26 @@ describe('decodeConfig', () => {
   test('missing required keys, nested too', () => {
     const status = st();
     decode('tls {}\nbackends {}\n', status);
-    assert.deepEqual(status.errors, ['key "devid_cert_path" is required', 'key "tls.cert" is required', 'key "backends[0].url" is required']);
+    assert.deepEqual(status.errors, [
+      'key "devid_cert_path" is required',
+      'key "tls.cert" is required',
+      'key "backends[0].url" is required',
+    ]);
   });
 
   test('range checks', () => {
     const status = st();
     decode('devid_cert_path = "x"\nworkload_size_limit = -1\nmode = "other"', status);
-    assert.deepEqual(status.errors, ['key "mode": must be one of "auto", "manual", got "other"', 'key "workload_size_limit": must be at least 0, got -1']);
+    assert.deepEqual(status.errors, [
+      'key "mode": must be one of "auto", "manual", got "other"',
+      'key "workload_size_limit": must be at least 0, got -1',
+    ]);
     const s2 = st();
-    decodeConfig('p = 70000\nd = "2h"\nbig = 99999999999999999999\nbig2 = "9223372036854775808"', { p: field.int({ max: 65535 }), d: field.duration({ max: 3_600_000 }), big: field.int(), big2: field.int() }, s2);
+    decodeConfig(
+      'p = 70000\nd = "2h"\nbig = 99999999999999999999\nbig2 = "9223372036854775808"',
+      { p: field.int({ max: 65535 }), d: field.duration({ max: 3_600_000 }), big: field.int(), big2: field.int() },
+      s2,
+    );
     assert.deepEqual(s2.errors, [
       'key "p": must be at most 65535, got 70000',
       'key "d": must be at most 3600s, got 7200s',
@@ -202,12 +228,39 @@ describe('decodeConfig', () => {
   });
 
   test('Go-lenient numbers: numeric strings, hex, octal, underscores, integral floats', () => {
-    const s = { a: field.int(), b: field.int(), c: field.int(), d: field.int(), e: field.int(), f: field.int(), g: field.int(), h: field.string(), i: field.string(), j: field.stringList() };
+    const s = {
+      a: field.int(),
+      b: field.int(),
+      c: field.int(),
+      d: field.int(),
+      e: field.int(),
+      f: field.int(),
+      g: field.int(),
+      h: field.string(),
+      i: field.string(),
+      j: field.stringList(),
+    };
     const status = st();
-    const c = decodeConfig('a = "8080"\nb = "0x10"\nc = "010"\nd = "1_000"\ne = "-0b101"\nf = 1e3\ng = 017\nh = 0x10\ni = 1.50\nj = [1, 2.0, "x"]', s, status);
+    const c = decodeConfig(
+      'a = "8080"\nb = "0x10"\nc = "010"\nd = "1_000"\ne = "-0b101"\nf = 1e3\ng = 017\nh = 0x10\ni = 1.50\nj = [1, 2.0, "x"]',
+      s,
+      status,
+    );
     assert.deepEqual(status.errors, []);
-    assert.deepEqual(c, { a: 8080, b: 16, c: 8, d: 1000, e: -5, f: 1000, g: 15, h: '0x10', i: '1.50', j: ['1', '2.0', 'x'] });
-    for (const bad of ['', ' 1', '1_', '_1', '1__0', '0x', '08', '1.0', 'abc', '+-1']) assert.equal(parseGoInt(bad), undefined, bad);
+    assert.deepEqual(c, {
+      a: 8080,
+      b: 16,
+      c: 8,
+      d: 1000,
+      e: -5,
+      f: 1000,
+      g: 15,
+      h: '0x10',
+      i: '1.50',
+      j: ['1', '2.0', 'x'],
+    });
+    for (const bad of ['', ' 1', '1_', '_1', '1__0', '0x', '08', '1.0', 'abc', '+-1'])
+      assert.equal(parseGoInt(bad), undefined, bad);
     assert.equal(parseGoInt('+7'), 7n);
     assert.equal(parseGoInt('0x_1F'), 31n);
     assert.equal(parseGoInt('-9223372036854775808'), -(2n ** 63n));
@@ -248,15 +301,27 @@ describe('decodeConfig', () => {
     ];
     for (const [s, ms] of cases) assert.equal(parseGoDuration(s), ms, s);
     const status = st();
-    assert.deepEqual(decodeConfig('a = 0\nb = " 5s"', { a: field.duration(), b: field.duration({ min: 1000 }) }, status), { a: 0, b: 5000 });
+    assert.deepEqual(
+      decodeConfig('a = 0\nb = " 5s"', { a: field.duration(), b: field.duration({ min: 1000 }) }, status),
+      { a: 0, b: 5000 },
+    );
     const s2 = st();
     decodeConfig('a = 5\nb = "1ms"', { a: field.duration(), b: field.duration({ min: 1000 }) }, s2);
-    assert.deepEqual(s2.errors, ['key "a": expected a duration such as "10s", "1h30m" or "500ms", got number 5', 'key "b": must be at least 1s, got 1ms']);
+    assert.deepEqual(s2.errors, [
+      'key "a": expected a duration such as "10s", "1h30m" or "500ms", got number 5',
+      'key "b": must be at least 1s, got 1ms',
+    ]);
     assert.throws(() => field.duration({ default: 'bogus' }), TypeError);
   });
 
   test('secret fields are never echoed; redactConfig hides them', () => {
-    const s = { pin: field.string({ secret: true }), n: field.int({ secret: true, max: 10 }), keys: field.stringList({ secret: true }), m: field.stringMap({ secret: true }), o: field.object({ p: field.string({ secret: true }), q: field.string() }) };
+    const s = {
+      pin: field.string({ secret: true }),
+      n: field.int({ secret: true, max: 10 }),
+      keys: field.stringList({ secret: true }),
+      m: field.stringMap({ secret: true }),
+      o: field.object({ p: field.string({ secret: true }), q: field.string() }),
+    };
     const status = st();
     decodeConfig('pin = true\nn = 99\nkeys = ["ok", true]\nm { a = false }', s, status);
     for (const e of status.errors) {
@@ -273,9 +338,18 @@ describe('decodeConfig', () => {
   });
 
   test('repeated keys: scalars last-wins with a note, lists concatenate, blocks merge', () => {
-    const s = { n: field.int(), l: field.stringList(), o: field.object({ a: field.int(), b: field.int(), c: field.stringList() }), m: field.stringMap() };
+    const s = {
+      n: field.int(),
+      l: field.stringList(),
+      o: field.object({ a: field.int(), b: field.int(), c: field.stringList() }),
+      m: field.stringMap(),
+    };
     const status = st();
-    const c = decodeConfig('n = 1\nn = 2\nl = ["a"]\nl = ["b", "c"]\no { a = 1 c = ["x"] }\no { b = 2 c = ["y"] }\nm { x = "1" }\nm { y = "2" }', s, status);
+    const c = decodeConfig(
+      'n = 1\nn = 2\nl = ["a"]\nl = ["b", "c"]\no { a = 1 c = ["x"] }\no { b = 2 c = ["y"] }\nm { x = "1" }\nm { y = "2" }',
+      s,
+      status,
+    );
     assert.deepEqual(status.errors, []);
     assert.deepEqual(c, { n: 2, l: ['a', 'b', 'c'], o: { a: 1, b: 2, c: ['x', 'y'] }, m: { x: '1', y: '2' } });
     assert.deepEqual(status.notes, ['key "n" is set 2 times; the last value is used']);
@@ -286,13 +360,23 @@ describe('decodeConfig', () => {
 
   test('labeled blocks decode as nested objects / maps', () => {
     const s = {
-      backend: field.object({ primary: field.object({ url: field.string({ required: true }) }), secondary: field.object({ url: field.string() }) }),
+      backend: field.object({
+        primary: field.object({ url: field.string({ required: true }) }),
+        secondary: field.object({ url: field.string() }),
+      }),
       plugins: field.objectList({ kind: field.string() }),
     };
     const status = st();
-    const c = decodeConfig('backend "primary" { url = "a" }\nbackend "secondary" { url = "b" }\nplugins { kind = "x" }\nplugins = [{ kind = "y" }]', s, status);
+    const c = decodeConfig(
+      'backend "primary" { url = "a" }\nbackend "secondary" { url = "b" }\nplugins { kind = "x" }\nplugins = [{ kind = "y" }]',
+      s,
+      status,
+    );
     assert.deepEqual(status.errors, []);
-    assert.deepEqual(c, { backend: { primary: { url: 'a' }, secondary: { url: 'b' } }, plugins: [{ kind: 'x' }, { kind: 'y' }] });
+    assert.deepEqual(c, {
+      backend: { primary: { url: 'a' }, secondary: { url: 'b' } },
+      plugins: [{ kind: 'x' }, { kind: 'y' }],
+    });
   });
 
   test('key matching falls back to case-insensitive (Go), with a note', () => {
@@ -303,17 +387,25 @@ describe('decodeConfig', () => {
 
   test('quoted keys from the JSON printer form decode normally', () => {
     const status = st();
-    const c = decodeConfig('"discover_workload_path" = true\n\n"workload_size_limit" = 100', { discover_workload_path: field.bool({ default: false }), workload_size_limit: field.int() }, status);
+    const c = decodeConfig(
+      '"discover_workload_path" = true\n\n"workload_size_limit" = 100',
+      { discover_workload_path: field.bool({ default: false }), workload_size_limit: field.int() },
+      status,
+    );
     assert.deepEqual(c, { discover_workload_path: true, workload_size_limit: 100 });
   });
 
   test('syntax errors are reported with line and column, never thrown', () => {
     const status = st();
     assert.equal(decode('devid_cert_path = "/c\n', status), undefined);
-    assert.deepEqual(status.errors, ['syntax error: line 1, column 19: unterminated string (a quoted string cannot contain a newline; use \\n or a heredoc)']);
+    assert.deepEqual(status.errors, [
+      'syntax error: line 1, column 19: unterminated string (a quoted string cannot contain a newline; use \\n or a heredoc)',
+    ]);
     const s2 = st();
     decode('"nul" = \n"x" = 1', s2);
-    assert.deepEqual(s2.errors, ["syntax error: line 1, column 7: expected a value after '=' for the key at line 1, column 1"]);
+    assert.deepEqual(s2.errors, [
+      "syntax error: line 1, column 7: expected a value after '=' for the key at line 1, column 1",
+    ]);
   });
 
   test('returns undefined only for errors added by this call', () => {
@@ -326,7 +418,11 @@ describe('decodeConfig', () => {
     const c = decodeConfig('__proto__ { polluted = "yes" }\ntoString = 1\nconstructor = 2', { a: field.int() }, status);
     assert.equal(c, undefined);
     assert.equal(({} as Record<string, unknown>)['polluted'], undefined);
-    assert.deepEqual(status.errors, ['unknown configuration key "__proto__"', 'unknown configuration key "toString"', 'unknown configuration key "constructor"']);
+    assert.deepEqual(status.errors, [
+      'unknown configuration key "__proto__"',
+      'unknown configuration key "toString"',
+      'unknown configuration key "constructor"',
+    ]);
     const s2 = st();
     const m = decodeConfig('m { __proto__ = "x" }', { m: field.stringMap() }, s2);
     assert.ok(m?.m !== undefined && Object.hasOwn(m.m, '__proto__'));
@@ -350,10 +446,22 @@ describe('coreTrustDomain', () => {
       [undefined, 'server core configuration is required'],
       [{}, 'server core configuration must contain trust_domain'],
       [{ trustDomain: '' }, 'server core configuration must contain trust_domain'],
-      [{ trustDomain: 'Example.org' }, 'server core configuration trust_domain is malformed: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores'],
-      [{ trustDomain: 'spiffe://example.org' }, 'server core configuration trust_domain is malformed: expected a bare trust domain name, not a SPIFFE ID or URI'],
-      [{ trustDomain: 'example.org/path' }, 'server core configuration trust_domain is malformed: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores'],
-      [{ trustDomain: 'example.org:8080' }, 'server core configuration trust_domain is malformed: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores'],
+      [
+        { trustDomain: 'Example.org' },
+        'server core configuration trust_domain is malformed: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
+      ],
+      [
+        { trustDomain: 'spiffe://example.org' },
+        'server core configuration trust_domain is malformed: expected a bare trust domain name, not a SPIFFE ID or URI',
+      ],
+      [
+        { trustDomain: 'example.org/path' },
+        'server core configuration trust_domain is malformed: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
+      ],
+      [
+        { trustDomain: 'example.org:8080' },
+        'server core configuration trust_domain is malformed: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
+      ],
     ];
     for (const [core, msg] of cases) {
       const status = st();

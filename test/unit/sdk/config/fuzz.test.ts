@@ -3,13 +3,55 @@ import assert from 'node:assert/strict';
 import { HclSyntaxError, parseConfigText, decodeConfig, field, type ConfigStatus } from '@spire-hw/sdk/config';
 import { seededRandom } from '../../../fixtures/prng';
 
-
 const SEEDS = [
   'a = 1\nb { c = "x${y("z")}" d = [1, 2.5e3, 0x1f, true] }\ne "l1" "l2" { f = <<EOT\nhi\nEOT\n}\n# c\n// d\n/* e */ g = <<-X\n  i\n  X\n',
   '{"a": [{"b": 1}, {"b": "\\u00e9"}], "c": null, "d": {"e": [1, 2, -3.5e-2]}, "f": true}',
   '"nul" = \n\n"objs" = {\n  "a" = 1\n}\n"x" = "\\t\\"\\\\\\u00e9\\U0001F600\\101\\x41"',
 ];
-const ALPHABET = ['a', 'b', '_', '-', '.', '0', '1', '9', 'x', 'e', 'E', '+', '"', "'", '\\', '$', '{', '}', '[', ']', '=', ',', ':', '#', '/', '*', '<', '<<', '-', ' ', '\n', '\r', '\t', 'EOT', 'true', 'null', 'u', 'U', '\u00e9', '\ud83d', '\u0000', '\u2028'];
+const ALPHABET = [
+  'a',
+  'b',
+  '_',
+  '-',
+  '.',
+  '0',
+  '1',
+  '9',
+  'x',
+  'e',
+  'E',
+  '+',
+  '"',
+  "'",
+  '\\',
+  '$',
+  '{',
+  '}',
+  '[',
+  ']',
+  '=',
+  ',',
+  ':',
+  '#',
+  '/',
+  '*',
+  '<',
+  '<<',
+  '-',
+  ' ',
+  '\n',
+  '\r',
+  '\t',
+  'EOT',
+  'true',
+  'null',
+  'u',
+  'U',
+  '\u00e9',
+  '\ud83d',
+  '\u0000',
+  '\u2028',
+];
 
 function check(text: string): void {
   try {
@@ -24,7 +66,16 @@ function check(text: string): void {
   }
   const status: ConfigStatus = { errors: [], notes: [] };
   // decodeConfig must not throw either
-  decodeConfig(text, { a: field.int(), b: field.object({ c: field.string() }), e: field.stringMap(), objs: field.objectList({ a: field.int() }) }, status);
+  decodeConfig(
+    text,
+    {
+      a: field.int(),
+      b: field.object({ c: field.string() }),
+      e: field.stringMap(),
+      objs: field.objectList({ a: field.int() }),
+    },
+    status,
+  );
 }
 
 test('fuzz: truncations of valid inputs only raise HclSyntaxError', () => {
@@ -94,7 +145,10 @@ function assertLinear(name: string, gen: (n: number) => string, n: number, check
   parse(small); // warm up the JIT on the same shapes
   const ratios: number[] = [];
   for (let attempt = 0; attempt < 3; attempt++) {
-    const t0 = Math.max(cpuMs(() => parse(small)), 2);
+    const t0 = Math.max(
+      cpuMs(() => parse(small)),
+      2,
+    );
     const t1 = cpuMs(() => parse(large));
     assert.ok(t1 < 10_000, `${name}: ${large.length} chars took ${t1.toFixed(0)} ms`);
     ratios.push(t1 / t0);
@@ -116,7 +170,14 @@ test('performance: parsing 1 MB configs is linear in their size (CPU time)', () 
   };
   assertLinear('HCL', hcl, 1_000_000, (text) => assert.ok(Array.isArray(parseConfigText(text)['rep'])));
   const json = (size: number) =>
-    JSON.stringify(Object.fromEntries(Array.from({ length: Math.ceil(size / 50) }, (_, i) => [`k${i}`, { s: `v${i}\n`, n: [i, i + 0.5], o: [{ a: i }, { a: -i }] }])));
+    JSON.stringify(
+      Object.fromEntries(
+        Array.from({ length: Math.ceil(size / 50) }, (_, i) => [
+          `k${i}`,
+          { s: `v${i}\n`, n: [i, i + 0.5], o: [{ a: i }, { a: -i }] },
+        ]),
+      ),
+    );
   assert.ok(json(1_000_000).length > 1_000_000);
   assertLinear('JSON', json, 1_000_000);
 

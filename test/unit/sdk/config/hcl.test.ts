@@ -1,6 +1,14 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { HclSyntaxError, type HclErrorReason, parseConfigText, positionOf, numberSourceText, isRepeated, type ConfigObject } from '@spire-hw/sdk/config';
+import {
+  HclSyntaxError,
+  type HclErrorReason,
+  parseConfigText,
+  positionOf,
+  numberSourceText,
+  isRepeated,
+  type ConfigObject,
+} from '@spire-hw/sdk/config';
 
 function syntaxError(text: string): HclSyntaxError {
   try {
@@ -68,7 +76,23 @@ describe('SPIRE printer output', () => {
   });
 
   test('JSON-config printer form: quoted keys, nested objects, flattened arrays of objects', () => {
-    const text = ['"keys_path" = "/x"', '', '"n" = 3', '', '"nested" = {', '  "x" = 1', '}', '', '"objs" = {', '  "a" = 1', '}', '', '"objs" = {', '  "a" = 2', '}'].join('\n');
+    const text = [
+      '"keys_path" = "/x"',
+      '',
+      '"n" = 3',
+      '',
+      '"nested" = {',
+      '  "x" = 1',
+      '}',
+      '',
+      '"objs" = {',
+      '  "a" = 1',
+      '}',
+      '',
+      '"objs" = {',
+      '  "a" = 2',
+      '}',
+    ].join('\n');
     const v = parseConfigText(text);
     assert.deepEqual(v, { keys_path: '/x', n: 3, nested: { x: 1 }, objs: [{ a: 1 }, { a: 2 }] });
     assert.ok(isRepeated(v['objs']));
@@ -82,18 +106,26 @@ describe('SPIRE printer output', () => {
     const atEnd = syntaxError('"a" = 1\n\n"nul" = ');
     assert.match(atEnd.message, /expected a value after '=' for the key at line 3, column 1, found end of input/);
     const inBlock = syntaxError('"o" = {\n  "nul" = \n}');
-    assert.match(inBlock.message, /line 2, column 9: expected a value after '=' for the key at line 2, column 3, found '}'/);
+    assert.match(
+      inBlock.message,
+      /line 2, column 9: expected a value after '=' for the key at line 2, column 3, found '}'/,
+    );
   });
 
   test('multi-line list with trailing comma, numbers kept as source text', () => {
-    const v = parseConfigText('multi_list = [\n  "a",\n  "b",\n]\n\nn1 = -5\n\nn2 = 1.5\n\nn3 = -1.25\n\nn4 = 0x10\n\nn5 = 1e3');
+    const v = parseConfigText(
+      'multi_list = [\n  "a",\n  "b",\n]\n\nn1 = -5\n\nn2 = 1.5\n\nn3 = -1.25\n\nn4 = 0x10\n\nn5 = 1e3',
+    );
     assert.deepEqual(v, { multi_list: ['a', 'b'], n1: -5, n2: 1.5, n3: -1.25, n4: 16, n5: 1000 });
     assert.equal(numberSourceText(v, 'n4'), '0x10');
     assert.equal(numberSourceText(v, 'n5'), '1e3');
   });
 
   test('raw string / heredoc plugin_data forms are not bodies', () => {
-    assert.match(syntaxError('"raw string"').message, /expected '=' or '\{' after the key at line 1, column 1, found end of input/);
+    assert.match(
+      syntaxError('"raw string"').message,
+      /expected '=' or '\{' after the key at line 1, column 1, found end of input/,
+    );
     assert.throws(() => parseConfigText('<<EOF\nx\nEOF'), HclSyntaxError);
   });
 
@@ -106,7 +138,9 @@ describe('SPIRE printer output', () => {
 
 describe('HCL v1 syntax', () => {
   test('comments of all three kinds, anywhere', () => {
-    const v = parseConfigText('# hash\na = 1 # tail\n// slashes\nb /* inline */ = /* x */ 2\n/* multi\nline */ c = [1, /* in list */ 2] // end');
+    const v = parseConfigText(
+      '# hash\na = 1 # tail\n// slashes\nb /* inline */ = /* x */ 2\n/* multi\nline */ c = [1, /* in list */ 2] // end',
+    );
     assert.deepEqual(v, { a: 1, b: 2, c: [1, 2] });
   });
 
@@ -121,11 +155,17 @@ describe('HCL v1 syntax', () => {
   });
 
   test('blocks: k { }, k = { }, nested, empty', () => {
-    assert.deepEqual(parseConfigText('a { b { c = 1 } }\nd = { e = "x" }\nf {}'), { a: { b: { c: 1 } }, d: { e: 'x' }, f: {} });
+    assert.deepEqual(parseConfigText('a { b { c = 1 } }\nd = { e = "x" }\nf {}'), {
+      a: { b: { c: 1 } },
+      d: { e: 'x' },
+      f: {},
+    });
   });
 
   test('multi-label blocks become nested objects keyed by labels, merged across blocks', () => {
-    const v = parseConfigText('plugins {\n NodeAttestor "join_token" { plugin_data {} }\n NodeAttestor "x509pop" { a = 1 }\n KeyManager "disk" "deep" { b = 2 }\n bare label { c = 3 }\n}');
+    const v = parseConfigText(
+      'plugins {\n NodeAttestor "join_token" { plugin_data {} }\n NodeAttestor "x509pop" { a = 1 }\n KeyManager "disk" "deep" { b = 2 }\n bare label { c = 3 }\n}',
+    );
     assert.deepEqual(v, {
       plugins: {
         NodeAttestor: { join_token: { plugin_data: {} }, x509pop: { a: 1 } },
@@ -136,7 +176,9 @@ describe('HCL v1 syntax', () => {
   });
 
   test('repeated keys and blocks accumulate into a repeated array', () => {
-    const v = parseConfigText('k = 1\nk = 2\nb { x = 1 }\nb { x = 2 }\nl = ["a"]\nl = ["b"]\nm "one" { y = 1 }\nm "one" { y = 2 }');
+    const v = parseConfigText(
+      'k = 1\nk = 2\nb { x = 1 }\nb { x = 2 }\nl = ["a"]\nl = ["b"]\nm "one" { y = 1 }\nm "one" { y = 2 }',
+    );
     assert.deepEqual(v, { k: [1, 2], b: [{ x: 1 }, { x: 2 }], l: [['a'], ['b']], m: { one: [{ y: 1 }, { y: 2 }] } });
     assert.ok(isRepeated(v['k']));
     assert.ok(isRepeated(v['b']));
@@ -157,13 +199,24 @@ describe('HCL v1 syntax', () => {
   });
 
   test('${…} is kept literally, including nested quotes, braces and backslashes', () => {
-    const v = parseConfigText('a = "${FOO}" b = "x${f("x")}y" c = "${a{b}c}" d = "${g(\\"q\\")}\\n" e = "$x {y}" f = "${x\n}"');
-    assert.deepEqual(v, { a: '${FOO}', b: 'x${f("x")}y', c: '${a{b}c}', d: '${g(\\"q\\")}\n', e: '$x {y}', f: '${x\n}' });
+    const v = parseConfigText(
+      'a = "${FOO}" b = "x${f("x")}y" c = "${a{b}c}" d = "${g(\\"q\\")}\\n" e = "$x {y}" f = "${x\n}"',
+    );
+    assert.deepEqual(v, {
+      a: '${FOO}',
+      b: 'x${f("x")}y',
+      c: '${a{b}c}',
+      d: '${g(\\"q\\")}\n',
+      e: '$x {y}',
+      f: '${x\n}',
+    });
   });
 
   test('heredocs: <<ID, <<-ID unindent, empty, CRLF, indented terminator', () => {
     assert.deepEqual(parseConfigText('a = <<EOT\n  one\ntwo\nEOT\nb = 1'), { a: '  one\ntwo\n', b: 1 });
-    assert.deepEqual(parseConfigText('a = <<-EOT\n    one\n      two\n\n    three\n    EOT\n'), { a: 'one\n  two\n\nthree\n' });
+    assert.deepEqual(parseConfigText('a = <<-EOT\n    one\n      two\n\n    three\n    EOT\n'), {
+      a: 'one\n  two\n\nthree\n',
+    });
     // not every line carries the terminator's indentation: kept as written (Go behaviour)
     assert.deepEqual(parseConfigText('a = <<-EOT\n    one\n  two\n    EOT\n'), { a: '    one\n  two\n' });
     assert.deepEqual(parseConfigText('a = <<EOT\nEOT\n'), { a: '' });
@@ -173,17 +226,38 @@ describe('HCL v1 syntax', () => {
   });
 
   test('numbers follow Go ParseInt(s, 0, 64) / ParseFloat', () => {
-    const v = parseConfigText('a = 42 b = -7 c = 0x1F d = 0XfF e = 017 f = 0 g = 1.5 h = -2.5e-3 i = 1E3 j = 0.5 k = 9007199254740993 l = -0x8000000000000000 m = 08.5');
-    assert.deepEqual(v, { a: 42, b: -7, c: 31, d: 255, e: 15, f: 0, g: 1.5, h: -0.0025, i: 1000, j: 0.5, k: 9007199254740993n, l: -(2n ** 63n), m: 8.5 });
+    const v = parseConfigText(
+      'a = 42 b = -7 c = 0x1F d = 0XfF e = 017 f = 0 g = 1.5 h = -2.5e-3 i = 1E3 j = 0.5 k = 9007199254740993 l = -0x8000000000000000 m = 08.5',
+    );
+    assert.deepEqual(v, {
+      a: 42,
+      b: -7,
+      c: 31,
+      d: 255,
+      e: 15,
+      f: 0,
+      g: 1.5,
+      h: -0.0025,
+      i: 1000,
+      j: 0.5,
+      k: 9007199254740993n,
+      l: -(2n ** 63n),
+      m: 8.5,
+    });
   });
 
   test('booleans and lists', () => {
-    const v = parseConfigText('t = true f = false l = [true, 1, "s", [2], { x = 1, y = 2 }] e = [] n = [\n  1,\n  2\n]');
+    const v = parseConfigText(
+      't = true f = false l = [true, 1, "s", [2], { x = 1, y = 2 }] e = [] n = [\n  1,\n  2\n]',
+    );
     assert.deepEqual(v, { t: true, f: false, l: [true, 1, 's', [2], { x: 1, y: 2 }], e: [], n: [1, 2] });
   });
 
   test('nested objects with newline- or comma-separated items', () => {
-    assert.deepEqual(parseConfigText('o = { a = 1, b = 2 }\np = {\n a = 1\n b = { c = 3 }\n}'), { o: { a: 1, b: 2 }, p: { a: 1, b: { c: 3 } } });
+    assert.deepEqual(parseConfigText('o = { a = 1, b = 2 }\np = {\n a = 1\n b = { c = 3 }\n}'), {
+      o: { a: 1, b: 2 },
+      p: { a: 1, b: { c: 3 } },
+    });
   });
 
   test('__proto__ and Object.prototype names are plain own keys', () => {
@@ -206,8 +280,19 @@ describe('HCL v1 syntax', () => {
 
 describe('JSON form (plugin_data_file)', () => {
   test('raw JSON is detected by a leading {', () => {
-    const v = parseConfigText('\n  {"keys_path":"/x","n":3,"f":-1.5e2,"b":true,"nested":{"x":1},"list":["a","b"],"objs":[{"a":1},{"a":2}],"nul":null,"s":"\\u00e9\\n\\/"}');
-    assert.deepEqual(v, { keys_path: '/x', n: 3, f: -150, b: true, nested: { x: 1 }, list: ['a', 'b'], objs: [{ a: 1 }, { a: 2 }], s: 'é\n/' });
+    const v = parseConfigText(
+      '\n  {"keys_path":"/x","n":3,"f":-1.5e2,"b":true,"nested":{"x":1},"list":["a","b"],"objs":[{"a":1},{"a":2}],"nul":null,"s":"\\u00e9\\n\\/"}',
+    );
+    assert.deepEqual(v, {
+      keys_path: '/x',
+      n: 3,
+      f: -150,
+      b: true,
+      nested: { x: 1 },
+      list: ['a', 'b'],
+      objs: [{ a: 1 }, { a: 2 }],
+      s: 'é\n/',
+    });
     assert.ok(isRepeated(v['objs']));
     assert.ok(!isRepeated(v['list']));
     assert.ok(!Object.hasOwn(v, 'nul'));
@@ -227,7 +312,10 @@ describe('JSON form (plugin_data_file)', () => {
     assert.match(syntaxError('{"a": 1} x').message, /after the end of the JSON object/);
     assert.match(syntaxError('{"a": "x').message, /^line 1, column 7: unterminated string/);
     assert.match(syntaxError('{"a": 01}').message, /invalid number/);
-    assert.match(syntaxError('{"a": {"b": 1}').message, /expected '}' to close the object opened at line 1, column 1, found end of input/);
+    assert.match(
+      syntaxError('{"a": {"b": 1}').message,
+      /expected '}' to close the object opened at line 1, column 1, found end of input/,
+    );
   });
 });
 
@@ -238,13 +326,31 @@ describe('syntax errors are clear and positioned', () => {
     ['a = "abc\nb = 1', 1, 5, /unterminated string/, 'unterminated-string'],
     ['a = "abc', 1, 5, /unterminated string/, 'unterminated-string'],
     ['a = "${x"', 1, 5, /unclosed '\$\{' interpolation/, 'unterminated-string'],
-    ['x = 1\na = <<EOT\nline\n', 2, 5, /^unterminated heredoc: no line with its anchor closes it$/, 'unterminated-heredoc'],
+    [
+      'x = 1\na = <<EOT\nline\n',
+      2,
+      5,
+      /^unterminated heredoc: no line with its anchor closes it$/,
+      'unterminated-heredoc',
+    ],
     ['a = <<EOT junk\nx\nEOT\n', 1, 11, /^invalid characters after the heredoc anchor/, 'invalid-heredoc'],
     ['a = <<\nx\n', 1, 5, /heredoc anchor is empty/, 'invalid-heredoc'],
-    ['a {\n  b = 1\n', 3, 1, /expected '\}' to close the block opened at line 1, column 3, found end of input/, 'unclosed'],
+    [
+      'a {\n  b = 1\n',
+      3,
+      1,
+      /expected '\}' to close the block opened at line 1, column 3, found end of input/,
+      'unclosed',
+    ],
     ['a = [1, 2\n', 2, 1, /expected '\]' to close the list opened at line 1, column 5/, 'unclosed'],
     ['a = [1 2]', 1, 8, /^expected ',' or '\]' after a list element, found a number$/, 'unexpected-token'],
-    ['a = "x\\q"', 1, 7, /^invalid escape sequence in string: the character after the backslash is not an escape/, 'invalid-escape'],
+    [
+      'a = "x\\q"',
+      1,
+      7,
+      /^invalid escape sequence in string: the character after the backslash is not an escape/,
+      'invalid-escape',
+    ],
     ['a = "\\u12"', 1, 6, /\\u needs exactly 4 hex digits/, 'invalid-escape'],
     ['a = "\\uD800"', 1, 6, /not a valid Unicode code point/, 'invalid-escape'],
     ['a = 0x', 1, 5, /^invalid hexadecimal number$/, 'invalid-number'],
@@ -253,22 +359,58 @@ describe('syntax errors are clear and positioned', () => {
     ['a = 1.2.3', 1, 5, /^invalid number: a number cannot be followed by/, 'invalid-number'],
     ['a = 1_000', 1, 5, /^invalid number: a number cannot be followed by/, 'invalid-number'],
     ['a = 1e999', 1, 5, /out of range/, 'invalid-number'],
-    ['\n\n  foo 3', 3, 7, /^expected '=' or '\{' after the key at line 3, column 3, found a number$/, 'unexpected-token'],
-    ['foo "bar" = 1', 1, 11, /^expected '\{' after the key at line 1, column 1 and its label: a block with labels cannot be assigned with '='$/, 'unexpected-token'],
+    [
+      '\n\n  foo 3',
+      3,
+      7,
+      /^expected '=' or '\{' after the key at line 3, column 3, found a number$/,
+      'unexpected-token',
+    ],
+    [
+      'foo "bar" = 1',
+      1,
+      11,
+      /^expected '\{' after the key at line 1, column 1 and its label: a block with labels cannot be assigned with '='$/,
+      'unexpected-token',
+    ],
     ['= 1', 1, 1, /expected a key, found '='/, 'unexpected-token'],
-    ['a = b', 1, 5, /^expected a value after '=' for the key at line 1, column 1, found an identifier \(strings must be quoted\)$/, 'unexpected-token'],
+    [
+      'a = b',
+      1,
+      5,
+      /^expected a value after '=' for the key at line 1, column 1, found an identifier \(strings must be quoted\)$/,
+      'unexpected-token',
+    ],
     ['a = 1 }', 1, 7, /unexpected '\}'/, 'unexpected-token'],
     ['a = 1 /* open', 1, 7, /unterminated block comment/, 'unterminated-comment'],
     ['a = / 1', 1, 5, /^unexpected punctuation character \(comments start with/, 'unexpected-character'],
     ['a = @', 1, 5, /^unexpected punctuation character$/, 'unexpected-character'],
     ['a = \u0001', 1, 5, /^unexpected control character$/, 'unexpected-character'],
     ['a = \u00a0', 1, 5, /^unexpected non-ASCII character$/, 'unexpected-character'],
-    ['a = - 1', 1, 5, /^unexpected punctuation character \(only a number may start with '-'\)$/, 'unexpected-character'],
+    [
+      'a = - 1',
+      1,
+      5,
+      /^unexpected punctuation character \(only a number may start with '-'\)$/,
+      'unexpected-character',
+    ],
     ['{"a": }', 1, 7, /^expected a JSON value, found '\}'$/, 'unexpected-token'],
     ['{"a" "b"}', 1, 6, /^expected ':' after the member name at line 1, column 2, found a string$/, 'unexpected-token'],
-    ['{"a": 1 "b": 2}', 1, 9, /^expected ',' or '\}' after the member at line 1, column 2, found a string$/, 'unexpected-token'],
+    [
+      '{"a": 1 "b": 2}',
+      1,
+      9,
+      /^expected ',' or '\}' after the member at line 1, column 2, found a string$/,
+      'unexpected-token',
+    ],
     ['{"a": 12x}', 1, 7, /^invalid number: a JSON number cannot be followed by/, 'invalid-number'],
-    ['{"a": "x\\q"}', 1, 9, /^invalid escape sequence in string: the character after the backslash is not an escape/, 'invalid-escape'],
+    [
+      '{"a": "x\\q"}',
+      1,
+      9,
+      /^invalid escape sequence in string: the character after the backslash is not an escape/,
+      'invalid-escape',
+    ],
     ['{"a": 1} xyz', 1, 10, /^unexpected letter after the end of the JSON object$/, 'unexpected-token'],
   ];
   for (const [text, line, column, re, reason] of cases) {

@@ -50,10 +50,16 @@ describe('syntax errors never quote the input', () => {
 
   test('the exact forms of the report: unquoted, missing "=", stray characters', () => {
     const a = syntaxErrorOf('pin = Sup3rSecretPIN')!;
-    assert.equal(a.message, "line 1, column 7: expected a value after '=' for the key at line 1, column 1, found an identifier (strings must be quoted)");
+    assert.equal(
+      a.message,
+      "line 1, column 7: expected a value after '=' for the key at line 1, column 1, found an identifier (strings must be quoted)",
+    );
     assert.equal(a.found, 'identifier');
     const b = syntaxErrorOf('pin "Sup3rSecretPIN"')!;
-    assert.equal(b.message, "line 1, column 21: expected '=' or '{' after the key at line 1, column 1 and its label, found end of input");
+    assert.equal(
+      b.message,
+      "line 1, column 21: expected '=' or '{' after the key at line 1, column 1 and its label, found end of input",
+    );
     const c = syntaxErrorOf('pin = 12345678x9')!;
     assert.equal(c.reason, 'invalid-number');
     assert.equal(c.found, 'number');
@@ -63,7 +69,8 @@ describe('syntax errors never quote the input', () => {
   test('random identifiers, strings and numbers in malformed positions are never echoed (seeded)', () => {
     const rnd = seededRandom(12);
     const alpha = 'QZXJKVWqzxjkvw';
-    const word = (): string => Array.from({ length: 8 + Math.floor(rnd() * 8) }, () => alpha[Math.floor(rnd() * alpha.length)]).join('');
+    const word = (): string =>
+      Array.from({ length: 8 + Math.floor(rnd() * 8) }, () => alpha[Math.floor(rnd() * alpha.length)]).join('');
     const templates = [
       (s: string) => `k = ${s}`,
       (s: string) => `k ${s}`,
@@ -225,7 +232,14 @@ test('scanned values are bounded in the redactor; secrets a plugin registers are
   // bounded in characters too: 100 values of 100 KB keep at most MAX_SCANNED_SECRET_CHARS, the newest first
   const big = (i: number) => `${String(i).padStart(3, '0')}${'s'.repeat(100_000)}`;
   registerScannedSecrets(Array.from({ length: 100 }, (_, i) => big(i)));
-  assert.equal(redactString(big(99).slice(0, 1000)), big(99).slice(0, 1000), 'a prefix alone is not a registered value');
+  assert.equal(
+    redactString(big(99).slice(0, 1000)),
+    big(99).slice(0, 1000),
+    'a prefix alone is not a registered value',
+  );
   assert.ok(redactString(big(99).slice(0, 60 * 1024)).startsWith('[REDACTED]'), 'the newest is kept, up to a log line');
-  assert.ok(!redactString(big(0).slice(0, 60 * 1024)).startsWith('[REDACTED]'), 'the oldest went to stay within the bound');
+  assert.ok(
+    !redactString(big(0).slice(0, 60 * 1024)).startsWith('[REDACTED]'),
+    'the oldest went to stay within the bound',
+  );
 });

@@ -28,11 +28,47 @@ after(async () => {
 /** AK (RSASSA-SHA256 restricted) under an H-1 SRK, as SPIRE does; returns ak.ctx path and its Name. */
 async function makeAk(): Promise<{ ctx: string; name: Buffer }> {
   const id = ++n;
-  await t('tpm2_createprimary', '-C', 'o', '-g', 'sha256', '-G', 'rsa2048:null:aes128cfb',
-    '-a', 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda', '-c', `srk${id}.ctx`);
-  await t('tpm2_create', '-C', `srk${id}.ctx`, '-G', 'rsa2048:rsassa-sha256:null', '-g', 'sha256',
-    '-a', 'restricted|sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth', '-u', `ak${id}.pub`, '-r', `ak${id}.priv`);
-  await t('tpm2_load', '-C', `srk${id}.ctx`, '-u', `ak${id}.pub`, '-r', `ak${id}.priv`, '-c', `ak${id}.ctx`, '-n', `ak${id}.name`);
+  await t(
+    'tpm2_createprimary',
+    '-C',
+    'o',
+    '-g',
+    'sha256',
+    '-G',
+    'rsa2048:null:aes128cfb',
+    '-a',
+    'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda',
+    '-c',
+    `srk${id}.ctx`,
+  );
+  await t(
+    'tpm2_create',
+    '-C',
+    `srk${id}.ctx`,
+    '-G',
+    'rsa2048:rsassa-sha256:null',
+    '-g',
+    'sha256',
+    '-a',
+    'restricted|sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth',
+    '-u',
+    `ak${id}.pub`,
+    '-r',
+    `ak${id}.priv`,
+  );
+  await t(
+    'tpm2_load',
+    '-C',
+    `srk${id}.ctx`,
+    '-u',
+    `ak${id}.pub`,
+    '-r',
+    `ak${id}.priv`,
+    '-c',
+    `ak${id}.ctx`,
+    '-n',
+    `ak${id}.name`,
+  );
   await t('tpm2_flushcontext', '-t');
   await t('tpm2_readpublic', '-c', `ak${id}.ctx`, '-f', 'tpmt', '-o', `ak${id}.tpmt`);
   await t('tpm2_flushcontext', '-t');
@@ -41,7 +77,12 @@ async function makeAk(): Promise<{ ctx: string; name: Buffer }> {
   return { ctx: `ak${id}.ctx`, name };
 }
 
-async function activate(ekHandleOrCtx: string, ekTpmt: Buffer, usePolicy: boolean, opts: { seedBytes?: number } = {}): Promise<void> {
+async function activate(
+  ekHandleOrCtx: string,
+  ekTpmt: Buffer,
+  usePolicy: boolean,
+  opts: { seedBytes?: number } = {},
+): Promise<void> {
   const ak = await makeAk();
   const ek = ekPublic(ekTpmt);
   const credential = randomBytes(32);
@@ -53,9 +94,25 @@ async function activate(ekHandleOrCtx: string, ekTpmt: Buffer, usePolicy: boolea
   const ekPubFile = `ekpub${id}.pub`;
   await t('tpm2_readpublic', '-c', ekHandleOrCtx, '-o', ekPubFile);
   await t('tpm2_flushcontext', '-t');
-  await t('tpm2_makecredential', '-T', 'none', '-u', ekPubFile, '-s', `secret${id}.bin`, '-n', ak.name.toString('hex'), '-o', `ref${id}.bin`);
+  await t(
+    'tpm2_makecredential',
+    '-T',
+    'none',
+    '-u',
+    ekPubFile,
+    '-s',
+    `secret${id}.bin`,
+    '-n',
+    ak.name.toString('hex'),
+    '-o',
+    `ref${id}.bin`,
+  );
   const ref = readFileSync(join(run.dir, `ref${id}.bin`));
-  assert.equal(ref.length, 8 + 2 + credentialBlob.length + 2 + secret.length, 'same structure sizes as tpm2_makecredential');
+  assert.equal(
+    ref.length,
+    8 + 2 + credentialBlob.length + 2 + secret.length,
+    'same structure sizes as tpm2_makecredential',
+  );
 
   const args = ['-c', ak.ctx, '-C', ekHandleOrCtx, '-i', `cred${id}.bin`, '-o', `out${id}.bin`];
   if (usePolicy) {
@@ -113,7 +170,21 @@ test('a tampered credential blob is rejected by the TPM (integrity check)', asyn
   writeFileSync(join(run.dir, 'bad.bin'), toolsCredentialFile(credentialBlob, secret));
   await t('tpm2_startauthsession', '--policy-session', '-S', 'sbad.ctx');
   await t('tpm2_policysecret', '-S', 'sbad.ctx', '-c', 'e');
-  await assert.rejects(t('tpm2_activatecredential', '-c', ak.ctx, '-C', '0x81010001', '-i', 'bad.bin', '-o', 'bad.out', '-P', 'session:sbad.ctx'));
+  await assert.rejects(
+    t(
+      'tpm2_activatecredential',
+      '-c',
+      ak.ctx,
+      '-C',
+      '0x81010001',
+      '-i',
+      'bad.bin',
+      '-o',
+      'bad.out',
+      '-P',
+      'session:sbad.ctx',
+    ),
+  );
   await t('tpm2_flushcontext', 'sbad.ctx').catch(() => undefined);
   await t('tpm2_flushcontext', '-t');
 });
@@ -128,11 +199,33 @@ test('templates reproduce the real keys: L-1 = swtpm EK 0x81010001, H-3 = swtpm 
   };
   await t('tpm2_readpublic', '-c', '0x81010001', '-f', 'tpmt', '-o', 'l1.tpmt');
   await t('tpm2_readpublic', '-c', '0x81010016', '-f', 'tpmt', '-o', 'h3.tpmt');
-  await t('tpm2_createprimary', '-C', 'o', '-g', 'sha256', '-G', 'rsa2048:null:aes128cfb',
-    '-a', 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda', '-c', 'h1.ctx');
+  await t(
+    'tpm2_createprimary',
+    '-C',
+    'o',
+    '-g',
+    'sha256',
+    '-G',
+    'rsa2048:null:aes128cfb',
+    '-a',
+    'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda',
+    '-c',
+    'h1.ctx',
+  );
   await t('tpm2_readpublic', '-c', 'h1.ctx', '-f', 'tpmt', '-o', 'h1.tpmt');
-  await t('tpm2_createprimary', '-C', 'o', '-g', 'sha256', '-G', 'ecc256:null:aes128cfb',
-    '-a', 'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda', '-c', 'h2.ctx');
+  await t(
+    'tpm2_createprimary',
+    '-C',
+    'o',
+    '-g',
+    'sha256',
+    '-G',
+    'ecc256:null:aes128cfb',
+    '-a',
+    'restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda',
+    '-c',
+    'h2.ctx',
+  );
   await t('tpm2_readpublic', '-c', 'h2.ctx', '-f', 'tpmt', '-o', 'h2.tpmt');
   await t('tpm2_flushcontext', '-t');
   const rd = (f: string) => readFileSync(join(run.dir, f));

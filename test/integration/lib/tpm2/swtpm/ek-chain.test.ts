@@ -5,7 +5,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { createSwtpm } from '../../../../../simulators/swtpm';
-import { verifyChain, ChainError, parsePemCertificates, commonName, ekTpmInfo, spkiEqual, sha1Hex } from '@spire-hw/x509';
+import {
+  verifyChain,
+  ChainError,
+  parsePemCertificates,
+  commonName,
+  ekTpmInfo,
+  spkiEqual,
+  sha1Hex,
+} from '@spire-hw/x509';
 import { TpmtPublic, publicKeyOf, unmarshal } from '@spire-hw/tpm2';
 import { tools, parseTpmtPublic } from './helpers';
 import { readFileSync } from 'node:fs';
@@ -24,15 +32,25 @@ test('swtpm EK certificates: valid against swtpm-localca (ek profile), untrusted
       assert.deepEqual(chains, [[ek, issuer[0]]]);
       assert.equal(sha1Hex(chains[0]![1]!), sha1Hex(issuer[0]!));
       // root alone: no intermediates are sent (SPIRE) → untrusted
-      assert.throws(() => verifyChain({ leaf: ek, roots: root, profile: 'ek' }), (e: unknown) => e instanceof ChainError && e.reason === 'untrusted');
+      assert.throws(
+        () => verifyChain({ leaf: ek, roots: root, profile: 'ek' }),
+        (e: unknown) => e instanceof ChainError && e.reason === 'untrusted',
+      );
       // with the issuing CA supplied as an intermediate, the root suffices
       assert.equal(verifyChain({ leaf: ek, intermediates: issuer, roots: root, profile: 'ek' })[0]!.length, 3);
       // the generic devid profile rejects the critical directoryName SAN (why the ek profile exists)
-      assert.throws(() => verifyChain({ leaf: ek, roots: issuer, profile: 'devid' }), (e: unknown) => e instanceof ChainError && e.reason === 'unhandled-critical-extension');
+      assert.throws(
+        () => verifyChain({ leaf: ek, roots: issuer, profile: 'devid' }),
+        (e: unknown) => e instanceof ChainError && e.reason === 'unhandled-critical-extension',
+      );
       // openssl agrees on the basics: the issuer signed it
       assert.ok(new X509Certificate(ek).checkIssued(new X509Certificate(issuer[0]!)));
     }
-    assert.deepEqual(ekTpmInfo(inst.ekCerts.rsa2048), { manufacturer: 'id:00001014', model: 'swtpm', version: 'id:20191023' });
+    assert.deepEqual(ekTpmInfo(inst.ekCerts.rsa2048), {
+      manufacturer: 'id:00001014',
+      model: 'swtpm',
+      version: 'id:20191023',
+    });
 
     // EK cert key == EK public from the TPM (RSA and P-384), via publicKeyOf
     const run = await inst.start();

@@ -9,10 +9,15 @@ import { TpmtPublic, unmarshal, hashInfo, type HashAlgName as TpmHashName } from
 export function tools(tcti: string, cwd: string) {
   const once = (cmd: string, args: string[]): Promise<string> =>
     new Promise((resolve, reject) => {
-      execFile(cmd, args, { cwd, env: { ...process.env, TPM2TOOLS_TCTI: tcti }, timeout: 60000 }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`));
-        else resolve(stdout);
-      });
+      execFile(
+        cmd,
+        args,
+        { cwd, env: { ...process.env, TPM2TOOLS_TCTI: tcti }, timeout: 60000 },
+        (err, stdout, stderr) => {
+          if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`));
+          else resolve(stdout);
+        },
+      );
     });
   return async (cmd: string, ...args: string[]): Promise<string> => {
     try {
@@ -37,16 +42,32 @@ export interface ParsedPublic {
 
 export function parseTpmtPublic(b: Buffer): ParsedPublic {
   let p = 0;
-  const u16 = () => { const v = b.readUInt16BE(p); p += 2; return v; };
-  const u32 = () => { const v = b.readUInt32BE(p); p += 4; return v; };
-  const b2 = () => { const n = u16(); const v = b.subarray(p, p + n); p += n; return Buffer.from(v); };
+  const u16 = () => {
+    const v = b.readUInt16BE(p);
+    p += 2;
+    return v;
+  };
+  const u32 = () => {
+    const v = b.readUInt32BE(p);
+    p += 4;
+    return v;
+  };
+  const b2 = () => {
+    const n = u16();
+    const v = b.subarray(p, p + n);
+    p += n;
+    return Buffer.from(v);
+  };
   const type = u16();
   const nameAlg = hashInfo(u16())!.name;
   const attributes = u32();
   b2();
   const symAlg = u16();
   let symKeyBits = 0;
-  if (symAlg !== 0x0010) { symKeyBits = u16(); u16(); }
+  if (symAlg !== 0x0010) {
+    symKeyBits = u16();
+    u16();
+  }
   const scheme = u16();
   if (scheme !== 0x0010) u16();
   if (type === 0x0001) {
@@ -83,10 +104,15 @@ export function toolsCredentialFile(credentialBlob: Buffer, secret: Buffer): Buf
 }
 
 /** Raw TPM2_CreatePrimary(hierarchy, empty auth, template) → { handle, outPublic (TPMT_PUBLIC) }. */
-export async function createPrimaryRaw(transmit: (c: Buffer) => Promise<Buffer>, hierarchy: number, template: Buffer): Promise<{ handle: number; outPublic: Buffer; rc: number }> {
+export async function createPrimaryRaw(
+  transmit: (c: Buffer) => Promise<Buffer>,
+  hierarchy: number,
+  template: Buffer,
+): Promise<{ handle: number; outPublic: Buffer; rc: number }> {
   const params = Buffer.concat([
     Buffer.from('000400000000', 'hex'), // TPM2B_SENSITIVE_CREATE{ userAuth "", data "" }
-    u16b(template.length), template, // TPM2B_PUBLIC
+    u16b(template.length),
+    template, // TPM2B_PUBLIC
     Buffer.from('0000', 'hex'), // outsideInfo
     Buffer.from('00000000', 'hex'), // creationPCR
   ]);
@@ -105,5 +131,13 @@ export async function flushRaw(transmit: (c: Buffer) => Promise<Buffer>, handle:
   await transmit(Buffer.concat([Buffer.from('80010000000e00000165', 'hex'), u32b(handle)]));
 }
 
-function u16b(n: number): Buffer { const b = Buffer.alloc(2); b.writeUInt16BE(n); return b; }
-function u32b(n: number): Buffer { const b = Buffer.alloc(4); b.writeUInt32BE(n >>> 0); return b; }
+function u16b(n: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+}
+function u32b(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}

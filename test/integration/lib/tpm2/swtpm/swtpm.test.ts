@@ -64,7 +64,10 @@ test('createSwtpm without cache runs swtpm_setup privately; start fails with a t
   const inst = await createSwtpm();
   const r = await inst.start();
   try {
-    await assert.rejects(inst.start({ startTimeoutMs: 3000 }), (e: unknown) => e instanceof SwtpmError && (e.code === 'start-failed' || e.code === 'timeout'));
+    await assert.rejects(
+      inst.start({ startTimeoutMs: 3000 }),
+      (e: unknown) => e instanceof SwtpmError && (e.code === 'start-failed' || e.code === 'timeout'),
+    );
   } finally {
     await r.stop();
     await inst.remove();
