@@ -10,6 +10,7 @@ import {
   TpmTransportError,
   TpmUsageError,
   formatRc,
+  rcLocation,
 } from '@spire-hw/tpm2';
 
 /** What the object handles of a step are, to word hints ("the DevID key", "the owner hierarchy"). */
@@ -95,14 +96,7 @@ function authTarget(e: TpmError): string | undefined {
 /** `TPM_RC_INTEGRITY (parameter 1): the key blob was not created under …` — the code in words plus the hint. */
 export function rcInWords(e: TpmError): string {
   const d = e.decoded;
-  const where =
-    d.parameter !== undefined
-      ? ` (parameter ${d.parameter})`
-      : d.session !== undefined
-        ? ` (session ${d.session})`
-        : d.handle !== undefined
-          ? ` (handle ${d.handle})`
-          : '';
+  const where = rcLocation(d);
   const h = hint(e);
   return `TPM_RC_${d.name}${where}${h ? `: ${h}` : ''} [${e.commandName}, rc 0x${d.rc.toString(16).padStart(3, '0')}]`;
 }

@@ -76,17 +76,17 @@ export function decodeRc(rcIn: number): DecodedRc {
   };
 }
 
+/** Which parameter, session or handle a response code names: " (parameter 1)", or '' for none. */
+export function rcLocation(d: DecodedRc): string {
+  if (d.parameter !== undefined) return ` (parameter ${d.parameter})`;
+  if (d.session !== undefined) return ` (session ${d.session})`;
+  return d.handle !== undefined ? ` (handle ${d.handle})` : '';
+}
+
 /** "TPM_RC_AUTH_FAIL (session 1)" etc. */
 export function formatRc(d: DecodedRc): string {
   const hex = `0x${d.rc.toString(16).padStart(3, '0')}`;
-  const where =
-    d.parameter !== undefined
-      ? ` (parameter ${d.parameter})`
-      : d.session !== undefined
-        ? ` (session ${d.session})`
-        : d.handle !== undefined
-          ? ` (handle ${d.handle})`
-          : '';
+  const where = rcLocation(d);
   const layer = d.layer ? ` [TSS layer ${d.layer}]` : '';
   return `TPM_RC_${d.name}${where} ${hex}${layer}`;
 }

@@ -30,6 +30,7 @@ export {
   TpmResponseAuthError,
   decodeRc,
   formatRc,
+  rcLocation,
 } from './errors';
 export { Reader, Writer, Sized, marshal, unmarshal, unmarshalPrefix } from './marshal';
 export {
