@@ -29,3 +29,23 @@ export {
   keyUsageBits,
   KEY_USAGE_DIGITAL_SIGNATURE,
 } from './certificate';
+export {
+  DerEncodeError,
+  type DerEncodeErrorReason,
+  derTlv,
+  derSequence,
+  derSet,
+  derInteger,
+  derIntegerNumber,
+  derOid,
+  derBoolean,
+  derNull,
+  derOctetString,
+  derBitString,
+  derUtf8,
+  derPrintable,
+  derIa5,
+  derTime,
+  derExplicit,
+  derContext,
+} from './der-write';
