@@ -49,3 +49,5 @@ export {
   derExplicit,
   derContext,
 } from './der-write';
+export { X509IssueError, type X509IssueErrorReason } from './issue-error';
+export { encodeName, nameToString } from './name';

@@ -1,0 +1,72 @@
+// The openssl command line as an independent reader, signer and verifier for the issuing and CSR tests. Each
+// OpenSsl works in its own temporary directory with its own minimal configuration, so the system's openssl.cnf
+// cannot change what a test sees.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * Request settings: no prompts; strings as Go encodes them (string_mask PrintableString | UTF8String: PrintableString
+ * when every character fits, else UTF8String).
+ */
+const CONFIG = `
+[req]
+distinguished_name = dn
+string_mask = MASK:0x2002
+utf8 = yes
+prompt = no
+[dn]
+CN = unused
+[ski_ca]
+subjectKeyIdentifier = hash
+basicConstraints = critical,CA:true
+`;
+
+export class OpenSsl {
+  readonly dir = mkdtempSync(join(tmpdir(), 'x509-openssl-'));
+  readonly config = this.path('openssl.cnf');
+  constructor() {
+    writeFileSync(this.config, CONFIG);
+  }
+  path(name: string): string {
+    return join(this.dir, name);
+  }
+  write(name: string, data: string | Buffer): string {
+    writeFileSync(this.path(name), data);
+    return this.path(name);
+  }
+  read(name: string): Buffer {
+    return readFileSync(this.path(name));
+  }
+  /** Runs openssl; returns stdout (stderr too when `withStderr`); throws with both when it exits non-zero. */
+  run(args: string[], withStderr = false): string {
+    try {
+      const out = execFileSync('openssl', args, {
+        cwd: this.dir,
+        env: { ...process.env, OPENSSL_CONF: this.config },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        encoding: 'utf8',
+      });
+      return out;
+    } catch (e) {
+      const err = e as { stdout?: string; stderr?: string; status?: number };
+      if (withStderr) return `${err.stdout ?? ''}${err.stderr ?? ''}`;
+      throw new Error(`openssl ${args.join(' ')} exited ${err.status}: ${err.stderr ?? ''}${err.stdout ?? ''}`);
+    }
+  }
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function pem(der: Buffer, label: string): string {
+  const b64 = der.toString('base64').replace(/.{64}/g, '$&\n');
+  return `-----BEGIN ${label}-----\n${b64}${b64.endsWith('\n') ? '' : '\n'}-----END ${label}-----\n`;
+}
+
+export function unpem(text: string): Buffer {
+  const m = /-----BEGIN [^-]+-----([\s\S]*?)-----END [^-]+-----/.exec(text);
+  if (!m) throw new Error('no PEM block');
+  return Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64');
+}
