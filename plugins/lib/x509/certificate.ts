@@ -140,6 +140,8 @@ export const OID = {
   certificatePolicies: '2.5.29.32',
   subjectDirectoryAttributes: '2.5.29.9',
   authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
+  /** PKCS#9 extensionRequest attribute of a CSR (RFC 2985 §5.4.2) */
+  extensionRequest: '1.2.840.113549.1.9.14',
   commonName: '2.5.4.3',
   tcgEkCertificateEku: '2.23.133.8.1',
   tcgAttributePrefix: '2.23.133.2.',
@@ -192,6 +194,9 @@ export const KEY_USAGE_DIGITAL_SIGNATURE = 1 << 0;
 export const KEY_USAGE_KEY_ENCIPHERMENT = 1 << 2;
 export const KEY_USAGE_KEY_AGREEMENT = 1 << 4;
 export const KEY_USAGE_KEY_CERT_SIGN = 1 << 5;
+/** keyCertSign (bit 5) under the name the issuing API uses; the same value as KEY_USAGE_KEY_CERT_SIGN. */
+export const KEY_USAGE_CERT_SIGN = KEY_USAGE_KEY_CERT_SIGN;
+export const KEY_USAGE_CRL_SIGN = 1 << 6;
 
 export interface GeneralNameInfo {
   /** context tag number 0..8 (1 rfc822, 2 dNSName, 4 directoryName, 6 URI, 7 iPAddress) */

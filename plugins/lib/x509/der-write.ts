@@ -52,7 +52,7 @@ export function derSet(...elements: Buffer[]): Buffer {
   return derTlv(0x31, ...[...elements].sort(Buffer.compare));
 }
 
-/** INTEGER from an unsigned big-endian magnitude: leading zero octets dropped, one 0x00 added when the top bit is set. */
+/** INTEGER from an unsigned big-endian magnitude: leading zero octets dropped, a 0x00 added when the top bit is set. */
 export function derInteger(magnitude: Buffer): Buffer {
   let i = 0;
   while (i < magnitude.length && magnitude[i] === 0) i++;

@@ -28,6 +28,12 @@ export {
   type BasicConstraints,
   keyUsageBits,
   KEY_USAGE_DIGITAL_SIGNATURE,
+  OID,
+  type Extension,
+  KEY_USAGE_KEY_ENCIPHERMENT,
+  KEY_USAGE_KEY_AGREEMENT,
+  KEY_USAGE_CERT_SIGN,
+  KEY_USAGE_CRL_SIGN,
 } from './certificate';
 export {
   DerEncodeError,
@@ -51,3 +57,15 @@ export {
 } from './der-write';
 export { X509IssueError, type X509IssueErrorReason } from './issue-error';
 export { encodeName, nameToString } from './name';
+export {
+  type SignatureAlgorithm,
+  type CertificateSigner,
+  type CertificateTemplate,
+  signatureAlgorithmFor,
+  algorithmIdentifier,
+  keyObjectSigner,
+  issueCertificate,
+  randomSerial,
+  subjectKeyId,
+  extensions,
+} from './issue';
