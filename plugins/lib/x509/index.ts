@@ -69,3 +69,4 @@ export {
   subjectKeyId,
   extensions,
 } from './issue';
+export { type ParsedCsr, CsrError, type CsrErrorReason, CSR_LIMITS, parseCsr, createCsr } from './csr';

@@ -1,7 +1,7 @@
 // The openssl command line as an independent reader, signer and verifier for the issuing and CSR tests. Each
 // OpenSsl works in its own temporary directory with its own minimal configuration, so the system's openssl.cnf
 // cannot change what a test sees.
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,21 +39,20 @@ export class OpenSsl {
   read(name: string): Buffer {
     return readFileSync(this.path(name));
   }
-  /** Runs openssl; returns stdout (stderr too when `withStderr`); throws with both when it exits non-zero. */
+  /**
+   * Runs openssl and returns its stdout; throws with its output when it exits non-zero. With `withStderr` it returns
+   * stdout and stderr together whatever the exit status (openssl writes "verify OK" and most errors to stderr).
+   */
   run(args: string[], withStderr = false): string {
-    try {
-      const out = execFileSync('openssl', args, {
-        cwd: this.dir,
-        env: { ...process.env, OPENSSL_CONF: this.config },
-        stdio: ['ignore', 'pipe', 'pipe'],
-        encoding: 'utf8',
-      });
-      return out;
-    } catch (e) {
-      const err = e as { stdout?: string; stderr?: string; status?: number };
-      if (withStderr) return `${err.stdout ?? ''}${err.stderr ?? ''}`;
-      throw new Error(`openssl ${args.join(' ')} exited ${err.status}: ${err.stderr ?? ''}${err.stdout ?? ''}`);
-    }
+    const r = spawnSync('openssl', args, {
+      cwd: this.dir,
+      env: { ...process.env, OPENSSL_CONF: this.config },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    });
+    if (withStderr) return `${r.stdout}${r.stderr}`;
+    if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} exited ${r.status}: ${r.stderr}${r.stdout}`);
+    return r.stdout;
   }
   cleanup(): void {
     rmSync(this.dir, { recursive: true, force: true });
