@@ -5,7 +5,15 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as pkcs11js from 'pkcs11js';
-import { type Attr, type ObjectRef, Pkcs11Client, Pkcs11Error, Pkcs11LibError } from '@spire-hw/pkcs11';
+import {
+  type Attr,
+  type ObjectRef,
+  Pkcs11Client,
+  Pkcs11Error,
+  Pkcs11LibError,
+  checkPrivateKey,
+  readPrivateKeyAttributes,
+} from '@spire-hw/pkcs11';
 import type { Logger } from '@spire-hw/sdk';
 import type { Pkcs11KeyManagerConfig } from './config';
 import {
@@ -23,18 +31,17 @@ import {
   serverScope,
 } from './naming';
 import { KeyRecord, KeyRecordError } from './record';
+import { KeyTypeNum, fingerprint } from './sigutil';
 import {
   CURVES,
   type Curve,
   HASHES,
-  KeyTypeNum,
   digestInfoPrefix,
   ecPointFromAttribute,
   ecSpki,
   ecdsaRawToDer,
-  fingerprint,
   rsaSpki,
-} from './sigutil';
+} from '@spire-hw/pkcs11';
 
 /** CKA_IDs dated later than now + this are refused when there is no key record (a planted "newest" instance). */
 export const FUTURE_SKEW_MS = 10 * 60_000;
@@ -293,48 +300,25 @@ export class KeyBackend {
     try {
       checked = await this.client.withAnchor('read key', () => {
         const c = this.client;
-        const pa = c.getAttributesSync(privHandle, [
-          pkcs11js.CKA_CLASS,
-          pkcs11js.CKA_KEY_TYPE,
-          pkcs11js.CKA_SENSITIVE,
-          pkcs11js.CKA_EXTRACTABLE,
-          pkcs11js.CKA_SIGN,
-          pkcs11js.CKA_ALWAYS_SENSITIVE,
-          pkcs11js.CKA_NEVER_EXTRACTABLE,
-          pkcs11js.CKA_LOCAL,
-        ]);
+        const pa = readPrivateKeyAttributes(c, privHandle);
         const attrs = {
-          sensitive: B(pa.get(pkcs11js.CKA_SENSITIVE)),
-          extractable: B(pa.get(pkcs11js.CKA_EXTRACTABLE)),
-          always_sensitive: B(pa.get(pkcs11js.CKA_ALWAYS_SENSITIVE)),
-          never_extractable: B(pa.get(pkcs11js.CKA_NEVER_EXTRACTABLE)),
-          local: B(pa.get(pkcs11js.CKA_LOCAL)),
-          sign: B(pa.get(pkcs11js.CKA_SIGN)),
+          sensitive: pa.sensitive,
+          extractable: pa.extractable,
+          always_sensitive: pa.alwaysSensitive,
+          never_extractable: pa.neverExtractable,
+          local: pa.local,
+          sign: pa.sign,
         };
-        if (U(pa.get(pkcs11js.CKA_CLASS)) !== pkcs11js.CKO_PRIVATE_KEY)
-          return refuse('class', 'not a private key object');
-        if (attrs.sensitive !== true || attrs.extractable !== false) {
-          const msg = `not protected: sensitive=${attrs.sensitive} extractable=${attrs.extractable}`;
-          if (!this.cfg.allowInsecureKeys)
-            return refuse('insecure', `${msg} (set allow_insecure_keys = true to override)`, attrs);
-          this.log.warn(
-            `key "${id}" (CKA_ID ${ckaId.toString('hex')}) is ${msg}; USING IT because allow_insecure_keys = true`,
-            where,
-          );
+        const verdict = checkPrivateKey(pa, {
+          allowInsecure: this.cfg.allowInsecureKeys,
+          allowImported: this.cfg.allowImportedKeys,
+        });
+        if (verdict.refusal) {
+          const r = verdict.refusal;
+          return refuse(r.reason, r.message, r.reason === 'insecure' || r.reason === 'imported' ? attrs : {});
         }
-        if (attrs.local !== true || attrs.always_sensitive !== true || attrs.never_extractable !== true) {
-          const msg = `imported or once exposed (local=${attrs.local} always_sensitive=${attrs.always_sensitive} never_extractable=${attrs.never_extractable}): its value may exist outside the token`;
-          if (!this.cfg.allowImportedKeys)
-            return refuse('imported', `${msg} (set allow_imported_keys = true to override)`, attrs);
-          this.log.warn(
-            `key "${id}" (CKA_ID ${ckaId.toString('hex')}) is ${msg}; USING IT because allow_imported_keys = true`,
-            where,
-          );
-        }
-        if (attrs.sign !== true) return refuse('no_sign', `CKA_SIGN is ${attrs.sign}`);
-        const kt = U(pa.get(pkcs11js.CKA_KEY_TYPE));
-        if (kt !== pkcs11js.CKK_EC && kt !== pkcs11js.CKK_RSA)
-          return refuse('key_type', `unsupported CKA_KEY_TYPE ${kt}`);
+        for (const w of verdict.warnings) this.log.warn(`key "${id}" (CKA_ID ${ckaId.toString('hex')}) is ${w}`, where);
+        const kt = pa.keyType;
         // the public key is bound to the private key by class, label AND CKA_ID (a CKA_ID-only search finds any label's)
         const pubHandles = opts.pubHandle
           ? [opts.pubHandle]

@@ -5,7 +5,7 @@
  */
 import type { ConfigInput } from '@spire-hw/sdk';
 import { decodeConfig, field, type ConfigStatus } from '@spire-hw/sdk/config';
-import { type PinSource, type TokenSelector, parsePkcs11Uri } from '@spire-hw/pkcs11';
+import { TOKEN_CONFIG_SCHEMA, buildTokenConfig, type PinSource, type TokenSelector } from '@spire-hw/pkcs11';
 import { minLabelLength } from './naming';
 import { uvThreadpoolSize } from './uv-threadpool';
 
@@ -48,15 +48,7 @@ export interface Pkcs11KeyManagerConfig {
 }
 
 export const CONFIG_SCHEMA = {
-  module_path: field.string({ description: 'path of the PKCS#11 library' }),
-  library_parameters: field.string({ description: 'C_Initialize pReserved string (NSS-style modules)' }),
-  token_label: field.string(),
-  token_serial: field.string(),
-  slot_id: field.string({ description: 'decimal or 0x hex' }),
-  pkcs11_uri: field.string({ description: 'RFC 7512 URI naming the token (and optionally module-path, pin-source)' }),
-  pin_file: field.string(),
-  pin_env: field.string(),
-  pin: field.string({ secret: true }),
+  ...TOKEN_CONFIG_SCHEMA,
   key_identifier_file: field.string(),
   key_identifier_value: field.string(),
   label_prefix: field.string({ default: 'spire/' }),
@@ -68,7 +60,6 @@ export const CONFIG_SCHEMA = {
   heartbeat_interval: field.duration({ days: true, min: 0, default: '30s' }),
   allow_insecure_keys: field.bool({ default: false }),
   allow_imported_keys: field.bool({ default: false }),
-  allow_insecure_pin_file: field.bool({ default: false }),
   key_record_file: field.string(),
   recovery_budget: field.duration({ days: true, min: 0, default: '25s' }),
   use_allowed_mechanisms: field.bool({ default: false }),
@@ -85,57 +76,7 @@ export function buildConfig(input: ConfigInput, status: ConfigStatus): Pkcs11Key
   const trustDomain = input.trustDomain;
   if (!trustDomain) err('trust domain is missing from the core configuration');
 
-  let uri: ReturnType<typeof parsePkcs11Uri> | undefined;
-  if (raw.pkcs11_uri !== undefined) {
-    try {
-      uri = parsePkcs11Uri(raw.pkcs11_uri);
-    } catch (e) {
-      err(`pkcs11_uri: ${(e as Error).message}`);
-    }
-  }
-
-  let modulePath = raw.module_path;
-  if (!modulePath && uri?.modulePath) modulePath = uri.modulePath;
-  if (!modulePath) err('module_path is required (path of the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so)');
-
-  const selectors: TokenSelector[] = [];
-  if (raw.token_label !== undefined) selectors.push({ kind: 'label', label: raw.token_label });
-  if (raw.token_serial !== undefined) selectors.push({ kind: 'serial', serial: raw.token_serial });
-  if (raw.slot_id !== undefined) {
-    const s = raw.slot_id.trim();
-    if (/^(0x[0-9a-fA-F]+|\d+)$/.test(s)) selectors.push({ kind: 'slot', slotId: BigInt(s) });
-    else err('slot_id must be a non-negative integer');
-  }
-  if (uri) {
-    const hasTokenAttr = ['token', 'serial', 'manufacturer', 'model', 'slot-id', 'slot-description'].some(
-      (a) => a in uri!.path,
-    );
-    if (!hasTokenAttr) err('pkcs11_uri must name a token (token=, serial= or slot-id=)');
-    selectors.push({ kind: 'uri', uri });
-  }
-  if (selectors.length !== 1) {
-    err(
-      `exactly one of token_label, token_serial, slot_id or pkcs11_uri is required (got ${selectors.length}); token_label or token_serial is recommended (SoftHSM slot ids change)`,
-    );
-  }
-
-  const pins: PinSource[] = [];
-  const allowInsecurePinFile = raw.allow_insecure_pin_file;
-  const fileSource = (p: string): PinSource =>
-    allowInsecurePinFile ? { kind: 'file', path: p, allowInsecure: true } : { kind: 'file', path: p };
-  if (raw.pin_file !== undefined) pins.push(fileSource(raw.pin_file));
-  if (raw.pin_env !== undefined) pins.push({ kind: 'env', name: raw.pin_env });
-  if (raw.pin !== undefined) pins.push({ kind: 'inline', value: raw.pin });
-  if (uri?.pinSource !== undefined) pins.push(fileSource(uri.pinSource.replace(/^file:(\/\/)?/, '')));
-  if (uri?.pinValue !== undefined) pins.push({ kind: 'inline', value: uri.pinValue });
-  if (pins.length !== 1)
-    err(
-      `exactly one PIN source is required: pin_file, pin_env or pin (or pin-source/pin-value in pkcs11_uri); got ${pins.length}`,
-    );
-  else if (pins[0]!.kind === 'inline')
-    status.notes.push('the PIN is inline in the configuration; prefer pin_file (mode 0600) or pin_env');
-  if (allowInsecurePinFile && pins[0]?.kind !== 'file')
-    err('allow_insecure_pin_file only applies to pin_file (or pin-source in pkcs11_uri)');
+  const token = buildTokenConfig(raw, status);
 
   const idFile = raw.key_identifier_file;
   const idValue = raw.key_identifier_value;
@@ -181,8 +122,7 @@ export function buildConfig(input: ConfigInput, status: ConfigStatus): Pkcs11Key
   if (keyRecordFile === '') err('key_record_file must not be empty');
   if (keyRecordFile === undefined && idFile !== undefined) keyRecordFile = `${idFile}.keys.json`;
 
-  if (status.errors.length > before || !modulePath || !serverId || selectors.length !== 1 || pins.length !== 1)
-    return undefined;
+  if (status.errors.length > before || !token || !serverId) return undefined;
   if (maxSessions > uvThreadpoolSize()) {
     status.notes.push(
       `max_sessions ${maxSessions} exceeds the libuv thread pool (UV_THREADPOOL_SIZE=${uvThreadpoolSize()}), which runs key generation and, without the native signing addon, signatures; set UV_THREADPOOL_SIZE in the plugin's environment`,
@@ -190,9 +130,9 @@ export function buildConfig(input: ConfigInput, status: ConfigStatus): Pkcs11Key
   }
   const cfg: Pkcs11KeyManagerConfig = {
     trustDomain,
-    modulePath,
-    token: selectors[0]!,
-    pin: pins[0]!,
+    modulePath: token.modulePath,
+    token: token.token,
+    pin: token.pin,
     serverId,
     labelPrefix,
     maxSessions,
@@ -204,7 +144,7 @@ export function buildConfig(input: ConfigInput, status: ConfigStatus): Pkcs11Key
     recoveryBudgetMs: raw.recovery_budget,
     useAllowedMechanisms: raw.use_allowed_mechanisms,
   };
-  if (raw.library_parameters !== undefined) cfg.libraryParameters = raw.library_parameters;
+  if (token.libraryParameters !== undefined) cfg.libraryParameters = token.libraryParameters;
   if (disposeStaleKeysAfterMs !== undefined) cfg.disposeStaleKeysAfterMs = disposeStaleKeysAfterMs;
   if (signingThreads !== undefined) cfg.signingThreads = signingThreads;
   if (keyRecordFile) cfg.keyRecordFile = keyRecordFile;

@@ -28,7 +28,8 @@ import type { Pkcs11KeyManagerConfig } from './config';
 import { KeyBackend, type KeyEntry, DuplicateServerError } from './backend';
 import { labelFor } from './naming';
 import { KeyRecordError } from './record';
-import { HASHES, KeyTypeNum, digestInfoPrefix, ecdsaRawToDer, pssSaltLength } from './sigutil';
+import { KeyTypeNum, pssSaltLength } from './sigutil';
+import { HASHES, digestInfoPrefix, ecdsaRawToDer } from '@spire-hw/pkcs11';
 
 /** Structural request/response shapes shared by the server and agent KeyManager protos (enums as numbers). */
 export interface PublicKeyMsg {

@@ -6,3 +6,7 @@ export * from './pin';
 export * from './pool';
 export * from './token';
 export * from './client';
+export * from './status';
+export * from './signature';
+export * from './config';
+export * from './keys';

@@ -2,15 +2,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
-import {
-  digestInfoPrefix,
-  ecdsaRawToDer,
-  HASHES,
-  pssSaltLength,
-  ecPointFromAttribute,
-  CURVES,
-  ecSpki,
-} from '../../../plugins/pkcs11-keymanager/sigutil';
+import { pssSaltLength } from '../../../plugins/pkcs11-keymanager/sigutil';
+import { digestInfoPrefix, ecdsaRawToDer, HASHES, ecPointFromAttribute, CURVES, ecSpki } from '@spire-hw/pkcs11';
 import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { parseGoDuration } from '@spire-hw/sdk/config';
 import {
