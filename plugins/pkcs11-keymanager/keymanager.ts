@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as pkcs11js from 'pkcs11js';
 import {
+  pkcs11PluginError,
   Pkcs11Error,
   Pkcs11LibError,
   PinSourceError,
@@ -59,29 +60,12 @@ const KEY_TYPES = new Set<number>([KeyTypeNum.EC_P256, KeyTypeNum.EC_P384, KeyTy
  * FailedPrecondition, the rest Internal. Anything else passes through (the SDK answers it as Internal and logs it).
  */
 export function toPluginError(e: unknown): Error {
-  if (e instanceof PluginError) return e;
-  if (e instanceof Pkcs11LibError) {
-    const code = {
-      unavailable: Code.UNAVAILABLE,
-      not_found: Code.NOT_FOUND,
-      invalid_argument: Code.INVALID_ARGUMENT,
-      failed_precondition: Code.FAILED_PRECONDITION,
-      internal: Code.INTERNAL,
-    }[e.kind];
-    return new PluginError(code, e.message, { cause: e });
-  }
-  if (e instanceof Pkcs11Error) {
-    const t = e.tier;
-    const code =
-      t === 'pin' ? Code.FAILED_PRECONDITION : t === 'capacity' || t === 'device' ? Code.UNAVAILABLE : Code.INTERNAL;
-    return new PluginError(code, `PKCS#11 error: ${e.message}`, { cause: e });
-  }
-  if (e instanceof DuplicateServerError || e instanceof PinSourceError) return failedPrecondition(e.message, e);
+  if (e instanceof DuplicateServerError) return failedPrecondition(e.message, e);
   if (e instanceof KeyRecordError)
     return new PluginError(e.reason === 'unwritable' ? Code.UNAVAILABLE : Code.FAILED_PRECONDITION, e.message, {
       cause: e,
     });
-  return e instanceof Error ? e : new Error(String(e));
+  return pkcs11PluginError(e);
 }
 
 /** Reads or creates (UUID v4, mode 0600) the server identifier file, as SPIRE's cloud KeyManagers do. */
