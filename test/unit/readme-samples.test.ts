@@ -9,13 +9,18 @@ import { join, resolve } from 'node:path';
 import { parseConfigText, decodeConfig, type ConfigObject, type ConfigStatus } from '@spire-hw/sdk/config';
 import { UnixAttestor } from '../../plugins/unix-workloadattestor/plugin';
 import { Pkcs11KeyManager } from '../../plugins/pkcs11-keymanager/plugin';
+import { buildConfig as buildUaConfig } from '../../plugins/pkcs11-upstreamauthority/config';
 import { buildConfig as buildAgentConfig } from '../../plugins/tpm-devid-agent/config';
 import { CONFIG_SCHEMA as SERVER_SCHEMA } from '../../plugins/tpm-devid-server/config';
 
 const repo = resolve(__dirname, '../../..');
-const readmes = ['pkcs11-keymanager', 'tpm-devid-agent', 'tpm-devid-server', 'unix-workloadattestor'].map((p) =>
-  join(repo, 'plugins', p, 'README.md'),
-);
+const readmes = [
+  'pkcs11-keymanager',
+  'pkcs11-upstreamauthority',
+  'tpm-devid-agent',
+  'tpm-devid-server',
+  'unix-workloadattestor',
+].map((p) => join(repo, 'plugins', p, 'README.md'));
 const input = (hclText: string) => ({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true });
 
 /** Checks plugin_data with the configuration code of the plugin that `entry` (dist path) runs. */
@@ -23,6 +28,7 @@ const checkers: Record<string, (hclText: string, status: ConfigStatus) => unknow
   'dist/plugins/unix-workloadattestor/main.js': (t, s) => new UnixAttestor().buildConfig(input(t), s),
   'dist/plugins/pkcs11-keymanager/main-server.js': (t, s) => new Pkcs11KeyManager().buildConfig(input(t), s),
   'dist/plugins/pkcs11-keymanager/main-agent.js': (t, s) => new Pkcs11KeyManager().buildConfig(input(t), s),
+  'dist/plugins/pkcs11-upstreamauthority/main.js': (t, s) => buildUaConfig(input(t), s),
   'dist/plugins/tpm-devid-agent/main.js': (t, s) => buildAgentConfig(input(t), s, 'linux'),
   // The server's full buildConfig reads the CA files; the sample's paths are an operator's, so check keys and types.
   'dist/plugins/tpm-devid-server/main.js': (t, s) => decodeConfig(t, SERVER_SCHEMA, s),
@@ -72,7 +78,7 @@ test('plugin README samples run commands the build produces, with configuration 
       }
     }
   }
-  assert.ok(checked >= 6, `expected at least 6 sample declarations of our plugins, found ${checked}`);
+  assert.ok(checked >= 8, `expected at least 8 sample declarations of our plugins, found ${checked}`);
 });
 
 test('a sample with an unknown key is rejected by the same check (the test can fail)', () => {
