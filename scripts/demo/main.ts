@@ -5,7 +5,7 @@
 // Every step prints what it started (PIDs, sockets, files) and how long it took; a failing step stops the demo with
 // the step's name, the cause and the relevant SPIRE log lines, and a non-zero exit. Everything runs in one temporary
 // directory and is stopped by PID at the end, unless --keep.
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -40,7 +40,8 @@ const TRUST_DOMAIN = 'example.org';
 const NODE_CN = 'demo-node';
 const HSM_TOKEN_LABEL = 'spire-demo-ca';
 const SWTPM_CACHE_KEY = 'spire-hw-demo';
-const TOTAL_STEPS = 11;
+const TOTAL_STEPS = 12;
+const HSM_ROOT_LABEL = 'spire-demo-root';
 
 // ------------------------------------------------------------------------------------------------ report types
 
@@ -218,6 +219,8 @@ class Demo {
       'tpm-devid-agent/main.js',
       'unix-workloadattestor/main.js',
       'tools/tpm-devid/main.js',
+      'pkcs11-upstreamauthority/main.js',
+      'tools/pkcs11-ca/main.js',
     ];
     for (const p of plugins) {
       try {
@@ -354,6 +357,42 @@ class Demo {
     return lines;
   }
 
+  rootCert: string | undefined;
+
+  /** The root-key ceremony: spire-pkcs11-ca init makes the root key on the token and a self-signed root next to it. */
+  async makeRoot(): Promise<string[]> {
+    const certOut = path.join(this.tmp, 'hsm-root.pem');
+    const args = [
+      path.join(this.pluginDir, 'tools', 'pkcs11-ca', 'main.js'),
+      'init',
+      '--module',
+      this.hsm!.modulePath,
+      '--token-label',
+      HSM_TOKEN_LABEL,
+      '--pin',
+      'env:SPIRE_HW_DEMO_PIN',
+      '--key-label',
+      HSM_ROOT_LABEL,
+      '--subject',
+      'CN=demo HSM root,O=spire-hardware-plugins demo',
+      '--days',
+      '30',
+      '--cert-out',
+      certOut,
+    ];
+    const r = await run(process.execPath, args, {
+      env: childEnv({ ...this.hsm!.env, SPIRE_HW_DEMO_PIN: this.pin }),
+      timeoutMs: 60_000,
+    });
+    if (r.code !== 0) throw new StepFailure(`spire-pkcs11-ca init failed (exit ${r.code}): ${r.stderr.trim()}`);
+    this.rootCert = fs.readFileSync(certOut, 'utf8');
+    const fp = new X509Certificate(this.rootCert).fingerprint256;
+    return [
+      `spire-pkcs11-ca init --key-label ${HSM_ROOT_LABEL} --subject "CN=demo HSM root,…" (key generated on token "${HSM_TOKEN_LABEL}": sensitive, never extractable)`,
+      `self-signed root stored on the token as certificate "${HSM_ROOT_LABEL}" and in ${certOut}; SHA-256 ${fp}`,
+    ];
+  }
+
   private serverLines(keywords: readonly string[], since = 0): Array<{ title: string; lines: string[] }> {
     return [
       { title: `spire-server log ${this.serverLog}`, lines: relevantLines(readLog(this.serverLog, since), keywords) },
@@ -408,6 +447,7 @@ class Demo {
         HSM_MODULE: this.hsm!.modulePath,
         HSM_TOKEN_LABEL,
         HSM_PIN_FILE: this.pinFile,
+        HSM_ROOT_LABEL,
         DEVID_CA_PATH: this.serverDevidCaPath(),
         ENDORSEMENT_CA_PATH: this.swtpmIssuerPath,
       },
@@ -610,7 +650,10 @@ class Demo {
       throw new StepFailure(`the X509-SVID does not verify: ${errText(e)}`);
     }
     this.report.chain = this.verified.links;
+    if (this.rootCert && !this.verified.root.raw.equals(new X509Certificate(this.rootCert).raw))
+      throw new StepFailure('the SVID chain does not end at the HSM root made by spire-pkcs11-ca');
     return [
+      `the chain ends at the HSM root "${this.verified.links[this.verified.links.length - 1]!.subject}" (the certificate spire-pkcs11-ca made)`,
       `${f.chain.length} certificate(s) in the SVID, ${f.bundle.length} in the bundle: signatures, validity, URI SAN and CA flags check out`,
       `issuing CA: ${this.verified.links[this.verified.links.length - 1]!.subject}`,
     ];
@@ -732,6 +775,9 @@ class Demo {
       `  SPIRE CA key      SoftHSM2 token "${r.keys.ca!.token}", object "${r.keys.ca!.objectLabel}" (ID ${r.keys.ca!.objectId})`,
     );
     out(`                    ${r.keys.ca!.access}`);
+    out(
+      `  upstream root key SoftHSM2 token "${r.keys.ca!.token}", object "${HSM_ROOT_LABEL}" (made by spire-pkcs11-ca init)`,
+    );
     out(`  agent DevID key   ${r.keys.devid!.where}`);
     out(
       `                    blobs ${r.keys.devid!.privBlob}, ${r.keys.devid!.pubBlob}; certificate ${r.keys.devid!.cert}`,
@@ -859,8 +905,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       demo.provisionDevid(),
     );
     await demo.step('Initialising a SoftHSM2 token for the SPIRE CA keys', () => demo.initHsm());
-    await demo.step('Starting spire-server with KeyManager "pkcs11" and NodeAttestor "tpm_devid"', () =>
-      demo.startServer(),
+    await demo.step('Making the root CA key on the token (ceremony: spire-pkcs11-ca init)', () => demo.makeRoot());
+    await demo.step(
+      'Starting spire-server with UpstreamAuthority and KeyManager "pkcs11", NodeAttestor "tpm_devid"',
+      () => demo.startServer(),
     );
     await demo.step(
       'Starting spire-agent with NodeAttestor "tpm_devid" and WorkloadAttestor "unix"; waiting for its SVID',

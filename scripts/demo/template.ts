@@ -12,6 +12,7 @@ export const SERVER_PLACEHOLDERS = [
   'HSM_MODULE',
   'HSM_TOKEN_LABEL',
   'HSM_PIN_FILE',
+  'HSM_ROOT_LABEL',
   'DEVID_CA_PATH',
   'ENDORSEMENT_CA_PATH',
 ] as const;

@@ -105,8 +105,8 @@ test(
     const rep = r.report;
     assert.equal(rep.ok, true);
     assert.equal(rep.failedStep, null);
-    for (let i = 1; i <= 11; i++)
-      assert.match(r.stdout, new RegExp(`^\\[${i}/11\\] .* … done in \\d+\\.\\d s$`, 'm'), `step ${i} line`);
+    for (let i = 1; i <= 12; i++)
+      assert.match(r.stdout, new RegExp(`^\\[${i}/12\\] .* … done in \\d+\\.\\d s$`, 'm'), `step ${i} line`);
     // Agent: attested by our tpm_devid pair; selectors from the DevID certificate.
     assert.ok(rep.agent);
     assert.match(rep.agent.spiffeId, AGENT_ID);
@@ -122,12 +122,14 @@ test(
       parentId: 'spiffe://example.org/node/demo-node',
     });
     assert.match(r.stdout, /^Workload\s+spiffe:\/\/example\.org\/workload\/demo$/m);
-    // Chain: the SVID, then SPIRE's CA from the bundle.
-    assert.ok(rep.chain && rep.chain.length >= 2);
+    // Chain: the SVID, SPIRE's CA, then the HSM root (the UpstreamAuthority's) from the bundle.
+    assert.ok(rep.chain && rep.chain.length >= 3);
     assert.equal(rep.chain[0]!.role, 'workload SVID');
     assert.equal(rep.chain[0]!.uri, 'spiffe://example.org/workload/demo');
     assert.equal(rep.chain[rep.chain.length - 1]!.role, 'trust bundle CA');
-    assert.match(rep.chain[rep.chain.length - 1]!.subject, /CN=demo SPIRE CA/);
+    assert.match(rep.chain[rep.chain.length - 1]!.subject, /CN=demo HSM root/);
+    assert.match(rep.chain[1]!.subject, /CN=demo SPIRE CA/);
+    assert.match(r.stdout, /the chain ends at the HSM root/);
     // Keys: the CA key is a never-extractable object on the token whose public key is the CA certificate's.
     assert.ok(rep.keys.ca);
     assert.equal(rep.keys.ca.token, 'spire-demo-ca');
@@ -142,6 +144,7 @@ test(
     const names = rep.processes.map((p) => p.name).sort();
     assert.deepEqual(names, [
       'pkcs11-keymanager/main-server.js',
+      'pkcs11-upstreamauthority/main.js',
       'spire-agent',
       'spire-server',
       'swtpm',
@@ -202,10 +205,10 @@ test(
     assert.equal(r.code, 1, explain(r));
     const f = r.report.failedStep;
     assert.ok(f, explain(r));
-    assert.equal(f.number, 7);
+    assert.equal(f.number, 8);
     assert.match(f.title, /spire-agent/);
     assert.match(f.cause, /unable to verify DevID signature/);
-    assert.match(r.stdout, /^✗ The demo failed at step \[7\/11\] Starting spire-agent/m);
+    assert.match(r.stdout, /^✗ The demo failed at step \[8\/12\] Starting spire-agent/m);
     assert.match(
       r.stdout,
       /^ {2}cause: node attestation failed: .*nodeattestor\(tpm_devid\): unable to verify DevID signature/m,
@@ -230,10 +233,10 @@ test(
     assert.equal(r.code, 1, explain(r));
     const f = r.report.failedStep;
     assert.ok(f, explain(r));
-    assert.equal(f.number, 6);
+    assert.equal(f.number, 7);
     assert.match(f.title, /spire-server/);
     assert.match(f.cause, /CKR_PIN_INCORRECT/);
-    assert.match(r.stdout, /^✗ The demo failed at step \[6\/11\] Starting spire-server/m);
+    assert.match(r.stdout, /^✗ The demo failed at step \[7\/12\] Starting spire-server/m);
     assert.match(r.stdout, /configuration rejected \[KeyManager "pkcs11"\]: .*wrong PIN for token "spire-demo-ca"/);
     assert.equal(
       r.report.processes.some((p) => p.name === 'spire-agent'),
