@@ -322,6 +322,70 @@ describe('PKCS#11 UpstreamAuthority in real SPIRE v1.15.3', { timeout: 900_000 }
     });
   });
 
+  test('GODEBUG=fips140=only: SKI by truncated SHA-256 (ski_method auto), and a restart still finds the CA journal', async (t) => {
+    const c = newHsm();
+    t.after(() => c.hsm.cleanup());
+    tool(c, ['init', '--key-label', 'root', '--subject', 'CN=FIPS Root', '--ski-method', 'sha256_160']);
+    await withSpire(t, async (spire) => {
+      const env = { ...c.hsm.env, GODEBUG: 'fips140=only' };
+      await spire.startServer({ plugins: [uaPlugin(spire, c, 'cert_label = "root"')], env });
+      const { chain, bundle, dir } = await mintX509(spire, `spiffe://${TD}/f`);
+      assert.match(opensslVerify(dir, chain, bundle), /leaf\.pem: OK/);
+      const ca = new crypto.X509Certificate(chain[1]!);
+      const bits = ca.publicKey.export({ type: 'spki', format: 'der' }).subarray(-65);
+      assert.equal(ski(ca), crypto.createHash('sha256').update(bits).digest('hex').slice(0, 40), 'RFC 7093 method 1');
+      const a = await authorities(spire);
+      assert.equal(a.active?.authority_id, ski(ca));
+      const mints = mintsLogged(spire);
+      await spire.restartServer();
+      assert.equal((await authorities(spire)).active?.authority_id, a.active?.authority_id, 'same CA after restart');
+      assert.equal(mintsLogged(spire), mints, 'no new CA minted');
+    });
+  });
+
+  test("nested SPIRE: a downstream spire-server with SPIRE's spire UpstreamAuthority under ours issues SVIDs that chain to the HSM root", async (t) => {
+    const c = newHsm();
+    t.after(() => c.hsm.cleanup());
+    tool(c, ['init', '--key-label', 'root', '--subject', 'CN=Nested HSM Root']);
+    await withSpire(t, async (up) => {
+      await up.startServer({ plugins: [uaPlugin(up, c, 'cert_label = "root"')], env: c.hsm.env });
+      await up.startAgent();
+      const uid = process.getuid ? process.getuid() : 0;
+      await up.serverCli([
+        'entry',
+        'create',
+        '-spiffeID',
+        `spiffe://${TD}/downstream`,
+        '-parentID',
+        up.agentSpiffeId(),
+        '-selector',
+        `unix:uid:${uid}`,
+        '-downstream',
+      ]);
+      await withSpire(t, async (down) => {
+        const spireUa: PluginDecl = {
+          type: 'UpstreamAuthority',
+          name: 'spire',
+          pluginData: [
+            'server_address = "127.0.0.1"',
+            `server_port = "${up.port}"`,
+            `workload_api_socket = ${JSON.stringify(up.agentSocket)}`,
+          ].join('\n'),
+        };
+        // The downstream entry reaches the upstream agent's cache within a few seconds; SPIRE retries until then.
+        await down.startServer({ plugins: [spireUa], startTimeoutMs: 120_000 });
+        const { chain, bundle, dir } = await mintX509(down, `spiffe://${TD}/nested-workload`);
+        assert.equal(chain.length, 3, '[leaf, downstream CA, upstream SPIRE CA]');
+        assert.match(opensslVerify(dir, chain, bundle), /leaf\.pem: OK/);
+        const hsmRoot = bundle
+          .map((p) => new crypto.X509Certificate(p))
+          .find((b) => b.subject.includes('Nested HSM Root'));
+        assert.ok(hsmRoot, 'the downstream bundle holds the HSM root');
+        assert.ok(new crypto.X509Certificate(chain[2]!).checkIssued(hsmRoot), 'the upstream SPIRE CA is issued by it');
+      });
+    });
+  });
+
   test("side by side with SPIRE's disk UpstreamAuthority on the same key material: same chain shape and extensions", async (t) => {
     const c = newHsm();
     t.after(() => c.hsm.cleanup());
