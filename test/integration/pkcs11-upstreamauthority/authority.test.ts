@@ -277,19 +277,55 @@ describe('pkcs11 UpstreamAuthority on SoftHSM', () => {
     }
   });
 
-  test('sessions and login lost underneath between mints: the next mint recovers', async () => {
+  test('tainted_roots: the marked root is sent with tainted = true, the others are not', async () => {
+    const fp = new crypto.X509Certificate(fs.readFileSync(rootPem)).fingerprint256.replace(/:/g, '');
+    const p = await start({ tainted_roots: [fp.toLowerCase()] });
+    try {
+      const m = mint(p, await csr());
+      const first = await m.next();
+      m.cancel();
+      assert.deepEqual(
+        first.upstreamX509Roots.map((r) => r.tainted),
+        [true],
+      );
+      assert.equal(first.x509CaChain[0]!.tainted, false, 'the minted CA itself is never tainted');
+    } finally {
+      await p.close();
+    }
+    const q = await start();
+    try {
+      const m = mint(q, await csr());
+      const first = await m.next();
+      m.cancel();
+      assert.deepEqual(
+        first.upstreamX509Roots.map((r) => r.tainted),
+        [false],
+      );
+    } finally {
+      await q.close();
+    }
+  });
+
+  test('sessions and login lost, or the module finalised, underneath between mints: the next mint recovers', async () => {
     const plugin = new Pkcs11UpstreamAuthority();
     const p = await startInProcess(upstreamAuthority(plugin), { hcl: hcl() });
     try {
       const a = mint(p, await csr());
       await a.next();
       a.cancel();
-      const client = (plugin.core as unknown as { client: { testing: { closeAllSessions(): void } } }).client;
+      type Seams = { testing: { closeAllSessions(): void; finalizeUnderneath(): void } };
+      const client = (plugin.core as unknown as { client: Seams }).client;
       client.testing.closeAllSessions();
       const b = mint(p, await csr());
       const r = await b.next();
       b.cancel();
       assert.equal(r.x509CaChain.length, 1, 'minted after C_CloseAllSessions');
+      // The module finalised underneath (what a token reset looks like): re-initialised, then minted.
+      client.testing.finalizeUnderneath();
+      const c = mint(p, await csr());
+      const r2 = await c.next();
+      c.cancel();
+      assert.equal(r2.x509CaChain.length, 1, 'minted after C_Finalize underneath');
     } finally {
       await p.close();
     }
