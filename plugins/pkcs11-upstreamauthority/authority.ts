@@ -21,7 +21,6 @@ import {
   readPrivateKeyAttributes,
   readPublicKey,
   signWithTokenKey,
-  type DigestName,
   type ObjectRef,
   type TokenPublicKey,
 } from '@spire-hw/pkcs11';
@@ -38,13 +37,13 @@ import {
   parseCsr,
   parsePemCertificates,
   randomSerial,
+  SIGNATURE_ALGORITHMS,
   signatureAlgorithmFor,
   subjectKeyId,
   verifyChain,
   type CertificateSigner,
   type Extension,
   type ParsedCertificate,
-  type SignatureAlgorithm,
 } from '@spire-hw/x509';
 import type { Logger } from '@spire-hw/sdk';
 import { Code, PluginError, failedPrecondition, invalidArgument, unavailable } from '@spire-hw/sdk/errors';
@@ -85,15 +84,6 @@ interface KeyHandle {
   label: string;
 }
 
-const HASH_OF: Record<SignatureAlgorithm, DigestName> = {
-  'ecdsa-sha256': 'sha256',
-  'ecdsa-sha384': 'sha384',
-  'ecdsa-sha512': 'sha512',
-  'rsa-pkcs1-sha256': 'sha256',
-  'rsa-pkcs1-sha384': 'sha384',
-  'rsa-pkcs1-sha512': 'sha512',
-};
-
 /** Refusals raised inside a PKCS#11 operation (a PluginError there would be read as a CKR code). */
 const precondition = (m: string): Error => new Pkcs11LibError('failed_precondition', m);
 
@@ -113,6 +103,16 @@ function readPem(path: string, what: string): Buffer[] {
   if (ders.length > MAX_PEM_CERTIFICATES)
     throw failedPrecondition(`${what} "${path}" holds more than ${MAX_PEM_CERTIFICATES} certificates`);
   return ders;
+}
+
+/** The bytes of a file an operator controls, within the budget (errors are reported by readPem on the next check). */
+function readBounded(path: string): Buffer {
+  try {
+    if (fs.statSync(path).size > MAX_PEM_BYTES) return Buffer.from(`too large ${Date.now()}`);
+    return fs.readFileSync(path);
+  } catch (e) {
+    return Buffer.from(`unreadable ${(e as NodeJS.ErrnoException).code ?? ''} ${Date.now()}`);
+  }
 }
 
 function parse(der: Buffer, what: string): ParsedCertificate {
@@ -156,6 +156,8 @@ export class UpstreamAuthorityCore {
   private timer: NodeJS.Timeout | undefined;
   private readonly subscribers = new Set<(roots: X509Cert[]) => void>();
   private reloading: Promise<void> | undefined;
+  /** Hash of the certificate, chain and bundle bytes last checked. */
+  private source: string | undefined;
   /** Mints served since start (tests and metrics). */
   mints = 0;
 
@@ -183,6 +185,7 @@ export class UpstreamAuthorityCore {
     this.skiMethod = resolveSkiMethod(cfg.skiMethod);
     const changed = this.material !== undefined && this.material.digest !== material.digest;
     this.material = material;
+    this.source = undefined;
     if (old) await old.close().catch(() => undefined);
     if (this.timer) clearInterval(this.timer);
     this.timer = setInterval(() => void this.refresh(), cfg.refreshIntervalMs);
@@ -441,12 +444,17 @@ export class UpstreamAuthorityCore {
       if (!cfg || !client || !key || !this.material) return;
       try {
         const certs = await this.readCertificates(cfg, client);
+        // Re-read every time (as disk does), re-checked only when the bytes changed.
+        const bundleBytes = cfg.bundleFilePath !== undefined ? readBounded(cfg.bundleFilePath) : Buffer.alloc(0);
+        const source = sha256Hex(Buffer.concat([certs.ca, ...certs.rest, Buffer.from('|'), bundleBytes]));
+        if (source === this.source) return;
         const caCert = parse(certs.ca, 'CA certificate');
         if (!caCert.der.equals(this.material.caCert.der)) {
           if (!caCert.rawSpki.equals(this.material.caCert.rawSpki))
             throw failedPrecondition(`the new CA certificate ${describe(caCert)} is not for the configured CA key`);
         }
         const m = this.checkMaterial(cfg, caCert, certs.rest, new Date());
+        this.source = source;
         if (m.digest !== this.material.digest) {
           this.material = m;
           this.log.info('upstream CA material changed; pushing the roots', {
@@ -568,13 +576,24 @@ export class UpstreamAuthorityCore {
     const alg = signatureAlgorithmFor(m.caCert.rawSpki);
     const signer: CertificateSigner = {
       algorithm: alg,
-      sign: (tbs) => signWithTokenKey(client, key.ref, key.key, HASH_OF[alg], tbs),
+      // Never hand SPIRE a certificate the CA key did not make: the token's signature is verified over the exact TBS.
+      sign: async (tbs) => {
+        const hash = SIGNATURE_ALGORITHMS[alg].hash;
+        const sig = await signWithTokenKey(client, key.ref, key.key, hash, tbs);
+        if (!crypto.verify(hash, tbs, m.caCert.node.publicKey, sig))
+          throw new PluginError(
+            Code.INTERNAL,
+            'the token returned a signature that does not verify; nothing was issued',
+          );
+        return sig;
+      },
     };
+    const serial = randomSerial();
     let der: Buffer;
     try {
       der = await issueCertificate(
         {
-          serial: randomSerial(),
+          serial,
           issuer: m.caCert.rawSubject,
           subject: csr.rawSubject,
           notBefore,
@@ -590,13 +609,9 @@ export class UpstreamAuthorityCore {
         throw unavailable(`signing the X.509 CA on the token failed: ${pe.message}`, e);
       throw pe;
     }
-    // Never hand SPIRE a certificate the CA key did not make.
-    const minted = new crypto.X509Certificate(der);
-    if (!minted.verify(m.caCert.node.publicKey))
-      throw new PluginError(Code.INTERNAL, 'the token returned a signature that does not verify; nothing was issued');
     this.mints++;
     this.log.info('minted an X.509 CA for SPIRE', {
-      serial: minted.serialNumber,
+      serial: serial.toString('hex'),
       not_after: notAfter.toISOString(),
       ttl_s: Math.round((notAfter.getTime() - now) / 1000),
     });

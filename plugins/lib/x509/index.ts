@@ -61,6 +61,7 @@ export {
   type SignatureAlgorithm,
   type CertificateSigner,
   type CertificateTemplate,
+  SIGNATURE_ALGORITHMS,
   signatureAlgorithmFor,
   algorithmIdentifier,
   keyObjectSigner,

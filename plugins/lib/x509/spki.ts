@@ -28,7 +28,24 @@ export interface SpkiInfo {
 /** Field size in bytes of the curves the key limits accept (uncompressed point = 0x04 || X || Y). */
 const EC_FIELD_BYTES: Record<string, number> = { prime256v1: 32, secp384r1: 48, secp521r1: 66 };
 
+/**
+ * Keys already accepted, by their DER (a CA's key is read on every certificate it signs; loading and re-exporting a key
+ * costs more than the signature). Bounded; only accepted keys are kept, so a refusal is always recomputed.
+ */
+const accepted = new Map<string, SpkiInfo>();
+const MAX_ACCEPTED = 256;
+
 export function readSpki(raw: Buffer): SpkiInfo {
+  const id = raw.toString('base64');
+  const hit = accepted.get(id);
+  if (hit) return { ...hit, raw: Buffer.from(hit.raw), publicKeyBits: Buffer.from(hit.publicKeyBits) };
+  const info = readSpkiUncached(raw);
+  if (accepted.size >= MAX_ACCEPTED) accepted.delete(accepted.keys().next().value!);
+  accepted.set(id, info);
+  return { ...info, raw: Buffer.from(info.raw), publicKeyBits: Buffer.from(info.publicKeyBits) };
+}
+
+function readSpkiUncached(raw: Buffer): SpkiInfo {
   let algorithmOid: string;
   let publicKeyBits: Buffer;
   try {

@@ -15,7 +15,6 @@ import {
   publicKeyFromSpki,
   readPublicKey,
   signWithTokenKey,
-  type DigestName,
   type ObjectRef,
   type TokenConfig,
   type TokenPublicKey,
@@ -31,12 +30,12 @@ import {
   parseCertificate,
   parsePemCertificates,
   randomSerial,
+  SIGNATURE_ALGORITHMS,
   signatureAlgorithmFor,
   subjectKeyId,
   verifyChain,
   type CertificateSigner,
   type ParsedCertificate,
-  type SignatureAlgorithm,
 } from '@spire-hw/x509';
 import { createLogger, type Logger } from '@spire-hw/sdk';
 
@@ -157,15 +156,6 @@ const KEY_TYPES = {
 } as const;
 type KeyTypeName = keyof typeof KEY_TYPES;
 
-const HASH_OF: Record<SignatureAlgorithm, DigestName> = {
-  'ecdsa-sha256': 'sha256',
-  'ecdsa-sha384': 'sha384',
-  'ecdsa-sha512': 'sha512',
-  'rsa-pkcs1-sha256': 'sha256',
-  'rsa-pkcs1-sha384': 'sha384',
-  'rsa-pkcs1-sha512': 'sha512',
-};
-
 const sha256Hex = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 const pem = (label: string, der: Buffer): string =>
   `-----BEGIN ${label}-----\n${der
@@ -255,7 +245,7 @@ async function findKey(c: Pkcs11Client, label: string | undefined, id: Buffer | 
 
 function signerFor(c: Pkcs11Client, k: FoundKey): CertificateSigner {
   const algorithm = signatureAlgorithmFor(k.key.spki);
-  return { algorithm, sign: (data) => signWithTokenKey(c, k.ref, k.key, HASH_OF[algorithm], data) };
+  return { algorithm, sign: (data) => signWithTokenKey(c, k.ref, k.key, SIGNATURE_ALGORITHMS[algorithm].hash, data) };
 }
 
 function writeNew(path: string, text: string, force: boolean, mode = 0o644): void {
