@@ -27,7 +27,7 @@ export interface TokenConfig {
   pin: PinSource;
 }
 
-export interface TokenConfigInput {
+export interface RawTokenConfig {
   module_path?: string;
   library_parameters?: string;
   token_label?: string;
@@ -41,7 +41,7 @@ export interface TokenConfigInput {
 }
 
 /** Checks the token and PIN keys across each other; reports into `status`, undefined on any error. */
-export function buildTokenConfig(raw: TokenConfigInput, status: ConfigStatus): TokenConfig | undefined {
+export function buildTokenConfig(raw: RawTokenConfig, status: ConfigStatus): TokenConfig | undefined {
   const before = status.errors.length;
   const err = (m: string): void => void status.errors.push(m);
   let uri: ReturnType<typeof parsePkcs11Uri> | undefined;

@@ -96,7 +96,7 @@ export function checkPrivateKey(
   }
   if (a.sign !== true) return refuse('no_sign', `CKA_SIGN is ${a.sign}`);
   if (a.keyType !== pkcs11js.CKK_EC && a.keyType !== pkcs11js.CKK_RSA)
-    return refuse('key_type', `unsupported CKA_KEY_TYPE ${a.keyType}`);
+    return refuse('key_type', `unsupported CKA_KEY_TYPE ${a.keyType ?? 'absent'}`);
   return { warnings };
 }
 
@@ -120,8 +120,10 @@ export function publicKeyFromSpki(spki: Buffer): TokenPublicKey {
   try {
     key = crypto.createPublicKey({ key: spki, format: 'der', type: 'spki' });
   } catch (e) {
-    throw new Pkcs11LibError('failed_precondition', `unreadable public key: ${(e as Error).message}`);
+    throw new Pkcs11LibError('invalid_argument', `not a SubjectPublicKeyInfo: ${(e as Error).message}`);
   }
+  if (key.asymmetricKeyType !== 'ec' && key.asymmetricKeyType !== 'rsa')
+    throw new Pkcs11LibError('failed_precondition', `unsupported key type ${key.asymmetricKeyType}`);
   const jwk = key.export({ format: 'jwk' });
   if (key.asymmetricKeyType === 'ec') {
     const curve = jwk.crv === 'P-256' ? CURVES[1] : jwk.crv === 'P-384' ? CURVES[2] : undefined;
@@ -175,7 +177,9 @@ export function findPublicKeyObjects(
     templates.push([cls, { type: pkcs11js.CKA_EC_POINT, value: octet }]);
     templates.push([cls, { type: pkcs11js.CKA_EC_POINT, value: key.point }]);
   } else {
-    templates.push([cls, { type: pkcs11js.CKA_MODULUS, value: stripZeros(key.modulus) }]);
+    const m = stripZeros(key.modulus);
+    templates.push([cls, { type: pkcs11js.CKA_MODULUS, value: m }]);
+    templates.push([cls, { type: pkcs11js.CKA_MODULUS, value: Buffer.concat([Buffer.from([0]), m]) }]);
   }
   const out: Array<{ handle: Buffer; ckaId: Buffer; label: string }> = [];
   for (const t of templates) {
