@@ -145,6 +145,34 @@ describe('pkcs11 UpstreamAuthority on SoftHSM', () => {
     }
   });
 
+  for (const [type, sigAlg] of [
+    ['ec-p384', 'ecdsa-with-SHA384'],
+    ['rsa-2048', 'sha256WithRSAEncryption'],
+    ['rsa-4096', 'sha256WithRSAEncryption'],
+  ] as const) {
+    test(`a ${type} root on the token signs the X.509 CA with ${sigAlg}, as Go picks it`, async () => {
+      const label = `root-${type}`;
+      const r = tool(['init', '--key-label', label, '--key-type', type, '--subject', `CN=${label}`]);
+      assert.equal(r.code, 0, r.err);
+      const p = await start({ cert_label: label, key_label: label });
+      try {
+        const m = mint(p, await csr());
+        const first = await m.next();
+        m.cancel();
+        const ca = new crypto.X509Certificate(first.x509CaChain[0]!.asn1);
+        const root = new crypto.X509Certificate(first.upstreamX509Roots[0]!.asn1);
+        assert.ok(ca.verify(root.publicKey), `${type}: signed by the root key`);
+        const text = spawnSync('openssl', ['x509', '-noout', '-text'], {
+          input: ca.toString(),
+          encoding: 'utf8',
+        }).stdout;
+        assert.match(text, new RegExp(`Signature Algorithm: ${sigAlg}`));
+      } finally {
+        await p.close();
+      }
+    });
+  }
+
   test('CSR validation as SPIRE: wrong trust domain, two URI SANs, a DNS SAN, a bad signature → InvalidArgument', async () => {
     const p = await start();
     try {
