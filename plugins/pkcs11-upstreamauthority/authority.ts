@@ -158,8 +158,6 @@ export class UpstreamAuthorityCore {
   private reloading: Promise<void> | undefined;
   /** Hash of the certificate, chain and bundle bytes last checked. */
   private source: string | undefined;
-  /** Mints served since start (tests and metrics). */
-  mints = 0;
 
   constructor(public log: Logger) {}
 
@@ -609,7 +607,6 @@ export class UpstreamAuthorityCore {
         throw unavailable(`signing the X.509 CA on the token failed: ${pe.message}`, e);
       throw pe;
     }
-    this.mints++;
     this.log.info('minted an X.509 CA for SPIRE', {
       serial: serial.toString('hex'),
       not_after: notAfter.toISOString(),

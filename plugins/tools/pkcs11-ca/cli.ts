@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as pkcs11js from 'pkcs11js';
 import {
+  CURVES,
   Pkcs11Client,
   Pkcs11Error,
   Pkcs11LibError,
@@ -23,6 +24,7 @@ import {
   KEY_USAGE_CERT_SIGN,
   KEY_USAGE_CRL_SIGN,
   createCsr,
+  derInteger,
   encodeName,
   extensions as ext,
   issueCertificate,
@@ -148,8 +150,8 @@ const OPTIONS = {
 type Opts = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
 
 const KEY_TYPES = {
-  'ec-p256': { kind: 'ec', params: Buffer.from('06082a8648ce3d030107', 'hex') },
-  'ec-p384': { kind: 'ec', params: Buffer.from('06052b81040022', 'hex') },
+  'ec-p256': { kind: 'ec', params: CURVES[1].oidDer },
+  'ec-p384': { kind: 'ec', params: CURVES[2].oidDer },
   'rsa-2048': { kind: 'rsa', bits: 2048 },
   'rsa-3072': { kind: 'rsa', bits: 3072 },
   'rsa-4096': { kind: 'rsa', bits: 4096 },
@@ -278,21 +280,13 @@ function storeCertificate(c: Pkcs11Client, cert: ParsedCertificate, label: strin
       { type: pkcs11js.CKA_ID, value: id },
       { type: pkcs11js.CKA_SUBJECT, value: cert.rawSubject },
       { type: pkcs11js.CKA_ISSUER, value: cert.rawIssuer },
-      { type: pkcs11js.CKA_SERIAL_NUMBER, value: derIntegerOf(serial) },
+      { type: pkcs11js.CKA_SERIAL_NUMBER, value: derInteger(serial) }, // the DER INTEGER (PKCS#11 2.40 §4.6.3)
       { type: pkcs11js.CKA_VALUE, value: cert.der },
     ]);
     // Only after the new object exists: the old ones go (nothing is lost if creating failed).
     for (const e of existing) p.C_DestroyObject(s, e);
     return h;
   });
-}
-
-/** CKA_SERIAL_NUMBER is the DER INTEGER (PKCS#11 2.40 §4.6.3). */
-function derIntegerOf(mag: Buffer): Buffer {
-  let m = mag;
-  while (m.length > 1 && m[0] === 0) m = m.subarray(1);
-  if (m[0]! & 0x80) m = Buffer.concat([Buffer.from([0]), m]);
-  return Buffer.concat([Buffer.from([0x02, m.length]), m]);
 }
 
 function hcl(o: Opts, keyLabel: string, keyId: Buffer, cert: { label?: string; file?: string }): string {
