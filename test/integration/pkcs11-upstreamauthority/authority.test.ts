@@ -29,7 +29,11 @@ import {
 } from '@spire-hw/x509';
 import { Pkcs11UpstreamAuthority } from '../../../plugins/pkcs11-upstreamauthority/plugin';
 import { buildConfig, resolveSkiMethod } from '../../../plugins/pkcs11-upstreamauthority/config';
-import { caCertificateProblem } from '../../../plugins/pkcs11-upstreamauthority/authority';
+import {
+  MAX_PEM_BYTES,
+  MAX_PEM_CERTIFICATES,
+  caCertificateProblem,
+} from '../../../plugins/pkcs11-upstreamauthority/authority';
 import type { SoftHsm } from '../../../simulators/softhsm2';
 import { softhsmForThisProcess } from '../pkcs11-keymanager/helpers';
 
@@ -332,6 +336,29 @@ describe('pkcs11 UpstreamAuthority on SoftHSM', () => {
     } finally {
       await q.close();
     }
+  });
+
+  test('budgets on the certificate and bundle files: over 1 MiB or over 64 certificates is refused at Configure', async () => {
+    const root = fs.readFileSync(rootPem, 'utf8');
+    const big = path.join(hsm.dir, 'big-bundle.pem');
+    fs.writeFileSync(big, root + '#'.repeat(MAX_PEM_BYTES));
+    const many = path.join(hsm.dir, 'many-bundle.pem');
+    fs.writeFileSync(many, root.repeat(MAX_PEM_CERTIFICATES + 1));
+    const cases: Array<[string, RegExp]> = [
+      [big, new RegExp(`larger than ${MAX_PEM_BYTES} bytes`)],
+      [many, new RegExp(`more than ${MAX_PEM_CERTIFICATES} certificates`)],
+    ];
+    for (const [bundle, re] of cases) {
+      await assert.rejects(start({ bundle_file_path: bundle }), (e: unknown) => {
+        assert.equal(codeOf(e), 9, 'FailedPrecondition');
+        assert.match((e as Error).message, re);
+        return true;
+      });
+    }
+    // At the limit is fine: 64 copies of the root parse (and chain, the root being its own anchor).
+    fs.writeFileSync(many, root.repeat(MAX_PEM_CERTIFICATES));
+    const p = await start({ bundle_file_path: many });
+    await p.close();
   });
 
   test('sessions and login lost, or the module finalised, underneath between mints: the next mint recovers', async () => {
