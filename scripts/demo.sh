@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+source scripts/lib.sh
 
 # --help needs no installation when the demo is already built.
 for a in "$@"; do
@@ -15,8 +15,9 @@ for a in "$@"; do
 done
 
 bash scripts/ensure-deps.sh
-SPIRE_BIN_DIR="$(bash simulators/spire/ensure-spire.sh 2>/dev/null)"
+SPIRE_BIN_DIR="$(spire_bin_dir 2>/dev/null)"
 export SPIRE_BIN_DIR
+use_node "${SPIRE_HW_NODE:-24}"
 say "building TypeScript (npm run build)"
 if ! npm run --silent build >&2; then
   # tsc emits JavaScript even when it reports type errors (e.g. in a test file being edited); the demo checks what
@@ -25,5 +26,11 @@ if ! npm run --silent build >&2; then
   node scripts/postbuild.mjs
   [ -f dist/scripts/demo/main.js ] || { echo "dist/scripts/demo/main.js was not built" >&2; exit 1; }
 fi
+for a in "$@"; do
+  if [[ "$a" == "--release" ]]; then
+    say "building the release executable (npm run package)"
+    node scripts/package.mjs
+  fi
+done
 say "running the demo"
 exec node dist/scripts/demo/main.js "$@"

@@ -1,5 +1,5 @@
 // After tsc:
-// 1. Marks every `bin` entry of package.json executable, so SPIRE can exec it as plugin_cmd.
+// 1. Marks every program's compiled main executable, so SPIRE can exec it as plugin_cmd from a checkout.
 // 2. Makes the workspace packages (the SDK, plugins/lib/*, proto) resolvable by name from the compiled tree:
 //    each package's package.json is copied beside its compiled JS (its `exports` map names `./x.js` for runtime and
 //    `./x.ts` for tsc), and dist/node_modules/@spire-hw/<name> links to it. Node resolving `@spire-hw/sdk` from
@@ -10,8 +10,10 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-for (const rel of Object.values(pkg.bin ?? {})) {
-  const p = join(root, rel);
+// The programs' mains (plugins/release/programs.ts lists them; package.json's `bin` names the release bundle).
+const programs = readFileSync(join(root, 'plugins', 'release', 'programs.ts'), 'utf8');
+for (const m of programs.matchAll(/^\s*main: '([^']+)',$/gm)) {
+  const p = join(root, 'dist', 'plugins', `${m[1]}.js`);
   if (existsSync(p)) chmodSync(p, 0o755);
 }
 for (const ws of pkg.workspaces ?? []) {

@@ -4,6 +4,7 @@
 // cannot occupy the whole thread pool (which hashing also uses). Any failure or timeout omits the name.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { loadNativeAddon, isEmbeddedAddon } from '@spire-hw/sdk/addons';
 import type { NameLookup, NameResolver } from './names';
 
 export interface NssAddon {
@@ -31,15 +32,15 @@ let loaded: { path: string; addon: NssAddon } | undefined;
 /** Loads the addon once; throws an Error with a clear message if it is missing or unusable. */
 export function loadNssAddon(file: string = process.env.UNIX_ATTESTOR_NSS_ADDON || defaultAddonPath()): NssAddon {
   if (loaded && loaded.path === file) return loaded.addon;
-  if (!fs.existsSync(file)) {
+  // A release build loads the addon it carries (hash-checked, see @spire-hw/sdk/addons), never a file named by env.
+  if (!isEmbeddedAddon('nss') && !fs.existsSync(file)) {
     throw new Error(
       `name_source "nss" needs the NSS addon, which is not built: ${file} is missing (run native/nss/build.sh)`,
     );
   }
   let mod: unknown;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    mod = require(file) as unknown;
+    mod = loadNativeAddon('nss', file);
   } catch (err) {
     throw new Error(`name_source "nss": cannot load ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }

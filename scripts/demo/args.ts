@@ -9,12 +9,14 @@ export interface DemoOptions {
   keep: boolean;
   /** Break one piece on purpose to show how a failure is reported. */
   break: Breakable | undefined;
+  /** Run every plugin and tool from the release executable (dist/release/spire-hw-plugins) with plugin_checksum. */
+  release: boolean;
   /** Also write the final report as JSON to this file (used by the tests). */
   reportJson: string | undefined;
   help: boolean;
 }
 
-export const USAGE = `Usage: npm run demo -- [--keep] [--break devid-ca|hsm-pin] [--report-json <file>]
+export const USAGE = `Usage: npm run demo -- [--keep] [--release] [--break devid-ca|hsm-pin] [--report-json <file>]
        node dist/scripts/demo/main.js [same flags]
 
 A node attested by its (software) TPM, the SPIRE CA key in a (software) HSM, a workload with an X509-SVID:
@@ -22,6 +24,8 @@ every piece started from scratch, in a temporary directory, by PID.
 
   --keep                 leave swtpm, spire-server and spire-agent running at the end and print how to use and
                          stop them (a failed run keeps its directory and logs too)
+  --release              run the plugins and tools from the release executable dist/release/spire-hw-plugins
+                         (built by npm run package; npm run demo -- --release builds it) with plugin_checksum set
   --break devid-ca       give the server a different DevID CA: attestation fails at the agent step with the
                          server's "unable to verify DevID signature" error
   --break hsm-pin        give the PKCS#11 KeyManager a wrong PIN: spire-server fails to start with the PIN error
@@ -41,6 +45,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions {
       args: [...argv],
       options: {
         keep: { type: 'boolean' },
+        release: { type: 'boolean' },
         break: { type: 'string' },
         'report-json': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -58,6 +63,7 @@ export function parseDemoArgs(argv: readonly string[]): DemoOptions {
   }
   return {
     keep: v.keep === true,
+    release: v.release === true,
     break: br as Breakable | undefined,
     reportJson: v['report-json'],
     help: v.help === true,

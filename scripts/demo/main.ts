@@ -14,6 +14,7 @@ import { createSwtpm, type RunningSwtpm } from '../../simulators/swtpm';
 import { parseDemoArgs, USAGE, UsageError, type DemoOptions } from './args';
 import { logSize, readLog, relevantLines, type LogLine } from './logs';
 import {
+  cachedSha256,
   freePort,
   SPIRE_VERSION,
   spireBinDir,
@@ -33,7 +34,8 @@ import {
   type ManagedProcess,
   type RunResult,
 } from '../../simulators/spire/procs';
-import { renderAgentConfig, renderServerConfig, repoRoot, templatePath } from './template';
+import { renderAgentConfig, renderServerConfig, repoRoot, templatePath, toReleaseConfig } from './template';
+import { PROGRAMS } from '../../plugins/release/programs';
 
 export { SPIRE_VERSION };
 const TRUST_DOMAIN = 'example.org';
@@ -114,6 +116,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 class Demo {
   readonly root = repoRoot();
   readonly pluginDir = path.join(this.root, 'dist', 'plugins');
+  /** --release: the one executable every plugin and tool runs from (npm run package). */
+  readonly releaseExe = path.join(this.root, 'dist', 'release', 'spire-hw-plugins');
   readonly binDir = spireBinDir();
   readonly serverBin = path.join(this.binDir, 'spire-server');
   readonly agentBin = path.join(this.binDir, 'spire-agent');
@@ -204,8 +208,28 @@ class Demo {
 
   // ---------------------------------------------------------------------------------------------- steps
 
+  /** How to run a tool: `node dist/plugins/tools/<tool>/main.js` or, with --release, `spire-hw-plugins <tool>`. */
+  toolArgv(tool: 'tpm-devid' | 'pkcs11-ca', args: string[]): [string, string[]] {
+    if (this.opts.release) return [this.releaseExe, [tool, ...args]];
+    return [process.execPath, [path.join(this.pluginDir, 'tools', tool, 'main.js'), ...args]];
+  }
+
+  /** A rendered configuration, in the release form with --release (plugin_cmd, plugin_args, plugin_checksum). */
+  pluginForm(conf: string): string {
+    if (!this.opts.release) return conf;
+    const byMain = Object.fromEntries(Object.entries(PROGRAMS).map(([name, p]) => [p.main, name]));
+    return toReleaseConfig(conf, this.pluginDir, this.releaseExe, cachedSha256(this.releaseExe), byMain);
+  }
+
   async checkTools(): Promise<string[]> {
     const missing: string[] = [];
+    if (this.opts.release) {
+      try {
+        fs.accessSync(this.releaseExe, fs.constants.X_OK);
+      } catch {
+        missing.push(`${this.releaseExe} (the release executable: npm run package)`);
+      }
+    }
     for (const b of [this.serverBin, this.agentBin]) {
       try {
         fs.accessSync(b, fs.constants.X_OK);
@@ -242,7 +266,10 @@ class Demo {
     const version = (v.stdout + v.stderr).trim();
     if (!version.startsWith(SPIRE_VERSION.slice(1)))
       throw new StepFailure(`${this.serverBin} is version ${version}, the demo is tested with ${SPIRE_VERSION}`);
-    return [`SPIRE ${version} in ${this.binDir}`, `plugins in ${this.pluginDir}`, `working directory ${this.tmp}`];
+    const where = this.opts.release
+      ? `plugins and tools from the release executable ${this.releaseExe} (sha256 ${cachedSha256(this.releaseExe)}, set as plugin_checksum)`
+      : `plugins in ${this.pluginDir}`;
+    return [`SPIRE ${version} in ${this.binDir}`, where, `working directory ${this.tmp}`];
   }
 
   async startTpm(): Promise<string[]> {
@@ -254,15 +281,13 @@ class Demo {
     this.record('swtpm', this.swtpm.pid, 'software TPM 2.0');
     // Read the EK and its certificate back through our tool, checking the chain the server will check.
     const ek = await run(
-      process.execPath,
-      [
-        path.join(this.pluginDir, 'tools', 'tpm-devid', 'main.js'),
+      ...this.toolArgv('tpm-devid', [
         'ek',
         '--tpm',
         this.swtpm.socketPath!,
         '--endorsement-ca',
         inst.ca.issuerCertPath,
-      ],
+      ]),
       { env: childEnv() },
     );
     if (ek.code !== 0)
@@ -301,7 +326,6 @@ class Demo {
 
   async provisionDevid(): Promise<string[]> {
     this.devidDir = path.join(this.tmp, 'devid');
-    const tool = path.join(this.pluginDir, 'tools', 'tpm-devid', 'main.js');
     const args = [
       'provision',
       '--tpm',
@@ -319,7 +343,7 @@ class Demo {
       '--out-dir',
       this.devidDir,
     ];
-    const r = await run(process.execPath, [tool, ...args], { env: childEnv(), timeoutMs: 120_000 });
+    const r = await run(...this.toolArgv('tpm-devid', args), { env: childEnv(), timeoutMs: 120_000 });
     if (r.code !== 0)
       throw new StepFailure(`spire-tpm-devid provision exited with ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
     for (const f of ['devid.crt.pem', 'devid.priv.blob', 'devid.pub.blob']) {
@@ -363,7 +387,6 @@ class Demo {
   async makeRoot(): Promise<string[]> {
     const certOut = path.join(this.tmp, 'hsm-root.pem');
     const args = [
-      path.join(this.pluginDir, 'tools', 'pkcs11-ca', 'main.js'),
       'init',
       '--module',
       this.hsm!.modulePath,
@@ -380,7 +403,7 @@ class Demo {
       '--cert-out',
       certOut,
     ];
-    const r = await run(process.execPath, args, {
+    const r = await run(...this.toolArgv('pkcs11-ca', args), {
       env: childEnv({ ...this.hsm!.env, SPIRE_HW_DEMO_PIN: this.pin }),
       timeoutMs: 60_000,
     });
@@ -426,10 +449,12 @@ class Demo {
   }
 
   private recordPlugins(d: ManagedProcess): string[] {
-    const kids = childrenOf(d.pid);
+    const kids = childrenOf(d.pid).map((k) => ({ ...k, cmd: k.cmd.replace(this.releaseExe, 'spire-hw-plugins') }));
     for (const k of kids)
       this.record(
-        path.relative(this.pluginDir, k.cmd.split(' ').find((a) => a.endsWith('.js')) ?? k.cmd),
+        k.cmd.startsWith('spire-hw-plugins ')
+          ? k.cmd
+          : path.relative(this.pluginDir, k.cmd.split(' ').find((a) => a.endsWith('.js')) ?? k.cmd),
         k.pid,
         `plugin of ${d.name}`,
       );
@@ -438,20 +463,22 @@ class Demo {
 
   async startServer(): Promise<string[]> {
     this.serverPort = await freePort();
-    const conf = renderServerConfig(
-      {
-        SERVER_PORT: String(this.serverPort),
-        DATA_DIR: this.dataDir,
-        TRUST_DOMAIN,
-        PLUGIN_DIR: this.pluginDir,
-        HSM_MODULE: this.hsm!.modulePath,
-        HSM_TOKEN_LABEL,
-        HSM_PIN_FILE: this.pinFile,
-        HSM_ROOT_LABEL,
-        DEVID_CA_PATH: this.serverDevidCaPath(),
-        ENDORSEMENT_CA_PATH: this.swtpmIssuerPath,
-      },
-      this.root,
+    const conf = this.pluginForm(
+      renderServerConfig(
+        {
+          SERVER_PORT: String(this.serverPort),
+          DATA_DIR: this.dataDir,
+          TRUST_DOMAIN,
+          PLUGIN_DIR: this.pluginDir,
+          HSM_MODULE: this.hsm!.modulePath,
+          HSM_TOKEN_LABEL,
+          HSM_PIN_FILE: this.pinFile,
+          HSM_ROOT_LABEL,
+          DEVID_CA_PATH: this.serverDevidCaPath(),
+          ENDORSEMENT_CA_PATH: this.swtpmIssuerPath,
+        },
+        this.root,
+      ),
     );
     const confPath = path.join(this.tmp, 'server.conf');
     fs.writeFileSync(confPath, conf);
@@ -512,16 +539,18 @@ class Demo {
   async startAgent(): Promise<string[]> {
     const bundlePath = path.join(this.dataDir, 'agent', 'bootstrap-bundle.pem');
     fs.writeFileSync(bundlePath, await this.serverCli(['bundle', 'show', '-format', 'pem']));
-    const conf = renderAgentConfig(
-      {
-        SERVER_PORT: String(this.serverPort),
-        DATA_DIR: this.dataDir,
-        TRUST_DOMAIN,
-        PLUGIN_DIR: this.pluginDir,
-        TPM_DEVICE_PATH: this.swtpm!.socketPath!,
-        DEVID_DIR: this.devidDir,
-      },
-      this.root,
+    const conf = this.pluginForm(
+      renderAgentConfig(
+        {
+          SERVER_PORT: String(this.serverPort),
+          DATA_DIR: this.dataDir,
+          TRUST_DOMAIN,
+          PLUGIN_DIR: this.pluginDir,
+          TPM_DEVICE_PATH: this.swtpm!.socketPath!,
+          DEVID_DIR: this.devidDir,
+        },
+        this.root,
+      ),
     );
     const confPath = path.join(this.tmp, 'agent.conf');
     fs.writeFileSync(confPath, conf);

@@ -71,3 +71,31 @@ export function renderServerConfig(values: ServerValues, root = repoRoot()): str
 export function renderAgentConfig(values: AgentValues, root = repoRoot()): string {
   return render(fs.readFileSync(templatePath('agent', root), 'utf8'), values);
 }
+
+/**
+ * The release form of a rendered configuration: every `plugin_cmd = "<pluginDir>/<plugin>/<main>.js"` becomes
+ * `plugin_cmd = "<exe>"`, `plugin_args = ["<program>"]` and `plugin_checksum = "<sha256>"`, with the program named
+ * by `programs` (main module under plugins/ -> program name). A plugin_cmd that is not one of ours is an error.
+ */
+export function toReleaseConfig(
+  conf: string,
+  pluginDir: string,
+  exe: string,
+  sha256: string,
+  programs: Readonly<Record<string, string>>,
+): string {
+  let n = 0;
+  const out = conf.replace(/^([ \t]*)plugin_cmd = "([^"]*)"[ \t]*$/gm, (line, indent: string, cmd: string) => {
+    const rel = cmd.startsWith(pluginDir + '/') ? cmd.slice(pluginDir.length + 1).replace(/\.js$/, '') : undefined;
+    const program = rel === undefined ? undefined : programs[rel];
+    if (program === undefined) throw new Error(`no release program for ${line.trim()}`);
+    n++;
+    return [
+      `${indent}plugin_cmd = ${JSON.stringify(exe)}`,
+      `${indent}plugin_args = [${JSON.stringify(program)}]`,
+      `${indent}plugin_checksum = ${JSON.stringify(sha256)}`,
+    ].join('\n');
+  });
+  if (n === 0) throw new Error('the configuration has no plugin_cmd to turn into the release form');
+  return out;
+}

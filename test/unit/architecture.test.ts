@@ -21,8 +21,10 @@ interface Pkg {
 
 const rootPkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
   workspaces: string[];
-  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
 };
+// The root package ships a bundle (scripts/package.mjs), so what the plugin folders import is a build-time dependency.
+const rootDeps = rootPkg.devDependencies;
 const pkgs: Pkg[] = rootPkg.workspaces.map((dir) => {
   const j = JSON.parse(readFileSync(join(repo, dir, 'package.json'), 'utf8')) as {
     name: string;
@@ -110,7 +112,10 @@ test('no relative import leaves its package or plugin folder', () => {
       const target = relative(repo, resolve(repo, dirname(f), spec))
         .split(sep)
         .join('/');
-      if (!(target === unit || target.startsWith(unit + '/'))) bad.push(`${f} imports ${spec} (${target})`);
+      if (target === unit || target.startsWith(unit + '/')) continue;
+      // The release executable (plugins/release) carries every program: it alone may load a program's main module.
+      if (unit === 'plugins/release' && /^plugins\/(tools\/)?[a-z0-9-]+\/main(-[a-z]+)?$/.test(target)) continue;
+      bad.push(`${f} imports ${spec} (${target})`);
     }
   }
   assert.deepEqual(bad, [], 'import the package by name instead');
@@ -129,7 +134,7 @@ test('a package imports only what its package.json declares, and only through ex
         continue;
       }
       if (ws && !exportAllows(ws, sub)) bad.push(`${f} imports ${spec}, which ${name} does not export`);
-      const declared = pkg ? pkg.deps.has(name) : ws !== undefined || name in rootPkg.dependencies;
+      const declared = pkg ? pkg.deps.has(name) : ws !== undefined || name in rootDeps;
       if (!declared) bad.push(`${f} imports ${name}, not a declared dependency of ${pkg?.name ?? 'the root package'}`);
     }
   }

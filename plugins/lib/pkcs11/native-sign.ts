@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as pkcs11js from 'pkcs11js';
 import { Pkcs11Error } from './errors';
+import { isEmbeddedAddon, loadNativeAddon } from '@spire-hw/sdk/addons';
 
 interface Addon {
   open(modulePath: string): object;
@@ -53,9 +54,9 @@ let addon: Addon | null | undefined;
 function loadAddon(file: string): Addon | undefined {
   if (addon !== undefined) return addon ?? undefined;
   addon = null;
-  if (!fs.existsSync(file)) return undefined;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const m = require(file) as Partial<Addon>;
+  // A release build loads the addon it carries (hash-checked, see @spire-hw/sdk/addons) whatever `file` says.
+  if (!isEmbeddedAddon('pkcs11sign') && !fs.existsSync(file)) return undefined;
+  const m = loadNativeAddon('pkcs11sign', file) as Partial<Addon>;
   const exports: Array<keyof Addon> = ['open', 'pool', 'submit', 'close', 'threads'];
   if (exports.every((k) => typeof m[k] === 'function')) addon = m as Addon;
   return addon ?? undefined;

@@ -1,0 +1,79 @@
+// Benchmark (not a test): exec -> handshake time and idle RSS of the release executable (dist/release/spire-hw-plugins,
+// `npm run package`) against the same plugin run as `node dist/plugins/<plugin>/main.js`, spawned as SPIRE does, in
+// one run, alternating the two so that both see the same machine load. Goal (issue "Ship it"): ≤ 80 ms exec ->
+// handshake and ≤ 50 MB idle RSS for the executable.
+// Run: node dist/bench/release/startup.js [rounds] [plugin ...]
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { spawnPlugin } from '@spire-hw/sdk/testing';
+
+const root = resolve(__dirname, '../../..');
+const exe = process.env.BENCH_EXE ?? resolve(root, 'dist/release/spire-hw-plugins');
+
+interface Target {
+  name: string;
+  main: string;
+  type: 'WorkloadAttestor' | 'NodeAttestor' | 'KeyManager' | 'UpstreamAuthority';
+  side: 'agent' | 'server';
+}
+const TARGETS: Target[] = [
+  { name: 'unix-workloadattestor', main: 'unix-workloadattestor/main.js', type: 'WorkloadAttestor', side: 'agent' },
+  { name: 'tpm-devid-agent', main: 'tpm-devid-agent/main.js', type: 'NodeAttestor', side: 'agent' },
+  { name: 'tpm-devid-server', main: 'tpm-devid-server/main.js', type: 'NodeAttestor', side: 'server' },
+  { name: 'pkcs11-keymanager-server', main: 'pkcs11-keymanager/main-server.js', type: 'KeyManager', side: 'server' },
+];
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+
+/** Starts the plugin to its handshake and Init (no Configure: a config needs hardware), waits 1 s, reads RSS. */
+async function once(command: string, args: string[], t: Target): Promise<{ ms: number; rss: number }> {
+  const p = await spawnPlugin({ command, args, type: t.type, side: t.side });
+  await new Promise((r) => setTimeout(r, 1000));
+  const rss = rssMiB(p.pid);
+  await p.unload();
+  return { ms: p.handshakeMs, rss };
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(exe)) throw new Error(`${exe} is missing: run npm run package`);
+  const rounds = Number(process.argv[2] ?? 10);
+  const only = process.argv.slice(3);
+  console.log(`release startup, ${rounds} rounds each; node main.js on ${process.version}; executable ${exe}`);
+  console.log(
+    `${'plugin'.padEnd(26)} ${'form'.padEnd(14)} ${'handshake p50'.padStart(14)} ${'p90'.padStart(7)} ${'RSS p50'.padStart(9)}   ratio exe/node (time, RSS)`,
+  );
+  for (const t of TARGETS.filter((x) => only.length === 0 || only.includes(x.name))) {
+    const r = { exe: { ms: [] as number[], rss: [] as number[] }, node: { ms: [] as number[], rss: [] as number[] } };
+    for (let i = 0; i < rounds + 1; i++) {
+      const a = await once(exe, [t.name], t);
+      const b = await once(process.execPath, [resolve(root, 'dist/plugins', t.main)], t);
+      if (i === 0) continue; // warm-up: page cache, addon extraction
+      r.exe.ms.push(a.ms);
+      r.exe.rss.push(a.rss);
+      r.node.ms.push(b.ms);
+      r.node.rss.push(b.rss);
+    }
+    for (const form of ['exe', 'node'] as const) {
+      const x = r[form];
+      const ratio =
+        form === 'exe'
+          ? `   ${(pct(x.ms, 50) / pct(r.node.ms, 50)).toFixed(2)}x, ${(pct(x.rss, 50) / pct(r.node.rss, 50)).toFixed(2)}x`
+          : '';
+      console.log(
+        `${t.name.padEnd(26)} ${(form === 'exe' ? 'executable' : 'node main.js').padEnd(14)} ${pct(x.ms, 50).toFixed(1).padStart(11)} ms ${pct(x.ms, 90).toFixed(1).padStart(7)} ${pct(x.rss, 50).toFixed(1).padStart(5)} MiB${ratio}`,
+      );
+    }
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
