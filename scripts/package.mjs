@@ -4,7 +4,8 @@
 //   dist/bundle/addons/*.node      the addons it loads (pkcs11js's binding, native/nss, native/pkcs11sign), hash-checked
 //   dist/release/spire-hw-plugins  one Node single executable application (SEA): the bundle, V8's code cache for it and
 //                                  the addons as assets, on a pinned Node LTS; nothing else needed on the host
-//   dist/release/SHA256SUMS        sha256 of the executable (what SPIRE's plugin_checksum compares)
+//   dist/release/SHA256SUMS        sha256 of the executable (what SPIRE's plugin_checksum compares) and of the tarball
+//   dist/release/spire-hardware-plugins-<version>.tgz   the npm package (npm install -g ./<it>)
 //   dist/release/hcl/<name>.hcl    a SPIRE plugin block per plugin with plugin_cmd, plugin_args and plugin_checksum
 //
 // Options (environment): SPIRE_HW_SEA_NODE = the node binary to embed (default: the pinned Node 26 LTS, fetched by
@@ -157,3 +158,16 @@ for (const [name, p] of Object.entries(PROGRAMS)) {
   writeFileSync(join(release, 'hcl', `${name}.hcl`), hcl);
 }
 say(`release: ${relative(root, exe)} ${mib(statSync(exe).size)} sha256 ${exeSum}`);
+
+// The npm package (the bundle, its addons and the docs; package.json's `files`), from what was just built. Scripts
+// are off (.npmrc), so `prepack` does not rebuild it a second time.
+const tgz = execFileSync('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', release], {
+  cwd: root,
+  encoding: 'utf8',
+})
+  .trim()
+  .split('\n')
+  .pop();
+const tgzPath = join(release, tgz);
+writeFileSync(join(release, 'SHA256SUMS'), `${exeSum}  spire-hw-plugins\n${sha256(readFileSync(tgzPath))}  ${tgz}\n`);
+say(`npm package: ${relative(root, tgzPath)} ${mib(statSync(tgzPath).size)}`);

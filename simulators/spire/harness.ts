@@ -385,6 +385,23 @@ export interface NodePluginOptions {
   checksum?: boolean;
 }
 
+/** The release executable built by `npm run package` (dist/release/spire-hw-plugins). */
+export function releaseExecutable(): string {
+  return path.resolve(__dirname, '..', '..', 'release', 'spire-hw-plugins');
+}
+
+export interface ReleasePluginOptions {
+  type: PluginType;
+  name: string;
+  /** The program of the release executable (plugins/release/programs.ts), passed as plugin_args. */
+  program: string;
+  pluginData?: PluginData;
+  /** Default: releaseExecutable(). */
+  exe?: string;
+  /** Default: the sha256 of `exe`; false: no plugin_checksum line. */
+  checksum?: string | false;
+}
+
 const allHarnesses = new Set<SpireHarness>();
 
 export class SpireHarness {
@@ -486,6 +503,20 @@ export class SpireHarness {
     if (args) decl.pluginArgs = args;
     if (o.pluginData !== undefined) decl.pluginData = o.pluginData;
     if (o.pluginDataFile !== undefined) decl.pluginDataFile = o.pluginDataFile;
+    return decl;
+  }
+
+  /** A PluginDecl for a program of the release executable: plugin_cmd = the executable, plugin_args = [program]. */
+  releasePlugin(o: ReleasePluginOptions): PluginDecl {
+    const exe = o.exe ?? releaseExecutable();
+    const decl: PluginDecl = {
+      type: o.type,
+      name: o.name,
+      pluginCmd: exe,
+      pluginArgs: [o.program],
+      pluginChecksum: o.checksum === undefined ? cachedSha256(exe) : o.checksum,
+    };
+    if (o.pluginData !== undefined) decl.pluginData = o.pluginData;
     return decl;
   }
 

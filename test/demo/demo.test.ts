@@ -4,6 +4,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -157,6 +158,38 @@ test(
       r.stdout,
       /^Cleaned up: stopped spire-agent \(pid \d+\), spire-server \(pid \d+\), swtpm \(pid \d+\) by PID/m,
     );
+  },
+);
+
+test(
+  'npm run demo -- --release: the whole flow on the release executable, loaded by SPIRE with plugin_checksum',
+  { timeout: 180_000 },
+  async () => {
+    const exe = path.join(root, 'dist', 'release', 'spire-hw-plugins');
+    const sum = crypto.createHash('sha256').update(fs.readFileSync(exe)).digest('hex');
+    const r = await runDemo(['--release']);
+    assert.equal(r.code, 0, explain(r));
+    assert.equal(r.report.ok, true);
+    for (let i = 1; i <= 12; i++) assert.match(r.stdout, new RegExp(`^\\[${i}/12\\] .* … done in`, 'm'), `step ${i}`);
+    assert.ok(r.stdout.includes(`release executable ${exe} (sha256 ${sum}, set as plugin_checksum)`), r.stdout);
+    assert.match(r.report.agent?.spiffeId ?? '', AGENT_ID);
+    assert.equal(r.report.workload?.spiffeId, 'spiffe://example.org/workload/demo');
+    assert.equal(r.report.keys.ca?.publicKeyMatches, true);
+    // Every plugin SPIRE started is the executable with its program as plugin_args.
+    assert.deepEqual(
+      r.report.processes
+        .map((p) => p.name)
+        .filter((n) => n.startsWith('spire-hw-plugins'))
+        .sort(),
+      [
+        'spire-hw-plugins pkcs11-keymanager-server',
+        'spire-hw-plugins pkcs11-upstreamauthority',
+        'spire-hw-plugins tpm-devid-agent',
+        'spire-hw-plugins tpm-devid-server',
+        'spire-hw-plugins unix-workloadattestor',
+      ],
+    );
+    assertAllStopped(r);
   },
 );
 
