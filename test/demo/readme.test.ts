@@ -86,10 +86,17 @@ test('README: names the two commands and the SPIRE version that the demo and ens
   );
 });
 
-test('demo flags: --keep, --break devid-ca|hsm-pin, --report-json; anything else is a usage error', () => {
-  assert.deepEqual(parseDemoArgs([]), { keep: false, break: undefined, reportJson: undefined, help: false });
-  assert.deepEqual(parseDemoArgs(['--keep', '--break', 'hsm-pin', '--report-json', '/tmp/r.json']), {
+test('demo flags: --keep, --release, --break devid-ca|hsm-pin, --report-json; anything else is a usage error', () => {
+  assert.deepEqual(parseDemoArgs([]), {
+    keep: false,
+    release: false,
+    break: undefined,
+    reportJson: undefined,
+    help: false,
+  });
+  assert.deepEqual(parseDemoArgs(['--keep', '--release', '--break', 'hsm-pin', '--report-json', '/tmp/r.json']), {
     keep: true,
+    release: true,
     break: 'hsm-pin',
     reportJson: '/tmp/r.json',
     help: false,

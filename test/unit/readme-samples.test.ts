@@ -12,6 +12,7 @@ import { Pkcs11KeyManager } from '../../plugins/pkcs11-keymanager/plugin';
 import { buildConfig as buildUaConfig } from '../../plugins/pkcs11-upstreamauthority/config';
 import { buildConfig as buildAgentConfig } from '../../plugins/tpm-devid-agent/config';
 import { CONFIG_SCHEMA as SERVER_SCHEMA } from '../../plugins/tpm-devid-server/config';
+import { PROGRAMS } from '../../plugins/release/programs';
 
 const repo = resolve(__dirname, '../../..');
 const readmes = [
@@ -61,7 +62,12 @@ test('plugin README samples run commands the build produces, with configuration 
       for (const { path, decl } of declarations(tree)) {
         const args = Array.isArray(decl.plugin_args) ? decl.plugin_args.map(String) : [];
         const cmd = typeof decl.plugin_cmd === 'string' ? decl.plugin_cmd : '';
-        const entry = [cmd, ...args].map((p) => /dist\/plugins\/.+\.js$/.exec(p)?.[0]).find((p) => p !== undefined);
+        // The release executable (`plugin_cmd = ".../spire-hw-plugins"`, `plugin_args = ["<program>"]`) runs the
+        // program's main module.
+        const program = /(^|\/)spire-hw-plugins$/.test(cmd) ? PROGRAMS[args[0] ?? ''] : undefined;
+        const entry = program
+          ? `dist/plugins/${program.main}.js`
+          : [cmd, ...args].map((p) => /dist\/plugins\/.+\.js$/.exec(p)?.[0]).find((p) => p !== undefined);
         if (!cmd) continue; // a built-in plugin (SPIRE's own, shown for comparison)
         const where = `${readme.slice(repo.length + 1)} ${path.join(' ')}`;
         assert.ok(entry, `${where}: plugin_cmd/plugin_args name one of our built plugins`);
