@@ -84,8 +84,8 @@ export const TCTI_DEFAULT_DEVICE = '/dev/tpmrm0';
 export const TCTI_DEFAULT_PORT = 2321;
 
 /**
- * A tpm2-tools / tpm2-tss TCTI string (`-T`, `--tcti`, `TPM2TOOLS_TCTI`) as a TPM location, for the TCTIs our transports
- * really speak:
+ * A tpm2-tools / tpm2-tss TCTI string (`-T`, `--tcti`, `TPM2TOOLS_TCTI`) as a TPM location, for the TCTIs our
+ * transports really speak:
  *
  *   device[:<path>]                          kernel character device; no path = /dev/tpmrm0
  *   swtpm[:host=<h>,port=<p>] | swtpm:path=<socket>

@@ -119,8 +119,8 @@ function multiarchTriple(arch: string): string | undefined {
  * 1. the p11-kit module directories: `/usr/lib/<triple>/pkcs11`, `/usr/lib64/pkcs11`, `/usr/lib/pkcs11`,
  *    `/usr/local/lib/pkcs11`;
  * 2. the vendor's own directory under the same library directories, named after the module without its trailing
- *    version digits (and then after the module itself): `softhsm2` -> `/usr/lib/<triple>/softhsm`, `/usr/lib64/softhsm`,
- *    `/usr/lib/softhsm`, `/usr/local/lib/softhsm`, then `.../softhsm2`;
+ *    version digits (and then after the module itself): `softhsm2` -> `/usr/lib/<triple>/softhsm`,
+ *    `/usr/lib64/softhsm`, `/usr/lib/softhsm`, `/usr/local/lib/softhsm`, then `.../softhsm2`;
  * 3. the library directories themselves: `/usr/lib/<triple>`, `/usr/lib64`, `/usr/lib`, `/usr/local/lib`.
  *
  * `<triple>` is Debian's multiarch triple for this CPU (x86_64-linux-gnu on x64). In each directory `lib<name>.so` is
@@ -149,7 +149,8 @@ export function moduleFileNames(name: string): string[] {
 
 /**
  * Finds the library a `module-name` names: the first regular file among {@link moduleFileNames} in `dirs`, in order
- * (by default {@link defaultModuleSearchDirs}). Undefined when there is none. The name must pass {@link checkModuleName}.
+ * (by default {@link defaultModuleSearchDirs}). Undefined when there is none. The name must pass
+ * {@link checkModuleName}.
  */
 export function resolveModuleName(
   name: string,
