@@ -1,7 +1,7 @@
 /**
  * Configuration of the PKCS#11 KeyManager (SPIRE-style snake_case keys): the schema, decoded by the SDK, and the
- * checks across keys. `buildConfig` is pure (no file, token or module is touched); Validate's live checks are in
- * keymanager.ts.
+ * checks across keys. `buildConfig` touches no token or module and reads no file (a `module-name` in `pkcs11_uri` is
+ * only looked up in the library directories); Validate's live checks are in keymanager.ts.
  */
 import type { ConfigInput } from '@spire-hw/sdk';
 import { decodeConfig, field, type ConfigStatus } from '@spire-hw/sdk/config';

@@ -1,7 +1,8 @@
 /**
  * Configuration of the PKCS#11 UpstreamAuthority: the token and PIN as in the pkcs11 KeyManager (one schema, in
  * `@spire-hw/pkcs11`), the CA key, its certificate and the bundle as in SPIRE's `disk` UpstreamAuthority. `buildConfig`
- * is pure: no file, token or module is touched (Configure's live checks are in authority.ts).
+ * touches no token or module and reads no file; a `module-name` in `pkcs11_uri` is only looked up in the library
+ * directories (Configure's live checks are in authority.ts).
  */
 import type { ConfigInput } from '@spire-hw/sdk';
 import { decodeConfig, field, type ConfigStatus } from '@spire-hw/sdk/config';

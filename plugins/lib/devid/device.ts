@@ -20,7 +20,7 @@ export type TpmLocation =
 
 export class TpmLocationError extends Error {
   constructor(
-    readonly code: 'bad-url' | 'not-found' | 'unsupported-file-type' | 'autodetect',
+    readonly code: 'bad-url' | 'not-found' | 'unsupported-file-type' | 'autodetect' | 'bad-tcti' | 'unsupported-tcti',
     message: string,
   ) {
     super(message);
@@ -76,6 +76,90 @@ export async function resolveTpmLocation(configured: string | undefined, devDir 
     'unsupported-file-type',
     `unsupported TPM file mode for ${path}: not a character device or a unix socket`,
   );
+}
+
+/** tpm2-tss's device TCTI default; `device` alone means the kernel's resource manager, as tpm2-tools users expect. */
+export const TCTI_DEFAULT_DEVICE = '/dev/tpmrm0';
+/** tpm2-tss's swtpm (and mssim) TCTI default data port; the control channel is the next port. */
+export const TCTI_DEFAULT_PORT = 2321;
+
+/**
+ * A tpm2-tools / tpm2-tss TCTI string (`-T`, `--tcti`, `TPM2TOOLS_TCTI`) as a TPM location, for the TCTIs our
+ * transports really speak:
+ *
+ *   device[:<path>]                          kernel character device; no path = /dev/tpmrm0
+ *   swtpm[:host=<h>,port=<p>] | swtpm:path=<socket>
+ *                                            swtpm's data channel (`swtpm socket --server type=tcp|unixio`): raw TPM
+ *                                            command frames over TCP or a unix socket, which is what our stream
+ *                                            transport sends; defaults host localhost, port 2321
+ *
+ * `mssim` is refused with a clear error: the Microsoft/IBM simulator protocol wraps every command (a send-command
+ * code, the locality and a length, an acknowledgement after each response) and powers the TPM through a platform
+ * port, which no transport here speaks. Other TCTIs (tabrmd, libtpms, cmd, spi-*, ...) are refused as well.
+ * Throws TpmLocationError ('bad-tcti' for a malformed string, 'unsupported-tcti' for a TCTI we cannot speak).
+ */
+export function parseTcti(tcti: string): TpmLocation {
+  const colon = tcti.indexOf(':');
+  const name = (colon < 0 ? tcti : tcti.slice(0, colon)).trim();
+  const conf = colon < 0 ? '' : tcti.slice(colon + 1);
+  const bad = (why: string): TpmLocationError =>
+    new TpmLocationError('bad-tcti', `invalid TCTI ${JSON.stringify(tcti)}: ${why}`);
+  switch (name) {
+    case 'device':
+      if (conf.includes('=') && !conf.startsWith('/'))
+        throw bad('the device TCTI takes a path, e.g. device:/dev/tpmrm0 (not key=value)');
+      return { kind: 'device', path: conf === '' ? TCTI_DEFAULT_DEVICE : conf };
+    case 'swtpm': {
+      const kv = parseTctiKeyValues(conf, ['host', 'port', 'path'], bad);
+      if (kv.path !== undefined) {
+        if (kv.host !== undefined || kv.port !== undefined) throw bad('path= excludes host= and port=');
+        return { kind: 'unix', path: kv.path };
+      }
+      let port = TCTI_DEFAULT_PORT;
+      if (kv.port !== undefined) {
+        if (!/^[0-9]{1,5}$/.test(kv.port) || Number(kv.port) < 1 || Number(kv.port) > 65535)
+          throw bad(`port must be a number from 1 to 65535, got ${JSON.stringify(kv.port)}`);
+        port = Number(kv.port);
+      }
+      const host = kv.host ?? 'localhost';
+      return { kind: 'tcp', host: host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host, port };
+    }
+    case 'mssim':
+      throw new TpmLocationError(
+        'unsupported-tcti',
+        `TCTI ${JSON.stringify(tcti)}: the mssim protocol (Microsoft/IBM TPM simulator: wrapped commands and a platform port) is not supported; ` +
+          'run swtpm (swtpm socket --tpm2 --server type=tcp,port=2321 --ctrl type=tcp,port=2322) and use swtpm:host=<h>,port=<p>, ' +
+          'or give the device with device:<path>',
+      );
+    case '':
+      throw bad('no TCTI name (expected device, swtpm)');
+    default:
+      throw new TpmLocationError(
+        'unsupported-tcti',
+        `TCTI ${JSON.stringify(tcti)}: the ${JSON.stringify(name)} TCTI is not supported; use device[:<path>], swtpm:host=<h>,port=<p> or swtpm:path=<socket>`,
+      );
+  }
+}
+
+/** `k=v,k=v` with keys from `allowed`, each at most once, values non-empty. */
+function parseTctiKeyValues(
+  conf: string,
+  allowed: readonly string[],
+  bad: (why: string) => TpmLocationError,
+): Partial<Record<string, string>> {
+  const out: Partial<Record<string, string>> = {};
+  if (conf === '') return out;
+  for (const item of conf.split(',')) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw bad(`${JSON.stringify(item)} is not key=value (keys: ${allowed.join(', ')})`);
+    const k = item.slice(0, eq).trim();
+    const v = item.slice(eq + 1).trim();
+    if (!allowed.includes(k)) throw bad(`unknown key ${JSON.stringify(k)} (keys: ${allowed.join(', ')})`);
+    if (out[k] !== undefined) throw bad(`${k}= given twice`);
+    if (v === '') throw bad(`${k}= is empty`);
+    out[k] = v;
+  }
+  return out;
 }
 
 export function describeLocation(l: TpmLocation): string {

@@ -1,6 +1,9 @@
 /**
  * RFC 7512 `pkcs11:` URI parser (path attributes `;`-separated, query attributes `&`-separated, percent-encoding).
  * Only the attributes relevant to choosing a token, a PIN and a module are interpreted; others are kept verbatim.
+ * Every value is percent-decoded (RFC 7512 section 2.3); a value other than `id` must then be UTF-8 text.
+ *
+ * No error message quotes a value or an unparsable attribute: the URI may carry a `pin-value`.
  */
 export interface Pkcs11Uri {
   token?: string;
@@ -21,6 +24,13 @@ export interface Pkcs11Uri {
   path: Record<string, string>;
   query: Record<string, string>;
 }
+
+/**
+ * The query attributes RFC 7512 defines, all interpreted here. Any other query attribute (a vendor's, a typo) is
+ * ignored, as RFC 7512 section 2.4 says a consumer should do with a query attribute it does not recognise; the
+ * configuration reports it in a note ({@link unrecognisedQueryAttributes}).
+ */
+export const PKCS11_URI_QUERY_ATTRIBUTES: readonly string[] = ['pin-source', 'pin-value', 'module-name', 'module-path'];
 
 function pctDecodeBytes(s: string, what: string): Buffer {
   const out: number[] = [];
@@ -61,7 +71,15 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
       const rawValue = attr.slice(eq + 1);
       if (name in target) throw new Error(`pkcs11 URI: attribute "${name}" repeated`);
       if (name === 'id') rawId.v = rawValue;
-      target[name] = pctDecodeBytes(rawValue, name).toString('utf8');
+      const bytes = pctDecodeBytes(rawValue, name);
+      if (name === 'id') target[name] = bytes.toString('latin1');
+      else {
+        try {
+          target[name] = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+        } catch {
+          throw new Error(`pkcs11 URI: attribute "${name}" is not UTF-8 text once percent-decoded`);
+        }
+      }
     }
   }
   const p = result.path;
@@ -83,4 +101,34 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
   if (q['pin-value'] !== undefined) result.pinValue = q['pin-value'];
   if (q['pin-source'] !== undefined) result.pinSource = q['pin-source'];
   return result;
+}
+
+/** The query attributes of `u` that RFC 7512 does not define (ignored by everything here), in URI order. */
+export function unrecognisedQueryAttributes(u: Pkcs11Uri): string[] {
+  return Object.keys(u.query).filter((n) => !PKCS11_URI_QUERY_ATTRIBUTES.includes(n));
+}
+
+/**
+ * The file a `pin-source` names: a path, or a `file:` URI (RFC 8089: `file:/p`, `file:///p`, `file://localhost/p`).
+ * Other sources (`|command`, another URI scheme, a remote host) are refused: only a file holds a PIN here.
+ */
+export function pinSourceFile(source: string): { path: string } | { error: string } {
+  const refuse = (why: string): { error: string } => ({
+    error: `pin-source ${why}; it must be a file path or a file: URI (file:///path)`,
+  });
+  if (source === '') return refuse('is empty');
+  if (/^file:/i.test(source)) {
+    const rest = source.slice('file:'.length);
+    if (rest.startsWith('//')) {
+      const slash = rest.indexOf('/', 2);
+      const host = slash < 0 ? rest.slice(2) : rest.slice(2, slash);
+      if (host !== '' && host.toLowerCase() !== 'localhost') return refuse(`names a file on host "${host}"`);
+      const path = slash < 0 ? '' : rest.slice(slash);
+      return path ? { path } : refuse('is a file: URI without a path');
+    }
+    return rest ? { path: rest } : refuse('is a file: URI without a path');
+  }
+  if (source.startsWith('|')) return refuse('is a command');
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(source)) return refuse('is a URI of another scheme than file:');
+  return { path: source };
 }

@@ -50,7 +50,10 @@ const TOKEN_HELP = `Token options (every command):
   --token-label <label> | --token-serial <serial> | --slot-id <n> | --pkcs11-uri <uri>
                               the token, exactly one (plugin: token_label, token_serial, slot_id, pkcs11_uri)
   --pin env:<VARIABLE> | file:<path>
-                              the user PIN, never on the command line itself (plugin: pin_env, pin_file)`;
+                              the user PIN, never on the command line itself (plugin: pin_env, pin_file); may be
+                              left out when --pkcs11-uri has pin-source=<file>. The URI may also give the module
+                              (module-path=<file> or module-name=<name>, e.g. softhsm2) instead of --module;
+                              a pin-value in it is refused (it would be on the command line)`;
 
 export const HELP: Record<string, string> = {
   '': `spire-pkcs11-ca — root-key ceremony for the pkcs11 UpstreamAuthority of SPIRE
@@ -182,9 +185,13 @@ function intOpt(name: string, v: string | undefined, min: number, max: number): 
 /** The token flags through the plugin's own config rules, so the tool and the plugin agree on every selector. */
 function tokenConfig(o: Opts): TokenConfig {
   const pin = o.pin;
-  if (pin === undefined) throw new UsageError('--pin env:<VARIABLE> or --pin file:<path> is required');
+  // without --pin, the URI's pin-source may name the PIN file; buildTokenConfig reports when nothing does
+  if (pin === undefined && o['pkcs11-uri'] === undefined)
+    throw new UsageError('--pin env:<VARIABLE> or --pin file:<path> is required');
   const raw: Parameters<typeof buildTokenConfig>[0] = { allow_insecure_pin_file: false };
-  if (pin.startsWith('env:')) raw.pin_env = pin.slice(4);
+  if (pin === undefined) {
+    /* the PIN comes from --pkcs11-uri */
+  } else if (pin.startsWith('env:')) raw.pin_env = pin.slice(4);
   else if (pin.startsWith('file:')) raw.pin_file = pin.slice(5);
   else throw new UsageError('--pin takes env:<VARIABLE> or file:<path>; a PIN on the command line is refused');
   if (o.module !== undefined) raw.module_path = o.module;
@@ -194,7 +201,11 @@ function tokenConfig(o: Opts): TokenConfig {
   if (o['pkcs11-uri'] !== undefined) raw.pkcs11_uri = o['pkcs11-uri'];
   const status = { errors: [] as string[], notes: [] as string[] };
   const cfg = buildTokenConfig(raw, status);
-  if (!cfg) throw new UsageError(status.errors.map((e) => e.replace(/\bmodule_path\b/, '--module')).join('; '));
+  if (cfg?.pin.kind === 'inline')
+    throw new UsageError(
+      '--pkcs11-uri: pin-value is refused, a PIN on the command line is visible to every user; use --pin or pin-source=<file>',
+    );
+  if (!cfg) throw new UsageError(status.errors.map((e) => e.replace(/\bmodule_path\b/g, '--module')).join('; '));
   return cfg;
 }
 

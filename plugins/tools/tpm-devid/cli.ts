@@ -23,9 +23,17 @@ import {
   readBounded,
   type DevidKeyType,
 } from '@spire-hw/devid';
-import { TpmLocationError, describeLocation, openTransport, resolveTpmLocation } from '@spire-hw/devid';
+import {
+  TpmLocationError,
+  describeLocation,
+  openTransport,
+  parseTcti,
+  resolveTpmLocation,
+  type TpmLocation,
+} from '@spire-hw/devid';
 import { EK_CERT_NV_INDEX, newTpm } from '@spire-hw/devid';
 import { describeTpmFailure } from '@spire-hw/devid';
+import { PasswordError, PasswordReader, readProcessStdin } from './auth';
 import { PkiError, issueDevidCertificate, loadCa, pem, verifyCsr } from './pki';
 import { checkBlobsLoad, provisionDevid, readEk } from './provision';
 
@@ -53,11 +61,22 @@ Common options:
                                  (/dev/tpmrm0 preferred), a swtpm unix socket (detected by file type, or
                                  unix:<path>), or tcp://host:port for swtpm over TCP. Default: autodetect exactly
                                  one /dev/tpmrm<N>, else exactly one /dev/tpm<N>.
+  -T, --tcti <tcti>              the TPM as tpm2-tools names it (instead of --tpm; also from the TPM2TOOLS_TCTI
+                                 environment variable when neither option is given):
+                                   device[:<path>]               a character device (device alone: /dev/tpmrm0)
+                                   swtpm[:host=<h>,port=<p>]     swtpm's TCP server (default localhost, 2321)
+                                   swtpm:path=<socket>           swtpm's unix socket server
+                                 mssim (the Microsoft/IBM simulator protocol) and other TCTIs are not supported.
   --owner-password <pw>          owner hierarchy password (agent: owner_hierarchy_password). Default empty.
   -h, --help                     show this text
 
-  Password values: a literal string, env:<VARIABLE> (read from the environment) or file:<path> (first line of the
-  file). The agent's configuration takes the resulting string as is.
+  Password values (tpm2-tools forms, and env:):
+    file:<path>    the first line of the file; file:- the first line of standard input
+    env:<VARIABLE> read from the environment
+    str:<text>     the text; a value without a prefix is the same
+    hex:<hex>      bytes in hex, e.g. hex:0a1b (hex: alone is the empty password)
+  str:, hex: and plain values are visible to other users (ps) and are warned about on stderr; prefer file: or env:.
+  The agent's configuration takes the resulting string as is.
 
 provision:
   --key-type <rsa|ecc>           RSA 2048 (RSASSA-SHA256) or ECC NIST P-256 (ECDSA-SHA256). Default rsa.
@@ -110,10 +129,22 @@ export interface ToolIo {
   err(s: string): void;
   env: Readonly<Record<string, string | undefined>>;
   cwd: string;
+  /** Standard input, for a password given as file:- (at most `max` bytes); absent: file:- is refused. */
+  readStdin?: (max: number) => Promise<Buffer>;
+}
+
+function passwords(io: ToolIo): PasswordReader {
+  return new PasswordReader({
+    env: io.env,
+    cwd: io.cwd,
+    err: (s) => io.err(s),
+    ...(io.readStdin ? { readStdin: io.readStdin } : {}),
+  });
 }
 
 const OPTIONS = {
   tpm: { type: 'string' },
+  tcti: { type: 'string', short: 'T' },
   'owner-password': { type: 'string' },
   'endorsement-password': { type: 'string' },
   'devid-password': { type: 'string' },
@@ -141,6 +172,7 @@ type Opts = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 
 const ALLOWED: Record<string, readonly (keyof Opts)[]> = {
   provision: [
     'tpm',
+    'tcti',
     'owner-password',
     'devid-password',
     'key-type',
@@ -158,6 +190,7 @@ const ALLOWED: Record<string, readonly (keyof Opts)[]> = {
   ],
   import: [
     'tpm',
+    'tcti',
     'owner-password',
     'priv',
     'pub',
@@ -169,29 +202,46 @@ const ALLOWED: Record<string, readonly (keyof Opts)[]> = {
     'no-check',
     'help',
   ],
-  ek: ['tpm', 'owner-password', 'endorsement-password', 'endorsement-ca', 'help'],
+  ek: ['tpm', 'tcti', 'owner-password', 'endorsement-password', 'endorsement-ca', 'help'],
   help: ['help'],
 };
 
-async function password(v: string | undefined, name: string, io: ToolIo): Promise<Buffer> {
-  if (v === undefined) return Buffer.alloc(0);
-  if (v.startsWith('env:')) {
-    const val = io.env[v.slice(4)];
-    if (val === undefined) throw new UsageError(`--${name}: environment variable ${v.slice(4)} is not set`);
-    return Buffer.from(val, 'utf8');
+/** The password option `--<name>`; malformed is a usage error (exit 2), unreadable a tool error (exit 1). */
+async function password(pw: PasswordReader, v: string | undefined, name: string): Promise<Buffer> {
+  try {
+    return await pw.read(v, name);
+  } catch (e) {
+    if (e instanceof PasswordError) throw e.kind === 'usage' ? new UsageError(e.message) : new ToolError(e.message);
+    throw e;
   }
-  if (v.startsWith('file:')) {
-    let text: string;
-    try {
-      // a password file holds one line; 64 KiB is far beyond any TPM authValue (at most a digest, 64 bytes)
-      text = (await readBounded(resolve(io.cwd, v.slice(5)), 64 * 1024)).toString('utf8');
-    } catch (e) {
-      throw new ToolError(`--${name}: cannot read ${v.slice(5)}: ${(e as Error).message}`);
-    }
-    return Buffer.from(text.split(/\r?\n/)[0] ?? '', 'utf8');
-  }
-  return Buffer.from(v, 'utf8');
 }
+
+/**
+ * Where the TPM is: --tpm (tpm_device_path semantics) or -T/--tcti, else TPM2TOOLS_TCTI (as tpm2-tools: the option
+ * wins over the environment), else undefined (autodetect). Checked before any file is read or the TPM touched.
+ */
+export function tpmSelection(
+  o: { tpm?: string; tcti?: string },
+  env: Readonly<Record<string, string | undefined>>,
+): TpmSelection {
+  if (o.tpm !== undefined && o.tcti !== undefined) throw new UsageError('give --tpm or --tcti, not both');
+  const fromTcti = (tcti: string, origin: string): TpmSelection => {
+    try {
+      return { location: parseTcti(tcti), origin };
+    } catch (e) {
+      if (e instanceof TpmLocationError) throw new UsageError(`${origin}: ${e.message}`);
+      throw e;
+    }
+  };
+  if (o.tpm !== undefined) return { configured: o.tpm, origin: '--tpm' };
+  if (o.tcti !== undefined) return fromTcti(o.tcti, '--tcti');
+  const envTcti = env['TPM2TOOLS_TCTI'];
+  if (envTcti !== undefined && envTcti !== '') return fromTcti(envTcti, 'TPM2TOOLS_TCTI');
+  return { origin: 'autodetect' };
+}
+
+/** A TPM chosen by a TCTI (already a location) or by --tpm / autodetection (resolved when opened). */
+export type TpmSelection = { location: TpmLocation; origin: string } | { configured?: string; origin: string };
 
 /** Reads at most `max` bytes (PEM files: MAX_CERT_FILE_BYTES; key blobs: MAX_BLOB_FILE_BYTES); longer files are refused. */
 async function readLimited(path: string, what: string, io: ToolIo, max: number): Promise<Buffer> {
@@ -232,20 +282,24 @@ async function writeSecretFile(path: string, data: Uint8Array | string): Promise
   await fsp.rename(tmp, path);
 }
 
-async function withTpm<T>(location: string | undefined, f: (tpm: Tpm) => Promise<T>): Promise<T> {
-  let loc;
-  try {
-    loc = await resolveTpmLocation(location);
-  } catch (e) {
-    if (e instanceof TpmLocationError && e.code === 'autodetect')
-      throw new ToolError(`tpm autodetection failed: ${e.message} (use --tpm)`);
-    throw new ToolError((e as Error).message);
+async function withTpm<T>(sel: TpmSelection, f: (tpm: Tpm) => Promise<T>): Promise<T> {
+  let loc: TpmLocation;
+  if ('location' in sel) loc = sel.location;
+  else {
+    try {
+      loc = await resolveTpmLocation(sel.configured);
+    } catch (e) {
+      if (e instanceof TpmLocationError && e.code === 'autodetect')
+        throw new ToolError(`tpm autodetection failed: ${e.message} (use --tpm or --tcti)`);
+      throw new ToolError((e as Error).message);
+    }
   }
   let transport;
   try {
     transport = await openTransport(loc);
   } catch (e) {
-    throw new ToolError(`unable to open TPM at ${describeLocation(loc)}: ${describeTpmFailure(e)}`);
+    const from = 'location' in sel ? ` (from ${sel.origin})` : '';
+    throw new ToolError(`unable to open TPM at ${describeLocation(loc)}${from}: ${describeTpmFailure(e)}`);
   }
   const tpm = newTpm(transport);
   try {
@@ -279,8 +333,10 @@ async function cmdProvision(o: Opts, io: ToolIo): Promise<number> {
   const out = outputs(o, io);
   const csrOut = o['csr-out'] === undefined ? undefined : resolve(io.cwd, o['csr-out']);
   const subjectCn = o['subject-cn'] ?? hostname();
-  const ownerPw = await password(o['owner-password'], 'owner-password', io);
-  const devidPw = await password(o['devid-password'], 'devid-password', io);
+  const where = tpmSelection(o, io.env);
+  const pw = passwords(io);
+  const ownerPw = await password(pw, o['owner-password'], 'owner-password');
+  const devidPw = await password(pw, o['devid-password'], 'devid-password');
   const ca = signing
     ? await loadCa(await readText(o['ca-cert']!, 'CA certificate', io), await readText(o['ca-key']!, 'CA key', io))
     : undefined;
@@ -289,7 +345,7 @@ async function cmdProvision(o: Opts, io: ToolIo): Promise<number> {
     o.force === true,
   );
 
-  const r = await withTpm(o.tpm, async (tpm) => {
+  const r = await withTpm(where, async (tpm) => {
     try {
       return await provisionDevid(tpm, {
         keyType: keyType as DevidKeyType,
@@ -326,6 +382,7 @@ async function cmdProvision(o: Opts, io: ToolIo): Promise<number> {
 
 async function cmdImport(o: Opts, io: ToolIo): Promise<number> {
   if (o.priv === undefined || o.pub === undefined) throw new UsageError('import needs --priv and --pub');
+  const where = o['no-check'] === true ? undefined : tpmSelection(o, io.env);
   const out = outputs(o, io);
   const pub = parsePublicBlob(await readBytes(o.pub, 'public blob', io));
   const priv = parsePrivateBlob(await readBytes(o.priv, 'private blob', io));
@@ -343,9 +400,9 @@ async function cmdImport(o: Opts, io: ToolIo): Promise<number> {
     io.out(`certificate: public key matches the key blob\n`);
   }
   await checkWritable([out.priv, out.pub], o.force === true);
-  if (o['no-check'] !== true) {
-    const ownerPw = await password(o['owner-password'], 'owner-password', io);
-    await withTpm(o.tpm, async (tpm) => {
+  if (where) {
+    const ownerPw = await password(passwords(io), o['owner-password'], 'owner-password');
+    await withTpm(where, async (tpm) => {
       try {
         await checkBlobsLoad(tpm, pub, priv, ownerPw);
       } catch (e) {
@@ -365,11 +422,13 @@ async function cmdImport(o: Opts, io: ToolIo): Promise<number> {
 }
 
 async function cmdEk(o: Opts, io: ToolIo): Promise<number> {
-  const endorsementPw = await password(o['endorsement-password'], 'endorsement-password', io);
-  const ownerPw = await password(o['owner-password'], 'owner-password', io);
+  const where = tpmSelection(o, io.env);
+  const pw = passwords(io);
+  const endorsementPw = await password(pw, o['endorsement-password'], 'endorsement-password');
+  const ownerPw = await password(pw, o['owner-password'], 'owner-password');
   const anchorsText =
     o['endorsement-ca'] === undefined ? undefined : await readText(o['endorsement-ca'], 'endorsement CA', io);
-  const r = await withTpm(o.tpm, async (tpm) => {
+  const r = await withTpm(where, async (tpm) => {
     try {
       return await readEk(tpm, endorsementPw, ownerPw);
     } catch (e) {
@@ -493,6 +552,7 @@ export function runFromProcess(): void {
     err: (s) => process.stderr.write(s),
     env: process.env,
     cwd: process.cwd(),
+    readStdin: readProcessStdin,
   }).then((code) => {
     process.exitCode = code;
   });

@@ -213,6 +213,25 @@ describe('spire-pkcs11-ca on SoftHSM2', () => {
     assert.match(show.out, /private key\s+"inter" id=[0-9a-f]+ sensitive=true extractable=false local=true/);
   });
 
+  test('a step-ca style --pkcs11-uri alone names the module and the PIN file; a pin-value in it is refused', () => {
+    const uri = (q: string) => `pkcs11:token=ceremony?${q}`;
+    const show = run(
+      ['show', '--pkcs11-uri', uri(`module-path=${hsm.modulePath}&pin-source=file://${pinFile}`)],
+      false,
+    );
+    assert.equal(show.code, 0, show.err);
+    const conflict = run(
+      ['show', '--module', '/x/lib.so', '--pkcs11-uri', uri(`module-path=${hsm.modulePath}&pin-source=${pinFile}`)],
+      false,
+    );
+    assert.equal(conflict.code, 2);
+    assert.match(conflict.err, /--module "\/x\/lib\.so" and the module-path ".*" in pkcs11_uri name different modules/);
+    const inline = run(['show', '--pkcs11-uri', uri(`module-path=${hsm.modulePath}&pin-value=${PIN}`)], false);
+    assert.equal(inline.code, 2);
+    assert.match(inline.err, /pin-value is refused/);
+    assert.ok(!inline.err.includes(PIN) && !inline.out.includes(PIN));
+  });
+
   test('--help on every command, and usage errors exit 2', () => {
     for (const cmd of ['init', 'csr', 'import-cert', 'show']) {
       const r = run([cmd, '--help'], false);

@@ -43,3 +43,14 @@ test('a password file that is too large or is a directory: refused, content not 
   assert.match(r.text, /--owner-password: cannot read .*pw: .*larger than 65536 bytes/);
   assert.ok(!r.text.includes(SECRET));
 });
+
+test('a password on the command line (plain, str:, hex:) is warned about on stderr, never echoed', async () => {
+  for (const pw of [SECRET, `str:${SECRET}`, `hex:${Buffer.from(SECRET).toString('hex')}`]) {
+    let err = '';
+    const io: ToolIo = { out: () => undefined, err: (s) => (err += s), env: {}, cwd: dir };
+    const code = await main(['ek', '--owner-password', pw, '--tpm', path.join(dir, 'no-tpm.sock')], io);
+    assert.equal(code, 1); // the TPM is absent; the password was read first
+    assert.match(err, /warning: --owner-password is given on the command line/);
+    assert.ok(!err.includes(SECRET) && !err.includes(pw), err);
+  }
+});

@@ -12,9 +12,9 @@ import { makeLabCa, run, tempDir, tool, tpmLoaded } from '../../tpm-devid-agent/
 // dist/test/integration/tools/tpm-devid -> dist/plugins/tools/tpm-devid/main.js
 const BIN = join(__dirname, '..', '..', '..', '..', 'plugins', 'tools', 'tpm-devid', 'main.js');
 
-function spawnTool(args: string[]): Promise<{ code: number; out: string; err: string }> {
+function spawnTool(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: 60_000, ...(env ? { env } : {}) }, (err, stdout, stderr) => {
       const code = err
         ? typeof (err as { code?: unknown }).code === 'number'
           ? (err as { code: number }).code
@@ -98,6 +98,46 @@ test('--help documents every command and option; exit codes 0 / 2', async () => 
   const noTpm = await spawnTool(['ek', '--tpm', join(work, 'absent.sock')]);
   assert.equal(noTpm.code, 1);
   assert.match(noTpm.err, /cannot access TPM at/);
+});
+
+test('tpm2-tools conventions: -T/--tcti and TPM2TOOLS_TCTI (the option wins), hex:/str: passwords', async () => {
+  const noTcti = { ...process.env };
+  delete noTcti['TPM2TOOLS_TCTI'];
+  const hashOf = (out: string) => /pub_hash\): ([0-9a-f]{64})/.exec(out)?.[1];
+  const byTpm = await spawnTool(['ek', '--tpm', sock], noTcti);
+  assert.equal(byTpm.code, 0, byTpm.err);
+  // the TCTI string tpm2-tools itself is given for this swtpm (swtpm:path=<socket>)
+  const byOption = await spawnTool(['ek', '-T', tpmRun.tcti], noTcti);
+  assert.equal(byOption.code, 0, byOption.err);
+  assert.equal(hashOf(byOption.out), hashOf(byTpm.out));
+  const byEnv = await spawnTool(['ek'], { ...noTcti, TPM2TOOLS_TCTI: tpmRun.tcti });
+  assert.equal(byEnv.code, 0, byEnv.err);
+  assert.equal(hashOf(byEnv.out), hashOf(byTpm.out));
+  const optionWins = await spawnTool(['ek', '--tcti', tpmRun.tcti], { ...noTcti, TPM2TOOLS_TCTI: 'mssim' });
+  assert.equal(optionWins.code, 0, optionWins.err);
+  const mssim = await spawnTool(['ek'], { ...noTcti, TPM2TOOLS_TCTI: 'mssim:host=localhost,port=2321' });
+  assert.equal(mssim.code, 2);
+  assert.match(
+    mssim.err,
+    /TPM2TOOLS_TCTI: TCTI "mssim:host=localhost,port=2321": the mssim protocol .* is not supported/,
+  );
+  const both = await spawnTool(['ek', '--tpm', sock, '-T', tpmRun.tcti], noTcti);
+  assert.equal(both.code, 2);
+  assert.match(both.err, /give --tpm or --tcti, not both/);
+  const absent = await spawnTool(['ek', '--tcti', `swtpm:path=${join(work, 'absent.sock')}`], noTcti);
+  assert.equal(absent.code, 1);
+  assert.match(absent.err, /unable to open TPM at unix:.*absent\.sock \(from --tcti\)/);
+  // the empty hierarchy passwords in tpm2-tools' forms: accepted, nothing to warn about
+  const empty = await spawnTool(
+    ['ek', '-T', tpmRun.tcti, '--owner-password', 'hex:', '--endorsement-password', 'str:'],
+    noTcti,
+  );
+  assert.equal(empty.code, 0, empty.err);
+  assert.equal(empty.err, '');
+  const badHex = await spawnTool(['ek', '-T', tpmRun.tcti, '--owner-password', 'hex:S3cretx'], noTcti);
+  assert.equal(badHex.code, 2);
+  assert.match(badHex.err, /--owner-password: hex: takes an even number of hex digits/);
+  assert.ok(!badHex.err.includes('S3cretx'));
 });
 
 test('ek: PEM public key, pub_hash = SHA-256 of the SPKI DER, EK certificate and its chain status', async () => {

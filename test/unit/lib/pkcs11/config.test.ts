@@ -2,7 +2,16 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeConfig, type ConfigStatus } from '@spire-hw/sdk/config';
-import { TOKEN_CONFIG_SCHEMA, buildTokenConfig, type RawTokenConfig, type TokenConfig } from '@spire-hw/pkcs11';
+import {
+  TOKEN_CONFIG_SCHEMA,
+  buildTokenConfig,
+  defaultModuleSearchDirs,
+  type RawTokenConfig,
+  type TokenConfig,
+} from '@spire-hw/pkcs11';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 const OK: RawTokenConfig = { module_path: '/m.so', token_label: 't', pin_env: 'P', allow_insecure_pin_file: false };
 
@@ -81,11 +90,112 @@ describe('buildTokenConfig', () => {
     refused({ ...OK, module_path: '' }, 'module_path is required');
     const { cfg } = run({ pkcs11_uri: 'pkcs11:token=t?module-path=/u.so', pin_env: 'P' });
     assert.equal(cfg!.modulePath, '/u.so');
-    // module_path wins over the URI's module-path
+    // both given: accepted only when they name the same file
     assert.equal(
-      run({ module_path: '/m.so', pkcs11_uri: 'pkcs11:token=t?module-path=/u.so', pin_env: 'P' }).cfg!.modulePath,
-      '/m.so',
+      run({ module_path: '/u.so', pkcs11_uri: 'pkcs11:token=t?module-path=/x/../u.so', pin_env: 'P' }).cfg!.modulePath,
+      '/u.so',
     );
+  });
+
+  test('a step-ca style URI alone (module-path, pin-source, object) is a complete token configuration', () => {
+    const { cfg, status } = run({
+      pkcs11_uri: 'pkcs11:token=ca;object=root?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=/etc/pin',
+    });
+    assert.deepEqual(status, { errors: ['an earlier error'], notes: [] });
+    assert.equal(cfg!.modulePath, '/usr/lib/softhsm/libsofthsm2.so');
+    assert.deepEqual(cfg!.pin, { kind: 'file', path: '/etc/pin' });
+    assert.equal(cfg!.token.kind === 'uri' && cfg!.token.uri.token, 'ca');
+  });
+
+  test('module_path and a different module-path or module-name in the URI: one error naming both', () => {
+    const added = refused(
+      { module_path: '/m.so', pkcs11_uri: 'pkcs11:token=t?module-path=/u.so', pin_env: 'P' },
+      'module_path "/m.so" and the module-path "/u.so" in pkcs11_uri name different modules; set only one of them',
+    );
+    assert.ok(!added.some((m) => m.includes('module_path is required')));
+    refused(
+      { module_path: '/m.so', pkcs11_uri: 'pkcs11:token=t?module-name=softhsm2', pin_env: 'P' },
+      'module_path "/m.so" and the module-name "softhsm2" in pkcs11_uri name different modules',
+    );
+    refused(
+      { pkcs11_uri: 'pkcs11:token=t?module-path=/x/libopensc.so&module-name=softhsm2', pin_env: 'P' },
+      'module-path "/x/libopensc.so" in pkcs11_uri and the module-name "softhsm2" in pkcs11_uri name different modules',
+    );
+    // agreeing: module_path (or module-path) is the file module-name stands for; no search is made
+    const noSearch = (): never => assert.fail('module-name searched although a path was given');
+    for (const raw of [
+      { module_path: '/opt/libsofthsm2.so', pkcs11_uri: 'pkcs11:token=t?module-name=softhsm2' },
+      { pkcs11_uri: 'pkcs11:token=t?module-name=softhsm2&module-path=/opt/softhsm2.so' },
+    ]) {
+      const r = buildTokenConfig(
+        { allow_insecure_pin_file: false, pin_env: 'P', ...raw },
+        { errors: [], notes: [] },
+        { moduleSearchDirs: noSearch },
+      );
+      assert.match(r!.modulePath, /^\/opt\/(lib)?softhsm2\.so$/);
+    }
+  });
+
+  test('module-name: the first lib<name>.so or <name>.so in the search directories, in order; an error naming them if none', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'p11-modname-'));
+    try {
+      const [a, b, c] = ['a', 'b', 'c'].map((d) => path.join(root, d));
+      for (const d of [a!, b!, c!]) fs.mkdirSync(d);
+      fs.writeFileSync(path.join(b!, 'softhsm2.so'), '');
+      fs.writeFileSync(path.join(c!, 'libsofthsm2.so'), '');
+      fs.mkdirSync(path.join(a!, 'libsofthsm2.so')); // a directory is not a module
+      const searched: string[] = [];
+      const opts = {
+        moduleSearchDirs: (name: string) => {
+          searched.push(name);
+          return [a!, b!, c!];
+        },
+      };
+      const status: ConfigStatus = { errors: [], notes: [] };
+      const uri = 'pkcs11:token=t?module-name=softhsm2&pin-source=file:///etc/pin';
+      const cfg = buildTokenConfig({ allow_insecure_pin_file: false, pkcs11_uri: uri }, status, opts);
+      assert.deepEqual(status, { errors: [], notes: [] });
+      assert.equal(cfg!.modulePath, path.join(b!, 'softhsm2.so'));
+      assert.deepEqual(searched, ['softhsm2']);
+      fs.rmSync(path.join(b!, 'softhsm2.so'));
+      assert.equal(
+        buildTokenConfig({ allow_insecure_pin_file: false, pkcs11_uri: uri }, status, opts)!.modulePath,
+        path.join(c!, 'libsofthsm2.so'),
+      );
+      const missing: ConfigStatus = { errors: [], notes: [] };
+      const none = { moduleSearchDirs: () => [a!, b!] };
+      assert.equal(buildTokenConfig({ allow_insecure_pin_file: false, pkcs11_uri: uri }, missing, none), undefined);
+      assert.deepEqual(missing.errors, [
+        `pkcs11_uri: module-name "softhsm2": no libsofthsm2.so or softhsm2.so in ${a}, ${b}; give the file with module-path or module_path`,
+      ]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+    for (const bad of ['../softhsm2', '/usr/lib/x', ''])
+      refused({ pkcs11_uri: `pkcs11:token=t?module-name=${bad}`, pin_env: 'P' }, 'module-name ');
+  });
+
+  test('the default module-name search order: p11-kit directories, the vendor directory, then the library directories', () => {
+    assert.deepEqual(defaultModuleSearchDirs('softhsm2', 'x64'), [
+      '/usr/lib/x86_64-linux-gnu/pkcs11',
+      '/usr/lib64/pkcs11',
+      '/usr/lib/pkcs11',
+      '/usr/local/lib/pkcs11',
+      '/usr/lib/x86_64-linux-gnu/softhsm',
+      '/usr/lib64/softhsm',
+      '/usr/lib/softhsm',
+      '/usr/local/lib/softhsm',
+      '/usr/lib/x86_64-linux-gnu/softhsm2',
+      '/usr/lib64/softhsm2',
+      '/usr/lib/softhsm2',
+      '/usr/local/lib/softhsm2',
+      '/usr/lib/x86_64-linux-gnu',
+      '/usr/lib64',
+      '/usr/lib',
+      '/usr/local/lib',
+    ]);
+    assert.equal(defaultModuleSearchDirs('opensc-pkcs11', 'x64').filter((d) => d.endsWith('/opensc-pkcs11')).length, 4);
+    assert.ok(!defaultModuleSearchDirs('p', 'sparc').some((d) => d.includes('linux-gnu')));
   });
 
   test('exactly one token selector: none and two are refused, naming the count', () => {
@@ -133,12 +243,53 @@ describe('buildTokenConfig', () => {
     ]);
     const uri = run({ module_path: '/m.so', pkcs11_uri: 'pkcs11:token=t?pin-value=1234' });
     assert.deepEqual(uri.cfg!.pin, { kind: 'inline', value: '1234' });
-    assert.match(uri.status.notes.join(), /the PIN is inline/);
+    assert.deepEqual(uri.status.notes, [
+      'the PIN is in the configuration (pin-value in pkcs11_uri); prefer pin-source=<file> in the URI, pin_file (mode 0600) or pin_env',
+    ]);
     assert.deepEqual(run(OK).status.notes, []);
   });
 
+  test('a pin-value never appears in an error or a note, whether the URI parses or not', () => {
+    const PIN = 'Zq7pin';
+    const uris = [
+      `pkcs11:token=t?pin-value=${PIN}`, // accepted, with a note
+      `pkcs11:token=t?pin-value=${PIN}&pin-source=/p`, // two PIN sources
+      `pkcs11:token=t?pin-value=${PIN}&bogus`, // an attribute without '='
+      `pkcs11:token=t?pin-value${PIN}`, // the '=' missing
+      `pkcs11:token=t?pin-value=${PIN}%zz`, // bad percent-encoding
+      `pkcs11:token=t?pin-value=${PIN}%ff`, // not UTF-8 once decoded
+      `pkcs11:token=t?pin-value=${PIN}&pin-value=${PIN}`, // repeated
+      `pkcs12:token=t?pin-value=${PIN}`, // not a pkcs11 URI
+      `pkcs11:object=x?pin-value=${PIN}&module-name=/${PIN}`, // no token, a path as module-name
+      `pkcs11:token=t?pin-value=${PIN}&${PIN}=1`, // an unrecognised attribute named like a PIN
+    ];
+    for (const pkcs11_uri of uris) {
+      const { status } = run({ module_path: '/m.so', pkcs11_uri });
+      const text = [...status.errors, ...status.notes].join('\n');
+      assert.ok(status.errors.length + status.notes.length > 1, `${pkcs11_uri}: reported`);
+      assert.ok(!text.includes(PIN), `${pkcs11_uri} leaked the PIN: ${text}`);
+    }
+  });
+
+  test('unrecognised query attributes are ignored (RFC 7512 section 2.4), with a note naming them', () => {
+    const { cfg, status } = run({ ...OK, token_label: undefined, pkcs11_uri: 'pkcs11:token=t?x-vendor=1&foo=2' });
+    assert.deepEqual(status.errors, ['an earlier error']);
+    assert.equal(cfg!.token.kind, 'uri');
+    assert.deepEqual(status.notes, [
+      'pkcs11_uri: query attributes "x-vendor", "foo" not recognised and ignored (RFC 7512 section 2.4)',
+    ]);
+  });
+
+  test('the URI pin-source is a PIN file: a path or a local file: URI; other sources are refused', () => {
+    for (const bad of ['|/bin/cat /p', 'env:PIN', 'file://host/p', 'file:', 'file://', 'https://x/p'])
+      refused(
+        { module_path: '/m.so', pkcs11_uri: `pkcs11:token=t?pin-source=${encodeURIComponent(bad)}` },
+        'it must be a file path or a file: URI (file:///path)',
+      );
+  });
+
   test('the URI pin-source is a PIN file (file: and file:// stripped)', () => {
-    for (const src of ['file:/p', 'file:///p'])
+    for (const src of ['file:/p', 'file:///p', 'file://localhost/p', '/p', 'file:%2Fp'])
       assert.deepEqual(run({ module_path: '/m.so', pkcs11_uri: `pkcs11:token=t?pin-source=${src}` }).cfg!.pin, {
         kind: 'file',
         path: '/p',
