@@ -141,7 +141,7 @@ export function buildTokenConfig(
     const shown = ignored.map((n) => (/^[a-z][a-z0-9-]{0,31}$/.test(n) ? `"${n}"` : '(a name not shown)'));
     if (ignored.length > 0)
       status.notes.push(
-        `pkcs11_uri: query attribute${ignored.length > 1 ? 's' : ''} ${shown.join(', ')} not recognised and ignored (RFC 7512 section 2.4)`,
+        `pkcs11_uri: query attribute${ignored.length > 1 ? 's' : ''} ${shown.join(', ')} not recognised and ignored (RFC 7512: a consumer ignores query attributes it does not know)`,
       );
   }
   const modulePath = chooseModule(raw.module_path, uri, err, opts);

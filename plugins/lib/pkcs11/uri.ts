@@ -1,7 +1,7 @@
 /**
  * RFC 7512 `pkcs11:` URI parser (path attributes `;`-separated, query attributes `&`-separated, percent-encoding).
  * Only the attributes relevant to choosing a token, a PIN and a module are interpreted; others are kept verbatim.
- * Every value is percent-decoded (RFC 7512 section 2.3); a value other than `id` must then be UTF-8 text.
+ * Every value is percent-decoded (RFC 7512); a value other than `id` must then be UTF-8 text.
  *
  * No error message quotes a value or an unparsable attribute: the URI may carry a `pin-value`.
  */
@@ -27,7 +27,7 @@ export interface Pkcs11Uri {
 
 /**
  * The query attributes RFC 7512 defines, all interpreted here. Any other query attribute (a vendor's, a typo) is
- * ignored, as RFC 7512 section 2.4 says a consumer should do with a query attribute it does not recognise; the
+ * ignored, as RFC 7512's matching guidelines say a consumer should do with a query attribute it does not recognise; the
  * configuration reports it in a note ({@link unrecognisedQueryAttributes}).
  */
 export const PKCS11_URI_QUERY_ATTRIBUTES: readonly string[] = ['pin-source', 'pin-value', 'module-name', 'module-path'];
