@@ -1,6 +1,7 @@
 // Typed, promise-based clients for SPIRE's host services, reached by dialing back the address SPIRE sends on the
 // go-plugin broker stream (ConnInfo{service_id: 1}). A service is only offered when SPIRE listed it in Init.
-import { credentials, Client, type ServiceError, type Metadata } from '@grpc/grpc-js';
+import type { ChannelCredentials, Client, ServiceError, Metadata } from '@grpc/grpc-js';
+import { grpcJs } from './grpc';
 import { MetricsClient } from '@spire-hw/proto/spire/hostservice/common/metrics/v1/metrics';
 import type {
   AddSampleRequest,
@@ -128,11 +129,11 @@ export class BrokeredHostServices implements HostServices {
 
   private async dial<T extends Client>(
     name: string,
-    Ctor: new (addr: string, creds: ReturnType<typeof credentials.createInsecure>) => T,
+    Ctor: new (addr: string, creds: ChannelCredentials) => T,
   ): Promise<T | undefined> {
     if (!this.has(name)) return undefined;
     const info = await this.broker.wait(HOST_SERVICE_PROVIDER_ID, this.waitMs);
-    const c = new Ctor(brokerTarget(info), credentials.createInsecure());
+    const c = new Ctor(brokerTarget(info), grpcJs().credentials.createInsecure());
     this.clients.push(c);
     return c;
   }

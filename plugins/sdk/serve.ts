@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, chmodSync, chownSync, readFileSync, writeSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { format } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
+import { routeGrpcLogging, routeGrpcLoggingWhenLoaded } from './grpc';
 import { createLogger, type Logger } from './log';
 import { errorMessage } from './errors';
 import { createPluginServer } from './server';
@@ -24,6 +24,8 @@ export function handshakeLine(network: 'unix' | 'tcp', address: string): string 
   if (address.includes('|')) throw new Error(`plugin address must not contain '|': ${address}`);
   return `${CORE_PROTOCOL_VERSION}|${APP_PROTOCOL_VERSION}|${network}|${address}|grpc|\n`;
 }
+
+export { routeGrpcLogging };
 
 export function notAPluginMessage(def: PluginDefinition): string {
   return [
@@ -76,21 +78,11 @@ function guardStdout(log: Logger): void {
   process.stdout.write = w;
 }
 
-/** Routes grpc-js's own logging through the hclog JSON logger. */
-export function routeGrpcLogging(log: Logger): void {
-  grpc.setLogger({
-    error: (...a: unknown[]) => log.warn(format(...a), { source: 'grpc-js' }),
-    info: (...a: unknown[]) => log.debug(format(...a), { source: 'grpc-js' }),
-    debug: (...a: unknown[]) => log.trace(format(...a), { source: 'grpc-js' }),
-  } as unknown as Console);
-  if (!process.env.GRPC_VERBOSITY) grpc.setLogVerbosity(grpc.logVerbosity.ERROR);
-}
-
 export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
   const env = options.env ?? process.env;
   const log = options.log ?? createLogger();
   guardStdout(log);
-  routeGrpcLogging(log);
+  routeGrpcLoggingWhenLoaded(log);
 
   if (env[def.type] !== def.type) {
     writeSync(2, notAPluginMessage(def));

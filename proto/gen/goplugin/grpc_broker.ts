@@ -9,14 +9,14 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
   type CallOptions,
   type ChannelCredentials,
-  Client,
+  type Client,
   type ClientDuplexStream,
   type ClientOptions,
   type handleBidiStreamingCall,
-  makeGenericClientConstructor,
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { makeGenericClientConstructor } from "../../lazy-grpc";
 
 /**
  * go-plugin's connection broker, written here from its wire contract (package, service, method, field numbers).

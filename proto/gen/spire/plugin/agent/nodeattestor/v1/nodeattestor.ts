@@ -9,14 +9,14 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
   type CallOptions,
   type ChannelCredentials,
-  Client,
+  type Client,
   type ClientDuplexStream,
   type ClientOptions,
   type handleBidiStreamingCall,
-  makeGenericClientConstructor,
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { makeGenericClientConstructor } from "../../../../../../lazy-grpc";
 
 /** Agent-side node attestor: the plugin sends the payload first, then answers each challenge. */
 

@@ -9,14 +9,14 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
   type CallOptions,
   type ChannelCredentials,
-  Client,
+  type Client,
   type ClientOptions,
   type ClientReadableStream,
   type handleServerStreamingCall,
-  makeGenericClientConstructor,
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { makeGenericClientConstructor } from "../../../../../../lazy-grpc";
 import { JWTKey } from "../../../types/jwtkey";
 import { X509Certificate } from "../../../types/x509certificate";
 
