@@ -197,7 +197,7 @@ async function fuzzKeyManager(side: 'server' | 'agent', t: { diagnostic(s: strin
   const km = p.conn.typeClient(side === 'server' ? ServerKeyManagerClient : AgentKeyManagerClient);
   const call = <R>(m: string, req: unknown) => unary<unknown, R>(km, m, req, 20_000);
   // SignData cases carry up to 1 MiB of data, 32 in flight, each held by the transport, the decoder and the signer
-  // until V8 collects: measured peaks were 110-152 MB over the baseline, hence more room than the default 150 MB.
+  // until V8 collects: measured peaks were 110-152 MB over the baseline, hence as much room as the default 250 MB.
   const ft = new FuzzTarget(p, `pkcs11-${side}`, env, { rssSlackMb: 250 });
   const problems: string[] = [];
 

@@ -195,7 +195,7 @@ export function rssKb(pid: number): number {
 }
 
 export interface TargetOptions {
-  /** Allowed RSS growth over the baseline taken after start-up (default 150 MB). */
+  /** Allowed RSS growth over the baseline taken after start-up (default 250 MB). */
   rssSlackMb?: number;
   known?: KnownIssue[];
 }
@@ -218,7 +218,11 @@ export class FuzzTarget {
   ) {
     this.baselineKb = rssKb(plugin.pid);
     this.peakKb = this.baselineKb;
-    this.rssBoundKb = this.baselineKb + (opts.rssSlackMb ?? 150) * 1024;
+    // 150 MB held on Node 20. Node 24 collects garbage later: the tpm_devid agent's configure phases peaked at +154 MB
+    // (configure-hcl) and +207 MB (configure-files) on Node 24.22, and the same run under --max-old-space-size=128
+    // stayed alive with every check passing and peaked at +156 MB, so that growth is collectable, not held. The
+    // default is therefore 250 MB (as the pkcs11 targets already had), still far below an unbounded buffer's growth.
+    this.rssBoundKb = this.baselineKb + (opts.rssSlackMb ?? 250) * 1024;
     this.known = process.env['FUZZ_STRICT'] ? [] : (opts.known ?? []);
   }
 

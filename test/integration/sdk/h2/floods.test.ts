@@ -344,7 +344,10 @@ test('partial request messages on many streams: buffered request bytes per conne
     .filter((f) => f.type === 1)
     .map((f) => dec.decode(f.payload))
     .filter((h) => h.some(([k, v]) => k === 'grpc-status' && v === '8')).length;
-  const PARTIAL_LIMIT_MB = 90; // before the fix: +149 MB; after: 16 MiB buffered plus garbage not yet collected
+  // Before the fix: +149 MB (Node 20). After: 16 MiB buffered plus garbage not yet collected, which newer V8s leave
+  // longer: +51 MB on Node 20.20, +88..100 MB on Node 24.22 and 26.12 (+72 MB on 24 with --max-old-space-size=96, so
+  // it is collectable, not held); the RESOURCE_EXHAUSTED count below shows the per-connection buffer still holds.
+  const PARTIAL_LIMIT_MB = 120;
   report('partial messages', m, {
     written: m.result.written,
     streams: (stream - 1) / 2,
