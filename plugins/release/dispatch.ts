@@ -2,6 +2,7 @@
 // (`spire-hw-plugins <name> ...`, which is what SPIRE's `plugin_args = ["<name>"]` gives). The selecting argument is
 // removed, so each program sees the arguments it would see as its own executable.
 import * as path from 'node:path';
+import { setPluginInvocation } from '@spire-hw/sdk';
 import { PROGRAMS } from './programs';
 
 export const RELEASE_NAME = 'spire-hw-plugins';
@@ -24,7 +25,7 @@ export function usage(): string {
 export function select(argv: readonly string[]): Selection {
   const invoked = path.basename(argv[1] ?? '');
   for (const [name, p] of Object.entries(PROGRAMS)) {
-    if (invoked === p.bin || invoked === `${p.bin}.js`) return { kind: 'run', name, argv: [...argv] };
+    if (invoked === p.bin || invoked === `${p.bin}.js`) return { kind: 'run', name, argv: [...argv], via: 'bin' };
   }
   const first = argv[2];
   if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
@@ -37,7 +38,16 @@ export function select(argv: readonly string[]): Selection {
       text: `${RELEASE_NAME}: unknown program ${JSON.stringify(first)}\n\n${usage()}`,
     };
   }
-  return { kind: 'run', name: first, argv: [argv[0] ?? '', argv[1] ?? '', ...argv.slice(3)] };
+  return { kind: 'run', name: first, argv: [argv[0] ?? '', argv[1] ?? '', ...argv.slice(3)], via: 'args' };
+}
+
+function isSea(): boolean {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('node:sea') as { isSea(): boolean }).isSea();
+  } catch {
+    return false;
+  }
 }
 
 export function runRelease(): void {
@@ -48,5 +58,9 @@ export function runRelease(): void {
     return;
   }
   process.argv = s.argv;
+  // Run by hand, a plugin prints the HCL that starts it: the executable (or the bundle node runs) with plugin_args, or
+  // the npm bin link it was started through.
+  const cmd = s.via === 'args' && isSea() ? process.execPath : path.resolve(s.argv[1] ?? '');
+  setPluginInvocation(cmd, s.via === 'args' ? [s.name] : []);
   PROGRAMS[s.name]!.start();
 }

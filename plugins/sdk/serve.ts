@@ -27,14 +27,23 @@ export function handshakeLine(network: 'unix' | 'tcp', address: string): string 
 
 export { routeGrpcLogging };
 
+/** How SPIRE should start this process, when a launcher knows better than argv[1] (the release executable does). */
+let invocation: { cmd: string; args: readonly string[] } | undefined;
+export function setPluginInvocation(cmd: string, args: readonly string[]): void {
+  invocation = { cmd, args };
+}
+
 export function notAPluginMessage(def: PluginDefinition): string {
+  const cmd = invocation?.cmd ?? process.argv[1] ?? '/path/to/plugin';
+  const args = invocation?.args.length ? [`      plugin_args     = ${JSON.stringify(invocation.args)}`] : [];
   return [
     `This binary is a SPIRE ${def.side} ${def.type} plugin (${def.serviceName}).`,
     'It is not meant to be run by hand: SPIRE starts it. Declare it in the SPIRE ' + def.side + ' configuration, e.g.:',
     '',
     '  plugins {',
     `    ${def.type} "<name>" {`,
-    `      plugin_cmd      = "${process.argv[1] ?? '/path/to/plugin'}"`,
+    `      plugin_cmd      = ${JSON.stringify(cmd)}`,
+    ...args,
     `      plugin_checksum = "<sha256 of the plugin_cmd file>"`,
     '      plugin_data { ... }',
     '    }',

@@ -58,6 +58,11 @@ test('the release executable exists, and SHA256SUMS and the HCL snippets carry i
   assert.match(snippet, new RegExp(`plugin_checksum = "${sum}"`));
   assert.match(snippet, /plugin_args {5}= \["tpm-devid-server"\]/);
   assert.match(snippet, /^NodeAttestor "tpm_devid" \{/m);
+  // Run by hand, a plugin of the executable prints the HCL that starts it, plugin_args included.
+  const byHand = spawnSync(EXE, ['tpm-devid-agent'], { encoding: 'utf8' });
+  assert.equal(byHand.status, 1, byHand.stderr);
+  assert.ok(byHand.stderr.includes(`plugin_cmd      = "${EXE}"`), byHand.stderr);
+  assert.ok(byHand.stderr.includes('plugin_args     = ["tpm-devid-agent"]'), byHand.stderr);
   // No Node, node_modules or compiler needed: the executable links only to the C library (and libstdc++/libm).
   const libs = execFileSync('ldd', [EXE], { encoding: 'utf8' });
   assert.doesNotMatch(libs, /not found|libnode|pkcs11/, libs);

@@ -36,6 +36,7 @@ test('the first argument selects the program and is removed from argv', () => {
     kind: 'run',
     name: 'tpm-devid',
     argv: ['/x/node', '/opt/spire-hw/spire-hw-plugins', 'provision', '--tpm', '/dev/tpmrm0'],
+    via: 'args',
   });
 });
 
@@ -44,6 +45,7 @@ test('an npm bin link name selects the program and keeps every argument', () => 
   assert.equal(s.kind, 'run');
   assert.equal(s.kind === 'run' && s.name, 'tpm-devid-agent');
   assert.deepEqual(s.kind === 'run' && s.argv.slice(2), ['extra']);
+  assert.equal(s.kind === 'run' && s.via, 'bin');
 });
 
 test('no program, help, or an unknown program gives usage with the right exit code', () => {
