@@ -8,7 +8,8 @@ import { PROGRAMS } from './programs';
 export const RELEASE_NAME = 'spire-hw-plugins';
 
 export type Selection =
-  { kind: 'run'; name: string; argv: string[] } | { kind: 'usage'; exitCode: number; text: string };
+  | { kind: 'run'; name: string; argv: string[]; via: 'bin' | 'args' }
+  | { kind: 'usage'; exitCode: number; text: string };
 
 export function usage(): string {
   const width = Math.max(...Object.keys(PROGRAMS).map((n) => n.length));
