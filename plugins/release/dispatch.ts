@@ -3,6 +3,7 @@
 // removed, so each program sees the arguments it would see as its own executable.
 import * as path from 'node:path';
 import { setPluginInvocation } from '@spire-hw/sdk';
+import { isSingleExecutable } from '@spire-hw/sdk/addons';
 import { PROGRAMS } from './programs';
 
 export const RELEASE_NAME = 'spire-hw-plugins';
@@ -42,15 +43,6 @@ export function select(argv: readonly string[]): Selection {
   return { kind: 'run', name: first, argv: [argv[0] ?? '', argv[1] ?? '', ...argv.slice(3)], via: 'args' };
 }
 
-function isSea(): boolean {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require('node:sea') as { isSea(): boolean }).isSea();
-  } catch {
-    return false;
-  }
-}
-
 export function runRelease(): void {
   const s = select(process.argv);
   if (s.kind === 'usage') {
@@ -61,7 +53,7 @@ export function runRelease(): void {
   process.argv = s.argv;
   // Run by hand, a plugin prints the HCL that starts it: the executable (or the bundle node runs) with plugin_args, or
   // the npm bin link it was started through.
-  const cmd = s.via === 'args' && isSea() ? process.execPath : path.resolve(s.argv[1] ?? '');
+  const cmd = s.via === 'args' && isSingleExecutable() ? process.execPath : path.resolve(s.argv[1] ?? '');
   setPluginInvocation(cmd, s.via === 'args' ? [s.name] : []);
   PROGRAMS[s.name]!.start();
 }

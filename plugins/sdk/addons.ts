@@ -62,15 +62,27 @@ export function setAddonSourceForTesting(
   loaded.clear();
 }
 
-function seaAsset(key: string): Buffer | undefined {
-  let sea: { isSea(): boolean; getAsset(key: string): ArrayBuffer } | undefined;
+type SeaModule = { isSea(): boolean; getAsset(key: string): ArrayBuffer };
+
+/** node:sea when this process is a single executable application (the release executable), else undefined. */
+function seaModule(): SeaModule | undefined {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    sea = require('node:sea') as typeof sea;
+    const sea = require('node:sea') as SeaModule;
+    return sea.isSea() ? sea : undefined;
   } catch {
     return undefined;
   }
-  if (!sea?.isSea()) return undefined;
+}
+
+/** True when this process is the release executable (a Node single executable application). */
+export function isSingleExecutable(): boolean {
+  return seaModule() !== undefined;
+}
+
+function seaAsset(key: string): Buffer | undefined {
+  const sea = seaModule();
+  if (!sea) return undefined;
   try {
     return Buffer.from(sea.getAsset(key));
   } catch {
@@ -164,15 +176,13 @@ export function extractAddon(name: string, entry: AddonManifestEntry, dir = addo
     throw new NativeAddonError(name, 'unsafe-directory', `native addon ${name}: ${dir} is not a private directory`);
   }
   const file = path.join(dir, `${entry.sha256.slice(0, 16)}-${entry.file}`);
+  // The hash of what is on disk is always the last step before dlopen: what is loaded is what the build embedded.
   const existing = readIf(file);
-  let replaced = false;
-  if (!existing || sha256(existing) !== entry.sha256) {
-    replaced = existing !== undefined;
-    // rename() replaces a file or a symlink, not a directory planted at the name.
-    if (fs.lstatSync(file, { throwIfNoEntry: false })?.isDirectory()) fs.rmSync(file, { recursive: true });
-    writeAtomically(file, bytes);
-  }
-  // Hashed again as the last step before dlopen: what is loaded is what the build embedded.
+  if (existing && sha256(existing) === entry.sha256) return { file, replaced: false };
+  // rename() replaces a file or a symlink, not a directory planted at the name.
+  if (fs.lstatSync(file, { throwIfNoEntry: false })?.isDirectory()) fs.rmSync(file, { recursive: true });
+  writeAtomically(file, bytes);
+  const replaced = existing !== undefined;
   const final = readIf(file);
   if (!final || sha256(final) !== entry.sha256) {
     throw new NativeAddonError(name, 'hash-mismatch', `native addon ${name}: ${file} changed while being extracted`);

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, chmodSync, chownSync, readFileSync, writeSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { format } from 'node:util';
-import { routeGrpcLogging, routeGrpcLoggingWhenLoaded } from './grpc';
+import { routeGrpcLoggingWhenLoaded } from './grpc';
 import { createLogger, type Logger } from './log';
 import { errorMessage } from './errors';
 import { createPluginServer } from './server';
@@ -24,8 +24,6 @@ export function handshakeLine(network: 'unix' | 'tcp', address: string): string 
   if (address.includes('|')) throw new Error(`plugin address must not contain '|': ${address}`);
   return `${CORE_PROTOCOL_VERSION}|${APP_PROTOCOL_VERSION}|${network}|${address}|grpc|\n`;
 }
-
-export { routeGrpcLogging };
 
 /** How SPIRE should start this process, when a launcher knows better than argv[1] (the release executable does). */
 let invocation: { cmd: string; args: readonly string[] } | undefined;
