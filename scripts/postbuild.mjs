@@ -8,12 +8,14 @@
 import { readFileSync, chmodSync, existsSync, copyFileSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-// The programs' mains (plugins/release/programs.ts lists them; package.json's `bin` names the release bundle).
-const programs = readFileSync(join(root, 'plugins', 'release', 'programs.ts'), 'utf8');
-for (const m of programs.matchAll(/^\s*main: '([^']+)',$/gm)) {
-  const p = join(root, 'dist', 'plugins', `${m[1]}.js`);
+// The programs' mains, from the compiled program table (package.json's `bin` names the release bundle). Loading the
+// table evaluates no program: each `start` requires its main only when called.
+const { PROGRAMS } = createRequire(import.meta.url)(join(root, 'dist', 'plugins', 'release', 'programs.js'));
+for (const { main } of Object.values(PROGRAMS)) {
+  const p = join(root, 'dist', 'plugins', `${main}.js`);
   if (existsSync(p)) chmodSync(p, 0o755);
 }
 for (const ws of pkg.workspaces ?? []) {

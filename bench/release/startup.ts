@@ -6,7 +6,9 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { PluginType, Side } from '@spire-hw/sdk';
 import { spawnPlugin } from '@spire-hw/sdk/testing';
+import { PROGRAMS } from '../../plugins/release/programs';
 
 const root = resolve(__dirname, '../../..');
 const exe = process.env.BENCH_EXE ?? resolve(root, 'dist/release/spire-hw-plugins');
@@ -14,15 +16,16 @@ const exe = process.env.BENCH_EXE ?? resolve(root, 'dist/release/spire-hw-plugin
 interface Target {
   name: string;
   main: string;
-  type: 'WorkloadAttestor' | 'NodeAttestor' | 'KeyManager' | 'UpstreamAuthority';
-  side: 'agent' | 'server';
+  type: PluginType;
+  side: Side;
 }
-const TARGETS: Target[] = [
-  { name: 'unix-workloadattestor', main: 'unix-workloadattestor/main.js', type: 'WorkloadAttestor', side: 'agent' },
-  { name: 'tpm-devid-agent', main: 'tpm-devid-agent/main.js', type: 'NodeAttestor', side: 'agent' },
-  { name: 'tpm-devid-server', main: 'tpm-devid-server/main.js', type: 'NodeAttestor', side: 'server' },
-  { name: 'pkcs11-keymanager-server', main: 'pkcs11-keymanager/main-server.js', type: 'KeyManager', side: 'server' },
-];
+/** The plugins measured by default; their main module, type and side come from the release's program table. */
+const DEFAULT_TARGETS = ['unix-workloadattestor', 'tpm-devid-agent', 'tpm-devid-server', 'pkcs11-keymanager-server'];
+function target(name: string): Target {
+  const p = PROGRAMS[name];
+  if (!p?.spire) throw new Error(`${name} is not a plugin of the release (${Object.keys(PROGRAMS).join(', ')})`);
+  return { name, main: `${p.main}.js`, type: p.spire.type, side: p.spire.side };
+}
 
 /** RSS and its anonymous part (heap, stacks: what the process itself allocated) in MiB. */
 function memMiB(pid: number): { rss: number; anon: number } {
@@ -63,7 +66,7 @@ async function main(): Promise<void> {
   console.log(
     `${'plugin'.padEnd(26)} ${'form'.padEnd(14)} ${'handshake p50'.padStart(14)} ${'p90'.padStart(7)} ${'RSS p50'.padStart(9)} ${'anon p50'.padStart(9)}   ratio exe/node (time, RSS)`,
   );
-  for (const t of TARGETS.filter((x) => only.length === 0 || only.includes(x.name))) {
+  for (const t of (only.length ? only : DEFAULT_TARGETS).map(target)) {
     const r = {
       exe: { ms: [] as number[], rss: [] as number[], anon: [] as number[] },
       node: { ms: [] as number[], rss: [] as number[], anon: [] as number[] },

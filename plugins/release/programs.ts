@@ -3,6 +3,7 @@
 // Each entry loads that program's own `main` module, which starts it; only the selected one is ever evaluated.
 // This folder is the one place allowed to import plugins (test/unit/architecture.test.ts): it is not a plugin, it
 // is the executable that carries them all.
+import type { PluginType, Side } from '@spire-hw/sdk';
 
 export interface Program {
   /** `bin` name in package.json. */
@@ -12,7 +13,7 @@ export interface Program {
   /** What the program is, for --help. */
   summary: string;
   /** The SPIRE plugin type and name it implements (undefined for tools). */
-  spire?: { side: 'server' | 'agent'; type: string; name: string };
+  spire?: { side: Side; type: PluginType; name: string };
   start(): void;
 }
 

@@ -211,7 +211,7 @@ class Demo {
   /** How to run a tool: `node dist/plugins/tools/<tool>/main.js` or, with --release, `spire-hw-plugins <tool>`. */
   toolArgv(tool: 'tpm-devid' | 'pkcs11-ca', args: string[]): [string, string[]] {
     if (this.opts.release) return [this.releaseExe, [tool, ...args]];
-    return [process.execPath, [path.join(this.pluginDir, 'tools', tool, 'main.js'), ...args]];
+    return [process.execPath, [path.join(this.pluginDir, `${PROGRAMS[tool]!.main}.js`), ...args]];
   }
 
   /** A rendered configuration, in the release form with --release (plugin_cmd, plugin_args, plugin_checksum). */
