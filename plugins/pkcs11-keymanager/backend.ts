@@ -31,7 +31,7 @@ import {
   serverScope,
 } from './naming';
 import { KeyRecord, KeyRecordError } from './record';
-import { KeyTypeNum, fingerprint } from './sigutil';
+import { KeyTypeNum, fingerprint } from '@spire-hw/sdk/keymanager';
 import {
   CURVES,
   type Curve,

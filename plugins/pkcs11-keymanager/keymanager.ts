@@ -29,30 +29,19 @@ import type { Pkcs11KeyManagerConfig } from './config';
 import { KeyBackend, type KeyEntry, DuplicateServerError } from './backend';
 import { labelFor } from './naming';
 import { KeyRecordError } from './record';
-import { KeyTypeNum, pssSaltLength } from './sigutil';
+import {
+  KeyTypeNum,
+  checkGenerateKey,
+  checkSignData,
+  noSuchKey,
+  pssSaltLength,
+  type GenerateKeyReq,
+  type PublicKeyMsg,
+  type SignDataReq,
+} from '@spire-hw/sdk/keymanager';
 import { HASHES, digestInfoPrefix, ecdsaRawToDer } from '@spire-hw/pkcs11';
 
-/** Structural request/response shapes shared by the server and agent KeyManager protos (enums as numbers). */
-export interface PublicKeyMsg {
-  id: string;
-  type: number;
-  pkixData: Buffer;
-  fingerprint: string;
-}
-export interface GenerateKeyReq {
-  keyId: string;
-  keyType: number;
-}
-export interface SignDataReq {
-  keyId: string;
-  data: Buffer;
-  signerOpts:
-    | { $case: 'hashAlgorithm'; hashAlgorithm: number }
-    | { $case: 'pssOptions'; pssOptions: { saltLength: number; hashAlgorithm: number } }
-    | undefined;
-}
-
-const KEY_TYPES = new Set<number>([KeyTypeNum.EC_P256, KeyTypeNum.EC_P384, KeyTypeNum.RSA_2048, KeyTypeNum.RSA_4096]);
+export type { GenerateKeyReq, PublicKeyMsg, SignDataReq } from '@spire-hw/sdk/keymanager';
 
 /**
  * The one mapping of this plugin's library errors to the status SPIRE sees: a token that cannot serve now (device,
@@ -199,10 +188,7 @@ export class Pkcs11KeyManagerCore {
   }
 
   async generateKey(req: GenerateKeyReq, signal?: AbortSignal): Promise<PublicKeyMsg> {
-    if (!req.keyId) throw invalidArgument('key id is required');
-    if (!req.keyType) throw invalidArgument('key type is required');
-    if (!KEY_TYPES.has(req.keyType))
-      throw invalidArgument(`unable to generate key "${req.keyId}" for unknown key type "${req.keyType}"`);
+    checkGenerateKey(req);
     const b = this.live();
     try {
       const started = Date.now();
@@ -232,20 +218,12 @@ export class Pkcs11KeyManagerCore {
   }
 
   async signData(req: SignDataReq): Promise<{ signature: Buffer; keyFingerprint: string }> {
-    if (!req.keyId) throw invalidArgument('key id is required');
-    const opts = req.signerOpts;
-    if (!opts) throw invalidArgument('signer opts is required');
-    const hashNum = opts.$case === 'hashAlgorithm' ? opts.hashAlgorithm : opts.pssOptions.hashAlgorithm;
-    if (!hashNum) throw invalidArgument('hash algorithm is required');
-    const hash = HASHES.get(hashNum);
-    if (!hash) throw invalidArgument(`hash algorithm not supported: ${hashNum}`);
-    const data = req.data ?? Buffer.alloc(0);
-    if (data.length !== hash.size) {
-      throw invalidArgument(`data length ${data.length} does not match the ${hash.name} digest size ${hash.size}`);
-    }
+    const { hash: spireHash, digest: data } = checkSignData(req);
+    const opts = req.signerOpts!;
+    const hash = HASHES.get(spireHash.num)!;
     const b = this.live();
     const e = b.keys.get(req.keyId);
-    if (!e) throw new PluginError(Code.NOT_FOUND, `no such key "${req.keyId}"`);
+    if (!e) throw noSuchKey(req.keyId);
     let mech: pkcs11js.Mechanism;
     let input: Buffer;
     let outLen: number;

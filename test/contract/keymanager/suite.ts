@@ -136,6 +136,16 @@ export interface ContractOptions {
   keyTypes?: readonly number[];
   /** Whether the implementation is expected to support RSA-PSS with SHA-3 (PKCS#11 2.40 tokens are not). */
   pssSha3?: boolean;
+  /**
+   * Which (key type, hash) pairs SignData must sign; the others must be refused with InvalidArgument (a TPM signs RSA
+   * only with the hashes it implements). Default: every pair.
+   */
+  hashSupported?: (keyType: number, hashNum: number) => boolean;
+  /**
+   * RSA-PSS salt lengths: 'any' (default) signs every valid explicit salt; 'hash-length' (a TPM) signs only a salt
+   * equal to the hash length (Go's sentinels 0 and -1 included) and refuses the others with InvalidArgument.
+   */
+  pssSalt?: 'any' | 'hash-length';
 }
 
 export function runKeyManagerContract(
@@ -174,6 +184,13 @@ export function runKeyManagerContract(
         const { pk, key } = keys.get(kt.type)!;
         for (const h of HASHES) {
           const digest = crypto.createHash(h.node).update(msg).digest();
+          if (opts.hashSupported && !opts.hashSupported(kt.type, h.num)) {
+            await expectCode(
+              km.signData(pk.id, digest, { $case: 'hashAlgorithm', hashAlgorithm: h.num }),
+              Code.INVALID_ARGUMENT,
+            );
+            continue;
+          }
           const r = await km.signData(pk.id, digest, { $case: 'hashAlgorithm', hashAlgorithm: h.num });
           assert.equal(r.keyFingerprint, pk.fingerprint, `${h.node}: fingerprint`);
           assert.ok(r.signature.length > 0);
@@ -192,9 +209,30 @@ export function runKeyManagerContract(
       if (!kt.ec) {
         test(`SignData ${kt.name}: PSS with salt 0 (auto), -1 (equals hash) and explicit`, async () => {
           const { pk, key } = keys.get(kt.type)!;
+          const hashLengthOnly = opts.pssSalt === 'hash-length';
           for (const h of HASHES.filter((x) => x.num <= 7)) {
             const digest = crypto.createHash(h.node).update(msg).digest();
-            for (const salt of [0, -1, 20]) {
+            if (opts.hashSupported && !opts.hashSupported(kt.type, h.num)) {
+              await expectCode(
+                km.signData(pk.id, digest, {
+                  $case: 'pssOptions',
+                  pssOptions: { saltLength: -1, hashAlgorithm: h.num },
+                }),
+                Code.INVALID_ARGUMENT,
+              );
+              continue;
+            }
+            for (const salt of [0, -1, 20, h.size]) {
+              if (hashLengthOnly && salt > 0 && salt !== h.size) {
+                await expectCode(
+                  km.signData(pk.id, digest, {
+                    $case: 'pssOptions',
+                    pssOptions: { saltLength: salt, hashAlgorithm: h.num },
+                  }),
+                  Code.INVALID_ARGUMENT,
+                );
+                continue;
+              }
               const r = await km.signData(pk.id, digest, {
                 $case: 'pssOptions',
                 pssOptions: { saltLength: salt, hashAlgorithm: h.num },
@@ -214,11 +252,12 @@ export function runKeyManagerContract(
           const emLen = Math.ceil((kt.bits - 1) / 8);
           const max = emLen - 32 - 2;
           const d = crypto.createHash('sha256').update(msg).digest();
-          const r = await km.signData(pk.id, d, {
+          const maxSig = km.signData(pk.id, d, {
             $case: 'pssOptions',
             pssOptions: { saltLength: max, hashAlgorithm: 5 },
           });
-          assert.ok(verifySig(key, 'sha256', msg, r.signature, max), 'maximum salt');
+          if (hashLengthOnly) await expectCode(maxSig, Code.INVALID_ARGUMENT);
+          else assert.ok(verifySig(key, 'sha256', msg, (await maxSig).signature, max), 'maximum salt');
           await expectCode(
             km.signData(pk.id, d, { $case: 'pssOptions', pssOptions: { saltLength: max + 1, hashAlgorithm: 5 } }),
             Code.INVALID_ARGUMENT,

@@ -1,7 +1,7 @@
 /** Unit tests of the pure parts: PSS salts, URI, config, naming, errors, pool, gate (DER, DigestInfo: lib/pkcs11). */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pssSaltLength } from '../../../plugins/pkcs11-keymanager/sigutil';
+import { pssSaltLength } from '@spire-hw/sdk/keymanager';
 import { buildConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { parseGoDuration } from '@spire-hw/sdk/config';
 import {
