@@ -47,6 +47,13 @@ export const PROGRAMS: Readonly<Record<string, Program>> = {
     spire: { side: 'agent', type: 'KeyManager', name: 'pkcs11' },
     start: () => require('../pkcs11-keymanager/main-agent'),
   },
+  'tpm-keymanager': {
+    bin: 'spire-plugin-tpm-keymanager',
+    main: 'tpm-keymanager/main',
+    summary: 'agent KeyManager "tpm": the agent SVID key created and kept in the TPM',
+    spire: { side: 'agent', type: 'KeyManager', name: 'tpm' },
+    start: () => require('../tpm-keymanager/main'),
+  },
   'pkcs11-upstreamauthority': {
     bin: 'spire-plugin-pkcs11-upstreamauthority',
     main: 'pkcs11-upstreamauthority/main',

@@ -85,8 +85,9 @@ export {
   srkEccP256Template,
   srkRsa2048Template,
   templateBytes,
+  unrestrictedSigningTemplate,
 } from './templates';
-export type { TemplateName } from './templates';
+export type { SigningKeyShape, TemplateName } from './templates';
 export { verifySignature, leftPad, ecdsaRsToDer, constantTimeEqual } from './verify';
 export { kdfa, kdfe } from './kdf';
 export { checkAttest, checkPublic, checkSignature } from './check';

@@ -14,6 +14,7 @@
 // Verified in test/integration/lib/tpm2/swtpm/swtpm.test.ts against swtpm: CreatePrimary with these bytes
 // reproduces the swtpm_setup EKs (L-1, H-3), tpm2_createek -G ecc (L-2), and the tpm2-tools H-1 SRK;
 // test/unit/lib/tpm2/marshal.test.ts checks that every byte string is one exact TPMT_PUBLIC.
+import { TPM_ALG, TPM_ECC } from './constants';
 import { unmarshal } from './marshal';
 import { TpmtPublic } from './structures';
 
@@ -157,4 +158,30 @@ export function signingRsa2048Template(): TpmtPublic {
 /** Unrestricted ECC P-256 signing key, ECDSA-SHA256 (SPIRE test simulator's DevID, 32 zero bytes in x and y). */
 export function signingEccP256Template(): TpmtPublic {
   return decodeTemplate('devid-ecc-p256');
+}
+
+/** Key shapes of an unrestricted signing key with no scheme of its own (see `unrestrictedSigningTemplate`). */
+export type SigningKeyShape = 'ecc-p256' | 'ecc-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
+
+/**
+ * An ordinary (non-primary) unrestricted signing key whose scheme is NULL, so each TPM2_Sign names its scheme and
+ * hash: objectAttributes 0x00040072 (fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|sign; not restricted,
+ * not decrypt), nameAlg SHA-256, empty authPolicy, symmetric NULL, empty unique. The DevID templates above with the
+ * scheme set to NULL (tpm2-tools: `tpm2_create -G ecc256:null -a 'sign|fixedtpm|fixedparent|sensitivedataorigin|
+ * userwithauth'`). Used for keys that must sign digests computed elsewhere with several hashes (a KeyManager).
+ */
+export function unrestrictedSigningTemplate(shape: SigningKeyShape): TpmtPublic {
+  if (shape === 'ecc-p256' || shape === 'ecc-p384') {
+    const t = decodeTemplate('devid-ecc-p256');
+    if (t.type !== TPM_ALG.ECC) throw new Error('devid-ecc-p256 is not an ECC template');
+    t.parameters.scheme = { scheme: TPM_ALG.NULL };
+    t.parameters.curveID = shape === 'ecc-p256' ? TPM_ECC.NIST_P256 : TPM_ECC.NIST_P384;
+    t.unique = { x: new Uint8Array(0), y: new Uint8Array(0) };
+    return t;
+  }
+  const t = decodeTemplate('devid-rsa');
+  if (t.type !== TPM_ALG.RSA) throw new Error('devid-rsa is not an RSA template');
+  t.parameters.scheme = { scheme: TPM_ALG.NULL };
+  t.parameters.keyBits = shape === 'rsa-2048' ? 2048 : shape === 'rsa-3072' ? 3072 : 4096;
+  return t;
 }

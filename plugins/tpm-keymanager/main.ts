@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// SPIRE agent KeyManager (spire.plugin.agent.keymanager.v1.KeyManager) whose keys live in the TPM.
+import { agentKeyManager, serve } from '@spire-hw/sdk';
+import { TpmKeyManager } from './plugin';
+
+serve(agentKeyManager(new TpmKeyManager()));
