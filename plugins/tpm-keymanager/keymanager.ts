@@ -63,8 +63,14 @@ export const SHAPES: Readonly<Record<KnownKeyType, SigningKeyShape>> = Object.fr
   4: 'rsa-4096',
 });
 
-/** What every key of ours must be; anything else found in a record is refused. */
+/**
+ * What every key of ours is; anything else found in a record is refused. noDA on top of the unrestricted signing
+ * template: the keys have an empty authValue, so dictionary-attack protection guards nothing, while a DA-protected key
+ * refuses every signature while the TPM is in lockout, and each non-orderly shutdown (a power cut, swtpm killed)
+ * counts as a failed try (measured: three restarts of swtpm without TPM2_Shutdown put its Sign into TPM_RC_LOCKOUT).
+ */
 export const KEY_ATTRIBUTES =
+  TPMA_OBJECT.noDA |
   TPMA_OBJECT.fixedTPM |
   TPMA_OBJECT.fixedParent |
   TPMA_OBJECT.sensitiveDataOrigin |
@@ -95,7 +101,7 @@ export function entryOf(record: KeyRecord): KeyEntry | string {
     return `public area does not decode: ${(e as Error).message}`;
   }
   if (pub.objectAttributes !== KEY_ATTRIBUTES)
-    return `object attributes 0x${pub.objectAttributes.toString(16)} are not 0x${KEY_ATTRIBUTES.toString(16)} (sign, fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth)`;
+    return `object attributes 0x${pub.objectAttributes.toString(16)} are not 0x${KEY_ATTRIBUTES.toString(16)} (sign, fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA)`;
   const t = record.keyType;
   const isEc = t === KeyTypeNum.EC_P256 || t === KeyTypeNum.EC_P384;
   if (isEc) {
@@ -122,6 +128,13 @@ export function entryOf(record: KeyRecord): KeyEntry | string {
       ? { curveBytes: t === KeyTypeNum.EC_P256 ? 32 : 48 }
       : { modBits: t === KeyTypeNum.RSA_2048 ? 2048 : 4096 }),
   };
+}
+
+/** The TPM2_Create template of a key type: the library's unrestricted signing template plus noDA. */
+export function keyTemplate(type: KnownKeyType): TpmtPublic {
+  const t = unrestrictedSigningTemplate(SHAPES[type]);
+  t.objectAttributes |= TPMA_OBJECT.noDA;
+  return t;
 }
 
 const TPM_HASH: ReadonlyMap<number, number> = new Map([
@@ -364,7 +377,7 @@ export class TpmKeyManagerCore {
     const created = await this.withTpm(
       live.access,
       'GenerateKey',
-      async (s) => s.create(unrestrictedSigningTemplate(SHAPES[type])),
+      async (s) => s.create(keyTemplate(type)),
       signal,
     ).catch((e: unknown) => {
       if (e instanceof TpmError && (e.rcName === 'VALUE' || e.rcName === 'KEY_SIZE' || e.rcName === 'CURVE'))
