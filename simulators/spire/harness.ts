@@ -829,7 +829,8 @@ export class SpireHarness {
       const e = await this.waitForLog(
         (l) =>
           l.source === 'agent' &&
-          l.msg === 'Node attestation was successful' &&
+          // a fresh attestation, or (restart with a valid SVID and its key in the KeyManager) no attestation at all
+          (l.msg === 'Node attestation was successful' || l.msg === 'SVID loaded') &&
           typeof l.fields['spiffe_id'] === 'string',
         30_000,
         mark,
