@@ -13,6 +13,7 @@ import { buildConfig as buildUaConfig } from '../../plugins/pkcs11-upstreamautho
 import { buildConfig as buildAgentConfig } from '../../plugins/tpm-devid-agent/config';
 import { CONFIG_SCHEMA as SERVER_SCHEMA } from '../../plugins/tpm-devid-server/config';
 import { PROGRAMS } from '../../plugins/release/programs';
+import { buildConfig as buildTpmKmConfig } from '../../plugins/tpm-keymanager/config';
 
 const repo = resolve(__dirname, '../../..');
 const readmes = [
@@ -20,6 +21,7 @@ const readmes = [
   'pkcs11-upstreamauthority',
   'tpm-devid-agent',
   'tpm-devid-server',
+  'tpm-keymanager',
   'unix-workloadattestor',
 ].map((p) => join(repo, 'plugins', p, 'README.md'));
 const input = (hclText: string) => ({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true });
@@ -31,6 +33,7 @@ const checkers: Record<string, (hclText: string, status: ConfigStatus) => unknow
   'dist/plugins/pkcs11-keymanager/main-agent.js': (t, s) => new Pkcs11KeyManager().buildConfig(input(t), s),
   'dist/plugins/pkcs11-upstreamauthority/main.js': (t, s) => buildUaConfig(input(t), s),
   'dist/plugins/tpm-devid-agent/main.js': (t, s) => buildAgentConfig(input(t), s, 'linux'),
+  'dist/plugins/tpm-keymanager/main.js': (t, s) => buildTpmKmConfig(input(t), s, 'linux'),
   // The server's full buildConfig reads the CA files; the sample's paths are an operator's, so check keys and types.
   'dist/plugins/tpm-devid-server/main.js': (t, s) => decodeConfig(t, SERVER_SCHEMA, s),
 };
