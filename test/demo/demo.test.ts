@@ -139,9 +139,12 @@ test(
     assert.equal(rep.keys.ca.publicKeyMatches, true);
     assert.match(r.stdout, /Private Key Object; EC\n\s+label:\s+spire\/example\.org\/.*x509-CA-/);
     assert.ok(rep.keys.devid && rep.keys.devid.privBlob.endsWith('devid.priv.blob'));
+    assert.ok(rep.keys.agentSvid, 'the agent SVID key was found among the tpm KeyManager records');
+    assert.equal(rep.keys.agentSvid.publicKeyMatches, true);
+    assert.match(rep.keys.agentSvid.keyId, /^agent-svid-[AB]$/);
     assert.match(rep.keys.workload ?? '', /spire-agent .* memory/);
     assert.equal(rep.pinInLogs, false);
-    // What ran: swtpm, server + 2 plugins, agent + 2 plugins; all gone now, temp dir removed.
+    // What ran: swtpm, server + 3 plugins, agent + 3 plugins; all gone now, temp dir removed.
     const names = rep.processes.map((p) => p.name).sort();
     assert.deepEqual(names, [
       'pkcs11-keymanager/main-server.js',
@@ -151,6 +154,7 @@ test(
       'swtpm',
       'tpm-devid-agent/main.js',
       'tpm-devid-server/main.js',
+      'tpm-keymanager/main.js',
       'unix-workloadattestor/main.js',
     ]);
     assertAllStopped(r);
@@ -175,6 +179,7 @@ test(
     assert.match(r.report.agent?.spiffeId ?? '', AGENT_ID);
     assert.equal(r.report.workload?.spiffeId, 'spiffe://example.org/workload/demo');
     assert.equal(r.report.keys.ca?.publicKeyMatches, true);
+    assert.equal(r.report.keys.agentSvid?.publicKeyMatches, true, 'the agent SVID key is in the TPM');
     // Every plugin SPIRE started is the executable with its program as plugin_args.
     assert.deepEqual(
       r.report.processes
@@ -186,6 +191,7 @@ test(
         'spire-hw-plugins pkcs11-upstreamauthority',
         'spire-hw-plugins tpm-devid-agent',
         'spire-hw-plugins tpm-devid-server',
+        'spire-hw-plugins tpm-keymanager',
         'spire-hw-plugins unix-workloadattestor',
       ],
     );
