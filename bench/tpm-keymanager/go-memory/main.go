@@ -1,0 +1,15 @@
+// SPIRE's built-in agent `memory` KeyManager (its own code, github.com/spiffe/spire v1.15.3), served as an EXTERNAL
+// plugin with spire-plugin-sdk. Not a product: bench/tpm-keymanager/sign.ts runs it next to our `tpm` KeyManager so
+// that both SignData latencies include the same plugin boundary (process hop, gRPC).
+// Built by bench/build-go-external.sh into $HOME/.cache/spire-hw/bench-tpm-keymanager-go-memory.
+package main
+
+import (
+	"github.com/spiffe/spire-plugin-sdk/pluginmain"
+	"github.com/spiffe/spire/pkg/agent/plugin/keymanager/memory"
+)
+
+func main() {
+	b := memory.BuiltIn()
+	pluginmain.Serve(b.Plugin, b.Services...)
+}
