@@ -521,15 +521,15 @@ async function cmdEk(o: Opts, io: ToolIo): Promise<number> {
   return status;
 }
 
+const hex8 = (n: number): string => n.toString(16).toUpperCase().padStart(8, '0');
+
 /** A handle or NV index in hex (0x…) or decimal, within [lo, hi]; else a usage error naming the option. */
 function handleOption(v: string | undefined, option: string, lo: number, hi: number): number | undefined {
   if (v === undefined) return undefined;
   const t = v.trim();
   const n = /^(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})$/.test(t) ? Number(t) : NaN;
   if (!(n >= lo && n <= hi))
-    throw new UsageError(
-      `${option} must be 0x${lo.toString(16).toUpperCase()}..0x${hi.toString(16).toUpperCase()}, got ${JSON.stringify(v)}`,
-    );
+    throw new UsageError(`${option} must be 0x${hex8(lo)}..0x${hex8(hi)}, got ${JSON.stringify(v)}`);
   return n;
 }
 
