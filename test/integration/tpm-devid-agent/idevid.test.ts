@@ -209,6 +209,25 @@ test('a certificate for another key is refused before any other key is created; 
     }
   });
   assert.ok(spkiEqual(publicKeyOf(key.pubValue), pemCerts(readFileSync(tcg.certPath, 'utf8'))[0]!));
+  // the TCG templates are accepted by the TPM and deterministic (H-1, H-2 and H-3: a P-384 key)
+  for (const name of ['idevid-rsa2048-h1', 'idevid-ecc-p256-h2', 'idevid-ecc-p384-h3'] as const) {
+    const twice = await withTpm(async (tpm) => {
+      const out: Buffer[] = [];
+      for (let i = 0; i < 2; i++) {
+        const scope = new TpmScope(tpm);
+        try {
+          const k = await createIdevid(scope, name, new Uint8Array(0), new Uint8Array(0));
+          out.push(k.pub);
+          if (name === 'idevid-ecc-p384-h3')
+            assert.equal(publicKeyOf(k.pubValue).asymmetricKeyDetails?.namedCurve, 'secp384r1');
+        } finally {
+          await scope.close();
+        }
+      }
+      return out;
+    });
+    assert.ok(twice[0]!.equals(twice[1]!), name);
+  }
   stats = [];
   agent = await startAgent(hcl({ devid_cert_path: tcg.certPath }), { onStats: (s) => stats.push(s) });
   try {
