@@ -26,6 +26,20 @@ import {
 } from '@spire-hw/devid';
 import type { DevidFiles } from '@spire-hw/devid';
 import {
+  IdevidError,
+  certifyAdminAuth,
+  certifyPolicySession,
+  checkIdevidMatchesCertificate,
+  createIdevid,
+  detectIdevidTemplate,
+  idevidSignScheme,
+  idevidTemplateName,
+  readPersistentIdevid,
+  type IdevidPolicy,
+  type IdevidTemplate,
+  type LoadedIdevid,
+} from '@spire-hw/devid';
+import {
   AttestationAborted,
   type LoadedEk,
   type LoadedObject,
@@ -40,7 +54,7 @@ import {
   readEkCertificate,
   signSha256,
 } from '@spire-hw/devid';
-import { TpmScope } from '@spire-hw/tpm2';
+import { TPM_ALG, TPM_ECC, TpmScope, type PolicySession, type TpmtSigScheme } from '@spire-hw/tpm2';
 import { templateBytes } from '@spire-hw/tpm2';
 import { describeTpmFailure } from '@spire-hw/devid';
 import { Code, PluginError } from '@spire-hw/sdk/errors';
@@ -59,7 +73,18 @@ export interface AttestationIo {
   sendResponse(response: Buffer): Promise<void>;
 }
 
-export type AttestFailureKind = 'tpm' | 'bad-challenge' | 'stream';
+export type AttestFailureKind = 'tpm' | 'bad-challenge' | 'stream' | 'idevid';
+
+/** IDevID mode: the key is a primary (re-created or persistent), the certificate from a file or an NV index. */
+export interface IdevidSource {
+  readonly kind: 'idevid';
+  readonly template: IdevidTemplate | 'detect';
+  readonly policy: IdevidPolicy;
+  readonly handle: number | undefined;
+  /** The certificate file's certificates (leaf first), or undefined to read the leaf from `certNvIndex`. */
+  readonly certs: readonly Buffer[] | undefined;
+  readonly certNvIndex: number | undefined;
+}
 
 /** An attestation failure, Internal for SPIRE: which step, what kind, the cause (for logs) and a one-line message. */
 export class AttestError extends PluginError {
@@ -103,7 +128,7 @@ async function step<T>(name: string, signal: AbortSignal | undefined, f: () => P
  */
 export async function runAttestation(
   tpm: Tpm,
-  files: DevidFiles,
+  source: DevidFiles | IdevidSource,
   pw: Passwords,
   io: AttestationIo,
   signal?: AbortSignal,
@@ -127,37 +152,88 @@ export async function runAttestation(
 
   async function body(): Promise<void> {
     const info = await step('unable to probe TPM', signal, () => probeTpm(tpm));
-    const keyType = files.pub.keyType;
-
-    // DevID under its SRK; the AK under the RSA SRK. One SRK when both are RSA.
-    let srk: LoadedObject = await step('unable to create storage root key', signal, () =>
-      createSrk(scope, keyType, pw.owner),
-    );
-    const devid = await step('unable to load DevID', signal, () =>
-      loadKey(scope, srk, files.priv.bytes, files.pub.bytes, pw.devid),
-    );
-    if (keyType !== 'rsa') {
-      await step('unable to flush storage root key', signal, () => releaseKeeping(scope, srk.handle));
+    let srk: LoadedObject;
+    let devid: LoadedObject;
+    let devidPub: Buffer;
+    let devidCerts: readonly Buffer[];
+    let signScheme: TpmtSigScheme | undefined;
+    let curveBytes = 32;
+    let certifySession: (() => Promise<PolicySession>) | undefined;
+    if ('kind' in source) {
+      // IDevID: the primary first (and checked against its certificate before anything else is created), then the
+      // RSA SRK for the AK. Objects: [idevid] -> [idevid srk] -> (+1 during Create) -> [idevid srk ak].
+      const src = source;
+      if (src.certs === undefined && src.certNvIndex === undefined)
+        throw new AttestError('idevid', 'IDevID certificate', 'IDevID certificate: neither a file nor an NV index');
+      const nvIndex = src.certNvIndex;
+      devidCerts = src.certs ?? [
+        await step('unable to read IDevID certificate', signal, () =>
+          readEkCertificate(tpm, info.nvBufferMax, pw.owner, nvIndex, 'IDevID certificate'),
+        ),
+      ];
+      const leaf = devidCerts[0]!;
+      let k: LoadedIdevid;
+      if (src.handle !== undefined) {
+        const handle = src.handle;
+        k = await step('unable to read IDevID', signal, () => readPersistentIdevid(tpm, handle, pw.devid));
+      } else {
+        const template = idevidStep('unable to choose IDevID template', () =>
+          idevidTemplateName(src.template === 'detect' ? detectIdevidTemplate(leaf) : src.template, src.policy),
+        );
+        k = await step('unable to create IDevID', signal, () =>
+          createIdevid(scope, template, pw.endorsement, pw.devid),
+        );
+      }
+      idevidStep('IDevID does not match its certificate', () => checkIdevidMatchesCertificate(k.pubValue, leaf));
+      const admin = idevidStep('unable to certify IDevID', () => certifyAdminAuth(k.pubValue));
+      if (admin === 'lab-policy') certifySession = () => certifyPolicySession(scope);
+      signScheme = idevidSignScheme(k.pubValue);
+      if (k.pubValue.type === TPM_ALG.ECC && k.pubValue.parameters.curveID === TPM_ECC.NIST_P384) curveBytes = 48;
+      devid = k;
+      devidPub = k.pub;
       srk = await step('unable to create storage root key', signal, () => createSrk(scope, 'rsa', pw.owner));
+    } else {
+      const files = source;
+      const keyType = files.pub.keyType;
+      devidCerts = files.certs;
+      devidPub = files.pub.bytes;
+      // DevID under its SRK; the AK under the RSA SRK. One SRK when both are RSA.
+      srk = await step('unable to create storage root key', signal, () => createSrk(scope, keyType, pw.owner));
+      const parent = srk;
+      devid = await step('unable to load DevID', signal, () =>
+        loadKey(scope, parent, files.priv.bytes, files.pub.bytes, pw.devid),
+      );
+      if (keyType !== 'rsa') {
+        await step('unable to flush storage root key', signal, () => releaseKeeping(scope, parent.handle));
+        srk = await step('unable to create storage root key', signal, () => createSrk(scope, 'rsa', pw.owner));
+      }
     }
+    const akParent = srk;
     const akAuth = randomBytes(32);
     const akBlob = await step('unable to create attestation key', signal, () =>
-      createKey(scope, srk, templateBytes('ak-rsa'), akAuth),
+      createKey(scope, akParent, templateBytes('ak-rsa'), akAuth),
     );
     const ak = await step('unable to load attestation key', signal, () =>
-      loadKey(scope, srk, akBlob.priv, akBlob.pub, akAuth),
+      loadKey(scope, akParent, akBlob.priv, akBlob.pub, akAuth),
     );
-    await step('unable to flush storage root key', signal, () => releaseKeeping(scope, srk.handle));
+    await step('unable to flush storage root key', signal, () => releaseKeeping(scope, akParent.handle));
 
     const ek: LoadedEk = await step('unable to create endorsement key', signal, () => createEk(scope, pw.endorsement));
     const ekCert = await step('unable to get endorsement certificate', signal, () =>
       readEkCertificate(tpm, info.nvBufferMax, pw.owner),
     );
-    const cert = await step('unable to certify DevID', signal, () => certify(tpm, devid, ak));
+    const cert = await step('unable to certify DevID', signal, async () => {
+      if (!certifySession) return certify(tpm, devid, ak);
+      // the IDevID in the ADMIN role: a policy session satisfying its authPolicy (closed by the TPM on success)
+      const session = await certifySession();
+      const r = await certify(tpm, devid, ak, undefined, session);
+      await scope.release(session);
+      return r;
+    });
 
     const payload: AttestationRequest = {
-      devIdCert: files.certs,
-      devIdPub: files.pub.bytes,
+      devIdCert: [...devidCerts],
+      devIdPub: devidPub,
       ekCert,
       ekPub: ek.pub,
       akPub: akBlob.pub,
@@ -195,7 +271,9 @@ export async function runAttestation(
       );
     }
 
-    const pop = await step('unable to sign DevID challenge', signal, () => signSha256(tpm, devid, ch.devId));
+    const pop = await step('unable to sign DevID challenge', signal, () =>
+      signSha256(tpm, devid, ch.devId, curveBytes, signScheme),
+    );
     const nonce2 = await step('unable to solve credential activation challenge', signal, () =>
       activateCredential(scope, ak, ek, pw.endorsement, ch.credActivation.credential, ch.credActivation.secret),
     );
@@ -203,6 +281,16 @@ export async function runAttestation(
     await streamStep('unable to send challenge response', () =>
       io.sendResponse(encodeChallengeResponse({ devId: pop.signature, credActivation: nonce2 })),
     );
+  }
+}
+
+/** An IDevID check that is not a TPM command: its IdevidError becomes an AttestError of kind 'idevid'. */
+function idevidStep<T>(name: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof IdevidError) throw new AttestError('idevid', name, `${name}: ${e.message}`, e);
+    throw e;
   }
 }
 

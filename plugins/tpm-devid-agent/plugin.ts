@@ -14,8 +14,15 @@ import type {
   PayloadOrChallengeResponse,
 } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import type { TpmTransport } from '@spire-hw/tpm2';
-import { AttestError, runAttestation, type AttestStats, type Passwords } from './attest';
-import { BlobError, loadDevidFiles, type DevidFiles } from '@spire-hw/devid';
+import { AttestError, runAttestation, type AttestStats, type IdevidSource, type Passwords } from './attest';
+import {
+  BlobError,
+  IdevidError,
+  detectIdevidTemplate,
+  loadDevidCertificates,
+  loadDevidFiles,
+  type DevidFiles,
+} from '@spire-hw/devid';
 import { buildConfig, type AgentConfig } from './config';
 import { AttestationAborted, CountingTransport, newTpm } from '@spire-hw/devid';
 import {
@@ -30,7 +37,8 @@ import { describeTpmFailure } from '@spire-hw/devid';
 interface Live {
   readonly cfg: AgentConfig;
   readonly location: TpmLocation;
-  readonly files: DevidFiles;
+  /** LDevID key blobs, or the IDevID source. */
+  readonly files: DevidFiles | IdevidSource;
   readonly passwords: Passwords;
 }
 
@@ -70,13 +78,21 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
         throw new PluginError(Code.INTERNAL, `tpm autodetection failed: ${e.message}`);
       throw new PluginError(Code.INTERNAL, `unable to open TPM: ${(e as Error).message}`);
     }
-    let files: DevidFiles;
+    let files: DevidFiles | IdevidSource;
     try {
-      files = await loadDevidFiles({ cert: cfg.devidCertPath, priv: cfg.devidPrivPath, pub: cfg.devidPubPath });
+      if (cfg.idevid) {
+        const certs = cfg.devidCertPath ? await loadDevidCertificates(cfg.devidCertPath) : undefined;
+        // detect from a certificate file now, so a certificate no template fits fails at Configure
+        if (certs && cfg.idevid.template === 'detect' && cfg.idevid.handle === undefined)
+          detectIdevidTemplate(certs[0]!);
+        files = { kind: 'idevid', ...cfg.idevid, certs };
+      } else {
+        files = await loadDevidFiles({ cert: cfg.devidCertPath, priv: cfg.devidPrivPath, pub: cfg.devidPubPath });
+      }
     } catch (e) {
       throw new PluginError(
         Code.INTERNAL,
-        `unable to load DevID files: ${e instanceof BlobError ? e.message : String(e)}`,
+        `unable to load DevID files: ${e instanceof BlobError || e instanceof IdevidError ? e.message : String(e)}`,
       );
     }
     const passwords: Passwords = {
@@ -85,13 +101,26 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
       devid: utf8(cfg.devidPassword),
     };
     this.live = { cfg, location, files, passwords };
-    (this.log ?? ctx.log).debug('tpm_devid agent configured', {
-      tpm: describeLocation(location),
-      devid_key_type: files.pub.keyType,
-      devid_pub_form: files.pub.form,
-      devid_priv_form: files.priv.form,
-      devid_chain_length: files.certs.length,
-    });
+    const log = this.log ?? ctx.log;
+    if ('kind' in files) {
+      log.debug('tpm_devid agent configured', {
+        tpm: describeLocation(location),
+        devid_mode: 'idevid',
+        idevid_template: files.template,
+        idevid_policy: files.policy,
+        ...(files.handle !== undefined ? { idevid_handle: `0x${files.handle.toString(16)}` } : {}),
+        ...(files.certNvIndex !== undefined ? { idevid_cert_nv_index: `0x${files.certNvIndex.toString(16)}` } : {}),
+        devid_chain_length: files.certs?.length ?? 1,
+      });
+    } else {
+      log.debug('tpm_devid agent configured', {
+        tpm: describeLocation(location),
+        devid_key_type: files.pub.keyType,
+        devid_pub_form: files.pub.form,
+        devid_priv_form: files.priv.form,
+        devid_chain_length: files.certs.length,
+      });
+    }
   }
 
   async aidAttestation(stream: DuplexStream<Challenge, PayloadOrChallengeResponse>, ctx: CallContext): Promise<void> {
@@ -148,7 +177,7 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
   }
 
   /** For tests and diagnostics. */
-  get current(): { location: TpmLocation; files: DevidFiles } | undefined {
+  get current(): { location: TpmLocation; files: DevidFiles | IdevidSource } | undefined {
     return this.live ? { location: this.live.location, files: this.live.files } : undefined;
   }
 }

@@ -134,17 +134,7 @@ export async function readBounded(path: string, max: number): Promise<Buffer> {
 
 /** Loads the three DevID files with SPIRE's messages: `cannot load certificate(s)|private key|public key: …`. */
 export async function loadDevidFiles(paths: { cert: string; priv: string; pub: string }): Promise<DevidFiles> {
-  let certs: Buffer[];
-  try {
-    const text = (await readBounded(paths.cert, MAX_CERT_FILE_BYTES)).toString('utf8');
-    certs = parsePemCertificates(text);
-    if (certs.length === 0) throw new BlobError('empty', 'no certificates found in file');
-  } catch (e) {
-    throw new BlobError(
-      e instanceof BlobError ? e.code : 'malformed',
-      `cannot load certificate(s): ${e instanceof ChainError || e instanceof Error ? e.message : String(e)}`,
-    );
-  }
+  const certs = await loadDevidCertificates(paths.cert);
   let priv: PrivateBlob;
   try {
     priv = parsePrivateBlob(await readBounded(paths.priv, MAX_BLOB_FILE_BYTES));
@@ -164,4 +154,19 @@ export async function loadDevidFiles(paths: { cert: string; priv: string; pub: s
     );
   }
   return { certs, pub, priv };
+}
+
+/** The DevID certificate file (PEM, leaf first), with SPIRE's message `cannot load certificate(s): …`. */
+export async function loadDevidCertificates(path: string): Promise<Buffer[]> {
+  try {
+    const text = (await readBounded(path, MAX_CERT_FILE_BYTES)).toString('utf8');
+    const certs = parsePemCertificates(text);
+    if (certs.length === 0) throw new BlobError('empty', 'no certificates found in file');
+    return certs;
+  } catch (e) {
+    throw new BlobError(
+      e instanceof BlobError ? e.code : 'malformed',
+      `cannot load certificate(s): ${e instanceof ChainError || e instanceof Error ? e.message : String(e)}`,
+    );
+  }
 }

@@ -30,6 +30,8 @@ import {
   TpmsIdObject,
   TpmtPublic,
   TpmtSignature,
+  type TpmtSigScheme,
+  type PolicySession,
   execute,
   marshal,
   startPolicySession,
@@ -113,25 +115,19 @@ export function derElementLength(b: Uint8Array): number | undefined {
 }
 
 /** First DER TLV of `b` (EK certificates may carry trailing NV padding). */
-export function firstDerElement(b: Uint8Array): Buffer {
-  if (b.length < 2 || b[0] !== 0x30) throw new TpmDecodeError('bad-value', 'EK certificate', 0, 'not a DER SEQUENCE');
+export function firstDerElement(b: Uint8Array, what = 'EK certificate'): Buffer {
+  if (b.length < 2 || b[0] !== 0x30) throw new TpmDecodeError('bad-value', what, 0, 'not a DER SEQUENCE');
   let len = b[1]!;
   let off = 2;
   if (len & 0x80) {
     const n = len & 0x7f;
-    if (n === 0 || n > 4 || b.length < 2 + n)
-      throw new TpmDecodeError('bad-value', 'EK certificate', 1, 'bad DER length');
+    if (n === 0 || n > 4 || b.length < 2 + n) throw new TpmDecodeError('bad-value', what, 1, 'bad DER length');
     len = 0;
     for (let i = 0; i < n; i++) len = len * 256 + b[2 + i]!;
     off = 2 + n;
   }
   if (off + len > b.length)
-    throw new TpmDecodeError(
-      'truncated',
-      'EK certificate',
-      0,
-      `DER element of ${off + len} bytes, only ${b.length} read`,
-    );
+    throw new TpmDecodeError('truncated', what, 0, `DER element of ${off + len} bytes, only ${b.length} read`);
   return Buffer.from(b.subarray(0, off + len));
 }
 
@@ -246,7 +242,8 @@ export async function createEk(scope: HandleScope, endorsementPassword: Uint8Arr
 }
 
 /**
- * Reads an NV index (the EK certificate) in TPM_PT_NV_BUFFER_MAX blocks and keeps the first DER element.
+ * Reads an NV index holding a DER certificate (the EK certificate by default; `what` names it in errors) in
+ * TPM_PT_NV_BUFFER_MAX blocks and keeps the first DER element.
  * Authorisation follows the index attributes: AUTHREAD -> the index itself with an empty password (swtpm,
  * SPIRE), else OWNERREAD -> the owner hierarchy with its password (some discrete TPMs).
  */
@@ -254,7 +251,8 @@ export async function readEkCertificate(
   tpm: Tpm,
   nvBufferMax: number,
   ownerPassword: Uint8Array,
-  index = EK_CERT_NV_INDEX,
+  index: number = EK_CERT_NV_INDEX,
+  what = 'EK certificate',
 ): Promise<Buffer> {
   const pub = await execute(tpm, NV_ReadPublic({ nvIndex: index }));
   const info = pub.nvPublic.value;
@@ -272,10 +270,10 @@ export async function readEkCertificate(
     // Stop as soon as one DER element is complete (saves reads when the index is padded).
     const all = Buffer.concat(chunks);
     const total = derElementLength(all);
-    if (total !== undefined && total <= all.length) return firstDerElement(all);
+    if (total !== undefined && total <= all.length) return firstDerElement(all, what);
   }
-  if (size > 0) return firstDerElement(Buffer.concat(chunks));
-  throw new TpmDecodeError('truncated', 'EK certificate', 0, `NV index 0x${index.toString(16)} is empty`);
+  if (size > 0) return firstDerElement(Buffer.concat(chunks), what);
+  throw new TpmDecodeError('truncated', what, 0, `NV index 0x${index.toString(16)} is empty`);
 }
 
 export interface CertifyResult {
@@ -291,11 +289,15 @@ export async function certify(
   object: LoadedObject,
   signer: LoadedObject,
   qualifyingData: Uint8Array = EMPTY,
+  /** A policy session satisfying the object's authPolicy for TPM2_Certify (ADMIN role, adminWithPolicy SET). */
+  objectSession?: PolicySession,
 ): Promise<CertifyResult> {
   const r = await execute(
     tpm,
     Certify({
-      objectHandle: { handle: object.handle, name: object.name, auth: object.auth },
+      objectHandle: objectSession
+        ? { handle: object.handle, name: object.name, session: objectSession }
+        : { handle: object.handle, name: object.name, auth: object.auth },
       signHandle: { handle: signer.handle, name: signer.name, auth: signer.auth },
       qualifyingData,
       inScheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
@@ -321,9 +323,18 @@ export async function signSha256(
   key: LoadedObject,
   data: Uint8Array,
   curveBytes = 32,
+  /** The scheme to name in TPM2_Sign, for a key whose own scheme is NULL (the TCG RSA IDevID); default: the key's. */
+  inScheme?: TpmtSigScheme,
 ): Promise<PopSignature> {
   const digest = createHash('sha256').update(data).digest();
-  const r = await execute(tpm, Sign({ keyHandle: { handle: key.handle, name: key.name, auth: key.auth }, digest }));
+  const r = await execute(
+    tpm,
+    Sign({
+      keyHandle: { handle: key.handle, name: key.name, auth: key.auth },
+      digest,
+      ...(inScheme ? { inScheme } : {}),
+    }),
+  );
   const s = r.signature;
   if (s.sigAlg === TPM_ALG.RSASSA) {
     if (s.hash !== TPM_ALG.SHA256)

@@ -5,3 +5,4 @@ export * from './device';
 export * from './blobs';
 export * from './devid-tpm';
 export * from './tpm-errors';
+export * from './idevid';

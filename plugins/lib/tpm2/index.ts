@@ -71,9 +71,13 @@ export {
   readNvPublic,
   readNvIndex,
 } from './helpers';
+export { policyStart, policyCommandCodeDigest, policySecretDigest } from './policy';
 export { TpmScope, withScope, withTransient, flushAllTransient } from './scope';
 export {
   EK_POLICY_SHA256,
+  IDEVID_POLICY_LAB_CERTIFY_SHA256_HEX,
+  IDEVID_POLICY_TCG_SHA256_HEX,
+  IDEVID_POLICY_TCG_SHA384_HEX,
   NV_INDEX,
   TEMPLATE_HEX,
   akEccP256Template,

@@ -26,6 +26,31 @@ export const EK_POLICY_B_SHA384_HEX =
 
 const Z32 = '00'.repeat(32);
 
+// TCG "TPM 2.0 Keys for Device Identity and Attestation" (v1.00 r12, 2021) IDevID templates, as rust-keylime
+// (keylime/src/tpm.rs create_idevid_public_from_default_template, whose comments and test script cite §7.3.1 unique,
+// §7.3.4 Tables 3/4 and §7.3.6.6 Table 19) builds them. What was verified how: plugins/tpm-devid-agent/README.md
+// ("IDevID facts"). The policy digests were NOT recomputed: the composition that yields them is not known here.
+/** TCG IDevID authPolicy, SHA-256 (templates H-1, H-2). Source: rust-keylime IDEVID_AUTH_POLICY_SHA256. */
+export const IDEVID_POLICY_TCG_SHA256_HEX = 'ad6b3a2284fd698a0710bf5cc1b9bdf15e2532e3f601fa4b93a6a8fa8de579ea';
+/** TCG IDevID authPolicy, SHA-384 (template H-3). Source: rust-keylime IDEVID_AUTH_POLICY_SHA384. */
+export const IDEVID_POLICY_TCG_SHA384_HEX =
+  '4db1aa836d0b5615df6ee53a40ef70c61c217f4303d44695925972bc927006cfa5cbdf6dc18c4dbe329b2f1542c3dd33';
+/**
+ * NOT a TCG value: the authPolicy of the lab IDevIDs `spire-tpm-devid provision-idevid` makes, PolicyCommandCode(
+ * TPM_CC_Certify) with SHA-256 = SHA-256(0^32 ‖ TPM_CC_PolicyCommandCode ‖ TPM_CC_Certify) (Part 1 §19.7.7; the unit
+ * test recomputes it). It lets TPM2_Certify use the key in the ADMIN role, which the TCG policy also must allow but in
+ * a way not known here.
+ */
+export const IDEVID_POLICY_LAB_CERTIFY_SHA256_HEX = '048e9a3ace08583f79f344ff785bbea9f07ac7fa3325b3d49a21dd5194c65850';
+/** The TCG unique value of an IDevID: ASCII "IDEVID" (RSA: the modulus buffer; ECC: both x and y). */
+const IDEVID_UNIQUE = '0006' + Buffer.from('IDEVID', 'ascii').toString('hex');
+/** fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|adminWithPolicy|sign (not restricted, decrypt, noDA). */
+const IDEVID_ATTRS = '000400f2';
+const idevidRsa = (policy: string): string =>
+  '0001000b' + IDEVID_ATTRS + '0020' + policy + '0010' + '0010' + '0800' + '00000000' + IDEVID_UNIQUE;
+const idevidEccP256 = (policy: string): string =>
+  '0023000b' + IDEVID_ATTRS + '0020' + policy + '0010' + '0018000b' + '0003' + '0010' + IDEVID_UNIQUE + IDEVID_UNIQUE;
+
 export type TemplateName =
   | 'ek-rsa2048-l1'
   | 'ek-ecc-p256-l2'
@@ -35,7 +60,12 @@ export type TemplateName =
   | 'ak-rsa'
   | 'ak-ecc-p256'
   | 'devid-rsa'
-  | 'devid-ecc-p256';
+  | 'devid-ecc-p256'
+  | 'idevid-rsa2048-h1'
+  | 'idevid-ecc-p256-h2'
+  | 'idevid-ecc-p384-h3'
+  | 'idevid-lab-rsa2048'
+  | 'idevid-lab-ecc-p256';
 
 /** Hex of each TPMT_PUBLIC template. */
 export const TEMPLATE_HEX: Readonly<Record<TemplateName, string>> = Object.freeze({
@@ -74,6 +104,26 @@ export const TEMPLATE_HEX: Readonly<Record<TemplateName, string>> = Object.freez
   'devid-rsa': '0001000b000400720000' + '0010' + '0014000b' + '0800' + '00000000' + '0000',
   // DevID ECC P-256 (SPIRE test/tpmsimulator): attrs 0x00040072, ECDSA-SHA256, kdf NULL, x/y = 32 zero bytes.
   'devid-ecc-p256': '0023000b000400720000' + '0010' + '0018000b' + '0003' + '0010' + '0020' + Z32 + '0020' + Z32,
+  // TCG IDevID "H-1" RSA-2048/SHA-256: attrs 0x000400F2, TCG policy (SHA-256), symmetric NULL, scheme NULL (the
+  // signer names RSASSA-SHA256 in TPM2_Sign), 2048 bits, exponent 0, unique "IDEVID". 62 bytes.
+  'idevid-rsa2048-h1': idevidRsa(IDEVID_POLICY_TCG_SHA256_HEX),
+  // TCG IDevID "H-2" ECC NIST P-256/SHA-256: ECDSA-SHA256, curve 0x0003, kdf NULL, x = y = "IDEVID". 70 bytes.
+  'idevid-ecc-p256-h2': idevidEccP256(IDEVID_POLICY_TCG_SHA256_HEX),
+  // TCG IDevID "H-3" ECC NIST P-384/SHA-384: nameAlg SHA-384, TCG policy (SHA-384), ECDSA-SHA384, curve 0x0004.
+  'idevid-ecc-p384-h3':
+    '0023000c' +
+    IDEVID_ATTRS +
+    '0030' +
+    IDEVID_POLICY_TCG_SHA384_HEX +
+    '0010' +
+    '0018000c' +
+    '0004' +
+    '0010' +
+    IDEVID_UNIQUE +
+    IDEVID_UNIQUE,
+  // Lab IDevIDs (spire-tpm-devid provision-idevid, tests): H-1 / H-2 with the lab policy instead of the TCG one.
+  'idevid-lab-rsa2048': idevidRsa(IDEVID_POLICY_LAB_CERTIFY_SHA256_HEX),
+  'idevid-lab-ecc-p256': idevidEccP256(IDEVID_POLICY_LAB_CERTIFY_SHA256_HEX),
 });
 
 /** A fresh copy of a template's TPMT_PUBLIC bytes. */

@@ -31,11 +31,11 @@ import {
   resolveTpmLocation,
   type TpmLocation,
 } from '@spire-hw/devid';
-import { EK_CERT_NV_INDEX, newTpm } from '@spire-hw/devid';
+import { EK_CERT_NV_INDEX, idevidTemplateName, newTpm } from '@spire-hw/devid';
 import { describeTpmFailure } from '@spire-hw/devid';
 import { PasswordError, PasswordReader, readProcessStdin } from './auth';
 import { PkiError, issueDevidCertificate, loadCa, pem, verifyCsr } from './pki';
-import { checkBlobsLoad, provisionDevid, readEk } from './provision';
+import { IdevidProvisionError, checkBlobsLoad, provisionDevid, provisionIdevid, readEk } from './provision';
 
 export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
@@ -47,6 +47,8 @@ Usage:
   spire-tpm-devid provision [options]   create a DevID key in the TPM, a CSR signed by it, and its certificate
   spire-tpm-devid import [options]      convert tpm2-tools key blobs to the agent's format and check they load
   spire-tpm-devid ek [options]          print the EK public key, its hash and the EK certificate
+  spire-tpm-devid provision-idevid [options]
+                                        LABS AND TESTS ONLY: make a lab IDevID (a primary key) and its certificate
   spire-tpm-devid help                  this text (also: --help, -h after any command)
 
 The key blobs written are exactly what the tpm_devid agent reads (devid_priv_path / devid_pub_path): the raw
@@ -117,6 +119,22 @@ ek:
   Prints the RSA-2048 EK (template L-1, as SPIRE creates it) as a PEM public key, the lowercase hex SHA-256 of its
   SubjectPublicKeyInfo DER (spire-tpm-plugin's pub_hash), and the EK certificate from NV 0x01C00002 with its status.
 
+provision-idevid (labs and tests only: a real IDevID and its certificate come from the device's manufacturer; this
+re-creates the IDevID primary from a template in a TPM you own, typically a swtpm, and certifies it with your CA):
+  --key-type <rsa|ecc>           RSA 2048 (TCG template H-1 shape) or ECC NIST P-256 (H-2 shape). Default rsa.
+  --policy <lab|tcg>             the key's authPolicy. lab (default): PolicyCommandCode(TPM_CC_Certify), which the
+                                 agent can satisfy for TPM2_Certify; tcg: the TCG IDevID policy (the exact TCG
+                                 template), which the agent cannot satisfy: use it to test the key and certificate
+                                 checks only. Agent: idevid_policy.
+  --endorsement-password <pw>    endorsement hierarchy password (agent: endorsement_hierarchy_password)
+  --devid-password <pw>          userAuth of the IDevID (agent: devid_password). Default empty.
+  --subject-cn, --ca-cert, --ca-key, --days, --force   as for provision (--ca-cert and --ca-key are required)
+  --out-dir <dir>, --cert-out <path>   certificate PEM, leaf then the CA chain. Default <out-dir>/idevid.crt.pem
+  --nv-index <index>             also write the leaf certificate (DER) to this NV index in the owner hierarchy
+                                 (agent: idevid_cert_nv_index); --force replaces an existing index
+  --persist <handle>             also make the key persistent at this handle, 0x81000000-0x817FFFFF (EvictControl
+                                 with --owner-password; agent: idevid_handle); --force replaces an existing object
+
 Exit status: 0 success, 1 error (TPM, file or certificate problem), 2 usage error.
 TPM errors name the response code, e.g. "TPM_RC_AUTH_FAIL (session 1): wrong password for …".
 `;
@@ -164,6 +182,9 @@ const OPTIONS = {
   'endorsement-ca': { type: 'string' },
   force: { type: 'boolean' },
   'no-check': { type: 'boolean' },
+  policy: { type: 'string' },
+  'nv-index': { type: 'string' },
+  persist: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -203,6 +224,25 @@ const ALLOWED: Record<string, readonly (keyof Opts)[]> = {
     'help',
   ],
   ek: ['tpm', 'tcti', 'owner-password', 'endorsement-password', 'endorsement-ca', 'help'],
+  'provision-idevid': [
+    'tpm',
+    'tcti',
+    'owner-password',
+    'endorsement-password',
+    'devid-password',
+    'key-type',
+    'policy',
+    'subject-cn',
+    'ca-cert',
+    'ca-key',
+    'days',
+    'out-dir',
+    'cert-out',
+    'nv-index',
+    'persist',
+    'force',
+    'help',
+  ],
   help: ['help'],
 };
 
@@ -481,6 +521,82 @@ async function cmdEk(o: Opts, io: ToolIo): Promise<number> {
   return status;
 }
 
+const hex8 = (n: number): string => n.toString(16).toUpperCase().padStart(8, '0');
+
+/** A handle or NV index in hex (0x…) or decimal, within [lo, hi]; else a usage error naming the option. */
+function handleOption(v: string | undefined, option: string, lo: number, hi: number): number | undefined {
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  const n = /^(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})$/.test(t) ? Number(t) : NaN;
+  if (!(n >= lo && n <= hi))
+    throw new UsageError(`${option} must be 0x${hex8(lo)}..0x${hex8(hi)}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+async function cmdProvisionIdevid(o: Opts, io: ToolIo): Promise<number> {
+  const keyType = (o['key-type'] ?? 'rsa').toLowerCase();
+  if (keyType !== 'rsa' && keyType !== 'ecc')
+    throw new UsageError(`--key-type must be rsa or ecc, got ${JSON.stringify(o['key-type'])}`);
+  const policy = o.policy ?? 'lab';
+  if (policy !== 'lab' && policy !== 'tcg')
+    throw new UsageError(`--policy must be lab or tcg, got ${JSON.stringify(o.policy)}`);
+  const days = o.days === undefined ? 365 : Number(o.days);
+  if (!Number.isInteger(days) || days < 1 || days > 36500)
+    throw new UsageError(`--days must be an integer from 1 to 36500, got ${JSON.stringify(o.days)}`);
+  if (o['ca-cert'] === undefined || o['ca-key'] === undefined)
+    throw new UsageError('provision-idevid needs --ca-cert and --ca-key');
+  const nvIndex = handleOption(o['nv-index'], '--nv-index', 0x01000000, 0x01ffffff);
+  const persist = handleOption(o.persist, '--persist', 0x81000000, 0x817fffff);
+  const certOut = resolve(io.cwd, o['cert-out'] ?? join(resolve(io.cwd, o['out-dir'] ?? '.'), 'idevid.crt.pem'));
+  const subjectCn = o['subject-cn'] ?? hostname();
+  const where = tpmSelection(o, io.env);
+  const pw = passwords(io);
+  const endorsementPw = await password(pw, o['endorsement-password'], 'endorsement-password');
+  const ownerPw = await password(pw, o['owner-password'], 'owner-password');
+  const devidPw = await password(pw, o['devid-password'], 'devid-password');
+  const ca = await loadCa(
+    await readText(o['ca-cert'], 'CA certificate', io),
+    await readText(o['ca-key'], 'CA key', io),
+  );
+  await checkWritable([certOut], o.force === true);
+  const template = idevidTemplateName(keyType === 'rsa' ? 'rsa-2048' : 'ecc-p256', policy);
+  let chain: Buffer[] = [];
+  const r = await withTpm(where, async (tpm) => {
+    try {
+      return await provisionIdevid(tpm, {
+        template,
+        keyType,
+        endorsementPassword: endorsementPw,
+        ownerPassword: ownerPw,
+        devidPassword: devidPw,
+        subjectCn,
+        force: o.force === true,
+        ...(nvIndex !== undefined ? { nvIndex } : {}),
+        ...(persist !== undefined ? { persistentHandle: persist } : {}),
+        issue: async (csr) => {
+          const issued = await issueDevidCertificate({ csr, ca, subjectCn, days });
+          chain = issued.chain;
+          return issued.leaf;
+        },
+      });
+    } catch (e) {
+      if (e instanceof IdevidProvisionError || e instanceof PkiError) throw new ToolError(e.message);
+      throw new ToolError(`unable to provision the IDevID: ${describeTpmFailure(e)}`);
+    }
+  });
+  await writeSecretFile(certOut, [r.leaf, ...chain].map((d) => pem('CERTIFICATE', d)).join(''));
+  io.out(
+    `lab IDevID (${keyType === 'rsa' ? 'RSA 2048' : 'ECC P-256'}, template ${template}) re-created in the endorsement hierarchy\n`,
+  );
+  io.out(`  certificate:  ${certOut} (CN=${subjectCn}, issuer CN=${commonName(r.leaf, 'issuer')}, ${days} days)\n`);
+  if (nvIndex !== undefined)
+    io.out(`  NV index:     0x${nvIndex.toString(16).padStart(8, '0')} (${r.leaf.length} bytes, DER leaf)\n`);
+  if (persist !== undefined) io.out(`  persistent:   0x${persist.toString(16)}\n`);
+  io.out(`  agent ID:     spiffe://<trust domain>/spire/agent/tpm_devid/${sha1Hex(r.leaf)}\n`);
+  io.out(`  agent:        devid_mode = "idevid", idevid_policy = "${policy}"\n`);
+  return EXIT_OK;
+}
+
 /** Runs the tool; returns the exit status. Never throws. */
 export async function main(argv: readonly string[], io: ToolIo): Promise<number> {
   const [command, ...rest] = argv;
@@ -523,6 +639,8 @@ export async function main(argv: readonly string[], io: ToolIo): Promise<number>
         return await cmdImport(o, io);
       case 'ek':
         return await cmdEk(o, io);
+      case 'provision-idevid':
+        return await cmdProvisionIdevid(o, io);
       default:
         io.out(HELP);
         return EXIT_OK;

@@ -1,8 +1,36 @@
 // TPM operations of spire-tpm-devid: create a DevID key under the agent's SRK and sign its CSR, check that blobs
 // load, read the EK. Same SRK templates, same 3-slot discipline and flush-on-every-path as the agent.
-import { TpmScope, TpmError, TpmtPublic, publicKeyOf, unmarshal, type Tpm, templateBytes } from '@spire-hw/tpm2';
+import {
+  EvictControl,
+  NV_DefineSpace,
+  NV_UndefineSpace,
+  NV_Write,
+  TPM_ALG,
+  TPM_RH,
+  TPMA_NV,
+  TpmScope,
+  TpmError,
+  TpmtPublic,
+  execute,
+  getHandles,
+  publicKeyOf,
+  unmarshal,
+  type Tpm,
+  type TemplateName,
+  templateBytes,
+} from '@spire-hw/tpm2';
 import type { DevidKeyType, PrivateBlob, PublicBlob } from '@spire-hw/devid';
-import { createEk, createKey, createSrk, loadKey, probeTpm, readEkCertificate, signSha256 } from '@spire-hw/devid';
+import {
+  createEk,
+  createIdevid,
+  createKey,
+  createSrk,
+  idevidSignScheme,
+  loadKey,
+  probeTpm,
+  readEkCertificate,
+  signSha256,
+} from '@spire-hw/devid';
 import { buildCsr } from './pki';
 
 export interface ProvisionOptions {
@@ -95,6 +123,108 @@ export async function readEk(tpm: Tpm, endorsementPassword: Uint8Array, ownerPas
       if (e instanceof TpmError) return { pub: ek.pub, spki, certError: e };
       throw e;
     }
+  } finally {
+    await scope.close();
+  }
+}
+
+export interface IdevidProvisionOptions {
+  template: TemplateName;
+  keyType: DevidKeyType;
+  endorsementPassword: Uint8Array;
+  ownerPassword: Uint8Array;
+  devidPassword: Uint8Array;
+  subjectCn: string;
+  /** Issues the certificate from the CSR (DER in, leaf DER out); runs while the key is loaded. */
+  issue: (csr: Buffer) => Promise<Buffer>;
+  /** Write the leaf DER to this NV index (owner hierarchy, readable with its own empty auth, as EK certificates). */
+  nvIndex?: number;
+  /** Persist the key at this handle (EvictControl in the owner hierarchy). */
+  persistentHandle?: number;
+  /** Replace an existing NV index or persistent object at those handles. */
+  force: boolean;
+}
+
+export interface IdevidProvisionResult {
+  pub: Buffer;
+  pubValue: TpmtPublic;
+  spki: Buffer;
+  csr: Buffer;
+  leaf: Buffer;
+}
+
+/** Refused handles (already in use, without --force): a typed result, not a TPM error. */
+export class IdevidProvisionError extends Error {
+  constructor(
+    readonly code: 'nv-exists' | 'handle-exists',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'IdevidProvisionError';
+  }
+}
+
+/**
+ * Labs and tests only (a real IDevID and its certificate come from the device's manufacturer):
+ * CreatePrimary(ENDORSEMENT, IDevID template) -> Sign(CSR) -> issue -> [NV_DefineSpace + NV_Write(leaf)] ->
+ * [EvictControl] -> FlushContext. One object loaded.
+ */
+export async function provisionIdevid(tpm: Tpm, o: IdevidProvisionOptions): Promise<IdevidProvisionResult> {
+  const scope = new TpmScope(tpm);
+  try {
+    const info = await probeTpm(tpm);
+    // refuse before creating anything
+    if (o.nvIndex !== undefined && (await getHandles(tpm, o.nvIndex)).includes(o.nvIndex) && !o.force)
+      throw new IdevidProvisionError('nv-exists', `NV index 0x${o.nvIndex.toString(16)} exists; use --force`);
+    const persisted =
+      o.persistentHandle !== undefined && (await getHandles(tpm, o.persistentHandle)).includes(o.persistentHandle);
+    if (persisted && !o.force)
+      throw new IdevidProvisionError(
+        'handle-exists',
+        `persistent handle 0x${o.persistentHandle!.toString(16)} is in use; use --force`,
+      );
+    const key = await createIdevid(scope, o.template, o.endorsementPassword, o.devidPassword);
+    const spki = publicKeyOf(key.pubValue).export({ type: 'spki', format: 'der' });
+    const scheme = idevidSignScheme(key.pubValue);
+    const csr = await buildCsr(spki, o.subjectCn, o.keyType, async (tbs) => {
+      const s = await signSha256(tpm, key, tbs, 32, scheme);
+      return { signature: s.p1363, alg: s.alg };
+    });
+    const leaf = await o.issue(csr);
+    const owner = { handle: TPM_RH.OWNER, auth: o.ownerPassword };
+    if (o.nvIndex !== undefined) {
+      const nvIndex = o.nvIndex;
+      if ((await getHandles(tpm, nvIndex)).includes(nvIndex))
+        await execute(tpm, NV_UndefineSpace({ authHandle: owner, nvIndex }));
+      await execute(
+        tpm,
+        NV_DefineSpace({
+          authHandle: owner,
+          publicInfo: {
+            nvIndex,
+            nameAlg: TPM_ALG.SHA256,
+            attributes: TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA,
+            authPolicy: new Uint8Array(0),
+            dataSize: leaf.length,
+          },
+        }),
+      );
+      const block = Math.max(64, Math.min(info.nvBufferMax, 1024));
+      for (let off = 0; off < leaf.length; off += block)
+        await execute(
+          tpm,
+          NV_Write({ authHandle: owner, nvIndex, data: leaf.subarray(off, off + block), offset: off }),
+        );
+    }
+    if (o.persistentHandle !== undefined) {
+      if (persisted)
+        await execute(
+          tpm,
+          EvictControl({ auth: owner, objectHandle: o.persistentHandle, persistentHandle: o.persistentHandle }),
+        );
+      await execute(tpm, EvictControl({ auth: owner, objectHandle: key.handle, persistentHandle: o.persistentHandle }));
+    }
+    return { pub: key.pub, pubValue: key.pubValue, spki, csr, leaf };
   } finally {
     await scope.close();
   }

@@ -439,6 +439,11 @@ test('templates: sizes, prefixes and attributes as in the brief §2.4', () => {
     'ak-ecc-p256': 24,
     'devid-rsa': 24,
     'devid-ecc-p256': 88,
+    'idevid-rsa2048-h1': 60,
+    'idevid-ecc-p256-h2': 68,
+    'idevid-ecc-p384-h3': 84,
+    'idevid-lab-rsa2048': 60,
+    'idevid-lab-ecc-p256': 68,
   };
   for (const [name, size] of Object.entries(sizes) as [TemplateName, number][]) {
     assert.equal(templateBytes(name).length, size, name);
