@@ -16,6 +16,8 @@
 //   StartAuthSession(policy) + PolicySecret(endorsement) + ActivateCredential(AK, EK)
 //   FlushContext ×3 (DevID, AK, EK)
 // SPIRE's agent does 4 RSA CreatePrimary (3 SRKs + EK) and one Create; this does 2 (+1 for an ECC DevID) and one.
+// With the ECC AK negotiated with our server (akType 'ecc'): the AK is ak-ecc-p256 under the ECC SRK and Certify
+// signs with ECDSA-SHA256; an ECC DevID then shares that SRK, so the only RSA key generation left is the EK.
 import { randomBytes } from 'node:crypto';
 import { TPM_CC, TpmsIdObject, unmarshal, type Tpm } from '@spire-hw/tpm2';
 import {
@@ -110,7 +112,14 @@ export interface AttestStats {
   cleanupErrors: unknown[];
   /** True when the server never sent a challenge (the stream ended after the payload). */
   noChallenge: boolean;
+  /** The attestation key type used. */
+  akType: AkType;
+  /** AKTypes the server's challenge offered (our server: ["rsa", "ecc"]); undefined = none (SPIRE's built-in). */
+  serverAkTypes: readonly string[] | undefined;
 }
+
+/** RSA-2048 (SPIRE's AK, the only one SPIRE's server accepts) or ECC P-256 (our server, negotiated). */
+export type AkType = 'rsa' | 'ecc';
 
 async function step<T>(name: string, signal: AbortSignal | undefined, f: () => Promise<T>): Promise<T> {
   checkAborted(signal);
@@ -133,9 +142,11 @@ export async function runAttestation(
   io: AttestationIo,
   signal?: AbortSignal,
   commandLog?: readonly number[],
+  akType: AkType = 'rsa',
 ): Promise<AttestStats> {
   const scope = new TpmScope(tpm);
   let noChallenge = false;
+  let serverAkTypes: readonly string[] | undefined;
   try {
     await body();
   } finally {
@@ -148,6 +159,8 @@ export async function runAttestation(
     leaked: scope.size,
     cleanupErrors: scope.cleanupErrors,
     noChallenge,
+    akType,
+    serverAkTypes,
   };
 
   async function body(): Promise<void> {
@@ -191,27 +204,28 @@ export async function runAttestation(
       if (k.pubValue.type === TPM_ALG.ECC && k.pubValue.parameters.curveID === TPM_ECC.NIST_P384) curveBytes = 48;
       devid = k;
       devidPub = k.pub;
-      srk = await step('unable to create storage root key', signal, () => createSrk(scope, 'rsa', pw.owner));
+      srk = await step('unable to create storage root key', signal, () => createSrk(scope, akType, pw.owner));
     } else {
       const files = source;
       const keyType = files.pub.keyType;
       devidCerts = files.certs;
       devidPub = files.pub.bytes;
-      // DevID under its SRK; the AK under the RSA SRK. One SRK when both are RSA.
+      // DevID under its SRK; the AK under the SRK of its own type. One SRK when both are of one type (RSA DevID and
+      // RSA AK as SPIRE; ECC DevID and our ECC AK: no RSA primary at all).
       srk = await step('unable to create storage root key', signal, () => createSrk(scope, keyType, pw.owner));
       const parent = srk;
       devid = await step('unable to load DevID', signal, () =>
         loadKey(scope, parent, files.priv.bytes, files.pub.bytes, pw.devid),
       );
-      if (keyType !== 'rsa') {
+      if (keyType !== akType) {
         await step('unable to flush storage root key', signal, () => releaseKeeping(scope, parent.handle));
-        srk = await step('unable to create storage root key', signal, () => createSrk(scope, 'rsa', pw.owner));
+        srk = await step('unable to create storage root key', signal, () => createSrk(scope, akType, pw.owner));
       }
     }
     const akParent = srk;
     const akAuth = randomBytes(32);
     const akBlob = await step('unable to create attestation key', signal, () =>
-      createKey(scope, akParent, templateBytes('ak-rsa'), akAuth),
+      createKey(scope, akParent, templateBytes(akType === 'ecc' ? 'ak-ecc-p256' : 'ak-rsa'), akAuth),
     );
     const ak = await step('unable to load attestation key', signal, () =>
       loadKey(scope, akParent, akBlob.priv, akBlob.pub, akAuth),
@@ -223,10 +237,10 @@ export async function runAttestation(
       readEkCertificate(tpm, info.nvBufferMax, pw.owner),
     );
     const cert = await step('unable to certify DevID', signal, async () => {
-      if (!certifySession) return certify(tpm, devid, ak);
+      if (!certifySession) return certify(tpm, devid, ak, undefined, undefined, akType);
       // the IDevID in the ADMIN role: a policy session satisfying its authPolicy (closed by the TPM on success)
       const session = await certifySession();
-      const r = await certify(tpm, devid, ak, undefined, session);
+      const r = await certify(tpm, devid, ak, undefined, session, akType);
       await scope.release(session);
       return r;
     });
@@ -256,6 +270,7 @@ export async function runAttestation(
         decoded.error,
       );
     const ch = decoded.value;
+    serverAkTypes = ch.akTypes;
     if (ch.devId.length === 0) throw new AttestError('bad-challenge', 'challenge', 'challenge has no DevID nonce');
     if (ch.credActivation.credential.length === 0 || ch.credActivation.secret.length === 0) {
       throw new AttestError('bad-challenge', 'challenge', 'challenge has no credential activation blob');

@@ -26,7 +26,15 @@ export const CONFIG_SCHEMA = {
     description: 'persistent handle of the IDevID (0x81xxxxxx), instead of CreatePrimary',
   }),
   idevid_cert_nv_index: field.string({ description: 'NV index holding the IDevID certificate (DER)' }),
+  // not in the built-in
+  attestation_key_type: field.string({
+    oneOf: ['auto', 'rsa', 'ecc'],
+    default: 'auto',
+    description: 'auto (RSA, then ECC once our server offers it), rsa (as SPIRE), or ecc (our server only)',
+  }),
 };
+
+export type AkTypeSetting = 'auto' | 'rsa' | 'ecc';
 
 /** IDevID mode: where the key and the certificate come from. */
 export interface IdevidConfig {
@@ -50,6 +58,7 @@ export interface AgentConfig {
   readonly devidPassword: string;
   /** Present in IDevID mode (then devidPrivPath and devidPubPath are '', and devidCertPath is '' with an NV cert). */
   readonly idevid?: IdevidConfig;
+  readonly attestationKeyType: AkTypeSetting;
 }
 
 /** A handle or NV index written in hex (0x…) or decimal, within [lo, hi]. */
@@ -148,6 +157,7 @@ export function buildConfig(
       ownerHierarchyPassword: raw.owner_hierarchy_password ?? '',
       devidPassword: raw.devid_password ?? '',
       idevid,
+      attestationKeyType: raw.attestation_key_type as AkTypeSetting,
     };
   }
   for (const k of ['devid_cert_path', 'devid_priv_path', 'devid_pub_path'] as const) {
@@ -168,5 +178,6 @@ export function buildConfig(
     endorsementHierarchyPassword: raw.endorsement_hierarchy_password ?? '',
     ownerHierarchyPassword: raw.owner_hierarchy_password ?? '',
     devidPassword: raw.devid_password ?? '',
+    attestationKeyType: raw.attestation_key_type as AkTypeSetting,
   };
 }

@@ -14,7 +14,14 @@ import type {
   PayloadOrChallengeResponse,
 } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import type { TpmTransport } from '@spire-hw/tpm2';
-import { AttestError, runAttestation, type AttestStats, type IdevidSource, type Passwords } from './attest';
+import {
+  AttestError,
+  runAttestation,
+  type AkType,
+  type AttestStats,
+  type IdevidSource,
+  type Passwords,
+} from './attest';
 import {
   BlobError,
   IdevidError,
@@ -56,6 +63,18 @@ const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
 export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
   private live: Live | undefined;
   private log: Logger | undefined;
+  /**
+   * attestation_key_type "auto": the last challenge came from a server that accepts an ECC AK (ours sends AKTypes;
+   * SPIRE's built-in sends nothing). Re-attestations then use the ECC AK; any failed attestation with an ECC AK
+   * (e.g. the next server behind a load balancer is SPIRE's) drops back to RSA.
+   */
+  private eccAkOffered = false;
+
+  /** The AK type of the next attestation. */
+  nextAkType(): AkType {
+    const setting = this.live?.cfg.attestationKeyType ?? 'auto';
+    return setting === 'auto' ? (this.eccAkOffered ? 'ecc' : 'rsa') : setting;
+  }
 
   constructor(private readonly overrides: AgentOverrides = {}) {}
 
@@ -138,6 +157,7 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
       );
     }
     const tpm = newTpm(transport);
+    const akType = this.nextAkType();
     try {
       const stats = await runAttestation(
         tpm,
@@ -150,8 +170,13 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
         },
         ctx.signal,
         transport.codes,
+        akType,
       );
+      if (!stats.noChallenge) this.eccAkOffered = stats.serverAkTypes?.includes('ecc') ?? false;
+      else if (akType === 'ecc') this.eccAkOffered = false;
       log.debug('tpm_devid attestation finished', {
+        ak_type: akType,
+        server_ak_types: stats.serverAkTypes?.join(',') ?? 'rsa',
         tpm_commands: stats.commands.length,
         key_generations: stats.keyGenerations,
         duration_ms: Date.now() - started,
@@ -161,9 +186,11 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
       for (const e of stats.cleanupErrors) log.warn('unable to flush TPM handle', { error: describeTpmFailure(e) });
       this.overrides.onStats?.(stats);
     } catch (e) {
+      if (akType === 'ecc') this.eccAkOffered = false;
       if (e instanceof AttestationAborted) throw new PluginError(Code.CANCELLED, 'attestation cancelled');
       if (e instanceof AttestError) {
         log.debug('tpm_devid attestation failed', {
+          ak_type: akType,
           step: e.step,
           kind: e.kind,
           error: e.message,

@@ -245,6 +245,9 @@ function ekKeysMismatch(ekCert: ParsedCertificate, ekPub: TpmtPublicKey): string
   return undefined;
 }
 
+/** Offered in every challenge (`AKTypes`): our agent then uses an ECC AK from its next attestation on. */
+export const AK_TYPES_OFFERED: readonly string[] = Object.freeze(['rsa', 'ecc']);
+
 /** Step 13: the AK's signature over CertifiedDevID. Returns an error message or undefined. */
 function certifySignatureProblem(akPub: TpmtPublicKey, attest: Buffer, sigBytes: Buffer): string | undefined {
   try {
@@ -252,23 +255,31 @@ function certifySignatureProblem(akPub: TpmtPublicKey, attest: Buffer, sigBytes:
   } catch (e) {
     return msgOf(e);
   }
-  if (akPub.type !== TPM_ALG.RSA) return 'only RSA keys are supported';
+  // SPIRE's server accepts RSA AKs only; ours also accepts the ECC P-256/P-384 AK our agent negotiates (AKTypes).
+  if (akPub.type !== TPM_ALG.RSA && akPub.type !== TPM_ALG.ECC) return 'only RSA and ECC keys are supported';
   if ((akPub.objectAttributes & TPMA_OBJECT.sign) === 0) return 'not a signing key';
   const scheme = akPub.parameters.scheme;
   // SPIRE (Go) dereferences a nil scheme here and panics.
   if (scheme.scheme === TPM_ALG.NULL) return 'the attestation key has no signing scheme (TPM_ALG_NULL)';
-  if (scheme.scheme !== TPM_ALG.RSASSA && scheme.scheme !== TPM_ALG.RSAPSS)
+  if (akPub.type === TPM_ALG.RSA && scheme.scheme !== TPM_ALG.RSASSA && scheme.scheme !== TPM_ALG.RSAPSS)
     return `unsupported attestation key scheme ${algName(scheme.scheme)}`;
-  if (!hashInfo(scheme.hashAlg)) return `unsupported hash algorithm ${hex16(scheme.hashAlg)}`;
+  if (akPub.type === TPM_ALG.ECC) {
+    if (scheme.scheme !== TPM_ALG.ECDSA) return `unsupported attestation key scheme ${algName(scheme.scheme)}`;
+    const c = curveInfo(akPub.parameters.curveID)?.name;
+    if (c !== 'P-256' && c !== 'P-384') return `unsupported attestation key curve ${hex16(akPub.parameters.curveID)}`;
+  }
+  const hashAlg = 'hashAlg' in scheme ? scheme.hashAlg : TPM_ALG.NULL;
+  if (!hashInfo(hashAlg)) return `unsupported hash algorithm ${hex16(hashAlg)}`;
   const sig = tpmDecode(() => checkSignature(sigBytes));
   if (sig.error !== undefined) return `decode error: ${sig.error}`;
   const s = sig.value;
   const sigHash = 'hash' in s ? s.hash : 'hmac' in s ? s.hmac.hashAlg : TPM_ALG.NULL;
   // SPIRE (Go) dereferences sig.RSA for any signature algorithm and panics on ECDSA/NULL signatures.
-  if (s.sigAlg !== scheme.scheme || sigHash !== scheme.hashAlg) {
-    return `signature algorithm ${algName(s.sigAlg)}/${algName(sigHash)} does not match the attestation key scheme ${algName(scheme.scheme)}/${algName(scheme.hashAlg)}`;
+  if (s.sigAlg !== scheme.scheme || sigHash !== hashAlg) {
+    return `signature algorithm ${algName(s.sigAlg)}/${algName(sigHash)} does not match the attestation key scheme ${algName(scheme.scheme)}/${algName(hashAlg)}`;
   }
-  return verifySignature(akPub, attest, s) ? undefined : 'crypto/rsa: verification error';
+  if (verifySignature(akPub, attest, s)) return undefined;
+  return akPub.type === TPM_ALG.RSA ? 'crypto/rsa: verification error' : 'ECDSA verification error';
 }
 
 /**
@@ -454,6 +465,7 @@ export function verifyPayload(payload: Buffer, cfg: ServerConfig, now: Date = ne
   const challenge = encodeChallengeRequest({
     devId: devIdNonce,
     credActivation: { credential: blob.credentialBlob, secret: blob.secret },
+    akTypes: AK_TYPES_OFFERED,
   });
   return { challenge, devIdNonce, credential, leaf, chains, trustDomain: cfg.trustDomain };
 }

@@ -183,6 +183,20 @@ async function reattest(spire: SpireHarness, s: Scenario): Promise<void> {
     60_000,
     mark,
   );
+  // Our agent negotiates the attestation key: RSA at first; at the re-attestation ECC with our server (which offered
+  // it in its challenge's AKTypes) and still RSA with SPIRE's server (whose challenge has no AKTypes).
+  if (s.agent === 'ours') {
+    const finished = spire
+      .agentLogEntries()
+      .filter((l) => l.msg === 'tpm_devid attestation finished' && l.fields['challenge'] === true);
+    assert.ok(finished.length >= 2, 'two attestations logged by our agent plugin');
+    assert.equal(finished[0]!.fields['ak_type'], 'rsa', 'first attestation: RSA AK');
+    assert.equal(
+      finished[finished.length - 1]!.fields['ak_type'],
+      s.server === 'ours' ? 'ecc' : 'rsa',
+      `re-attestation AK with ${s.server === 'ours' ? 'our' : "SPIRE's"} server`,
+    );
+  }
   // The server ran the full attestation again (not a renewal).
   const attested = spire
     .serverLogEntries()

@@ -283,7 +283,7 @@ export interface CertifyResult {
   signature: Buffer;
 }
 
-/** Certify(object by signer) with RSASSA-SHA256 and empty qualifying data, as SPIRE. */
+/** Certify(object by signer) with RSASSA-SHA256 (as SPIRE) or, for our ECC AK, ECDSA-SHA256; empty qualifying data. */
 export async function certify(
   tpm: Tpm,
   object: LoadedObject,
@@ -291,6 +291,8 @@ export async function certify(
   qualifyingData: Uint8Array = EMPTY,
   /** A policy session satisfying the object's authPolicy for TPM2_Certify (ADMIN role, adminWithPolicy SET). */
   objectSession?: PolicySession,
+  /** The signer's scheme: RSASSA-SHA256 (SPIRE's RSA AK) or ECDSA-SHA256 (our ECC AK). */
+  signerType: 'rsa' | 'ecc' = 'rsa',
 ): Promise<CertifyResult> {
   const r = await execute(
     tpm,
@@ -300,7 +302,10 @@ export async function certify(
         : { handle: object.handle, name: object.name, auth: object.auth },
       signHandle: { handle: signer.handle, name: signer.name, auth: signer.auth },
       qualifyingData,
-      inScheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
+      inScheme:
+        signerType === 'ecc'
+          ? { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 }
+          : { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
     }),
   );
   return { attest: Buffer.from(r.certifyInfo.bytes), signature: Buffer.from(marshal(TpmtSignature, r.signature)) };

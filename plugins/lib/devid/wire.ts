@@ -94,7 +94,16 @@ export interface ChallengeRequest {
    * `{credential: <empty>, secret: <empty>}` (the agent must reject empty values).
    */
   credActivation: CredActivation;
+  /**
+   * `AKTypes` (an extension of ours, not in SPIRE's struct; Go's decoder ignores it): the attestation key types this
+   * server accepts, e.g. ["rsa", "ecc"]. Only our server sends it and only our agent reads it: the negotiation of an
+   * ECC attestation key between our two halves. Absent = RSA only (SPIRE's built-in server).
+   */
+  akTypes?: readonly string[];
 }
+
+/** At most this many AKTypes entries, each at most 16 characters (anything else is ignored). */
+export const MAX_AK_TYPES = 8;
 
 /** The agent's answer (Go `ChallengeResponse`). */
 export interface ChallengeResponse {
@@ -164,6 +173,7 @@ export function encodeChallengeRequest(req: ChallengeRequest): Buffer {
         Credential: b64(req.credActivation.credential),
         Secret: b64(req.credActivation.secret),
       },
+      ...(req.akTypes ? { AKTypes: req.akTypes } : {}),
     }),
     'utf8',
   );
@@ -498,6 +508,7 @@ export function decodeChallengeRequest(data: Buffer | string): WireResult<Challe
     let devId: Buffer = Buffer.alloc(0);
     let credential: Buffer = Buffer.alloc(0);
     let secret: Buffer = Buffer.alloc(0);
+    let akTypes: string[] | undefined;
     eachField(entries, {
       DevID: (v) => (devId = bytesField(v, `${T}.DevID`, `${T}.DevID`, MAX_NONCE_BYTES)),
       CredActivation: (ca) => {
@@ -528,8 +539,15 @@ export function decodeChallengeRequest(data: Buffer | string): WireResult<Challe
             (secret = bytesField(v, `${f}.Secret`, 'CredActivation.CredActivation.Secret', MAX_SECRET_BYTES)),
         });
       },
+      // Our extension: read leniently (a peer that sends something else simply offers nothing beyond RSA).
+      AKTypes: (v) => {
+        if (v.t !== 'array' || v.items === undefined) return;
+        const got: string[] = [];
+        for (const it of v.items.slice(0, MAX_AK_TYPES)) if (it.t === 'string' && it.s.length <= 16) got.push(it.s);
+        akTypes = got;
+      },
     });
-    return { devId, credActivation: { credential, secret } };
+    return { devId, credActivation: { credential, secret }, ...(akTypes ? { akTypes } : {}) };
   });
 }
 

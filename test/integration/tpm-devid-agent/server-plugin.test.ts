@@ -15,6 +15,8 @@ import {
 } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import type { PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
 import { hclFor, makeLabCa, pemCerts, startAgent, tempDir, tool, tpmLoaded } from './helpers';
+import type { AttestStats } from '../../../plugins/tpm-devid-agent/attest';
+import { TPM_CC } from '@spire-hw/tpm2';
 
 let inst: SwtpmInstance;
 let tpmRun: RunningSwtpm;
@@ -105,10 +107,33 @@ for (const keyType of ['rsa', 'ecc'] as const) {
       trustDomain: 'example.org',
       captureLogs: true,
     });
-    const agent = await startAgent(hclFor({ tpm: url, dir }));
+    const stats: AttestStats[] = [];
+    // the relay ends with the server's answer; the agent reports its statistics when its side of the stream ends
+    const statsCount = async (n: number): Promise<void> => {
+      for (let i = 0; i < 200 && stats.length < n; i++) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(stats.length, n, `${n} attestations reported`);
+    };
+    const agent = await startAgent(hclFor({ tpm: url, dir }), { onStats: (x) => void stats.push(x) });
     try {
       const r = await relay(agent, srv.client(ServerNAClient));
       assert.equal(r.error, undefined);
+      await statsCount(1);
+      // attestation_key_type "auto": RSA first; our server offers ECC in its challenge, so the next one uses ECC
+      assert.equal(stats[0]?.akType, 'rsa');
+      assert.deepEqual(stats[0]?.serverAkTypes, ['rsa', 'ecc']);
+      const r2 = await relay(agent, srv.client(ServerNAClient));
+      assert.equal(r2.error, undefined);
+      assert.equal(r2.agentId, r.agentId, 'same agent ID with the ECC AK');
+      await statsCount(2);
+      assert.equal(stats[1]?.akType, 'ecc');
+      const primaries = (x: AttestStats) => x.commands.filter((c) => c === TPM_CC.CreatePrimary).length;
+      // ECC DevID + ECC AK share the ECC SRK: only the EK is an RSA key generation
+      assert.equal(
+        primaries(stats[1]!),
+        keyType === 'ecc' ? 2 : 3,
+        keyType === 'ecc' ? 'SRK + EK' : 'RSA SRK, ECC SRK, EK',
+      );
+      assert.equal(primaries(stats[0]!), keyType === 'ecc' ? 3 : 2);
       const leaf = pemCerts(readFileSync(join(dir, 'devid.crt.pem'), 'utf8'))[0]!;
       assert.equal(
         r.agentId,
@@ -127,6 +152,15 @@ for (const keyType of ['rsa', 'ecc'] as const) {
       );
       const bad = await relay(agent, srv.client(ServerNAClient));
       assert.match(bad.error ?? '', /unable to verify DevID signature/);
+      // the refused attestation used the ECC AK and got no challenge: the agent drops back to RSA for the next one
+      await statsCount(3);
+      assert.equal(stats[2]?.akType, 'ecc');
+      assert.equal(stats[2]?.noChallenge, true);
+      await srv.configure(serverHcl, 'example.org');
+      const r3 = await relay(agent, srv.client(ServerNAClient));
+      assert.equal(r3.error, undefined);
+      await statsCount(4);
+      assert.equal(stats[3]?.akType, 'rsa', 'back to RSA after a refused ECC attestation');
     } finally {
       await agent.plugin.close();
       await srv.close();

@@ -43,6 +43,7 @@ test('config: the built-in keys, defaults, and its error messages', () => {
     endorsementHierarchyPassword: '',
     ownerHierarchyPassword: '',
     devidPassword: 'pw',
+    attestationKeyType: 'auto',
   });
   for (const k of ['devid_cert_path', 'devid_priv_path', 'devid_pub_path']) {
     s = status();

@@ -79,7 +79,11 @@ describe('happy path', () => {
     assert.equal(ch.value.devId.length, 32);
     assert.equal(ch.value.credActivation.credential.length, 68, 'TPMS_ID_OBJECT for SHA-256/AES-128');
     assert.equal(ch.value.credActivation.secret.length, 256, 'RSA-2048 OAEP ciphertext');
-    assert.deepEqual(Object.keys(JSON.parse(r.challenge.toString()) as object), ['DevID', 'CredActivation']);
+    // SPIRE's two fields, then our AKTypes extension (Go's json.Unmarshal in SPIRE's agent ignores unknown fields;
+    // test/spire/tpm-devid-interop.test.ts runs SPIRE's agent against this server)
+    const challengeJson = JSON.parse(r.challenge.toString()) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(challengeJson), ['DevID', 'CredActivation', 'AKTypes']);
+    assert.deepEqual(challengeJson['AKTypes'], ['rsa', 'ecc']);
     assert.deepEqual(r.attributes, {
       spiffeId: `spiffe://${TD}/spire/agent/tpm_devid/${sha1(tpm.devIdCert.der)}`,
       selectorValues: [
@@ -363,7 +367,7 @@ describe('built-in checks, in order, with the built-in messages', () => {
     );
   });
 
-  test('13: Certify signature (wrong key, wrong data, malformed), AK not RSA, AK not a signing key', async () => {
+  test('13: Certify signature (wrong key, wrong data, malformed), ECC AK (ours), AK not a signing key', async () => {
     const P = 'cannot verify that DevID is in the same TPM than AK: ';
     const attest = certifyInfo(nameOf(tpm.devIdTpmt));
     await expectReject(
@@ -388,10 +392,23 @@ describe('built-in checks, in order, with the built-in messages', () => {
     );
     const eccAk = genKey('ec256');
     const eccAkPub = tpmtPublic(eccAk, { attrs: AK_ATTRS, scheme: [0x0018, 0x000b] });
-    await expectReject(
+    // An ECC AK (ours, negotiated): accepted with a valid ECDSA certification, and the credential is bound to it.
+    const ok = await runFlow(
+      client,
       tpm.payload({ akPub: eccAkPub, certificationSignature: ecdsaSignature(eccAk.privateKey, attest) }),
+      (c) => tpm.answer(c, { akTpmt: eccAkPub }),
+    );
+    assert.equal(ok.error, undefined, ok.error?.details);
+    await expectReject(
+      tpm.payload({ akPub: eccAkPub, certificationSignature: ecdsaSignature(genKey('ec256').privateKey, attest) }),
       Code.INVALID_ARGUMENT,
-      P + 'only RSA keys are supported',
+      P + 'ECDSA verification error',
+    );
+    const schnorrAk = tpmtPublic(eccAk, { attrs: AK_ATTRS, scheme: [0x001c, 0x000b] });
+    await expectReject(
+      tpm.payload({ akPub: schnorrAk }),
+      Code.INVALID_ARGUMENT,
+      /^cannot verify that DevID is in the same TPM than AK: unsupported attestation key scheme/,
     );
     const decryptAk = tpmtPublic(tpm.ak, { attrs: (AK_ATTRS & ~A.sign) | A.decrypt, scheme: [0x0014, 0x000b] });
     await expectReject(tpm.payload({ akPub: decryptAk }), Code.INVALID_ARGUMENT, P + 'not a signing key');
