@@ -2,9 +2,9 @@
 // `swtpm socket` over a unix socket or TCP, and the EK certificate chain for tests.
 // Nothing under /etc, /var/lib or $HOME/.config is touched: all config files live in the instance directory,
 // XDG_CONFIG_HOME and TMPDIR point there too.
-import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { createConnection, createServer, Socket } from 'node:net';
-import { promises as fsp, openSync, closeSync, existsSync } from 'node:fs';
+import { promises as fsp, openSync, closeSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -534,4 +534,42 @@ export async function setHierarchyAuth(
   };
   await one('o', auth.owner, auth.currentOwner);
   await one('e', auth.endorsement, auth.currentEndorsement);
+}
+
+/**
+ * tpm2-tools only, no code of ours: the DER public key of a `tpm` KeyManager key record (plugins/tpm-keymanager
+ * README, "Key records"). Writes the record's TPM2B_PUBLIC/TPM2B_PRIVATE as tpm2-tools files in `work`, re-creates
+ * the H-2 ECC SRK (attributes 0x30472, AES-128-CFB, empty unique), loads the key under it and reads its public key.
+ * swtpm has no resource manager and the tools leave their objects loaded: every step is followed by
+ * `tpm2_flushcontext -t` (the saved contexts stay valid).
+ */
+export function tpm2ToolsReadKeyRecord(tcti: string, recordFile: string, work: string): Buffer {
+  const rec = JSON.parse(readFileSync(recordFile, 'utf8')) as { public: string; private: string };
+  writeFileSync(join(work, 'k.pub'), Buffer.from(rec.public, 'base64'));
+  writeFileSync(join(work, 'k.priv'), Buffer.from(rec.private, 'base64'));
+  const env = { ...process.env, TPM2TOOLS_TCTI: tcti };
+  const run = (args: string[]): void =>
+    void execFileSync(args[0]!, args.slice(1), { env, cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    run([
+      'tpm2_createprimary',
+      '-C',
+      'o',
+      '-g',
+      'sha256',
+      '-G',
+      'ecc256:null:aes128cfb',
+      '-a',
+      'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt',
+      '-c',
+      'srk.ctx',
+    ]);
+    run(['tpm2_flushcontext', '-t']);
+    run(['tpm2_load', '-C', 'srk.ctx', '-u', 'k.pub', '-r', 'k.priv', '-c', 'k.ctx']);
+    run(['tpm2_flushcontext', '-t']);
+    run(['tpm2_readpublic', '-c', 'k.ctx', '-f', 'der', '-o', 'k.der']);
+  } finally {
+    run(['tpm2_flushcontext', '-t']);
+  }
+  return readFileSync(join(work, 'k.der'));
 }

@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spireBinariesPresent, stopAllHarnesses, verifyChain, withSpire } from '../../simulators/spire/harness';
+import { tpm2ToolsReadKeyRecord } from '../../simulators/swtpm';
 import {
   agentAttestor,
   agentHcl,
@@ -22,7 +23,6 @@ import {
   serverAttestor,
   serverHcl,
   startDevice,
-  tpm2,
   type Device,
   type Devid,
 } from './tpm-devid-fixtures/env';
@@ -60,44 +60,11 @@ function agentSvid(dataDir: string): X509Certificate {
   return new X509Certificate(Buffer.from(j.svid[0]!, 'base64'));
 }
 
-/** tpm2-tools only: the DER public key of a key record (H-2 ECC SRK re-created, blobs loaded, public read back). */
-async function recordPublicKeyByTpm2Tools(keysDir: string, keyId: string, tag: string): Promise<Buffer> {
-  const rec = JSON.parse(readFileSync(join(keysDir, `tpm-key.${keyId}.json`), 'utf8')) as {
-    public: string;
-    private: string;
-  };
+/** tpm2-tools only (not our code): the DER public key of a tpm KeyManager key record. */
+function recordPublicKeyByTpm2Tools(keysDir: string, keyId: string, tag: string): Buffer {
   const d = join(dev.work, tag);
   mkdirSync(d, { recursive: true });
-  writeFileSync(join(d, 'k.pub'), Buffer.from(rec.public, 'base64'));
-  writeFileSync(join(d, 'k.priv'), Buffer.from(rec.private, 'base64'));
-  await tpm2(
-    dev,
-    'tpm2_createprimary',
-    '-C',
-    'o',
-    '-g',
-    'sha256',
-    '-G',
-    'ecc256:null:aes128cfb',
-    '-a',
-    'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt',
-    '-c',
-    `${tag}/srk.ctx`,
-  );
-  await tpm2(
-    dev,
-    'tpm2_load',
-    '-C',
-    `${tag}/srk.ctx`,
-    '-u',
-    `${tag}/k.pub`,
-    '-r',
-    `${tag}/k.priv`,
-    '-c',
-    `${tag}/k.ctx`,
-  );
-  await tpm2(dev, 'tpm2_readpublic', '-c', `${tag}/k.ctx`, '-f', 'der', '-o', `${tag}/k.der`);
-  return readFileSync(join(d, 'k.der'));
+  return tpm2ToolsReadKeyRecord(dev.run.tcti, join(keysDir, `tpm-key.${keyId}.json`), d);
 }
 
 function spkiOf(c: X509Certificate): Buffer {
@@ -132,7 +99,7 @@ test(
       const tpmKeys = new Map<string, Buffer>();
       for (const id of slots) {
         try {
-          tpmKeys.set(id, await recordPublicKeyByTpm2Tools(keysDir, id, `r1-${id}`));
+          tpmKeys.set(id, recordPublicKeyByTpm2Tools(keysDir, id, `r1-${id}`));
         } catch {
           /* that slot has no key yet */
         }
@@ -172,7 +139,7 @@ test(
       assert.notEqual(svid2.serialNumber, svid1.serialNumber, 'a new SVID');
       assert.ok(!spkiOf(svid2).equals(spkiOf(svid1)), 'with a new key');
       const slot2 = slots.find((s) => s !== slot1)!;
-      const k2 = await recordPublicKeyByTpm2Tools(keysDir, slot2, `r2-${slot2}`);
+      const k2 = recordPublicKeyByTpm2Tools(keysDir, slot2, `r2-${slot2}`);
       assert.ok(k2.equals(spkiOf(svid2)), `the rotated SVID key is the TPM key of ${slot2} (tpm2-tools)`);
       const after = await spire.fetchX509Svid({ spiffeId: workloadId, timeoutMs: 60_000 });
       assert.ok(

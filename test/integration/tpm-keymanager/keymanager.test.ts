@@ -27,7 +27,7 @@ import {
   loadedHandles,
   templateBytes,
 } from '@spire-hw/tpm2';
-import { createSwtpm, type RunningSwtpm, type SwtpmInstance } from '../../../simulators/swtpm';
+import { createSwtpm, tpm2ToolsReadKeyRecord, type RunningSwtpm, type SwtpmInstance } from '../../../simulators/swtpm';
 import { buildConfig } from '../../../plugins/tpm-keymanager/config';
 import { TpmKeyManagerCore, type CoreOverrides } from '../../../plugins/tpm-keymanager/keymanager';
 import { recordFileName } from '../../../plugins/tpm-keymanager/store';
@@ -149,13 +149,7 @@ describe('tpm KeyManager on swtpm', () => {
     await h.core.apply(config(hcl));
     const pk = h.core.getPublicKey('agent-svid-A')!;
     const work = fs.mkdtempSync(path.join(dir, 'tools-'));
-    const rec = JSON.parse(fs.readFileSync(path.join(dir, 'keys', recordFileName('agent-svid-A')), 'utf8')) as {
-      public: string;
-      private: string;
-    };
-    fs.writeFileSync(path.join(work, 'k.pub'), Buffer.from(rec.public, 'base64'));
-    fs.writeFileSync(path.join(work, 'k.priv'), Buffer.from(rec.private, 'base64'));
-    const der = readPublicWithTpm2Tools(tpm.tcti, work);
+    const der = tpm2ToolsReadKeyRecord(tpm.tcti, path.join(dir, 'keys', recordFileName('agent-svid-A')), work);
     assert.ok(der.equals(pk.pkixData), 'tpm2_readpublic -f der equals the served PKIX key');
     assert.equal(await transientCount(tpm.socketPath!), 0);
   });
@@ -343,36 +337,3 @@ describe('tpm KeyManager on swtpm', () => {
     },
   );
 });
-
-/**
- * tpm2-tools only: re-create the H-2 ECC SRK (attributes 0x30472, AES-128-CFB, empty unique), load the blobs under it
- * and read the public key back as DER. Everything loaded is flushed by the tools (they keep contexts in files).
- */
-export function readPublicWithTpm2Tools(tcti: string, work: string): Buffer {
-  const env = { ...process.env, TPM2TOOLS_TCTI: tcti };
-  const run = (args: string[]) =>
-    execFileSync(args[0]!, args.slice(1), { env, cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
-  run([
-    'tpm2_createprimary',
-    '-C',
-    'o',
-    '-g',
-    'sha256',
-    '-G',
-    'ecc256:null:aes128cfb',
-    '-a',
-    'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt',
-    '-c',
-    'srk.ctx',
-  ]);
-  // without a resource manager the tools leave their objects loaded: flush after each (the saved contexts stay valid)
-  run(['tpm2_flushcontext', '-t']);
-  try {
-    run(['tpm2_load', '-C', 'srk.ctx', '-u', 'k.pub', '-r', 'k.priv', '-c', 'k.ctx']);
-    run(['tpm2_flushcontext', '-t']);
-    run(['tpm2_readpublic', '-c', 'k.ctx', '-f', 'der', '-o', 'k.der']);
-  } finally {
-    run(['tpm2_flushcontext', '-t']);
-  }
-  return fs.readFileSync(path.join(work, 'k.der'));
-}
