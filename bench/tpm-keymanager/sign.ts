@@ -1,7 +1,7 @@
 /**
  * Benchmark (not a test): agent KeyManager SignData latency (ECDSA P-256, SHA-256 digest, one call at a time, as the
  * agent signs its CSR and TLS handshakes), in one run, interleaved rounds so that every side sees the same machine:
- *   1. our `tpm` KeyManager on swtpm (unix socket), spawned as SPIRE spawns it;
+ *   1. our `tpm` KeyManager on swtpm (unix socket), spawned as SPIRE spawns it, with blobs and with persistent handles;
  *   2. SPIRE's own agent `memory` and `disk` KeyManagers built as external Go plugins (bench/tpm-keymanager/go-*),
  *      over the same plugin boundary (the built-ins in spire-agent skip the gRPC hop: subtract the boundary's cost);
  *   3. the floor of the TPM path: TPM2_Sign alone on a key kept loaded, through our library on one connection.
@@ -89,6 +89,12 @@ async function main(): Promise<void> {
         process.execPath,
         [MAIN],
         `tpm_device_path = "${sw.socketPath}"\ndirectory = "${path.join(work, 'tpm')}"`,
+      ),
+      await spawn(
+        'tpm (ours, persistent handle)',
+        process.execPath,
+        [MAIN],
+        `tpm_device_path = "${sw.socketPath}"\ndirectory = "${path.join(work, 'tpm-p')}"\npersistent_handles = "0x81010100-0x81010107"`,
       ),
       await spawn('memory (SPIRE, external)', buildGoExternal('tpm-keymanager/go-memory'), [], undefined),
       await spawn(

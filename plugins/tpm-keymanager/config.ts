@@ -21,7 +21,14 @@ export const CONFIG_SCHEMA = {
       'persistent storage root key to create the keys under, e.g. "0x81000001"; default: an ECC P-256 SRK re-created from the H-2 template',
   }),
   srk_password: field.string({ secret: true, description: 'userAuth of the persistent SRK (srk_handle)' }),
+  persistent_handles: field.string({
+    description:
+      'keep new keys at persistent handles of this range, e.g. "0x81010100-0x8101010f" (the range belongs to this plugin); default: TPM-wrapped blobs only',
+  }),
 };
+
+/** At most this many handles in `persistent_handles` (a TPM has room for a few persistent objects only). */
+export const MAX_PERSISTENT_RANGE = 64;
 
 export interface TpmKeyManagerConfig {
   /** undefined = autodetect (as the tpm_devid agent). */
@@ -31,6 +38,8 @@ export interface TpmKeyManagerConfig {
   /** A persistent SRK; undefined = the H-2 ECC SRK re-created in the owner hierarchy, empty userAuth. */
   readonly srkHandle: number | undefined;
   readonly srkPassword: string;
+  /** Keys at persistent handles in [lo, hi]; undefined = blobs only. */
+  readonly persistentHandles: { lo: number; hi: number } | undefined;
 }
 
 /** Persistent handles of the owner hierarchy (TPM_HT_PERSISTENT, Part 2 §7.2, owner range 0x81000000-0x817FFFFF). */
@@ -65,6 +74,19 @@ export function buildConfig(
   } else if (raw.srk_password) {
     status.notes.push('srk_password is ignored without srk_handle (the re-created SRK has an empty userAuth)');
   }
+  let persistentHandles: { lo: number; hi: number } | undefined;
+  if (raw.persistent_handles) {
+    const [a, b, extra] = raw.persistent_handles.split('-');
+    const lo = a === undefined ? undefined : parsePersistentHandle(a);
+    const hi = b === undefined ? lo : parsePersistentHandle(b);
+    if (extra !== undefined || lo === undefined || hi === undefined || hi < lo || hi - lo + 1 > MAX_PERSISTENT_RANGE)
+      status.errors.push(
+        `invalid configuration: persistent_handles ${JSON.stringify(raw.persistent_handles)} must be "0x81xxxxxx-0x81yyyyyy" within 0x81000000-0x817FFFFF, at most ${MAX_PERSISTENT_RANGE} handles`,
+      );
+    else if (srkHandle !== undefined && srkHandle >= lo && srkHandle <= hi)
+      status.errors.push('invalid configuration: persistent_handles must not contain srk_handle');
+    else persistentHandles = { lo, hi };
+  }
   if (status.errors.length > before) return undefined;
   return {
     tpmDevicePath: raw.tpm_device_path ? raw.tpm_device_path : undefined,
@@ -72,5 +94,6 @@ export function buildConfig(
     ownerHierarchyPassword: raw.owner_hierarchy_password ?? '',
     srkHandle,
     srkPassword: raw.srk_password ?? '',
+    persistentHandles,
   };
 }

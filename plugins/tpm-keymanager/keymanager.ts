@@ -228,6 +228,19 @@ export function tpmPluginError(e: unknown, what: string, location: TpmLocation):
   return new PluginError(Code.UNAVAILABLE, `${what}: TPM at ${where}: ${describeTpmFailure(e)}`, { cause: e });
 }
 
+export function hexHandle(h: number): string {
+  return `0x${h.toString(16).padStart(8, '0')}`;
+}
+
+/** A persistent key, after checking that its handle still holds exactly the record's key. */
+async function persistent(s: TpmSession, e: KeyEntry): Promise<{ handle: number; name: Uint8Array; auth: Uint8Array }> {
+  const h = e.record.handle!;
+  const held = await s.readPublic(h);
+  if (!held.public.equals(e.record.public.subarray(2)))
+    throw failedPrecondition(`the object at persistent handle ${hexHandle(h)} is no longer key "${e.record.keyId}"`);
+  return { handle: h, name: held.name, auth: new Uint8Array(0) };
+}
+
 export interface CoreOverrides {
   /** Opens the transport (tests: a fake TPM or a counting wrapper). */
   open?: (l: TpmLocation, timeoutMs: number) => Promise<TpmTransport>;
@@ -332,6 +345,27 @@ export class TpmKeyManagerCore {
     await this.withTpm(access, 'check keys', async (s) => {
       await s.probe();
       for (const e of candidates) {
+        const h = e.record.handle;
+        if (h !== undefined) {
+          // a persistent key: the object at its handle must be exactly the key of the record
+          try {
+            const held = await s.readPublic(h);
+            if (held.public.equals(e.record.public.subarray(2))) keys.set(e.record.keyId, e);
+            else
+              this.log.error('key ignored: its persistent handle holds another object', {
+                key_id: e.record.keyId,
+                handle: hexHandle(h),
+              });
+          } catch (err) {
+            if (!(err instanceof TpmError)) throw err;
+            this.log.error('key ignored: its persistent handle is empty', {
+              key_id: e.record.keyId,
+              handle: hexHandle(h),
+              error: describeTpmFailure(err),
+            });
+          }
+          continue;
+        }
         if (e.record.parent !== parentLabel(parent)) {
           this.log.error('key ignored: created under another storage root key', {
             key_id: e.record.keyId,
@@ -354,6 +388,25 @@ export class TpmKeyManagerCore {
           });
         }
       }
+      // The persistent_handles range belongs to this plugin: an object there that no usable record names is a key
+      // left behind (a crash between EvictControl and the record's rename, or an eviction that failed): remove it.
+      const range = cfg.persistentHandles;
+      if (range) {
+        const used = new Set([...keys.values()].map((e) => e.record.handle));
+        for (const h of await s.persistentInRange(range.lo, range.hi)) {
+          if (used.has(h)) continue;
+          try {
+            await s.evict(h);
+            this.log.warn('removed a persistent key no record names', { handle: hexHandle(h) });
+          } catch (err) {
+            if (!(err instanceof TpmError)) throw err;
+            this.log.warn('unable to remove a persistent key no record names', {
+              handle: hexHandle(h),
+              error: describeTpmFailure(err),
+            });
+          }
+        }
+      }
     }).catch((e: unknown) => {
       throw tpmPluginError(e, `unable to use the TPM at ${describeLocation(location)}`, location);
     });
@@ -374,10 +427,31 @@ export class TpmKeyManagerCore {
     const type = checkGenerateKey(req);
     const live = this.state();
     const started = Date.now();
+    const range = live.cfg.persistentHandles;
     const created = await this.withTpm(
       live.access,
       'GenerateKey',
-      async (s) => s.create(keyTemplate(type)),
+      async (s) => {
+        const k = await s.create(keyTemplate(type));
+        if (!range) return { ...k, handle: undefined };
+        // A free handle of the range: neither held in the TPM nor named by a record (the key being replaced keeps
+        // its handle until the new record is in place).
+        const taken = new Set<number | undefined>([
+          ...(await s.persistentInRange(range.lo, range.hi)),
+          ...[...live.keys.values()].map((e) => e.record.handle),
+        ]);
+        let handle: number | undefined;
+        for (let h = range.lo; h <= range.hi && handle === undefined; h++) if (!taken.has(h)) handle = h;
+        if (handle === undefined)
+          throw new PluginError(
+            Code.RESOURCE_EXHAUSTED,
+            `unable to generate key "${req.keyId}": every handle of persistent_handles ${hexHandle(range.lo)}-${hexHandle(range.hi)} is in use`,
+          );
+        const loaded = await s.load(k.public, k.private);
+        await s.persist(loaded.handle, handle);
+        await s.release(loaded.handle);
+        return { ...k, handle };
+      },
       signal,
     ).catch((e: unknown) => {
       if (e instanceof TpmError && (e.rcName === 'VALUE' || e.rcName === 'KEY_SIZE' || e.rcName === 'CURVE'))
@@ -393,6 +467,7 @@ export class TpmKeyManagerCore {
       parent: parentLabel(live.access.parent),
       public: created.public,
       private: created.private,
+      ...(created.handle === undefined ? {} : { handle: created.handle }),
       created: new Date().toISOString(),
     };
     const entry = entryOf(record);
@@ -401,21 +476,37 @@ export class TpmKeyManagerCore {
     try {
       await writeRecord(live.cfg.directory, record);
     } catch (e) {
+      if (created.handle !== undefined) await this.evictQuietly(live, created.handle, req.keyId);
       throw new PluginError(
         Code.UNAVAILABLE,
         `unable to generate key "${req.keyId}": unable to write its key record in ${live.cfg.directory}: ${(e as Error).message}`,
         { cause: e },
       );
     }
-    // The previous key of this id existed only as the record just replaced: its blob is gone with it.
+    // The previous key of this id: a blob existed only as the record just replaced; a persistent one is evicted.
+    const old = live.keys.get(req.keyId);
     live.keys.set(req.keyId, entry);
+    if (old?.record.handle !== undefined && old.record.handle !== created.handle)
+      await this.evictQuietly(live, old.record.handle, req.keyId);
     this.log.info('key generated in the TPM', {
       key_id: req.keyId,
       key_type: KEY_TYPE_NAMES[type],
       fingerprint: entry.fingerprint,
+      ...(created.handle === undefined ? {} : { handle: hexHandle(created.handle) }),
       ms: Date.now() - started,
     });
     return TpmKeyManagerCore.toPublicKey(entry);
+  }
+
+  /** Evicts a persistent key we no longer use; a failure is logged (the next Configure removes it). */
+  private async evictQuietly(live: Live, handle: number, keyId: string): Promise<void> {
+    await this.withTpm(live.access, 'evict', (s) => s.evict(handle)).catch((e: unknown) =>
+      this.log.warn('unable to remove a replaced persistent key', {
+        key_id: keyId,
+        handle: hexHandle(handle),
+        error: describeTpmFailure(e),
+      }),
+    );
   }
 
   getPublicKey(keyId: string): PublicKeyMsg | undefined {
@@ -440,7 +531,8 @@ export class TpmKeyManagerCore {
       live.access,
       'SignData',
       async (s) => {
-        const k = await s.load(e.record.public, e.record.private);
+        const k =
+          e.record.handle === undefined ? await s.load(e.record.public, e.record.private) : await persistent(s, e);
         try {
           return signatureBytes(await s.sign(k, plan.digest, plan.scheme, plan.hashAlg), plan);
         } catch (err) {

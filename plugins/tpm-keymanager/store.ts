@@ -29,6 +29,8 @@ export interface KeyRecord {
   public: Buffer;
   /** TPM2B_PRIVATE (with its size prefix). */
   private: Buffer;
+  /** The persistent handle the key is kept at (persistent_handles), or undefined for a blob-only key. */
+  handle?: number;
   created: string;
 }
 
@@ -85,6 +87,12 @@ export function parseRecord(text: string, file: string): KeyRecord {
     if (!sizedOk(b)) throw bad(`${k} is not a TPM2B (size prefix does not match its ${b.length} bytes)`);
     return b;
   };
+  let handle: number | undefined;
+  if (o.handle !== undefined) {
+    if (typeof o.handle !== 'string' || !/^0x81[0-9a-f]{6}$/.test(o.handle))
+      throw bad('handle is not a persistent handle');
+    handle = Number.parseInt(o.handle.slice(2), 16);
+  }
   if (recordFileName(o.key_id) !== path.basename(file))
     throw bad(`key_id ${JSON.stringify(o.key_id)} does not match the file name`);
   return {
@@ -93,6 +101,7 @@ export function parseRecord(text: string, file: string): KeyRecord {
     parent: o.parent,
     public: b64('public'),
     private: b64('private'),
+    ...(handle === undefined ? {} : { handle }),
     created: typeof o.created === 'string' ? o.created : '',
   };
 }
@@ -107,6 +116,7 @@ export function serializeRecord(r: KeyRecord): string {
         parent: r.parent,
         public: r.public.toString('base64'),
         private: r.private.toString('base64'),
+        ...(r.handle === undefined ? {} : { handle: `0x${r.handle.toString(16).padStart(8, '0')}` }),
         created: r.created,
       },
       null,

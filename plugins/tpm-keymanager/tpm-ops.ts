@@ -10,6 +10,8 @@
 import {
   Create,
   CreatePrimary,
+  EvictControl,
+  getHandles,
   GetCapability,
   Load,
   ReadPublic,
@@ -148,6 +150,41 @@ export class TpmSession {
     );
     this.scope.object(r.objectHandle);
     return { handle: r.objectHandle, name: r.name, auth: EMPTY };
+  }
+
+  /** ReadPublic of a (persistent) object: its TPMT_PUBLIC bytes as the TPM holds them, and its Name. */
+  async readPublic(handle: number): Promise<{ public: Buffer; name: Uint8Array }> {
+    const r = await execute(this.tpm, ReadPublic({ objectHandle: handle }));
+    return { public: Buffer.from(r.outPublic.bytes), name: r.name };
+  }
+
+  /** EvictControl(owner): makes the loaded transient `object` persistent at `handle` (the transient stays loaded). */
+  async persist(object: number, handle: number): Promise<void> {
+    await execute(
+      this.tpm,
+      EvictControl({
+        auth: { handle: TPM_RH.OWNER, auth: this.access.ownerAuth },
+        objectHandle: object,
+        persistentHandle: handle,
+      }),
+    );
+  }
+
+  /** EvictControl(owner) of a persistent object: removes it from the TPM. */
+  async evict(handle: number): Promise<void> {
+    await execute(
+      this.tpm,
+      EvictControl({
+        auth: { handle: TPM_RH.OWNER, auth: this.access.ownerAuth },
+        objectHandle: handle,
+        persistentHandle: handle,
+      }),
+    );
+  }
+
+  /** Persistent handles in use within [lo, hi]. */
+  async persistentInRange(lo: number, hi: number): Promise<number[]> {
+    return (await getHandles(this.tpm, lo)).filter((h) => h >= lo && h <= hi);
   }
 
   async release(handle: number): Promise<void> {

@@ -573,3 +573,14 @@ export function tpm2ToolsReadKeyRecord(tcti: string, recordFile: string, work: s
   }
   return readFileSync(join(work, 'k.der'));
 }
+
+/** tpm2-tools only: the DER public key of the object at a persistent handle (`tpm2_readpublic -c 0x81…`). */
+export function tpm2ToolsReadPersistent(tcti: string, handle: number, work: string): Buffer {
+  const out = join(work, `p-${handle.toString(16)}.der`);
+  execFileSync('tpm2_readpublic', ['-c', `0x${handle.toString(16)}`, '-f', 'der', '-o', out], {
+    env: { ...process.env, TPM2TOOLS_TCTI: tcti },
+    cwd: work,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return readFileSync(out);
+}

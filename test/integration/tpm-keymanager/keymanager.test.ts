@@ -15,8 +15,13 @@ import { createLogger, type Logger } from '@spire-hw/sdk';
 import type { ConfigStatus } from '@spire-hw/sdk/config';
 import { PluginError, Code } from '@spire-hw/sdk/errors';
 import {
+  Create,
   CreatePrimary,
+  EvictControl,
+  Load,
+  marshal,
   Sized,
+  getHandles,
   TPM_CC,
   TPM_RH,
   Tpm,
@@ -27,9 +32,15 @@ import {
   loadedHandles,
   templateBytes,
 } from '@spire-hw/tpm2';
-import { createSwtpm, tpm2ToolsReadKeyRecord, type RunningSwtpm, type SwtpmInstance } from '../../../simulators/swtpm';
+import {
+  createSwtpm,
+  tpm2ToolsReadKeyRecord,
+  tpm2ToolsReadPersistent,
+  type RunningSwtpm,
+  type SwtpmInstance,
+} from '../../../simulators/swtpm';
 import { buildConfig } from '../../../plugins/tpm-keymanager/config';
-import { TpmKeyManagerCore, type CoreOverrides } from '../../../plugins/tpm-keymanager/keymanager';
+import { TpmKeyManagerCore, keyTemplate, type CoreOverrides } from '../../../plugins/tpm-keymanager/keymanager';
 import { recordFileName } from '../../../plugins/tpm-keymanager/store';
 
 interface Harness {
@@ -285,6 +296,84 @@ describe('tpm KeyManager on swtpm', () => {
     await flushAllTransient(c).finally(() => c.close());
     const pk = h.core.getPublicKey('agent-svid-A')!;
     assert.ok(verifies(pk.pkixData, (await sign(h.core, 'agent-svid-A')).signature));
+    assert.equal(await transientCount(tpm.socketPath!), 0);
+  });
+
+  test('persistent_handles: keys at persistent handles (tpm2-tools reads them), replaced keys evicted, orphans removed, a full range and a swapped object refused', async () => {
+    const d = path.join(dir, 'persistent');
+    const hclP = `tpm_device_path = "${tpm.socketPath}"\ndirectory = "${d}"\npersistent_handles = "0x81010100-0x81010103"`;
+    const inRange = async (): Promise<number[]> => {
+      const c = new Tpm(await connectSwtpmUnix(tpm.socketPath!));
+      try {
+        return (await getHandles(c, 0x81010100)).filter((h) => h <= 0x81010103);
+      } finally {
+        await c.close();
+      }
+    };
+    const h = makeCore();
+    await h.core.apply(config(hclP));
+    const a = await h.core.generateKey({ keyId: 'agent-svid-A', keyType: 1 });
+    const b = await h.core.generateKey({ keyId: 'agent-svid-B', keyType: 1 });
+    assert.deepEqual(await inRange(), [0x81010100, 0x81010101]);
+    const work = fs.mkdtempSync(path.join(dir, 'p-tools-'));
+    assert.ok(tpm2ToolsReadPersistent(tpm.tcti, 0x81010100, work).equals(a.pkixData), 'tpm2_readpublic -c 0x81010100');
+    assert.ok(tpm2ToolsReadPersistent(tpm.tcti, 0x81010101, work).equals(b.pkixData));
+    h.sessions.length = 0;
+    assert.ok(verifies(a.pkixData, (await sign(h.core, 'agent-svid-A')).signature));
+    const collapsed = h.sessions.map((x) => x.commands.filter((c, i, all) => !(c === TPM_CC.Sign && all[i - 1] === c)));
+    assert.deepEqual(collapsed, [[TPM_CC.ReadPublic, TPM_CC.Sign]], 'no transient object for a persistent key');
+    // replacing A: a new handle, the old one evicted
+    const a2 = await h.core.generateKey({ keyId: 'agent-svid-A', keyType: 1 });
+    assert.deepEqual(await inRange(), [0x81010101, 0x81010102]);
+    assert.ok(verifies(a2.pkixData, (await sign(h.core, 'agent-svid-A')).signature));
+    // an orphan in the range (a crash between EvictControl and the record's rename) is removed at the next start
+    await h.core.generateKey({ keyId: 'orphan', keyType: 1 });
+    fs.rmSync(path.join(d, recordFileName('orphan')));
+    assert.deepEqual(await inRange(), [0x81010100, 0x81010101, 0x81010102]);
+    const r = makeCore();
+    await r.core.apply(config(hclP));
+    assert.deepEqual(
+      r.core.getPublicKeys().map((k) => [k.id, k.fingerprint]),
+      [
+        ['agent-svid-A', a2.fingerprint],
+        ['agent-svid-B', b.fingerprint],
+      ],
+    );
+    assert.deepEqual(await inRange(), [0x81010101, 0x81010102], 'the orphan was evicted');
+    assert.ok(r.lines.some((l) => l.includes('removed a persistent key no record names')));
+    // a full range
+    await r.core.generateKey({ keyId: 'c', keyType: 1 });
+    await r.core.generateKey({ keyId: 'd', keyType: 1 });
+    await expectPluginError(r.core.generateKey({ keyId: 'e', keyType: 1 }), Code.RESOURCE_EXHAUSTED, 'in use');
+    // the object at B's handle swapped for another key: refused, not signed with
+    const t = new Tpm(await connectSwtpmUnix(tpm.socketPath!));
+    try {
+      await execute(
+        t,
+        EvictControl({ auth: { handle: TPM_RH.OWNER }, objectHandle: 0x81010101, persistentHandle: 0x81010101 }),
+      );
+      const srk = await execute(
+        t,
+        CreatePrimary({
+          primaryHandle: { handle: TPM_RH.OWNER },
+          inPublic: Sized.decode(TpmtPublic, templateBytes('srk-ecc-h2')),
+        }),
+      );
+      const parent = { handle: srk.objectHandle, name: srk.name };
+      const k = await execute(
+        t,
+        Create({ parentHandle: parent, inPublic: Sized.decode(TpmtPublic, marshal(TpmtPublic, keyTemplate(1))) }),
+      );
+      const l = await execute(t, Load({ parentHandle: parent, inPrivate: k.outPrivate, inPublic: k.outPublic }));
+      await execute(
+        t,
+        EvictControl({ auth: { handle: TPM_RH.OWNER }, objectHandle: l.objectHandle, persistentHandle: 0x81010101 }),
+      );
+      await flushAllTransient(t);
+    } finally {
+      await t.close();
+    }
+    await expectPluginError(sign(r.core, 'agent-svid-B'), Code.FAILED_PRECONDITION, 'is no longer key "agent-svid-B"');
     assert.equal(await transientCount(tpm.socketPath!), 0);
   });
 

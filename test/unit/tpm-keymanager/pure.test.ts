@@ -63,6 +63,40 @@ describe('config', () => {
     assert.ok(n.notes.some((x) => x.includes('srk_password is ignored')));
     assert.equal(parsePersistentHandle('0x817FFFFF'), 0x817fffff);
   });
+  test('persistent_handles: a range of owner persistent handles, bounded, not containing the SRK', () => {
+    const ok = status();
+    assert.deepEqual(
+      buildConfig(input('directory = "/d"\npersistent_handles = "0x81010100-0x8101010f"'), ok)?.persistentHandles,
+      {
+        lo: 0x81010100,
+        hi: 0x8101010f,
+      },
+    );
+    assert.deepEqual(
+      buildConfig(input('directory = "/d"\npersistent_handles = "0x81010100"'), status())?.persistentHandles,
+      {
+        lo: 0x81010100,
+        hi: 0x81010100,
+      },
+    );
+    for (const r of [
+      '0x81010110-0x81010100',
+      '0x81010100-0x81010200',
+      '0x01010100-0x01010101',
+      '0x81010100-0x81010101-0x81010102',
+      'x',
+    ]) {
+      const s = status();
+      assert.equal(buildConfig(input(`directory = "/d"\npersistent_handles = "${r}"`), s), undefined, r);
+      assert.ok(s.errors[0]?.includes('persistent_handles'), s.errors.join());
+    }
+    const srk = status();
+    buildConfig(
+      input('directory = "/d"\nsrk_handle = "0x81010101"\npersistent_handles = "0x81010100-0x81010103"'),
+      srk,
+    );
+    assert.deepEqual(srk.errors, ['invalid configuration: persistent_handles must not contain srk_handle']);
+  });
   test('a password that does not parse never shows in an error', () => {
     const s = status();
     buildConfig(input('directory = "/d"\nowner_hierarchy_password = "s3cr3t-value'), s);
@@ -107,6 +141,9 @@ describe('key records', () => {
     const r = fakeRecord();
     const file = `/x/${recordFileName(r.keyId)}`;
     assert.deepEqual(parseRecord(serializeRecord(r), file), r);
+    const p = fakeRecord({ handle: 0x81010100 });
+    assert.match(serializeRecord(p), /"handle": "0x81010100"/);
+    assert.deepEqual(parseRecord(serializeRecord(p), file), p);
     const j = JSON.parse(serializeRecord(r)) as Record<string, unknown>;
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ ...j, version: 2 }, 'unsupported version'],
@@ -114,6 +151,8 @@ describe('key records', () => {
       [{ ...j, public: 'AAAA' }, 'not a TPM2B'],
       [{ ...j, private: '***' }, 'not base64'],
       [{ ...j, key_id: 'agent-svid-B' }, 'does not match the file name'],
+      [{ ...j, handle: '0x01000000' }, 'not a persistent handle'],
+      [{ ...j, handle: 2164326656 }, 'not a persistent handle'],
     ];
     for (const [o, why] of cases) assert.throws(() => parseRecord(JSON.stringify(o), file), new RegExp(why));
     assert.throws(() => parseRecord('{"version":1', file), /not JSON/);
