@@ -17,8 +17,8 @@
 import {
   TPM_ALG,
   TPMA_OBJECT,
-  TPM_ECC,
   TpmError,
+  curveInfo,
   TpmtPublic,
   ecdsaRsToDer,
   publicKeyOf,
@@ -38,7 +38,6 @@ import {
 import { Code, PluginError, failedPrecondition, invalidArgument } from '@spire-hw/sdk/errors';
 import {
   KEY_TYPE_NAMES,
-  KeyTypeNum,
   checkGenerateKey,
   checkSignData,
   fingerprint,
@@ -53,7 +52,15 @@ import {
 import type { Logger } from '@spire-hw/sdk';
 import type { TpmKeyManagerConfig } from './config';
 import { RecordError, loadRecords, writeRecord, type KeyRecord } from './store';
-import { TpmSession, isTransient, parentLabel, type ParentSpec, type SignScheme, type TpmAccess } from './tpm-ops';
+import {
+  TpmSession,
+  hexHandle,
+  isTransient,
+  parentLabel,
+  type ParentSpec,
+  type SignScheme,
+  type TpmAccess,
+} from './tpm-ops';
 import type { TpmTransport } from '@spire-hw/tpm2';
 
 export const SHAPES: Readonly<Record<KnownKeyType, SigningKeyShape>> = Object.freeze({
@@ -84,7 +91,6 @@ export const RETRY_BUDGET_MS = 10_000;
 
 export interface KeyEntry {
   record: KeyRecord;
-  pub: TpmtPublic;
   pkix: Buffer;
   fingerprint: string;
   /** Curve size in bytes (EC) or modulus bits (RSA). */
@@ -92,7 +98,10 @@ export interface KeyEntry {
   modBits?: number;
 }
 
-/** Checks a record's public area against its key type and our attribute rule; returns the entry or a reason. */
+/**
+ * Checks a record's public area against what `keyTemplate` makes for its key type (type, curve or size, attributes);
+ * returns the entry or a reason.
+ */
 export function entryOf(record: KeyRecord): KeyEntry | string {
   let pub: TpmtPublic;
   try {
@@ -102,32 +111,20 @@ export function entryOf(record: KeyRecord): KeyEntry | string {
   }
   if (pub.objectAttributes !== KEY_ATTRIBUTES)
     return `object attributes 0x${pub.objectAttributes.toString(16)} are not 0x${KEY_ATTRIBUTES.toString(16)} (sign, fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA)`;
-  const t = record.keyType;
-  const isEc = t === KeyTypeNum.EC_P256 || t === KeyTypeNum.EC_P384;
-  if (isEc) {
-    const curve = t === KeyTypeNum.EC_P256 ? TPM_ECC.NIST_P256 : TPM_ECC.NIST_P384;
-    if (pub.type !== TPM_ALG.ECC || pub.parameters.curveID !== curve)
-      return `public area is not an ${KEY_TYPE_NAMES[t]} key`;
-  } else {
-    const bits = t === KeyTypeNum.RSA_2048 ? 2048 : 4096;
-    if (pub.type !== TPM_ALG.RSA || pub.parameters.keyBits !== bits)
-      return `public area is not an ${KEY_TYPE_NAMES[t]} key`;
-  }
+  const want = keyTemplate(record.keyType);
+  let size: { curveBytes: number } | { modBits: number } | undefined;
+  if (want.type === TPM_ALG.ECC && pub.type === TPM_ALG.ECC && pub.parameters.curveID === want.parameters.curveID)
+    size = { curveBytes: curveInfo(want.parameters.curveID)!.size };
+  else if (want.type === TPM_ALG.RSA && pub.type === TPM_ALG.RSA && pub.parameters.keyBits === want.parameters.keyBits)
+    size = { modBits: want.parameters.keyBits };
+  if (size === undefined) return `public area is not an ${KEY_TYPE_NAMES[record.keyType]} key`;
   let pkix: Buffer;
   try {
     pkix = publicKeyOf(pub).export({ type: 'spki', format: 'der' });
   } catch (e) {
     return `public key unusable: ${(e as Error).message}`;
   }
-  return {
-    record,
-    pub,
-    pkix,
-    fingerprint: fingerprint(pkix),
-    ...(isEc
-      ? { curveBytes: t === KeyTypeNum.EC_P256 ? 32 : 48 }
-      : { modBits: t === KeyTypeNum.RSA_2048 ? 2048 : 4096 }),
-  };
+  return { record, pkix, fingerprint: fingerprint(pkix), ...size };
 }
 
 /** The TPM2_Create template of a key type: the library's unrestricted signing template plus noDA. */
@@ -226,10 +223,6 @@ export function tpmPluginError(e: unknown, what: string, location: TpmLocation):
   if (typeof errno === 'string' && /^E[A-Z]+$/.test(errno))
     return new PluginError(Code.UNAVAILABLE, `${what}: ${(e as Error).message}`, { cause: e });
   return new PluginError(Code.UNAVAILABLE, `${what}: TPM at ${where}: ${describeTpmFailure(e)}`, { cause: e });
-}
-
-export function hexHandle(h: number): string {
-  return `0x${h.toString(16).padStart(8, '0')}`;
 }
 
 /** A persistent key, after checking that its handle still holds exactly the record's key. */
@@ -349,20 +342,20 @@ export class TpmKeyManagerCore {
         if (h !== undefined) {
           // a persistent key: the object at its handle must be exactly the key of the record
           try {
-            const held = await s.readPublic(h);
-            if (held.public.equals(e.record.public.subarray(2))) keys.set(e.record.keyId, e);
-            else
-              this.log.error('key ignored: its persistent handle holds another object', {
+            await persistent(s, e);
+            keys.set(e.record.keyId, e);
+          } catch (err) {
+            if (!(err instanceof TpmError) && !(err instanceof PluginError)) throw err;
+            this.log.error(
+              err instanceof TpmError
+                ? 'key ignored: its persistent handle is empty'
+                : 'key ignored: its persistent handle holds another object',
+              {
                 key_id: e.record.keyId,
                 handle: hexHandle(h),
-              });
-          } catch (err) {
-            if (!(err instanceof TpmError)) throw err;
-            this.log.error('key ignored: its persistent handle is empty', {
-              key_id: e.record.keyId,
-              handle: hexHandle(h),
-              error: describeTpmFailure(err),
-            });
+                ...(err instanceof TpmError ? { error: describeTpmFailure(err) } : {}),
+              },
+            );
           }
           continue;
         }

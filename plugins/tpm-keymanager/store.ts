@@ -11,6 +11,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KEY_TYPE_NAMES, isKnownKeyType, type KnownKeyType } from '@spire-hw/sdk/keymanager';
+import { hexHandle } from './tpm-ops';
 
 export const RECORD_VERSION = 1;
 /** A record is a few hundred bytes (RSA-4096: about 1.6 KiB); anything much larger is not ours. */
@@ -116,7 +117,7 @@ export function serializeRecord(r: KeyRecord): string {
         parent: r.parent,
         public: r.public.toString('base64'),
         private: r.private.toString('base64'),
-        ...(r.handle === undefined ? {} : { handle: `0x${r.handle.toString(16).padStart(8, '0')}` }),
+        ...(r.handle === undefined ? {} : { handle: hexHandle(r.handle) }),
         created: r.created,
       },
       null,

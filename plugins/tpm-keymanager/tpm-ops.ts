@@ -32,7 +32,7 @@ import {
   type TpmTransport,
   type TpmtSignature,
 } from '@spire-hw/tpm2';
-import { newTpm, type TpmLocation } from '@spire-hw/devid';
+import { CountingTransport, newTpm, type TpmLocation } from '@spire-hw/devid';
 
 const EMPTY = new Uint8Array(0);
 
@@ -44,8 +44,13 @@ export type ParentSpec = { kind: 'template' } | { kind: 'persistent'; handle: nu
 /** The SRK template name recorded in key records created under the re-created SRK. */
 export const SRK_TEMPLATE = 'srk-ecc-h2';
 
+/** A handle as 0x + 8 hex digits (logs, messages, key records). */
+export function hexHandle(h: number): string {
+  return `0x${h.toString(16).padStart(8, '0')}`;
+}
+
 export function parentLabel(p: ParentSpec): string {
-  return p.kind === 'template' ? SRK_TEMPLATE : `0x${p.handle.toString(16)}`;
+  return p.kind === 'template' ? SRK_TEMPLATE : hexHandle(p.handle);
 }
 
 export interface TpmAccess {
@@ -75,16 +80,8 @@ export class TpmSession {
   }
 
   static async open(access: TpmAccess, timeoutMs: number): Promise<TpmSession> {
-    const transport = await access.open(access.location, timeoutMs);
-    const commands: number[] = [];
-    const counting: TpmTransport = {
-      send: (c) => {
-        if (c.length >= 10) commands.push(((c[6]! << 24) | (c[7]! << 16) | (c[8]! << 8) | c[9]!) >>> 0);
-        return transport.send(c);
-      },
-      close: () => transport.close(),
-    };
-    return new TpmSession(newTpm(counting), access, commands);
+    const counting = new CountingTransport(await access.open(access.location, timeoutMs));
+    return new TpmSession(newTpm(counting), access, counting.codes);
   }
 
   parent(): Promise<Parent> {
@@ -159,26 +156,19 @@ export class TpmSession {
   }
 
   /** EvictControl(owner): makes the loaded transient `object` persistent at `handle` (the transient stays loaded). */
-  async persist(object: number, handle: number): Promise<void> {
-    await execute(
-      this.tpm,
-      EvictControl({
-        auth: { handle: TPM_RH.OWNER, auth: this.access.ownerAuth },
-        objectHandle: object,
-        persistentHandle: handle,
-      }),
-    );
+  persist(object: number, handle: number): Promise<void> {
+    return this.evictControl(object, handle);
   }
 
   /** EvictControl(owner) of a persistent object: removes it from the TPM. */
-  async evict(handle: number): Promise<void> {
+  evict(handle: number): Promise<void> {
+    return this.evictControl(handle, handle);
+  }
+
+  private async evictControl(objectHandle: number, persistentHandle: number): Promise<void> {
     await execute(
       this.tpm,
-      EvictControl({
-        auth: { handle: TPM_RH.OWNER, auth: this.access.ownerAuth },
-        objectHandle: handle,
-        persistentHandle: handle,
-      }),
+      EvictControl({ auth: { handle: TPM_RH.OWNER, auth: this.access.ownerAuth }, objectHandle, persistentHandle }),
     );
   }
 

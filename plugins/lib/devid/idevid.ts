@@ -3,7 +3,6 @@
 // found at a persistent handle. TPM2_Certify uses the certified key in the ADMIN role, so a key with adminWithPolicy
 // SET (every TCG IDevID) needs a policy session that satisfies its authPolicy: this module knows how to satisfy the
 // lab policy (PolicyCommandCode(TPM_CC_Certify)), not the TCG policy, whose composition is not known here.
-import { X509Certificate, type KeyObject } from 'node:crypto';
 import {
   CreatePrimary,
   IDEVID_POLICY_LAB_CERTIFY_SHA256_HEX,
@@ -26,7 +25,7 @@ import {
   type Tpm,
   type TpmtSigScheme,
 } from '@spire-hw/tpm2';
-import { spkiEqual } from '@spire-hw/x509';
+import { certificatePublicKey, spkiEqual } from '@spire-hw/x509';
 import type { HandleScope, LoadedObject } from './devid-tpm';
 
 /** `idevid_template` values: the TCG templates H-1, H-2, H-3. */
@@ -61,7 +60,7 @@ export function idevidTemplateName(t: IdevidTemplate, policy: IdevidPolicy): Tem
 
 /** `detect`: the template of the certificate's public key (RSA 2048 -> H-1, P-256 -> H-2, P-384 -> H-3). */
 export function detectIdevidTemplate(certDer: Uint8Array): IdevidTemplate {
-  const key = certPublicKey(certDer);
+  const key = certificatePublicKey(certDer);
   const d = key.asymmetricKeyDetails;
   if (key.asymmetricKeyType === 'rsa' && d?.modulusLength === 2048) return 'rsa-2048';
   if (key.asymmetricKeyType === 'ec' && d?.namedCurve === 'prime256v1') return 'ecc-p256';
@@ -74,10 +73,6 @@ export function detectIdevidTemplate(certDer: Uint8Array): IdevidTemplate {
     'no-template',
     `the IDevID certificate's public key (${what}) matches no IDevID template (RSA 2048, ECC P-256, ECC P-384)`,
   );
-}
-
-function certPublicKey(certDer: Uint8Array): KeyObject {
-  return new X509Certificate(Buffer.from(certDer)).publicKey;
 }
 
 export interface LoadedIdevid extends LoadedObject {
@@ -137,7 +132,7 @@ export function checkIdevidMatchesCertificate(pub: TpmtPublic, certDer: Uint8Arr
       'not-signing-key',
       `the IDevID key is not an unrestricted signing key (attributes 0x${a.toString(16).padStart(8, '0')})`,
     );
-  if (!spkiEqual(publicKeyOf(pub), certPublicKey(certDer)))
+  if (!spkiEqual(publicKeyOf(pub), certDer))
     throw new IdevidError(
       'key-mismatch',
       "the IDevID key's public key differs from the IDevID certificate's (wrong idevid_template, idevid_policy or " +
