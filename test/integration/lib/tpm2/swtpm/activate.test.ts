@@ -77,6 +77,34 @@ async function makeAk(): Promise<{ ctx: string; name: Buffer }> {
   return { ctx: `ak${id}.ctx`, name };
 }
 
+/**
+ * tpm2_makecredential's file is magic ‖ version ‖ TPM2B_ID_OBJECT ‖ TPM2B_ENCRYPTED_SECRET. The ID object has the
+ * same size as ours. For an RSA EK the secret (OAEP ciphertext) does too. For an ECC EK the secret is a TPMS_ECC_POINT
+ * of a random ephemeral key: tpm2-tss writes each coordinate in its minimal length (a leading zero byte is dropped,
+ * about 1 time in 128 per point), we write both at the curve size; both are valid, so only the structure is compared.
+ */
+function assertSameShape(ref: Buffer, credentialBlob: Buffer, secret: Buffer, ecc: boolean): void {
+  assert.ok(ref.length >= 12, 'tpm2_makecredential output has a header');
+  const blobLen = ref.readUInt16BE(8);
+  assert.equal(blobLen, credentialBlob.length, 'same TPM2B_ID_OBJECT size as tpm2_makecredential');
+  const secretAt = 10 + blobLen;
+  const refSecret = ref.subarray(secretAt + 2, secretAt + 2 + ref.readUInt16BE(secretAt));
+  assert.equal(secretAt + 2 + refSecret.length, ref.length, 'nothing after the secret');
+  if (!ecc) {
+    assert.equal(refSecret.length, secret.length, 'same RSA secret size as tpm2_makecredential');
+    return;
+  }
+  const size = secret.readUInt16BE(0);
+  assert.equal(secret.length, 4 + 2 * size, 'our ECC point has both coordinates at the curve size');
+  const xLen = refSecret.readUInt16BE(0);
+  const yLen = refSecret.readUInt16BE(2 + xLen);
+  assert.equal(refSecret.length, 4 + xLen + yLen, 'tpm2_makecredential secret is one TPMS_ECC_POINT');
+  assert.ok(
+    xLen <= size && xLen >= size - 4 && yLen <= size && yLen >= size - 4,
+    `coordinates ${xLen}/${yLen} vs ${size}`,
+  );
+}
+
 async function activate(
   ekHandleOrCtx: string,
   ekTpmt: Buffer,
@@ -107,12 +135,7 @@ async function activate(
     '-o',
     `ref${id}.bin`,
   );
-  const ref = readFileSync(join(run.dir, `ref${id}.bin`));
-  assert.equal(
-    ref.length,
-    8 + 2 + credentialBlob.length + 2 + secret.length,
-    'same structure sizes as tpm2_makecredential',
-  );
+  assertSameShape(readFileSync(join(run.dir, `ref${id}.bin`)), credentialBlob, secret, ek.type === TPM_ALG.ECC);
 
   const args = ['-c', ak.ctx, '-C', ekHandleOrCtx, '-i', `cred${id}.bin`, '-o', `out${id}.bin`];
   if (usePolicy) {
