@@ -2,6 +2,7 @@
  * The live state of one configuration: a logged-in PKCS#11 client, the cached keys of this server, the heartbeat/lease
  * object, the destroy-retry queue and the optional stale-key reaper. Pure PKCS#11 + crypto, no gRPC.
  */
+import { KeyManagerMetrics } from './metrics';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as pkcs11js from 'pkcs11js';
@@ -123,7 +124,16 @@ export class KeyBackend {
     };
   }
 
-  static async open(cfg: Pkcs11KeyManagerConfig, serverId: string, nonce: string, log: Logger): Promise<KeyBackend> {
+  /** Metrics hooks (metrics.ts); the default records nothing. */
+  metrics = new KeyManagerMetrics();
+
+  static async open(
+    cfg: Pkcs11KeyManagerConfig,
+    serverId: string,
+    nonce: string,
+    log: Logger,
+    metrics = new KeyManagerMetrics(),
+  ): Promise<KeyBackend> {
     const client = await Pkcs11Client.open({
       modulePath: cfg.modulePath,
       ...(cfg.libraryParameters ? { libraryParameters: cfg.libraryParameters } : {}),
@@ -134,8 +144,10 @@ export class KeyBackend {
       sessionWaitTimeoutMs: cfg.sessionWaitTimeoutMs,
       recoveryBudgetMs: cfg.recoveryBudgetMs,
       log,
+      observer: metrics.observer,
     });
     const b = new KeyBackend(cfg, client, serverId, nonce, log);
+    b.metrics = metrics;
     try {
       if (cfg.keyRecordFile !== undefined) b.record = KeyBackend.loadRecord(cfg, serverId, log);
       await b.checkMechanisms();
@@ -815,6 +827,7 @@ export class KeyBackend {
         this.destroyQueue.splice(this.destroyQueue.indexOf(item), 1);
         if (item.forget) this.forget(item.forget);
         this.log.debug('old key instance destroyed', { what: item.what });
+        this.metrics.destroyed();
       } else {
         item.attempts++;
         item.nextAt = Date.now() + Math.min(60_000 * 2 ** item.attempts, 3_600_000);

@@ -28,6 +28,7 @@ import type { ConfigStatus } from '@spire-hw/sdk/config';
 import type { Pkcs11KeyManagerConfig } from './config';
 import { KeyBackend, type KeyEntry, DuplicateServerError } from './backend';
 import { labelFor } from './naming';
+import { KeyManagerMetrics } from './metrics';
 import { KeyRecordError } from './record';
 import {
   KeyTypeNum,
@@ -80,8 +81,22 @@ export class Pkcs11KeyManagerCore {
   /** Random per process; the lease object carries it to detect two live servers with one identifier. */
   readonly instanceNonce = crypto.randomBytes(16).toString('hex');
   private swapLock: Promise<unknown> = Promise.resolve();
+  /** Metrics hooks (metrics.ts); plugin.ts binds them to SPIRE's Metrics host service at Init. */
+  readonly metrics = new KeyManagerMetrics();
 
   constructor(public log: Logger) {}
+
+  /**
+   * Health from the last known token state (no PKCS#11 call here): NOT_SERVING while the session is lost or the PIN
+   * is locked. Starts a bounded probe in the background: every 2 s while unhealthy, every 30 s while healthy.
+   */
+  health(): 'serving' | 'not_serving' {
+    const c = this.backend?.client;
+    if (!c) return 'serving';
+    const h = c.health;
+    void c.probeHealth(h === 'ok' ? 30_000 : 2_000);
+    return h === 'ok' ? 'serving' : 'not_serving';
+  }
 
   /** Configure: open the token, load keys, then swap atomically (the old backend is drained and closed afterwards). */
   apply(cfg: Pkcs11KeyManagerConfig): Promise<void> {
@@ -91,7 +106,7 @@ export class Pkcs11KeyManagerCore {
       // Same token+identity: release the old lease first, so the new backend does not see it as another server.
       let next: KeyBackend;
       try {
-        next = await KeyBackend.open(cfg, serverId, this.instanceNonce, this.log);
+        next = await KeyBackend.open(cfg, serverId, this.instanceNonce, this.log, this.metrics);
       } catch (e) {
         throw toPluginError(e);
       }
@@ -193,6 +208,7 @@ export class Pkcs11KeyManagerCore {
     try {
       const started = Date.now();
       const e = await b.generate(req.keyId, req.keyType as KeyTypeNum, signal);
+      this.metrics.generated(req.keyType);
       this.log.info('key generated on token', {
         key_id: req.keyId,
         cka_id: e.ckaId.toString('hex'),
@@ -260,9 +276,13 @@ export class Pkcs11KeyManagerCore {
       }
     }
     let sig: Buffer;
+    const t0 = performance.now();
     try {
       sig = await b.client.sign(e.priv, mech, input, outLen);
+      this.metrics.signed(t0, e.type);
+      this.metrics.pool(b.client.poolStats);
     } catch (err) {
+      this.metrics.signFailed(err);
       const k = toPluginError(err);
       if (k instanceof PluginError && k.code === Code.NOT_FOUND) {
         this.log.error('key vanished from the token', { key_id: req.keyId, error: k.message });

@@ -1,5 +1,5 @@
 /** SDK binding of the PKCS#11 KeyManager (server and agent share this class). */
-import { createLogger, registerSecret, type CallContext, type InitContext } from '@spire-hw/sdk';
+import { createLogger, registerSecret, type CallContext, type HealthState, type InitContext } from '@spire-hw/sdk';
 import type { ConfigStatus } from '@spire-hw/sdk/config';
 import { readPin } from '@spire-hw/pkcs11';
 import { buildConfig, type Pkcs11KeyManagerConfig } from './config';
@@ -15,6 +15,12 @@ export class Pkcs11KeyManager {
 
   init(ctx: InitContext): void {
     this.core.log = ctx.log;
+    this.core.metrics.sink = ctx.metrics;
+  }
+
+  /** grpc.health.v1: NOT_SERVING while the token session is lost or the user PIN is locked. */
+  health(): HealthState {
+    return this.core.health();
   }
 
   /** Pure: HCL text → checked configuration (errors and notes go to `status`). */

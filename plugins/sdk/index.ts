@@ -18,6 +18,7 @@ export {
   type InitContext,
   type ConfigInput,
   type PluginLifecycle,
+  type HealthState,
   type DuplexStream,
   type ResponseStream,
   type UnaryHandler,
@@ -57,3 +58,12 @@ export {
 } from './log';
 export type { HostServices, Metrics, AgentStore, IdentityProvider } from './hostservices';
 export type { ConfigStatus } from './config/build';
+export {
+  MetricsBuffer,
+  noMetrics,
+  type PluginMetrics,
+  type MetricKey,
+  type MetricLabel,
+  type MetricsBufferOptions,
+  type MetricsBufferStats,
+} from './metrics';

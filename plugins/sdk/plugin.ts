@@ -17,6 +17,7 @@ import * as serverUA from '@spire-hw/proto/spire/plugin/server/upstreamauthority
 import type { ConfigStatus } from './config/build';
 import type { Logger } from './log';
 import type { HostServices } from './hostservices';
+import type { PluginMetrics } from './metrics';
 
 /** go-plugin magic cookie = the SPIRE plugin type string from the config (`KeyManager=KeyManager`). */
 export type PluginType = 'KeyManager' | 'NodeAttestor' | 'WorkloadAttestor' | 'UpstreamAuthority';
@@ -38,6 +39,8 @@ export interface InitContext {
   /** Full gRPC names of the host services SPIRE offered in Init. */
   readonly hostServiceNames: readonly string[];
   readonly hostServices: HostServices;
+  /** Fire-and-forget metrics through SPIRE's Metrics host service (a no-op when SPIRE did not broker it). */
+  readonly metrics: PluginMetrics;
   readonly type: PluginType;
   readonly side: Side;
 }
@@ -49,6 +52,9 @@ export interface ConfigInput {
   readonly hclText: string;
   readonly coreConfigurationPresent: boolean;
 }
+
+/** What the grpc.health.v1 service reports for the plugin ('' and 'plugin'). */
+export type HealthState = 'serving' | 'not_serving';
 
 /** Lifecycle hooks every plugin may implement (all optional). */
 export interface PluginLifecycle<C = unknown> {
@@ -67,6 +73,11 @@ export interface PluginLifecycle<C = unknown> {
   validate?(config: C, status: ConfigStatus, ctx: InitContext): void | Promise<void>;
   /** Called from SPIRE's Init, before any Configure. */
   init?(ctx: InitContext): void | Promise<void>;
+  /**
+   * The plugin's state for grpc.health.v1 (default: always serving). Must be cheap and must not touch the device on
+   * every call: answer from the last known state of real operations (a bounded occasional probe is fine).
+   */
+  health?(): HealthState;
   /** Called from SPIRE's Deinit (10 s budget) and on shutdown. */
   deinit?(): void | Promise<void>;
 }

@@ -23,6 +23,7 @@ import { errorMessage, invalidArgument, notFound, toStatus, unimplemented } from
 import { redactString, type Logger } from './log';
 import { registerConfigSecrets } from './config/secrets';
 import { Broker, BrokeredHostServices } from './hostservices';
+import { MetricsBuffer } from './metrics';
 import {
   CONFIG_SERVICE_NAME,
   type CallContext,
@@ -62,7 +63,8 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
   const hasConfig = typeof impl.buildConfig === 'function';
   let hostServiceNames: string[] = [];
   let hostServices = new BrokeredHostServices(broker, hostServiceNames, opts.brokerWaitMs);
-  let initCtx: InitContext = { log, hostServiceNames, hostServices, type: def.type, side: def.side };
+  const metrics = new MetricsBuffer({ log });
+  let initCtx: InitContext = { log, hostServiceNames, hostServices, metrics, type: def.type, side: def.side };
   let configured = false;
   let configChain: Promise<unknown> = Promise.resolve();
   let deinitDone: Promise<void> | undefined;
@@ -91,21 +93,41 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
   server.addService(GRPCStdioService, {
     streamStdio: (_req: unknown, _stream: unknown, ctx: CallContext) => untilCancelled(ctx),
   });
-  const healthy = (service: string) => service === '' || service === 'plugin';
+  // grpc.health.v1: '' and 'plugin' (go-plugin's name) report the plugin's own health hook, SERVING without one.
+  // Neither go-plugin v1.8.0 nor SPIRE v1.15.3 calls this service; it is for operators and probes (SDK README).
+  const known = (service: string) => service === '' || service === 'plugin';
+  const current = (): HealthCheckResponse_ServingStatus => {
+    if (typeof impl.health !== 'function') return HealthCheckResponse_ServingStatus.SERVING;
+    try {
+      return impl.health() === 'serving'
+        ? HealthCheckResponse_ServingStatus.SERVING
+        : HealthCheckResponse_ServingStatus.NOT_SERVING;
+    } catch (e) {
+      log.warn('plugin health check failed', { error: errorMessage(e) });
+      return HealthCheckResponse_ServingStatus.NOT_SERVING;
+    }
+  };
   server.addService(HealthService, {
     check: async (req: HealthCheckRequest) => {
-      if (!healthy(req.service)) throw notFound(`unknown service ${req.service}`);
-      return { status: HealthCheckResponse_ServingStatus.SERVING };
+      if (!known(req.service)) throw notFound(`unknown service ${req.service}`);
+      return { status: current() };
     },
     watch: (req: HealthCheckRequest, stream: ResponseStream<HealthCheckResponse>, ctx: CallContext) => {
-      void stream
-        .send({
-          status: healthy(req.service)
-            ? HealthCheckResponse_ServingStatus.SERVING
-            : HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN,
-        })
-        .catch(() => undefined);
-      return untilCancelled(ctx);
+      if (!known(req.service)) {
+        void stream.send({ status: HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN }).catch(() => undefined);
+        return untilCancelled(ctx);
+      }
+      // A change is sent within a second (the hook answers from cached state, so polling it is cheap).
+      let last = current();
+      void stream.send({ status: last }).catch(() => undefined);
+      const timer = setInterval(() => {
+        const now = current();
+        if (now === last) return;
+        last = now;
+        void stream.send({ status: now }).catch(() => undefined);
+      }, 1000);
+      timer.unref();
+      return untilCancelled(ctx).finally(() => clearInterval(timer));
     },
   });
 
@@ -119,6 +141,7 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
       } catch (e) {
         log.warn('plugin deinit failed', { error: errorMessage(e) });
       } finally {
+        await metrics.close();
         hostServices.close();
       }
     })();
@@ -132,7 +155,8 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
         hostServiceNames = [...req.hostServiceNames];
         hostServices.close();
         hostServices = new BrokeredHostServices(broker, hostServiceNames, opts.brokerWaitMs);
-        initCtx = { log, hostServiceNames, hostServices, type: def.type, side: def.side };
+        initCtx = { log, hostServiceNames, hostServices, metrics, type: def.type, side: def.side };
+        metrics.attach(hostServices);
         log.debug('init', { host_services: hostServiceNames });
         await impl.init?.(initCtx);
         return { pluginServiceNames: hasConfig ? [def.serviceName, CONFIG_SERVICE_NAME] : [def.serviceName] };

@@ -159,7 +159,16 @@ function readAt(fd: number, buf: Buffer, pos: number): Promise<number> {
   });
 }
 
+/** Observation hooks (metrics.ts); called synchronously, must not throw. */
+export interface HasherObserver {
+  /** A digest answered from the cache / one that needed hashing (joining an in-flight hash counts as a hit). */
+  cache(hit: boolean): void;
+  /** A file hashed completely in `ms`. */
+  hashed(ms: number): void;
+}
+
 export class ExeHasher {
+  observer: HasherObserver | undefined;
   private readonly lru: LruCache<string>;
   private readonly inflight = new Map<string, Job>();
   private readonly sem: Semaphore;
@@ -211,6 +220,7 @@ export class ExeHasher {
       }
       if (!this.options.cache || st === undefined) {
         this.stats.misses++;
+        this.observer?.cache(false);
         owned = false;
         return await this.runJob(fd, path, undefined, limit, signal);
       }
@@ -218,14 +228,17 @@ export class ExeHasher {
       const hit = this.lru.get(key);
       if (hit !== undefined) {
         this.stats.hits++;
+        this.observer?.cache(true);
         return hit;
       }
       const existing = this.inflight.get(key);
       if (existing) {
         this.stats.joined++;
+        this.observer?.cache(true);
         return await this.wait(existing, signal);
       }
       this.stats.misses++;
+      this.observer?.cache(false);
       owned = false;
       return await this.runJob(fd, path, key, limit, signal);
     } finally {
@@ -242,13 +255,19 @@ export class ExeHasher {
     signal: AbortSignal | undefined,
   ): Promise<string> {
     const abort = new AbortController();
+    const t0 = performance.now();
     const job: Job = {
       abort,
       waiters: 0,
-      promise: this.hashFd(fd, path, key, limit, abort.signal).finally(() => {
-        fs.closeSync(fd);
-        if (key !== undefined && this.inflight.get(key) === job) this.inflight.delete(key);
-      }),
+      promise: this.hashFd(fd, path, key, limit, abort.signal)
+        .then((d) => {
+          this.observer?.hashed(performance.now() - t0);
+          return d;
+        })
+        .finally(() => {
+          fs.closeSync(fd);
+          if (key !== undefined && this.inflight.get(key) === job) this.inflight.delete(key);
+        }),
     };
     // Avoid unhandled rejections when every waiter has gone.
     job.promise.catch(() => undefined);

@@ -18,15 +18,18 @@ import type {
 import type { UnixAttestorCore } from './attestor';
 import { buildConfig, type UnixConfig } from './config';
 import { createCore, type CoreOverrides } from './runtime';
+import { UnixAttestorMetrics } from './metrics';
 
 export class UnixAttestor implements WorkloadAttestor<UnixConfig> {
   private core: UnixAttestorCore | undefined;
   private log: Logger | undefined;
+  readonly metrics = new UnixAttestorMetrics();
 
   constructor(private readonly overrides: CoreOverrides = {}) {}
 
   init(ctx: InitContext): void {
     this.log = ctx.log;
+    this.metrics.sink = ctx.metrics;
   }
 
   readonly buildConfig = buildConfig;
@@ -51,6 +54,7 @@ export class UnixAttestor implements WorkloadAttestor<UnixConfig> {
     } catch (e) {
       throw new PluginError(Code.FAILED_PRECONDITION, e instanceof Error ? e.message : String(e));
     }
+    next.deps.hasher.observer = this.metrics;
     this.core = next; // atomic swap: in-flight calls keep the core they started with
     (this.log ?? ctx.log).debug('unix attestor configured', {
       discover_workload_path: cfg.discoverWorkloadPath,

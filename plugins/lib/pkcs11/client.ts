@@ -59,7 +59,24 @@ export interface Pkcs11ClientOptions {
    */
   signingThreads?: number;
   log: Logger;
+  /** Told about recoveries, pool waits and the token's health (metrics); called synchronously, must not throw. */
+  observer?: Pkcs11Observer;
 }
+
+/** Observation hooks of a {@link Pkcs11Client} (all optional). */
+export interface Pkcs11Observer {
+  /** A recovery tier the client took for a failed operation. */
+  recovery?(tier: RecoveryTier): void;
+  /** An operation waited `ms` for a pooled session (only calls that found none free). */
+  poolWait?(ms: number, timedOut: boolean): void;
+}
+
+/**
+ * The token's last known state, from real operations and {@link Pkcs11Client.probeHealth}: `lost` after an operation
+ * failed for the device/session reasons recovery could not fix (or the token is not present), `pin_locked` when the
+ * token reports CKF_USER_PIN_LOCKED or answered CKR_PIN_LOCKED.
+ */
+export type TokenHealth = 'ok' | 'lost' | 'pin_locked';
 
 /** A token object addressed by class + CKA_ID (+ label); its handle is cached per recovery epoch. */
 export interface ObjectRef {
@@ -90,7 +107,9 @@ function sleep(ms: number): Promise<void> {
 export const loginCounter = { attempts: 0 };
 
 export class Pkcs11Client {
-  readonly options: Required<Omit<Pkcs11ClientOptions, 'libraryParameters' | 'log'>> & { libraryParameters?: string };
+  readonly options: Required<Omit<Pkcs11ClientOptions, 'libraryParameters' | 'log' | 'observer'>> & {
+    libraryParameters?: string;
+  };
   private readonly log: Logger;
   private module: ModuleHandle;
   private moduleGen = -1;
@@ -104,6 +123,10 @@ export class Pkcs11Client {
   private native: NativeSigner | null | undefined;
   private closed = false;
   private reloginInFlight: Promise<void> | undefined;
+  private healthState: TokenHealth = 'ok';
+  private probing: Promise<void> | undefined;
+  private lastProbe = 0;
+  private readonly observer: Pkcs11Observer;
   readonly stats: ClientStats = {
     loginAttempts: 0,
     relogins: 0,
@@ -125,6 +148,7 @@ export class Pkcs11Client {
       ...(opts.libraryParameters !== undefined ? { libraryParameters: opts.libraryParameters } : {}),
     };
     this.log = opts.log;
+    this.observer = opts.observer ?? {};
     this.module = module;
     this.pool = this.newPool(this.options.maxSessions);
   }
@@ -175,7 +199,7 @@ export class Pkcs11Client {
   }
 
   private newPool(max: number): SessionPool {
-    return new SessionPool(
+    const pool = new SessionPool(
       () =>
         p11('C_OpenSession', () =>
           this.pkcs11.C_OpenSession(this.token.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION),
@@ -184,6 +208,8 @@ export class Pkcs11Client {
       max,
       this.options.sessionWaitTimeoutMs,
     );
+    pool.onWait = (ms, failed) => this.observer.poolWait?.(ms, failed);
+    return pool;
   }
 
   /** Synchronous: (re)select the token, open the anchor session, log in. Called with the gate held (or at open). */
@@ -227,6 +253,7 @@ export class Pkcs11Client {
     const ti = p11('C_GetTokenInfo', () => this.pkcs11.C_GetTokenInfo(this.token.slot));
     const t = this.token;
     if (ti.flags & pkcs11js.CKF_USER_PIN_LOCKED) {
+      this.healthState = 'pin_locked';
       throw new Pkcs11LibError(
         'failed_precondition',
         `user PIN of token "${t.label}" is locked (CKF_USER_PIN_LOCKED); unlock it with the SO PIN`,
@@ -264,6 +291,7 @@ export class Pkcs11Client {
               ? `user PIN of token "${t.label}" is locked (CKR_PIN_LOCKED)`
               : `PIN rejected by token "${t.label}"`;
         this.pinRejected = new Pkcs11Error(err.ckr, 'C_Login', msg);
+        if (err.ckr === CKR.PIN_LOCKED) this.healthState = 'pin_locked';
         throw this.pinRejected;
       }
       throw err;
@@ -279,7 +307,7 @@ export class Pkcs11Client {
       this.openToken();
     } catch (e) {
       if (e instanceof Pkcs11LibError && e.kind === 'not_found') {
-        throw new Pkcs11LibError('unavailable', `token unavailable: ${e.message}`);
+        throw new Pkcs11LibError('unavailable', `token unavailable: ${e.message}`, 'token_unavailable');
       }
       throw e;
     }
@@ -345,6 +373,55 @@ export class Pkcs11Client {
    * itself (use {@link resolve} and {@link withSession}).
    */
   async run<T>(what: string, op: () => Promise<T>): Promise<T> {
+    try {
+      const r = await this.runWithRecovery(what, op);
+      if (this.healthState === 'lost') this.healthState = 'ok';
+      return r;
+    } catch (e) {
+      this.noteFailure(e);
+      throw e;
+    }
+  }
+
+  /** Health bookkeeping from a failed operation: errors are data (tier, CKR code, library error kind). */
+  private noteFailure(e: unknown): void {
+    if (this.closed || this.healthState === 'pin_locked') return;
+    if (e instanceof Pkcs11Error) {
+      if (e.ckr === CKR.PIN_LOCKED) this.healthState = 'pin_locked';
+      else if (e.tier === 'session' || e.tier === 'relogin' || e.tier === 'device' || e.tier === 'probe')
+        this.healthState = 'lost';
+    } else if (e instanceof Pkcs11LibError && e.kind === 'unavailable' && e.reason !== undefined) {
+      this.healthState = 'lost';
+    }
+  }
+
+  /** The last known token state (no PKCS#11 call). */
+  get health(): TokenHealth {
+    return this.healthState;
+  }
+
+  /**
+   * Starts a bounded probe (C_GetTokenInfo through the recovery tiers, so a restored token is re-opened) unless one
+   * ran within `minIntervalMs`; never awaited by a health check. Resolves when the probe is done.
+   */
+  probeHealth(minIntervalMs: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.probing) return this.probing;
+    if (Date.now() - this.lastProbe < minIntervalMs) return Promise.resolve();
+    this.lastProbe = Date.now();
+    this.probing = this.run('health probe', async () => {
+      const ti = p11('C_GetTokenInfo', () => this.pkcs11.C_GetTokenInfo(this.token.slot));
+      if (ti.flags & pkcs11js.CKF_USER_PIN_LOCKED) this.healthState = 'pin_locked';
+      else if (this.healthState === 'pin_locked' && !this.pinRejected) this.healthState = 'ok';
+    })
+      .catch(() => undefined)
+      .finally(() => {
+        this.probing = undefined;
+      });
+    return this.probing;
+  }
+
+  private async runWithRecovery<T>(what: string, op: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.options.recoveryBudgetMs;
     const used = new Map<RecoveryTier, number>();
     let backoff = 200;
@@ -362,8 +439,7 @@ export class Pkcs11Client {
       }
       let tier: RecoveryTier | undefined;
       if (err instanceof Pkcs11Error) tier = err.tier;
-      else if (err instanceof Pkcs11LibError && err.kind === 'unavailable' && /^token unavailable/.test(err.message))
-        tier = 'device';
+      else if (err instanceof Pkcs11LibError && err.reason === 'token_unavailable') tier = 'device';
       if (!tier || tier === 'pin' || tier === 'fatal' || tier === 'capacity' || this.closed) throw err;
       if (Date.now() >= deadline) throw this.exhausted(what, err);
       // escalate when a tier's single retry was already used
@@ -378,6 +454,7 @@ export class Pkcs11Client {
       }
       used.set(tier, (used.get(tier) ?? 0) + 1);
       this.stats.retriedOperations++;
+      this.observer.recovery?.(tier);
       this.log.warn(`PKCS#11 ${what} failed, recovering`, {
         error: err instanceof Error ? err.message : String(err),
         tier,
@@ -409,6 +486,7 @@ export class Pkcs11Client {
     return new Pkcs11LibError(
       'unavailable',
       `PKCS#11 ${what} failed after recovery attempts within ${this.options.recoveryBudgetMs} ms: ${detail}`,
+      'recovery_exhausted',
     );
   }
 

@@ -77,9 +77,12 @@ export class Pkcs11Error extends Error {
 /** A non-Cryptoki failure of the library (pool timeout, token not found, bad configuration, …). */
 export class Pkcs11LibError extends Error {
   readonly kind: 'unavailable' | 'not_found' | 'invalid_argument' | 'failed_precondition' | 'internal';
-  constructor(kind: Pkcs11LibError['kind'], message: string) {
+  /** Why an `unavailable` came from the client: the token is not present, or recovery ran out of budget. */
+  readonly reason?: 'token_unavailable' | 'recovery_exhausted';
+  constructor(kind: Pkcs11LibError['kind'], message: string, reason?: Pkcs11LibError['reason']) {
     super(message);
     this.kind = kind;
+    if (reason) this.reason = reason;
   }
 }
 

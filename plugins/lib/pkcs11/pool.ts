@@ -32,6 +32,8 @@ export class SessionPool {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   timeouts = 0;
+  /** Told how long a call that found no free session waited (metrics). */
+  onWait: ((ms: number, timedOut: boolean) => void) | undefined;
 
   constructor(
     private readonly openSession: () => Buffer,
@@ -69,7 +71,23 @@ export class SessionPool {
       }
     }
     const wait = Math.max(0, Math.min(this.waitTimeoutMs, (deadline ?? Infinity) - Date.now()));
-    return new Promise<PooledSession>((resolve, reject) => {
+    const t0 = performance.now();
+    const report = (timedOut: boolean) => {
+      try {
+        this.onWait?.(performance.now() - t0, timedOut);
+      } catch {
+        /* observation only */
+      }
+    };
+    return new Promise<PooledSession>((res, rej) => {
+      const resolve = (s: PooledSession) => {
+        report(false);
+        res(s);
+      };
+      const reject = (e: Error) => {
+        report(true);
+        rej(e);
+      };
       const w: Waiter = { resolve, reject, deadline: Date.now() + wait, wait };
       this.waiters.push(w);
       if (w.deadline < this.timerAt) this.arm(w.deadline);
