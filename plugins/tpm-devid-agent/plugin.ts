@@ -6,6 +6,7 @@ import {
   type AgentNodeAttestor,
   type CallContext,
   type DuplexStream,
+  type HealthState,
   type InitContext,
   type Logger,
 } from '@spire-hw/sdk';
@@ -32,6 +33,7 @@ import {
 } from '@spire-hw/devid';
 import { buildConfig, type AgentConfig } from './config';
 import { AttestationAborted, CountingTransport, newTpm } from '@spire-hw/devid';
+import { AgentAttestorMetrics, TpmReachability } from './metrics';
 import {
   TpmLocationError,
   describeLocation,
@@ -63,6 +65,9 @@ const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
 export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
   private live: Live | undefined;
   private log: Logger | undefined;
+  /** Last known TPM reachability (grpc.health.v1) and the metrics hooks. */
+  readonly reachability = new TpmReachability();
+  readonly metrics = new AgentAttestorMetrics(this.reachability);
   /**
    * attestation_key_type "auto": the last challenge came from a server that accepts an ECC AK (ours sends AKTypes;
    * SPIRE's built-in sends nothing). Re-attestations then use the ECC AK; any failed attestation with an ECC AK
@@ -80,6 +85,14 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
 
   init(ctx: InitContext): void {
     this.log = ctx.log;
+    this.metrics.sink = ctx.metrics;
+  }
+
+  /** grpc.health.v1: NOT_SERVING while the TPM is unreachable (last known state, probed at most every 2 s/30 s). */
+  health(): HealthState {
+    const live = this.live;
+    const open = this.overrides.open ?? openTransport;
+    return this.reachability.health(live ? () => open(live.location) : undefined);
   }
 
   readonly buildConfig = buildConfig;
@@ -149,8 +162,13 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
     const started = Date.now();
     let transport: CountingTransport;
     try {
-      transport = new CountingTransport(await (this.overrides.open ?? openTransport)(live.location));
+      transport = new CountingTransport(
+        await (this.overrides.open ?? openTransport)(live.location),
+        this.metrics.command,
+      );
+      this.reachability.note(true);
     } catch (e) {
+      this.reachability.note(false);
       throw new PluginError(
         Code.INTERNAL,
         `unable to open TPM at ${describeLocation(live.location)}: ${describeTpmFailure(e)}`,

@@ -60,13 +60,34 @@ export function checkAborted(signal: AbortSignal | undefined): void {
 // ---------------------------------------------------------------------------------------------------------------
 // Transport wrapper that counts commands (for logs, tests and the command-count comparison with SPIRE).
 
+/** Told each command's code, its round-trip time and whether the transport delivered a response (metrics, health). */
+export type TpmCommandObserver = (cc: number, ms: number, delivered: boolean) => void;
+
 export class CountingTransport implements TpmTransport {
   readonly codes: number[] = [];
-  constructor(readonly inner: TpmTransport) {}
+  constructor(
+    readonly inner: TpmTransport,
+    private readonly observe?: TpmCommandObserver,
+  ) {}
   send(command: Uint8Array): Promise<Uint8Array> {
-    if (command.length >= 10)
-      this.codes.push(((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0);
-    return this.inner.send(command);
+    const cc =
+      command.length >= 10
+        ? ((command[6]! << 24) | (command[7]! << 16) | (command[8]! << 8) | command[9]!) >>> 0
+        : undefined;
+    if (cc !== undefined) this.codes.push(cc);
+    const observe = this.observe;
+    if (!observe || cc === undefined) return this.inner.send(command);
+    const t0 = performance.now();
+    return this.inner.send(command).then(
+      (r) => {
+        observe(cc, performance.now() - t0, true);
+        return r;
+      },
+      (e: unknown) => {
+        observe(cc, performance.now() - t0, false);
+        throw e;
+      },
+    );
   }
   close(): Promise<void> {
     return this.inner.close();
