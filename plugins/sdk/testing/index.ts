@@ -1,3 +1,3 @@
 export { startInProcess, type InProcessOptions, type InProcessPlugin } from './in-process';
 export { spawnPlugin, checkHclogLine, parseHandshake, SpawnedPlugin, type SpawnOptions, type Handshake } from './spawn';
-export { HostConnection, FakeHostServices, hostServiceNamesFor, unary } from './host';
+export { HostConnection, FakeHostServices, hostServiceNamesFor, unary, type MetricsCall } from './host';
