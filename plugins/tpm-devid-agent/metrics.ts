@@ -15,7 +15,7 @@ export class TpmReachability {
   private probing: Promise<void> | undefined;
 
   constructor(
-    private readonly probeIntervalMs: { healthy: number; unhealthy: number } = { healthy: 30_000, unhealthy: 2_000 },
+    private readonly probeIntervalMs: { healthy: number; unhealthy: number } = { healthy: 10_000, unhealthy: 2_000 },
     private readonly probeTimeoutMs = 2_000,
   ) {}
 

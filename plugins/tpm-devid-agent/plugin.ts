@@ -88,7 +88,7 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
     this.metrics.sink = ctx.metrics;
   }
 
-  /** grpc.health.v1: NOT_SERVING while the TPM is unreachable (last known state, probed at most every 2 s/30 s). */
+  /** grpc.health.v1: NOT_SERVING while the TPM is unreachable (last known state, probed at most every 2 s/10 s). */
   health(): HealthState {
     const live = this.live;
     const open = this.overrides.open ?? openTransport;
