@@ -32,8 +32,8 @@ import {
   type DevidFiles,
 } from '@spire-hw/devid';
 import { buildConfig, type AgentConfig } from './config';
-import { AttestationAborted, CountingTransport, newTpm } from '@spire-hw/devid';
-import { AgentAttestorMetrics, TpmReachability } from './metrics';
+import { AttestationAborted, CountingTransport, TpmReachability, newTpm } from '@spire-hw/devid';
+import { AgentAttestorMetrics } from './metrics';
 import {
   TpmLocationError,
   describeLocation,
@@ -92,7 +92,7 @@ export class TpmDevidAgent implements AgentNodeAttestor<AgentConfig> {
   health(): HealthState {
     const live = this.live;
     const open = this.overrides.open ?? openTransport;
-    return this.reachability.health(live ? () => open(live.location) : undefined);
+    return this.reachability.check(live ? () => open(live.location) : undefined) ? 'serving' : 'not_serving';
   }
 
   readonly buildConfig = buildConfig;

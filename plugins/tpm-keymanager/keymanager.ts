@@ -18,6 +18,7 @@ import {
   TPM_ALG,
   TPMA_OBJECT,
   TpmError,
+  TpmTransportError,
   curveInfo,
   TpmtPublic,
   ecdsaRsToDer,
@@ -33,6 +34,7 @@ import {
   openTransport,
   resolveTpmLocation,
   TpmLocationError,
+  TpmReachability,
   type TpmLocation,
 } from '@spire-hw/devid';
 import { Code, PluginError, failedPrecondition, invalidArgument } from '@spire-hw/sdk/errors';
@@ -251,6 +253,8 @@ interface Live {
 
 export class TpmKeyManagerCore {
   private live: Live | undefined;
+  /** Last known TPM reachability, for grpc.health.v1 (plugin.ts). */
+  readonly reachability = new TpmReachability();
   /** Serialises TPM use: the plugin itself never holds more than two transient objects. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -258,6 +262,12 @@ export class TpmKeyManagerCore {
     public log: Logger,
     private readonly overrides: CoreOverrides = {},
   ) {}
+
+  /** Health: false while the TPM is unreachable (last known state; a bounded probe at most every 2 s/10 s). */
+  healthy(): boolean {
+    const a = this.live?.access;
+    return this.reachability.check(a ? () => a.open(a.location, COMMAND_TIMEOUT_MS) : undefined);
+  }
 
   private state(): Live {
     if (!this.live) throw failedPrecondition('not configured');
@@ -280,8 +290,12 @@ export class TpmKeyManagerCore {
         let session: TpmSession | undefined;
         try {
           session = await TpmSession.open(access, COMMAND_TIMEOUT_MS);
-          return await fn(session);
+          const r = await fn(session);
+          this.reachability.note(true);
+          return r;
         } catch (e) {
+          // the transport could not be opened, or a command was not delivered: the TPM is unreachable
+          if (session === undefined || e instanceof TpmTransportError) this.reachability.note(false);
           if (!isTransient(e) || Date.now() - started + delay > budget) throw e;
           this.log.debug('TPM operation will be retried', { op, attempt, error: describeTpmFailure(e) });
         } finally {

@@ -1,5 +1,5 @@
 /** SDK binding of the agent `tpm` KeyManager. */
-import { createLogger, registerSecret, type CallContext, type InitContext } from '@spire-hw/sdk';
+import { createLogger, registerSecret, type CallContext, type HealthState, type InitContext } from '@spire-hw/sdk';
 import type { GenerateKeyReq, PublicKeyMsg, SignDataReq } from '@spire-hw/sdk/keymanager';
 import { buildConfig, type TpmKeyManagerConfig } from './config';
 import { TpmKeyManagerCore, type CoreOverrides } from './keymanager';
@@ -18,6 +18,11 @@ export class TpmKeyManager {
 
   init(ctx: InitContext): void {
     this.core.log = ctx.log;
+  }
+
+  /** grpc.health.v1: NOT_SERVING while the TPM is unreachable (no TPM command per check; see README). */
+  health(): HealthState {
+    return this.core.healthy() ? 'serving' : 'not_serving';
   }
 
   /** Pure: HCL text → checked configuration (errors and notes go to `status`). */

@@ -6,3 +6,4 @@ export * from './blobs';
 export * from './devid-tpm';
 export * from './tpm-errors';
 export * from './idevid';
+export * from './reachability';
