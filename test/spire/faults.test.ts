@@ -31,6 +31,9 @@ after(stopAllHarnesses);
 
 const SKIP = spireBinariesPresent() ? false : 'SPIRE binaries not found (SPIRE_BIN_DIR)';
 const TD = 'example.org';
+const SPY_MODULE = ['/usr/lib/x86_64-linux-gnu/pkcs11-spy.so', '/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so'].find(
+  (p) => fs.existsSync(p),
+);
 const KM_SERVER_MAIN = path.resolve(__dirname, '..', '..', 'plugins', 'pkcs11-keymanager', 'main-server.js');
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -45,13 +48,19 @@ async function pollUntil<T>(what: string, timeoutMs: number, f: () => Promise<T 
   }
 }
 
-function pkcs11Km(spire: SpireHarness, hsm: SoftHsm, pinFile: string, extra = ''): PluginDecl {
+function pkcs11Km(
+  spire: SpireHarness,
+  hsm: SoftHsm,
+  pinFile: string,
+  extra = '',
+  modulePath = hsm.modulePath,
+): PluginDecl {
   return spire.nodePlugin({
     type: 'KeyManager',
     name: 'pkcs11',
     script: KM_SERVER_MAIN,
     pluginData: [
-      `module_path = ${JSON.stringify(hsm.modulePath)}`,
+      `module_path = ${JSON.stringify(modulePath)}`,
       `token_label = ${JSON.stringify(hsm.label)}`,
       `pin_file = ${JSON.stringify(pinFile)}`,
       `key_identifier_value = "faults"`,
@@ -116,7 +125,11 @@ describe('faults in real SPIRE v1.15.3', { skip: SKIP }, () => {
       await spire.startServer({ keyManager: pkcs11Km(spire, hsm, pinFile), env: { ...hsm.env, TMPDIR: tmp } });
       assert.deepEqual(await mint(spire), { ok: true }, 'mint works before the fault');
       const pid = kmPid(spire);
-      assert.equal(pluginDirs(tmp).length, 1, `one socket directory, the live plugin's: ${fs.readdirSync(tmp).join(' ')}`);
+      assert.equal(
+        pluginDirs(tmp).length,
+        1,
+        `one socket directory, the live plugin's: ${fs.readdirSync(tmp).join(' ')}`,
+      );
       const mark = spire.logMark();
 
       process.kill(pid, 'SIGKILL');
@@ -158,5 +171,75 @@ describe('faults in real SPIRE v1.15.3', { skip: SKIP }, () => {
       );
       t.diagnostic(`recovery (restart spire-server until a mint succeeds): ${Math.round(recoveryMs)} ms`);
     });
+  });
+
+  test('HSM token removed and restored under spire-server: mints fail cleanly, the server stays up, recovery within 30 s, one login, PIN counters unchanged', async (t) => {
+    const hsm = createSoftHsm({ tokens: [{ label: 'faults-token', pin: '13572468' }] });
+    t.after(() => hsm.cleanup());
+    const pinFile = path.join(hsm.dir, 'pin');
+    fs.writeFileSync(pinFile, '13572468\n', { mode: 0o600 });
+    // "Removing" a SoftHSM2 token: its objects live in one directory under directories.tokendir, named by the token's
+    // UUID. Moving that directory out of the token dir is what pulling a smart card does to the module: the slot
+    // the plugin holds loses its token (SoftHSM re-reads the token directory on each access and on C_Initialize,
+    // so the token is gone both for open sessions and for a re-initialised module) and no file is changed.
+    // Moving it back is re-inserting the same card.
+    const [tokenDirName] = fs.readdirSync(hsm.tokenDir);
+    assert.ok(tokenDirName, 'the token has a directory');
+    const inserted = path.join(hsm.tokenDir, tokenDirName);
+    const pulled = path.join(hsm.dir, `pulled-${tokenDirName}`);
+    const tokenFlags = () =>
+      /token flags\s*:\s*(.*)/
+        .exec(hsm.pkcs11Tool(['--list-token-slots']))?.[1]
+        ?.split(',')
+        .map((f) => f.trim())
+        .sort() ?? [];
+    const flagsBefore = tokenFlags();
+    assert.ok(flagsBefore.length > 0, 'pkcs11-tool lists the token flags');
+
+    // Every C_Login the plugin makes is recorded by OpenSC's pkcs11-spy, outside our code.
+    const spyLog = path.join(hsm.dir, 'spy.log');
+    const env: Record<string, string> = { ...hsm.env };
+    if (SPY_MODULE) Object.assign(env, { PKCS11SPY: hsm.modulePath, PKCS11SPY_OUTPUT: spyLog });
+    const logins = () => (SPY_MODULE ? (fs.readFileSync(spyLog, 'utf8').match(/^\d+: C_Login$/gm) ?? []).length : 0);
+    await withSpire(t, async (spire) => {
+      await spire.startServer({ keyManager: pkcs11Km(spire, hsm, pinFile, '', SPY_MODULE ?? hsm.modulePath), env });
+      assert.deepEqual(await mint(spire), { ok: true }, 'mint works before the fault');
+      const pid = kmPid(spire);
+      const loginsBefore = logins();
+      const mark = spire.logMark();
+
+      fs.renameSync(inserted, pulled);
+      const tRemoved = performance.now();
+      const failed = await mint(spire);
+      const failMs = performance.now() - tRemoved;
+      assert.equal(failed.ok, false, 'no signature without the token');
+      const error = failed.ok ? '' : failed.error;
+      assert.match(error, /keymanager\(pkcs11\)/, 'the error comes from our KeyManager');
+      assert.match(error, /Unavailable/, 'as UNAVAILABLE (retryable), not a crash');
+      assert.ok(failMs < 35_000, `the mint failed within SPIRE's call deadline (${Math.round(failMs)} ms)`);
+      assert.ok(isAlive(spire.serverPid!), 'spire-server stays up');
+      assert.equal(kmPid(spire), pid, 'the plugin stays up');
+      t.diagnostic(`x509 mint with the token removed (${Math.round(failMs)} ms): ${error.split('\n')[0]}`);
+      t.diagnostic(`plugin log: ${excerpt(spire.serverLogEntries().slice(mark.server), /pkcs11/, 2)}`);
+
+      fs.renameSync(pulled, inserted);
+      const tBack = performance.now();
+      await pollUntil('a mint to succeed after the token is back', 30_000, async () =>
+        (await mint(spire)).ok ? true : undefined,
+      );
+      const recoveryMs = performance.now() - tBack;
+      assert.ok(recoveryMs < 30_000, `recovered within 30 s (${Math.round(recoveryMs)} ms)`);
+      t.diagnostic(`recovery (token back until a mint succeeds): ${Math.round(recoveryMs)} ms`);
+      assert.equal(kmPid(spire), pid, 'recovered in the same plugin process');
+      if (SPY_MODULE) {
+        const n = logins() - loginsBefore;
+        t.diagnostic(`C_Login calls during the fault and recovery: ${n}`);
+        assert.equal(n, 1, 'exactly one C_Login: the recovery once the token is back');
+      } else t.diagnostic('pkcs11-spy not installed: C_Login count not checked');
+    });
+    assert.deepEqual(tokenFlags(), flagsBefore, 'token flags (PIN counters, lock) unchanged');
+    assert.doesNotThrow(() =>
+      hsm.pkcs11Tool(['--token-label', 'faults-token', '--login', '--pin', '13572468', '--list-objects']),
+    );
   });
 });
