@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   SpireCommandError,
+  SpireStartError,
   spireBinariesPresent,
   stopAllHarnesses,
   withSpire,
@@ -26,6 +27,18 @@ import {
 } from '../../simulators/spire/harness';
 import { childrenOf, isAlive } from '../../simulators/spire/procs';
 import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
+import { tpmLoaded } from '../integration/tpm-devid-agent/helpers';
+import {
+  agentAttestor,
+  agentHcl,
+  agentIdOf,
+  makeCa,
+  pollUntil,
+  provisionWithTool,
+  serverAttestor,
+  serverHcl,
+  startDevice,
+} from './tpm-devid-fixtures/env';
 
 after(stopAllHarnesses);
 
@@ -37,16 +50,6 @@ const SPY_MODULE = ['/usr/lib/x86_64-linux-gnu/pkcs11-spy.so', '/usr/lib/x86_64-
 const KM_SERVER_MAIN = path.resolve(__dirname, '..', '..', 'plugins', 'pkcs11-keymanager', 'main-server.js');
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function pollUntil<T>(what: string, timeoutMs: number, f: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 function pkcs11Km(
   spire: SpireHarness,
@@ -241,5 +244,95 @@ describe('faults in real SPIRE v1.15.3', { skip: SKIP }, () => {
     assert.doesNotThrow(() =>
       hsm.pkcs11Tool(['--token-label', 'faults-token', '--login', '--pin', '13572468', '--list-objects']),
     );
+  });
+
+  test('TPM device path missing at agent start: spire-agent exits with our error naming the path', async (t) => {
+    const dev = await startDevice('faults-tpm-missing');
+    t.after(() => dev.stop());
+    const work = fs.mkdtempSync(path.join(dev.work, 'w-'));
+    const ca = await makeCa(work, 'faults-devid-ca');
+    const devid = await provisionWithTool(dev, ca, 'ecc', 'faults-missing', path.join(work, 'devid'));
+    const ekCa = path.join(work, 'ek-ca.pem');
+    fs.writeFileSync(ekCa, dev.inst.ca.issuerCertPem);
+    const missing = path.join(work, 'no-such-tpm');
+    await withSpire(t, async (spire) => {
+      await spire.startServer({ plugins: [serverAttestor(spire, 'ours', serverHcl(ca.certPath, ekCa))] });
+      const t0 = performance.now();
+      await assert.rejects(
+        spire.startAgent({
+          nodeAttestor: agentAttestor(spire, 'ours', agentHcl(devid, missing)),
+          startTimeoutMs: 120_000,
+        }),
+        (e: unknown) => {
+          assert.ok(e instanceof SpireStartError, String(e));
+          assert.match(e.message, /exited/, 'spire-agent exited');
+          const line = e.logTail.split('\n').find((l) => l.includes(missing));
+          assert.ok(line, `the agent log names ${missing}`);
+          assert.match(line, /unable to open TPM: cannot access TPM at .*no-such-tpm: ENOENT/);
+          t.diagnostic(`spire-agent (${Math.round(performance.now() - t0)} ms to exit): ${line.slice(0, 400)}`);
+          return true;
+        },
+      );
+    });
+  });
+
+  test('swtpm killed during an attestation and restarted: the agent attests on its retry, no transient handle left', async (t) => {
+    const dev = await startDevice('faults-tpm-kill');
+    let run = dev.run;
+    t.after(async () => {
+      await run.stop();
+      await dev.inst.remove();
+    });
+    const work = fs.mkdtempSync(path.join(dev.work, 'w-'));
+    const ca = await makeCa(work, 'faults-devid-ca');
+    const devid = await provisionWithTool(dev, ca, 'ecc', 'faults-kill', path.join(work, 'devid'));
+    const ekCa = path.join(work, 'ek-ca.pem');
+    fs.writeFileSync(ekCa, dev.inst.ca.issuerCertPem);
+    await withSpire(t, async (spire) => {
+      await spire.startServer({ plugins: [serverAttestor(spire, 'ours', serverHcl(ca.certPath, ekCa))] });
+      // Freeze swtpm, so the attestation that starts stays inside a TPM command; kill it there.
+      process.kill(run.pid, 'SIGSTOP');
+      const mark = spire.logMark();
+      const agentStarted = spire.startAgent({
+        nodeAttestor: agentAttestor(spire, 'ours', agentHcl(devid, dev.socket)),
+        startTimeoutMs: 180_000,
+      });
+      agentStarted.catch(() => undefined); // awaited below
+      // The kernel queues the agent plugin's connection on the listening socket even while swtpm is stopped; wait
+      // until the agent has loaded its node attestor and is attesting (its log says so), then kill swtpm.
+      await spire.waitForLog((l) => l.source === 'agent' && /node attestation|attest/i.test(l.raw), 60_000, mark);
+      await sleep(1_000); // not an assertion: let the plugin's first TPM command reach the frozen swtpm
+      process.kill(run.pid, 'SIGKILL');
+      const oldPid = run.pid;
+      await pollUntil('swtpm to be gone', 10_000, async () => (isAlive(oldPid) ? undefined : true));
+      const tKilled = performance.now();
+      const failLine = await spire.waitForLog(
+        (l) => l.source === 'agent' && /error|fail/i.test(String(l.level ?? '') + ' ' + String(l.msg ?? '')),
+        60_000,
+        mark,
+      );
+      t.diagnostic(
+        `agent after the kill: ${failLine.level ?? ''} ${failLine.msg ?? ''} ${JSON.stringify(failLine.fields).slice(0, 300)}`,
+      );
+      run = await dev.inst.start({ transport: 'unix' });
+      assert.equal(run.socketPath, dev.socket, 'swtpm is back at the same socket');
+      await agentStarted;
+      const recoveryMs = performance.now() - tKilled;
+      assert.equal(spire.agentSpiffeId(), agentIdOf(TD, devid), 'attested as the DevID');
+      t.diagnostic(`recovery (swtpm killed until the agent is attested): ${Math.round(recoveryMs)} ms`);
+      const spireOwn = spire
+        .agentLogEntries()
+        .slice(mark.agent)
+        .filter((l) => l.fields['external'] === undefined && /attest|retry|backoff/i.test(l.raw));
+      t.diagnostic(
+        `spire-agent's own lines: ${spireOwn.map((l) => `${l.level ?? ''} ${l.msg ?? ''} ${String(l.fields['error'] ?? '').slice(0, 200)}`).join(' | ')}`,
+      );
+      const loaded = await tpmLoaded(dev.socket);
+      assert.deepEqual(
+        [...loaded.transient, ...loaded.hmacSessions, ...loaded.policySessions],
+        [],
+        'no transient object or session left in the TPM',
+      );
+    });
   });
 });
