@@ -7,6 +7,9 @@
 // the plugin and does not exit. go-plugin notices the exit and logs it at DEBUG/INFO ("plugin process exited"), and
 // every later call through that plugin fails: `spire-server x509 mint` answers with a gRPC Unavailable / "connection
 // refused"-style error from the dead socket, while the server's own APIs (healthcheck, entry, bundle) keep working.
+// With the server's tpm_devid NodeAttestor dead, an agent's attestation gets `Unavailable ... connection refused`,
+// retries, and spire-agent finally exits ("Agent crashed"); an agent whose attestation failed with Internal (swtpm
+// killed under our agent plugin) retried and attested once swtpm was back.
 // Recovery is a restart of spire-server, which our side does not block: the socket directory of the dead process is
 // left in TMPDIR under a name no new process uses (mkdtemp), and the heartbeat lease object it left on the token is
 // taken over at the next Configure (README "Heartbeat / lease": a nonce that stops being refreshed is not a live server).
@@ -33,6 +36,7 @@ import {
   agentHcl,
   agentIdOf,
   makeCa,
+  OUR_SERVER_MAIN,
   pollUntil,
   provisionWithTool,
   serverAttestor,
@@ -332,6 +336,49 @@ describe('faults in real SPIRE v1.15.3', { skip: SKIP }, () => {
         [...loaded.transient, ...loaded.hmacSessions, ...loaded.policySessions],
         [],
         'no transient object or session left in the TPM',
+      );
+    });
+  });
+
+  test('tpm_devid server NodeAttestor killed (SIGKILL) under spire-server: attestation fails Unavailable, a server restart recovers', async (t) => {
+    const dev = await startDevice('faults-attestor-kill');
+    t.after(() => dev.stop());
+    const work = fs.mkdtempSync(path.join(dev.work, 'w-'));
+    const ca = await makeCa(work, 'faults-devid-ca');
+    const devid = await provisionWithTool(dev, ca, 'ecc', 'faults-attestor', path.join(work, 'devid'));
+    const ekCa = path.join(work, 'ek-ca.pem');
+    fs.writeFileSync(ekCa, dev.inst.ca.issuerCertPem);
+    await withSpire(t, async (spire) => {
+      await spire.startServer({ plugins: [serverAttestor(spire, 'ours', serverHcl(ca.certPath, ekCa))] });
+      const kids = childrenOf(spire.serverPid!).filter((c) => c.cmd.includes(OUR_SERVER_MAIN));
+      assert.equal(kids.length, 1, 'one tpm_devid server plugin');
+      const mark = spire.logMark();
+      process.kill(kids[0]!.pid, 'SIGKILL');
+      await spire.waitForLog((l) => l.source === 'server' && /plugin process exited/.test(l.raw), 30_000, mark);
+      const decl = agentAttestor(spire, 'ours', agentHcl(devid, dev.socket));
+      await assert.rejects(
+        spire.startAgent({ nodeAttestor: decl, startTimeoutMs: 60_000 }),
+        (e: unknown) => e instanceof Error,
+      );
+      const seen = spire
+        .logEntries()
+        .filter((l) => /connection refused|Unavailable|tpm_devid/i.test(l.raw) && /error|warn/i.test(String(l.level)))
+        .slice(-2);
+      t.diagnostic(
+        `SPIRE with the server attestor dead: ${seen.map((l) => `${l.source} ${l.msg ?? ''} ${String(l.fields['error'] ?? '').slice(0, 250)}`).join(' | ')}`,
+      );
+      assert.ok(isAlive(spire.serverPid!), 'spire-server stays up');
+      assert.ok(
+        seen.some((l) => /connection refused|Unavailable/i.test(l.raw)),
+        'the failure is the dead plugin connection',
+      );
+      await spire.stopAgent();
+      const t0 = performance.now();
+      await spire.restartServer();
+      await spire.startAgent({ nodeAttestor: decl });
+      assert.equal(spire.agentSpiffeId(), agentIdOf(TD, devid));
+      t.diagnostic(
+        `recovery (restart spire-server and the agent until attested): ${Math.round(performance.now() - t0)} ms`,
       );
     });
   });
