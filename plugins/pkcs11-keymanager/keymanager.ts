@@ -22,7 +22,7 @@ import {
   releaseModule,
   selectToken,
 } from '@spire-hw/pkcs11';
-import { Code, PluginError, failedPrecondition, invalidArgument } from '@spire-hw/sdk/errors';
+import { Code, PluginError, errorMessage, failedPrecondition, invalidArgument } from '@spire-hw/sdk/errors';
 import type { Logger } from '@spire-hw/sdk';
 import type { ConfigStatus } from '@spire-hw/sdk/config';
 import type { Pkcs11KeyManagerConfig } from './config';
@@ -70,8 +70,29 @@ export function loadServerId(src: Pkcs11KeyManagerConfig['serverId'], log: Logge
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
   const id = crypto.randomUUID();
-  fs.mkdirSync(path.dirname(src.path), { recursive: true });
-  fs.writeFileSync(src.path, id + '\n', { mode: 0o600, flag: 'wx' });
+  // Write-then-link: a full disk or a crash leaves at most a temporary file we remove, never a short identifier file
+  // (which would make every later start fail). link() refuses an existing name, as the old 'wx' open did.
+  const dir = path.dirname(src.path);
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(src.path)}.${crypto.randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const fd = fs.openSync(tmp, 'wx', 0o600);
+    try {
+      fs.writeSync(fd, id + '\n');
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.linkSync(tmp, src.path);
+  } catch (e) {
+    throw new PluginError(
+      Code.UNAVAILABLE,
+      `cannot write key_identifier_file "${src.path}": ${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}`,
+      { cause: e },
+    );
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
   log.info('created a new server key identifier file', { path: src.path, server_id: id });
   return id;
 }

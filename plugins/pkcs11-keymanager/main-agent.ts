@@ -4,4 +4,4 @@ import './uv-threadpool'; // first: sizes libuv's thread pool before anything us
 import { agentKeyManager, serve } from '@spire-hw/sdk';
 import { Pkcs11KeyManager } from './plugin';
 
-serve(agentKeyManager(new Pkcs11KeyManager()));
+serve(agentKeyManager(new Pkcs11KeyManager()), { onUncaughtError: 'exit' }); // key state unknown after a bug: exit

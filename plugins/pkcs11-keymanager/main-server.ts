@@ -4,4 +4,4 @@ import './uv-threadpool'; // first: sizes libuv's thread pool before anything us
 import { serve, serverKeyManager } from '@spire-hw/sdk';
 import { Pkcs11KeyManager } from './plugin';
 
-serve(serverKeyManager(new Pkcs11KeyManager()));
+serve(serverKeyManager(new Pkcs11KeyManager()), { onUncaughtError: 'exit' }); // key state unknown after a bug: exit

@@ -3,4 +3,4 @@
 import { serve, upstreamAuthority } from '@spire-hw/sdk';
 import { Pkcs11UpstreamAuthority } from './plugin';
 
-serve(upstreamAuthority(new Pkcs11UpstreamAuthority()));
+serve(upstreamAuthority(new Pkcs11UpstreamAuthority()), { onUncaughtError: 'exit' }); // token state unknown after a bug: exit

@@ -1,7 +1,15 @@
 // spire-hardware-plugins SDK: write SPIRE plugins in TypeScript.
 //   serve(workloadAttestor(new MyAttestor()));
 import './boot'; // first: start-up failures become hclog JSON errors (see boot.ts)
-export { serve, handshakeLine, notAPluginMessage, setPluginInvocation, type ServeOptions } from './serve';
+export {
+  serve,
+  handshakeLine,
+  notAPluginMessage,
+  setPluginInvocation,
+  UNCAUGHT_ERROR_EXIT_CODE,
+  type ServeOptions,
+  type UncaughtErrorPolicy,
+} from './serve';
 export { routeGrpcLogging } from './grpc';
 export {
   serverKeyManager,

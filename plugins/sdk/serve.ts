@@ -14,10 +14,26 @@ import type { PluginDefinition } from './plugin';
 export const CORE_PROTOCOL_VERSION = 1;
 export const APP_PROTOCOL_VERSION = 1;
 
+/**
+ * What the process does with an uncaught exception or unhandled rejection once it is serving (before the handshake,
+ * boot.ts always reports and exits 1):
+ * - 'exit': log it as an hclog JSON error line, then exit 1 (the socket directory is removed; deinit gets at most
+ *   1.5 s). For plugins whose state is unknown after such an error (a KeyManager or CA holding token or TPM state):
+ *   SPIRE v1.15.3 does not restart a plugin, so its calls fail from then on and the operator (or the service manager
+ *   restarting SPIRE) sees it, instead of a plugin that answers from a half-updated state.
+ * - 'log': log it and keep serving. For stateless plugins, where one failed call does not poison the next.
+ */
+export type UncaughtErrorPolicy = 'exit' | 'log';
+
 export interface ServeOptions {
   log?: Logger;
   env?: NodeJS.ProcessEnv;
+  /** Default 'log'. Every plugin main states its choice (see the plugin's README). */
+  onUncaughtError?: UncaughtErrorPolicy;
 }
+
+/** Exit code after an uncaught error under the 'exit' policy. */
+export const UNCAUGHT_ERROR_EXIT_CODE = 1;
 
 /** The go-plugin handshake line: CORE|APP|NETWORK|ADDRESS|PROTOCOL|SERVERCERT (cert empty: SPIRE has no TLS). */
 export function handshakeLine(network: 'unix' | 'tcp', address: string): string {
@@ -143,21 +159,21 @@ export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
     }
   };
 
-  // Before the handshake, boot.ts reports and exits; after it, the plugin stays up and the error is logged.
-  process.on('uncaughtException', (e) => {
-    if (isServing())
-      log.error('uncaught exception (process kept alive)', {
-        error: errorMessage(e),
-        stack: e instanceof Error ? e.stack : undefined,
-      });
-  });
-  process.on('unhandledRejection', (e) => {
-    if (isServing())
-      log.error('unhandled promise rejection (process kept alive)', {
-        error: errorMessage(e),
-        stack: e instanceof Error ? e.stack : undefined,
-      });
-  });
+  // Before the handshake, boot.ts reports and exits; after it, the policy decides (see UncaughtErrorPolicy).
+  const policy: UncaughtErrorPolicy = options.onUncaughtError ?? 'log';
+  const onUncaught = (kind: 'uncaught exception' | 'unhandled promise rejection') => (e: unknown) => {
+    if (!isServing()) return;
+    const fields = { error: errorMessage(e), error_kind: kind, stack: e instanceof Error ? e.stack : undefined };
+    if (policy === 'log') {
+      log.error(`${kind} (process kept alive)`, fields);
+      return;
+    }
+    if (exiting) return; // already on the way out; the first error was logged
+    log.error(`${kind}: plugin state unknown, exiting`, { ...fields, exit_code: UNCAUGHT_ERROR_EXIT_CODE });
+    exit(UNCAUGHT_ERROR_EXIT_CODE, kind);
+  };
+  process.on('uncaughtException', onUncaught('uncaught exception'));
+  process.on('unhandledRejection', onUncaught('unhandled promise rejection'));
   process.on('SIGINT', () => undefined); // like go-plugin servers: SPIRE, not a terminal Ctrl-C, unloads plugins
   process.on('SIGTERM', () => exit(0, 'SIGTERM'));
   process.on('SIGHUP', () => exit(0, 'SIGHUP'));

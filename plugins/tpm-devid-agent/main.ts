@@ -3,4 +3,4 @@
 import { serve, agentNodeAttestor } from '@spire-hw/sdk';
 import { TpmDevidAgent } from './plugin';
 
-serve(agentNodeAttestor(new TpmDevidAgent()));
+serve(agentNodeAttestor(new TpmDevidAgent()), { onUncaughtError: 'log' }); // one TPM session per attestation: keep serving

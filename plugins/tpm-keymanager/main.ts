@@ -3,4 +3,4 @@
 import { agentKeyManager, serve } from '@spire-hw/sdk';
 import { TpmKeyManager } from './plugin';
 
-serve(agentKeyManager(new TpmKeyManager()));
+serve(agentKeyManager(new TpmKeyManager()), { onUncaughtError: 'exit' }); // key state unknown after a bug: exit

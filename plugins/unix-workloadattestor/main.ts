@@ -3,4 +3,4 @@
 import { serve, workloadAttestor } from '@spire-hw/sdk';
 import { UnixAttestor } from './plugin';
 
-serve(workloadAttestor(new UnixAttestor()));
+serve(workloadAttestor(new UnixAttestor()), { onUncaughtError: 'log' }); // stateless: keep serving

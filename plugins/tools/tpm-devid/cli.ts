@@ -317,9 +317,21 @@ async function checkWritable(paths: string[], force: boolean): Promise<void> {
 async function writeSecretFile(path: string, data: Uint8Array | string): Promise<void> {
   await fsp.mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  await fsp.writeFile(tmp, data, { mode: 0o600 });
-  await fsp.chmod(tmp, 0o600);
-  await fsp.rename(tmp, path);
+  try {
+    const h = await fsp.open(tmp, 'w', 0o600);
+    try {
+      await h.chmod(0o600);
+      await h.writeFile(data);
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+    await fsp.rename(tmp, path);
+  } catch (e) {
+    // A full disk leaves neither a short blob under the final name nor the temporary file.
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw new ToolError(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
 }
 
 async function withTpm<T>(sel: TpmSelection, f: (tpm: Tpm) => Promise<T>): Promise<T> {

@@ -13,7 +13,8 @@ import { KeyManagerClient } from '@spire-hw/proto/spire/plugin/server/keymanager
 import { PluginError, serverKeyManager } from '@spire-hw/sdk';
 import { startInProcess } from '@spire-hw/sdk/testing';
 import { Pkcs11KeyManager } from '../../../plugins/pkcs11-keymanager/plugin';
-import { Pkcs11KeyManagerCore } from '../../../plugins/pkcs11-keymanager/keymanager';
+import { Pkcs11KeyManagerCore, loadServerId } from '../../../plugins/pkcs11-keymanager/keymanager';
+import { FULL_DISK_SKIP, fullTmpfs } from '../lib/full-disk';
 import { buildConfig, type Pkcs11KeyManagerConfig } from '../../../plugins/pkcs11-keymanager/config';
 import { Pkcs11Client, loginCounter } from '@spire-hw/pkcs11';
 import type { SoftHsm } from '../../../simulators/softhsm2';
@@ -341,3 +342,29 @@ describe('HA: key naming, crash recovery, duplicate identifiers, stale reaping',
 });
 
 void expectCode;
+
+test(
+  'disk full while creating the key_identifier_file: Unavailable naming the file and ENOSPC, no file left, the next start creates it',
+  { skip: FULL_DISK_SKIP },
+  () => {
+    const { mnt, unmount } = fullTmpfs('pkcs11-km-full-');
+    try {
+      const file = `${mnt}/server-id`;
+      const log = recordingLogger();
+      assert.throws(
+        () => loadServerId({ kind: 'file', path: file }, log),
+        (e: unknown) =>
+          e instanceof PluginError &&
+          e.code === Code.UNAVAILABLE &&
+          e.message === `cannot write key_identifier_file "${file}": ENOSPC`,
+      );
+      assert.deepEqual(fs.readdirSync(mnt), ['filler'], 'no short identifier file and no temporary file');
+      fs.rmSync(`${mnt}/filler`);
+      const id = loadServerId({ kind: 'file', path: file }, log);
+      assert.equal(fs.readFileSync(file, 'utf8'), id + '\n');
+      assert.equal(loadServerId({ kind: 'file', path: file }, log), id, 'read back, not replaced');
+    } finally {
+      unmount();
+    }
+  },
+);

@@ -84,6 +84,60 @@ test('handshake line, service answers, clean stderr, silent stdout, graceful unl
   assert.ok(!existsSync(dir), 'socket directory removed on exit');
 });
 
+for (const [pid, kind] of [
+  [6, 'unhandled promise rejection'],
+  [7, 'uncaught exception'],
+] as const) {
+  test(`onUncaughtError 'exit': an ${kind} is logged as one hclog error line, then the process exits 1 and removes its socket dir`, async () => {
+    const p = await start({ FIXTURE_ON_UNCAUGHT: 'exit' });
+    const dir = dirname(p.handshake.address);
+    const c = p.conn.typeClient(WorkloadAttestorClient);
+    // The error is raised outside the call; the exit may come before its answer is written, so the call either
+    // answers or fails UNAVAILABLE (connection dropped), never with another status.
+    await unary(c, 'attest', { pid }).catch((e: unknown) => {
+      assert.equal((e as ServiceError).code, Code.UNAVAILABLE, String(e));
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const exited = await Promise.race([
+      p.exited.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 10_000))),
+    ]);
+    clearTimeout(timer);
+    assert.ok(exited, 'the plugin exits after the uncaught error');
+    assert.equal(p.exitCode, 1);
+    assert.equal(p.exitSignal, null);
+    assert.deepEqual(p.logProblems(), [], 'every stderr line is hclog JSON');
+    const errors = p.logs().filter((l) => l['@level'] === 'error');
+    assert.equal(errors.length, 1, `one error line: ${JSON.stringify(errors)}`);
+    assert.equal(errors[0]!['@message'], `${kind}: plugin state unknown, exiting`);
+    assert.equal(errors[0]!['error_kind'], kind);
+    assert.match(String(errors[0]!['error']), pid === 6 ? /unhandled rejection alone/ : /uncaught exception alone/);
+    assert.equal(errors[0]!['exit_code'], 1);
+    assert.ok(!existsSync(dir), 'socket directory removed on exit');
+  });
+}
+
+test("onUncaughtError 'log': uncaught exception and unhandled rejection are logged, the plugin keeps serving", async () => {
+  const p = await start({ FIXTURE_ON_UNCAUGHT: 'log' });
+  const c = p.conn.typeClient(WorkloadAttestorClient);
+  await unary(c, 'attest', { pid: 5 });
+  const deadline = Date.now() + 10_000;
+  const kept = () => p.logs().filter((l) => /\(process kept alive\)$/.test(String(l['@message'])));
+  while (kept().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(
+    kept()
+      .map((l) => l['error_kind'])
+      .sort(),
+    ['uncaught exception', 'unhandled promise rejection'],
+  );
+  assert.ok(p.alive(), 'still running');
+  const r = await unary<object, { selectorValues: string[] }>(c, 'attest', { pid: 9 });
+  assert.ok(r.selectorValues.includes('pid:9'), 'and still answering');
+  const { graceful } = await p.unload();
+  assert.ok(graceful);
+  assert.equal(p.exitCode, 0);
+});
+
 test('malformed and oversized messages to every service: clear statuses, process stays up', async () => {
   const p = await start();
   const target = `unix:${p.handshake.address}`;

@@ -3,7 +3,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
-import { promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp, readdirSync, readFileSync } from 'node:fs';
+import { FULL_DISK_SKIP, fullTmpfs } from '../../lib/full-disk';
 import { join } from 'node:path';
 import { createSwtpm, type RunningSwtpm, type SwtpmInstance } from '../../../../simulators/swtpm';
 import { TpmtPublic, publicKeyOf, unmarshal } from '@spire-hw/tpm2';
@@ -288,3 +289,40 @@ test('CA problems are reported before the TPM is used; --cert mismatch on import
   assert.equal(wrong.code, 1);
   assert.match(wrong.err, /is not for this key/);
 });
+
+test(
+  'disk full while writing the DevID blobs: exit 1 naming the file and ENOSPC, no blob or temporary file left',
+  { skip: FULL_DISK_SKIP },
+  async () => {
+    const ca = await makeLabCa(join(work, 'ca-full'));
+    const { mnt, unmount } = fullTmpfs('devid-tool-full-');
+    try {
+      const r = await spawnTool([
+        'provision',
+        '--tpm',
+        sock,
+        '--key-type',
+        'ecc',
+        '--subject-cn',
+        'full-disk',
+        '--ca-cert',
+        ca.certPath,
+        '--ca-key',
+        ca.keyPath,
+        '--out-dir',
+        mnt,
+      ]);
+      assert.equal(r.code, 1, r.err);
+      assert.match(r.err, new RegExp(`cannot write ${mnt}/devid\\.[a-z.]+: ENOSPC`));
+      assert.deepEqual(readdirSync(mnt), ['filler'], 'nothing half-written');
+      const loaded = await tpmLoaded(sock);
+      assert.deepEqual(
+        [...loaded.transient, ...loaded.hmacSessions, ...loaded.policySessions],
+        [],
+        'nothing left in the TPM',
+      );
+    } finally {
+      unmount();
+    }
+  },
+);
