@@ -85,8 +85,8 @@ test('handshake line, service answers, clean stderr, silent stdout, graceful unl
 });
 
 for (const [pid, kind] of [
-  [6, 'unhandled promise rejection'],
-  [7, 'uncaught exception'],
+  [106, 'unhandled promise rejection'],
+  [107, 'uncaught exception'],
 ] as const) {
   test(`onUncaughtError 'exit': an ${kind} is logged as one hclog error line, then the process exits 1 and removes its socket dir`, async () => {
     const p = await start({ FIXTURE_ON_UNCAUGHT: 'exit' });
@@ -111,7 +111,7 @@ for (const [pid, kind] of [
     assert.equal(errors.length, 1, `one error line: ${JSON.stringify(errors)}`);
     assert.equal(errors[0]!['@message'], `${kind}: plugin state unknown, exiting`);
     assert.equal(errors[0]!['error_kind'], kind);
-    assert.match(String(errors[0]!['error']), pid === 6 ? /unhandled rejection alone/ : /uncaught exception alone/);
+    assert.match(String(errors[0]!['error']), pid === 106 ? /unhandled rejection alone/ : /uncaught exception alone/);
     assert.equal(errors[0]!['exit_code'], 1);
     assert.ok(!existsSync(dir), 'socket directory removed on exit');
   });
