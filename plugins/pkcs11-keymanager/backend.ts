@@ -137,6 +137,7 @@ export class KeyBackend {
     });
     const b = new KeyBackend(cfg, client, serverId, nonce, log);
     try {
+      client.signingPath(); // decided and logged (debug) before the first signature
       if (cfg.keyRecordFile !== undefined) b.record = KeyBackend.loadRecord(cfg, serverId, log);
       await b.checkMechanisms();
       await b.acquireLease();
