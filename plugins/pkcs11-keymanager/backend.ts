@@ -149,6 +149,7 @@ export class KeyBackend {
     const b = new KeyBackend(cfg, client, serverId, nonce, log);
     b.metrics = metrics;
     try {
+      client.signingPath(); // decided and logged (debug) before the first signature
       if (cfg.keyRecordFile !== undefined) b.record = KeyBackend.loadRecord(cfg, serverId, log);
       await b.checkMechanisms();
       await b.acquireLease();

@@ -12,8 +12,10 @@
  *   - CKR_GENERAL_ERROR → cheap health probe; re-init only if the probe fails;
  *   - PIN errors are never retried; after one CKR_PIN_INCORRECT no further C_Login is attempted at all.
  *
- * Signing runs on the native signer's own threads ({@link signingThreads}). Key generation, and signing without the
- * addon, run on libuv's thread pool; size it with UV_THREADPOOL_SIZE before its first use (the plugin main does this),
+ * Signing on a software token (no CKF_HW_SLOT) with no other signature in flight runs inline on the event loop
+ * (synchronous C_SignInit + C_Sign through pkcs11js: no thread hand-off, {@link inlineSignDecision}); otherwise it runs
+ * on the native signer's own threads ({@link signingThreads}). Key generation, and signing without the addon, run on
+ * libuv's thread pool; size it with UV_THREADPOOL_SIZE before its first use (the plugin main does this),
  * at least max_sessions.
  */
 import * as os from 'node:os';
@@ -38,6 +40,41 @@ export function defaultSigningThreads(
   cpus = os.availableParallelism(),
 ): number {
   return Math.max(1, hardwareSlot ? maxSessions : Math.min(maxSessions, cpus));
+}
+
+/** Whether signatures may run inline on the event loop when no other signature is in flight, and why. */
+export interface InlineSignDecision {
+  inline: boolean;
+  reason: string;
+}
+
+/**
+ * The inline-signing decision for a slot. A software token (no CKF_HW_SLOT, e.g. SoftHSM) signs on this machine's
+ * CPU in tens of microseconds: handing one signature to a thread and waking the event loop for its result costs more
+ * than the signature when nothing else is waiting. A hardware slot keeps signing off the loop (the device may take
+ * milliseconds, or stall). `PKCS11_INLINE_SIGN` in the environment overrides: `0` never inline, `1` inline on any slot
+ * (benches; an operator whose software-flagged module is in fact remote sets `0`).
+ */
+export function inlineSignDecision(
+  hardwareSlot: boolean,
+  env: string | undefined = process.env['PKCS11_INLINE_SIGN'],
+): InlineSignDecision {
+  if (env === '0') return { inline: false, reason: 'PKCS11_INLINE_SIGN=0' };
+  if (env === '1') return { inline: true, reason: 'PKCS11_INLINE_SIGN=1' };
+  const ignored = env !== undefined && env !== '' ? ` (PKCS11_INLINE_SIGN=${JSON.stringify(env)} ignored: 0 or 1)` : '';
+  return hardwareSlot
+    ? { inline: false, reason: `hardware slot (CKF_HW_SLOT): signatures stay off the event loop${ignored}` }
+    : {
+        inline: true,
+        reason: `software token (no CKF_HW_SLOT): inline when no other signature is in flight${ignored}`,
+      };
+}
+
+/** How this client signs: inline when idle (and why), and the threads of the threaded path. */
+export interface SigningPath extends InlineSignDecision {
+  /** The native signer (native/pkcs11sign) runs the threaded path; false: pkcs11js's C_SignAsync on libuv's pool. */
+  native: boolean;
+  threads: number;
 }
 
 export interface Pkcs11ClientOptions {
@@ -95,6 +132,10 @@ export interface ClientStats {
   reinits: number;
   sessionRecoveries: number;
   retriedOperations: number;
+  /** Signature attempts run inline on the event loop (software token, nothing else in flight), retries included. */
+  inlineSigns: number;
+  /** Signature attempts handed to a thread (native signer or libuv's pool), retries included. */
+  threadedSigns: number;
 }
 
 export type Attr = pkcs11js.Attribute;
@@ -121,6 +162,10 @@ export class Pkcs11Client {
   private pinRejected: Pkcs11Error | undefined;
   /** The native C_SignInit+C_Sign signer; undefined until first use, null when not available. */
   private native: NativeSigner | null | undefined;
+  /** Inline decision for this token's slot; undefined until first use. */
+  private inlineDecision: InlineSignDecision | undefined;
+  /** sign() calls entered and not yet settled (inline or threaded, including those waiting for the gate or a session). */
+  private signsInFlight = 0;
   private closed = false;
   private reloginInFlight: Promise<void> | undefined;
   private healthState: TokenHealth = 'ok';
@@ -133,6 +178,8 @@ export class Pkcs11Client {
     reinits: 0,
     sessionRecoveries: 0,
     retriedOperations: 0,
+    inlineSigns: 0,
+    threadedSigns: 0,
   };
 
   private constructor(opts: Pkcs11ClientOptions, module: ModuleHandle) {
@@ -571,34 +618,63 @@ export class Pkcs11Client {
   }
 
   /**
-   * Signs `data` with the private key `ref` on a pooled session, with recovery: C_SignInit + C_Sign as one job on a
-   * worker thread (native/pkcs11sign), or, without the addon, C_SignInit here and C_SignAsync on a worker.
+   * Decides (once) how this client signs: the inline decision for the token's slot and the threaded path's signer.
+   * Logged at debug; {@link sign} calls it, and a plugin may call it at Configure to log the decision early.
    */
-  sign(ref: ObjectRef, mechanism: pkcs11js.Mechanism, data: Buffer, maxOut: number): Promise<Buffer> {
-    return this.run('sign', () =>
-      this.withSession(async (s) => {
-        const key = this.resolve(ref);
-        if (this.native === undefined) {
-          try {
-            this.native = this.options.nativeSign
-              ? (openNativeSigner(this.options.modulePath, this.signingThreads()) ?? null)
-              : null;
-          } catch (e) {
-            this.log.warn('native signing addon unavailable, signing through pkcs11js', {
-              error: (e as Error).message,
-            });
-            this.native = null;
+  signingPath(): SigningPath {
+    if (this.inlineDecision === undefined) this.inlineDecision = inlineSignDecision(this.token.hardwareSlot);
+    if (this.native === undefined) {
+      try {
+        this.native = this.options.nativeSign
+          ? (openNativeSigner(this.options.modulePath, this.signingThreads()) ?? null)
+          : null;
+      } catch (e) {
+        this.log.warn('native signing addon unavailable, signing through pkcs11js', {
+          error: (e as Error).message,
+        });
+        this.native = null;
+      }
+      this.log.debug('signing path', {
+        inline_when_idle: this.inlineDecision.inline,
+        reason: this.inlineDecision.reason,
+        native: this.native !== null,
+        threads: this.native?.threads ?? 0,
+      });
+    }
+    return { ...this.inlineDecision, native: this.native !== null, threads: this.native?.threads ?? 0 };
+  }
+
+  /**
+   * Signs `data` with the private key `ref` on a pooled session, with recovery. The one place signatures are
+   * dispatched: inline (synchronous C_SignInit + C_Sign through pkcs11js) when {@link inlineSignDecision} allows it and
+   * no other signature is in flight; otherwise C_SignInit + C_Sign as one job on a thread (native/pkcs11sign), or,
+   * without the addon, C_SignInit here and C_SignAsync on a worker. Errors of every path are Pkcs11Errors carrying the
+   * CKR code, thrown inside {@link run}, so they take the same recovery.
+   */
+  async sign(ref: ObjectRef, mechanism: pkcs11js.Mechanism, data: Buffer, maxOut: number): Promise<Buffer> {
+    this.signsInFlight++;
+    try {
+      return await this.run('sign', () =>
+        this.withSession(async (s) => {
+          const key = this.resolve(ref);
+          if (this.native === undefined || this.inlineDecision === undefined) this.signingPath();
+          if (this.inlineDecision!.inline && this.signsInFlight === 1) {
+            this.stats.inlineSigns++;
+            p11('C_SignInit', () => this.pkcs11.C_SignInit(s, mechanism, key));
+            return p11('C_Sign', () => this.pkcs11.C_Sign(s, data, Buffer.alloc(maxOut)));
           }
-          this.log.debug('signing path', { native: this.native !== null, threads: this.native?.threads ?? 0 });
-        }
-        const viaAddon = this.native?.sign(s, key, mechanism, data, maxOut);
-        if (viaAddon) return viaAddon;
-        p11('C_SignInit', () => this.pkcs11.C_SignInit(s, mechanism, key));
-        // `data` stays referenced by this closure until the promise settles (the native worker keeps a raw pointer).
-        const sig = await p11Async('C_Sign', () => this.pkcs11.C_SignAsync(s, data, Buffer.alloc(maxOut)));
-        return Buffer.from(sig);
-      }),
-    );
+          this.stats.threadedSigns++;
+          const viaAddon = this.native?.sign(s, key, mechanism, data, maxOut);
+          if (viaAddon) return viaAddon;
+          p11('C_SignInit', () => this.pkcs11.C_SignInit(s, mechanism, key));
+          // `data` stays referenced by this closure until the promise settles (the native worker keeps a raw pointer).
+          const sig = await p11Async('C_Sign', () => this.pkcs11.C_SignAsync(s, data, Buffer.alloc(maxOut)));
+          return Buffer.from(sig);
+        }),
+      );
+    } finally {
+      this.signsInFlight--;
+    }
   }
 
   /** The signing thread count: configured, else {@link defaultSigningThreads} for this token's slot; ≤ the pool. */
