@@ -133,3 +133,52 @@ export function createSoftHsm(opts: SoftHsmOptions = {}): SoftHsm {
   if (first.slotId !== undefined) hsm.slotId = first.slotId;
   return hsm;
 }
+
+/** One object as printed by `pkcs11-tool --list-objects`. */
+export interface TokenObject {
+  kind: 'private' | 'public' | 'data' | 'certificate' | 'other';
+  /** e.g. "EC", "RSA" */
+  keyType: string;
+  label: string;
+  /** CKA_ID, lower-case hex ("" for data objects). */
+  id: string;
+  /** The "Access:" flags, e.g. ["sensitive", "always sensitive", "never extractable", "local"]. */
+  access: string[];
+  raw: string;
+}
+
+/** Parses `pkcs11-tool --list-objects` (blocks start at column 0; attributes are indented). */
+export function parseObjects(out: string): TokenObject[] {
+  const blocks: string[][] = [];
+  for (const line of out.split('\n')) {
+    if (line.trim() === '') continue;
+    if (/^\S/.test(line)) blocks.push([line]);
+    else blocks[blocks.length - 1]?.push(line);
+  }
+  return blocks
+    .filter((b) => /object/i.test(b[0]!)) // "Private Key Object; EC", "Data object 2"
+    .map((b) => {
+      const head = b[0]!;
+      const attr = (name: string): string => {
+        const l = b.find((x) => new RegExp(`^\\s+${name}:`).test(x));
+        return l ? l.replace(new RegExp(`^\\s+${name}:\\s*`), '').trim() : '';
+      };
+      const kind = /^Private Key Object/.test(head)
+        ? 'private'
+        : /^Public Key Object/.test(head)
+          ? 'public'
+          : /^Data object/i.test(head)
+            ? 'data'
+            : /^Certificate Object/.test(head)
+              ? 'certificate'
+              : 'other';
+      const keyType = /Object;\s*(\w+)/.exec(head)?.[1] ?? '';
+      const access = attr('Access')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+      // Data objects print their label as `label:          'name'`.
+      const label = attr('label').replace(/^'(.*)'$/, '$1');
+      return { kind, keyType, label, id: attr('ID').toLowerCase(), access, raw: b.join('\n') };
+    });
+}

@@ -137,6 +137,11 @@ export interface ServerOptions extends CommonProcessOptions {
   jwtIssuer?: string;
   /** NodeAttestor "join_token" is always configured; set false only to test SPIRE without it. */
   joinTokenAttestor?: boolean;
+  /**
+   * DataStore "sql": default SQLite in the harness data dir. A shared database (several servers, HA) instead, e.g.
+   * `{ databaseType: 'postgres', connectionString: pg.connectionString() }` (simulators/postgres).
+   */
+  dataStore?: { databaseType: 'postgres' | 'mysql'; connectionString: string };
 }
 
 export interface AgentOptions extends CommonProcessOptions {
@@ -552,7 +557,9 @@ export class SpireHarness {
       {
         type: 'DataStore',
         name: 'sql',
-        pluginData: `database_type = "sqlite3"\nconnection_string = ${JSON.stringify(path.join(dataDir, 'datastore.sqlite3'))}`,
+        pluginData: o.dataStore
+          ? `database_type = ${JSON.stringify(o.dataStore.databaseType)}\nconnection_string = ${JSON.stringify(o.dataStore.connectionString)}`
+          : `database_type = "sqlite3"\nconnection_string = ${JSON.stringify(path.join(dataDir, 'datastore.sqlite3'))}`,
       },
     ];
     if (o.joinTokenAttestor !== false) plugins.push({ type: 'NodeAttestor', name: 'join_token', pluginData: '' });

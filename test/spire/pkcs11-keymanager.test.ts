@@ -14,7 +14,7 @@ import {
   SpireHarness,
   type PluginDecl,
 } from '../../simulators/spire/harness';
-import { createSoftHsm, type SoftHsm } from '../../simulators/softhsm2';
+import { createSoftHsm, parseObjects, type SoftHsm, type TokenObject } from '../../simulators/softhsm2';
 
 after(stopAllHarnesses);
 
@@ -28,55 +28,6 @@ const SPY_MODULE = ['/usr/lib/x86_64-linux-gnu/pkcs11-spy.so', '/usr/lib/x86_64-
 const uid = process.getuid ? process.getuid() : 0;
 
 // ------------------------------------------------------------------------------------------------ token inspection --
-
-/** One object as printed by `pkcs11-tool --list-objects`. */
-interface TokenObject {
-  kind: 'private' | 'public' | 'data' | 'certificate' | 'other';
-  /** e.g. "EC", "RSA" */
-  keyType: string;
-  label: string;
-  /** CKA_ID, lower-case hex ("" for data objects). */
-  id: string;
-  /** The "Access:" flags, e.g. ["sensitive", "always sensitive", "never extractable", "local"]. */
-  access: string[];
-  raw: string;
-}
-
-/** Parses `pkcs11-tool --list-objects` (blocks start at column 0; attributes are indented). */
-function parseObjects(out: string): TokenObject[] {
-  const blocks: string[][] = [];
-  for (const line of out.split('\n')) {
-    if (line.trim() === '') continue;
-    if (/^\S/.test(line)) blocks.push([line]);
-    else blocks[blocks.length - 1]?.push(line);
-  }
-  return blocks
-    .filter((b) => /Object/.test(b[0]!))
-    .map((b) => {
-      const head = b[0]!;
-      const attr = (name: string): string => {
-        const l = b.find((x) => new RegExp(`^\\s+${name}:`).test(x));
-        return l ? l.replace(new RegExp(`^\\s+${name}:\\s*`), '').trim() : '';
-      };
-      const kind = /^Private Key Object/.test(head)
-        ? 'private'
-        : /^Public Key Object/.test(head)
-          ? 'public'
-          : /^Data object/i.test(head)
-            ? 'data'
-            : /^Certificate Object/.test(head)
-              ? 'certificate'
-              : 'other';
-      const keyType = /Object;\s*(\w+)/.exec(head)?.[1] ?? '';
-      const access = attr('Access')
-        .split(',')
-        .map((s) => s.trim())
-        .filter((s) => s !== '');
-      // Data objects print their label as `label:          'name'`.
-      const label = attr('label').replace(/^'(.*)'$/, '$1');
-      return { kind, keyType, label, id: attr('ID').toLowerCase(), access, raw: b.join('\n') };
-    });
-}
 
 class Token {
   constructor(
