@@ -25,6 +25,8 @@ import { unavailable } from './errors';
 
 export const HOST_SERVICE_PROVIDER_ID = 1;
 export const METRICS_SERVICE = 'spire.hostservice.common.metrics.v1.Metrics';
+/** gRPC deadline of one Metrics call: a metric is not worth holding a stream open for long. */
+const METRICS_CALL_TIMEOUT_MS = 5_000;
 export const AGENT_STORE_SERVICE = 'spire.hostservice.server.agentstore.v1.AgentStore';
 export const IDENTITY_PROVIDER_SERVICE = 'spire.hostservice.server.identityprovider.v1.IdentityProvider';
 
@@ -153,7 +155,7 @@ export class BrokeredHostServices implements HostServices {
       const c = await this.dial(METRICS_SERVICE, MetricsClient);
       if (!c) return undefined;
       const v = <Req>(fn: UnaryFn<Req, unknown>) => {
-        const p = promisify(c, fn);
+        const p = promisify(c, fn, METRICS_CALL_TIMEOUT_MS);
         return async (r: Req) => void (await p(r));
       };
       return {

@@ -40,8 +40,13 @@ export interface MetricsBufferOptions {
   log: Logger;
   /** Flush period (default 1000 ms). */
   flushIntervalMs?: number;
-  /** Most distinct counter and gauge series, and most queued samples, each (default 1024). */
+  /** Most distinct counter and gauge series, each (default 1024). */
   maxEntries?: number;
+  /**
+   * Most samples queued between flushes (default 256, i.e. 256 host calls a second at most; beyond, samples are dropped
+   * and counted). Each sample is one gRPC call to SPIRE, so this bounds the cost of metrics under load.
+   */
+  maxSamples?: number;
   /** Deadline of one host service call (default 2000 ms). */
   callTimeoutMs?: number;
 }
@@ -67,6 +72,10 @@ const seriesId = (key: MetricKey, labels: readonly MetricLabel[]) =>
 
 type State = 'pending' | 'attached' | 'disabled';
 
+/** Host calls in flight at once during a flush, and at most still open in all (see flush). */
+const CALL_CONCURRENCY = 8;
+const MAX_OUTSTANDING = 64;
+
 /** The SDK's one metrics sender: one per plugin server, attached to the host services at Init. */
 export class MetricsBuffer implements PluginMetrics {
   private readonly counters = new Map<string, Series>();
@@ -77,7 +86,10 @@ export class MetricsBuffer implements PluginMetrics {
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private errorLogged = false;
+  /** Host calls started and not yet settled (including those past our deadline). */
+  private outstanding = 0;
   private readonly max: number;
+  private readonly maxSamples: number;
   private readonly interval: number;
   private readonly callTimeoutMs: number;
   private readonly log: Logger;
@@ -86,6 +98,7 @@ export class MetricsBuffer implements PluginMetrics {
   constructor(opts: MetricsBufferOptions) {
     this.log = opts.log;
     this.max = opts.maxEntries ?? 1024;
+    this.maxSamples = opts.maxSamples ?? opts.maxEntries ?? 256;
     this.interval = opts.flushIntervalMs ?? 1000;
     this.callTimeoutMs = opts.callTimeoutMs ?? 2000;
   }
@@ -150,7 +163,7 @@ export class MetricsBuffer implements PluginMetrics {
 
   addSample(key: MetricKey, val: number, labels: readonly MetricLabel[] = []): void {
     if (this.state === 'disabled' || !Number.isFinite(val)) return;
-    if (this.samples.length >= this.max) {
+    if (this.samples.length >= this.maxSamples) {
       this.st.dropped++;
       return;
     }
@@ -203,22 +216,40 @@ export class MetricsBuffer implements PluginMetrics {
           ).unref(),
         ),
       ]);
+    // At most CALL_CONCURRENCY calls at a time, and never more than MAX_OUTSTANDING calls still open in grpc-js (a
+    // call that passed our deadline keeps its HTTP/2 stream until the host answers or the client's own deadline): a
+    // slow or hung host costs dropped records, never memory.
     const run = (async () => {
-      const results = await Promise.allSettled(calls.map((c) => withDeadline(Promise.resolve().then(c))));
-      for (const r of results) {
-        if (r.status === 'fulfilled') {
-          this.st.sent++;
-          continue;
+      let next = 0;
+      const worker = async () => {
+        while (next < calls.length) {
+          const call = calls[next++]!;
+          if (this.outstanding >= MAX_OUTSTANDING) {
+            this.st.dropped++;
+            continue;
+          }
+          this.outstanding++;
+          const real = Promise.resolve().then(call);
+          real.then(
+            () => this.outstanding--,
+            () => this.outstanding--,
+          );
+          try {
+            await withDeadline(real);
+            this.st.sent++;
+          } catch (e) {
+            this.st.errors++;
+            this.st.dropped++;
+            if (!this.errorLogged) {
+              this.errorLogged = true;
+              this.log.warn('emitting a metric through SPIRE failed; further failures are only counted', {
+                error: errorMessage(e),
+              });
+            }
+          }
         }
-        this.st.errors++;
-        this.st.dropped++;
-        if (!this.errorLogged) {
-          this.errorLogged = true;
-          this.log.warn('emitting a metric through SPIRE failed; further failures are only counted', {
-            error: errorMessage(r.reason),
-          });
-        }
-      }
+      };
+      await Promise.all(Array.from({ length: Math.min(CALL_CONCURRENCY, calls.length) }, worker));
     })();
     this.inFlight = run.finally(() => {
       this.inFlight = undefined;

@@ -112,6 +112,36 @@ test('a host service that never answers does not hold records forever (call dead
   assert.equal(b.stats().errors, 1);
 });
 
+test('a hung host costs dropped records, not memory: at most 8 calls at a time and 64 left open in all', async () => {
+  const { log } = logs();
+  const b = new MetricsBuffer({ log, flushIntervalMs: 60_000, callTimeoutMs: 20, maxSamples: 100 });
+  const hang = recorder();
+  let started = 0;
+  const settle: Array<() => void> = [];
+  hang.addSample = () => {
+    started++;
+    return new Promise<void>((r) => settle.push(r)); // never answers until the test lets it
+  };
+  b.bind(hang);
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 150; i++) b.addSample(['p', 's'], i);
+    const f = b.flush();
+    await new Promise((r) => setImmediate(r));
+    if (round === 0)
+      assert.equal(started, 8, 'eight calls at once; the next waits for one to end or pass its deadline');
+    await f;
+  }
+  assert.equal(started, 64, 'no call is started while 64 are still open');
+  const st = b.stats();
+  assert.equal(st.dropped, 3 * 150, 'every record was dropped and counted: queue bound, open-call bound, or deadline');
+  assert.equal(st.errors, 64, 'the 64 started calls passed their deadline');
+  for (const r of settle) r();
+  await new Promise((r) => setImmediate(r));
+  for (let i = 0; i < 5; i++) b.addSample(['p', 's'], i);
+  await b.flush();
+  assert.equal(started, 69, 'once the host answered, calls flow again');
+});
+
 test('without a Metrics host service every call is a no-op', async () => {
   const { log } = logs();
   const b = new MetricsBuffer({ log });
