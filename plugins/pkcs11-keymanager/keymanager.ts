@@ -41,6 +41,7 @@ import {
   type SignDataReq,
 } from '@spire-hw/sdk/keymanager';
 import { HASHES, digestInfoPrefix, ecdsaRawToDer } from '@spire-hw/pkcs11';
+import { writeFileAtomicSync } from '@spire-hw/sdk/files';
 
 export type { GenerateKeyReq, PublicKeyMsg, SignDataReq } from '@spire-hw/sdk/keymanager';
 
@@ -72,26 +73,14 @@ export function loadServerId(src: Pkcs11KeyManagerConfig['serverId'], log: Logge
   const id = crypto.randomUUID();
   // Write-then-link: a full disk or a crash leaves at most a temporary file we remove, never a short identifier file
   // (which would make every later start fail). link() refuses an existing name, as the old 'wx' open did.
-  const dir = path.dirname(src.path);
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(src.path)}.${crypto.randomBytes(6).toString('hex')}.tmp`);
   try {
-    const fd = fs.openSync(tmp, 'wx', 0o600);
-    try {
-      fs.writeSync(fd, id + '\n');
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.linkSync(tmp, src.path);
+    writeFileAtomicSync(src.path, id + '\n', { mode: 0o600, noReplace: true, mkdirMode: 0o700 });
   } catch (e) {
     throw new PluginError(
       Code.UNAVAILABLE,
       `cannot write key_identifier_file "${src.path}": ${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}`,
       { cause: e },
     );
-  } finally {
-    fs.rmSync(tmp, { force: true });
   }
   log.info('created a new server key identifier file', { path: src.path, server_id: id });
   return id;

@@ -7,9 +7,8 @@
  * Once the file exists, only recorded instances are adopted at start and only recorded instances are ever destroyed.
  * The file names its trust domain, server identifier and label prefix: a record of another server is refused.
  */
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { writeFileAtomicSync } from '@spire-hw/sdk/files';
 
 export interface RecordedInstance {
   keyId: string;
@@ -179,34 +178,9 @@ export class KeyRecord {
       null,
       1,
     );
-    const dir = path.dirname(this.file);
-    const tmp = path.join(dir, `.${path.basename(this.file)}.${crypto.randomBytes(6).toString('hex')}.tmp`);
     try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const fd = fs.openSync(tmp, 'wx', 0o600);
-      try {
-        fs.writeSync(fd, body + '\n');
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fs.renameSync(tmp, this.file);
-      try {
-        const dfd = fs.openSync(dir, 'r');
-        try {
-          fs.fsyncSync(dfd);
-        } finally {
-          fs.closeSync(dfd);
-        }
-      } catch {
-        /* some filesystems cannot fsync a directory */
-      }
+      writeFileAtomicSync(this.file, body + '\n', { mode: 0o600, mkdirMode: 0o700 });
     } catch (e) {
-      try {
-        fs.rmSync(tmp, { force: true });
-      } catch {
-        /* ignore */
-      }
       throw new KeyRecordError(
         'unwritable',
         `cannot write key_record_file "${this.file}": ${(e as NodeJS.ErrnoException).code ?? 'error'}`,

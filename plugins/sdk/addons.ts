@@ -12,6 +12,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { writeFileAtomicSync } from './files';
 import { createLogger } from './log';
 
 /** What the bundler records for one addon. */
@@ -143,18 +144,6 @@ function readIf(file: string): Buffer | undefined {
   }
 }
 
-/** Writes the verified bytes next to `file` and renames them over it (never a half-written addon at `file`). */
-function writeAtomically(file: string, bytes: Buffer): void {
-  const tmp = `${file}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`;
-  const fd = fs.openSync(tmp, 'wx', 0o500);
-  try {
-    fs.writeFileSync(fd, bytes);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-}
-
 export interface ExtractResult {
   file: string;
   /** True when a copy already on disk did not match and was rewritten. */
@@ -181,7 +170,7 @@ export function extractAddon(name: string, entry: AddonManifestEntry, dir = addo
   if (existing && sha256(existing) === entry.sha256) return { file, replaced: false };
   // rename() replaces a file or a symlink, not a directory planted at the name.
   if (fs.lstatSync(file, { throwIfNoEntry: false })?.isDirectory()) fs.rmSync(file, { recursive: true });
-  writeAtomically(file, bytes);
+  writeFileAtomicSync(file, bytes, { mode: 0o500 }); // never a half-written addon at `file`
   const replaced = existing !== undefined;
   const final = readIf(file);
   if (!final || sha256(final) !== entry.sha256) {

@@ -9,9 +9,9 @@
  */
 import { promises as fsp, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { KEY_TYPE_NAMES, isKnownKeyType, type KnownKeyType } from '@spire-hw/sdk/keymanager';
 import { hexHandle } from './tpm-ops';
+import { writeFileAtomic } from '@spire-hw/sdk/files';
 
 export const RECORD_VERSION = 1;
 /** A record is a few hundred bytes (RSA-4096: about 1.6 KiB); anything much larger is not ours. */
@@ -175,32 +175,6 @@ async function readBounded(file: string): Promise<string> {
 /** Writes a record atomically (tmp + fsync + rename + directory fsync). On failure the old record is untouched. */
 export async function writeRecord(dir: string, r: KeyRecord): Promise<string> {
   const final = path.join(dir, recordFileName(r.keyId));
-  const tmp = path.join(dir, `.${path.basename(final)}.${randomBytes(6).toString('hex')}.tmp`);
-  const h = await fsp.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
-  try {
-    try {
-      await h.writeFile(serializeRecord(r));
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-    await fsp.rename(tmp, final);
-  } catch (e) {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
-    throw e;
-  }
-  await syncDir(dir);
+  await writeFileAtomic(final, serializeRecord(r), { mode: 0o600 });
   return final;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  let h;
-  try {
-    h = await fsp.open(dir, fsc.O_RDONLY);
-    await h.sync();
-  } catch {
-    /* not every filesystem lets a directory be fsynced; the rename itself is atomic */
-  } finally {
-    await h?.close();
-  }
 }

@@ -40,6 +40,7 @@ import {
   type ParsedCertificate,
 } from '@spire-hw/x509';
 import { createLogger, type Logger } from '@spire-hw/sdk';
+import { writeFileAtomicSync } from '@spire-hw/sdk/files';
 
 export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
@@ -262,10 +263,8 @@ function signerFor(c: Pkcs11Client, k: FoundKey): CertificateSigner {
 }
 
 function writeNew(path: string, text: string, force: boolean, mode = 0o644): void {
-  const tmp = `${path}.tmp-${process.pid}`;
   if (!force && fs.existsSync(path)) throw new ToolError(`${path} exists (use --force to overwrite)`);
-  fs.writeFileSync(tmp, text, { mode, flag: 'wx' });
-  fs.renameSync(tmp, path);
+  writeFileAtomicSync(path, text, { mode, noReplace: !force });
 }
 
 function storeCertificate(c: Pkcs11Client, cert: ParsedCertificate, label: string, id: Buffer, replace: boolean) {

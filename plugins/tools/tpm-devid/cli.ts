@@ -1,7 +1,7 @@
 // spire-tpm-devid: provision TPM DevID keys for SPIRE's tpm_devid node attestor (ours and the built-in).
 import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createHash, createPublicKey } from 'node:crypto';
 import { TpmError, publicKeyOf, type Tpm } from '@spire-hw/tpm2';
@@ -36,6 +36,7 @@ import { describeTpmFailure } from '@spire-hw/devid';
 import { PasswordError, PasswordReader, readProcessStdin } from './auth';
 import { PkiError, issueDevidCertificate, loadCa, pem, verifyCsr } from './pki';
 import { IdevidProvisionError, checkBlobsLoad, provisionDevid, provisionIdevid, readEk } from './provision';
+import { writeFileAtomic } from '@spire-hw/sdk/files';
 
 export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
@@ -315,21 +316,10 @@ async function checkWritable(paths: string[], force: boolean): Promise<void> {
 
 /** Writes with mode 0600 through a temporary file + rename. */
 async function writeSecretFile(path: string, data: Uint8Array | string): Promise<void> {
-  await fsp.mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
   try {
-    const h = await fsp.open(tmp, 'w', 0o600);
-    try {
-      await h.chmod(0o600);
-      await h.writeFile(data);
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-    await fsp.rename(tmp, path);
-  } catch (e) {
     // A full disk leaves neither a short blob under the final name nor the temporary file.
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    await writeFileAtomic(path, data, { mode: 0o600, mkdirMode: 0o755 });
+  } catch (e) {
     throw new ToolError(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
 }
