@@ -6,7 +6,7 @@
  */
 import { Pkcs11Error, Pkcs11LibError, type Pkcs11Observer, type RecoveryTier } from '@spire-hw/pkcs11';
 import { noMetrics, type PluginMetrics } from '@spire-hw/sdk';
-import { KeyTypeNum } from '@spire-hw/sdk/keymanager';
+import { KEY_TYPE_NAMES, isKnownKeyType } from '@spire-hw/sdk/keymanager';
 
 const P = ['pkcs11', 'key_manager'] as const;
 export const KM_METRICS = {
@@ -27,13 +27,9 @@ export const KM_METRICS = {
   keyDestroyed: [...P, 'key', 'destroyed'],
 } as const;
 
-const KEY_TYPES: Record<number, string> = {
-  [KeyTypeNum.EC_P256]: 'ec_p256',
-  [KeyTypeNum.EC_P384]: 'ec_p384',
-  [KeyTypeNum.RSA_2048]: 'rsa_2048',
-  [KeyTypeNum.RSA_4096]: 'rsa_4096',
-};
-export const keyTypeLabel = (t: number): string => KEY_TYPES[t] ?? 'unknown';
+/** SPIRE's key type name in label form (ec_p256, ...; the SDK's KEY_TYPE_NAMES with '_'), else 'unknown'. */
+export const keyTypeLabel = (t: number): string =>
+  isKnownKeyType(t) ? KEY_TYPE_NAMES[t].replace('-', '_') : 'unknown';
 
 /** The error label of a failed signature: the CKR name, else the library error kind, else "other". */
 export function errorLabel(e: unknown): string {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { startEnv, hex } from './env';
+import { parseCredentialFile } from './swtpm/helpers';
 import {
   execute,
   CreatePrimary,
@@ -38,19 +39,6 @@ function run(cmd: string, args: string[], cwd: string): Promise<string> {
       err ? reject(new Error(`${cmd}: ${err.message}\n${stderr}`)) : resolve(stdout),
     );
   });
-}
-
-/** tpm2-tools credential file: u32 magic 0xBADCC0DE, u32 version, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET. */
-function parseCredentialFile(b: Buffer): { blob: Uint8Array; secret: Uint8Array } {
-  assert.equal(b.readUInt32BE(0), 0xbadcc0de, 'tpm2-tools credential file magic');
-  let o = 8;
-  const bl = b.readUInt16BE(o);
-  const blob = b.subarray(o + 2, o + 2 + bl);
-  o += 2 + bl;
-  const sl = b.readUInt16BE(o);
-  const secret = b.subarray(o + 2, o + 2 + sl);
-  assert.equal(o + 2 + sl, b.length, 'no trailing bytes');
-  return { blob: new Uint8Array(blob), secret: new Uint8Array(secret) };
 }
 
 test('a credential made by tpm2_makecredential is recovered by our ActivateCredential', async (t) => {

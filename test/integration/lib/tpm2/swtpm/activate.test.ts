@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createSwtpm, RunningSwtpm, SwtpmInstance } from '../../../../../simulators/swtpm';
 import { TPM_ALG, makeCredential, objectName, templateBytes, TemplateName } from '@spire-hw/tpm2';
-import { tools, ekPublic, toolsCredentialFile, createPrimaryRaw, flushRaw } from './helpers';
+import { tools, ekPublic, toolsCredentialFile, parseCredentialFile, createPrimaryRaw, flushRaw } from './helpers';
 
 let inst: SwtpmInstance;
 let run: RunningSwtpm;
@@ -84,12 +84,9 @@ async function makeAk(): Promise<{ ctx: string; name: Buffer }> {
  * about 1 time in 128 per point), we write both at the curve size; both are valid, so only the structure is compared.
  */
 function assertSameShape(ref: Buffer, credentialBlob: Buffer, secret: Buffer, ecc: boolean): void {
-  assert.ok(ref.length >= 12, 'tpm2_makecredential output has a header');
-  const blobLen = ref.readUInt16BE(8);
-  assert.equal(blobLen, credentialBlob.length, 'same TPM2B_ID_OBJECT size as tpm2_makecredential');
-  const secretAt = 10 + blobLen;
-  const refSecret = ref.subarray(secretAt + 2, secretAt + 2 + ref.readUInt16BE(secretAt));
-  assert.equal(secretAt + 2 + refSecret.length, ref.length, 'nothing after the secret');
+  const parsed = parseCredentialFile(ref); // checks the magic and that nothing follows the secret
+  const refSecret = Buffer.from(parsed.secret);
+  assert.equal(parsed.blob.length, credentialBlob.length, 'same TPM2B_ID_OBJECT size as tpm2_makecredential');
   if (!ecc) {
     assert.equal(refSecret.length, secret.length, 'same RSA secret size as tpm2_makecredential');
     return;

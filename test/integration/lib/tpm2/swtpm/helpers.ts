@@ -1,4 +1,5 @@
 // Test-local helpers: tpm2-tools runner and a tiny TPMT_PUBLIC reader (the real marshalling lives elsewhere).
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { TpmtPublic, unmarshal, hashInfo, type HashAlgName as TpmHashName } from '@spire-hw/tpm2';
 
@@ -89,6 +90,19 @@ export function parseTpmtPublic(b: Buffer): ParsedPublic {
 /** The EK's TPMT_PUBLIC, as makeCredential takes it. */
 export function ekPublic(tpmt: Buffer): TpmtPublic {
   return unmarshal(TpmtPublic, tpmt);
+}
+
+/** tpm2-tools credential file: u32 magic 0xBADCC0DE, u32 version, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET. */
+export function parseCredentialFile(b: Buffer): { blob: Uint8Array; secret: Uint8Array } {
+  assert.equal(b.readUInt32BE(0), 0xbadcc0de, 'tpm2-tools credential file magic');
+  let o = 8;
+  const bl = b.readUInt16BE(o);
+  const blob = b.subarray(o + 2, o + 2 + bl);
+  o += 2 + bl;
+  const sl = b.readUInt16BE(o);
+  const secret = b.subarray(o + 2, o + 2 + sl);
+  assert.equal(o + 2 + sl, b.length, 'no trailing bytes');
+  return { blob: new Uint8Array(blob), secret: new Uint8Array(secret) };
 }
 
 /** tpm2-tools credential file: 0xBADCC0DE, version 1, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET. */
