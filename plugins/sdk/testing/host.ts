@@ -205,6 +205,25 @@ export class HostConnection {
     return unary(this.health, 'check', { service });
   }
 
+  /**
+   * Polls grpc.health.v1 Check every `pollMs` until it reports `want` or `timeoutMs` passed; returns the last status
+   * and the time it took (the caller asserts).
+   */
+  async waitHealth(
+    want: HealthCheckResponse['status'],
+    timeoutMs: number,
+    pollMs = 250,
+    service = 'plugin',
+  ): Promise<{ status: HealthCheckResponse['status']; ms: number }> {
+    const t0 = Date.now();
+    let status = (await this.healthCheck(service)).status;
+    while (status !== want && Date.now() - t0 < timeoutMs) {
+      await new Promise((r) => setTimeout(r, pollMs));
+      status = (await this.healthCheck(service)).status;
+    }
+    return { status, ms: Date.now() - t0 };
+  }
+
   /** SPIRE's unload: Deinit, close the broker, Controller.Shutdown (errors ignored, as SPIRE does). */
   async unload(): Promise<void> {
     await unary(this.init, 'deinit', {}, 10_000).catch(() => undefined);

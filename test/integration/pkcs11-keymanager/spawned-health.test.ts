@@ -36,13 +36,8 @@ async function status(pl: SpawnedPlugin): Promise<Serving> {
 }
 
 async function waitStatus(pl: SpawnedPlugin, want: Serving, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  let st = await status(pl);
-  while (st !== want && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 200));
-    st = await status(pl);
-  }
-  assert.equal(Serving[st], Serving[want]);
+  const r = await pl.conn.waitHealth(want, ms, 200);
+  assert.equal(Serving[r.status], Serving[want]);
 }
 
 test('SoftHSM token unavailable then restored: NOT_SERVING then SERVING', async () => {

@@ -31,14 +31,9 @@ after(async () => {
 });
 
 async function waitStatus(pl: SpawnedPlugin, want: Serving, ms = 40_000): Promise<number> {
-  const t0 = Date.now();
-  let st = (await pl.conn.healthCheck('plugin')).status;
-  while (st !== want && Date.now() - t0 < ms) {
-    await new Promise((r) => setTimeout(r, 250));
-    st = (await pl.conn.healthCheck('plugin')).status;
-  }
-  assert.equal(Serving[st], Serving[want]);
-  return Date.now() - t0;
+  const r = await pl.conn.waitHealth(want, ms);
+  assert.equal(Serving[r.status], Serving[want]);
+  return r.ms;
 }
 
 test('swtpm stopped then restarted: NOT_SERVING then SERVING', async (t) => {
