@@ -3,12 +3,18 @@
 //   "tcp://host:port"        -> swtpm data channel over TCP (raw TPM framing)
 //   "unix:/path" or a path   -> stat(): character device -> kernel device; unix socket -> swtpm data channel
 //                               (go-tpm's OpenTPM also chooses by file type); anything else is an error.
+// On Windows the TPM is only reachable through TPM Base Services: an unset path is TBS (as go-tpm's OpenTPM() there),
+// and the agent refuses a configured path like SPIRE's built-in ("device path is not allowed on windows").
 import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { loadNativeAddon } from '@spire-hw/sdk/addons';
 import {
   TpmTransportError,
   LinuxDeviceTransport,
   detectTpmDevice,
   StreamTransport,
+  TbsTransport,
+  type TbsBinding,
   type TpmTransport,
 } from '@spire-hw/tpm2';
 
@@ -16,7 +22,10 @@ import {
 export const TPM_COMMAND_TIMEOUT_MS = 180_000;
 
 export type TpmLocation =
-  { kind: 'device'; path: string } | { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+  | { kind: 'device'; path: string }
+  | { kind: 'unix'; path: string }
+  | { kind: 'tcp'; host: string; port: number }
+  | { kind: 'tbs' };
 
 export class TpmLocationError extends Error {
   constructor(
@@ -44,7 +53,12 @@ export function parseTcpUrl(s: string): { host: string; port: number } | undefin
  * Resolves a configured location (or autodetects when `configured` is empty/undefined). Throws TpmLocationError.
  * `devDir` is for tests.
  */
-export async function resolveTpmLocation(configured: string | undefined, devDir = '/dev'): Promise<TpmLocation> {
+export async function resolveTpmLocation(
+  configured: string | undefined,
+  devDir = '/dev',
+  platform: NodeJS.Platform = process.platform,
+): Promise<TpmLocation> {
+  if ((configured === undefined || configured === '') && platform === 'win32') return { kind: 'tbs' };
   if (configured === undefined || configured === '') {
     try {
       return { kind: 'device', path: await detectTpmDevice(devDir) };
@@ -163,6 +177,7 @@ function parseTctiKeyValues(
 }
 
 export function describeLocation(l: TpmLocation): string {
+  if (l.kind === 'tbs') return 'TPM Base Services';
   return l.kind === 'tcp'
     ? `tcp://${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`
     : l.kind === 'unix'
@@ -179,5 +194,47 @@ export async function openTransport(l: TpmLocation, timeoutMs = TPM_COMMAND_TIME
       return StreamTransport.connect({ path: l.path }, { timeoutMs });
     case 'tcp':
       return StreamTransport.connect({ host: l.host, port: l.port }, { timeoutMs });
+    case 'tbs':
+      return TbsTransport.open(tbsBinding(), { timeoutMs });
   }
+}
+
+/** Where a checkout builds native/tbs (native/build-win-addon.sh): <dist>/native-win/tbs/tbs.node. */
+export function defaultTbsAddonPath(): string {
+  // this file is <dist>/plugins/lib/devid/device.js
+  return path.join(__dirname, '..', '..', '..', 'native-win', 'tbs', 'tbs.node');
+}
+
+function isTbsBinding(m: unknown): m is TbsBinding {
+  const b = m as Partial<Record<keyof TbsBinding, unknown>> | null;
+  return (
+    typeof b === 'object' &&
+    b !== null &&
+    typeof b.contextCreate === 'function' &&
+    typeof b.submit === 'function' &&
+    typeof b.close === 'function'
+  );
+}
+
+let tbsOverride: TbsBinding | undefined;
+/** For tests: the TBS binding openTransport uses (undefined restores the addon). */
+export function setTbsBindingForTesting(b: TbsBinding | undefined): void {
+  tbsOverride = b;
+}
+
+/** The native TBS binding (native/tbs): the embedded copy in a release build, the checkout's build otherwise. */
+function tbsBinding(): TbsBinding {
+  if (tbsOverride) return tbsOverride;
+  let mod: unknown;
+  try {
+    mod = loadNativeAddon('tbs', defaultTbsAddonPath());
+  } catch (e) {
+    throw new TpmTransportError(
+      'IO',
+      `cannot load the TPM Base Services addon: ${e instanceof Error ? e.message : String(e)}`,
+    );
+  }
+  if (!isTbsBinding(mod))
+    throw new TpmTransportError('IO', 'the TPM Base Services addon does not export contextCreate/submit/close');
+  return mod;
 }

@@ -103,3 +103,5 @@ export { StreamTransport, connectSwtpmUnix, connectSwtpmTcp } from './transport/
 export { LinuxDeviceTransport, detectTpmDevice } from './transport/device';
 export { SwtpmControl } from './transport/swtpm-control';
 export { FakeTransport, responseFrame } from './transport/fake';
+export { TbsTransport, TBS_RESULT, TBS_RESPONSE_BUFFER, tbsResultName, tbsError } from './transport/tbs';
+export type { TbsBinding, TbsFailure } from './transport/tbs';
