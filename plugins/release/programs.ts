@@ -14,6 +14,8 @@ export interface Program {
   summary: string;
   /** The SPIRE plugin type and name it implements (undefined for tools). */
   spire?: { side: Side; type: PluginType; name: string };
+  /** False for a program that has no meaning on Windows (left out of the Windows release's HCL snippets). */
+  windows?: false;
   start(): void;
 }
 
@@ -66,6 +68,7 @@ export const PROGRAMS: Readonly<Record<string, Program>> = {
     main: 'unix-workloadattestor/main',
     summary: 'agent WorkloadAttestor "unix": uid, gid, names, path and sha256 of the calling process',
     spire: { side: 'agent', type: 'WorkloadAttestor', name: 'unix' },
+    windows: false,
     start: () => require('../unix-workloadattestor/main'),
   },
   'tpm-devid': {

@@ -106,11 +106,17 @@ function embeddedBytes(entry: AddonManifestEntry): Buffer | undefined {
 
 const sha256 = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 
-/** A directory only this user can write: exists (or is made) 0700, owned by us, a real directory. */
+/**
+ * A directory only this user can write: exists (or is made) 0700, owned by us, a real directory. On Windows, where
+ * modes and owners are not in stat(), it must be a real directory (not a link or junction) under the user's own
+ * profile or the system's (addonDirectory), whose ACLs give other users no write access; the hash check right
+ * before loading is what guarantees the bytes either way.
+ */
 function privateDirOk(dir: string): boolean {
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const st = fs.lstatSync(dir);
+    if (process.platform === 'win32') return st.isDirectory() && !st.isSymbolicLink();
     const uid = process.getuid?.();
     return st.isDirectory() && (uid === undefined || st.uid === uid) && (st.mode & 0o077) === 0;
   } catch {
@@ -127,6 +133,10 @@ export function addonDirectory(): string {
   const uid = process.getuid?.() ?? 0;
   const candidates = [
     process.env['SPIRE_HW_ADDON_DIR'],
+    // Windows: %LOCALAPPDATA% is the user's (for a service running as SYSTEM, systemprofile's), not a shared temp.
+    process.platform === 'win32' && process.env['LOCALAPPDATA']
+      ? path.join(process.env['LOCALAPPDATA'], 'spire-hw', 'addons')
+      : undefined,
     process.env['XDG_RUNTIME_DIR'] ? path.join(process.env['XDG_RUNTIME_DIR'], 'spire-hw') : undefined,
     path.join(os.tmpdir(), `spire-hw-${uid}`),
   ];
@@ -170,7 +180,8 @@ export function extractAddon(name: string, entry: AddonManifestEntry, dir = addo
   if (existing && sha256(existing) === entry.sha256) return { file, replaced: false };
   // rename() replaces a file or a symlink, not a directory planted at the name.
   if (fs.lstatSync(file, { throwIfNoEntry: false })?.isDirectory()) fs.rmSync(file, { recursive: true });
-  writeFileAtomicSync(file, bytes, { mode: 0o500 }); // never a half-written addon at `file`
+  // Read-only on unix; on Windows a read-only file could not be replaced by the rename above next time.
+  writeFileAtomicSync(file, bytes, { mode: process.platform === 'win32' ? 0o600 : 0o500 }); // never half-written
   const replaced = existing !== undefined;
   const final = readIf(file);
   if (!final || sha256(final) !== entry.sha256) {

@@ -65,7 +65,11 @@ export class FakeHostServices {
   private dir?: string;
   address = '';
 
-  async start(): Promise<string> {
+  /**
+   * Serves the fake host services on a private unix socket, or on 127.0.0.1 TCP for a Windows plugin (run under
+   * Wine), which dials host services over loopback TCP as go-plugin does on Windows.
+   */
+  async start(network: 'unix' | 'tcp' = 'unix'): Promise<string> {
     this.dir = mkdtempSync(join(tmpdir(), 'plugin-host-'));
     this.address = join(this.dir, 'host.sock');
     // SPIRE's side, served by the SDK's own HTTP/2 server (the plugin dials it with grpc-js's client).
@@ -91,7 +95,10 @@ export class FakeHostServices {
     server.addService(IdentityProviderService, {
       fetchX509Identity: async () => this.identity,
     });
-    await server.listen(`unix://${this.address}`);
+    if (network === 'tcp') {
+      const port = await server.listen('127.0.0.1:0');
+      this.address = `127.0.0.1:${port}`;
+    } else await server.listen(`unix://${this.address}`);
     this.server = server;
     return this.address;
   }
@@ -119,6 +126,8 @@ export interface HostConnectionOptions {
   hostServiceNames?: string[];
   /** Serve fake host services and announce them on the broker (default true). */
   hostServices?: boolean;
+  /** Where the fake host services listen: a unix socket (default) or loopback TCP (a Windows plugin under Wine). */
+  hostNetwork?: 'unix' | 'tcp';
 }
 
 /** A connection from a (fake) SPIRE host to a plugin's gRPC server at `target` (e.g. "unix:/tmp/x/plugin.sock"). */
@@ -179,8 +188,9 @@ export class HostConnection {
     this.stdio.on('error', () => undefined);
     this.stdio.on('data', () => undefined);
     if (this.opts.hostServices !== false) {
-      const address = await this.host.start();
-      this.broker.write({ serviceId: 1, network: 'unix', address, knock: undefined });
+      const network = this.opts.hostNetwork ?? 'unix';
+      const address = await this.host.start(network);
+      this.broker.write({ serviceId: 1, network, address, knock: undefined });
     }
     return unary(this.init, 'init', {
       hostServiceNames: this.opts.hostServiceNames ?? hostServiceNamesFor(this.opts.side),

@@ -20,6 +20,8 @@ export interface SpawnOptions {
   trustDomain?: string;
   hostServiceNames?: string[];
   handshakeTimeoutMs?: number;
+  /** Fake host services on loopback TCP instead of a unix socket (a Windows plugin under Wine). */
+  hostNetwork?: 'unix' | 'tcp';
 }
 
 export interface Handshake {
@@ -212,7 +214,11 @@ export async function spawnPlugin(opts: SpawnOptions): Promise<SpawnedPlugin> {
   });
   p.handshake = parseHandshake(line);
   const target = p.handshake.network === 'unix' ? `unix:${p.handshake.address}` : p.handshake.address;
-  p.conn = new HostConnection(target, { side: opts.side, hostServiceNames: opts.hostServiceNames });
+  p.conn = new HostConnection(target, {
+    side: opts.side,
+    hostServiceNames: opts.hostServiceNames,
+    hostNetwork: opts.hostNetwork,
+  });
   try {
     await p.conn.start();
     if (opts.hcl !== undefined) await p.conn.configure(opts.hcl, opts.trustDomain ?? 'example.org');
