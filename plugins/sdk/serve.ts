@@ -1,5 +1,6 @@
 // serve(): the whole process side of go-plugin for one SPIRE plugin. A plugin's main is one line:
 //   serve(workloadAttestor(new MyAttestor()));
+import { Writable } from 'node:stream';
 import { mkdtempSync, rmSync, chmodSync, chownSync, readFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,7 +99,41 @@ function guardStdout(log: Logger): void {
     if (typeof done === 'function') (done as () => void)();
     return true;
   }) as typeof process.stdout.write;
-  process.stdout.write = w;
+  // Node builds process.stdout on first use, and that can throw for a handle type it cannot open as a stream (a unix
+  // pipe handed to node.exe under Wine: EBADF). The plugin needs no stdout stream (the handshake is one writeSync),
+  // so such a stdout is replaced by a sink that logs, instead of killing the plugin.
+  let stdout: NodeJS.WriteStream | undefined;
+  try {
+    stdout = process.stdout;
+  } catch (e) {
+    log.debug('stdout is not a stream Node can open; using a logging sink', { error: errorMessage(e) });
+  }
+  if (stdout) stdout.write = w;
+  else
+    Object.defineProperty(process, 'stdout', {
+      configurable: true,
+      enumerable: true,
+      value: new Writable({ write: (chunk, _enc, cb) => (w(chunk), cb()) }),
+    });
+  // The same for stderr (libraries such as grpc-js may write to it): a sink that writes to fd 2 like the logger.
+  try {
+    void process.stderr;
+  } catch {
+    Object.defineProperty(process, 'stderr', {
+      configurable: true,
+      enumerable: true,
+      value: new Writable({
+        write: (chunk: Buffer | string, _enc, cb) => {
+          try {
+            writeSync(2, typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+          } catch {
+            /* nowhere left to report it */
+          }
+          cb();
+        },
+      }),
+    });
+  }
 }
 
 export function serve(def: PluginDefinition, options: ServeOptions = {}): void {
