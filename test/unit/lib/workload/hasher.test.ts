@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Code } from '@spire-hw/sdk/errors';
-import { ExeHasher, LruCache } from '../../../../plugins/lib/workload/hasher';
+import { ExeHasher, LruCache, statKey, type FileOp } from '../../../../plugins/lib/workload/hasher';
 import { goPathError } from '../../../../plugins/unix-workloadattestor/errors';
 import { DATA_SHA256, rejectsWith, tmpDir } from '../../unix-workloadattestor/helpers';
 
@@ -107,6 +107,36 @@ describe('hash cache', () => {
     const d = path.join(dir, 'adir');
     fs.mkdirSync(d);
     await rejectsWith(h.digest(d, 0n), Code.INTERNAL, `SHA256 digest: read ${d}: is a directory`);
+  });
+});
+
+describe('platform-neutral parts', () => {
+  test('the cache key is the file identity and every time, birth time included (Windows: creation time)', () => {
+    const st = fs.statSync(file('key', 'k'), { bigint: true });
+    const k = statKey(st);
+    assert.equal(k, `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.birthtimeNs}`);
+    const other = Object.assign(Object.create(Object.getPrototypeOf(st) as object) as fs.BigIntStats, st, {
+      birthtimeNs: st.birthtimeNs + 1n,
+    });
+    assert.notEqual(statKey(other), k);
+  });
+  test("file errors are worded by the attestor's describeError (op, path, error), e.g. Go on Windows", async () => {
+    const seen: Array<[FileOp, string, string]> = [];
+    const h = hasher({
+      describeError: (op, p, err) => {
+        seen.push([op, p, String((err as { code?: unknown }).code)]);
+        return `${op} ${p}: worded`;
+      },
+    });
+    const missing = path.join(dir, 'nope');
+    await rejectsWith(h.digest(missing, 0n), Code.INTERNAL, `SHA256 digest: open ${missing}: worded`);
+    const d = path.join(dir, 'worded-dir');
+    fs.mkdirSync(d);
+    await rejectsWith(h.digest(d, 0n), Code.INTERNAL, `SHA256 digest: read ${d}: worded`);
+    assert.deepEqual(seen, [
+      ['open', missing, 'ENOENT'],
+      ['read', d, 'EISDIR'],
+    ]);
   });
 });
 
