@@ -71,6 +71,13 @@ export const PROGRAMS: Readonly<Record<string, Program>> = {
     windows: false,
     start: () => require('../unix-workloadattestor/main'),
   },
+  'windows-workloadattestor': {
+    bin: 'spire-plugin-windows-workloadattestor',
+    main: 'windows-workloadattestor/main',
+    summary: 'agent WorkloadAttestor "windows": user and group SIDs and names, path and sha256 of the calling process',
+    spire: { side: 'agent', type: 'WorkloadAttestor', name: 'windows' },
+    start: () => require('../windows-workloadattestor/main'),
+  },
   'tpm-devid': {
     bin: 'spire-tpm-devid',
     main: 'tools/tpm-devid/main',

@@ -19,7 +19,7 @@ import {
   type ValidateRequest,
   type ValidateResponse,
 } from '@spire-hw/proto/spire/service/common/config/v1/config';
-import { errorMessage, invalidArgument, notFound, toStatus, unimplemented } from './errors';
+import { Code, PluginError, errorMessage, invalidArgument, notFound, toStatus, unimplemented } from './errors';
 import { redactString, type Logger } from './log';
 import { registerConfigSecrets } from './config/secrets';
 import { Broker, BrokeredHostServices } from './hostservices';
@@ -219,6 +219,9 @@ export function createPluginServer(def: PluginDefinition, opts: PluginServerOpti
             const cfg = build(req, status);
             if (cfg !== undefined && status.errors.length === 0) await impl.validate?.(cfg, status, initCtx);
           } catch (e) {
+            // A plugin that does not run on this platform answers Validate with Unimplemented, as SPIRE's built-ins
+            // do there (e.g. the windows attestor on Linux); SPIRE's validation tolerates that code.
+            if (e instanceof PluginError && e.code === Code.UNIMPLEMENTED) throw e;
             status.errors.push(errorMessage(e));
           }
           return { valid: status.errors.length === 0, notes: [...status.errors, ...status.notes].map(redactString) };

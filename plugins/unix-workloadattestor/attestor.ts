@@ -2,8 +2,7 @@
 // Selector order and error texts follow SPIRE's built-in `unix` attestor (pkg/agent/plugin/workloadattestor/unix).
 import { PluginError, internal } from '@spire-hw/sdk/errors';
 import { StepError, stepError } from './errors';
-import type { ExeHasher } from './hasher';
-import { cancelledError } from './hasher';
+import { cancelledError, type ExeHasher } from '@spire-hw/workload';
 import type { NameResolver } from './names';
 import type { ProcSource } from './procfs';
 

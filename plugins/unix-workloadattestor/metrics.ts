@@ -1,7 +1,7 @@
 // The unix WorkloadAttestor's metrics, through SPIRE's Metrics host service (buffered by the SDK; never awaited).
 // Prometheus names on the agent: spire_agent_unix_workload_attestor_hash_cache_hit, ... (README "Metrics").
 import { noMetrics, type PluginMetrics } from '@spire-hw/sdk';
-import type { HasherObserver } from './hasher';
+import type { HasherObserver } from '@spire-hw/workload';
 
 const P = ['unix', 'workload_attestor'] as const;
 export const UNIX_METRICS = {

@@ -2,7 +2,8 @@
 // unchanged (digests depend only on file identity, never on the configuration).
 import { UnixAttestorCore } from './attestor';
 import type { UnixConfig } from './config';
-import { ExeHasher } from './hasher';
+import { ExeHasher } from '@spire-hw/workload';
+import { goPathError } from './errors';
 import { FilesNameResolver, type NameResolver } from './names';
 import { NssNameResolver, loadNssAddon, type NssAddon } from './nss';
 import { FsProcSource, type ProcSource } from './procfs';
@@ -38,7 +39,12 @@ export function createCore(
   const hasher =
     previous && sameHashSettings(previous.deps.hasher, cfg)
       ? previous.deps.hasher
-      : new ExeHasher({ cache: cfg.hashCache, cacheSize: cfg.hashCacheSize, concurrency: cfg.hashConcurrency });
+      : new ExeHasher({
+          cache: cfg.hashCache,
+          cacheSize: cfg.hashCacheSize,
+          concurrency: cfg.hashConcurrency,
+          describeError: goPathError,
+        });
   const proc = overrides.proc ?? new FsProcSource(cfg.procRoot);
   return new UnixAttestorCore(
     { discoverWorkloadPath: cfg.discoverWorkloadPath, workloadSizeLimit: cfg.workloadSizeLimit },

@@ -85,6 +85,7 @@ test('the source tree has the packages and plugin folders the floor plan names',
     '@spire-hw/proto',
     '@spire-hw/sdk',
     '@spire-hw/tpm2',
+    '@spire-hw/workload',
     '@spire-hw/x509',
   ]);
   assert.ok(sources.length > 100, `only ${sources.length} source files found`);

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseConfigText, decodeConfig, type ConfigObject, type ConfigStatus } from '@spire-hw/sdk/config';
 import { UnixAttestor } from '../../plugins/unix-workloadattestor/plugin';
+import { WindowsAttestor } from '../../plugins/windows-workloadattestor/plugin';
 import { Pkcs11KeyManager } from '../../plugins/pkcs11-keymanager/plugin';
 import { buildConfig as buildUaConfig } from '../../plugins/pkcs11-upstreamauthority/config';
 import { buildConfig as buildAgentConfig } from '../../plugins/tpm-devid-agent/config';
@@ -23,12 +24,15 @@ const readmes = [
   'tpm-devid-server',
   'tpm-keymanager',
   'unix-workloadattestor',
+  'windows-workloadattestor',
 ].map((p) => join(repo, 'plugins', p, 'README.md'));
 const input = (hclText: string) => ({ trustDomain: 'example.org', hclText, coreConfigurationPresent: true });
 
 /** Checks plugin_data with the configuration code of the plugin that `entry` (dist path) runs. */
 const checkers: Record<string, (hclText: string, status: ConfigStatus) => unknown> = {
   'dist/plugins/unix-workloadattestor/main.js': (t, s) => new UnixAttestor().buildConfig(input(t), s),
+  'dist/plugins/windows-workloadattestor/main.js': (t, s) =>
+    new WindowsAttestor({ platform: 'win32' }).buildConfig(input(t), s),
   'dist/plugins/pkcs11-keymanager/main-server.js': (t, s) => new Pkcs11KeyManager().buildConfig(input(t), s),
   'dist/plugins/pkcs11-keymanager/main-agent.js': (t, s) => new Pkcs11KeyManager().buildConfig(input(t), s),
   'dist/plugins/pkcs11-upstreamauthority/main.js': (t, s) => buildUaConfig(input(t), s),
@@ -65,9 +69,15 @@ test('plugin README samples run commands the build produces, with configuration 
       for (const { path, decl } of declarations(tree)) {
         const args = Array.isArray(decl.plugin_args) ? decl.plugin_args.map(String) : [];
         const cmd = typeof decl.plugin_cmd === 'string' ? decl.plugin_cmd : '';
-        // The release executable (`plugin_cmd = ".../spire-hw-plugins"`, `plugin_args = ["<program>"]`) runs the
-        // program's main module.
-        const program = /(^|\/)spire-hw-plugins$/.test(cmd) ? PROGRAMS[args[0] ?? ''] : undefined;
+        // The release executable (`plugin_cmd = ".../spire-hw-plugins"` or `...\\spire-hw-plugins.exe`,
+        // `plugin_args = ["<program>"]`), or node with the release bundle (`plugin_args = [".../spire-hw.js",
+        // "<program>"]`), runs the program's main module.
+        const bundleAt = args.findIndex((a) => /(^|[/\\])spire-hw\.js$/.test(a));
+        const program = /(^|[/\\])spire-hw-plugins(\.exe)?$/.test(cmd)
+          ? PROGRAMS[args[0] ?? '']
+          : bundleAt >= 0
+            ? PROGRAMS[args[bundleAt + 1] ?? '']
+            : undefined;
         const entry = program
           ? `dist/plugins/${program.main}.js`
           : [cmd, ...args].map((p) => /dist\/plugins\/.+\.js$/.exec(p)?.[0]).find((p) => p !== undefined);

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UnixAttestorCore, type AttestorSettings } from '../../../plugins/unix-workloadattestor/attestor';
 import { Code } from '@spire-hw/sdk/errors';
-import { ExeHasher } from '../../../plugins/unix-workloadattestor/hasher';
+import { ExeHasher } from '@spire-hw/workload';
+import { goPathError } from '../../../plugins/unix-workloadattestor/errors';
 import { FilesNameResolver } from '../../../plugins/unix-workloadattestor/names';
 import { FsProcSource } from '../../../plugins/unix-workloadattestor/procfs';
 import {
@@ -51,7 +52,7 @@ function mem(settings: Partial<AttestorSettings> = {}): UnixAttestorCore {
     {
       proc: new MemProcSource(procs),
       names: new TableNames(),
-      hasher: new ExeHasher({ cache: true, cacheSize: 16, concurrency: 2 }),
+      hasher: new ExeHasher({ cache: true, cacheSize: 16, concurrency: 2, describeError: goPathError }),
     },
   );
 }
@@ -155,7 +156,7 @@ describe('built-in test table, fake /proc tree on disk + passwd/group files', ()
       {
         proc: new FsProcSource(tree.root),
         names: new FilesNameResolver(etc),
-        hasher: new ExeHasher({ cache: true, cacheSize: 16, concurrency: 2 }),
+        hasher: new ExeHasher({ cache: true, cacheSize: 16, concurrency: 2, describeError: goPathError }),
       },
     );
   }

@@ -1,24 +1,38 @@
-// SHA-256 of a process's executable, through the opened /proc/<pid>/exe, with a cache.
+// SHA-256 of a process's executable, through the file opened once, with a cache. Used by the unix attestor (through
+// the opened /proc/<pid>/exe) and the windows attestor (by the image path, as its built-in does).
 //
-// - open the magic link off the event loop (O_NONBLOCK: a FIFO does not wait for a writer; a file whose open() never
-//   returns, e.g. on a FUSE mount whose daemon stalls, holds one thread-pool thread, never the event loop, and the
-//   caller's cancellation still answers), fstat (bigint, also on the thread pool) the OPENED fd and refuse anything that is not a regular file
-//   (execve only runs regular files: a FIFO, a socket or a device there is a trick); size limit check and cache key
-//   (dev, ino, size, mtimeNs, ctimeNs);
+// - open the file off the event loop (on POSIX with O_NONBLOCK: a FIFO does not wait for a writer; a file whose open()
+//   never returns, e.g. on a FUSE mount whose daemon stalls, holds one thread-pool thread, never the event loop, and
+//   the caller's cancellation still answers), fstat (bigint, also on the thread pool) the OPENED handle and refuse
+//   anything that is not a regular file (execve/CreateProcess only run regular files: a FIFO, a socket or a device
+//   there is a trick); size limit check and cache key (dev, ino, size, mtimeNs, ctimeNs, birthtimeNs: on Windows
+//   Node's fstat gives dev = volume serial number, ino = file index, ctime = change time, birthtime = creation time);
 // - with a limit, reading stops with the size-limit error as soon as more than `limit` bytes came back, whatever
 //   st_size said (a file system may report a small size and serve endless data);
 // - cache hit → digest without reading; miss → hash with a reused 1 MiB buffer (async reads, ~0.7 ms of CPU per chunk
 //   so the event loop never stalls for long), fstat again, and cache only if the key is unchanged;
 // - concurrent requests for the same key share one job (single-flight); at most `concurrency` jobs read at once;
 // - every caller can cancel (AbortSignal); the shared job stops when its last caller has gone.
-// Messages are the built-in's (pkg/common/util GetSHA256Digest): `SHA256 digest: open <path>: <errno>`,
-// `SHA256 digest: workload <path> exceeds size limit (<n> > <limit>)`, `SHA256 digest: read <path>: <errno>`.
+// Messages are the built-ins' (pkg/common/util GetSHA256Digest): `SHA256 digest: open <path>: <error>`,
+// `SHA256 digest: workload <path> exceeds size limit (<n> > <limit>)`, `SHA256 digest: read <path>: <error>`; the
+// `<op> <path>: <error>` part is Go's *os.PathError text, which differs by OS, so the attestor supplies it
+// (`describeError`).
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { Code, PluginError, internal } from '@spire-hw/sdk/errors';
-import { goPathError } from './errors';
+
+/** Which file operation failed (the hasher's three system calls). */
+export type FileOp = 'open' | 'stat' | 'read';
+
+/**
+ * Go's *os.PathError text for a failed file operation, in the words of the built-in's platform: e.g. on Linux
+ * `open /x: no such file or directory`, on Windows `open x: The system cannot find the file specified.`.
+ */
+export type DescribeFileError = (op: FileOp, path: string, err: unknown) => string;
 
 export interface HasherOptions {
+  /** Words a failed open/stat/read as Go does on the built-in's platform. */
+  describeError: DescribeFileError;
   /** Cache digests by file identity (default true). */
   cache: boolean;
   /** LRU entries (default 1024). */
@@ -114,17 +128,22 @@ interface Job {
   waiters: number;
 }
 
-function statKey(st: fs.BigIntStats): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+/** The file's identity and times, as the cache key. */
+export function statKey(st: fs.BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.birthtimeNs}`;
 }
 
-const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY;
+// O_NONBLOCK and O_NOCTTY exist on POSIX only (Node's fs.constants has no such keys on Windows).
+const OPEN_FLAGS =
+  fs.constants.O_RDONLY |
+  ((fs.constants.O_NONBLOCK as number | undefined) ?? 0) |
+  ((fs.constants.O_NOCTTY as number | undefined) ?? 0);
 
 /**
  * open(2) on the thread pool. If the caller cancels while open() has not returned, the promise rejects at once and
  * the descriptor is closed whenever open() finally completes.
  */
-function openNoWait(path: string, signal: AbortSignal | undefined): Promise<number> {
+function openNoWait(path: string, signal: AbortSignal | undefined, describe: DescribeFileError): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let settled = false;
     const onAbort = (): void => {
@@ -140,7 +159,7 @@ function openNoWait(path: string, signal: AbortSignal | undefined): Promise<numb
         return;
       }
       settled = true;
-      if (err) reject(internal(`SHA256 digest: ${goPathError('open', path, err)}`));
+      if (err) reject(internal(`SHA256 digest: ${describe('open', path, err)}`));
       else resolve(fd);
     });
   });
@@ -201,7 +220,8 @@ export class ExeHasher {
    */
   async digest(path: string, limit: bigint, signal?: AbortSignal): Promise<string> {
     if (signal?.aborted) throw cancelledError();
-    const fd = await openNoWait(path, signal);
+    const describe = this.options.describeError;
+    const fd = await openNoWait(path, signal, describe);
     let owned = true; // fd is closed here unless handed to a job
     try {
       let st: fs.BigIntStats | undefined;
@@ -209,9 +229,10 @@ export class ExeHasher {
         st = await fstatAsync(fd);
       } catch (err) {
         // The built-in only stats when a limit is set; without one it would just hash, uncached.
-        if (limit > 0n) throw internal(`SHA256 digest: ${goPathError('stat', path, err)}`);
+        if (limit > 0n) throw internal(`SHA256 digest: ${describe('stat', path, err)}`);
       }
-      // A directory is left to the read, which fails at once with the built-in's `read <path>: is a directory`.
+      // A directory is left to the read, which fails at once with the built-in's `read <path>: is a directory` (Linux;
+      // Windows: `Incorrect function.`).
       if (st && !st.isFile() && !st.isDirectory()) {
         throw internal(`SHA256 digest: workload ${path} is not a regular file`);
       }
@@ -334,7 +355,7 @@ export class ExeHasher {
         try {
           n = await readAt(fd, buf, pos);
         } catch (err) {
-          throw internal(`SHA256 digest: ${goPathError('read', path, err)}`);
+          throw internal(`SHA256 digest: ${this.options.describeError('read', path, err)}`);
         }
         if (n === 0) break;
         pos += n;
