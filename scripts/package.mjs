@@ -168,7 +168,7 @@ function writeHclSnippets(dir, { installDir, exeName, exeSum, sep, windows }) {
   const cmd = `${installDir}${sep}${exeName}`;
   for (const [name, p] of Object.entries(PROGRAMS)) {
     if (!p.spire) continue;
-    if (windows && p.windows === false) continue;
+    if (p.platforms && !p.platforms.includes(windows ? 'windows' : 'linux')) continue;
     const hcl =
       `# ${p.spire.side} ${p.spire.type} "${p.spire.name}" from spire-hw-plugins (${p.summary}).\n` +
       `# Copy ${exeName} to ${installDir} (or change plugin_cmd); plugin_checksum is its sha256.\n` +

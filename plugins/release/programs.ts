@@ -14,8 +14,8 @@ export interface Program {
   summary: string;
   /** The SPIRE plugin type and name it implements (undefined for tools). */
   spire?: { side: Side; type: PluginType; name: string };
-  /** False for a program that has no meaning on Windows (left out of the Windows release's HCL snippets). */
-  windows?: false;
+  /** Where the program has a meaning (default both): the release's HCL snippets of a platform list only its own. */
+  platforms?: readonly ('linux' | 'windows')[];
   start(): void;
 }
 
@@ -68,7 +68,7 @@ export const PROGRAMS: Readonly<Record<string, Program>> = {
     main: 'unix-workloadattestor/main',
     summary: 'agent WorkloadAttestor "unix": uid, gid, names, path and sha256 of the calling process',
     spire: { side: 'agent', type: 'WorkloadAttestor', name: 'unix' },
-    windows: false,
+    platforms: ['linux'],
     start: () => require('../unix-workloadattestor/main'),
   },
   'windows-workloadattestor': {
@@ -76,6 +76,7 @@ export const PROGRAMS: Readonly<Record<string, Program>> = {
     main: 'windows-workloadattestor/main',
     summary: 'agent WorkloadAttestor "windows": user and group SIDs and names, path and sha256 of the calling process',
     spire: { side: 'agent', type: 'WorkloadAttestor', name: 'windows' },
+    platforms: ['windows'],
     start: () => require('../windows-workloadattestor/main'),
   },
   'tpm-devid': {
