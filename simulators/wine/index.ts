@@ -228,8 +228,9 @@ function ioFile(w: WineEnv, what: string): string {
   return path.join(path.dirname(w.prefix), `io-${process.pid}-${++counter}.${what}`);
 }
 
-function wineArgv(w: WineEnv, exe: string, args: string[]): string[] {
-  return ['--pdeathsig', 'KILL', '--', w.wine, exe, ...args];
+/** The command line that runs `exe args…` under Wine and dies with this process (setpriv --pdeathsig KILL). */
+export function wineCommand(w: WineEnv, exe: string, args: string[]): { cmd: string; args: string[] } {
+  return { cmd: 'setpriv', args: ['--pdeathsig', 'KILL', '--', w.wine, exe, ...args] };
 }
 
 /** Starts `exe` (a Linux path of a Windows executable, or a Windows path) under Wine; stdout+stderr into a file. */
@@ -243,8 +244,7 @@ export function startWine(
   fs.writeFileSync(logFile, '');
   const mp = spawnLogged({
     name: `wine ${path.basename(exe)}`,
-    cmd: 'setpriv',
-    args: wineArgv(w, exe, args),
+    ...wineCommand(w, exe, args),
     logFile,
     cwd: opts.cwd ?? path.dirname(w.prefix),
     env: { ...w.env, ...(opts.env ?? {}) },
@@ -279,7 +279,8 @@ export async function runWine(
   const fds = [fs.openSync(inFile, 'r'), fs.openSync(outFile, 'w'), fs.openSync(errFile, 'w')];
   try {
     return await new Promise<WineRunResult>((resolve, reject) => {
-      const child = spawn('setpriv', wineArgv(w, exe, args), {
+      const c = wineCommand(w, exe, args);
+      const child = spawn(c.cmd, c.args, {
         cwd: opts.cwd ?? path.dirname(w.prefix),
         env: { ...w.env, ...(opts.env ?? {}) },
         stdio: fds,
