@@ -117,10 +117,24 @@ function killAll(pids: number[]): void {
   }
 }
 
+// Runs detached from us: waits for PID $1 to end, then SIGKILLs every process with WINEPREFIX=$2 in its environment
+// and removes $3 (the private dir) and the wineserver's /tmp dir named in $2/wineserver. Its own environment has no
+// WINEPREFIX. stopWineServer() kills it by PID after doing the same work itself.
+const WATCHDOG = `tail --pid="$1" -f /dev/null 2>/dev/null
+for round in 1 2 3; do
+  for e in /proc/[0-9]*/environ; do
+    if grep -qzxF "WINEPREFIX=$2" "$e" 2>/dev/null; then p="\${e#/proc/}"; kill -9 "\${p%/environ}" 2>/dev/null; fi
+  done
+  sleep 0.2
+done
+s="$(cat "$2/wineserver" 2>/dev/null)"; [ -n "$s" ] && rm -rf "/tmp/$s"
+rm -rf "$3"`;
+
 interface Session {
   w: WineEnv;
   dir: string;
   server: ManagedProcess;
+  watchdogPid: number | undefined;
   serverDir: string | undefined;
   unregister: () => void;
 }
@@ -163,6 +177,15 @@ async function startSession(): Promise<Session> {
     fs.copyFileSync(path.join(layout.prefix, f), path.join(prefix, f));
   }
   fs.rmSync(path.join(prefix, 'wineserver'), { force: true });
+  // Wine's services and Windows grandchildren are outside our process tree: if this process is SIGKILLed, neither
+  // pdeathsig nor the exit hook reaches them, the watchdog does.
+  const watchdogEnv: NodeJS.ProcessEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin' };
+  const watchdog = spawn('sh', ['-c', WATCHDOG, 'wine-watchdog', String(process.pid), prefix, dir], {
+    detached: true,
+    stdio: 'ignore',
+    env: watchdogEnv,
+  });
+  watchdog.unref();
   const env = wineBaseEnv(prefix);
   // Our own wineserver (foreground, persistent while we run): its PID is known, and wine processes started
   // afterwards connect to it instead of spawning one that outlives us.
@@ -201,7 +224,7 @@ async function startSession(): Promise<Session> {
     wineVersion: layout.wineVersion,
     wineserverPid: server.pid,
   };
-  return { w, dir, server, serverDir, unregister };
+  return { w, dir, server, watchdogPid: watchdog.pid, serverDir, unregister };
 }
 
 /**
@@ -324,6 +347,14 @@ export async function stopWineServer(w: WineEnv): Promise<void> {
     const left = wineProcesses(w);
     if (left.length) throw new Error(`Wine processes still running: ${left.join(', ')}`);
   } finally {
+    if (s.watchdogPid !== undefined) {
+      // The watchdog's `tail` child ends with its parent's group.
+      try {
+        process.kill(-s.watchdogPid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
     s.unregister();
     if (s.serverDir) fs.rmSync(s.serverDir, { recursive: true, force: true });
     fs.rmSync(s.dir, { recursive: true, force: true });

@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { freePort } from '../../../simulators/spire/harness';
-import { isAlive } from '../../../simulators/spire/procs';
+import { isAlive, runCommand } from '../../../simulators/spire/procs';
 import {
   ensureWine,
   runWine,
@@ -143,4 +143,39 @@ test('stopWineServer kills every process of the prefix, the wineserver too, and 
   assert.notEqual(w.prefix, prefix);
   const r = await runWine(w, w.nodeExe(), ['-e', 'console.log(process.arch)']);
   assert.equal(r.stdout.trim(), 'x64');
+});
+
+test('a test process killed with SIGKILL leaves no Wine process and no prefix copy behind', async () => {
+  // A separate Node process uses the simulator (a Wine process with a Windows grandchild, Wine's own services) and
+  // SIGKILLs itself: no exit hook runs; pdeathsig and the watchdog must clean up.
+  const index = path.resolve(__dirname, '../../../simulators/wine/index.js');
+  const script = `
+    const { ensureWine, startWine, wineProcesses } = require(${JSON.stringify(index)});
+    (async () => {
+      const w = await ensureWine();
+      startWine(w, w.nodeExe(), ['-e', 'require("child_process").spawn(process.execPath,["-e","setInterval(()=>{},1000)"]);setInterval(()=>{},1000)']);
+      const deadline = Date.now() + 60000;
+      let n = [];
+      while (Date.now() < deadline) {
+        n = wineProcesses(w);
+        if (n.length >= 4) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      process.stdout.write(JSON.stringify({ prefix: w.prefix, pids: n }));
+      process.kill(process.pid, 'SIGKILL');
+    })();`;
+  const r = await runCommand(process.execPath, ['-e', script], { timeoutMs: 120_000 });
+  assert.equal(r.signal, 'SIGKILL', r.stderr);
+  const { prefix, pids } = JSON.parse(r.stdout) as { prefix: string; pids: number[] };
+  assert.ok(pids.length >= 4, `wineserver, node.exe, its child and Wine services ran: ${pids.join(', ')}`);
+  await waitFor(
+    'the Wine processes of the killed test to be gone',
+    () => (pids.every((p) => !isAlive(p)) && wineProcesses({ prefix }).length === 0 ? true : undefined),
+    30_000,
+  );
+  await waitFor(
+    'the prefix copy to be removed',
+    () => (fs.existsSync(path.dirname(prefix)) ? undefined : true),
+    30_000,
+  );
 });
