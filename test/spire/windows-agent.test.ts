@@ -8,6 +8,7 @@
 // Wine 8.0 (its whoami prints no SIDs): it is taken from the agent's "PID attested to have selectors" line and must
 // then be what an entry on `windows:user_sid:<sid>` matches.
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { selectorsByType } from '../../bench/unix/lib';
 import {
@@ -20,7 +21,7 @@ import {
   type SpireLogEntry,
 } from '../../simulators/spire/harness';
 import { ensureWine, runWine, stopWineServer, type WineEnv } from '../../simulators/wine';
-import { windowsAgentRuntime, windowsWorkloadAttestor } from '../../simulators/wine/agent';
+import { windowsAgentRuntime, windowsWorkloadAttestor, wineNodePlugin } from '../../simulators/wine/agent';
 
 let w: WineEnv;
 before(async () => {
@@ -145,5 +146,41 @@ test('without discover_workload_path the built-in windows attestor gives no path
     const pid = spire.agentPid!;
     await spire.stopAgent();
     assert.equal(spire.agentPid, undefined, `agent ${pid} stopped`);
+  });
+});
+
+test('spire-agent.exe launches an SDK plugin as node.exe + script (plugin_checksum) and uses its selectors', async (t) => {
+  // The fixture WorkloadAttestor of test/spire/sdk.test.ts, unchanged, run by the Windows node.exe: go-plugin's
+  // handshake over 127.0.0.1 TCP, Init, Configure, Attest. Both node.exe lines.
+  const script = path.resolve(__dirname, '../fixtures/plugins/pid-attestor.js');
+  await withSpire(t, async (spire) => {
+    await spire.startServer();
+    await spire.startAgent({
+      runtime: windowsAgentRuntime(w),
+      plugins: ([24, 26] as const).map((line) =>
+        wineNodePlugin(w, {
+          type: 'WorkloadAttestor',
+          name: `pid${line}`,
+          script,
+          line,
+          pluginData: `label = "node${line}"`,
+        }),
+      ),
+      startTimeoutMs: START_MS,
+    });
+    for (const line of [24, 26]) {
+      const serving = spire
+        .agentLogEntries()
+        .find((l) => l.msg === 'plugin serving' && l.fields['plugin_name'] === `pid${line}`);
+      assert.equal(serving?.fields['network'], 'tcp', `pid${line} serves on TCP`);
+      assert.match(String(serving?.fields['address']), /^127\.0\.0\.1:\d+$/);
+    }
+    const sel = await attestOnce(spire);
+    assert.deepEqual(sel.get('pid24'), ['fixture:node24']);
+    assert.deepEqual(sel.get('pid26'), ['fixture:node26']);
+    const id = `spiffe://${spire.trustDomain}/win/plugin`;
+    await spire.createEntry({ spiffeId: id, selectors: ['pid24:fixture:node24', 'pid26:fixture:node26'] });
+    const [svid] = await spire.fetchX509Svid({ spiffeId: id, timeoutMs: 120_000 });
+    verifyChain(svid!.certChain(), await spire.bundleCerts());
   });
 });
