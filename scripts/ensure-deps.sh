@@ -2,17 +2,19 @@
 # Installs what a fresh machine lacks for the tests and the demo, saying what it does.
 # Idempotent: each step checks first and is skipped when already satisfied.
 #   - Debian packages: swtpm, swtpm-tools, softhsm2, tpm2-tools, opensc, gnutls-bin (swtpm_localca needs certtool),
-#     protobuf-compiler (only for `npm run gen:proto`), build-essential/python3 (pkcs11js is a node-gyp addon)
+#     protobuf-compiler (only for `npm run gen:proto`), build-essential/python3 (pkcs11js is a node-gyp addon),
+#     wine/wine64/gcc-mingw-w64-x86-64-win32 (the Windows tier under Wine, simulators/wine)
 #   - the pinned Node.js LTS (scripts/ensure-node.sh, from the npm registry into $HOME/.cache/spire-hw)
 #   - npm dependencies (npm ci)
 #   - the pinned SPIRE v1.15.3 server and agent, built from the Go module proxy into a cache under $HOME, unless
 #     SPIRE_BIN_DIR names an existing build
+#   - the Wine tier (simulators/wine/ensure-wine.sh): a Wine prefix, node.exe, spire-agent.exe cross-compiled
 # SPIRE_HW_NO_APT=1 never runs apt-get (an operator's host): missing packages are listed and the script stops.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/scripts/lib.sh"
 
-APT_PKGS=(swtpm swtpm-tools softhsm2 libsofthsm2 tpm2-tools opensc gnutls-bin postgresql protobuf-compiler make g++ python3)
+APT_PKGS=(swtpm swtpm-tools softhsm2 libsofthsm2 tpm2-tools opensc gnutls-bin postgresql protobuf-compiler make g++ python3 wine wine64 gcc-mingw-w64-x86-64-win32)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,3 +51,4 @@ else
 fi
 
 spire_bin_dir >/dev/null
+bash "$here/simulators/wine/ensure-wine.sh" >/dev/null

@@ -144,7 +144,27 @@ export interface ServerOptions extends CommonProcessOptions {
   dataStore?: { databaseType: 'postgres' | 'mysql'; connectionString: string };
 }
 
+/**
+ * How to run a spire-agent that is not the Linux binary beside spire-server: the Windows build under Wine
+ * (simulators/wine/agent.ts, windowsAgentRuntime). The harness renders its config with paths as the agent sees them
+ * and the Workload API on a named pipe, and runs its CLI the same way.
+ */
+export interface AgentRuntime {
+  /** What `spire-agent <args…>` becomes: the command and its argv. */
+  command(args: string[]): { cmd: string; args: string[] };
+  /** Environment for the agent and its CLI (the harness adds AgentOptions.env). */
+  env: NodeJS.ProcessEnv;
+  /** A path of this machine as the agent sees it (Wine: Z:\…). */
+  agentPath(linuxPath: string): string;
+  /** The Workload API's named pipe name (`named_pipe_name`, `-namedPipeName`), e.g. `\spire-hw\<id>\api`. */
+  namedPipeName: string;
+  /** Runs `command(args)` to completion (default: runCommand; Wine needs stdio through files). */
+  run?(args: string[], timeoutMs: number): Promise<RunResult>;
+}
+
 export interface AgentOptions extends CommonProcessOptions {
+  /** Run the agent through this runtime (e.g. spire-agent.exe under Wine) instead of the Linux spire-agent. */
+  runtime?: AgentRuntime;
   /** 'join_token' (default: a token is generated, or `joinToken` used) or another NodeAttestor declaration (no token). */
   nodeAttestor?: 'join_token' | PluginDecl;
   joinToken?: string;
@@ -154,7 +174,7 @@ export interface AgentOptions extends CommonProcessOptions {
   insecureBootstrap?: boolean;
   /** Built-in 'memory' (default) or 'disk', or a full plugin declaration. */
   keyManager?: 'memory' | 'disk' | PluginDecl;
-  /** Configure the built-in WorkloadAttestor "unix" (default true). */
+  /** Configure the built-in WorkloadAttestor "unix" (default true; false with a `runtime`). */
   unixWorkloadAttestor?: boolean;
   /** Wait for the agent's Workload API health check (default true). */
   waitHealthy?: boolean;
@@ -764,21 +784,25 @@ export class SpireHarness {
   // ------------------------------------------------------------------ agent
 
   renderAgentConfig(o: AgentOptions, joinToken: string | undefined, bundlePath: string | undefined): string {
-    const dataDir = path.join(this.dir, 'agent-data');
-    fs.mkdirSync(dataDir, { recursive: true });
+    const linuxDataDir = path.join(this.dir, 'agent-data');
+    fs.mkdirSync(linuxDataDir, { recursive: true });
+    const rt = o.runtime;
+    const seen = (p: string) => (rt ? rt.agentPath(p) : p);
+    const dataDir = seen(linuxDataDir);
     const settings = renderSettings({
       data_dir: dataDir,
       log_level: o.logLevel ?? 'DEBUG',
       log_format: o.logFormat ?? 'json',
       server_address: '127.0.0.1',
       server_port: String(this.serverPort),
-      socket_path: this.agentSocket,
+      socket_path: rt ? undefined : this.agentSocket,
       trust_domain: this.trustDomain,
-      trust_bundle_path: bundlePath,
+      trust_bundle_path: bundlePath === undefined ? undefined : seen(bundlePath),
       insecure_bootstrap: o.insecureBootstrap ? true : undefined,
       join_token: joinToken,
     });
-    const extra = [renderExperimental({ sync_interval: '1s', ...(o.experimental ?? {}) }), o.extraConfig ?? '']
+    const pipe: Record<string, HclScalar> = rt ? { named_pipe_name: rt.namedPipeName } : {};
+    const extra = [renderExperimental({ sync_interval: '1s', ...pipe, ...(o.experimental ?? {}) }), o.extraConfig ?? '']
       .filter((s) => s !== '')
       .join('\n');
     const plugins: PluginDecl[] = [];
@@ -790,10 +814,10 @@ export class SpireHarness {
       plugins.push({
         type: 'KeyManager',
         name: 'disk',
-        pluginData: `directory = ${JSON.stringify(path.join(dataDir, 'keys'))}`,
+        pluginData: `directory = ${JSON.stringify(seen(path.join(linuxDataDir, 'keys')))}`,
       });
     else plugins.push(km);
-    if (o.unixWorkloadAttestor !== false) plugins.push({ type: 'WorkloadAttestor', name: 'unix', pluginData: '' });
+    if (o.unixWorkloadAttestor ?? !rt) plugins.push({ type: 'WorkloadAttestor', name: 'unix', pluginData: '' });
     plugins.push(...(o.plugins ?? []));
     return renderConfig('agent', settings, extra, plugins, o.extraTopLevel);
   }
@@ -820,17 +844,20 @@ export class SpireHarness {
     fs.writeFileSync(confPath, this.renderAgentConfig(o, token, bundlePath));
     this.appendMarker(this.agentLogFile, 'harness: starting spire-agent');
     const mark = this.logMark();
+    const run = this.agentCommand(['run', '-config', o.runtime ? o.runtime.agentPath(confPath) : confPath]);
     this.agent = spawnLogged({
       name: 'spire-agent',
-      cmd: this.agentBin,
-      args: ['run', '-config', confPath],
+      cmd: run.cmd,
+      args: run.args,
       logFile: this.agentLogFile,
       cwd: this.dir,
-      env: this.spireEnv(o.env),
+      env: this.agentEnv(o.env),
     });
     if (o.waitHealthy === false) return;
     await this.waitHealthy('agent', this.agent, o.startTimeoutMs ?? 90_000, async () => {
-      return spireHealthy(this.agentBin, this.agentSocket);
+      if (!o.runtime) return spireHealthy(this.agentBin, this.agentSocket);
+      const r = await this.agentCli(['healthcheck'], 10_000);
+      return r.code === 0;
     });
     if (!this.agentId) {
       const e = await this.waitForLog(
@@ -862,9 +889,36 @@ export class SpireHarness {
     process.kill(this.agent.pid, signal);
   }
 
-  /** Runs `spire-agent <args…> -socketPath <workload socket>`. */
+  /** `spire-agent <args>` as a command line: the Linux binary, or through AgentOptions.runtime. */
+  private agentCommand(args: string[]): { cmd: string; args: string[] } {
+    const rt = this.agentOpts.runtime;
+    return rt ? rt.command(args) : { cmd: this.agentBin, args };
+  }
+
+  private agentEnv(extra?: Record<string, string>): NodeJS.ProcessEnv {
+    const rt = this.agentOpts.runtime;
+    return rt ? { ...rt.env, ...(extra ?? {}) } : this.spireEnv(extra);
+  }
+
+  /** A path of this machine as the agent sees it (unchanged for the Linux agent; Z:\… for a Windows one). */
+  agentPath(linuxPath: string): string {
+    const rt = this.agentOpts.runtime;
+    return rt ? rt.agentPath(linuxPath) : linuxPath;
+  }
+
+  /**
+   * Runs `spire-agent <args…> -socketPath <workload socket>` (with a runtime: `-namedPipeName <pipe>`, through the
+   * runtime).
+   */
   async agentCli(args: string[], timeoutMs = 30_000): Promise<RunResult> {
-    return runCommand(this.agentBin, [...args, '-socketPath', this.agentSocket], { timeoutMs, env: this.spireEnv() });
+    const rt = this.agentOpts.runtime;
+    if (!rt) {
+      return runCommand(this.agentBin, [...args, '-socketPath', this.agentSocket], { timeoutMs, env: this.spireEnv() });
+    }
+    const full = [...args, '-namedPipeName', rt.namedPipeName];
+    if (rt.run) return rt.run(full, timeoutMs);
+    const c = rt.command(full);
+    return runCommand(c.cmd, c.args, { timeoutMs, env: this.agentEnv() });
   }
 
   /**
@@ -873,6 +927,7 @@ export class SpireHarness {
    * the workload, same uid as us); `inProcess: true` calls the API from this process.
    */
   async fetchX509Svid(o: FetchOptions = {}): Promise<X509SvidResult[]> {
+    if (o.inProcess && this.agentOpts.runtime) throw new Error('inProcess fetches need the Linux agent (unix socket)');
     return this.retry(`X509-SVID ${wantedIds(o).join(', ')}`, o.timeoutMs ?? 60_000, async () => {
       const svids = o.inProcess ? await this.fetchX509InProcessOnce() : await this.fetchX509CliOnce();
       if (svids.length === 0) throw new Error('no SVIDs');
@@ -887,7 +942,7 @@ export class SpireHarness {
     const outDir = path.join(this.dir, `fetch-${++this.fetchCounter}`);
     fs.mkdirSync(outDir);
     try {
-      const r = await this.agentCli(['api', 'fetch', 'x509', '-timeout', '10s', '-write', outDir]);
+      const r = await this.agentCli(['api', 'fetch', 'x509', '-timeout', '10s', '-write', this.agentPath(outDir)]);
       if (r.code !== 0) throw new Error(`spire-agent api fetch x509: ${(r.stderr || r.stdout).trim()}`);
       // Pretty output: per SVID a "SPIFFE ID:\t\t<id>" line, optionally followed by "Hint:\t\t\t<hint>"; files are
       // svid.<i>.pem (chain), svid.<i>.key, bundle.<i>.pem in the same order.
