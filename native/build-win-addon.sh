@@ -16,7 +16,7 @@ WIN_ADDONS=(winproc tbs)
 CC="${MINGW_CC:-x86_64-w64-mingw32-gcc}"
 OBJDUMP="${MINGW_OBJDUMP:-x86_64-w64-mingw32-objdump}"
 # What a Windows addon may import: system DLLs only.
-ALLOWED_DLLS='^(kernel32|advapi32|msvcrt|ws2_32|api-ms-win-crt-[a-z0-9-]+)\.dll$'
+ALLOWED_DLLS='^(kernel32|advapi32|msvcrt|ws2_32)\.dll$'
 
 need_cc() {
   command -v "$CC" >/dev/null || {
@@ -77,7 +77,7 @@ build_fake_tbs() {
   local out="${1:-$repo/dist/native-win/fake-tbs}"
   need_cc
   mkdir -p "$out"
-  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" "$native/tbs/fake/fake-tbs.c" "$native/tbs/fake/fake-tbs.def" -o "$out/tbs.dll.tmp" -lws2_32
+  "$CC" "${CFLAGS[@]}" "${LDFLAGS[@]}" "$native/tbs/fake/fake-tbs.c" -o "$out/tbs.dll.tmp" -lws2_32
   check "$out/tbs.dll.tmp"
   mv -f "$out/tbs.dll.tmp" "$out/tbs.dll"
   echo "$out/tbs.dll"
