@@ -69,12 +69,17 @@ if [[ "$(cat "$prefix/.spire-hw-stamp" 2>/dev/null)" != "$want_stamp" ]]; then
     # Wait for this prefix's wineserver to write the registry and exit.
     "$WINESERVER" -w
   )
+  # Debian's Wine records the wineserver's private /tmp/wine-XXXXXX dir in <prefix>/wineserver; a copy must not
+  # inherit it.
+  rm -rf "/tmp/$(cat "$tmpp/wineserver" 2>/dev/null || echo none)" "$tmpp/wineserver"
   grep -q '"CurrentBuild"="1' "$tmpp/system.reg" || { echo "ensure-wine.sh: the prefix is not in Windows 10 mode" >&2; exit 1; }
   echo "$want_stamp" >"$tmpp/.spire-hw-stamp"
   rm -rf "$prefix"
   mv "$tmpp" "$prefix"
   say "prefix ready in $((SECONDS - t0)) s ($(du -sh "$prefix" | cut -f1))"
 fi
+
+rm -f "$prefix/wineserver"
 
 # Runs WINE ARGS... in a throw-away hard-linked copy of the prefix (the cached one is never run in, see index.ts),
 # with stdout+stderr into a file (node.exe cannot write to a Unix pipe under Wine 8.0); prints the output.
@@ -86,6 +91,8 @@ run_in_scratch() {
   out="$scratch/.out"
   WINEPREFIX="$scratch" timeout 120 "$WINE" "$@" >"$out" 2>&1 </dev/null || rc=$?
   WINEPREFIX="$scratch" "$WINESERVER" -k 2>/dev/null || true
+  WINEPREFIX="$scratch" "$WINESERVER" -w 2>/dev/null || true
+  [[ -s "$scratch/wineserver" ]] && rm -rf "/tmp/$(cat "$scratch/wineserver")"
   cat "$out"
   rm -rf "$scratch"
   return $rc
