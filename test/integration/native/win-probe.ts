@@ -1,6 +1,6 @@
 // Runs INSIDE node.exe under Wine (started by win-addons.test.ts): exercises the Windows addons and writes what it saw
 // as JSON to the file named by argv[3] (node.exe under Wine 8.0 cannot write to a Unix pipe, so no stdout).
-//   node.exe win-probe.js <mode> <out.json> <params json>
+//   node.exe win-probe.js <mode> <out.json> <params json | @file (SPIRE_HW_PROBE_PARAMS names it)>
 // mode winproc: queryProcess on itself, on a dead PID, on a deny-only child, with garbage arguments.
 // mode tbs:     the tbs addon against whatever tbs.dll the host loads (the fake, or Wine's own).
 // Only Node built-ins: this file must run in a bare node.exe. Values are reported, never judged, here.
@@ -214,15 +214,13 @@ async function tbs(params: {
   const badClose = attempt(() => t.close(42));
   out.bad = { ...bad, 'close(42)': 'error' in badClose ? badClose.error : 'returned' };
 
-  // Timing: the TBS path and the raw TCP path (same process, same command).
+  // Timing of the TBS path (the raw path is timed after close(): swtpm serves one connection at a time).
+  const n = 300;
+  let tbsMicros = 0;
   if (params.tpm) {
-    const n = 300;
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) await t.submit(ctx, probe, 4096);
-    out.timing = {
-      tbsSubmit: Number(process.hrtime.bigint() - t0) / 1000 / n,
-      rawTcp: await rawTcpMicros(params.tpm.host, params.tpm.port, probe, n),
-    };
+    tbsMicros = Number(process.hrtime.bigint() - t0) / 1000 / n;
   }
 
   // Overlap and close: two submits in flight (one slow), then close twice; then a submit on the closed ctx.
@@ -236,6 +234,8 @@ async function tbs(params: {
   );
   out.afterClose = await attemptAsync(() => t.submit(ctx, probe, 4096));
   out.closeAgain = attempt(() => t.close(ctx));
+  if (params.tpm)
+    out.timing = { tbsSubmit: tbsMicros, rawTcp: await rawTcpMicros(params.tpm.host, params.tpm.port, probe, n) };
 
   process.env['SPIRE_HW_FAKE_TBS_FAIL'] = 'create:0x8028400F';
   const c2 = attempt(() => t.contextCreate());
@@ -245,8 +245,11 @@ async function tbs(params: {
 }
 
 async function main(): Promise<void> {
-  const [mode, outFile, paramsJson] = process.argv.slice(2);
-  if (!outFile) throw new Error('usage: win-probe <winproc|tbs> <out.json> <params json>');
+  const [mode, outFile, paramsArg] = process.argv.slice(2);
+  if (!outFile) throw new Error('usage: win-probe <winproc|tbs> <out.json> <params json | @file>');
+  // @file: the parameters are in the file named by SPIRE_HW_PROBE_PARAMS (no JSON through a Windows command line).
+  const paramsFile = process.env['SPIRE_HW_PROBE_PARAMS'];
+  const paramsJson = paramsArg === '@file' && paramsFile ? fs.readFileSync(paramsFile, 'utf8') : paramsArg;
   const params: unknown = JSON.parse(paramsJson ?? '{}');
   let result: unknown;
   if (mode === 'winproc') result = await winproc(params as Parameters<typeof winproc>[0]);
