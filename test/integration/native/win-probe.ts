@@ -237,6 +237,19 @@ async function tbs(params: {
   if (params.tpm)
     out.timing = { tbsSubmit: tbsMicros, rawTcp: await rawTcpMicros(params.tpm.host, params.tpm.port, probe, n) };
 
+  // A handle dropped while its submit runs (node --expose-gc): the queued submit keeps the context alive, then the
+  // collected handle closes it.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc && params.tpm) {
+    let dropped: object | undefined = t.contextCreate();
+    const pending = t.submit(dropped, probe, 4096);
+    dropped = undefined;
+    for (let i = 0; i < 5; i++) gc();
+    out.droppedHandle = await attemptAsync(async () => hex(await pending).slice(0, 20));
+    for (let i = 0; i < 5; i++) gc();
+    await new Promise((r) => setTimeout(r, 50)); // finalizers run after the GC
+  }
+
   process.env['SPIRE_HW_FAKE_TBS_FAIL'] = 'create:0x8028400F';
   const c2 = attempt(() => t.contextCreate());
   out.injectedCreate = 'error' in c2 ? c2.error : 'returned';
