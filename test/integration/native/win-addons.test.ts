@@ -276,11 +276,21 @@ describe('tbs in node.exe under Wine', () => {
     await inst?.remove();
   });
 
-  test("Wine's own tbs.dll (no TPM): Tbsi_Context_Create fails with TBS_E_TPM_NOT_FOUND as data", async () => {
+  test("Wine's own tbs.dll (no TPM): Tbsi_Context_Create fails with TBS_E_TPM_NOT_FOUND; no tbs.dll: LoadLibrary fails", async () => {
     const r = await probe<TbsProbe>(w.nodeExe(), 'tbs', { addon: win(TBS) });
     assert.ok(r.create, 'contextCreate succeeded without a TPM');
-    assert.equal(r.create.call, 'Tbsi_Context_Create');
-    assert.equal(r.create.code, 0x8028400f);
+    assert.deepEqual([r.create.name, r.create.call, r.create.code], ['Error', 'Tbsi_Context_Create', 0x8028400f]);
+    // tbs=d: Wine refuses to load tbs.dll at all, as on a Windows without TPM Base Services.
+    const none = await probe<TbsProbe>(
+      w.nodeExe(),
+      'tbs',
+      { addon: win(TBS) },
+      {
+        WINEDLLOVERRIDES: `${w.env['WINEDLLOVERRIDES'] ?? ''};tbs=d`.replace(/^;/, ''),
+      },
+    );
+    assert.ok(none.create, 'contextCreate succeeded without tbs.dll');
+    assert.deepEqual([none.create.call, none.create.code], ['LoadLibrary(tbs.dll)', 126]); // ERROR_MOD_NOT_FOUND
   });
 
   test('a renamed host (spire-hw-plugins.exe) loads both addons', () => {
