@@ -20,7 +20,7 @@ ALLOWED_DLLS='^(kernel32|advapi32|msvcrt|ws2_32)\.dll$'
 
 need_cc() {
   command -v "$CC" >/dev/null || {
-    echo "native/build-win-addon.sh: $CC not found: install the Debian package gcc-mingw-w64-x86-64-win32 (scripts/ensure-deps.sh does)" >&2
+    echo "native/build-win-addon.sh: $CC not found: install the Debian package gcc-mingw-w64-x86-64-win32 (apt-get install gcc-mingw-w64-x86-64-win32)" >&2
     exit 1
   }
 }

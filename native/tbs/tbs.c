@@ -5,6 +5,7 @@
 //   submit(ctx, command: Uint8Array, maxResponse: number): Promise<Buffer>
 //                                 Tbsip_Submit_Command(locality 0, normal priority) on a libuv worker thread
 //   close(ctx): void              Tbsip_Context_Close; idempotent; also done when the handle is garbage collected
+//                                 (after the submits still queued on it)
 //
 // Errors carry own properties `call` and `code`: contextCreate throws {call:'LoadLibrary(tbs.dll)' |
 // 'GetProcAddress(<name>)', code: GetLastError()} or {call:'Tbsi_Context_Create', code: TBS_RESULT}; submit rejects
@@ -17,7 +18,8 @@
 // Concurrency: the caller serialises submits per context, but overlapping ones are still safe: a per-context lock
 // runs them one after the other, and a close() during a submit takes effect when the submit returns (the handle is
 // never closed under a running Tbsip_Submit_Command). Contexts are reference counted (the JS handle, and every queued
-// submit), so collecting the handle while a submit runs is safe too.
+// submit), so collecting the handle while a submit is queued is safe too: the submit completes, then the handle
+// is closed.
 #include "../win/napi-win.h"
 
 #include <windows.h>
@@ -97,10 +99,6 @@ typedef struct {
 
 static const napi_type_tag CTX_TAG = {0x8d6b1d2f0c7e4a19ull, 0xa35f90c2e14b7d66ull};
 
-static void ctx_release(tbs_ctx *c) {
-  if (InterlockedDecrement(&c->refs) == 0) free(c); // by then the handle is closed (close_request ran)
-}
-
 // Marks the context closed; closes the TBS handle now unless a submit is running (that submit closes it).
 static void ctx_close_request(tbs_ctx *c) {
   TBS_HCONTEXT to_close = NULL;
@@ -114,12 +112,18 @@ static void ctx_close_request(tbs_ctx *c) {
   if (to_close) tbs.close(to_close);
 }
 
+// Drops one reference (always on the main thread: the finalizer or a submit's completion, after its worker ran). The
+// last one closes the TBS handle unless close() did, so a handle collected with submits queued lets them finish.
+static void ctx_release(tbs_ctx *c) {
+  if (InterlockedDecrement(&c->refs) != 0) return;
+  if (!c->handle_closed) tbs.close(c->h);
+  free(c);
+}
+
 static void ctx_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  tbs_ctx *c = data;
-  ctx_close_request(c);
-  ctx_release(c);
+  ctx_release(data);
 }
 
 // ---- errors --------------------------------------------------------------------------------------------------------
