@@ -14,7 +14,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/scripts/lib.sh"
 
-APT_PKGS=(swtpm swtpm-tools softhsm2 libsofthsm2 tpm2-tools opensc gnutls-bin postgresql protobuf-compiler make g++ python3 wine wine64 gcc-mingw-w64-x86-64-win32)
+APT_PKGS=(swtpm swtpm-tools softhsm2 libsofthsm2 tpm2-tools opensc gnutls-bin postgresql protobuf-compiler make g++ python3 wine wine64 gcc-mingw-w64-x86-64-win32 g++-mingw-w64-x86-64-win32)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

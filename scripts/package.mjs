@@ -241,9 +241,7 @@ if (doWindows) {
   const winRelease = join(release, 'windows');
   mkdirSync(winRelease, { recursive: true });
   const winExe = join(winRelease, 'spire-hw-plugins.exe');
-  say(
-    `building the Windows single executable dist/release/windows/spire-hw-plugins.exe from ${relative(root, nodeExe) || nodeExe}`,
-  );
+  say(`building the Windows single executable dist/release/windows/spire-hw-plugins.exe from ${nodeExe}`);
   const winSum = buildSea({
     seaNode,
     executable: nodeExe,

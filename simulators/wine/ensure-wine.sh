@@ -114,16 +114,7 @@ for line in 24 26; do
     got="$(run_in_scratch "$dst.partial" -e "$probe" || true)"
     if [[ "$got" != "win32 v$ver" ]]; then
       say "node.exe $ver does not start under $wine_version (V8 needs VirtualAlloc2 placeholders); caching a copy with V8's lookup of VirtualAlloc2 renamed"
-      n="$(grep -c -a -o 'VirtualAlloc2' "$src" || true)"
-      [[ "$n" == 1 ]] || { echo "ensure-wine.sh: expected the name VirtualAlloc2 once in $src, found it $n times" >&2; exit 1; }
-      node -e '
-        const fs = require("fs");
-        const [src, dst] = process.argv.slice(1);
-        const d = fs.readFileSync(src);
-        const i = d.indexOf(Buffer.from("VirtualAlloc2\0"));
-        if (i < 0) process.exit(3);
-        Buffer.from("VirtualAllocX").copy(d, i);
-        fs.writeFileSync(dst, d);' "$src" "$dst.partial"
+      node "$here/v8-fallback.cjs" "$src" "$dst.partial"
       got="$(run_in_scratch "$dst.partial" -e "$probe" || true)"
       [[ "$got" == "win32 v$ver" ]] || { echo "ensure-wine.sh: node.exe $ver does not run under Wine: $got" >&2; exit 1; }
     fi

@@ -19,7 +19,7 @@
 // processes outlive their wineserver: wineProcesses() finds all processes of a prefix by WINEPREFIX in their
 // environment, and stopWineServer() and the exit hook kill them by PID. Everything started here runs under
 // `setpriv --pdeathsig KILL`, so a killed test process also takes its direct Wine children (and the wineserver) along.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -359,4 +359,24 @@ export async function stopWineServer(w: WineEnv): Promise<void> {
     if (s.serverDir) fs.rmSync(s.serverDir, { recursive: true, force: true });
     fs.rmSync(s.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A Windows Node executable as it can run under this Wine: the file itself, or under Wine 8.0 a copy in the private
+ * prefix with V8's VirtualAlloc2 lookup renamed (v8-fallback.cjs; the same change ensure-wine.sh makes to node.exe).
+ * For our release executable (a Node single executable built from node.exe), so tests run the shipped bytes but one
+ * name string. Tests that need SPIRE's plugin_checksum compute it over the file this returns.
+ */
+export function wineRunnableNode(w: WineEnv, exe: string): string {
+  if (!/^wine-8\./.test(w.wineVersion)) return exe;
+  const dir = path.join(w.prefix, 'drive_c', 'spire-hw-runnable');
+  fs.mkdirSync(dir, { recursive: true });
+  const st = fs.statSync(exe);
+  const dst = path.join(dir, `${st.size}-${Math.floor(st.mtimeMs)}-${path.basename(exe)}`);
+  if (!fs.existsSync(dst)) {
+    const script = path.join(path.dirname(ensureWineScript()), 'v8-fallback.cjs');
+    const r = spawnSync(process.execPath, [script, exe, dst], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`v8-fallback.cjs failed for ${exe}: ${r.stderr}`);
+  }
+  return dst;
 }
