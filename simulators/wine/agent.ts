@@ -8,7 +8,8 @@
 //   const [svid] = await spire.fetchX509Svid({ spiffeId });       // spire-agent.exe api fetch x509 -namedPipeName …
 import type { AgentRuntime, PluginDecl, PluginData, PluginType } from '../spire/harness';
 import { cachedSha256 } from '../spire/harness';
-import { runWine, wineCommand, type WineEnv } from './index';
+import * as path from 'node:path';
+import { runWine, wineCommand, wineRunnableNode, type WineEnv } from './index';
 
 let pipeCounter = 0;
 
@@ -71,6 +72,32 @@ export function wineNodePlugin(w: WineEnv, o: WineNodePluginOptions): PluginDecl
     pluginCmd: w.toWindowsPath(exe),
     pluginArgs: [w.toWindowsPath(o.script), ...(o.args ?? [])],
     pluginChecksum: o.checksum === false ? false : cachedSha256(exe),
+  };
+  if (o.pluginData !== undefined) decl.pluginData = o.pluginData;
+  return decl;
+}
+
+/** The Windows release executable in a checkout that ran `node scripts/package.mjs`. */
+export function windowsReleaseExe(): string {
+  // this file is dist/simulators/wine/agent.js
+  return path.resolve(__dirname, '..', '..', 'release', 'windows', 'spire-hw-plugins.exe');
+}
+
+/**
+ * One of our plugins as an operator installs it on Windows: the release executable (through wineRunnableNode under
+ * Wine 8.0), `plugin_args = [<program>]`, plugin_checksum over the file spire-agent.exe launches.
+ */
+export function wineReleasePlugin(
+  w: WineEnv,
+  o: { type: PluginType; name: string; program: string; pluginData?: PluginData; exe?: string },
+): PluginDecl {
+  const exe = wineRunnableNode(w, o.exe ?? windowsReleaseExe());
+  const decl: PluginDecl = {
+    type: o.type,
+    name: o.name,
+    pluginCmd: w.toWindowsPath(exe),
+    pluginArgs: [o.program],
+    pluginChecksum: cachedSha256(exe),
   };
   if (o.pluginData !== undefined) decl.pluginData = o.pluginData;
   return decl;
