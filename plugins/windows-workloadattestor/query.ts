@@ -62,6 +62,8 @@ export interface PrivilegeResult {
 /** The `winproc` addon's exports this plugin uses. */
 export interface WinprocAddon {
   queryProcess(pid: number, opts: { path: boolean; names: boolean }): unknown;
+  /** The same query on a worker thread (the event loop keeps running while LSA looks names up). */
+  queryProcessAsync?(pid: number, opts: { path: boolean; names: boolean }): Promise<unknown>;
   enableSeDebugPrivilege(): unknown;
 }
 
@@ -130,10 +132,26 @@ export function toWinApiError(e: unknown): unknown {
 export class AddonProcessQuery implements WindowsProcessQuery {
   constructor(readonly addon: WinprocAddon) {}
 
-  queryProcess(pid: number, opts: QueryOptions): WinProcessInfo {
+  queryProcess(pid: number, opts: QueryOptions): WinProcessInfo | Promise<WinProcessInfo> {
+    const o = { path: opts.path, names: opts.names };
+    if (typeof this.addon.queryProcessAsync === 'function') {
+      // Off the event loop: name lookups can wait on a domain controller (tens of ms per SID).
+      let p: Promise<unknown>;
+      try {
+        p = this.addon.queryProcessAsync(pid, o);
+      } catch (e) {
+        return Promise.reject(toWinApiError(e));
+      }
+      return Promise.resolve(p).then(
+        (raw) => checkProcessInfo(raw, opts),
+        (e: unknown) => {
+          throw toWinApiError(e);
+        },
+      );
+    }
     let raw: unknown;
     try {
-      raw = this.addon.queryProcess(pid, { path: opts.path, names: opts.names });
+      raw = this.addon.queryProcess(pid, o);
     } catch (e) {
       throw toWinApiError(e);
     }

@@ -68,6 +68,10 @@ interface WinprocProbe {
   debug: { ok: boolean; code?: number };
   restricted: { pid: number; info: Attempt<ProcessInfo>; helperExit: number | null };
   timing: Record<string, number>;
+  asyncSelf: Attempt<ProcessInfo>;
+  asyncDead: Attempt<ProcessInfo>;
+  asyncMany: Attempt<ProcessInfo[]>;
+  asyncBad: Attempt<unknown>;
 }
 interface TbsProbe {
   execPath: string;
@@ -213,6 +217,17 @@ describe('winproc in node.exe under Wine', () => {
     assert.equal(e.call, 'OpenProcess');
     assert.equal(e.code, 87); // ERROR_INVALID_PARAMETER
     assert.ok(e.message.length > 0 && !/[\r\n]$/.test(e.message), JSON.stringify(e.message));
+  });
+
+  test('queryProcessAsync (on a worker thread): the same answer, 64 at once, a dead PID as a rejection, bad arguments as TypeErrors', () => {
+    assert.deepEqual(ok(p.asyncSelf, 'queryProcessAsync(self)'), p.self);
+    const many = ok(p.asyncMany, '64 concurrent queryProcessAsync');
+    assert.equal(many.length, 64);
+    for (const r of many) assert.deepEqual(r, p.plain);
+    const e = err(p.asyncDead, 'queryProcessAsync(65279)');
+    assert.equal(e.call, 'OpenProcess');
+    assert.equal(e.code, 87);
+    assert.equal(err(p.asyncBad, 'queryProcessAsync(-1)').name, 'TypeError');
   });
 
   test('a child with a restricted token: Administrators is deny-only, not enabled; the rest as in the parent', () => {

@@ -24,6 +24,7 @@ interface WinProcessInfo {
 }
 interface WinprocAddon {
   queryProcess(pid: unknown, opts?: unknown): WinProcessInfo;
+  queryProcessAsync(pid: unknown, opts?: unknown): Promise<WinProcessInfo>;
   enableSeDebugPrivilege(): { ok: boolean; code?: number };
 }
 interface TbsAddon {
@@ -138,7 +139,15 @@ async function winproc(params: { addon: string; restrictedChild?: string }): Pro
     namesAndPath: microsPer(500, () => m.queryProcess(process.pid, { path: true, names: true })),
     path: microsPer(2000, () => m.queryProcess(process.pid, { path: true, names: false })),
   };
-  return { pid: process.pid, execPath: process.execPath, self, plain, noOpts, dead, bad, afterGarbage, debug, restricted, timing }; // prettier-ignore
+  // The worker-thread variant: the same answers, 64 at once, errors as rejections, bad arguments as TypeErrors.
+  const asyncSelf = await attemptAsync(() => m.queryProcessAsync(process.pid, { path: true, names: true }));
+  const asyncDead = await attemptAsync(() => m.queryProcessAsync(65279, { path: false, names: false }));
+  const asyncMany = await attemptAsync(() => Promise.all(Array.from({ length: 64 }, () => m.queryProcessAsync(process.pid, { path: false, names: false })))); // prettier-ignore
+  const asyncBad = attempt(() => m.queryProcessAsync(-1));
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < 200; i++) await m.queryProcessAsync(process.pid, { path: false, names: true });
+  const asyncNamesMicros = Number(process.hrtime.bigint() - t0) / 1000 / 200;
+  return { pid: process.pid, execPath: process.execPath, self, plain, noOpts, dead, bad, afterGarbage, debug, restricted, timing: { ...timing, asyncNames: asyncNamesMicros }, asyncSelf, asyncDead, asyncMany, asyncBad }; // prettier-ignore
 }
 
 /** One persistent TCP connection to swtpm's data channel: the raw round trip, for comparison with TBS. */

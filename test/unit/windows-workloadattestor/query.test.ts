@@ -15,6 +15,7 @@ import {
   AddonProcessQuery,
   loadWinprocAddon,
   type WinprocAddon,
+  type WinProcessInfo,
 } from '../../../plugins/windows-workloadattestor/query';
 import { TABLE_ENV, type FakeAddonTable } from './fake-addon';
 import { logsAt, tmpDir } from './fake-query';
@@ -31,9 +32,42 @@ const addon = (
 });
 const addonError = (call: string, code: number, message: string): Error =>
   Object.assign(new Error(message), { call, code });
+/** The addons in these tests have no queryProcessAsync: the answer is synchronous. */
+function sync(r: WinProcessInfo | Promise<WinProcessInfo>): WinProcessInfo {
+  assert.ok(!(r instanceof Promise), 'a synchronous answer');
+  return r;
+}
 const OK = { userSid: 'S-1-5-18', user: { account: 'SYSTEM', domain: 'NT AUTHORITY' }, groups: [] };
 
 describe('AddonProcessQuery', () => {
+  test('uses queryProcessAsync when the addon has it (off the event loop), with the same checks and error mapping', async () => {
+    let mode: 'ok' | 'fail' | 'bad' = 'ok';
+    const a = {
+      queryProcess: () => assert.fail('the synchronous query must not be used'),
+      queryProcessAsync: async (pid: number, opts: { path: boolean; names: boolean }) => {
+        if (mode === 'fail') throw addonError('OpenProcess', 87, 'The parameter is incorrect.');
+        if (mode === 'bad') return { userSid: 7 };
+        return { ...OK, path: opts.path ? `C:\\${pid}.exe` : undefined };
+      },
+      enableSeDebugPrivilege: () => ({ ok: true }),
+    };
+    const q = new AddonProcessQuery(a);
+    const r = q.queryProcess(5, { path: true, names: true });
+    assert.ok(r instanceof Promise);
+    assert.equal((await r).path, 'C:\\5.exe');
+    mode = 'fail';
+    await assert.rejects(Promise.resolve(q.queryProcess(5, { path: false, names: true })), (e: unknown) => {
+      assert.ok(e instanceof WinApiError);
+      assert.equal(e.call, 'OpenProcess');
+      assert.equal(e.code, 87);
+      return true;
+    });
+    mode = 'bad';
+    await assert.rejects(
+      Promise.resolve(q.queryProcess(5, { path: false, names: true })),
+      (e) => e instanceof AddonContractError,
+    );
+  });
   test("passes the PID and options through, returns the addon's answer", () => {
     const seen: unknown[] = [];
     const q = new AddonProcessQuery(
@@ -49,7 +83,7 @@ describe('AddonProcessQuery', () => {
         };
       }),
     );
-    const r = q.queryProcess(42, { path: true, names: true });
+    const r = sync(q.queryProcess(42, { path: true, names: true }));
     assert.deepEqual(seen, [[42, { path: true, names: true }]]);
     assert.deepEqual(r.groups, [
       { sid: 'S-1-1-0', attributes: 7, account: 'Everyone', domain: '' },
@@ -136,7 +170,7 @@ describe('AddonProcessQuery', () => {
     const q = new AddonProcessQuery(
       addon(() => ({ userSid: 'S-1', userLookupError: 1332, groups: [{ sid: 'S-1-1-0', attributes: 4 }] })),
     );
-    assert.deepEqual(q.queryProcess(1, { path: false, names: false }), {
+    assert.deepEqual(sync(q.queryProcess(1, { path: false, names: false })), {
       userSid: 'S-1',
       user: undefined,
       userLookupError: 1332,
