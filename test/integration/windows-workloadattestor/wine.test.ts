@@ -133,10 +133,12 @@ async function deadPid(attest: (pid: number) => Promise<AttestResponse>): Promis
   const pid = Number(r.stdout.trim());
   assert.ok(Number.isInteger(pid) && pid > 0, `PID from ${r.stdout}`);
   const end = Date.now() + 10_000;
-  while (await attest(pid).then(
-    () => true,
-    () => false,
-  )) {
+  while (
+    await attest(pid).then(
+      () => true,
+      () => false,
+    )
+  ) {
     if (Date.now() > end) assert.fail(`PID ${pid} still attests 10 s after its process exited`);
     await new Promise((res) => setTimeout(res, 100));
   }
@@ -304,56 +306,60 @@ describe('malformed input on the TCP port: statuses only, the process stays up',
     await stillGood();
   });
 
-  test('raw protobuf bodies and damaged gRPC framing (the fuzz SDK phases) over TCP', { timeout: 600_000 }, async (t) => {
-    const env = { ...fuzzEnv(), iterations: Number(process.env['FUZZ_ITERATIONS'] ?? 300) };
-    const ft = new FuzzTarget(p, 'windows-under-wine', env);
-    const methods = [
-      { path: ATTEST_PATH, streaming: false },
-      { path: '/spire.plugin.agent.workloadattestor.v1.WorkloadAttestor/AttestReference', streaming: false },
-    ];
-    // Hand-made bodies first: an over-long varint, a truncated length, a wrong wire type, garbage tags.
-    const handMade = [
-      [0x08, 0x80, 0x80, 0x80, 0x80, 0x08],
-      [0x08, 0xff],
-      [0x0a, 0x05, 0x01],
-      [0xff, 0xff, 0xff, 0xff],
-      [0x08],
-      [0x0d, 0x01],
-      [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
-    ];
-    await ft.phase(
-      'hand-made-bodies',
-      handMade.length,
-      (_rng, i) => Buffer.from(handMade[i]!),
-      (body) =>
-        outcomeOf(() =>
-          unary<Buffer, Buffer>(
-            p.conn.genericClient(
-              {
-                attest: {
-                  path: ATTEST_PATH,
-                  requestStream: false,
-                  responseStream: false,
-                  requestSerialize: (b: Buffer) => b,
-                  requestDeserialize: (b: Buffer) => b,
-                  responseSerialize: (b: Buffer) => b,
-                  responseDeserialize: (b: Buffer) => b,
+  test(
+    'raw protobuf bodies and damaged gRPC framing (the fuzz SDK phases) over TCP',
+    { timeout: 600_000 },
+    async (t) => {
+      const env = { ...fuzzEnv(), iterations: Number(process.env['FUZZ_ITERATIONS'] ?? 300) };
+      const ft = new FuzzTarget(p, 'windows-under-wine', env);
+      const methods = [
+        { path: ATTEST_PATH, streaming: false },
+        { path: '/spire.plugin.agent.workloadattestor.v1.WorkloadAttestor/AttestReference', streaming: false },
+      ];
+      // Hand-made bodies first: an over-long varint, a truncated length, a wrong wire type, garbage tags.
+      const handMade = [
+        [0x08, 0x80, 0x80, 0x80, 0x80, 0x08],
+        [0x08, 0xff],
+        [0x0a, 0x05, 0x01],
+        [0xff, 0xff, 0xff, 0xff],
+        [0x08],
+        [0x0d, 0x01],
+        [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+      ];
+      await ft.phase(
+        'hand-made-bodies',
+        handMade.length,
+        (_rng, i) => Buffer.from(handMade[i]!),
+        (body) =>
+          outcomeOf(() =>
+            unary<Buffer, Buffer>(
+              p.conn.genericClient(
+                {
+                  attest: {
+                    path: ATTEST_PATH,
+                    requestStream: false,
+                    responseStream: false,
+                    requestSerialize: (b: Buffer) => b,
+                    requestDeserialize: (b: Buffer) => b,
+                    responseSerialize: (b: Buffer) => b,
+                    responseDeserialize: (b: Buffer) => b,
+                  },
                 },
-              },
-              'RawWorkloadAttestor',
+                'RawWorkloadAttestor',
+              ),
+              'attest',
+              body,
             ),
-            'attest',
-            body,
           ),
-        ),
-    );
-    await protobufPhases(ft, methods, { count: env.iterations });
-    const streams = await framingPhase(ft, methods, Math.max(20, Math.round(env.iterations / 10)));
-    for (const line of diagnostics(ft)) t.diagnostic(line);
-    t.diagnostic(`${ft.totalCases()} cases (${streams} raw HTTP/2 streams), FUZZ_SEED=${env.seed}`);
-    assert.equal(ft.failureText(), '', ft.failureText());
-    await stillGood();
-  });
+      );
+      await protobufPhases(ft, methods, { count: env.iterations });
+      const streams = await framingPhase(ft, methods, Math.max(20, Math.round(env.iterations / 10)));
+      for (const line of diagnostics(ft)) t.diagnostic(line);
+      t.diagnostic(`${ft.totalCases()} cases (${streams} raw HTTP/2 streams), FUZZ_SEED=${env.seed}`);
+      assert.equal(ft.failureText(), '', ft.failureText());
+      await stillGood();
+    },
+  );
 
   test('bad HTTP/2 frames: the connection ends (GOAWAY or close), the process does not', async () => {
     const port = Number(p.handshake.address.slice(p.handshake.address.lastIndexOf(':') + 1));
