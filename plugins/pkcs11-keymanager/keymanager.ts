@@ -140,7 +140,12 @@ export class Pkcs11KeyManagerCore {
     try {
       m = acquireModule(cfg.modulePath, cfg.libraryParameters ? { libraryParameters: cfg.libraryParameters } : {});
     } catch (e) {
-      status.errors.push(`cannot load PKCS#11 module "${cfg.modulePath}": ${(e as Error).message}`);
+      // A load failure already names the module (module.ts); C_Initialize failures do not.
+      status.errors.push(
+        e instanceof Pkcs11LibError
+          ? e.message
+          : `cannot load PKCS#11 module "${cfg.modulePath}": ${(e as Error).message}`,
+      );
       return;
     }
     try {

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import * as pkcs11js from 'pkcs11js';
-import { CKR, Pkcs11Error, p11, toPkcs11Error } from './errors';
+import { CKR, Pkcs11Error, Pkcs11LibError, toPkcs11Error } from './errors';
 import { RwGate } from './gate';
 
 export interface ModuleOptions {
@@ -31,7 +31,15 @@ export class ModuleHandle {
     this.path = path;
     this.options = options;
     this.pkcs11 = new pkcs11js.PKCS11();
-    p11('load', () => this.pkcs11.load(path));
+    try {
+      this.pkcs11.load(path);
+    } catch (e) {
+      // pkcs11js reports dlopen's text (it names the file on Linux) or, on Windows, only "Win32 error <n>" of
+      // LoadLibrary: name the module here so the status says which file could not be loaded, on every platform.
+      const why = toPkcs11Error(e, 'load');
+      if (why instanceof Pkcs11Error) throw why;
+      throw new Pkcs11LibError('failed_precondition', `cannot load PKCS#11 module "${path}": ${why.message}`);
+    }
     this.initialize();
   }
 

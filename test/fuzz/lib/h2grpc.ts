@@ -71,10 +71,26 @@ const FRAME_GOAWAY = 0x7;
 const FRAME_WINDOW_UPDATE = 0x8;
 const FRAME_CONTINUATION = 0x9;
 
+/** Where a plugin's handshake says it listens: a unix socket path, or `host:port` (TCP, a Windows plugin). */
+export interface PluginAddress {
+  network: string;
+  address: string;
+}
+
+function connect(to: string | PluginAddress): net.Socket {
+  if (typeof to === 'string' || to.network === 'unix') return net.connect(typeof to === 'string' ? to : to.address);
+  const i = to.address.lastIndexOf(':');
+  return net.connect({ host: to.address.slice(0, i), port: Number(to.address.slice(i + 1)) });
+}
+
 /** One HTTP/2 connection carrying a batch of streams; resolves when each has ended (or the connection closed). */
-export function runStreams(socketPath: string, plans: StreamPlan[], timeoutMs = 20_000): Promise<StreamResult[]> {
+export function runStreams(
+  to: string | PluginAddress,
+  plans: StreamPlan[],
+  timeoutMs = 20_000,
+): Promise<StreamResult[]> {
   return new Promise((resolve) => {
-    const sock = net.connect(socketPath);
+    const sock = connect(to);
     const results: StreamResult[] = plans.map(() => ({}));
     const pending = new Set<number>(plans.map((_, i) => i));
     const dec = new HpackDecoder();

@@ -42,7 +42,8 @@ export async function protobufPhases(
   typeMethods: MethodSpec[],
   opts: { count?: number; sdkMethods?: MethodSpec[] } = {},
 ): Promise<void> {
-  const target = `unix:${t.plugin.handshake.address}`;
+  const hs = t.plugin.handshake;
+  const target = hs.network === 'unix' ? `unix:${hs.address}` : hs.address;
   const methods = [...typeMethods, ...(opts.sdkMethods ?? SDK_METHODS)];
   const clients = new Map(methods.map((m) => [m.path, new RawMethod(target, m.path, m.streaming)]));
   const unknown = new Map(UNKNOWN_PATHS.map((p) => [p, new RawMethod(target, p, false)]));
@@ -174,7 +175,7 @@ export async function framingPhase(
   methods: MethodSpec[],
   count = scaled(t.env, 0.02, 100),
 ): Promise<number> {
-  const path = t.plugin.handshake.address;
+  const path = t.plugin.handshake;
   let streams = 0;
   await t.phase(
     'grpc-framing',

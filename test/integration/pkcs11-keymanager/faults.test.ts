@@ -69,6 +69,22 @@ describe('configuration faults', () => {
     });
   });
 
+  test('a module_path that does not exist: FailedPrecondition naming the module, also in Validate', async () => {
+    const missing = tmpFile('no-such-module.so');
+    const km = new Pkcs11KeyManagerCore(recordingLogger());
+    await assert.rejects(km.apply(cfg({ module_path: missing })), (e: unknown) => {
+      assert.ok(e instanceof PluginError);
+      assert.equal(e.code, Code.FAILED_PRECONDITION, e.message);
+      assert.ok(e.message.includes(`cannot load PKCS#11 module "${missing}": `), e.message);
+      return true;
+    });
+    const status = { errors: [] as string[], notes: [] as string[] };
+    await km.validateLive(cfg({ module_path: missing }), status);
+    assert.equal(status.errors.length, 1);
+    // named once, not twice
+    assert.equal(status.errors[0]!.split('cannot load PKCS#11 module').length, 2, status.errors[0]);
+  });
+
   test('wrong PIN: clear error, exactly one C_Login, never retried', async () => {
     const before = loginCounter.attempts;
     const log = recordingLogger();

@@ -10,6 +10,10 @@ import {
   NodeAttestorClient,
   type PayloadOrChallengeResponse,
 } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
+import {
+  type NodeAttestorClient as ServerNodeAttestorClient,
+  type AttestResponse,
+} from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
 import { TpmDevidAgent, type AgentOverrides } from '../../../plugins/tpm-devid-agent/plugin';
 import { main as toolMain } from '../../../plugins/tools/tpm-devid/cli';
 import { Tpm, loadedHandles } from '@spire-hw/tpm2';
@@ -185,4 +189,48 @@ export async function tpmLoaded(
 
 export function pemCerts(text: string): Buffer[] {
   return parsePemCertificates(text);
+}
+
+export interface Relayed {
+  agentId?: string;
+  selectors?: string[];
+  canReattest?: boolean;
+  error?: string;
+}
+
+/**
+ * Relays one attestation between an agent plugin and a server plugin (in-process or spawned), as SPIRE's agent and
+ * server cores do: payload -> challenge -> response -> attributes.
+ */
+export function relay(agent: { client: NodeAttestorClient }, server: ServerNodeAttestorClient): Promise<Relayed> {
+  return new Promise((resolve) => {
+    const a = agent.client.aidAttestation();
+    const s = server.attest();
+    let done = false;
+    const end = (r: Relayed) => {
+      if (done) return;
+      done = true;
+      a.cancel();
+      s.cancel();
+      resolve(r);
+    };
+    a.on('data', (m: PayloadOrChallengeResponse) => {
+      if (m.data?.$case === 'payload') s.write({ request: { $case: 'payload', payload: m.data.payload } });
+      else if (m.data?.$case === 'challengeResponse')
+        s.write({ request: { $case: 'challengeResponse', challengeResponse: m.data.challengeResponse } });
+    });
+    s.on('data', (m: AttestResponse) => {
+      if (m.response?.$case === 'challenge') a.write({ challenge: m.response.challenge });
+      else if (m.response?.$case === 'agentAttributes') {
+        const at = m.response.agentAttributes;
+        end({ agentId: at.spiffeId, selectors: at.selectorValues, canReattest: at.canReattest });
+      }
+    });
+    a.on('error', (e: Error & { code?: number; details?: string }) =>
+      end({ error: `agent: ${e.details ?? e.message}` }),
+    );
+    s.on('error', (e: Error & { code?: number; details?: string }) =>
+      end({ error: `server: ${e.details ?? e.message}` }),
+    );
+  });
 }

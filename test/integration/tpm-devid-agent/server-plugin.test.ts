@@ -9,12 +9,8 @@ import { createSwtpm, type RunningSwtpm, type SwtpmInstance } from '../../../sim
 import { serverNodeAttestor } from '@spire-hw/sdk';
 import { startInProcess } from '@spire-hw/sdk/testing';
 import { TpmDevidServer } from '../../../plugins/tpm-devid-server/plugin';
-import {
-  NodeAttestorClient as ServerNAClient,
-  type AttestResponse,
-} from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
-import type { PayloadOrChallengeResponse } from '@spire-hw/proto/spire/plugin/agent/nodeattestor/v1/nodeattestor';
-import { hclFor, makeLabCa, pemCerts, startAgent, tempDir, tool, tpmLoaded } from './helpers';
+import { NodeAttestorClient as ServerNAClient } from '@spire-hw/proto/spire/plugin/server/nodeattestor/v1/nodeattestor';
+import { hclFor, makeLabCa, pemCerts, relay, startAgent, tempDir, tool, tpmLoaded } from './helpers';
 import type { AttestStats } from '../../../plugins/tpm-devid-agent/attest';
 import { TPM_CC } from '@spire-hw/tpm2';
 
@@ -33,50 +29,6 @@ after(async () => {
   await inst?.remove();
   await fsp.rm(work, { recursive: true, force: true });
 });
-
-interface Relayed {
-  agentId?: string;
-  selectors?: string[];
-  canReattest?: boolean;
-  error?: string;
-}
-
-/** Relays one attestation between the agent plugin and the server plugin. */
-function relay(
-  agent: ReturnType<typeof startAgent> extends Promise<infer T> ? T : never,
-  server: InstanceType<typeof ServerNAClient>,
-): Promise<Relayed> {
-  return new Promise((resolve) => {
-    const a = agent.client.aidAttestation();
-    const s = server.attest();
-    let done = false;
-    const end = (r: Relayed) => {
-      if (done) return;
-      done = true;
-      a.cancel();
-      s.cancel();
-      resolve(r);
-    };
-    a.on('data', (m: PayloadOrChallengeResponse) => {
-      if (m.data?.$case === 'payload') s.write({ request: { $case: 'payload', payload: m.data.payload } });
-      else if (m.data?.$case === 'challengeResponse')
-        s.write({ request: { $case: 'challengeResponse', challengeResponse: m.data.challengeResponse } });
-    });
-    s.on('data', (m: AttestResponse) => {
-      if (m.response?.$case === 'challenge') a.write({ challenge: m.response.challenge });
-      else if (m.response?.$case === 'agentAttributes') {
-        const at = m.response.agentAttributes;
-        end({ agentId: at.spiffeId, selectors: at.selectorValues, canReattest: at.canReattest });
-      }
-    });
-    a.on('error', (e: Error & { code?: number; details?: string }) =>
-      end({ error: `agent: ${e.details ?? e.message}` }),
-    );
-    s.on('error', (e: Error & { code?: number; details?: string }) =>
-      end({ error: `server: ${e.details ?? e.message}` }),
-    );
-  });
-}
 
 for (const keyType of ['rsa', 'ecc'] as const) {
   test(`${keyType.toUpperCase()}: our agent plugin attests to the tpm_devid server plugin over gRPC (swtpm over TCP)`, async () => {
